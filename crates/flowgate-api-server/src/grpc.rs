@@ -1,0 +1,88 @@
+//! `flowgate.keys.v1.KeyService`: resolves a virtual key by its keyed hash.
+
+use flowgate_db::Database;
+use flowgate_db::sqlx::{self, Row};
+use flowgate_proto::keys::key_service_server::KeyService;
+use flowgate_proto::keys::{ResolveKeyRequest, ResolveKeyResponse, VirtualKey};
+
+/// Looks keys up in the database. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct KeyResolver {
+    database: Database,
+}
+
+const NANOS_PER_USD: f64 = 1e9;
+
+fn json_list(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+fn to_u32(value: Option<i64>) -> u32 {
+    value.and_then(|v| u32::try_from(v).ok()).unwrap_or(0)
+}
+
+impl KeyResolver {
+    /// A resolver over `database`.
+    pub fn new(database: Database) -> Self {
+        Self { database }
+    }
+
+    /// The key whose current hash, or previous hash still inside its rotation grace period, is
+    /// `hash`.
+    pub async fn resolve(&self, hash: &[u8]) -> Result<Option<VirtualKey>, sqlx::Error> {
+        let now = flowgate_db::now_millis();
+        let row = sqlx::query(
+            "SELECT id, tenant_id, name, revoked_at, expires_at, allowed_models, ip_allowlist, budget_nanos, \
+             budget_period, rpm, tpm, requests_per_hour, max_parallel_requests, guardrail_policy, metadata \
+             FROM virtual_keys WHERE key_hash = $1 OR (previous_key_hash = $2 AND previous_key_expires_at > $3)",
+        )
+        .bind(hash.to_vec())
+        .bind(hash.to_vec())
+        .bind(now)
+        .fetch_optional(self.database.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let expires_at: Option<i64> = row.try_get("expires_at")?;
+        let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+        let budget_nanos: Option<i64> = row.try_get("budget_nanos")?;
+        Ok(Some(VirtualKey {
+            id: row.try_get("id")?,
+            tenant_id: row.try_get("tenant_id")?,
+            name: row.try_get("name")?,
+            revoked: revoked_at.is_some(),
+            expires_at: expires_at.map_or(0, |ms| ms / 1000),
+            allowed_models: json_list(&row.try_get::<String, _>("allowed_models")?),
+            ip_allowlist: json_list(&row.try_get::<String, _>("ip_allowlist")?),
+            #[expect(clippy::cast_precision_loss, reason = "budgets are far below 2^53 nano-dollars")]
+            budget_usd: budget_nanos.map_or(0.0, |n| n as f64 / NANOS_PER_USD),
+            budget_period: row.try_get("budget_period")?,
+            rpm: to_u32(row.try_get("rpm")?),
+            tpm: to_u32(row.try_get("tpm")?),
+            requests_per_hour: to_u32(row.try_get("requests_per_hour")?),
+            max_parallel_requests: to_u32(row.try_get("max_parallel_requests")?),
+            guardrail_policy_json: row.try_get("guardrail_policy")?,
+            metadata_json: row.try_get("metadata")?,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl KeyService for KeyResolver {
+    #[tracing::instrument(name = "keys.resolve", skip_all)]
+    async fn resolve_key(
+        &self,
+        request: tonic::Request<ResolveKeyRequest>,
+    ) -> Result<tonic::Response<ResolveKeyResponse>, tonic::Status> {
+        let hash = request.into_inner().key_hash;
+        if hash.len() != 32 {
+            return Err(tonic::Status::invalid_argument("key_hash must be 32 bytes"));
+        }
+        match self.resolve(&hash).await {
+            Ok(key) => Ok(tonic::Response::new(ResolveKeyResponse { key })),
+            Err(error) => {
+                tracing::error!(%error, "key lookup failed");
+                Err(tonic::Status::unavailable("key store unavailable"))
+            }
+        }
+    }
+}

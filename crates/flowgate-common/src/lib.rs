@@ -1,0 +1,20 @@
+//! What every Flowgate service shares: layered settings (defaults < YAML < `FLOWGATE__*` env < the
+//! seeds' env names), the shutdown signal, and the HTTP/gRPC server surface with `/health`, `/readyz`
+//! and `/metrics`.
+//!
+//! # Layout
+//! - [`auth`]: admin-key checks and the management JSON error shape.
+//! - [`keys`]: the virtual-key format, checksum and keyed hash.
+//! - [`settings`]: the configuration model, its loader and its validation.
+//! - [`server`]: the router every service starts from and the graceful `serve` loop.
+//! - [`metrics`]: the Prometheus registry shared by a process.
+//! - [`shutdown`]: SIGTERM/SIGINT into a `CancellationToken`.
+
+pub mod auth;
+pub mod keys;
+pub mod metrics;
+pub mod server;
+pub mod settings;
+pub mod shutdown;
+
+pub use settings::{ConfigError, Settings};

@@ -1,0 +1,183 @@
+use std::collections::HashMap;
+use std::io::Write;
+
+use secrecy::ExposeSecret;
+
+use super::*;
+
+fn yaml(text: &str) -> tempfile_path::TempYaml {
+    tempfile_path::TempYaml::new(text)
+}
+
+/// A tiny self-cleaning temp file, so the crate needs no tempfile dependency.
+mod tempfile_path {
+    use std::path::PathBuf;
+
+    pub(super) struct TempYaml(pub(super) PathBuf);
+
+    impl TempYaml {
+        pub(super) fn new(text: &str) -> Self {
+            let path = std::env::temp_dir().join(format!(
+                "flowgate-settings-{}-{}.yaml",
+                std::process::id(),
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+            ));
+            let mut file = std::fs::File::create(&path).unwrap();
+            super::Write::write_all(&mut file, text.as_bytes()).unwrap();
+            Self(path)
+        }
+    }
+
+    impl Drop for TempYaml {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+fn load(file: Option<&tempfile_path::TempYaml>, pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    Settings::load(&Sources { config_file: file.map(|f| f.0.clone()), env: env(pairs) })
+}
+
+#[test]
+fn defaults_match_the_documented_ports_and_values() {
+    let settings = load(None, &[]).unwrap();
+    assert_eq!(settings.proxy.port, 7775);
+    assert_eq!(settings.compliance.port, 7777);
+    assert_eq!(settings.api_server.port, 7778);
+    assert_eq!(settings.policy.port, 7782);
+    assert_eq!(settings.compliance.timeout_secs, 8);
+    assert_eq!(settings.proxy.stream_timeout_secs, 600);
+    assert!((settings.cache.semantic_threshold - 0.90).abs() < f64::EPSILON);
+    assert!(settings.database.url.is_none());
+    assert!(settings.model_list.is_empty());
+}
+
+#[test]
+fn env_overrides_file_and_seed_names_override_both() {
+    let file = yaml("proxy:\n  port: 9000\n  stream_timeout_secs: 100\ntelemetry:\n  log_level: warn\n");
+    let settings = load(
+        Some(&file),
+        &[
+            ("FLOWGATE__PROXY__PORT", "9100"),
+            ("FLOWGATE__PROXY__STREAM_TIMEOUT_SECS", "200"),
+            ("DISPATCH_STREAM_TIMEOUT_S", "300"),
+            ("LOG_LEVEL", "debug"),
+            ("REDIS_URL", "redis://a"),
+            ("KEYSTORE_REDIS_URL", "redis://b"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(settings.proxy.port, 9100, "FLOWGATE__ beats the file");
+    assert_eq!(settings.proxy.stream_timeout_secs, 300, "seed name beats FLOWGATE__");
+    assert_eq!(settings.telemetry.log_level, "debug");
+    assert_eq!(settings.redis.url.unwrap().expose_secret(), "redis://b", "KEYSTORE_REDIS_URL wins");
+}
+
+#[test]
+fn unknown_key_in_file_is_an_error_naming_it() {
+    let file = yaml("proxy:\n  prot: 9000\n");
+    let error = load(Some(&file), &[]).unwrap_err().to_string();
+    assert!(error.contains("prot"), "{error}");
+}
+
+#[test]
+fn bad_value_names_the_field() {
+    let file = yaml("proxy:\n  port: not-a-port\n");
+    let error = load(Some(&file), &[]).unwrap_err().to_string();
+    assert!(error.contains("proxy.port"), "{error}");
+}
+
+#[test]
+fn bad_env_value_names_the_field() {
+    let error = load(None, &[("COMPLIANCE_TIMEOUT_SECS", "soon")]).unwrap_err().to_string();
+    assert!(error.contains("compliance.timeout_secs"), "{error}");
+}
+
+#[test]
+fn missing_config_file_is_an_error() {
+    let error =
+        Settings::load(&Sources { config_file: Some("/nonexistent/flowgate.yaml".into()), env: HashMap::new() })
+            .unwrap_err()
+            .to_string();
+    assert!(error.contains("/nonexistent/flowgate.yaml"), "{error}");
+}
+
+#[test]
+fn litellm_model_list_parses_with_params_alias_and_env_keys() {
+    let file = yaml(
+        r"
+model_list:
+  - model_name: gpt-4o-mini
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_key: os.environ/TEST_OPENAI_KEY
+      rpm: 600
+      weight: 2
+  - model_name: claude-haiku
+    params:
+      model: anthropic/claude-3-5-haiku-latest
+  - model_name: local
+    litellm_params:
+      model: mock/echo
+router_settings:
+  routing_strategy: least-busy
+  num_retries: 3
+  fallbacks: [{gpt-4o-mini: [claude-haiku]}]
+litellm_settings:
+  drop_params: true
+",
+    );
+    let settings = load(Some(&file), &[("TEST_OPENAI_KEY", "sk-test-123")]).unwrap();
+    assert_eq!(settings.model_list.len(), 3);
+    let first = &settings.model_list[0].litellm_params;
+    assert_eq!(first.api_key.as_ref().unwrap().expose_secret(), "sk-test-123");
+    assert_eq!(first.provider().unwrap(), (Provider::OpenAi, "gpt-4o-mini"));
+    assert_eq!(first.base_url().unwrap(), "https://api.openai.com/v1");
+    assert_eq!(settings.model_list[1].litellm_params.provider().unwrap().0, Provider::Anthropic);
+    assert_eq!(settings.router_settings.routing_strategy, RoutingStrategy::LeastBusy);
+    assert_eq!(settings.router_settings.num_retries, 3);
+}
+
+#[test]
+fn unset_env_reference_names_the_field() {
+    let file = yaml(
+        "model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/x\n      api_key: os.environ/NOPE_NOT_SET\n",
+    );
+    let error = load(Some(&file), &[]).unwrap_err().to_string();
+    assert!(error.contains("model_list[0].litellm_params.api_key"), "{error}");
+    assert!(error.contains("NOPE_NOT_SET"), "{error}");
+}
+
+#[test]
+fn unknown_provider_and_bad_fallbacks_are_rejected() {
+    let file = yaml("model_list:\n  - model_name: a\n    litellm_params:\n      model: nosuch/x\n");
+    let error = load(Some(&file), &[]).unwrap_err().to_string();
+    assert!(error.contains("model_list[0].litellm_params.model"), "{error}");
+
+    let file = yaml(
+        "model_list:\n  - model_name: a\n    litellm_params:\n      model: mock/x\nrouter_settings:\n  fallbacks: [{a: [ghost]}]\n",
+    );
+    let error = load(Some(&file), &[]).unwrap_err().to_string();
+    assert!(error.contains("router_settings.fallbacks[0]") && error.contains("ghost"), "{error}");
+}
+
+#[test]
+fn unknown_routing_strategy_lists_the_choices() {
+    let file = yaml("router_settings:\n  routing_strategy: fastest\n");
+    let error = load(Some(&file), &[]).unwrap_err().to_string();
+    assert!(error.contains("router_settings.routing_strategy"), "{error}");
+    assert!(error.contains("simple-shuffle"), "{error}");
+}
+
+#[test]
+fn trusted_proxies_accept_comma_separated_env_and_reject_garbage() {
+    let settings = load(None, &[("FLOWGATE__PROXY__TRUSTED_PROXIES", "10.0.0.0/8,::1")]).unwrap();
+    assert_eq!(settings.proxy.trusted_proxies, vec!["10.0.0.0/8", "::1"]);
+    let error = load(None, &[("FLOWGATE__PROXY__TRUSTED_PROXIES", "10.0.0.0/99")]).unwrap_err().to_string();
+    assert!(error.contains("proxy.trusted_proxies[0]"), "{error}");
+}

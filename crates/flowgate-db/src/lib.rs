@@ -1,0 +1,48 @@
+//! Flowgate storage: the SQL store (PostgreSQL, or SQLite as the embedded default) with its
+//! refinery migrations, and the state shared by proxy replicas (Redis, or in-process when no Redis
+//! is configured).
+//!
+//! # Layout
+//! - [`Database`]: a connection pool over either backend, through sqlx's `Any` driver so one set of
+//!   portable queries serves both.
+//! - [`migrate`]: refinery migrations, one stream per backend, applied through a thin adapter over
+//!   a sqlx connection (no second database driver).
+//! - [`SharedState`]: counters and small values with expiry, in Redis or in process.
+
+mod database;
+pub mod migrate;
+mod shared;
+
+pub use database::{Backend, Database, Error};
+pub use shared::{SharedError, SharedState};
+pub use sqlx;
+
+/// Unix time in milliseconds, the timestamp format of every table.
+pub fn now_millis() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// `/readyz` check: the database answers `SELECT 1`.
+#[async_trait::async_trait]
+impl flowgate_common::server::ReadinessCheck for Database {
+    fn name(&self) -> &str {
+        "database"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.ping().await.map_err(|e| e.to_string())
+    }
+}
+
+/// `/readyz` check: Redis answers `PING` (always ready in process).
+#[async_trait::async_trait]
+impl flowgate_common::server::ReadinessCheck for SharedState {
+    fn name(&self) -> &str {
+        "redis"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.ping().await.map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,265 @@
+//! State shared by proxy replicas: counters and small values with an expiry.
+//!
+//! With a Redis URL the state lives in Redis (so every replica sees the same counters); without one
+//! it lives in process (moka), behind the same methods. Every key is prefixed, so tests and tenants
+//! of one Redis never collide.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deadpool_redis::redis::{self, AsyncCommands};
+use moka::Expiry;
+use secrecy::{ExposeSecret, SecretString};
+
+/// Failures of the shared state. Messages never contain the Redis URL's password.
+#[derive(Debug, thiserror::Error)]
+pub enum SharedError {
+    /// The Redis URL is malformed.
+    #[error("invalid Redis URL: {0}")]
+    Url(String),
+    /// Redis did not answer in time or refused the connection.
+    #[error("Redis unavailable: {0}")]
+    Unavailable(String),
+    /// A Redis command failed.
+    #[error("Redis command failed: {0}")]
+    Command(String),
+}
+
+impl From<redis::RedisError> for SharedError {
+    fn from(error: redis::RedisError) -> Self {
+        Self::Command(error.to_string())
+    }
+}
+
+/// Shared counters and values, in Redis or in process. Cheap to clone.
+#[derive(Clone)]
+pub struct SharedState {
+    inner: Inner,
+    prefix: Arc<str>,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Redis(deadpool_redis::Pool),
+    Local(moka::future::Cache<String, LocalValue>),
+}
+
+impl std::fmt::Debug for SharedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedState")
+            .field("backend", &if self.is_shared() { "redis" } else { "local" })
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug)]
+enum LocalData {
+    Bytes(Arc<[u8]>),
+    Counter(i64),
+}
+
+#[derive(Clone, Debug)]
+struct LocalValue {
+    data: LocalData,
+    ttl: Duration,
+}
+
+/// Values expire after their own TTL; a counter keeps the TTL of its first increment (a fixed
+/// window), a value rewritten with `set_ex` gets its new TTL.
+struct LocalExpiry;
+
+impl Expiry<String, LocalValue> for LocalExpiry {
+    fn expire_after_create(&self, _key: &String, value: &LocalValue, _now: Instant) -> Option<Duration> {
+        Some(value.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        value: &LocalValue,
+        _now: Instant,
+        current: Option<Duration>,
+    ) -> Option<Duration> {
+        match value.data {
+            LocalData::Counter(_) => current,
+            LocalData::Bytes(_) => Some(value.ttl),
+        }
+    }
+}
+
+/// Keys kept in process at most; the oldest are evicted first.
+const LOCAL_CAPACITY: u64 = 1_000_000;
+
+impl SharedState {
+    /// Redis at `url`, or in-process state when `url` is `None`. Connecting to Redis is lazy: a
+    /// Redis that is down at start does not stop the process; calls fail until it returns.
+    pub fn new(url: Option<&SecretString>, prefix: &str) -> Result<Self, SharedError> {
+        let inner = match url {
+            Some(url) => {
+                let mut config = deadpool_redis::Config::from_url(url.expose_secret());
+                let mut pool = deadpool_redis::PoolConfig::new(64);
+                pool.timeouts.wait = Some(Duration::from_millis(500));
+                pool.timeouts.create = Some(Duration::from_millis(500));
+                pool.timeouts.recycle = Some(Duration::from_millis(500));
+                config.pool = Some(pool);
+                let pool = config
+                    .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+                    .map_err(|e| SharedError::Url(e.to_string()))?;
+                Inner::Redis(pool)
+            }
+            None => Inner::Local(
+                moka::future::Cache::builder().max_capacity(LOCAL_CAPACITY).expire_after(LocalExpiry).build(),
+            ),
+        };
+        Ok(Self { inner, prefix: Arc::from(prefix) })
+    }
+
+    /// In-process state only; what a process uses without Redis, and the fallback when Redis is
+    /// down.
+    pub fn local(prefix: &str) -> Self {
+        // `new(None, ..)` cannot fail.
+        match Self::new(None, prefix) {
+            Ok(state) => state,
+            Err(_) => unreachable_local(),
+        }
+    }
+
+    /// True when backed by Redis (shared by replicas).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.inner, Inner::Redis(_))
+    }
+
+    /// The Redis pool, for scripts and pub/sub in the services; `None` in process.
+    pub fn redis(&self) -> Option<&deadpool_redis::Pool> {
+        match &self.inner {
+            Inner::Redis(pool) => Some(pool),
+            Inner::Local(_) => None,
+        }
+    }
+
+    /// The key prefix, for services that build their own Redis commands.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    async fn conn(pool: &deadpool_redis::Pool) -> Result<deadpool_redis::Connection, SharedError> {
+        pool.get().await.map_err(|e| SharedError::Unavailable(e.to_string()))
+    }
+
+    /// Checks the backend answers.
+    pub async fn ping(&self) -> Result<(), SharedError> {
+        match &self.inner {
+            Inner::Redis(pool) => {
+                let mut conn = Self::conn(pool).await?;
+                let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+                Ok(())
+            }
+            Inner::Local(_) => Ok(()),
+        }
+    }
+
+    /// The value at `key`, if present and not expired.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, SharedError> {
+        let key = self.key(key);
+        match &self.inner {
+            Inner::Redis(pool) => {
+                let mut conn = Self::conn(pool).await?;
+                Ok(conn.get(key).await?)
+            }
+            Inner::Local(cache) => Ok(cache.get(&key).await.map(|v| match v.data {
+                LocalData::Bytes(bytes) => bytes.to_vec(),
+                LocalData::Counter(n) => n.to_string().into_bytes(),
+            })),
+        }
+    }
+
+    /// Stores `value` at `key` for `ttl`.
+    pub async fn set_ex(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), SharedError> {
+        let key = self.key(key);
+        match &self.inner {
+            Inner::Redis(pool) => {
+                let mut conn = Self::conn(pool).await?;
+                let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+                let _: () = redis::cmd("SET").arg(key).arg(value).arg("PX").arg(millis).query_async(&mut conn).await?;
+                Ok(())
+            }
+            Inner::Local(cache) => {
+                cache.insert(key, LocalValue { data: LocalData::Bytes(Arc::from(value)), ttl }).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds `delta` to the counter at `key` and returns the new value. The counter is created at 0
+    /// with expiry `ttl` on first use and keeps that expiry (a fixed window).
+    pub async fn incr_by(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, SharedError> {
+        let key = self.key(key);
+        match &self.inner {
+            Inner::Redis(pool) => {
+                let mut conn = Self::conn(pool).await?;
+                let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+                // INCRBY then PEXPIRE NX: the expiry is set once, when the window opens.
+                let (value, _): (i64, i64) = redis::pipe()
+                    .atomic()
+                    .cmd("INCRBY")
+                    .arg(&key)
+                    .arg(delta)
+                    .cmd("PEXPIRE")
+                    .arg(&key)
+                    .arg(millis)
+                    .arg("NX")
+                    .query_async(&mut conn)
+                    .await?;
+                Ok(value)
+            }
+            Inner::Local(cache) => {
+                let result = cache
+                    .entry(key)
+                    .and_compute_with(|existing| {
+                        let current = match existing.map(moka::Entry::into_value) {
+                            Some(LocalValue { data: LocalData::Counter(n), .. }) => n,
+                            _ => 0,
+                        };
+                        let next = LocalValue { data: LocalData::Counter(current.saturating_add(delta)), ttl };
+                        std::future::ready(moka::ops::compute::Op::Put(next))
+                    })
+                    .await;
+                match result.into_entry().map(moka::Entry::into_value) {
+                    Some(LocalValue { data: LocalData::Counter(n), .. }) => Ok(n),
+                    _ => Ok(delta),
+                }
+            }
+        }
+    }
+
+    /// Removes `key`.
+    pub async fn delete(&self, key: &str) -> Result<(), SharedError> {
+        let key = self.key(key);
+        match &self.inner {
+            Inner::Redis(pool) => {
+                let mut conn = Self::conn(pool).await?;
+                let _: i64 = conn.del(key).await?;
+                Ok(())
+            }
+            Inner::Local(cache) => {
+                cache.invalidate(&key).await;
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cold]
+fn unreachable_local() -> ! {
+    // Building the in-process backend has no failure path; this is only here so `local` needs no
+    // `expect`.
+    panic!("in-process shared state cannot fail to build")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,77 @@
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use super::*;
+
+fn redis_url() -> Option<SecretString> {
+    let url = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    Some(SecretString::from(url))
+}
+
+async fn backends() -> Vec<SharedState> {
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4());
+    let mut states = vec![SharedState::local(&prefix)];
+    let redis = SharedState::new(redis_url().as_ref(), &prefix).unwrap();
+    match redis.ping().await {
+        Ok(()) => states.push(redis),
+        Err(error) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true and Redis is unreachable: {error}")
+        }
+        Err(error) => eprintln!("SKIPPING the Redis half of this test, Redis unreachable: {error}"),
+    }
+    states
+}
+
+#[tokio::test]
+async fn counters_add_up_and_expire_as_a_window() {
+    for state in backends().await {
+        assert_eq!(state.incr_by("c", 2, Duration::from_millis(300)).await.unwrap(), 2);
+        assert_eq!(state.incr_by("c", 3, Duration::from_secs(60)).await.unwrap(), 5);
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        assert_eq!(
+            state.incr_by("c", 1, Duration::from_secs(60)).await.unwrap(),
+            1,
+            "the window opened by the first increment expired ({state:?})"
+        );
+    }
+}
+
+#[tokio::test]
+async fn values_round_trip_and_expire() {
+    for state in backends().await {
+        state.set_ex("v", b"hello", Duration::from_millis(300)).await.unwrap();
+        assert_eq!(state.get("v").await.unwrap().as_deref(), Some(&b"hello"[..]));
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        assert_eq!(state.get("v").await.unwrap(), None, "{state:?}");
+        state.set_ex("w", b"x", Duration::from_secs(60)).await.unwrap();
+        state.delete("w").await.unwrap();
+        assert_eq!(state.get("w").await.unwrap(), None);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_increments_are_not_lost() {
+    for state in backends().await {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..50 {
+            let state = state.clone();
+            tasks.spawn(async move { state.incr_by("n", 1, Duration::from_secs(60)).await.unwrap() });
+        }
+        let mut seen = Vec::new();
+        while let Some(value) = tasks.join_next().await {
+            seen.push(value.unwrap());
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=50).collect::<Vec<_>>(), "{state:?}");
+    }
+}
+
+#[tokio::test]
+async fn unreachable_redis_reports_unavailable_quickly() {
+    let state = SharedState::new(Some(&SecretString::from("redis://127.0.0.1:1")), "x:").unwrap();
+    let started = std::time::Instant::now();
+    let error = state.ping().await.unwrap_err();
+    assert!(matches!(error, SharedError::Unavailable(_)), "{error:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}

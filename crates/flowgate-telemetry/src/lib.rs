@@ -1,0 +1,111 @@
+//! Logging and tracing for every Flowgate process: human-readable or JSON logs through `tracing`,
+//! filtered by `LOG_LEVEL`, and OpenTelemetry traces exported over OTLP/gRPC when an endpoint is
+//! configured. W3C `traceparent` is the propagation format.
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// What telemetry to set up. Built by the binary from its settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `tracing` filter directive, e.g. `info,flowgate_proxy=debug`.
+    pub log_level: String,
+    /// One JSON object per line instead of human-readable lines.
+    pub json: bool,
+    /// OTLP/gRPC endpoint; `None` disables trace export.
+    pub otlp_endpoint: Option<String>,
+    /// Fraction of root traces sampled.
+    pub sample_ratio: f64,
+    /// `service.name` resource attribute, e.g. `flowgate-proxy`.
+    pub service_name: String,
+}
+
+/// Why telemetry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// `LOG_LEVEL` is not a valid filter directive.
+    #[error("invalid LOG_LEVEL `{directive}`: {message}")]
+    Filter {
+        /// The directive given.
+        directive: String,
+        /// The parser's complaint.
+        message: String,
+    },
+    /// The OTLP exporter could not be built.
+    #[error("cannot start OTLP trace export: {0}")]
+    Exporter(String),
+    /// A global subscriber was already installed.
+    #[error("tracing was already initialised: {0}")]
+    AlreadyInitialised(String),
+}
+
+/// Keeps the trace pipeline alive; call [`Guard::shutdown`] before exit to flush spans.
+#[derive(Debug)]
+pub struct Guard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Guard {
+    /// Flushes and stops trace export.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(error) = provider.shutdown()
+        {
+            tracing::warn!(%error, "trace exporter did not shut down cleanly");
+        }
+    }
+}
+
+/// Installs the global subscriber. Call once per process, inside a Tokio runtime when OTLP export
+/// is enabled.
+pub fn init(config: &Config) -> Result<Guard, InitError> {
+    let filter = EnvFilter::try_new(&config.log_level)
+        .map_err(|error| InitError::Filter { directive: config.log_level.clone(), message: error.to_string() })?;
+    let fmt_layer = if config.json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed()
+    };
+
+    let (provider, otel_layer) = match &config.otlp_endpoint {
+        Some(endpoint) => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint.clone())
+                .build()
+                .map_err(|error| InitError::Exporter(error.to_string()))?;
+            let provider = SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(config.sample_ratio))))
+                .with_resource(
+                    opentelemetry_sdk::Resource::builder().with_service_name(config.service_name.clone()).build(),
+                )
+                .build();
+            opentelemetry::global::set_text_map_propagator(
+                opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+            );
+            opentelemetry::global::set_tracer_provider(provider.clone());
+            let tracer = provider.tracer("flowgate");
+            (Some(provider), Some(tracing_opentelemetry::layer().with_tracer(tracer)))
+        }
+        None => (None, None),
+    };
+
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt_layer)
+        .with(otel_layer)
+        .try_init()
+        .map_err(|error| InitError::AlreadyInitialised(error.to_string()))?;
+    Ok(Guard { provider })
+}

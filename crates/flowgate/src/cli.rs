@@ -1,0 +1,176 @@
+//! Command-line definitions only; behaviour lives in `dispatch`.
+//!
+//! The mode comes from the first argument, else `SERVICE_TYPE`, else its alias `SCAIGRID_MODE`.
+
+use std::path::PathBuf;
+
+/// Environment variable selecting the mode.
+pub const ENV_SERVICE_TYPE: &str = "SERVICE_TYPE";
+/// The seeds' alias for [`ENV_SERVICE_TYPE`].
+pub const ENV_SCAIGRID_MODE: &str = "SCAIGRID_MODE";
+
+/// Flowgate: a self-hostable LLM gateway. One binary, every service.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "flowgate",
+    version,
+    about,
+    long_about = "Flowgate: a self-hostable LLM gateway. One binary, every service.\n\n\
+The mode is the first argument, or SERVICE_TYPE (alias SCAIGRID_MODE).\n\
+Configuration precedence, lowest to highest: built-in defaults < YAML file (--config or \
+FLOWGATE_CONFIG) < FLOWGATE__SECTION__KEY environment variables < DATABASE_URL, REDIS_URL, \
+ADMIN_API_KEY and the other documented environment names."
+)]
+pub struct Cli {
+    /// YAML configuration file (also `FLOWGATE_CONFIG`).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// What to run. Without one, `SERVICE_TYPE` or `SCAIGRID_MODE` decides.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Modes and one-shot commands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// The data plane: OpenAI/Anthropic-compatible API (port 7775).
+    Proxy,
+    /// The management plane (port 7778).
+    ApiServer,
+    /// Content scanning (port 7777).
+    Compliance,
+    /// Guardrail rule-set evaluation (port 7782).
+    #[command(alias = "policy-perfect")]
+    Policy,
+    /// Apply database migrations, then exit.
+    Migrate,
+    /// Every service in one process (the embedded default).
+    All,
+    /// Exit 0 when this container's service answers GET /health (for Docker HEALTHCHECK).
+    Healthcheck,
+}
+
+/// The long-running modes and `migrate`, as named in `SERVICE_TYPE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `proxy`
+    Proxy,
+    /// `api-server`
+    ApiServer,
+    /// `compliance`
+    Compliance,
+    /// `policy` or `policy-perfect`
+    Policy,
+    /// `migrate`
+    Migrate,
+    /// `all`
+    All,
+}
+
+/// Valid values of `SERVICE_TYPE`, for error messages.
+pub const VALID_MODES: &str = "proxy, api-server, compliance, policy (alias policy-perfect), migrate, all";
+
+impl Mode {
+    /// Parses a `SERVICE_TYPE` value.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value.trim() {
+            "proxy" => Ok(Self::Proxy),
+            "api-server" | "api_server" => Ok(Self::ApiServer),
+            "compliance" => Ok(Self::Compliance),
+            "policy" | "policy-perfect" => Ok(Self::Policy),
+            "migrate" => Ok(Self::Migrate),
+            "all" => Ok(Self::All),
+            other => Err(format!("unknown mode `{other}`; valid modes: {VALID_MODES}")),
+        }
+    }
+
+    /// The name used in logs and `service.name`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Proxy => "proxy",
+            Self::ApiServer => "api-server",
+            Self::Compliance => "compliance",
+            Self::Policy => "policy",
+            Self::Migrate => "migrate",
+            Self::All => "all",
+        }
+    }
+}
+
+/// What the process will do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Run a mode.
+    Run(Mode),
+    /// Probe the local service's `/health`.
+    Healthcheck(Option<Mode>),
+}
+
+/// Picks the action from the command line, then `SERVICE_TYPE`, then `SCAIGRID_MODE` (values read
+/// through `env` so tests need not touch the process environment).
+pub fn resolve(cli: &Cli, env: impl Fn(&str) -> Option<String>) -> Result<Action, String> {
+    let from_env = || -> Result<Option<Mode>, String> {
+        for name in [ENV_SERVICE_TYPE, ENV_SCAIGRID_MODE] {
+            if let Some(value) = env(name).filter(|v| !v.trim().is_empty()) {
+                return Mode::parse(&value).map(Some).map_err(|e| format!("{name}: {e}"));
+            }
+        }
+        Ok(None)
+    };
+    let mode = match &cli.command {
+        Some(Command::Proxy) => Mode::Proxy,
+        Some(Command::ApiServer) => Mode::ApiServer,
+        Some(Command::Compliance) => Mode::Compliance,
+        Some(Command::Policy) => Mode::Policy,
+        Some(Command::Migrate) => Mode::Migrate,
+        Some(Command::All) => Mode::All,
+        Some(Command::Healthcheck) => return Ok(Action::Healthcheck(from_env()?)),
+        None => from_env()?.ok_or_else(|| {
+            format!("no mode given: pass one as the first argument or set SERVICE_TYPE; valid modes: {VALID_MODES}")
+        })?,
+    };
+    Ok(Action::Run(mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn action(args: &[&str], env: &[(&str, &str)]) -> Result<Action, String> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("flowgate").chain(args.iter().copied())).map_err(|e| e.to_string())?;
+        resolve(&cli, |name| env.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned()))
+    }
+
+    #[test]
+    fn argument_beats_env() {
+        assert_eq!(action(&["proxy"], &[("SERVICE_TYPE", "all")]), Ok(Action::Run(Mode::Proxy)));
+    }
+
+    #[test]
+    fn service_type_beats_scaigrid_mode() {
+        assert_eq!(
+            action(&[], &[("SERVICE_TYPE", "api-server"), ("SCAIGRID_MODE", "proxy")]),
+            Ok(Action::Run(Mode::ApiServer))
+        );
+        assert_eq!(action(&[], &[("SCAIGRID_MODE", "policy-perfect")]), Ok(Action::Run(Mode::Policy)));
+        assert_eq!(action(&["policy-perfect"], &[]), Ok(Action::Run(Mode::Policy)));
+    }
+
+    #[test]
+    fn unknown_or_missing_mode_lists_valid_ones() {
+        let error = action(&[], &[("SERVICE_TYPE", "gateway")]).unwrap_err();
+        assert!(error.contains("gateway") && error.contains(VALID_MODES), "{error}");
+        let error = action(&[], &[]).unwrap_err();
+        assert!(error.contains(VALID_MODES), "{error}");
+    }
+
+    #[test]
+    fn config_flag_is_global() {
+        let cli = Cli::try_parse_from(["flowgate", "all", "--config", "x.yaml"]).unwrap();
+        assert_eq!(cli.config.as_deref(), Some(std::path::Path::new("x.yaml")));
+    }
+}

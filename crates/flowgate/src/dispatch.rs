@@ -1,0 +1,201 @@
+//! Runs a mode: builds the service applications from settings and serves them until SIGTERM.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use flowgate_common::Settings;
+use flowgate_common::metrics::Metrics;
+use flowgate_db::{Database, SharedState, migrate};
+use flowgate_proxy::peers::Peer;
+use secrecy::SecretString;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::Mode;
+use crate::secrets::{self, ADMIN_KEY_FILE, HASH_SECRET_FILE};
+
+/// Key prefix of everything Flowgate stores in Redis.
+const REDIS_PREFIX: &str = "flowgate:";
+
+async fn connect_database(settings: &Settings) -> anyhow::Result<Database> {
+    Database::connect(
+        settings.database.url.as_ref(),
+        &settings.storage.data_dir,
+        settings.database.max_connections,
+        Duration::from_secs(settings.database.connect_timeout_secs),
+    )
+    .await
+    .context("connecting to the database")
+}
+
+fn admin_key(settings: &Settings, generate: bool) -> anyhow::Result<Arc<SecretString>> {
+    let (key, path) = secrets::load_or_generate(
+        settings.security.admin_api_key.as_ref(),
+        &settings.storage.data_dir,
+        ADMIN_KEY_FILE,
+        "fg-admin-",
+        generate,
+        "ADMIN_API_KEY",
+    )?;
+    if let Some(path) = path {
+        tracing::info!(path = %path.display(), "admin API key not configured; using the generated key stored in this file");
+    }
+    Ok(Arc::new(key))
+}
+
+fn hash_secret(settings: &Settings, generate: bool) -> anyhow::Result<SecretString> {
+    let (secret, _) = secrets::load_or_generate(
+        settings.security.key_hash_secret.as_ref(),
+        &settings.storage.data_dir,
+        HASH_SECRET_FILE,
+        "",
+        generate,
+        "security.key_hash_secret (FLOWGATE__SECURITY__KEY_HASH_SECRET)",
+    )?;
+    Ok(secret)
+}
+
+fn grpc_timeout(settings: &Settings) -> Duration {
+    Duration::from_secs(settings.compliance.timeout_secs.max(1))
+}
+
+/// Runs `mode` until SIGTERM/SIGINT (or, for `migrate`, until done).
+pub(crate) async fn run(mode: Mode, settings: Settings) -> anyhow::Result<()> {
+    if settings.litellm_settings.is_some() || settings.general_settings.is_some() {
+        tracing::warn!("litellm_settings and general_settings are accepted for compatibility and ignored");
+    }
+    if mode == Mode::Migrate {
+        let database = connect_database(&settings).await?;
+        let outcome = migrate::run(&database).await.context("applying migrations")?;
+        if outcome.applied.is_empty() {
+            tracing::info!(backend = ?database.backend(), "database schema is up to date");
+        } else {
+            tracing::info!(backend = ?database.backend(), applied = ?outcome.applied, "migrations applied");
+        }
+        database.close().await;
+        return Ok(());
+    }
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(flowgate_common::shutdown::cancel_on_signal(shutdown.clone()));
+    let metrics = Metrics::new();
+    let mut services: JoinSet<(&'static str, std::io::Result<()>)> = JoinSet::new();
+    let generate = mode == Mode::All;
+
+    match mode {
+        Mode::Compliance => {
+            let app = flowgate_compliance::Application::build(&settings, admin_key(&settings, false)?, metrics).await?;
+            services.spawn(run_service(flowgate_compliance::SERVICE, app.run_until_stopped(shutdown.clone())));
+        }
+        Mode::Policy => {
+            let app = flowgate_policy::Application::build(&settings, admin_key(&settings, false)?, metrics).await?;
+            services.spawn(run_service(flowgate_policy::SERVICE, app.run_until_stopped(shutdown.clone())));
+        }
+        Mode::ApiServer => {
+            let database = connect_database(&settings).await?;
+            migrate::check_current(&database).await?;
+            let deps = flowgate_api_server::Dependencies { database, admin_key: admin_key(&settings, false)?, metrics };
+            let app = flowgate_api_server::Application::build(&settings, deps).await?;
+            services.spawn(run_service(flowgate_api_server::SERVICE, app.run_until_stopped(shutdown.clone())));
+        }
+        Mode::Proxy => {
+            let _hash_secret = hash_secret(&settings, false)?;
+            let timeout = grpc_timeout(&settings);
+            let deps = flowgate_proxy::Dependencies {
+                shared: SharedState::new(settings.redis.url.as_ref(), REDIS_PREFIX)?,
+                keys: Peer::remote(&settings.proxy.api_server_url, timeout)?,
+                compliance: Peer::remote(&settings.proxy.compliance_url, timeout)?,
+                policy: Peer::remote(&settings.proxy.policy_url, timeout)?,
+                metrics,
+            };
+            let app = flowgate_proxy::Application::build(&settings, deps).await?;
+            services.spawn(run_service(flowgate_proxy::SERVICE, app.run_until_stopped(shutdown.clone())));
+        }
+        Mode::All => {
+            let database = connect_database(&settings).await?;
+            let outcome = migrate::run(&database).await.context("applying migrations")?;
+            if !outcome.applied.is_empty() {
+                tracing::info!(applied = ?outcome.applied, "migrations applied");
+            }
+            let admin = admin_key(&settings, generate)?;
+            let _hash_secret = hash_secret(&settings, generate)?;
+            let api = flowgate_api_server::Application::build(
+                &settings,
+                flowgate_api_server::Dependencies {
+                    database: database.clone(),
+                    admin_key: admin.clone(),
+                    metrics: metrics.clone(),
+                },
+            )
+            .await?;
+            let compliance = flowgate_compliance::Application::build(&settings, admin.clone(), metrics.clone()).await?;
+            let policy = flowgate_policy::Application::build(&settings, admin.clone(), metrics.clone()).await?;
+            let deps = flowgate_proxy::Dependencies {
+                shared: SharedState::new(settings.redis.url.as_ref(), REDIS_PREFIX)?,
+                keys: Peer::Local(Arc::new(api.key_resolver())),
+                compliance: Peer::Local(Arc::new(compliance.scanner())),
+                policy: Peer::Local(Arc::new(policy.evaluator())),
+                metrics,
+            };
+            let proxy = flowgate_proxy::Application::build(&settings, deps).await?;
+            services.spawn(run_service(flowgate_proxy::SERVICE, proxy.run_until_stopped(shutdown.clone())));
+            services.spawn(run_service(flowgate_api_server::SERVICE, api.run_until_stopped(shutdown.clone())));
+            services.spawn(run_service(flowgate_compliance::SERVICE, compliance.run_until_stopped(shutdown.clone())));
+            services.spawn(run_service(flowgate_policy::SERVICE, policy.run_until_stopped(shutdown.clone())));
+        }
+        Mode::Migrate => unreachable_migrate(),
+    }
+
+    let mut failure = None;
+    while let Some(joined) = services.join_next().await {
+        let (service, result) = joined.context("service task panicked")?;
+        if let Err(error) = result {
+            tracing::error!(service, %error, "service failed; stopping the others");
+            failure.get_or_insert(anyhow::anyhow!("{service}: {error}"));
+            shutdown.cancel();
+        } else if !shutdown.is_cancelled() {
+            // A server that returns without being asked to stop is a failure of the process.
+            failure.get_or_insert(anyhow::anyhow!("{service} stopped unexpectedly"));
+            shutdown.cancel();
+        }
+    }
+    tracing::info!("shutdown complete");
+    failure.map_or(Ok(()), Err)
+}
+
+async fn run_service(
+    name: &'static str,
+    future: impl Future<Output = std::io::Result<()>>,
+) -> (&'static str, std::io::Result<()>) {
+    (name, future.await)
+}
+
+#[cold]
+fn unreachable_migrate() -> ! {
+    // `run` returns early for migrate; this arm only keeps the match exhaustive.
+    panic!("migrate is handled before services start")
+}
+
+/// `flowgate healthcheck`: GET /health on this container's service port; exit 0 on 200.
+pub(crate) async fn healthcheck(settings: &Settings, mode: Option<Mode>) -> ExitCode {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = match mode.unwrap_or(Mode::All) {
+        Mode::ApiServer => settings.api_server.port,
+        Mode::Compliance => settings.compliance.port,
+        Mode::Policy => settings.policy.port,
+        Mode::Proxy | Mode::All | Mode::Migrate => settings.proxy.port,
+    };
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n").await?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await?;
+        Ok::<bool, std::io::Error>(head.starts_with(b"HTTP/1.") && &head[9..12] == b"200")
+    };
+    match tokio::time::timeout(Duration::from_secs(3), probe).await {
+        Ok(Ok(true)) => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    }
+}

@@ -1,0 +1,7 @@
+//! Black-box tests of the `flowgate` binary: modes, configuration, migrations, gRPC, shutdown.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on setup errors")]
+
+mod grpc;
+mod modes;
+mod shutdown;

