@@ -41,6 +41,10 @@ pub enum InitError {
 pub struct Dependencies {
     /// The SQL store (migrated).
     pub database: Database,
+    /// Shared state: key-invalidation messages to the proxies go out through it.
+    pub shared: flowgate_db::SharedState,
+    /// Keyed hash of virtual keys (the same secret as the proxies').
+    pub hasher: flowgate_common::keys::KeyHasher,
     /// Admin bearer token for the management API.
     pub admin_key: Arc<SecretString>,
     /// Process metrics.

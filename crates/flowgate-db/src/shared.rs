@@ -36,12 +36,23 @@ impl From<redis::RedisError> for SharedError {
 pub struct SharedState {
     inner: Inner,
     prefix: Arc<str>,
+    channels: Arc<std::sync::Mutex<std::collections::HashMap<String, tokio::sync::broadcast::Sender<Notification>>>>,
 }
 
 #[derive(Clone)]
 enum Inner {
-    Redis(deadpool_redis::Pool),
+    Redis { pool: deadpool_redis::Pool, client: redis::Client },
     Local(moka::future::Cache<String, LocalValue>),
+}
+
+/// What a subscriber of a channel receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notification {
+    /// A published message.
+    Message(String),
+    /// The subscription was re-established after Redis was unreachable: messages may have been
+    /// missed, so anything cached on their account should be dropped.
+    Resync,
 }
 
 impl std::fmt::Debug for SharedState {
@@ -97,6 +108,7 @@ impl SharedState {
     pub fn new(url: Option<&SecretString>, prefix: &str) -> Result<Self, SharedError> {
         let inner = match url {
             Some(url) => {
+                let client = redis::Client::open(url.expose_secret()).map_err(|e| SharedError::Url(e.to_string()))?;
                 let mut config = deadpool_redis::Config::from_url(url.expose_secret());
                 let mut pool = deadpool_redis::PoolConfig::new(64);
                 pool.timeouts.wait = Some(Duration::from_millis(500));
@@ -106,13 +118,13 @@ impl SharedState {
                 let pool = config
                     .create_pool(Some(deadpool_redis::Runtime::Tokio1))
                     .map_err(|e| SharedError::Url(e.to_string()))?;
-                Inner::Redis(pool)
+                Inner::Redis { pool, client }
             }
             None => Inner::Local(
                 moka::future::Cache::builder().max_capacity(LOCAL_CAPACITY).expire_after(LocalExpiry).build(),
             ),
         };
-        Ok(Self { inner, prefix: Arc::from(prefix) })
+        Ok(Self { inner, prefix: Arc::from(prefix), channels: Arc::default() })
     }
 
     /// In-process state only; what a process uses without Redis, and the fallback when Redis is
@@ -127,13 +139,13 @@ impl SharedState {
 
     /// True when backed by Redis (shared by replicas).
     pub fn is_shared(&self) -> bool {
-        matches!(self.inner, Inner::Redis(_))
+        matches!(self.inner, Inner::Redis { .. })
     }
 
     /// The Redis pool, for scripts and pub/sub in the services; `None` in process.
     pub fn redis(&self) -> Option<&deadpool_redis::Pool> {
         match &self.inner {
-            Inner::Redis(pool) => Some(pool),
+            Inner::Redis { pool, .. } => Some(pool),
             Inner::Local(_) => None,
         }
     }
@@ -154,7 +166,7 @@ impl SharedState {
     /// Checks the backend answers.
     pub async fn ping(&self) -> Result<(), SharedError> {
         match &self.inner {
-            Inner::Redis(pool) => {
+            Inner::Redis { pool, .. } => {
                 let mut conn = Self::conn(pool).await?;
                 let _: String = redis::cmd("PING").query_async(&mut conn).await?;
                 Ok(())
@@ -167,7 +179,7 @@ impl SharedState {
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, SharedError> {
         let key = self.key(key);
         match &self.inner {
-            Inner::Redis(pool) => {
+            Inner::Redis { pool, .. } => {
                 let mut conn = Self::conn(pool).await?;
                 Ok(conn.get(key).await?)
             }
@@ -182,7 +194,7 @@ impl SharedState {
     pub async fn set_ex(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), SharedError> {
         let key = self.key(key);
         match &self.inner {
-            Inner::Redis(pool) => {
+            Inner::Redis { pool, .. } => {
                 let mut conn = Self::conn(pool).await?;
                 let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
                 let _: () = redis::cmd("SET").arg(key).arg(value).arg("PX").arg(millis).query_async(&mut conn).await?;
@@ -200,7 +212,7 @@ impl SharedState {
     pub async fn incr_by(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, SharedError> {
         let key = self.key(key);
         match &self.inner {
-            Inner::Redis(pool) => {
+            Inner::Redis { pool, .. } => {
                 let mut conn = Self::conn(pool).await?;
                 let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
                 // INCRBY then PEXPIRE NX: the expiry is set once, when the window opens.
@@ -241,7 +253,7 @@ impl SharedState {
     pub async fn delete(&self, key: &str) -> Result<(), SharedError> {
         let key = self.key(key);
         match &self.inner {
-            Inner::Redis(pool) => {
+            Inner::Redis { pool, .. } => {
                 let mut conn = Self::conn(pool).await?;
                 let _: i64 = conn.del(key).await?;
                 Ok(())
@@ -251,6 +263,84 @@ impl SharedState {
                 Ok(())
             }
         }
+    }
+}
+
+impl SharedState {
+    /// Publishes `message` on `channel` to every subscriber, in every process sharing this Redis
+    /// (or, in process, to this process's subscribers).
+    pub async fn publish(&self, channel: &str, message: &str) -> Result<(), SharedError> {
+        match &self.inner {
+            Inner::Redis { pool, .. } => {
+                let mut conn = Self::conn(pool).await?;
+                let _: i64 = conn.publish(self.key(channel), message).await?;
+                Ok(())
+            }
+            Inner::Local(_) => {
+                if let Some(sender) = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(channel) {
+                    let _ = sender.send(Notification::Message(message.to_owned()));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Subscribes to `channel`. With Redis, one background task per channel keeps the subscription
+    /// alive, reconnecting every second while Redis is down and sending [`Notification::Resync`]
+    /// after each reconnection.
+    pub fn subscribe(&self, channel: &str) -> tokio::sync::broadcast::Receiver<Notification> {
+        let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(sender) = channels.get(channel) {
+            return sender.subscribe();
+        }
+        let (sender, receiver) = tokio::sync::broadcast::channel(1024);
+        channels.insert(channel.to_owned(), sender.clone());
+        if let Inner::Redis { client, .. } = &self.inner {
+            tokio::spawn(listen(client.clone(), self.key(channel), sender));
+        }
+        receiver
+    }
+}
+
+/// Keeps a Redis subscription to `channel` alive and forwards its messages to `sender`, until no
+/// receiver is left.
+async fn listen(client: redis::Client, channel: String, sender: tokio::sync::broadcast::Sender<Notification>) {
+    use futures_util::StreamExt;
+    let mut first = true;
+    while sender.receiver_count() > 0 {
+        let pubsub = match tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub()).await {
+            Ok(Ok(mut pubsub)) => match pubsub.subscribe(&channel).await {
+                Ok(()) => Some(pubsub),
+                Err(error) => {
+                    tracing::warn!(%error, channel, "Redis subscribe failed");
+                    None
+                }
+            },
+            Ok(Err(error)) => {
+                tracing::warn!(%error, channel, "Redis unreachable for subscription; retrying");
+                None
+            }
+            Err(_) => None,
+        };
+        let Some(mut pubsub) = pubsub else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        if !first {
+            tracing::info!(channel, "Redis subscription re-established");
+            let _ = sender.send(Notification::Resync);
+        }
+        first = false;
+        let mut messages = pubsub.on_message();
+        while let Some(message) = messages.next().await {
+            if let Ok(payload) = message.get_payload::<String>() {
+                if sender.send(Notification::Message(payload)).is_err() {
+                    return;
+                }
+            }
+        }
+        tracing::warn!(channel, "Redis subscription lost; reconnecting");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

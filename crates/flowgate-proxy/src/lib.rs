@@ -42,6 +42,8 @@ pub struct Dependencies {
     pub shared: SharedState,
     /// Key resolution.
     pub keys: KeysPeer,
+    /// Keyed hash of virtual keys (the same secret as the api-server's).
+    pub hasher: flowgate_common::keys::KeyHasher,
     /// Content scanning.
     pub compliance: CompliancePeer,
     /// Rule-set evaluation.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use flowgate_common::Settings;
+use flowgate_common::keys::KeyHasher;
 use flowgate_common::metrics::Metrics;
 use flowgate_db::{Database, SharedState, migrate};
 use flowgate_proxy::peers::Peer;
@@ -96,16 +97,23 @@ pub(crate) async fn run(mode: Mode, settings: Settings) -> anyhow::Result<()> {
         Mode::ApiServer => {
             let database = connect_database(&settings).await?;
             migrate::check_current(&database).await?;
-            let deps = flowgate_api_server::Dependencies { database, admin_key: admin_key(&settings, false)?, metrics };
+            let deps = flowgate_api_server::Dependencies {
+                database,
+                shared: SharedState::new(settings.redis.url.as_ref(), REDIS_PREFIX)?,
+                hasher: KeyHasher::new(&hash_secret(&settings, false)?),
+                admin_key: admin_key(&settings, false)?,
+                metrics,
+            };
             let app = flowgate_api_server::Application::build(&settings, deps).await?;
             services.spawn(run_service(flowgate_api_server::SERVICE, app.run_until_stopped(shutdown.clone())));
         }
         Mode::Proxy => {
-            let _hash_secret = hash_secret(&settings, false)?;
+            let hasher = KeyHasher::new(&hash_secret(&settings, false)?);
             let timeout = grpc_timeout(&settings);
             let deps = flowgate_proxy::Dependencies {
                 shared: SharedState::new(settings.redis.url.as_ref(), REDIS_PREFIX)?,
                 keys: Peer::remote(&settings.proxy.api_server_url, timeout)?,
+                hasher,
                 compliance: Peer::remote(&settings.proxy.compliance_url, timeout)?,
                 policy: Peer::remote(&settings.proxy.policy_url, timeout)?,
                 metrics,
@@ -120,11 +128,15 @@ pub(crate) async fn run(mode: Mode, settings: Settings) -> anyhow::Result<()> {
                 tracing::info!(applied = ?outcome.applied, "migrations applied");
             }
             let admin = admin_key(&settings, generate)?;
-            let _hash_secret = hash_secret(&settings, generate)?;
+            let hasher = KeyHasher::new(&hash_secret(&settings, generate)?);
+            // One shared state for both, so key invalidations reach the proxy directly.
+            let shared = SharedState::new(settings.redis.url.as_ref(), REDIS_PREFIX)?;
             let api = flowgate_api_server::Application::build(
                 &settings,
                 flowgate_api_server::Dependencies {
                     database: database.clone(),
+                    shared: shared.clone(),
+                    hasher: hasher.clone(),
                     admin_key: admin.clone(),
                     metrics: metrics.clone(),
                 },
@@ -133,8 +145,9 @@ pub(crate) async fn run(mode: Mode, settings: Settings) -> anyhow::Result<()> {
             let compliance = flowgate_compliance::Application::build(&settings, admin.clone(), metrics.clone()).await?;
             let policy = flowgate_policy::Application::build(&settings, admin.clone(), metrics.clone()).await?;
             let deps = flowgate_proxy::Dependencies {
-                shared: SharedState::new(settings.redis.url.as_ref(), REDIS_PREFIX)?,
+                shared,
                 keys: Peer::Local(Arc::new(api.key_resolver())),
+                hasher,
                 compliance: Peer::Local(Arc::new(compliance.scanner())),
                 policy: Peer::Local(Arc::new(policy.evaluator())),
                 metrics,

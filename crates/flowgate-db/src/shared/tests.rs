@@ -75,3 +75,23 @@ async fn unreachable_redis_reports_unavailable_quickly() {
     assert!(matches!(error, SharedError::Unavailable(_)), "{error:?}");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+#[tokio::test]
+async fn published_messages_reach_subscribers() {
+    for state in backends().await {
+        let mut receiver = state.subscribe("events");
+        // Redis subscriptions are established in the background; publish until one arrives.
+        let received = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                state.publish("events", "key-1").await.unwrap();
+                match tokio::time::timeout(Duration::from_millis(100), receiver.recv()).await {
+                    Ok(Ok(notification)) => return notification,
+                    _ => continue,
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(received, Notification::Message("key-1".to_owned()), "{state:?}");
+    }
+}
