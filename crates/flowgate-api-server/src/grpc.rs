@@ -32,9 +32,11 @@ impl KeyResolver {
     pub async fn resolve(&self, hash: &[u8]) -> Result<Option<VirtualKey>, sqlx::Error> {
         let now = flowgate_db::now_millis();
         let row = sqlx::query(
-            "SELECT id, tenant_id, name, revoked_at, expires_at, allowed_models, ip_allowlist, budget_nanos, \
-             budget_period, rpm, tpm, requests_per_hour, max_parallel_requests, guardrail_policy, metadata \
-             FROM virtual_keys WHERE key_hash = $1 OR (previous_key_hash = $2 AND previous_key_expires_at > $3)",
+            "SELECT k.id, k.tenant_id, k.name, k.revoked_at, k.expires_at, k.allowed_models, k.ip_allowlist, \
+             k.budget_nanos, k.budget_period, k.rpm, k.tpm, k.requests_per_hour, k.max_parallel_requests, \
+             k.guardrail_policy, k.metadata, t.budget_nanos AS tenant_budget_nanos, t.budget_period AS tenant_budget_period \
+             FROM virtual_keys k LEFT JOIN tenants t ON t.id = k.tenant_id \
+             WHERE k.key_hash = $1 OR (k.previous_key_hash = $2 AND k.previous_key_expires_at > $3)",
         )
         .bind(hash.to_vec())
         .bind(hash.to_vec())
@@ -45,6 +47,7 @@ impl KeyResolver {
         let expires_at: Option<i64> = row.try_get("expires_at")?;
         let revoked_at: Option<i64> = row.try_get("revoked_at")?;
         let budget_nanos: Option<i64> = row.try_get("budget_nanos")?;
+        let tenant_budget_nanos: Option<i64> = row.try_get("tenant_budget_nanos")?;
         Ok(Some(VirtualKey {
             id: row.try_get("id")?,
             tenant_id: row.try_get("tenant_id")?,
@@ -62,6 +65,9 @@ impl KeyResolver {
             max_parallel_requests: to_u32(row.try_get("max_parallel_requests")?),
             guardrail_policy_json: row.try_get("guardrail_policy")?,
             metadata_json: row.try_get("metadata")?,
+            #[expect(clippy::cast_precision_loss, reason = "budgets are far below 2^53 nano-dollars")]
+            tenant_budget_usd: tenant_budget_nanos.map_or(0.0, |n| n as f64 / NANOS_PER_USD),
+            tenant_budget_period: row.try_get::<Option<String>, _>("tenant_budget_period")?.unwrap_or_default(),
         }))
     }
 }

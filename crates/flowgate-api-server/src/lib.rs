@@ -1,7 +1,22 @@
 //! Management plane: the admin HTTP API (keys, tenants, guardrails, policies, routing, audit,
 //! analytics) and the gRPC key-resolution service the proxies call on a cache miss.
+//!
+//! # Layout
+//! - [`routes`]: the route table (shared with the OpenAPI test), the admin-key layer, and the
+//!   `keys:invalidate` publication.
+//! - `keys`, `tenants`: thin handlers; `store`: their SQL; `model`: request and response
+//!   documents and validation; `extract`: JSON and query extractors whose rejections are 400s;
+//!   [`ApiError`]: every failure and its one mapping to HTTP.
+//! - `grpc`: `KeyService::ResolveKey` for the proxies.
 
+mod error;
+mod extract;
 mod grpc;
+mod keys;
+mod model;
+pub mod routes;
+mod store;
+mod tenants;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +31,10 @@ use flowgate_proto::keys::key_service_server::KeyServiceServer;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::error::ApiError;
 pub use crate::grpc::KeyResolver;
+pub use crate::keys::{Bootstrap, bootstrap};
+pub use crate::model::KeyWithSecret;
 
 /// Service name used in logs, metrics and the `x-flowgate-service` header.
 pub const SERVICE: &str = "api-server";
@@ -67,9 +85,14 @@ impl Application {
             &[<KeyServiceServer<KeyResolver> as tonic::server::NamedService>::NAME],
         )
         .await;
-        let router = Router::new().merge(grpc);
+        let state = routes::AppState {
+            database: deps.database.clone(),
+            shared: deps.shared.clone(),
+            hasher: deps.hasher.clone(),
+        };
+        let router = Router::new().merge(grpc).merge(routes::router(state, deps.admin_key.clone()));
         let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(deps.database.clone())];
-        let base = BaseState { service: SERVICE, metrics: deps.metrics, checks: Arc::new(checks) };
+        let base = BaseState { service: SERVICE, metrics: deps.metrics, checks: Arc::new(checks), details: None };
         let port = settings.api_server.port;
         let host = ServiceHost::bind(
             base,

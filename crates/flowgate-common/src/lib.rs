@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`auth`]: admin-key checks and the management JSON error shape.
+//! - [`budget`]: budget periods (daily, weekly, monthly, total) and their UTC bounds.
 //! - [`keys`]: the virtual-key format, checksum and keyed hash.
 //! - [`settings`]: the configuration model, its loader and its validation.
 //! - [`server`]: the router every service starts from and the graceful `serve` loop.
@@ -11,6 +12,7 @@
 //! - [`shutdown`]: SIGTERM/SIGINT into a `CancellationToken`.
 
 pub mod auth;
+pub mod budget;
 pub mod keys;
 pub mod metrics;
 pub mod server;

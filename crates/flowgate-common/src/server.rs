@@ -45,7 +45,12 @@ pub struct BaseState {
     pub metrics: Metrics,
     /// Dependencies checked by `/readyz`.
     pub checks: Arc<Vec<Arc<dyn ReadinessCheck>>>,
+    /// Extra, I/O-free fields merged into `/health` (the proxy's provider summary).
+    pub details: Option<HealthDetails>,
 }
+
+/// Produces extra `/health` fields from in-memory state.
+pub type HealthDetails = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 impl std::fmt::Debug for BaseState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -97,11 +102,17 @@ async fn not_found(uri: axum::http::Uri) -> Response {
 }
 
 async fn health(State(state): State<BaseState>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({
+    let mut body = serde_json::json!({
         "status": "ok",
         "service": state.service,
         "version": env!("CARGO_PKG_VERSION"),
-    }))
+    });
+    if let Some(details) = &state.details
+        && let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), details())
+    {
+        body.extend(extra);
+    }
+    Json(body)
 }
 
 async fn readyz(State(state): State<BaseState>) -> Response {

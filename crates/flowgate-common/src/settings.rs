@@ -242,11 +242,20 @@ impl Default for DatabaseSettings {
 }
 
 /// Redis, for rate-limit windows, spend and cache shared by replicas.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisSettings {
     /// `redis://...` (`KEYSTORE_REDIS_URL` or `REDIS_URL`). Unset: in-process state.
     pub url: Option<SecretString>,
+    /// Prefix of every key and channel Flowgate uses, so one Redis can serve several
+    /// installations. Default `flowgate:`.
+    pub prefix: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self { url: None, prefix: "flowgate:".to_owned() }
+    }
 }
 
 /// Secrets that protect the management plane and the key store.

@@ -153,7 +153,7 @@ impl Application {
         )
         .await;
         let router = http_routes(admin_key).merge(grpc);
-        let base = BaseState { service: SERVICE, metrics, checks: Arc::new(Vec::new()) };
+        let base = BaseState { service: SERVICE, metrics, checks: Arc::new(Vec::new()), details: None };
         let port = settings.compliance.port;
         let host = ServiceHost::bind(
             base,

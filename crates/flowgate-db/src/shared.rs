@@ -37,6 +37,8 @@ pub struct SharedState {
     inner: Inner,
     prefix: Arc<str>,
     channels: Arc<std::sync::Mutex<std::collections::HashMap<String, tokio::sync::broadcast::Sender<Notification>>>>,
+    /// Serialises in-process budget reservations (Redis uses a script instead).
+    budget_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(Clone)]
@@ -124,7 +126,7 @@ impl SharedState {
                 moka::future::Cache::builder().max_capacity(LOCAL_CAPACITY).expire_after(LocalExpiry).build(),
             ),
         };
-        Ok(Self { inner, prefix: Arc::from(prefix), channels: Arc::default() })
+        Ok(Self { inner, prefix: Arc::from(prefix), channels: Arc::default(), budget_lock: Arc::default() })
     }
 
     /// In-process state only; what a process uses without Redis, and the fallback when Redis is
@@ -277,7 +279,9 @@ impl SharedState {
                 Ok(())
             }
             Inner::Local(_) => {
-                if let Some(sender) = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(channel) {
+                if let Some(sender) =
+                    self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(channel)
+                {
                     let _ = sender.send(Notification::Message(message.to_owned()));
                 }
                 Ok(())
@@ -333,14 +337,153 @@ async fn listen(client: redis::Client, channel: String, sender: tokio::sync::bro
         first = false;
         let mut messages = pubsub.on_message();
         while let Some(message) = messages.next().await {
-            if let Ok(payload) = message.get_payload::<String>() {
-                if sender.send(Notification::Message(payload)).is_err() {
-                    return;
-                }
+            if let Ok(payload) = message.get_payload::<String>()
+                && sender.send(Notification::Message(payload)).is_err()
+            {
+                return;
             }
         }
         tracing::warn!(channel, "Redis subscription lost; reconnecting");
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Atomic check-and-reserve against a budget: admitted only when settled + reserved + estimate
+/// stays within the limit. Same semantics in Redis (one Lua script) and in process (one lock).
+const RESERVE_SCRIPT: &str = r"
+local settled = tonumber(redis.call('GET', KEYS[1]) or '0')
+local reserved = tonumber(redis.call('GET', KEYS[2]) or '0')
+local estimate = tonumber(ARGV[1])
+if settled + reserved + estimate > tonumber(ARGV[2]) then
+  return {0, settled, reserved}
+end
+redis.call('INCRBY', KEYS[2], estimate)
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return {1, settled, reserved + estimate}
+";
+
+/// The answer to a reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    /// Whether the estimate fit.
+    pub admitted: bool,
+    /// Settled amount at the time of the check.
+    pub settled: i64,
+    /// Reserved amount after the check (including this estimate when admitted).
+    pub reserved: i64,
+}
+
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl SharedState {
+    /// Sets `key` to `value` for `ttl` unless it already exists; returns whether it was set.
+    pub async fn set_nx(&self, key: &str, value: i64, ttl: Duration) -> Result<bool, SharedError> {
+        let key = self.key(key);
+        match &self.inner {
+            Inner::Redis { pool, .. } => {
+                let mut conn = Self::conn(pool).await?;
+                let set: Option<String> = redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis(ttl))
+                    .query_async(&mut conn)
+                    .await?;
+                Ok(set.is_some())
+            }
+            Inner::Local(cache) => {
+                let entry = cache
+                    .entry(key)
+                    .or_insert_with(async { LocalValue { data: LocalData::Counter(value), ttl } })
+                    .await;
+                Ok(entry.is_fresh())
+            }
+        }
+    }
+
+    /// Reserves `estimate` against `limit`, given the settled amount at `settled_key` and the
+    /// reservations at `reserved_key` (both counters). The reservation counter expires after `ttl`
+    /// without new reservations, so a crashed process cannot hold a budget forever.
+    pub async fn reserve(
+        &self,
+        settled_key: &str,
+        reserved_key: &str,
+        estimate: i64,
+        limit: i64,
+        ttl: Duration,
+    ) -> Result<Reservation, SharedError> {
+        match &self.inner {
+            Inner::Redis { pool, .. } => {
+                let mut conn = Self::conn(pool).await?;
+                let (admitted, settled, reserved): (i64, i64, i64) = redis::cmd("EVAL")
+                    .arg(RESERVE_SCRIPT)
+                    .arg(2)
+                    .arg(self.key(settled_key))
+                    .arg(self.key(reserved_key))
+                    .arg(estimate)
+                    .arg(limit)
+                    .arg(millis(ttl))
+                    .query_async(&mut conn)
+                    .await?;
+                Ok(Reservation { admitted: admitted == 1, settled, reserved })
+            }
+            Inner::Local(cache) => {
+                let _guard = self.budget_lock.lock().await;
+                let read = |v: Option<LocalValue>| match v.map(|v| v.data) {
+                    Some(LocalData::Counter(n)) => n,
+                    _ => 0,
+                };
+                let settled = read(cache.get(&self.key(settled_key)).await);
+                let reserved = read(cache.get(&self.key(reserved_key)).await);
+                if settled.saturating_add(reserved).saturating_add(estimate) > limit {
+                    return Ok(Reservation { admitted: false, settled, reserved });
+                }
+                let reserved = self.incr_by(reserved_key, estimate, ttl).await?;
+                Ok(Reservation { admitted: true, settled, reserved })
+            }
+        }
+    }
+
+    /// Moves a reservation to settled: settled += `actual`, reserved -= `estimate`, atomically.
+    pub async fn settle(
+        &self,
+        settled_key: &str,
+        reserved_key: &str,
+        actual: i64,
+        estimate: i64,
+        ttl: Duration,
+    ) -> Result<(), SharedError> {
+        match &self.inner {
+            Inner::Redis { pool, .. } => {
+                let mut conn = Self::conn(pool).await?;
+                let _: () = redis::pipe()
+                    .atomic()
+                    .cmd("INCRBY")
+                    .arg(self.key(settled_key))
+                    .arg(actual)
+                    .ignore()
+                    .cmd("PEXPIRE")
+                    .arg(self.key(settled_key))
+                    .arg(millis(ttl))
+                    .ignore()
+                    .cmd("DECRBY")
+                    .arg(self.key(reserved_key))
+                    .arg(estimate)
+                    .ignore()
+                    .query_async(&mut conn)
+                    .await?;
+                Ok(())
+            }
+            Inner::Local(_) => {
+                let _guard = self.budget_lock.lock().await;
+                self.incr_by(settled_key, actual, ttl).await?;
+                self.incr_by(reserved_key, -estimate, ttl).await?;
+                Ok(())
+            }
+        }
     }
 }
 

@@ -212,7 +212,7 @@ impl Application {
             .layer(axum::middleware::from_fn(move |request, next| {
                 flowgate_common::auth::require_admin(admin_key.clone(), request, next)
             }));
-        let base = BaseState { service: SERVICE, metrics, checks: Arc::new(Vec::new()) };
+        let base = BaseState { service: SERVICE, metrics, checks: Arc::new(Vec::new()), details: None };
         let port = settings.policy.port;
         let host = ServiceHost::bind(
             base,

@@ -1,21 +1,50 @@
-//! Data plane: the OpenAI- and Anthropic-compatible API. Authenticates virtual keys, applies
-//! limits and guardrails, routes to a deployment and streams the answer back in the caller's
-//! format.
+//! Data plane: the OpenAI- and Anthropic-compatible API. Authenticates virtual keys, routes to a
+//! deployment with retries, fallbacks and cooldowns, translates between the two API formats (tool
+//! calls and streams included) and streams answers back without buffering.
+//!
+//! # Layout
+//! - [`handlers`]: the routes and the request pipeline.
+//! - [`auth`]: virtual keys (cache, invalidation, IP allowlists).
+//! - [`dispatch`] and [`routing`]: deployment choice, retries, fallbacks, health.
+//! - [`upstream`]: provider calls; [`mock`]: the built-in `mock` provider.
+//! - [`translate`], [`sse`], [`respond`]: format translation and streaming.
 
+pub mod auth;
+pub mod dispatch;
+pub mod error;
+mod handlers;
+pub mod limits;
+pub mod metrics;
+pub mod mock;
+pub mod mock_server;
 pub mod peers;
+pub mod pricing;
+pub mod respond;
+pub mod routing;
+pub mod sse;
+pub mod state;
+pub mod translate;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::Router;
+use axum::routing::{get, post};
 use flowgate_common::Settings;
 use flowgate_common::metrics::Metrics;
 use flowgate_common::server::{BaseState, ReadinessCheck, ServiceHost};
+use flowgate_common::settings::parse_cidr;
 use flowgate_db::SharedState;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Authenticator;
+use crate::metrics::ProxyMetrics;
 use crate::peers::{CompliancePeer, KeysPeer, PeerCheck, PolicyPeer};
+use crate::routing::{HealthRegistry, RoutingTable};
+use crate::state::{Inner, ProxyState};
 
 /// Service name used in logs, metrics and the `x-flowgate-service` header.
 pub const SERVICE: &str = "proxy";
@@ -33,6 +62,9 @@ pub enum InitError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The upstream HTTP client could not be built.
+    #[error("cannot build the upstream HTTP client: {0}")]
+    HttpClient(String),
 }
 
 /// What the proxy needs from the process.
@@ -40,6 +72,8 @@ pub enum InitError {
 pub struct Dependencies {
     /// Rate-limit windows, spend reservations, caches: Redis or in process.
     pub shared: SharedState,
+    /// The SQL store: settled spend is persisted here.
+    pub database: flowgate_db::Database,
     /// Key resolution.
     pub keys: KeysPeer,
     /// Keyed hash of virtual keys (the same secret as the api-server's).
@@ -56,19 +90,87 @@ pub struct Dependencies {
 #[derive(Debug)]
 pub struct Application {
     host: ServiceHost,
+    state: ProxyState,
+}
+
+/// The data-plane routes under one prefix (`/v1`, `/oai/v1`, `/cursor/v1`).
+fn openai_routes() -> Router<ProxyState> {
+    Router::new()
+        .route("/chat/completions", post(handlers::chat_completions))
+        .route("/completions", post(handlers::completions))
+        .route("/embeddings", post(handlers::embeddings))
+        .route("/models", get(handlers::list_models))
+}
+
+/// `/health` summary of the deployments: counts by state, and each deployment's state.
+fn provider_summary(state: &ProxyState) -> serde_json::Value {
+    let table = state.table.load();
+    let mut healthy = 0;
+    let mut cooling = 0;
+    let deployments: Vec<serde_json::Value> = table
+        .deployments()
+        .map(|d| {
+            let (requests, errors) = d.stats.totals();
+            let status = if let Some(left) = d.stats.cooldown_remaining() {
+                cooling += 1;
+                serde_json::json!({"state": "cooling_down", "seconds_left": left.as_secs()})
+            } else {
+                healthy += 1;
+                serde_json::json!({"state": "healthy"})
+            };
+            serde_json::json!({
+                "id": d.id, "model": d.model_name, "provider": format!("{:?}", d.provider).to_lowercase(),
+                "status": status, "requests": requests, "errors": errors,
+                "latency_ms": d.stats.latency().map(|l| l.as_secs_f64() * 1000.0),
+            })
+        })
+        .collect();
+    serde_json::json!({"providers": {"healthy": healthy, "cooling_down": cooling, "deployments": deployments}})
 }
 
 impl Application {
     /// Binds the port and builds the routes.
     pub async fn build(settings: &Settings, deps: Dependencies) -> Result<Self, InitError> {
+        let health = HealthRegistry::default();
+        let table = RoutingTable::build(settings, &health);
+        let http = upstream::http_client().map_err(|e| InitError::HttpClient(e.to_string()))?;
+        let state = ProxyState(Arc::new(Inner {
+            table: ArcSwap::from_pointee(table),
+            health,
+            http,
+            auth: Authenticator::new(deps.hasher.clone(), deps.keys.clone(), &deps.shared),
+            limiter: crate::limits::Limiter::new(
+                deps.shared.clone(),
+                deps.database.clone(),
+                settings.limits.requests_per_hour,
+                &deps.metrics,
+            ),
+            metrics: ProxyMetrics::register(&deps.metrics),
+            max_body_bytes: settings.proxy.max_body_bytes,
+            stream_timeout: Duration::from_secs(settings.proxy.stream_timeout_secs),
+            trusted_proxies: settings.proxy.trusted_proxies.iter().filter_map(|c| parse_cidr(c).ok()).collect(),
+        }));
         let checks: Vec<Arc<dyn ReadinessCheck>> = vec![
             Arc::new(deps.shared.clone()),
             Arc::new(PeerCheck::new("api-server", &deps.keys)),
             Arc::new(PeerCheck::new("compliance", &deps.compliance)),
             Arc::new(PeerCheck::new("policy", &deps.policy)),
         ];
-        let base = BaseState { service: SERVICE, metrics: deps.metrics.clone(), checks: Arc::new(checks) };
-        let router = Router::new();
+        let summary_state = state.clone();
+        let base = BaseState {
+            service: SERVICE,
+            metrics: deps.metrics.clone(),
+            checks: Arc::new(checks),
+            details: Some(Arc::new(move || provider_summary(&summary_state))),
+        };
+        let router = Router::new()
+            .nest("/v1", openai_routes())
+            .nest("/oai/v1", openai_routes())
+            .nest("/cursor/v1", openai_routes())
+            .route("/chat/completions", post(handlers::chat_completions))
+            .route("/anthropic/v1/messages", post(handlers::anthropic_messages))
+            .route("/anthropic/v1/models", get(handlers::list_models_anthropic))
+            .with_state(state.clone());
         let port = settings.proxy.port;
         let host = ServiceHost::bind(
             base,
@@ -79,7 +181,13 @@ impl Application {
         )
         .await
         .map_err(|source| InitError::Bind { service: SERVICE, port, source })?;
-        Ok(Self { host })
+        Ok(Self { host, state })
+    }
+
+    /// Replaces the routing table (model list changed at run time). Health is kept per deployment id.
+    pub fn reload(&self, settings: &Settings) {
+        let table = RoutingTable::build(settings, &self.state.health);
+        self.state.table.store(Arc::new(table));
     }
 
     /// The bound address.
@@ -89,6 +197,9 @@ impl Application {
 
     /// Serves until `shutdown` is cancelled, then drains.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        self.host.run_until_stopped(shutdown).await
+        let result = self.host.run_until_stopped(shutdown).await;
+        // Requests have drained: write the spend they settled.
+        self.state.limiter.flush().await;
+        result
     }
 }

@@ -147,6 +147,7 @@ pub struct FlowgateProcess {
     pub logs: Arc<Mutex<Vec<String>>>,
     /// `service -> address` from the "listening" log lines.
     pub addrs: HashMap<String, String>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Environment every spawned test process gets: JSON logs, free ports, its own data dir.
@@ -173,6 +174,7 @@ impl FlowgateProcess {
         let mut child = Self::command(args, env).spawn().expect("spawn flowgate");
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let mut readers = Vec::new();
         for stream in [
             child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
             child.stdout.take().map(|s| Box::new(s) as _),
@@ -182,7 +184,7 @@ impl FlowgateProcess {
         {
             let logs = logs.clone();
             let tx = tx.clone();
-            tokio::spawn(async move {
+            readers.push(tokio::spawn(async move {
                 let mut lines = BufReader::new(stream).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     if std::env::var("TEST_LOG").is_ok() {
@@ -191,7 +193,7 @@ impl FlowgateProcess {
                     logs.lock().unwrap().push(line.clone());
                     let _ = tx.send(line);
                 }
-            });
+            }));
         }
         drop(tx);
         let mut addrs = HashMap::new();
@@ -209,7 +211,7 @@ impl FlowgateProcess {
                 addrs.insert(service.to_owned(), addr.to_owned());
             }
         }
-        Self { child, logs, addrs }
+        Self { child, logs, addrs, readers }
     }
 
     /// The command `spawn` runs, for tests that want the raw exit status and output.
@@ -254,6 +256,10 @@ impl FlowgateProcess {
             .await
             .expect("flowgate did not exit in time")
             .expect("wait");
+        // Read the output to its end, so the last log lines are in `logs`.
+        for reader in std::mem::take(&mut self.readers) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
+        }
         status.code()
     }
 

@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use crate::admin_cli::AdminCommand;
+
 /// Environment variable selecting the mode.
 pub const ENV_SERVICE_TYPE: &str = "SERVICE_TYPE";
 /// The seeds' alias for [`ENV_SERVICE_TYPE`].
@@ -49,6 +51,39 @@ pub enum Command {
     All,
     /// Exit 0 when this container's service answers GET /health (for Docker HEALTHCHECK).
     Healthcheck,
+    /// Serve the `mock` provider over HTTP, in both the OpenAI and the Anthropic format: a fake
+    /// upstream for demos, tests and benchmarks.
+    MockUpstream(MockUpstreamArgs),
+    /// Manage virtual keys through the api-server (`FLOWGATE_API_URL`, admin key from
+    /// `ADMIN_API_KEY` or the data directory).
+    Keys(crate::admin_cli::KeysArgs),
+    /// Manage tenants through the api-server.
+    Tenants(crate::admin_cli::TenantsArgs),
+    /// Bootstrap: migrate, create the `default` tenant and print a first virtual key (once).
+    Init,
+}
+
+/// Options of `flowgate mock-upstream`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct MockUpstreamArgs {
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one; the chosen port is logged).
+    #[arg(long, default_value_t = 9000)]
+    pub port: u16,
+    /// Milliseconds before the first byte of every answer.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Milliseconds between streamed chunks.
+    #[arg(long, default_value_t = 0)]
+    pub chunk_delay_ms: u64,
+    /// Number of streamed content chunks (default: one per word).
+    #[arg(long)]
+    pub chunks: Option<u32>,
+    /// Fixed answer text (default: echoes the last user message).
+    #[arg(long)]
+    pub response: Option<String>,
 }
 
 /// The long-running modes and `migrate`, as named in `SERVICE_TYPE`.
@@ -99,12 +134,16 @@ impl Mode {
 }
 
 /// What the process will do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Run a mode.
     Run(Mode),
     /// Probe the local service's `/health`.
     Healthcheck(Option<Mode>),
+    /// Serve the mock provider over HTTP.
+    MockUpstream(MockUpstreamArgs),
+    /// A management command (`keys`, `tenants`, `init`).
+    Admin(Box<crate::admin_cli::AdminCommand>),
 }
 
 /// Picks the action from the command line, then `SERVICE_TYPE`, then `SCAIGRID_MODE` (values read
@@ -126,6 +165,10 @@ pub fn resolve(cli: &Cli, env: impl Fn(&str) -> Option<String>) -> Result<Action
         Some(Command::Migrate) => Mode::Migrate,
         Some(Command::All) => Mode::All,
         Some(Command::Healthcheck) => return Ok(Action::Healthcheck(from_env()?)),
+        Some(Command::MockUpstream(args)) => return Ok(Action::MockUpstream(args.clone())),
+        Some(Command::Keys(args)) => return Ok(Action::Admin(Box::new(AdminCommand::Keys(args.clone())))),
+        Some(Command::Tenants(args)) => return Ok(Action::Admin(Box::new(AdminCommand::Tenants(args.clone())))),
+        Some(Command::Init) => return Ok(Action::Admin(Box::new(AdminCommand::Init))),
         None => from_env()?.ok_or_else(|| {
             format!("no mode given: pass one as the first argument or set SERVICE_TYPE; valid modes: {VALID_MODES}")
         })?,

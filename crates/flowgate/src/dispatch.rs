@@ -17,10 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::Mode;
 use crate::secrets::{self, ADMIN_KEY_FILE, HASH_SECRET_FILE};
 
-/// Key prefix of everything Flowgate stores in Redis.
-const REDIS_PREFIX: &str = "flowgate:";
-
-async fn connect_database(settings: &Settings) -> anyhow::Result<Database> {
+pub(crate) async fn connect_database(settings: &Settings) -> anyhow::Result<Database> {
     Database::connect(
         settings.database.url.as_ref(),
         &settings.storage.data_dir,
@@ -99,7 +96,7 @@ pub(crate) async fn run(mode: Mode, settings: Settings) -> anyhow::Result<()> {
             migrate::check_current(&database).await?;
             let deps = flowgate_api_server::Dependencies {
                 database,
-                shared: SharedState::new(settings.redis.url.as_ref(), REDIS_PREFIX)?,
+                shared: SharedState::new(settings.redis.url.as_ref(), &settings.redis.prefix)?,
                 hasher: KeyHasher::new(&hash_secret(&settings, false)?),
                 admin_key: admin_key(&settings, false)?,
                 metrics,
@@ -110,8 +107,10 @@ pub(crate) async fn run(mode: Mode, settings: Settings) -> anyhow::Result<()> {
         Mode::Proxy => {
             let hasher = KeyHasher::new(&hash_secret(&settings, false)?);
             let timeout = grpc_timeout(&settings);
+            let database = connect_database(&settings).await?;
             let deps = flowgate_proxy::Dependencies {
-                shared: SharedState::new(settings.redis.url.as_ref(), REDIS_PREFIX)?,
+                database,
+                shared: SharedState::new(settings.redis.url.as_ref(), &settings.redis.prefix)?,
                 keys: Peer::remote(&settings.proxy.api_server_url, timeout)?,
                 hasher,
                 compliance: Peer::remote(&settings.proxy.compliance_url, timeout)?,
@@ -130,7 +129,7 @@ pub(crate) async fn run(mode: Mode, settings: Settings) -> anyhow::Result<()> {
             let admin = admin_key(&settings, generate)?;
             let hasher = KeyHasher::new(&hash_secret(&settings, generate)?);
             // One shared state for both, so key invalidations reach the proxy directly.
-            let shared = SharedState::new(settings.redis.url.as_ref(), REDIS_PREFIX)?;
+            let shared = SharedState::new(settings.redis.url.as_ref(), &settings.redis.prefix)?;
             let api = flowgate_api_server::Application::build(
                 &settings,
                 flowgate_api_server::Dependencies {
@@ -145,6 +144,7 @@ pub(crate) async fn run(mode: Mode, settings: Settings) -> anyhow::Result<()> {
             let compliance = flowgate_compliance::Application::build(&settings, admin.clone(), metrics.clone()).await?;
             let policy = flowgate_policy::Application::build(&settings, admin.clone(), metrics.clone()).await?;
             let deps = flowgate_proxy::Dependencies {
+                database: database.clone(),
                 shared,
                 keys: Peer::Local(Arc::new(api.key_resolver())),
                 hasher,
@@ -210,5 +210,40 @@ pub(crate) async fn healthcheck(settings: &Settings, mode: Option<Mode>) -> Exit
     match tokio::time::timeout(Duration::from_secs(3), probe).await {
         Ok(Ok(true)) => ExitCode::SUCCESS,
         _ => ExitCode::FAILURE,
+    }
+}
+
+/// `flowgate mock-upstream`: serves the mock provider until SIGTERM.
+pub(crate) async fn mock_upstream(args: crate::cli::MockUpstreamArgs) -> ExitCode {
+    let telemetry = flowgate_telemetry::Config {
+        log_level: "info".to_owned(),
+        json: std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json"),
+        otlp_endpoint: None,
+        sample_ratio: 0.0,
+        service_name: "flowgate-mock-upstream".to_owned(),
+    };
+    let _ = flowgate_telemetry::init(&telemetry);
+    let params = flowgate_proxy::mock::MockParams {
+        response: args.response,
+        latency: Duration::from_millis(args.latency_ms),
+        chunk_delay: Duration::from_millis(args.chunk_delay_ms),
+        chunks: args.chunks,
+    };
+    let listener = match flowgate_common::server::bind(&args.host, args.port).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, port = args.port, "cannot bind");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(flowgate_common::shutdown::cancel_on_signal(shutdown.clone()));
+    let router = flowgate_proxy::mock_server::router(params);
+    match flowgate_common::server::serve("mock-upstream", listener, router, shutdown, Duration::from_secs(5)).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "mock upstream failed");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The `flowgate` binary's library: command-line parsing, settings, telemetry, and dispatch to the
 //! service crates by mode. The only crate that uses `anyhow`.
 
+pub mod admin_cli;
 pub mod cli;
 mod dispatch;
 mod secrets;
@@ -51,10 +52,15 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let cli::Action::Healthcheck(mode) = action {
-        return runtime.block_on(dispatch::healthcheck(&settings, mode));
-    }
-    let cli::Action::Run(mode) = action else { return ExitCode::FAILURE };
+    let mode = match action {
+        cli::Action::Run(mode) => mode,
+        cli::Action::Healthcheck(mode) => return runtime.block_on(dispatch::healthcheck(&settings, mode)),
+        cli::Action::MockUpstream(args) => return runtime.block_on(dispatch::mock_upstream(args)),
+        cli::Action::Admin(command) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            return runtime.block_on(admin_cli::run(*command, settings));
+        }
+    };
     let _ = rustls::crypto::ring::default_provider().install_default();
     runtime.block_on(async move {
         let telemetry = flowgate_telemetry::Config {

@@ -181,3 +181,21 @@ fn trusted_proxies_accept_comma_separated_env_and_reject_garbage() {
     let error = load(None, &[("FLOWGATE__PROXY__TRUSTED_PROXIES", "10.0.0.0/99")]).unwrap_err().to_string();
     assert!(error.contains("proxy.trusted_proxies[0]"), "{error}");
 }
+
+#[test]
+fn the_documented_reference_configuration_loads() {
+    let doc = include_str!("../../../../docs/configuration.md");
+    let start = doc.find("```yaml\nserver:").expect("reference block") + "```yaml\n".len();
+    let end = start + doc[start..].find("```").expect("end of block");
+    let file = yaml(&doc[start..end]);
+    let settings =
+        load(Some(&file), &[("OPENAI_API_KEY", "k1"), ("ANTHROPIC_API_KEY", "k2"), ("AZURE_API_KEY", "k3")]).unwrap();
+    assert_eq!(settings.model_list.len(), 5);
+    let defaults = load(None, &[]).unwrap();
+    assert_eq!(settings.proxy.max_body_bytes, defaults.proxy.max_body_bytes, "the reference shows the defaults");
+    assert_eq!(settings.server.shutdown_grace_secs, defaults.server.shutdown_grace_secs);
+    assert_eq!(settings.redis.prefix, defaults.redis.prefix);
+    for (name, _) in SEED_ENV {
+        assert!(doc.contains(name), "{name} is documented");
+    }
+}

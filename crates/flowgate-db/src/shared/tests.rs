@@ -95,3 +95,26 @@ async fn published_messages_reach_subscribers() {
         assert_eq!(received, Notification::Message("key-1".to_owned()), "{state:?}");
     }
 }
+
+#[tokio::test]
+async fn concurrent_reservations_never_exceed_the_limit() {
+    for state in backends().await {
+        assert!(state.set_nx("settled", 100, Duration::from_secs(60)).await.unwrap());
+        assert!(!state.set_nx("settled", 5, Duration::from_secs(60)).await.unwrap(), "second set_nx is a no-op");
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..40 {
+            let state = state.clone();
+            tasks.spawn(async move {
+                state.reserve("settled", "reserved", 10, 300, Duration::from_secs(60)).await.unwrap().admitted
+            });
+        }
+        let mut admitted = 0;
+        while let Some(result) = tasks.join_next().await {
+            admitted += usize::from(result.unwrap());
+        }
+        assert_eq!(admitted, 20, "(300 - 100) / 10 reservations fit ({state:?})");
+        state.settle("settled", "reserved", 7, 10, Duration::from_secs(60)).await.unwrap();
+        let outcome = state.reserve("settled", "reserved", 0, 300, Duration::from_secs(60)).await.unwrap();
+        assert_eq!((outcome.settled, outcome.reserved), (107, 190));
+    }
+}

@@ -2,6 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on setup errors")]
 
+mod gateway;
 mod grpc;
+mod keys;
+mod limits;
 mod modes;
+mod proxy;
 mod shutdown;

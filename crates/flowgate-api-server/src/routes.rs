@@ -1,0 +1,166 @@
+//! The management HTTP routes: one table that both registers the handlers and lists the routes
+//! the OpenAPI document must describe (checked by a test).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{MethodFilter, get, on};
+use flowgate_common::keys::KeyHasher;
+use flowgate_db::{Database, SharedState};
+use secrecy::SecretString;
+
+use crate::{keys, tenants};
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) database: Database,
+    pub(crate) shared: SharedState,
+    pub(crate) hasher: KeyHasher,
+}
+
+/// Declares the admin routes once: `ADMIN_ROUTES` (method, path) and `admin_router`.
+macro_rules! admin_routes {
+    ($($method:ident $path:literal => $handler:path),* $(,)?) => {
+        /// Every route behind the admin key, as (method, path) in OpenAPI's path syntax.
+        pub const ADMIN_ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        fn admin_router() -> Router<AppState> {
+            Router::new()$(.route($path, on(MethodFilter::$method, $handler)))*
+        }
+    };
+}
+
+admin_routes! {
+    POST "/api/enterprise/tenants" => tenants::create,
+    GET "/api/enterprise/tenants" => tenants::list,
+    GET "/api/enterprise/tenants/{id}" => tenants::get,
+    PATCH "/api/enterprise/tenants/{id}" => tenants::patch,
+    POST "/api/enterprise/vkeys" => keys::create,
+    GET "/api/enterprise/vkeys" => keys::list,
+    GET "/api/enterprise/vkeys/{id}" => keys::get,
+    PATCH "/api/enterprise/vkeys/{id}" => keys::patch,
+    DELETE "/api/enterprise/vkeys/{id}" => keys::delete,
+    POST "/api/enterprise/vkeys/{id}/revoke" => keys::revoke,
+    POST "/api/enterprise/vkeys/{id}/rotate" => keys::rotate,
+    GET "/api/enterprise/vkeys/{id}/budget" => keys::budget,
+}
+
+/// Where the OpenAPI document is served (without authentication: it holds no secrets).
+pub const OPENAPI_PATH: &str = "/api/openapi.json";
+
+/// Routes every service gets from `flowgate_common::server` (no authentication).
+pub const SERVICE_ROUTES: &[(&str, &str)] = &[("GET", "/health"), ("GET", "/readyz"), ("GET", "/metrics")];
+
+/// The OpenAPI 3.1 document of this API, as checked in at `docs/openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON)
+}
+
+/// The management API: the admin routes behind `require_admin`, and the OpenAPI document.
+pub(crate) fn router(state: AppState, admin_key: Arc<SecretString>) -> Router {
+    let admin = admin_router()
+        .route_layer(axum::middleware::from_fn(move |request, next| {
+            flowgate_common::auth::require_admin(admin_key.clone(), request, next)
+        }))
+        .with_state(state);
+    Router::new().route(OPENAPI_PATH, get(openapi)).merge(admin).method_not_allowed_fallback(method_not_allowed)
+}
+
+/// A known path with the wrong method: a JSON 405 like every other error.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> axum::response::Response {
+    flowgate_common::auth::json_error(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// Publishes `key_id` (or `tenant:{id}` for every key of a tenant) on `keys:invalidate` so every
+/// proxy drops its cached copy. A failure is
+/// logged, not returned: the change is already committed, and proxies resync when Redis returns.
+pub(crate) async fn invalidate(state: &AppState, key_id: &str) {
+    if let Err(error) = state.shared.publish(KEYS_INVALIDATE, key_id).await {
+        tracing::warn!(%error, key_id, "cannot publish the key invalidation; proxies will see the change when their cache entry expires");
+    }
+}
+
+/// Channel on which key ids are published when a key changes.
+pub const KEYS_INVALIDATE: &str = "keys:invalidate";
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// (METHOD, path) of every operation in the checked-in OpenAPI document.
+    fn documented() -> BTreeSet<(String, String)> {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+        assert_eq!(doc["openapi"].as_str().map(|v| v.starts_with("3.1")), Some(true));
+        let mut out = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, _) in item.as_object().unwrap() {
+                if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                    out.insert((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_openapi_document_describes_exactly_the_served_routes() {
+        let served: BTreeSet<(String, String)> = ADMIN_ROUTES
+            .iter()
+            .chain(SERVICE_ROUTES)
+            .chain(&[("GET", OPENAPI_PATH)])
+            .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+            .collect();
+        let documented = documented();
+        let undocumented: Vec<_> = served.difference(&documented).collect();
+        let unserved: Vec<_> = documented.difference(&served).collect();
+        assert!(undocumented.is_empty(), "served but not in docs/openapi.json: {undocumented:?}");
+        assert!(unserved.is_empty(), "in docs/openapi.json but not served: {unserved:?}");
+    }
+
+    #[test]
+    fn admin_operations_require_the_bearer_scheme_and_public_ones_do_not() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+        assert_eq!(doc["components"]["securitySchemes"]["adminKey"]["scheme"], "bearer");
+        assert!(doc["security"].as_array().is_some_and(|s| !s.is_empty()), "bearer is the default");
+        for (method, path) in SERVICE_ROUTES.iter().chain(&[("GET", OPENAPI_PATH)]) {
+            let op = &doc["paths"][path][method.to_lowercase()];
+            assert_eq!(op["security"], serde_json::json!([]), "{method} {path} is public");
+        }
+        for (method, path) in ADMIN_ROUTES {
+            let op = &doc["paths"][path][method.to_lowercase()];
+            assert!(op["security"].is_null(), "{method} {path} inherits the bearer requirement");
+            assert!(op["responses"]["401"].is_object(), "{method} {path} documents 401");
+            assert!(op["operationId"].is_string(), "{method} {path} has an operationId");
+        }
+    }
+
+    #[test]
+    fn every_schema_reference_resolves() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+        fn walk(value: &serde_json::Value, doc: &serde_json::Value) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    if let Some(reference) = map.get("$ref").and_then(|r| r.as_str()) {
+                        let pointer = reference.trim_start_matches('#');
+                        assert!(doc.pointer(pointer).is_some(), "dangling $ref {reference}");
+                    }
+                    map.values().for_each(|v| walk(v, doc));
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, doc)),
+                _ => {}
+            }
+        }
+        walk(&doc, &doc);
+    }
+}

@@ -1,0 +1,204 @@
+//! Virtual-key authentication and authorisation on the hot path.
+//!
+//! A presented key is format- and checksum-checked without any lookup, hashed with the server
+//! secret, and looked up in an in-process cache; a miss asks the api-server (over gRPC, or directly
+//! in `all` mode) and concurrent misses for one key share a single lookup. Revocations, rotations
+//! and edits arrive on the `keys:invalidate` channel and evict the key at once; after a lost Redis
+//! subscription the whole cache is dropped.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use flowgate_common::keys::{self, KeyHasher};
+use flowgate_common::settings::parse_cidr;
+use flowgate_db::{Notification, SharedState};
+use flowgate_proto::keys::{ResolveKeyRequest, VirtualKey};
+
+use crate::error::ProxyError;
+use crate::peers::KeysPeer;
+
+/// Channel on which the api-server announces changed keys (payload: key id).
+pub const INVALIDATE_CHANNEL: &str = "keys:invalidate";
+
+/// How long a resolved key is trusted without hearing about it.
+const CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// A resolved, usable key.
+#[derive(Debug)]
+pub struct KeyInfo {
+    /// What the api-server returned.
+    pub key: VirtualKey,
+    /// `ip_allowlist`, parsed.
+    pub allowlist: Vec<(IpAddr, u8)>,
+}
+
+impl KeyInfo {
+    /// Whether `model` may be used with this key.
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.key.allowed_models.is_empty() || self.key.allowed_models.iter().any(|m| m == model)
+    }
+
+    /// Whether `ip` may use this key.
+    pub fn allows_ip(&self, ip: IpAddr) -> bool {
+        self.allowlist.is_empty() || self.allowlist.iter().any(|(net, prefix)| cidr_contains(*net, *prefix, ip))
+    }
+}
+
+/// Whether `ip` is inside `net/prefix` (IPv4-mapped IPv6 addresses match IPv4 networks).
+pub fn cidr_contains(net: IpAddr, prefix: u8, ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 @ IpAddr::V4(_) => v4,
+    };
+    match (net, ip) {
+        (IpAddr::V4(net), IpAddr::V4(ip)) => {
+            let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix.min(32))) };
+            u32::from(net) & mask == u32::from(ip) & mask
+        }
+        (IpAddr::V6(net), IpAddr::V6(ip)) => {
+            let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix.min(128))) };
+            u128::from(net) & mask == u128::from(ip) & mask
+        }
+        _ => false,
+    }
+}
+
+/// The key cache and resolver.
+#[derive(Clone)]
+pub struct Authenticator {
+    hasher: KeyHasher,
+    peer: KeysPeer,
+    /// keyed hash → resolved key (`None`: no such key, cached briefly too).
+    cache: moka::future::Cache<Vec<u8>, Option<Arc<KeyInfo>>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator").field("cached", &self.cache.entry_count()).finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// A cache over `peer`, invalidated through `shared`'s `keys:invalidate` channel.
+    pub fn new(hasher: KeyHasher, peer: KeysPeer, shared: &SharedState) -> Self {
+        let cache = moka::future::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(CACHE_TTL)
+            .support_invalidation_closures()
+            .build();
+        let this = Self { hasher, peer, cache };
+        let mut notifications = shared.subscribe(INVALIDATE_CHANNEL);
+        let cache = this.cache.clone();
+        tokio::spawn(async move {
+            loop {
+                match notifications.recv().await {
+                    Ok(Notification::Message(message)) => {
+                        // `{key_id}`, or `tenant:{tenant_id}` for every key of a tenant.
+                        let (tenant, id): (bool, Arc<str>) = match message.strip_prefix("tenant:") {
+                            Some(tenant) => (true, Arc::from(tenant)),
+                            None => (false, Arc::from(message.as_str())),
+                        };
+                        let matches = move |_: &Vec<u8>, entry: &Option<Arc<KeyInfo>>| {
+                            entry.as_ref().is_some_and(|info| {
+                                if tenant { *info.key.tenant_id == *id } else { *info.key.id == *id }
+                            })
+                        };
+                        if let Err(error) = cache.invalidate_entries_if(matches) {
+                            tracing::warn!(%error, "cannot invalidate key; dropping the key cache");
+                            cache.invalidate_all();
+                        }
+                    }
+                    Ok(Notification::Resync) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        cache.invalidate_all();
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        this
+    }
+
+    /// The key presented in `headers` (`Authorization: Bearer` or `x-api-key`), checked for
+    /// revocation and expiry.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<KeyInfo>, ProxyError> {
+        let token = flowgate_common::auth::bearer_token(headers)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ProxyError::Unauthorized("missing API key: send Authorization: Bearer <key>".to_owned()))?;
+        keys::parse(token).map_err(|_| ProxyError::Unauthorized("invalid API key".to_owned()))?;
+        let hash = self.hasher.hash(token);
+        let peer = self.peer.clone();
+        let lookup_hash = hash.clone();
+        let resolved = self
+            .cache
+            .try_get_with(hash, async move {
+                let response = peer.resolve(ResolveKeyRequest { key_hash: lookup_hash }).await?;
+                Ok::<_, tonic::Status>(response.key.map(|key| {
+                    let allowlist = key.ip_allowlist.iter().filter_map(|c| parse_cidr(c).ok()).collect();
+                    Arc::new(KeyInfo { key, allowlist })
+                }))
+            })
+            .await
+            .map_err(|status| {
+                tracing::error!(code = ?status.code(), message = status.message(), "key lookup failed");
+                ProxyError::Unavailable { message: "key store unavailable".to_owned(), retry_after_secs: Some(1) }
+            })?;
+        let info = resolved.ok_or_else(|| ProxyError::Unauthorized("invalid API key".to_owned()))?;
+        if info.key.revoked {
+            return Err(ProxyError::Unauthorized("API key has been revoked".to_owned()));
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if info.key.expires_at > 0 && u64::try_from(info.key.expires_at).unwrap_or(0) <= now {
+            return Err(ProxyError::Unauthorized("API key has expired".to_owned()));
+        }
+        Ok(info)
+    }
+}
+
+/// The client's address: the socket peer, or the first untrusted hop of `X-Forwarded-For` when the
+/// peer is a trusted proxy.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[(IpAddr, u8)]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|(net, prefix)| cidr_contains(*net, *prefix, ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|hop| hop.trim().parse().ok())
+        .collect();
+    // Walk from the nearest hop outwards; the first address we do not trust is the client.
+    hops.into_iter().rev().find(|ip| !is_trusted(*ip)).unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn cidrs_match_v4_v6_and_mapped_addresses() {
+        assert!(cidr_contains(ip("10.0.0.0"), 8, ip("10.2.3.4")));
+        assert!(!cidr_contains(ip("10.0.0.0"), 8, ip("11.0.0.1")));
+        assert!(cidr_contains(ip("10.0.0.0"), 8, ip("::ffff:10.9.9.9")));
+        assert!(cidr_contains(ip("2001:db8::"), 32, ip("2001:db8:1::5")));
+        assert!(!cidr_contains(ip("2001:db8::"), 32, ip("2001:db9::5")));
+        assert!(cidr_contains(ip("0.0.0.0"), 0, ip("8.8.8.8")));
+    }
+
+    #[test]
+    fn forwarded_for_is_trusted_only_from_trusted_peers() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "203.0.113.7, 10.0.0.2".parse().unwrap());
+        let trusted = [(ip("10.0.0.0"), 8), (ip("127.0.0.1"), 32)];
+        assert_eq!(client_ip(ip("127.0.0.1"), &headers, &trusted), ip("203.0.113.7"));
+        assert_eq!(client_ip(ip("198.51.100.1"), &headers, &trusted), ip("198.51.100.1"), "spoofed header ignored");
+        assert_eq!(client_ip(ip("127.0.0.1"), &HeaderMap::new(), &trusted), ip("127.0.0.1"));
+    }
+}

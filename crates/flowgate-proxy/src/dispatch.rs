@@ -1,0 +1,207 @@
+//! Routing with resilience: pick a deployment, translate the request to its format, send, and on a
+//! retryable failure back off and try another deployment, then the fallback models. Nothing is
+//! retried once a response has started streaming to the client.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde_json::Value;
+
+use crate::error::{ApiFormat, ProxyError};
+use crate::metrics::{AttemptLabels, DeploymentLabels, ModelLabels};
+use crate::routing::{Deployment, InFlight};
+use crate::state::ProxyState;
+use crate::translate;
+use crate::upstream::{self, AttemptError, Endpoint, UpstreamResponse};
+
+/// What the client asked for, in its own format.
+#[derive(Debug)]
+pub struct Call<'a> {
+    /// The client's format.
+    pub format: ApiFormat,
+    /// Which endpoint.
+    pub endpoint: Endpoint,
+    /// Requested model name.
+    pub model: &'a str,
+    /// The request body (client format).
+    pub body: &'a Value,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+    /// Client headers passed upstream (`anthropic-version`, `anthropic-beta`).
+    pub passthrough: Vec<(String, String)>,
+}
+
+/// A successful dispatch: the upstream answer and where it came from.
+#[derive(Debug)]
+pub struct Dispatched {
+    /// The answer.
+    pub response: UpstreamResponse,
+    /// Who answered.
+    pub deployment: Arc<Deployment>,
+    /// Keeps the deployment's in-flight count until the response is done.
+    pub in_flight: InFlight,
+    /// Time to the upstream's response head.
+    pub upstream_latency: Duration,
+    /// Attempts made (1 = first try succeeded).
+    pub attempts: u32,
+    /// Model names tried before the one that answered.
+    pub fallbacks: Vec<String>,
+}
+
+/// The request body for `deployment`, in its format, with its model name.
+pub fn upstream_body(call: &Call<'_>, deployment: &Deployment) -> Result<Value, ProxyError> {
+    let target = upstream::upstream_format(deployment.provider);
+    let mut body = match (call.format, target) {
+        (ApiFormat::OpenAi, ApiFormat::Anthropic) => {
+            translate::request::openai_to_anthropic(call.body, &deployment.upstream_model)?
+        }
+        (ApiFormat::Anthropic, ApiFormat::OpenAi) => {
+            translate::request::anthropic_to_openai(call.body, &deployment.upstream_model)?
+        }
+        _ => {
+            let mut body = call.body.clone();
+            if let Some(object) = body.as_object_mut() {
+                object.insert("model".to_owned(), Value::String(deployment.upstream_model.clone()));
+                // Flowgate's own request fields never reach the provider.
+                object.remove("guardrails");
+            }
+            body
+        }
+    };
+    // Usage is needed for spend, so OpenAI-format streams always ask for it; a client that did not
+    // ask does not see the extra chunk.
+    if call.stream
+        && call.endpoint == Endpoint::Chat
+        && target == ApiFormat::OpenAi
+        && deployment.provider != flowgate_common::settings::Provider::Azure
+        && let Some(object) = body.as_object_mut()
+    {
+        let options = object.entry("stream_options").or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if let Some(options) = options.as_object_mut() {
+            options.insert("include_usage".to_owned(), Value::Bool(true));
+        }
+    }
+    Ok(body)
+}
+
+fn backoff(attempt: u32, hint: Option<Duration>) -> Duration {
+    if let Some(hint) = hint.filter(|h| *h <= Duration::from_secs(5)) {
+        return hint;
+    }
+    let base = Duration::from_millis(50).saturating_mul(1 << attempt.min(6)).min(Duration::from_secs(2));
+    base.mul_f64(rand::rng().random_range(0.5..1.0))
+}
+
+fn into_proxy_error(error: AttemptError) -> ProxyError {
+    match error {
+        AttemptError::Connect(message) => {
+            ProxyError::Unavailable { message: format!("upstream unreachable: {message}"), retry_after_secs: None }
+        }
+        AttemptError::Timeout(after) => {
+            ProxyError::UpstreamTimeout(format!("upstream did not answer within {after:?}"))
+        }
+        AttemptError::Status { status, message, code, .. } => ProxyError::Upstream { status, message, code },
+        AttemptError::Unsupported(message) => ProxyError::bad_request(message),
+    }
+}
+
+/// Sends `call` with retries and fallbacks.
+pub async fn dispatch(state: &ProxyState, call: &Call<'_>) -> Result<Dispatched, ProxyError> {
+    let table = state.table.load_full();
+    if !table.contains(call.model) {
+        return Err(ProxyError::ModelNotFound(call.model.to_owned()));
+    }
+    let router = &table.router;
+    let cooldown = Duration::from_secs_f64(router.cooldown_time);
+    let mut last_error: Option<AttemptError> = None;
+    let mut attempts = 0u32;
+    let mut fallbacks = Vec::new();
+    for model in table.chain(call.model) {
+        let mut tried: Vec<String> = Vec::new();
+        let mut budget: Option<u32> = None;
+        let mut attempt = 0u32;
+        while budget.is_none_or(|max| attempt <= max) {
+            let Some(deployment) = table.pick(&model, &tried) else { break };
+            let max = *budget.get_or_insert(deployment.max_retries);
+            tried.push(deployment.id.clone());
+            attempts += 1;
+            let body = upstream_body(call, &deployment)?;
+            let in_flight = deployment.stats.begin();
+            let started = Instant::now();
+            let span = tracing::info_span!("upstream", deployment = %deployment.id, attempt);
+            let result = tracing::Instrument::instrument(
+                upstream::send(&state.http, &deployment, call.endpoint, body, call.stream, &call.passthrough),
+                span,
+            )
+            .await;
+            let elapsed = started.elapsed();
+            match result {
+                Ok(response) => {
+                    deployment.stats.record_success(elapsed);
+                    state
+                        .metrics
+                        .attempts
+                        .get_or_create(&AttemptLabels { deployment: deployment.id.clone(), outcome: "success" })
+                        .inc();
+                    state
+                        .metrics
+                        .upstream_latency
+                        .get_or_create(&DeploymentLabels { deployment: deployment.id.clone() })
+                        .observe(elapsed.as_secs_f64());
+                    if model != call.model {
+                        state.metrics.fallbacks.get_or_create(&ModelLabels { model: call.model.to_owned() }).inc();
+                    }
+                    return Ok(Dispatched {
+                        response,
+                        deployment,
+                        in_flight,
+                        upstream_latency: elapsed,
+                        attempts,
+                        fallbacks,
+                    });
+                }
+                Err(error) => {
+                    drop(in_flight);
+                    state
+                        .metrics
+                        .attempts
+                        .get_or_create(&AttemptLabels { deployment: deployment.id.clone(), outcome: error.kind() })
+                        .inc();
+                    if !error.retryable() {
+                        return Err(into_proxy_error(error));
+                    }
+                    tracing::warn!(deployment = %deployment.id, error = %error, "upstream attempt failed");
+                    if deployment.stats.record_failure(router.allowed_fails, cooldown) {
+                        tracing::warn!(deployment = %deployment.id, cooldown_secs = router.cooldown_time, "deployment cooling down");
+                        state
+                            .metrics
+                            .cooldowns
+                            .get_or_create(&DeploymentLabels { deployment: deployment.id.clone() })
+                            .inc();
+                    }
+                    let hint = match &error {
+                        AttemptError::Status { retry_after, .. } => *retry_after,
+                        _ => None,
+                    };
+                    last_error = Some(error);
+                    if attempt < max {
+                        tokio::time::sleep(backoff(attempt, hint)).await;
+                    }
+                }
+            }
+            attempt += 1;
+        }
+        fallbacks.push(model);
+    }
+    match last_error {
+        Some(error) => Err(into_proxy_error(error)),
+        None => {
+            let retry = table.cooldown_remaining(call.model).map(|d| d.as_secs().max(1));
+            Err(ProxyError::Unavailable {
+                message: format!("every deployment of `{}` is cooling down after failures", call.model),
+                retry_after_secs: retry,
+            })
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! HTTP handlers of the data plane. Each is thin: read the body, then run the request pipeline.
+//!
+//! Pipeline order (each stage may stop the request with an error in the caller's format):
+//! 1. authenticate the virtual key (format/checksum, cache, api-server);
+//! 2. read and parse the body (size limit → 413, bad JSON → 400);
+//! 3. authorise: client IP against the key's allowlist, model against `allowed_models`;
+//! 4. dispatch: route, translate, send, retry, fall back;
+//! 5. respond: pass through or translate, JSON or stream; on end, record usage.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::auth::{KeyInfo, client_ip};
+use crate::dispatch::{Call, dispatch};
+use crate::error::{ApiFormat, ProxyError};
+use crate::metrics::{ModelLabels, TokenLabels};
+use crate::pricing;
+use crate::respond::{Summary, respond};
+use crate::state::ProxyState;
+use crate::translate::Usage;
+use crate::upstream::{ANTHROPIC_PASSTHROUGH_HEADERS, Endpoint};
+
+async fn read_json(state: &ProxyState, body: Body) -> Result<Value, ProxyError> {
+    let bytes = axum::body::to_bytes(body, state.max_body_bytes).await.map_err(|error| {
+        let too_large =
+            std::error::Error::source(&error).is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ProxyError::PayloadTooLarge { limit: state.max_body_bytes }
+        } else {
+            ProxyError::bad_request(format!("cannot read request body: {error}"))
+        }
+    })?;
+    if bytes.is_empty() {
+        return Err(ProxyError::bad_request("request body is empty; expected a JSON object"));
+    }
+    let value: Value =
+        serde_json::from_slice(&bytes).map_err(|error| ProxyError::bad_request(format!("invalid JSON: {error}")))?;
+    if !value.is_object() {
+        return Err(ProxyError::bad_request("request body must be a JSON object"));
+    }
+    Ok(value)
+}
+
+fn authorize(
+    state: &ProxyState,
+    key: &KeyInfo,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    model: &str,
+) -> Result<(), ProxyError> {
+    let ip = client_ip(peer.ip(), headers, &state.trusted_proxies);
+    if !key.allows_ip(ip) {
+        return Err(ProxyError::Forbidden(format!("client address {ip} is not allowed for this key")));
+    }
+    if !key.allows_model(model) {
+        return Err(ProxyError::Forbidden(format!("this key may not use model `{model}`")));
+    }
+    Ok(())
+}
+
+/// The whole pipeline for one request.
+async fn handle(
+    state: ProxyState,
+    format: ApiFormat,
+    endpoint: Endpoint,
+    peer: SocketAddr,
+    request: Request,
+) -> Result<Response, ProxyError> {
+    let (parts, body) = request.into_parts();
+    let key = state.auth.authenticate(&parts.headers).await?;
+    let body = read_json(&state, body).await?;
+    let model = match body.get("model") {
+        Some(Value::String(model)) if !model.is_empty() => model.clone(),
+        Some(_) => {
+            return Err(ProxyError::BadRequest {
+                message: "`model` must be a non-empty string".into(),
+                param: Some("model".into()),
+            });
+        }
+        None => {
+            return Err(ProxyError::BadRequest { message: "`model` is required".into(), param: Some("model".into()) });
+        }
+    };
+    authorize(&state, &key, peer, &parts.headers, &model)?;
+    if endpoint == Endpoint::Chat && body.get("messages").is_none_or(|m| m.as_array().is_none_or(Vec::is_empty)) {
+        return Err(ProxyError::BadRequest {
+            message: "`messages` must be a non-empty array".into(),
+            param: Some("messages".into()),
+        });
+    }
+    let stream = match body.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(stream)) => *stream,
+        Some(_) => {
+            return Err(ProxyError::BadRequest {
+                message: "`stream` must be a boolean".into(),
+                param: Some("stream".into()),
+            });
+        }
+    };
+    if stream && endpoint != Endpoint::Chat {
+        return Err(ProxyError::BadRequest {
+            message: "streaming is supported for chat only".into(),
+            param: Some("stream".into()),
+        });
+    }
+    let include_usage = body.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
+    if !state.table.load().contains(&model) {
+        return Err(ProxyError::ModelNotFound(model));
+    }
+    let (prompt_estimate, cost_estimate) = estimate(&state, &model, &body);
+    let admission = state.limiter.admit(&key, prompt_estimate, cost_estimate).await?;
+    let limit_headers = admission.headers.clone();
+    let passthrough = if format == ApiFormat::Anthropic {
+        ANTHROPIC_PASSTHROUGH_HEADERS
+            .iter()
+            .filter_map(|name| Some(((*name).to_owned(), parts.headers.get(*name)?.to_str().ok()?.to_owned())))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let call = Call { format, endpoint, model: &model, body: &body, stream, passthrough };
+    let dispatched = dispatch(&state, &call).await?;
+    tracing::debug!(deployment = %dispatched.deployment.id, attempts = dispatched.attempts, "dispatched");
+    let metrics = state.metrics.clone();
+    let model_label = model.clone();
+    let deployment = dispatched.deployment.clone();
+    let on_end = Box::new(move |summary: Summary| {
+        let usage = summary.usage;
+        let mut cost = pricing::cost_nanos(&deployment, usage);
+        if !summary.completed {
+            // An abandoned stream is charged at least its prompt: disconnecting must not be free.
+            cost = cost
+                .max(pricing::cost_nanos(&deployment, Usage { prompt_tokens: prompt_estimate, completion_tokens: 0 }));
+        }
+        tokio::spawn(admission.settle(Some((usage, cost))));
+        metrics
+            .tokens
+            .get_or_create(&TokenLabels { model: model_label.clone(), kind: "prompt" })
+            .inc_by(usage.prompt_tokens);
+        metrics
+            .tokens
+            .get_or_create(&TokenLabels { model: model_label.clone(), kind: "completion" })
+            .inc_by(usage.completion_tokens);
+        if let Some(ttft) = summary.ttft {
+            metrics.ttft.get_or_create(&ModelLabels { model: model_label }).observe(ttft.as_secs_f64());
+        }
+    });
+    let mut response = respond(format, endpoint, dispatched, include_usage, state.stream_timeout, on_end);
+    for (name, value) in limit_headers {
+        if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    Ok(response)
+}
+
+/// Output tokens assumed for the budget reservation when a request sets no `max_tokens`.
+const DEFAULT_OUTPUT_ESTIMATE: u64 = 1024;
+
+/// (prompt tokens, cost in nano-dollars) a request is estimated at before it is sent: about four
+/// bytes per prompt token, and `max_tokens` (or a default) of output, at the model's highest price.
+fn estimate(state: &ProxyState, model: &str, body: &Value) -> (u64, i64) {
+    let prompt_bytes = ["messages", "system", "prompt", "input", "tools"]
+        .iter()
+        .filter_map(|field| body.get(*field))
+        .map(|value| value.to_string().len())
+        .sum::<usize>();
+    let prompt_tokens = (prompt_bytes as u64).div_ceil(4);
+    let output_tokens = ["max_tokens", "max_completion_tokens"]
+        .iter()
+        .find_map(|field| body.get(*field).and_then(Value::as_u64))
+        .unwrap_or(DEFAULT_OUTPUT_ESTIMATE);
+    let (input_price, output_price) = state.table.load().max_prices(model);
+    #[expect(clippy::cast_precision_loss, reason = "token counts are far below 2^53")]
+    let cost = prompt_tokens as f64 * input_price + output_tokens as f64 * output_price;
+    #[expect(clippy::cast_possible_truncation, reason = "clamped first")]
+    let cost = cost.ceil().clamp(0.0, i64::MAX as f64) as i64;
+    (prompt_tokens, cost)
+}
+
+macro_rules! data_route {
+    ($name:ident, $format:expr, $endpoint:expr) => {
+        #[tracing::instrument(name = "proxy.request", skip_all, fields(route = stringify!($name)))]
+        pub(crate) async fn $name(
+            State(state): State<ProxyState>,
+            ConnectInfo(peer): ConnectInfo<SocketAddr>,
+            request: Request,
+        ) -> Response {
+            match handle(state, $format, $endpoint, peer, request).await {
+                Ok(response) => response,
+                Err(error) => error.into_response_for($format),
+            }
+        }
+    };
+}
+
+data_route!(chat_completions, ApiFormat::OpenAi, Endpoint::Chat);
+data_route!(completions, ApiFormat::OpenAi, Endpoint::Completions);
+data_route!(embeddings, ApiFormat::OpenAi, Endpoint::Embeddings);
+data_route!(anthropic_messages, ApiFormat::Anthropic, Endpoint::Chat);
+
+async fn models_for(state: &ProxyState, headers: &HeaderMap, peer: SocketAddr) -> Result<Vec<String>, ProxyError> {
+    let key = state.auth.authenticate(headers).await?;
+    let ip = client_ip(peer.ip(), headers, &state.trusted_proxies);
+    if !key.allows_ip(ip) {
+        return Err(ProxyError::Forbidden(format!("client address {ip} is not allowed for this key")));
+    }
+    let table = state.table.load();
+    Ok(table.names.iter().filter(|name| key.allows_model(name)).cloned().collect())
+}
+
+/// `GET /v1/models`: the models this key may use, OpenAI format.
+pub(crate) async fn list_models(
+    State(state): State<ProxyState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    match models_for(&state, &headers, peer).await {
+        Ok(names) => {
+            let data: Vec<Value> = names
+                .iter()
+                .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "flowgate"}))
+                .collect();
+            Json(json!({"object": "list", "data": data})).into_response()
+        }
+        Err(error) => error.into_response_for(ApiFormat::OpenAi),
+    }
+}
+
+/// `GET /anthropic/v1/models`: the models this key may use, Anthropic format.
+pub(crate) async fn list_models_anthropic(
+    State(state): State<ProxyState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    match models_for(&state, &headers, peer).await {
+        Ok(names) => {
+            let data: Vec<Value> = names
+                .iter()
+                .map(|id| json!({"type": "model", "id": id, "display_name": id, "created_at": "1970-01-01T00:00:00Z"}))
+                .collect();
+            Json(json!({"data": data, "has_more": false, "first_id": names.first(), "last_id": names.last()}))
+                .into_response()
+        }
+        Err(error) => error.into_response_for(ApiFormat::Anthropic),
+    }
+}

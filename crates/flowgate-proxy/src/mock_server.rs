@@ -1,0 +1,111 @@
+//! `flowgate mock-upstream`: an HTTP server that speaks the OpenAI API (`/v1/chat/completions`,
+//! `/v1/completions`, `/v1/embeddings`, `/v1/models`) and the Anthropic API (`/v1/messages`) with
+//! the `mock` provider's deterministic answers. It stands in for a real provider in demos,
+//! integration tests and the benchmark (as the "direct to upstream" target).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::mock::{self, MockParams};
+
+fn sse(events: Vec<Bytes>, params: &MockParams) -> Response {
+    let mut response = Response::new(axum::body::Body::from_stream(mock::timed(events, params)));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+fn bad_request(message: &str) -> Response {
+    (axum::http::StatusCode::BAD_REQUEST, Json(json!({"error": {"message": message, "type": "invalid_request_error"}})))
+        .into_response()
+}
+
+fn parse(body: &Bytes) -> Result<Value, Box<Response>> {
+    serde_json::from_slice::<Value>(body).map_err(|e| Box::new(bad_request(&format!("invalid JSON: {e}"))))
+}
+
+fn model_of(body: &Value) -> String {
+    body.get("model").and_then(Value::as_str).unwrap_or("mock").to_owned()
+}
+
+async fn wait(params: &MockParams) {
+    if !params.latency.is_zero() {
+        tokio::time::sleep(params.latency).await;
+    }
+}
+
+async fn chat(State(params): State<Arc<MockParams>>, body: Bytes) -> Response {
+    let body = match parse(&body) {
+        Ok(body) => body,
+        Err(response) => return *response,
+    };
+    let answer = mock::answer_openai(&body, &params);
+    let model = model_of(&body);
+    if body.get("stream") == Some(&Value::Bool(true)) {
+        let include_usage = body.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
+        return sse(mock::openai_events(&answer, &model, &params, include_usage), &params);
+    }
+    wait(&params).await;
+    Json(mock::openai_json(&answer, &model)).into_response()
+}
+
+async fn messages(State(params): State<Arc<MockParams>>, body: Bytes) -> Response {
+    let body = match parse(&body) {
+        Ok(body) => body,
+        Err(response) => return *response,
+    };
+    if body.get("max_tokens").and_then(Value::as_u64).is_none() {
+        let error = json!({"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: Field required"}});
+        return (axum::http::StatusCode::BAD_REQUEST, Json(error)).into_response();
+    }
+    let answer = mock::answer_anthropic(&body, &params);
+    let model = model_of(&body);
+    if body.get("stream") == Some(&Value::Bool(true)) {
+        return sse(mock::anthropic_events(&answer, &model, &params), &params);
+    }
+    wait(&params).await;
+    Json(mock::anthropic_json(&answer, &model)).into_response()
+}
+
+async fn embeddings(State(params): State<Arc<MockParams>>, body: Bytes) -> Response {
+    match parse(&body) {
+        Ok(body) => {
+            wait(&params).await;
+            Json(mock::embeddings(&body, &model_of(&body))).into_response()
+        }
+        Err(response) => *response,
+    }
+}
+
+async fn completions(State(params): State<Arc<MockParams>>, body: Bytes) -> Response {
+    match parse(&body) {
+        Ok(body) => {
+            wait(&params).await;
+            Json(mock::completion(&body, &model_of(&body), &params)).into_response()
+        }
+        Err(response) => *response,
+    }
+}
+
+async fn models() -> Json<Value> {
+    Json(json!({"object": "list", "data": [{"id": "mock", "object": "model", "created": 0, "owned_by": "flowgate"}]}))
+}
+
+/// The mock upstream's routes.
+pub fn router(params: MockParams) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/chat/completions", post(chat))
+        .route("/v1/completions", post(completions))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(models))
+        .route("/v1/messages", post(messages))
+        .with_state(Arc::new(params))
+}

@@ -1,0 +1,59 @@
+//! What a request costs: the deployment's configured per-token prices, or a built-in table for
+//! well-known models, in integer nano-dollars (1 USD = 1e9) so spend adds up exactly.
+
+use crate::routing::Deployment;
+use crate::translate::Usage;
+
+/// USD per million tokens (input, output) for well-known upstream models, matched by prefix of the
+/// provider's model name, longest first. Operators override with `input_cost_per_token` /
+/// `output_cost_per_token`.
+const PRICES_PER_MILLION: &[(&str, f64, f64)] = &[
+    ("gpt-4o-mini", 0.15, 0.60),
+    ("gpt-4o", 2.50, 10.00),
+    ("gpt-4.1-nano", 0.10, 0.40),
+    ("gpt-4.1-mini", 0.40, 1.60),
+    ("gpt-4.1", 2.00, 8.00),
+    ("gpt-4-turbo", 10.00, 30.00),
+    ("gpt-3.5-turbo", 0.50, 1.50),
+    ("o1-mini", 1.10, 4.40),
+    ("o3-mini", 1.10, 4.40),
+    ("o4-mini", 1.10, 4.40),
+    ("o1", 15.00, 60.00),
+    ("o3", 2.00, 8.00),
+    ("text-embedding-3-small", 0.02, 0.0),
+    ("text-embedding-3-large", 0.13, 0.0),
+    ("claude-3-5-haiku", 0.80, 4.00),
+    ("claude-3-haiku", 0.25, 1.25),
+    ("claude-3-5-sonnet", 3.00, 15.00),
+    ("claude-3-7-sonnet", 3.00, 15.00),
+    ("claude-sonnet-4", 3.00, 15.00),
+    ("claude-opus-4", 15.00, 75.00),
+    ("claude-3-opus", 15.00, 75.00),
+    ("claude-haiku-4", 1.00, 5.00),
+];
+
+/// Nano-dollars per USD.
+pub const NANOS_PER_USD: f64 = 1e9;
+
+/// Per-token prices of `deployment` in nano-dollars (input, output).
+pub fn prices(deployment: &Deployment) -> (f64, f64) {
+    let table = PRICES_PER_MILLION
+        .iter()
+        .filter(|(prefix, _, _)| deployment.upstream_model.starts_with(prefix))
+        .max_by_key(|(prefix, _, _)| prefix.len())
+        .map_or((0.0, 0.0), |(_, input, output)| (input * 1e3, output * 1e3));
+    (
+        deployment.input_cost_per_token.map_or(table.0, |usd| usd * NANOS_PER_USD),
+        deployment.output_cost_per_token.map_or(table.1, |usd| usd * NANOS_PER_USD),
+    )
+}
+
+/// Cost of `usage` on `deployment`, in nano-dollars (rounded up).
+pub fn cost_nanos(deployment: &Deployment, usage: Usage) -> i64 {
+    let (input, output) = prices(deployment);
+    #[expect(clippy::cast_precision_loss, reason = "token counts are far below 2^53")]
+    let nanos = usage.prompt_tokens as f64 * input + usage.completion_tokens as f64 * output;
+    #[expect(clippy::cast_possible_truncation, reason = "clamped to i64 range first")]
+    let nanos = nanos.ceil().clamp(0.0, i64::MAX as f64) as i64;
+    nanos
+}

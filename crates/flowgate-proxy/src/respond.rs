@@ -1,0 +1,239 @@
+//! Turns an upstream answer into the client's response: JSON translated (or passed through) in
+//! one piece, or a stream translated event by event as it arrives.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::Stream;
+use futures_util::stream::BoxStream;
+use serde_json::{Value, json};
+
+use crate::dispatch::Dispatched;
+use crate::error::{ApiFormat, ProxyError};
+use crate::routing::InFlight;
+use crate::sse::{SseParser, encode};
+use crate::translate::stream::{AnthropicToOpenAi, OpenAiToAnthropic, Passthrough, StreamTransform};
+use crate::translate::{self, Usage};
+use crate::upstream::{Endpoint, UpstreamBody};
+
+/// How a response ended, for spend, metrics and audit.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    /// Tokens used, as reported by the upstream.
+    pub usage: Usage,
+    /// False when the stream broke, timed out or the client went away.
+    pub completed: bool,
+    /// Time to the first byte sent to the client (streams).
+    pub ttft: Option<Duration>,
+}
+
+/// Called exactly once when a response is finished (or abandoned).
+pub type OnEnd = Box<dyn FnOnce(Summary) + Send>;
+
+/// Builds the client response.
+pub fn respond(
+    format: ApiFormat,
+    endpoint: Endpoint,
+    dispatched: Dispatched,
+    include_usage: bool,
+    stream_timeout: Duration,
+    on_end: OnEnd,
+) -> Response {
+    let Dispatched { response, deployment, in_flight, .. } = dispatched;
+    let upstream_format = response.format;
+    match response.body {
+        UpstreamBody::Full(bytes) => {
+            let (body, usage) = match full_body(format, upstream_format, endpoint, bytes) {
+                Ok(result) => result,
+                Err(error) => {
+                    tracing::warn!(deployment = %deployment.id, "upstream sent an unparseable body");
+                    on_end(Summary { usage: Usage::default(), completed: false, ttft: None });
+                    return error.into_response_for(format);
+                }
+            };
+            drop(in_flight);
+            on_end(Summary { usage, completed: true, ttft: None });
+            ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+        }
+        UpstreamBody::Stream(upstream) => {
+            let transform: Box<dyn StreamTransform> = match (upstream_format, format) {
+                (ApiFormat::OpenAi, ApiFormat::OpenAi) => Box::new(Passthrough::openai(include_usage)),
+                (ApiFormat::Anthropic, ApiFormat::Anthropic) => Box::new(Passthrough::anthropic()),
+                (ApiFormat::Anthropic, ApiFormat::OpenAi) => {
+                    Box::new(AnthropicToOpenAi::new(&deployment.model_name, include_usage))
+                }
+                (ApiFormat::OpenAi, ApiFormat::Anthropic) => Box::new(OpenAiToAnthropic::new(&deployment.model_name)),
+            };
+            let stream = TranslatedStream {
+                upstream,
+                parser: SseParser::default(),
+                transform,
+                pending: VecDeque::new(),
+                done: false,
+                format,
+                started: Instant::now(),
+                first_byte: None,
+                deadline: Box::pin(tokio::time::sleep(stream_timeout)),
+                on_end: Some(on_end),
+                _in_flight: in_flight,
+            };
+            let mut response = Response::new(Body::from_stream(stream));
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            *response.status_mut() = StatusCode::OK;
+            response
+        }
+    }
+}
+
+/// A whole upstream body in the client's format, and its usage.
+fn full_body(
+    format: ApiFormat,
+    upstream: ApiFormat,
+    endpoint: Endpoint,
+    bytes: Bytes,
+) -> Result<(Bytes, Usage), ProxyError> {
+    let parsed = || {
+        serde_json::from_slice::<Value>(&bytes).map_err(|_| ProxyError::Upstream {
+            status: 502,
+            message: "upstream returned a body that is not JSON".to_owned(),
+            code: Some("bad_upstream_response".to_owned()),
+        })
+    };
+    if format == upstream {
+        // Pass through untouched; only read usage.
+        let usage = if bytes.windows(7).any(|w| w == b"\"usage\"") {
+            let value = parsed()?;
+            match upstream {
+                ApiFormat::OpenAi => value.get("usage").and_then(Usage::from_openai).unwrap_or_default(),
+                ApiFormat::Anthropic => Usage::from_anthropic(value.get("usage").unwrap_or(&Value::Null)),
+            }
+        } else {
+            Usage::default()
+        };
+        return Ok((bytes, usage));
+    }
+    let value = parsed()?;
+    let translated = match (upstream, format, endpoint) {
+        (ApiFormat::Anthropic, ApiFormat::OpenAi, _) => translate::response::anthropic_to_openai(&value),
+        (ApiFormat::OpenAi, ApiFormat::Anthropic, _) => translate::response::openai_to_anthropic(&value),
+        _ => value,
+    };
+    let usage = match format {
+        ApiFormat::OpenAi => translated.get("usage").and_then(Usage::from_openai).unwrap_or_default(),
+        ApiFormat::Anthropic => Usage::from_anthropic(translated.get("usage").unwrap_or(&Value::Null)),
+    };
+    Ok((Bytes::from(translated.to_string()), usage))
+}
+
+/// An error event in the client's stream format.
+fn stream_error(format: ApiFormat, kind: &str, message: &str) -> Vec<Bytes> {
+    match format {
+        ApiFormat::OpenAi => vec![
+            encode(
+                None,
+                &json!({"error": {"message": message, "type": "api_error", "param": null, "code": kind}}).to_string(),
+            ),
+            encode(None, "[DONE]"),
+        ],
+        ApiFormat::Anthropic => vec![encode(
+            Some("error"),
+            &json!({"type": "error", "error": {"type": "api_error", "message": message, "code": kind}}).to_string(),
+        )],
+    }
+}
+
+/// The client-facing stream: upstream chunks → SSE events → translated bytes, one at a time.
+struct TranslatedStream {
+    upstream: BoxStream<'static, Result<Bytes, std::io::Error>>,
+    parser: SseParser,
+    transform: Box<dyn StreamTransform>,
+    pending: VecDeque<Bytes>,
+    done: bool,
+    format: ApiFormat,
+    started: Instant,
+    first_byte: Option<Duration>,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    on_end: Option<OnEnd>,
+    _in_flight: InFlight,
+}
+
+impl TranslatedStream {
+    fn end(&mut self, completed: bool) {
+        if let Some(on_end) = self.on_end.take() {
+            on_end(Summary { usage: self.transform.usage(), completed, ttft: self.first_byte });
+        }
+    }
+
+    fn fail(&mut self, kind: &str, message: &str) {
+        tracing::warn!(kind, message, "stream ended early");
+        self.pending.extend(stream_error(self.format, kind, message));
+        self.done = true;
+    }
+}
+
+impl Stream for TranslatedStream {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if let Some(bytes) = this.pending.pop_front() {
+                if this.first_byte.is_none() {
+                    this.first_byte = Some(this.started.elapsed());
+                }
+                return Poll::Ready(Some(Ok(bytes)));
+            }
+            if this.done {
+                let completed = this.transform.completed();
+                this.end(completed);
+                return Poll::Ready(None);
+            }
+            if this.deadline.as_mut().poll(cx).is_ready() {
+                this.fail("stream_timeout", "stream exceeded DISPATCH_STREAM_TIMEOUT_S");
+                continue;
+            }
+            match this.upstream.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => match this.parser.push(&chunk) {
+                    Ok(events) => {
+                        for event in &events {
+                            let out = this.transform.on_event(event);
+                            this.pending.extend(out);
+                        }
+                    }
+                    Err(error) => this.fail("bad_upstream_stream", &error.to_string()),
+                },
+                Poll::Ready(Some(Err(error))) => this.fail("upstream_disconnected", &error.to_string()),
+                Poll::Ready(None) => {
+                    if let Some(event) = this.parser.finish() {
+                        let out = this.transform.on_event(&event);
+                        this.pending.extend(out);
+                    }
+                    let out = this.transform.finish();
+                    this.pending.extend(out);
+                    this.done = true;
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl Drop for TranslatedStream {
+    fn drop(&mut self) {
+        // Dropped before the end: the client went away. Dropping `upstream` closes the upstream
+        // connection, which cancels the generation there.
+        if self.on_end.is_some() {
+            tracing::info!("client disconnected mid-stream; upstream request cancelled");
+            self.end(false);
+        }
+    }
+}

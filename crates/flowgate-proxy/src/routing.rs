@@ -1,0 +1,342 @@
+//! The routing table: model names → deployments, the load-balancing strategies, and per-deployment
+//! health (in-flight count, latency, errors, cooldown).
+//!
+//! The table is immutable and swapped whole (`ArcSwap`) when the model list changes at run time;
+//! health lives in a [`HealthRegistry`] keyed by deployment id, so it survives swaps.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderName, HeaderValue};
+use flowgate_common::Settings;
+use flowgate_common::settings::{ModelEntry, Provider, RouterSettings, RoutingStrategy};
+use rand::Rng;
+use secrecy::SecretString;
+
+use crate::mock::MockParams;
+
+/// Window over which failures count towards `allowed_fails`.
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Live health of one deployment.
+#[derive(Debug, Default)]
+pub struct DeploymentStats {
+    in_flight: AtomicU32,
+    /// Exponentially weighted moving average of latency to the response head, in microseconds.
+    ewma_latency_us: AtomicU64,
+    requests: AtomicU64,
+    errors: AtomicU64,
+    recent_failures: Mutex<VecDeque<Instant>>,
+    /// `Instant` offsets are not atomic; store the cooldown end as microseconds since `epoch`.
+    cooldown_until_us: AtomicU64,
+    epoch: OnceInstant,
+}
+
+/// A lazily fixed reference instant.
+#[derive(Debug)]
+struct OnceInstant(Instant);
+
+impl Default for OnceInstant {
+    fn default() -> Self {
+        Self(Instant::now())
+    }
+}
+
+impl DeploymentStats {
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.epoch.0.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Requests currently in flight.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Smoothed latency to the response head; `None` before the first success.
+    pub fn latency(&self) -> Option<Duration> {
+        match self.ewma_latency_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
+    /// Total requests and errors since start.
+    pub fn totals(&self) -> (u64, u64) {
+        (self.requests.load(Ordering::Relaxed), self.errors.load(Ordering::Relaxed))
+    }
+
+    /// Remaining cooldown, if cooling down.
+    pub fn cooldown_remaining(&self) -> Option<Duration> {
+        let until = self.cooldown_until_us.load(Ordering::Relaxed);
+        let now = self.now_us();
+        (until > now).then(|| Duration::from_micros(until - now))
+    }
+
+    /// Marks the start of a request; the guard ends it.
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        InFlight { stats: self.clone() }
+    }
+
+    /// Records a success and its latency.
+    pub fn record_success(&self, latency: Duration) {
+        let sample = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
+        let old = self.ewma_latency_us.load(Ordering::Relaxed);
+        let new = if old == 0 { sample } else { (old * 4 + sample) / 5 };
+        self.ewma_latency_us.store(new.max(1), Ordering::Relaxed);
+    }
+
+    /// Records a failure; cools the deployment down after `allowed_fails` within a minute.
+    /// Returns true when this failure started a cooldown.
+    pub fn record_failure(&self, allowed_fails: u32, cooldown: Duration) -> bool {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let mut recent = self.recent_failures.lock().unwrap_or_else(PoisonError::into_inner);
+        while recent.front().is_some_and(|t| now.duration_since(*t) > FAILURE_WINDOW) {
+            recent.pop_front();
+        }
+        recent.push_back(now);
+        if recent.len() >= allowed_fails.max(1) as usize && !cooldown.is_zero() {
+            recent.clear();
+            let until = self.now_us().saturating_add(u64::try_from(cooldown.as_micros()).unwrap_or(u64::MAX));
+            self.cooldown_until_us.store(until, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+}
+
+/// Decrements the in-flight count when dropped (also on client disconnect).
+#[derive(Debug)]
+pub struct InFlight {
+    stats: Arc<DeploymentStats>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Health of every deployment ever configured, by id.
+#[derive(Debug, Default)]
+pub struct HealthRegistry {
+    stats: Mutex<HashMap<String, Arc<DeploymentStats>>>,
+}
+
+impl HealthRegistry {
+    fn get(&self, id: &str) -> Arc<DeploymentStats> {
+        self.stats.lock().unwrap_or_else(PoisonError::into_inner).entry(id.to_owned()).or_default().clone()
+    }
+}
+
+/// One deployment of a model name.
+#[derive(Debug)]
+pub struct Deployment {
+    /// Stable id: `{model_name}/{index}`; a metrics label and the `/api/providers/perf` key.
+    pub id: String,
+    /// The name clients ask for.
+    pub model_name: String,
+    /// Who serves it.
+    pub provider: Provider,
+    /// The provider's model name.
+    pub upstream_model: String,
+    /// Base URL (no trailing slash); empty for `mock`.
+    pub base_url: String,
+    /// Provider key.
+    pub api_key: Option<SecretString>,
+    /// Azure `api-version`.
+    pub api_version: Option<String>,
+    /// Weight for `simple-shuffle`.
+    pub weight: f64,
+    /// Timeout until the response head.
+    pub timeout: Duration,
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// USD per prompt token, when configured.
+    pub input_cost_per_token: Option<f64>,
+    /// USD per completion token, when configured.
+    pub output_cost_per_token: Option<f64>,
+    /// Extra headers sent upstream.
+    pub extra_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Mock knobs (for `mock/...`).
+    pub mock: MockParams,
+    /// Live health.
+    pub stats: Arc<DeploymentStats>,
+}
+
+/// Model names → deployments, fallbacks and router settings.
+#[derive(Debug)]
+pub struct RoutingTable {
+    models: HashMap<String, Vec<Arc<Deployment>>>,
+    /// Model names in configuration order (for `/v1/models`).
+    pub names: Vec<String>,
+    fallbacks: HashMap<String, Vec<String>>,
+    /// Strategy and retry settings.
+    pub router: RouterSettings,
+}
+
+fn deployment(
+    entry: &ModelEntry,
+    index: usize,
+    router: &RouterSettings,
+    health: &HealthRegistry,
+) -> Option<Deployment> {
+    let params = &entry.litellm_params;
+    let (provider, upstream) = params.provider().ok()?;
+    let id = format!("{}/{index}", entry.model_name);
+    let weight = params.weight.or_else(|| params.rpm.map(f64::from)).unwrap_or(1.0);
+    let extra_headers = params
+        .extra_headers
+        .iter()
+        .filter_map(|(k, v)| Some((HeaderName::try_from(k.as_str()).ok()?, HeaderValue::try_from(v.as_str()).ok()?)))
+        .collect();
+    Some(Deployment {
+        stats: health.get(&id),
+        id,
+        model_name: entry.model_name.clone(),
+        provider,
+        upstream_model: upstream.to_owned(),
+        base_url: params.base_url().unwrap_or_default(),
+        api_key: params.api_key.clone(),
+        api_version: params.api_version.clone(),
+        weight,
+        timeout: Duration::from_secs_f64(params.timeout.unwrap_or(router.timeout)),
+        max_retries: params.max_retries.unwrap_or(router.num_retries),
+        input_cost_per_token: params.input_cost_per_token,
+        output_cost_per_token: params.output_cost_per_token,
+        extra_headers,
+        mock: MockParams {
+            response: params.mock_response.clone(),
+            latency: Duration::from_millis(params.mock_latency_ms.unwrap_or(0)),
+            chunk_delay: Duration::from_millis(params.mock_chunk_delay_ms.unwrap_or(0)),
+            chunks: params.mock_chunks,
+        },
+    })
+}
+
+impl RoutingTable {
+    /// Builds the table from validated settings, reusing health from `health`.
+    pub fn build(settings: &Settings, health: &HealthRegistry) -> Self {
+        let router = settings.router_settings.clone();
+        let mut models: HashMap<String, Vec<Arc<Deployment>>> = HashMap::new();
+        let mut names = Vec::new();
+        for (index, entry) in settings.model_list.iter().enumerate() {
+            if let Some(deployment) = deployment(entry, index, &router, health) {
+                if !models.contains_key(&entry.model_name) {
+                    names.push(entry.model_name.clone());
+                }
+                models.entry(entry.model_name.clone()).or_default().push(Arc::new(deployment));
+            }
+        }
+        let mut fallbacks: HashMap<String, Vec<String>> = HashMap::new();
+        for list in [&router.fallbacks, &router.context_window_fallbacks, &router.content_policy_fallbacks] {
+            for map in list {
+                for (from, to) in map {
+                    let entry = fallbacks.entry(from.clone()).or_default();
+                    for name in to {
+                        if !entry.contains(name) {
+                            entry.push(name.clone());
+                        }
+                    }
+                }
+            }
+        }
+        Self { models, names, fallbacks, router }
+    }
+
+    /// True when `model` is configured.
+    pub fn contains(&self, model: &str) -> bool {
+        self.models.contains_key(model)
+    }
+
+    /// Every deployment, in configuration order.
+    pub fn deployments(&self) -> impl Iterator<Item = &Arc<Deployment>> {
+        self.names.iter().filter_map(|n| self.models.get(n)).flatten()
+    }
+
+    /// The highest per-token prices (nano-dollars: input, output) among `model`'s deployments: what
+    /// a request is estimated at before a deployment is chosen.
+    pub fn max_prices(&self, model: &str) -> (f64, f64) {
+        self.models.get(model).map_or((0.0, 0.0), |deployments| {
+            deployments
+                .iter()
+                .map(|d| crate::pricing::prices(d))
+                .fold((0.0, 0.0), |(a, b), (x, y)| (a.max(x), b.max(y)))
+        })
+    }
+
+    /// `model` followed by its fallbacks.
+    pub fn chain(&self, model: &str) -> Vec<String> {
+        let mut chain = vec![model.to_owned()];
+        if let Some(fallbacks) = self.fallbacks.get(model) {
+            chain.extend(fallbacks.iter().filter(|f| self.contains(f)).cloned());
+        }
+        chain
+    }
+
+    /// The shortest remaining cooldown among `model`'s deployments, when all are cooling down.
+    pub fn cooldown_remaining(&self, model: &str) -> Option<Duration> {
+        let deployments = self.models.get(model)?;
+        deployments.iter().map(|d| d.stats.cooldown_remaining()).collect::<Option<Vec<_>>>()?.into_iter().min()
+    }
+
+    /// Picks a deployment of `model` by the configured strategy, skipping deployments cooling down
+    /// and, while others remain, those in `tried`.
+    pub fn pick(&self, model: &str, tried: &[String]) -> Option<Arc<Deployment>> {
+        let deployments = self.models.get(model)?;
+        let healthy: Vec<&Arc<Deployment>> =
+            deployments.iter().filter(|d| d.stats.cooldown_remaining().is_none()).collect();
+        let fresh: Vec<&Arc<Deployment>> = healthy.iter().copied().filter(|d| !tried.contains(&d.id)).collect();
+        let candidates = if fresh.is_empty() { healthy } else { fresh };
+        if candidates.is_empty() {
+            return None;
+        }
+        let mut rng = rand::rng();
+        let chosen = match self.router.routing_strategy {
+            RoutingStrategy::SimpleShuffle => {
+                let total: f64 = candidates.iter().map(|d| d.weight).sum();
+                if total <= 0.0 {
+                    candidates[rng.random_range(0..candidates.len())]
+                } else {
+                    let mut point = rng.random_range(0.0..total);
+                    let mut chosen = candidates[candidates.len() - 1];
+                    for d in &candidates {
+                        if point < d.weight {
+                            chosen = d;
+                            break;
+                        }
+                        point -= d.weight;
+                    }
+                    chosen
+                }
+            }
+            RoutingStrategy::LeastBusy => {
+                let least = candidates.iter().map(|d| d.stats.in_flight()).min().unwrap_or(0);
+                let tied: Vec<_> = candidates.iter().filter(|d| d.stats.in_flight() == least).collect();
+                tied[rng.random_range(0..tied.len())]
+            }
+            RoutingStrategy::LatencyBasedRouting => {
+                // Unmeasured deployments first (so each gets measured), then the fastest, with 5%
+                // exploration so a recovered deployment is noticed.
+                if let Some(unmeasured) = candidates.iter().find(|d| d.stats.latency().is_none()) {
+                    unmeasured
+                } else if rng.random_bool(0.05) {
+                    candidates[rng.random_range(0..candidates.len())]
+                } else {
+                    candidates
+                        .iter()
+                        .min_by_key(|d| d.stats.latency().unwrap_or(Duration::MAX))
+                        .unwrap_or(&candidates[0])
+                }
+            }
+        };
+        Some(chosen.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests;

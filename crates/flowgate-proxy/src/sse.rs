@@ -1,0 +1,166 @@
+//! Incremental Server-Sent Events parsing and writing.
+//!
+//! Upstream bodies arrive in arbitrary chunks: an event can be split anywhere, including inside a
+//! UTF-8 character or between `\r` and `\n`. [`SseParser`] buffers only the unfinished tail, so
+//! memory stays bounded by the largest single event.
+
+use bytes::{Bytes, BytesMut};
+
+/// One event: its `event:` name (if any) and its `data:` lines joined by `\n`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    /// The `event:` field; `None` for unnamed events (OpenAI's).
+    pub event: Option<String>,
+    /// The `data:` payload.
+    pub data: String,
+}
+
+/// Largest event accepted from an upstream (16 MiB); beyond it the stream is treated as broken.
+pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+
+/// Splits a byte stream into events.
+#[derive(Debug, Default)]
+pub struct SseParser {
+    buffer: BytesMut,
+}
+
+/// The upstream sent an event larger than [`MAX_EVENT_BYTES`].
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("upstream event exceeds {MAX_EVENT_BYTES} bytes")]
+pub struct EventTooLarge;
+
+fn find_boundary(buffer: &[u8]) -> Option<(usize, usize)> {
+    // An event ends at a blank line: "\n\n", "\r\n\r\n" or "\r\r".
+    let mut i = 0;
+    while i < buffer.len() {
+        match buffer[i] {
+            b'\n' if buffer.get(i + 1) == Some(&b'\n') => return Some((i, i + 2)),
+            b'\n' if buffer.get(i + 1) == Some(&b'\r') && buffer.get(i + 2) == Some(&b'\n') => {
+                return Some((i, i + 3));
+            }
+            b'\r'
+                if buffer.get(i + 1) == Some(&b'\n')
+                    && buffer.get(i + 2) == Some(&b'\r')
+                    && buffer.get(i + 3) == Some(&b'\n') =>
+            {
+                return Some((i, i + 4));
+            }
+            b'\r' if buffer.get(i + 1) == Some(&b'\r') => return Some((i, i + 2)),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+impl SseParser {
+    /// Feeds a chunk; returns the events it completed.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, EventTooLarge> {
+        self.buffer.extend_from_slice(chunk);
+        let mut events = Vec::new();
+        while let Some((end, next)) = find_boundary(&self.buffer) {
+            let block = self.buffer.split_to(next);
+            if let Some(event) = parse_block(&block[..end]) {
+                events.push(event);
+            }
+        }
+        if self.buffer.len() > MAX_EVENT_BYTES {
+            return Err(EventTooLarge);
+        }
+        Ok(events)
+    }
+
+    /// Flushes a final event that was not followed by a blank line.
+    pub fn finish(&mut self) -> Option<SseEvent> {
+        let block = std::mem::take(&mut self.buffer);
+        parse_block(&block)
+    }
+}
+
+fn parse_block(block: &[u8]) -> Option<SseEvent> {
+    let text = String::from_utf8_lossy(block);
+    let mut event = None;
+    let mut data: Option<String> = None;
+    for line in text.split(['\n', '\r']) {
+        if line.is_empty() || line.starts_with(':') {
+            continue;
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
+            None => (line, ""),
+        };
+        match field {
+            "event" => event = Some(value.to_owned()),
+            "data" => match &mut data {
+                Some(existing) => {
+                    existing.push('\n');
+                    existing.push_str(value);
+                }
+                None => data = Some(value.to_owned()),
+            },
+            _ => {}
+        }
+    }
+    data.map(|data| SseEvent { event, data })
+}
+
+/// Writes an event in wire format.
+pub fn encode(event: Option<&str>, data: &str) -> Bytes {
+    let mut out = String::with_capacity(data.len() + 32);
+    if let Some(name) = event {
+        out.push_str("event: ");
+        out.push_str(name);
+        out.push('\n');
+    }
+    for line in data.split('\n') {
+        out.push_str("data: ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push('\n');
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_split_at_every_byte_are_reassembled() {
+        let wire = b"event: message_start\ndata: {\"a\":1}\n\ndata: x\r\n\r\n: comment\ndata: line1\ndata: line2\n\n";
+        for split in 0..wire.len() {
+            let mut parser = SseParser::default();
+            let mut events = parser.push(&wire[..split]).unwrap();
+            events.extend(parser.push(&wire[split..]).unwrap());
+            assert_eq!(
+                events,
+                vec![
+                    SseEvent { event: Some("message_start".into()), data: "{\"a\":1}".into() },
+                    SseEvent { event: None, data: "x".into() },
+                    SseEvent { event: None, data: "line1\nline2".into() },
+                ],
+                "split at {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn unterminated_final_event_is_flushed() {
+        let mut parser = SseParser::default();
+        assert!(parser.push(b"data: [DONE]").unwrap().is_empty());
+        assert_eq!(parser.finish(), Some(SseEvent { event: None, data: "[DONE]".into() }));
+    }
+
+    #[test]
+    fn encode_round_trips() {
+        let mut parser = SseParser::default();
+        let events = parser.push(&encode(Some("ping"), "a\nb")).unwrap();
+        assert_eq!(events, vec![SseEvent { event: Some("ping".into()), data: "a\nb".into() }]);
+    }
+
+    #[test]
+    fn oversized_events_are_rejected() {
+        let mut parser = SseParser::default();
+        assert!(parser.push(&vec![b'x'; MAX_EVENT_BYTES + 1]).is_err());
+    }
+}

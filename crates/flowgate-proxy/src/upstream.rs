@@ -1,0 +1,257 @@
+//! Calls to model providers: request building per provider (OpenAI-compatible, Azure, Anthropic,
+//! mock), the shared pooled HTTP client, and the classification of failures into retryable or not.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use secrecy::ExposeSecret;
+use serde_json::Value;
+
+use crate::error::ApiFormat;
+use crate::mock;
+use crate::routing::Deployment;
+use flowgate_common::settings::Provider;
+
+/// What the client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/v1/chat/completions` or `/anthropic/v1/messages` (chat in either format).
+    Chat,
+    /// `/v1/completions`.
+    Completions,
+    /// `/v1/embeddings`.
+    Embeddings,
+}
+
+/// An upstream body: whole, or a byte stream (SSE).
+pub enum UpstreamBody {
+    /// The complete body.
+    Full(Bytes),
+    /// Chunks as they arrive.
+    Stream(BoxStream<'static, Result<Bytes, std::io::Error>>),
+}
+
+impl std::fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Full(bytes) => write!(f, "Full({} bytes)", bytes.len()),
+            Self::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+/// A successful upstream answer (2xx), in the upstream's format.
+#[derive(Debug)]
+pub struct UpstreamResponse {
+    /// The format of `body`.
+    pub format: ApiFormat,
+    /// The body.
+    pub body: UpstreamBody,
+}
+
+/// Why one attempt failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AttemptError {
+    /// Could not connect or the connection broke before the response head.
+    #[error("cannot reach upstream: {0}")]
+    Connect(String),
+    /// No response head within the deployment's timeout.
+    #[error("upstream did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The upstream answered with an error status.
+    #[error("upstream returned {status}: {message}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// The upstream's error message.
+        message: String,
+        /// The upstream's error type or code.
+        code: Option<String>,
+        /// `Retry-After`, if given.
+        retry_after: Option<Duration>,
+    },
+    /// This deployment cannot serve this endpoint (e.g. embeddings on Anthropic).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl AttemptError {
+    /// Whether another attempt (same or another deployment) may succeed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Self::Connect(_) | Self::Timeout(_) => true,
+            Self::Status { status, .. } => matches!(status, 408 | 409 | 429) || *status >= 500,
+            Self::Unsupported(_) => false,
+        }
+    }
+
+    /// A short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Connect(_) => "connect",
+            Self::Timeout(_) => "timeout",
+            Self::Status { status: 429, .. } => "rate_limited",
+            Self::Status { status, .. } if *status >= 500 => "server_error",
+            Self::Status { .. } => "client_error",
+            Self::Unsupported(_) => "unsupported",
+        }
+    }
+}
+
+/// The upstream format a deployment speaks.
+pub fn upstream_format(provider: Provider) -> ApiFormat {
+    match provider {
+        Provider::Anthropic => ApiFormat::Anthropic,
+        Provider::OpenAi | Provider::Azure | Provider::Mock => ApiFormat::OpenAi,
+    }
+}
+
+/// Builds the pooled upstream client: keep-alive, HTTP/2 where the server offers it, TCP_NODELAY.
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_keepalive(Duration::from_secs(30))
+        .build()
+}
+
+fn upstream_message(body: &[u8]) -> (String, Option<String>) {
+    if let Ok(value) = serde_json::from_slice::<Value>(body) {
+        let error = value.get("error").unwrap_or(&value);
+        let message = error.get("message").and_then(Value::as_str).or_else(|| error.as_str()).map(str::to_owned);
+        let code = error
+            .get("code")
+            .and_then(Value::as_str)
+            .or_else(|| error.get("type").and_then(Value::as_str))
+            .map(str::to_owned);
+        if let Some(message) = message {
+            return (message, code);
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text: String = text.chars().take(500).collect();
+    (if text.trim().is_empty() { "upstream error".to_owned() } else { text }, None)
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+}
+
+/// Headers of the client request passed on to an Anthropic upstream when the client speaks
+/// Anthropic too.
+pub const ANTHROPIC_PASSTHROUGH_HEADERS: [&str; 2] = ["anthropic-version", "anthropic-beta"];
+
+/// Sends `body` (already in the upstream's format, model set) to `deployment`.
+pub async fn send(
+    client: &reqwest::Client,
+    deployment: &Deployment,
+    endpoint: Endpoint,
+    body: Value,
+    stream: bool,
+    passthrough: &[(String, String)],
+) -> Result<UpstreamResponse, AttemptError> {
+    if deployment.provider == Provider::Mock {
+        if !stream && !deployment.mock.latency.is_zero() {
+            tokio::time::sleep(deployment.mock.latency).await;
+        }
+        return Ok(mock_response(deployment, endpoint, &body, stream));
+    }
+    let url = match (deployment.provider, endpoint) {
+        (Provider::Anthropic, Endpoint::Chat) => format!("{}/v1/messages", deployment.base_url),
+        (Provider::Anthropic, _) => {
+            return Err(AttemptError::Unsupported(format!(
+                "model `{}` is served by Anthropic, which has no {} endpoint",
+                deployment.model_name,
+                if endpoint == Endpoint::Embeddings { "embeddings" } else { "text completions" }
+            )));
+        }
+        (Provider::Azure, _) => format!(
+            "{}/openai/deployments/{}/{}?api-version={}",
+            deployment.base_url,
+            deployment.upstream_model,
+            openai_path(endpoint),
+            deployment.api_version.as_deref().unwrap_or_default()
+        ),
+        (Provider::OpenAi | Provider::Mock, _) => format!("{}/{}", deployment.base_url, openai_path(endpoint)),
+    };
+    let mut request = client.post(url).json(&body);
+    if let Some(key) = &deployment.api_key {
+        request = match deployment.provider {
+            Provider::Anthropic => request.header("x-api-key", key.expose_secret()),
+            Provider::Azure => request.header("api-key", key.expose_secret()),
+            Provider::OpenAi | Provider::Mock => request.bearer_auth(key.expose_secret()),
+        };
+    }
+    if deployment.provider == Provider::Anthropic {
+        let version =
+            passthrough.iter().find(|(k, _)| k == "anthropic-version").map_or("2023-06-01", |(_, v)| v.as_str());
+        request = request.header("anthropic-version", version);
+        if let Some((_, beta)) = passthrough.iter().find(|(k, _)| k == "anthropic-beta") {
+            request = request.header("anthropic-beta", beta);
+        }
+    }
+    if stream {
+        request = request.header(reqwest::header::ACCEPT, "text/event-stream");
+    }
+    for (name, value) in &deployment.extra_headers {
+        request = request.header(name, value);
+    }
+    let response = match tokio::time::timeout(deployment.timeout, request.send()).await {
+        Err(_) => return Err(AttemptError::Timeout(deployment.timeout)),
+        Ok(Err(error)) => return Err(AttemptError::Connect(error.without_url().to_string())),
+        Ok(Ok(response)) => response,
+    };
+    let status = response.status();
+    let format = crate::upstream::upstream_format(deployment.provider);
+    if !status.is_success() {
+        let retry_after = retry_after(response.headers());
+        let body = tokio::time::timeout(Duration::from_secs(10), response.bytes())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let (message, code) = upstream_message(&body);
+        return Err(AttemptError::Status { status: status.as_u16(), message, code, retry_after });
+    }
+    if stream {
+        let bytes = response.bytes_stream().map(|chunk| chunk.map_err(|e| std::io::Error::other(e.without_url())));
+        return Ok(UpstreamResponse { format, body: UpstreamBody::Stream(bytes.boxed()) });
+    }
+    match tokio::time::timeout(deployment.timeout, response.bytes()).await {
+        Err(_) => Err(AttemptError::Timeout(deployment.timeout)),
+        Ok(Err(error)) => Err(AttemptError::Connect(error.without_url().to_string())),
+        Ok(Ok(bytes)) => Ok(UpstreamResponse { format, body: UpstreamBody::Full(bytes) }),
+    }
+}
+
+fn openai_path(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Chat => "chat/completions",
+        Endpoint::Completions => "completions",
+        Endpoint::Embeddings => "embeddings",
+    }
+}
+
+fn mock_response(deployment: &Deployment, endpoint: Endpoint, body: &Value, stream: bool) -> UpstreamResponse {
+    let model = &deployment.upstream_model;
+    let params = &deployment.mock;
+    let body = match endpoint {
+        Endpoint::Chat => {
+            let answer = mock::answer_openai(body, params);
+            if stream {
+                let include_usage = body.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
+                UpstreamBody::Stream(mock::timed(mock::openai_events(&answer, model, params, include_usage), params))
+            } else {
+                UpstreamBody::Full(Bytes::from(mock::openai_json(&answer, model).to_string()))
+            }
+        }
+        Endpoint::Embeddings => UpstreamBody::Full(Bytes::from(mock::embeddings(body, model).to_string())),
+        Endpoint::Completions => UpstreamBody::Full(Bytes::from(mock::completion(body, model, params).to_string())),
+    };
+    UpstreamResponse { format: ApiFormat::OpenAi, body }
+}

@@ -1,0 +1,105 @@
+//! Shared setup for data-plane tests: a running `flowgate all` with a model list, and keys made
+//! through the management API.
+
+use std::path::PathBuf;
+
+use flowgate_test_utils::{FlowgateProcess, TempDir, base_env, http_client};
+use serde_json::{Value, json};
+
+/// A running gateway and what tests need to talk to it.
+pub(crate) struct Gateway {
+    pub(crate) process: FlowgateProcess,
+    dir: TempDir,
+    env: Vec<(String, String)>,
+    pub(crate) admin_key: String,
+}
+
+impl Gateway {
+    /// Starts `flowgate all` with `config` (YAML) and extra env.
+    pub(crate) async fn start(config: &str, extra_env: &[(&str, &str)]) -> Self {
+        let dir = TempDir::new();
+        let path: PathBuf = dir.path().join("flowgate.yaml");
+        std::fs::write(&path, config).unwrap();
+        let mut env = base_env(dir.path());
+        env.push(("FLOWGATE_CONFIG".into(), path.display().to_string()));
+        env.push(("ADMIN_API_KEY".into(), "test-admin-key".into()));
+        env.extend(extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let process = FlowgateProcess::spawn(&["all"], &env, &["proxy", "api-server", "compliance", "policy"]).await;
+        Self { process, dir, env, admin_key: "test-admin-key".into() }
+    }
+
+    /// Stops the gateway with SIGTERM (waiting for a clean exit) and starts it again on the same
+    /// data directory and configuration.
+    pub(crate) async fn restart(mut self) -> Self {
+        self.process.sigterm();
+        assert_eq!(self.process.wait(std::time::Duration::from_secs(20)).await, Some(0));
+        let process =
+            FlowgateProcess::spawn(&["all"], &self.env, &["proxy", "api-server", "compliance", "policy"]).await;
+        Self { process, ..self }
+    }
+
+    /// The data directory.
+    pub(crate) fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    pub(crate) fn proxy(&self) -> String {
+        self.process.url("proxy")
+    }
+
+    pub(crate) fn api(&self) -> String {
+        self.process.url("api-server")
+    }
+
+    /// Creates a virtual key with `fields` and returns (id, plaintext key).
+    pub(crate) async fn create_key(&self, fields: Value) -> (String, String) {
+        let mut body = json!({"name": "test"});
+        if let (Some(body), Some(fields)) = (body.as_object_mut(), fields.as_object()) {
+            body.extend(fields.clone());
+        }
+        let response = http_client()
+            .post(format!("{}/api/enterprise/vkeys", self.api()))
+            .bearer_auth(&self.admin_key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap_or_default());
+        let created: Value = response.json().await.unwrap();
+        (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned())
+    }
+
+    /// POSTs `body` to the proxy at `path` with `key`.
+    pub(crate) async fn post(&self, path: &str, key: &str, body: &Value) -> reqwest::Response {
+        http_client().post(format!("{}{path}", self.proxy())).bearer_auth(key).json(body).send().await.unwrap()
+    }
+}
+
+/// Starts an in-process mock upstream (OpenAI and Anthropic formats) and returns its base URL.
+pub(crate) async fn mock_upstream(params: flowgate_proxy::mock::MockParams) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, flowgate_proxy::mock_server::router(params)).await.unwrap();
+    });
+    format!("http://{addr}")
+}
+
+/// Reads an SSE response into its `data:` payloads (and event names).
+pub(crate) async fn sse_events(response: reqwest::Response) -> Vec<(Option<String>, String)> {
+    let text = response.text().await.unwrap();
+    let mut events = Vec::new();
+    for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let mut name = None;
+        let mut data = Vec::new();
+        for line in block.lines() {
+            if let Some(value) = line.strip_prefix("event: ") {
+                name = Some(value.to_owned());
+            } else if let Some(value) = line.strip_prefix("data: ") {
+                data.push(value);
+            }
+        }
+        events.push((name, data.join("\n")));
+    }
+    events
+}

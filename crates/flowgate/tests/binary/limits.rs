@@ -1,0 +1,377 @@
+//! Rate limits and budgets as users meet them: 429s with the right headers, a concurrent burst
+//! against a small budget, limits shared by two proxy processes through Redis, revocation reaching
+//! both within a second, and traffic surviving a Redis outage.
+
+use std::time::{Duration, Instant};
+
+use flowgate_test_utils::{FlowgateProcess, TempDir, ThrowawayDb, base_env, http_client, redis_url, require_redis};
+use serde_json::{Value, json};
+
+use crate::gateway::Gateway;
+
+fn chat(model: &str) -> Value {
+    json!({"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "count my tokens"}]})
+}
+
+#[tokio::test]
+async fn requests_per_minute_limit_answers_429_with_headers() {
+    let gateway = Gateway::start("model_list:\n  - {model_name: m, litellm_params: {model: mock/m}}\n", &[]).await;
+    let (_, key) = gateway.create_key(json!({"rpm": 3})).await;
+    for n in 0..3 {
+        let response = gateway.post("/v1/chat/completions", &key, &chat("m")).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-ratelimit-limit-requests"], "3");
+        assert_eq!(response.headers()["x-ratelimit-remaining-requests"], (2 - n).to_string().as_str());
+    }
+    let response = gateway.post("/v1/chat/completions", &key, &chat("m")).await;
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after));
+    assert_eq!(response.headers()["x-ratelimit-remaining-requests"], "0");
+    assert!(response.headers().contains_key("x-ratelimit-reset-requests"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+    let anthropic = json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]});
+    let response = gateway.post("/anthropic/v1/messages", &key, &anthropic).await;
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.json::<Value>().await.unwrap()["error"]["type"], "rate_limit_error");
+}
+
+#[tokio::test]
+async fn requests_per_hour_default_comes_from_the_environment() {
+    let gateway = Gateway::start(
+        "model_list:\n  - {model_name: m, litellm_params: {model: mock/m}}\n",
+        &[("RATE_LIMIT_REQUESTS_PER_HOUR", "2")],
+    )
+    .await;
+    let (_, key) = gateway.create_key(json!({})).await;
+    assert_eq!(gateway.post("/v1/chat/completions", &key, &chat("m")).await.status(), 200);
+    assert_eq!(gateway.post("/v1/chat/completions", &key, &chat("m")).await.status(), 200);
+    assert_eq!(gateway.post("/v1/chat/completions", &key, &chat("m")).await.status(), 429);
+    let (_, own) = gateway.create_key(json!({"requests_per_hour": 5})).await;
+    for _ in 0..5 {
+        assert_eq!(
+            gateway.post("/v1/chat/completions", &own, &chat("m")).await.status(),
+            200,
+            "a key's own limit wins"
+        );
+    }
+}
+
+#[tokio::test]
+async fn parallel_request_limit_rejects_the_extra_request() {
+    let config = "model_list:\n  - {model_name: slow, litellm_params: {model: mock/slow, mock_latency_ms: 600}}\n";
+    let gateway = Gateway::start(config, &[]).await;
+    let (_, key) = gateway.create_key(json!({"max_parallel_requests": 2})).await;
+    let request = chat("slow");
+    let statuses =
+        futures_util::future::join_all((0..3).map(|_| gateway.post("/v1/chat/completions", &key, &request))).await;
+    let mut codes: Vec<u16> = statuses.iter().map(|r| r.status().as_u16()).collect();
+    codes.sort_unstable();
+    assert_eq!(codes, vec![200, 200, 429]);
+    assert_eq!(gateway.post("/v1/chat/completions", &key, &chat("slow")).await.status(), 200, "slots are released");
+}
+
+/// Cost of a response at 1e-6 USD per token, in USD.
+fn cost(body: &Value) -> f64 {
+    let usage = &body["usage"];
+    (usage["prompt_tokens"].as_f64().unwrap() + usage["completion_tokens"].as_f64().unwrap()) * 1e-6
+}
+
+async fn budget(gateway: &Gateway, id: &str) -> Value {
+    http_client()
+        .get(format!("{}/api/enterprise/vkeys/{id}/budget", gateway.api()))
+        .bearer_auth(&gateway.admin_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn burst_against_a_small_budget(gateway: &Gateway) {
+    let budget_usd = 0.0005;
+    let (id, key) = gateway.create_key(json!({"budget_usd": budget_usd, "budget_period": "daily"})).await;
+    let request = chat("priced");
+    let responses =
+        futures_util::future::join_all((0..64).map(|_| gateway.post("/v1/chat/completions", &key, &request))).await;
+    let mut spent_by_responses = 0.0;
+    let mut admitted = 0;
+    let mut rejected = 0;
+    for response in responses {
+        match response.status().as_u16() {
+            200 => {
+                admitted += 1;
+                spent_by_responses += cost(&response.json::<Value>().await.unwrap());
+            }
+            429 => {
+                rejected += 1;
+                assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "budget_exceeded");
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(admitted > 0 && rejected > 0, "the budget admitted {admitted} and rejected {rejected}");
+    // Each request is estimated at ~11 prompt tokens + 10 output tokens = 21e-6 USD.
+    let admitted_estimates = f64::from(admitted) * 25e-6;
+    assert!(spent_by_responses <= budget_usd + admitted_estimates, "spent {spent_by_responses}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let report = budget(gateway, &id).await;
+        let recorded = report["spent_usd"].as_f64().unwrap();
+        if (recorded - spent_by_responses).abs() < 1e-9 {
+            assert!((report["remaining_usd"].as_f64().unwrap() - (budget_usd - recorded)).abs() < 1e-9);
+            break;
+        }
+        assert!(Instant::now() < deadline, "recorded spend {recorded} never matched {spent_by_responses}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Estimates were above actual costs, so a little room may be left: use it up one by one. A
+    // sequential request is admitted only if its estimate fits, so spend never passes the budget.
+    let mut total = spent_by_responses;
+    for _ in 0..64 {
+        let response = gateway.post("/v1/chat/completions", &key, &chat("priced")).await;
+        if response.status() == 429 {
+            assert!(total <= budget_usd + 1e-12, "sequential spend {total} passed the budget {budget_usd}");
+            return;
+        }
+        total += cost(&response.json::<Value>().await.unwrap());
+    }
+    panic!("the budget never ran out");
+}
+
+const PRICED: &str = "model_list:
+  - {model_name: priced, litellm_params: {model: mock/priced, input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}}
+";
+
+#[tokio::test]
+async fn a_concurrent_burst_cannot_overspend_the_budget_in_process() {
+    let gateway = Gateway::start(PRICED, &[]).await;
+    burst_against_a_small_budget(&gateway).await;
+}
+
+#[tokio::test]
+async fn a_concurrent_burst_cannot_overspend_the_budget_with_redis() {
+    if !require_redis().await {
+        return;
+    }
+    let prefix = format!("test-{}:", uuid_like());
+    let gateway = Gateway::start(PRICED, &[("REDIS_URL", &redis_url()), ("FLOWGATE__REDIS__PREFIX", &prefix)]).await;
+    burst_against_a_small_budget(&gateway).await;
+}
+
+#[tokio::test]
+async fn spend_survives_a_restart_and_still_counts_against_the_budget() {
+    let gateway = Gateway::start(PRICED, &[]).await;
+    // Room for a few requests only.
+    let (id, key) = gateway.create_key(json!({"budget_usd": 0.0001})).await;
+    let mut spent = 0.0;
+    loop {
+        let response = gateway.post("/v1/chat/completions", &key, &chat("priced")).await;
+        if response.status() == 429 {
+            break;
+        }
+        spent += cost(&response.json::<Value>().await.unwrap());
+    }
+    assert!(spent > 0.0);
+    let gateway = gateway.restart().await;
+    assert!(gateway.data_dir().join("flowgate.db").exists());
+    let recorded = budget(&gateway, &id).await["spent_usd"].as_f64().unwrap();
+    assert!((recorded - spent).abs() < 1e-9, "recorded {recorded}, spent {spent}");
+    let response = gateway.post("/v1/chat/completions", &key, &chat("priced")).await;
+    assert_eq!(response.status(), 429, "spend from before the restart still counts");
+}
+
+fn uuid_like() -> String {
+    format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+}
+
+/// An api-server and two proxies sharing PostgreSQL and Redis, as in a scaled-out deployment.
+struct Cluster {
+    _db_dir: TempDir,
+    api: FlowgateProcess,
+    proxies: Vec<FlowgateProcess>,
+    db: ThrowawayDb,
+}
+
+async fn cluster(redis: &str, prefix: &str) -> Option<Cluster> {
+    let db = ThrowawayDb::create().await?;
+    let dir = TempDir::new();
+    let config = dir.path().join("flowgate.yaml");
+    std::fs::write(&config, "model_list:\n  - {model_name: m, litellm_params: {model: mock/m}}\n").unwrap();
+    let common = |extra: &[(&str, &str)]| {
+        let mut env = base_env(dir.path());
+        for (k, v) in [
+            ("DATABASE_URL", db.url.as_str()),
+            ("REDIS_URL", redis),
+            ("FLOWGATE__REDIS__PREFIX", prefix),
+            ("ADMIN_API_KEY", "cluster-admin"),
+            ("FLOWGATE__SECURITY__KEY_HASH_SECRET", "cluster-hash-secret"),
+            ("FLOWGATE_CONFIG", config.to_str().unwrap()),
+        ] {
+            env.push((k.to_owned(), v.to_owned()));
+        }
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        env
+    };
+    let migrate = FlowgateProcess::command(&["migrate"], &common(&[])).output().await.unwrap();
+    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    let api = FlowgateProcess::spawn(&["api-server"], &common(&[]), &["api-server"]).await;
+    let api_url = api.url("api-server");
+    let mut proxies = Vec::new();
+    for _ in 0..2 {
+        proxies.push(
+            FlowgateProcess::spawn(&["proxy"], &common(&[("FLOWGATE__PROXY__API_SERVER_URL", &api_url)]), &["proxy"])
+                .await,
+        );
+    }
+    Some(Cluster { _db_dir: dir, api, proxies, db })
+}
+
+impl Cluster {
+    async fn create_key(&self, fields: Value) -> (String, String) {
+        let mut body = json!({"name": "cluster"});
+        body.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
+        let created: Value = http_client()
+            .post(format!("{}/api/enterprise/vkeys", self.api.url("api-server")))
+            .bearer_auth("cluster-admin")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned())
+    }
+
+    async fn call(&self, proxy: usize, key: &str) -> u16 {
+        http_client()
+            .post(format!("{}/v1/chat/completions", self.proxies[proxy].url("proxy")))
+            .bearer_auth(key)
+            .json(&chat("m"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
+#[tokio::test]
+async fn two_proxies_share_rate_limits_and_see_revocations_within_a_second() {
+    if !require_redis().await {
+        return;
+    }
+    let prefix = format!("test-{}:", uuid_like());
+    let Some(cluster) = cluster(&redis_url(), &prefix).await else { return };
+    let (_, limited) = cluster.create_key(json!({"rpm": 4})).await;
+    let statuses = [
+        cluster.call(0, &limited).await,
+        cluster.call(1, &limited).await,
+        cluster.call(0, &limited).await,
+        cluster.call(1, &limited).await,
+    ];
+    assert_eq!(statuses, [200; 4]);
+    assert_eq!(cluster.call(0, &limited).await, 429, "the fifth request is over the shared limit");
+    assert_eq!(cluster.call(1, &limited).await, 429);
+
+    let (id, key) = cluster.create_key(json!({})).await;
+    assert_eq!(cluster.call(0, &key).await, 200);
+    assert_eq!(cluster.call(1, &key).await, 200, "both proxies have the key cached");
+    let revoked = http_client()
+        .post(format!("{}/api/enterprise/vkeys/{id}/revoke", cluster.api.url("api-server")))
+        .bearer_auth("cluster-admin")
+        .send()
+        .await
+        .unwrap();
+    assert!(revoked.status().is_success());
+    let started = Instant::now();
+    loop {
+        let (a, b) = (cluster.call(0, &key).await, cluster.call(1, &key).await);
+        if a == 401 && b == 401 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "revocation not seen within a second ({a}, {b})");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.db.drop_db().await;
+}
+
+/// A private Redis on a free port, so this test can stop and restart it.
+struct PrivateRedis {
+    port: u16,
+    child: Option<tokio::process::Child>,
+}
+
+impl PrivateRedis {
+    async fn start(port: u16) -> Self {
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server is installed");
+        for _ in 0..50 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { port, child: Some(child) }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+            let _ = child.wait().await;
+        }
+    }
+
+    fn keys(&self, pattern: &str) -> Vec<String> {
+        let output = std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--scan", "--pattern", pattern])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
+    }
+}
+
+#[tokio::test]
+async fn traffic_keeps_flowing_while_redis_is_down_and_sharing_resumes() {
+    if !require_redis().await {
+        return;
+    }
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut redis = PrivateRedis::start(port).await;
+    let url = format!("redis://127.0.0.1:{port}");
+    let gateway = Gateway::start(PRICED, &[("REDIS_URL", &url)]).await;
+    let (id, key) = gateway.create_key(json!({"rpm": 1000, "budget_usd": 10.0})).await;
+    assert_eq!(gateway.post("/v1/chat/completions", &key, &chat("priced")).await.status(), 200);
+    assert!(!redis.keys(&format!("flowgate:rl:{id}:*")).is_empty(), "limits are counted in Redis");
+
+    redis.stop().await;
+    for _ in 0..5 {
+        let response = gateway.post("/v1/chat/completions", &key, &chat("priced")).await;
+        assert_eq!(response.status(), 200, "requests keep flowing with Redis down");
+    }
+    let metrics = http_client().get(format!("{}/metrics", gateway.proxy())).send().await.unwrap().text().await.unwrap();
+    let fallbacks = metrics.lines().find(|l| l.starts_with("flowgate_shared_state_fallbacks_total")).unwrap();
+    assert!(!fallbacks.ends_with(" 0"), "{fallbacks}");
+    assert!(gateway.process.log_text().contains("Redis unreachable"));
+
+    let redis = PrivateRedis::start(port).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert_eq!(gateway.post("/v1/chat/completions", &key, &chat("priced")).await.status(), 200);
+        if !redis.keys(&format!("flowgate:rl:{id}:*")).is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "shared counting did not resume after Redis returned");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -1,0 +1,351 @@
+#!/usr/bin/env bash
+# Flowgate benchmark: the same load sent (a) straight to a fast fake upstream (`flowgate
+# mock-upstream`) and (b) through the gateway (`flowgate all`), in one run, with a table of
+# direct vs gateway, the ratios, and PASS/FAIL against the targets in docs/benchmarks.md.
+#
+# usage: scripts/bench.sh [--json FILE] [--duration SECS] [--latency-duration SECS]
+#                         [--streams N] [--pin none|split] [--no-build] [--keep]
+#
+#   --json FILE             also write the results as JSON to FILE
+#   --duration SECS         length of each throughput run (default 15)
+#   --latency-duration SECS length of each latency run (default 15)
+#   --streams N             concurrent SSE streams in the streaming test (default 1000)
+#   --pin none|split        none (default): every process may use every core, as the OS schedules.
+#                           split: servers (mock upstreams, gateway) on CPU 0, load generators on
+#                           CPU 1 (needs >= 2 CPUs).
+#   --no-build              use the binaries already built (do not run cargo)
+#   --keep                  keep the temporary directory (logs, config, raw results)
+#
+# Needs: cargo, curl, python3, wrk (installed with apt-get when missing and running as root or
+# with sudo). Respects CARGO_TARGET_DIR. Exits non-zero only when the setup fails, not when a
+# target is missed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+JSON_OUT=""
+DURATION=15
+LAT_DURATION=15
+STREAMS=1000
+PIN=none
+BUILD=1
+KEEP=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --json) JSON_OUT=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --latency-duration) LAT_DURATION=$2; shift 2 ;;
+    --streams) STREAMS=$2; shift 2 ;;
+    --pin) PIN=$2; shift 2 ;;
+    --no-build) BUILD=0; shift ;;
+    --keep) KEEP=1; shift ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+case "$PIN" in none|split) ;; *) echo "bench: --pin must be none or split" >&2; exit 2 ;; esac
+if [ -n "$JSON_OUT" ]; then
+  case "$JSON_OUT" in /*) ;; *) JSON_OUT="$ROOT/$JSON_OUT" ;; esac
+fi
+
+log() { printf '\033[1m[bench]\033[0m %s\n' "$*" >&2; }
+die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+
+# --- tools ----------------------------------------------------------------------------------
+apt_install() {
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || return 1
+    sudo="sudo"
+  fi
+  command -v apt-get >/dev/null 2>&1 || return 1
+  if ! apt-cache show "$@" >/dev/null 2>&1; then
+    $sudo apt-get update -qq || return 1
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null || return 1
+}
+for tool in wrk curl python3; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    log "installing $tool"
+    apt_install "$tool" || die "$tool is missing and could not be installed (apt-get install $tool)"
+  fi
+done
+command -v taskset >/dev/null 2>&1 || [ "$PIN" = none ] || die "--pin split needs taskset (util-linux)"
+NPROC=$(nproc)
+if [ "$PIN" = split ] && [ "$NPROC" -lt 2 ]; then die "--pin split needs at least 2 CPUs"; fi
+
+# More sockets than the usual default of 1024: the streaming test holds ~2 per stream in the gateway.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((STREAMS * 2 + 256)) ] \
+  || log "warning: ulimit -n is $(ulimit -n); $STREAMS streams may run out of file descriptors"
+
+# --- build ----------------------------------------------------------------------------------
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET_DIR/release/flowgate
+if [ "$BUILD" = 1 ]; then
+  log "building: cargo build --release -p flowgate (CARGO_TARGET_DIR=$TARGET_DIR)"
+  cargo build --release -p flowgate
+  log "building: cargo bench -p flowgate --bench stream_load --no-run"
+  STREAM_LOAD=$(cargo bench -p flowgate --bench stream_load --no-run --message-format=json \
+    | python3 -c 'import json,sys
+for line in sys.stdin:
+    try: m = json.loads(line)
+    except ValueError: continue
+    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "stream_load" and m.get("executable"):
+        print(m["executable"])') || true
+  [ -n "$STREAM_LOAD" ] || { cargo bench -p flowgate --bench stream_load --no-run; die "could not build the stream_load bench"; }
+else
+  STREAM_LOAD=$(ls -t "$TARGET_DIR"/release/deps/stream_load-* 2>/dev/null | grep -v '\.d$' | head -1 || true)
+  [ -n "$STREAM_LOAD" ] || die "--no-build: no stream_load executable under $TARGET_DIR/release/deps"
+fi
+[ -x "$BIN" ] || die "$BIN is missing"
+
+# --- processes ------------------------------------------------------------------------------
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/flowgate-bench.XXXXXX")
+PIDS=()
+cleanup() {
+  local status=$?
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  if [ "$KEEP" = 1 ] || [ "$status" -ne 0 ]; then
+    log "logs and raw results kept in $TMP"
+  else
+    rm -rf "$TMP"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Where each group runs. "split": servers on CPU 0, load generators on CPU 1.
+SERVER_PIN=()
+CLIENT_PIN=()
+WRK_THREADS=2
+if [ "$PIN" = split ]; then
+  SERVER_PIN=(taskset -c 0)
+  CLIENT_PIN=(taskset -c 1)
+  WRK_THREADS=1
+fi
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+P_FAST=$(free_port); P_STREAM=$(free_port); P_PROXY=$(free_port)
+P_API=$(free_port); P_COMPLIANCE=$(free_port); P_POLICY=$(free_port)
+
+wait_http() { # url name pid
+  for _ in $(seq 300); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    kill -0 "$3" 2>/dev/null || die "$2 exited; see $TMP/$2.log: $(tail -5 "$TMP/$2.log")"
+    sleep 0.1
+  done
+  die "$2 did not answer at $1 within 30 s; see $TMP/$2.log"
+}
+
+RESPONSE="Flowgate benchmark answer: a short deterministic completion with twenty words so streams split evenly into chunks of text."
+CHUNKS=20
+CHUNK_DELAY_MS=50
+RAMP_MS=500
+
+log "starting mock upstreams (fast: :$P_FAST; streaming: :$P_STREAM, $CHUNKS chunks every $CHUNK_DELAY_MS ms)"
+"${SERVER_PIN[@]}" "$BIN" mock-upstream --port "$P_FAST" --response "$RESPONSE" >"$TMP/mock-fast.log" 2>&1 &
+PID_FAST=$!; PIDS+=("$PID_FAST")
+"${SERVER_PIN[@]}" "$BIN" mock-upstream --port "$P_STREAM" --response "$RESPONSE" \
+  --chunks "$CHUNKS" --chunk-delay-ms "$CHUNK_DELAY_MS" >"$TMP/mock-stream.log" 2>&1 &
+PID_STREAM=$!; PIDS+=("$PID_STREAM")
+wait_http "http://127.0.0.1:$P_FAST/v1/models" mock-fast "$PID_FAST"
+wait_http "http://127.0.0.1:$P_STREAM/v1/models" mock-stream "$PID_STREAM"
+
+cat >"$TMP/config.yaml" <<EOF
+model_list:
+  - model_name: bench
+    litellm_params: {model: openai/bench, api_base: "http://127.0.0.1:$P_FAST/v1", api_key: unused}
+  - model_name: bench-stream
+    litellm_params: {model: openai/bench-stream, api_base: "http://127.0.0.1:$P_STREAM/v1", api_key: unused}
+EOF
+ADMIN_KEY="fg-admin-bench-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+mkdir -p "$TMP/data"
+log "starting the gateway (flowgate all; proxy :$P_PROXY, api :$P_API)"
+# A clean environment for the gateway: embedded SQLite in a temp dir, no Redis, no tracing export.
+env -u DATABASE_URL -u REDIS_URL -u KEYSTORE_REDIS_URL -u FLOWGATE_CONFIG -u OTEL_EXPORTER_OTLP_ENDPOINT \
+  -u SERVICE_TYPE -u SCAIGRID_MODE \
+  FLOWGATE_DATA_DIR="$TMP/data" ADMIN_API_KEY="$ADMIN_KEY" LOG_LEVEL=warn RATE_LIMIT_REQUESTS_PER_HOUR=0 \
+  FLOWGATE__SERVER__HOST=127.0.0.1 FLOWGATE__PROXY__PORT="$P_PROXY" FLOWGATE__API_SERVER__PORT="$P_API" \
+  FLOWGATE__COMPLIANCE__PORT="$P_COMPLIANCE" FLOWGATE__POLICY__PORT="$P_POLICY" \
+  "${SERVER_PIN[@]}" "$BIN" all --config "$TMP/config.yaml" >"$TMP/gateway.log" 2>&1 &
+PID_GW=$!; PIDS+=("$PID_GW")
+wait_http "http://127.0.0.1:$P_PROXY/health" gateway "$PID_GW"
+wait_http "http://127.0.0.1:$P_API/health" gateway "$PID_GW"
+
+KEY=$(curl -fsS -X POST "http://127.0.0.1:$P_API/api/enterprise/vkeys" -H "Authorization: Bearer $ADMIN_KEY" \
+  -H 'content-type: application/json' -d '{"name":"bench"}' \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])') || die "cannot create a virtual key; see $TMP/gateway.log"
+
+DIRECT_URL="http://127.0.0.1:$P_FAST/v1/chat/completions"
+GW_URL="http://127.0.0.1:$P_PROXY/v1/chat/completions"
+BODY='{"model":"bench","messages":[{"role":"system","content":"You are a benchmark."},{"role":"user","content":"Say something short."}],"max_tokens":64}'
+
+check_chat() { # url
+  local out
+  out=$(curl -sS -w '\n%{http_code}' "$1" -H "Authorization: Bearer $KEY" -H 'content-type: application/json' -d "$BODY") \
+    || die "request to $1 failed"
+  [ "$(tail -1 <<<"$out")" = 200 ] || die "$1 answered $(tail -1 <<<"$out"): $(head -c 400 <<<"$out")"
+  grep -q 'Flowgate benchmark answer' <<<"$out" || die "$1 answered without the mock's text: $(head -c 400 <<<"$out")"
+}
+check_chat "$DIRECT_URL"
+check_chat "$GW_URL"
+
+# --- wrk ------------------------------------------------------------------------------------
+cat >"$TMP/chat.lua" <<'EOF'
+-- POST a chat completion; at the end print exact percentiles (microseconds) as one JSON line.
+wrk.method = "POST"
+wrk.body = os.getenv("BENCH_BODY")
+wrk.headers["Content-Type"] = "application/json"
+local key = os.getenv("BENCH_KEY")
+if key and key ~= "" then wrk.headers["Authorization"] = "Bearer " .. key end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_JSON {"requests":%d,"duration_us":%d,"rps":%.2f,"non_2xx":%d,"socket_errors":%d,' ..
+    '"latency_us":{"mean":%.1f,"stdev":%.1f,"min":%d,"p50":%d,"p90":%d,"p99":%d,"p999":%d,"max":%d}}\n',
+    summary.requests, summary.duration, summary.requests / (summary.duration / 1e6), e.status,
+    e.connect + e.read + e.write + e.timeout,
+    latency.mean, latency.stdev, latency.min, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency:percentile(99.9), latency.max))
+end
+EOF
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK_HZ=$(getconf CLK_TCK)
+
+# run_wrk NAME URL THREADS CONNECTIONS SECONDS: writes $TMP/NAME.json (wrk numbers + server CPU).
+run_wrk() {
+  local name=$1 url=$2 threads=$3 conns=$4 secs=$5
+  local gw0 mock0 gw1 mock1
+  gw0=$(cpu_ticks "$PID_GW"); mock0=$(cpu_ticks "$PID_FAST")
+  BENCH_BODY=$BODY BENCH_KEY=$KEY "${CLIENT_PIN[@]}" wrk -t"$threads" -c"$conns" -d"${secs}s" --latency \
+    -s "$TMP/chat.lua" "$url" >"$TMP/$name.txt" 2>&1 || die "wrk failed: $(tail -5 "$TMP/$name.txt")"
+  gw1=$(cpu_ticks "$PID_GW"); mock1=$(cpu_ticks "$PID_FAST")
+  local line
+  line=$(grep '^BENCH_JSON ' "$TMP/$name.txt" | sed 's/^BENCH_JSON //') || die "no results from wrk: $(cat "$TMP/$name.txt")"
+  python3 - "$line" "$((gw1 - gw0))" "$((mock1 - mock0))" "$TICK_HZ" >"$TMP/$name.json" <<'EOF'
+import json, sys
+r = json.loads(sys.argv[1])
+hz = int(sys.argv[4])
+r["cpu_s"] = {"gateway": int(sys.argv[2]) / hz, "upstream": int(sys.argv[3]) / hz}
+print(json.dumps(r))
+EOF
+  log "  $name: $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); l=r["latency_us"]; print(f"{r[\"rps\"]:.0f} req/s, p50 {l[\"p50\"]} us, p99 {l[\"p99\"]} us, non-2xx {r[\"non_2xx\"]}, socket errors {r[\"socket_errors\"]}")' "$TMP/$name.json")"
+}
+
+log "warmup (3 s each)"
+run_wrk warmup-direct "$DIRECT_URL" "$WRK_THREADS" 64 3
+run_wrk warmup-gateway "$GW_URL" "$WRK_THREADS" 64 3
+log "throughput: wrk -t$WRK_THREADS -c64 -d${DURATION}s"
+run_wrk tput-direct "$DIRECT_URL" "$WRK_THREADS" 64 "$DURATION"
+run_wrk tput-gateway "$GW_URL" "$WRK_THREADS" 64 "$DURATION"
+log "latency: wrk -t1 -c1 -d${LAT_DURATION}s"
+run_wrk lat-direct "$DIRECT_URL" 1 1 "$LAT_DURATION"
+run_wrk lat-gateway "$GW_URL" 1 1 "$LAT_DURATION"
+
+# --- streaming ------------------------------------------------------------------------------
+STREAM_DIRECT_URL="http://127.0.0.1:$P_STREAM/v1/chat/completions"
+log "streaming: $STREAMS concurrent streams ($CHUNKS chunks, ${CHUNK_DELAY_MS} ms apart, starts spread over ${RAMP_MS} ms)"
+"${CLIENT_PIN[@]}" "$STREAM_LOAD" "$STREAM_DIRECT_URL" "$KEY" "$STREAMS" bench-stream \
+  --ramp-ms "$RAMP_MS" --rss-pid "$PID_STREAM" >"$TMP/stream-direct.json" 2>"$TMP/stream-direct.err" \
+  || die "stream_load (direct) failed: $(tail -5 "$TMP/stream-direct.err")"
+GW_RSS_BEFORE=$(awk '/^VmRSS:/ {print $2}' "/proc/$PID_GW/status")
+# Reset the gateway's peak RSS (VmHWM) so it covers only the streaming test (Linux >= 4.0).
+echo 5 >"/proc/$PID_GW/clear_refs" 2>/dev/null || log "  (cannot reset VmHWM; the sampled peak is used)"
+"${CLIENT_PIN[@]}" "$STREAM_LOAD" "$GW_URL" "$KEY" "$STREAMS" bench-stream \
+  --ramp-ms "$RAMP_MS" --rss-pid "$PID_GW" >"$TMP/stream-gateway.json" 2>"$TMP/stream-gateway.err" \
+  || die "stream_load (gateway) failed: $(tail -5 "$TMP/stream-gateway.err")"
+kill -0 "$PID_GW" 2>/dev/null || die "the gateway died during the benchmark; see $TMP/gateway.log"
+
+# --- report ---------------------------------------------------------------------------------
+python3 - "$TMP" "$JSON_OUT" "$PIN" "$DURATION" "$LAT_DURATION" "$STREAMS" "$CHUNKS" "$CHUNK_DELAY_MS" \
+  "$RAMP_MS" "$GW_RSS_BEFORE" "$WRK_THREADS" <<'EOF'
+import json, os, platform, sys
+tmp, json_out, pin, duration, lat_duration, streams, chunks, delay, ramp, rss_before, wrk_threads = sys.argv[1:12]
+load = lambda name: json.load(open(os.path.join(tmp, name + ".json")))
+td, tg = load("tput-direct"), load("tput-gateway")
+ld, lg = load("lat-direct"), load("lat-gateway")
+sd, sg = load("stream-direct"), load("stream-gateway")
+
+cpu = "unknown"
+try:
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip(); break
+except OSError:
+    pass
+MB = 1_000_000
+gw_peak_kb = max(sg["rss_kb"]["peak_sampled"] or 0, sg["rss_kb"]["vm_hwm"] or 0)
+
+ratio = tg["rps"] / td["rps"] if td["rps"] else 0.0
+d50 = lg["latency_us"]["p50"] - ld["latency_us"]["p50"]
+d99 = lg["latency_us"]["p99"] - ld["latency_us"]["p99"]
+t99 = (sg["ttfb_us"]["p99"] or 0) - (sd["ttfb_us"]["p99"] or 0)
+streams_ok = sg["completed"] == int(streams) and sg["errors"] == 0 and sd["errors"] == 0
+rss_bytes = gw_peak_kb * 1024
+targets = [
+    {"name": "throughput c64: gateway >= 40% of direct", "value": ratio, "limit": 0.40,
+     "pass": ratio >= 0.40 and tg["non_2xx"] == 0 and tg["socket_errors"] == 0},
+    {"name": "added latency c1 p50 <= 0.2 ms", "value_us": d50, "limit_us": 200, "pass": d50 <= 200},
+    {"name": "added latency c1 p99 <= 1 ms", "value_us": d99, "limit_us": 1000, "pass": d99 <= 1000},
+    {"name": f"{streams} streams: all complete, no errors", "completed": sg["completed"], "errors": sg["errors"], "pass": streams_ok},
+    {"name": "streaming: gateway peak RSS < 150 MB", "value_mb": rss_bytes / MB, "limit_mb": 150, "pass": rss_bytes < 150 * MB},
+    {"name": "streaming: TTFB p99 within 2 ms of direct", "value_us": t99, "limit_us": 2000, "pass": t99 <= 2000},
+]
+
+def ms(us):
+    return "-" if us is None else f"{us / 1000:.3f} ms"
+
+rows = [
+    ("throughput c64 (req/s)", f"{td['rps']:.0f}", f"{tg['rps']:.0f}", f"{ratio * 100:.1f}% of direct"),
+    ("latency c1 p50", ms(ld["latency_us"]["p50"]), ms(lg["latency_us"]["p50"]), f"+{d50 / 1000:.3f} ms"),
+    ("latency c1 p99", ms(ld["latency_us"]["p99"]), ms(lg["latency_us"]["p99"]), f"+{d99 / 1000:.3f} ms"),
+    ("latency c1 (req/s)", f"{ld['rps']:.0f}", f"{lg['rps']:.0f}", f"{lg['rps'] / ld['rps'] * 100:.1f}%" if ld["rps"] else "-"),
+    ("throughput c64 p99 latency", ms(td["latency_us"]["p99"]), ms(tg["latency_us"]["p99"]), f"+{(tg['latency_us']['p99'] - td['latency_us']['p99']) / 1000:.3f} ms"),
+    (f"streams ok / {streams}", f"{sd['completed']}", f"{sg['completed']}", f"errors {sd['errors']} / {sg['errors']}"),
+    ("streams peak concurrent", f"{sd['peak_in_flight']}", f"{sg['peak_in_flight']}", ""),
+    ("stream TTFB p50", ms(sd["ttfb_us"]["p50"]), ms(sg["ttfb_us"]["p50"]), f"+{((sg['ttfb_us']['p50'] or 0) - (sd['ttfb_us']['p50'] or 0)) / 1000:.3f} ms"),
+    ("stream TTFB p99", ms(sd["ttfb_us"]["p99"]), ms(sg["ttfb_us"]["p99"]), f"+{t99 / 1000:.3f} ms"),
+    ("stream duration p99", ms(sd["total_us"]["p99"]), ms(sg["total_us"]["p99"]), f"+{((sg['total_us']['p99'] or 0) - (sd['total_us']['p99'] or 0)) / 1000:.3f} ms"),
+    ("peak RSS during streams (MB)", f"{max(sd['rss_kb']['peak_sampled'] or 0, sd['rss_kb']['vm_hwm'] or 0) * 1024 / MB:.1f}", f"{rss_bytes / MB:.1f}", f"gateway idle before: {int(rss_before) * 1024 / MB:.1f}"),
+    ("server CPU per request, c64 (us)", f"{td['cpu_s']['upstream'] / td['requests'] * 1e6:.1f}",
+     f"{tg['cpu_s']['gateway'] / tg['requests'] * 1e6:.1f} (+{tg['cpu_s']['upstream'] / tg['requests'] * 1e6:.1f} upstream)", "gateway process only"),
+]
+w = [max(len(r[i]) for r in rows + [("metric", "direct", "gateway", "ratio / delta")]) for i in range(4)]
+out = []
+fmt = lambda r: "  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip()
+out.append(fmt(("metric", "direct", "gateway", "ratio / delta")))
+out.append(fmt(tuple("-" * x for x in w)))
+out += [fmt(r) for r in rows]
+out.append("")
+for t in targets:
+    out.append(f"{'PASS' if t['pass'] else 'FAIL'}  {t['name']}")
+machine = {"nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(), "pin": pin}
+out.append("")
+out.append(f"machine: {os.cpu_count()} CPUs, {cpu}, Linux {platform.release()}; pinning: {pin}"
+           + ("" if pin == "split" else " (wrk, servers and gateway share all cores)"))
+out.append("the gateway runs in `all` mode: its RSS includes the api-server, compliance and policy services")
+print("\n".join(out))
+
+if json_out:
+    result = {
+        "machine": machine,
+        "settings": {"duration_s": int(duration), "latency_duration_s": int(lat_duration), "streams": int(streams),
+                     "chunks": int(chunks), "chunk_delay_ms": int(delay), "ramp_ms": int(ramp),
+                     "wrk_threads_c64": int(wrk_threads)},
+        "throughput_c64": {"direct": td, "gateway": tg, "ratio": ratio},
+        "latency_c1": {"direct": ld, "gateway": lg, "added_p50_us": d50, "added_p99_us": d99},
+        "streaming": {"direct": sd, "gateway": sg, "gateway_rss_before_kb": int(rss_before),
+                      "gateway_peak_rss_kb": gw_peak_kb, "ttfb_p99_added_us": t99},
+        "targets": targets,
+    }
+    with open(json_out, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"\nresults written to {json_out}")
+EOF
