@@ -16,6 +16,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::audit::AuditRecord;
 use crate::auth::{KeyInfo, client_ip};
 use crate::dispatch::{Call, dispatch};
 use crate::error::{ApiFormat, ProxyError};
@@ -64,17 +65,30 @@ fn authorize(
     Ok(())
 }
 
-/// The whole pipeline for one request.
+/// The whole pipeline for one request. `draft` is the request's audit record: filled in as the
+/// request goes, and taken (to be finished when the response ends) on success.
 async fn handle(
     state: ProxyState,
     format: ApiFormat,
     endpoint: Endpoint,
     peer: SocketAddr,
     request: Request,
+    draft: &mut Option<Draft>,
 ) -> Result<Response, ProxyError> {
     let (parts, body) = request.into_parts();
+    if let Some(draft) = draft.as_mut() {
+        draft.record.client_ip = Some(client_ip(peer.ip(), &parts.headers, &state.trusted_proxies).to_string());
+    }
     let key = state.auth.authenticate(&parts.headers).await?;
+    if let Some(draft) = draft.as_mut() {
+        draft.record.key_id = Some(key.key.id.clone());
+        draft.record.tenant_id = Some(key.key.tenant_id.clone());
+    }
     let body = read_json(&state, body).await?;
+    if let Some(draft) = draft.as_mut() {
+        draft.record.model_requested = body.get("model").and_then(Value::as_str).map(str::to_owned);
+        draft.record.stream = body.get("stream") == Some(&Value::Bool(true));
+    }
     let model = match body.get("model") {
         Some(Value::String(model)) if !model.is_empty() => model.clone(),
         Some(_) => {
@@ -131,6 +145,18 @@ async fn handle(
     let metrics = state.metrics.clone();
     let model_label = model.clone();
     let deployment = dispatched.deployment.clone();
+    let mut draft = draft.take();
+    if let Some(draft) = draft.as_mut() {
+        let record = &mut draft.record;
+        record.model_used = Some(deployment.model_name.clone());
+        record.deployment = Some(deployment.id.clone());
+        record.provider = Some(format!("{:?}", deployment.provider).to_lowercase());
+        record.upstream_latency_ms = Some(dispatched.upstream_latency.as_secs_f64() * 1000.0);
+        record.retries = i64::from(dispatched.attempts.saturating_sub(1));
+        record.fallbacks.clone_from(&dispatched.fallbacks);
+        record.status = 200;
+    }
+    let audit = state.audit.clone();
     let on_end = Box::new(move |summary: Summary| {
         let usage = summary.usage;
         let mut cost = pricing::cost_nanos(&deployment, usage);
@@ -150,6 +176,17 @@ async fn handle(
             .inc_by(usage.completion_tokens);
         if let Some(ttft) = summary.ttft {
             metrics.ttft.get_or_create(&ModelLabels { model: model_label }).observe(ttft.as_secs_f64());
+        }
+        if let Some(mut draft) = draft {
+            let record = &mut draft.record;
+            record.prompt_tokens = i64::try_from(usage.prompt_tokens).unwrap_or(i64::MAX);
+            record.completion_tokens = i64::try_from(usage.completion_tokens).unwrap_or(i64::MAX);
+            record.cost_nanos = cost;
+            record.ttft_ms = summary.ttft.map(|t| t.as_secs_f64() * 1000.0);
+            if !summary.completed {
+                record.error_code = Some("incomplete".to_owned());
+            }
+            audit.record(draft.finish());
         }
     });
     let mut response = respond(format, endpoint, dispatched, include_usage, state.stream_timeout, on_end);
@@ -185,6 +222,63 @@ fn estimate(state: &ProxyState, model: &str, body: &Value) -> (u64, i64) {
     (prompt_tokens, cost)
 }
 
+/// An audit record in the making.
+#[derive(Debug)]
+pub(crate) struct Draft {
+    started: std::time::Instant,
+    record: AuditRecord,
+}
+
+impl Draft {
+    fn new(route: &str) -> Self {
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        Self {
+            started: std::time::Instant::now(),
+            record: AuditRecord {
+                request_id: uuid::Uuid::now_v7().to_string(),
+                ts,
+                route: route.to_owned(),
+                ..AuditRecord::default()
+            },
+        }
+    }
+
+    fn finish(mut self) -> AuditRecord {
+        self.record.latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        self.record
+    }
+}
+
+/// Runs the pipeline and makes sure exactly one audit record is written: here for errors, at the
+/// end of the response for successes.
+async fn run(state: ProxyState, format: ApiFormat, endpoint: Endpoint, peer: SocketAddr, request: Request) -> Response {
+    // Nested routers see the path without their prefix; the audit trail wants the one asked for.
+    let path = request
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| request.uri().path().to_owned(), |uri| uri.path().to_owned());
+    let draft = Draft::new(&path);
+    let request_id = draft.record.request_id.clone();
+    let mut slot = Some(draft);
+    let mut response = match handle(state.clone(), format, endpoint, peer, request, &mut slot).await {
+        Ok(response) => response,
+        Err(error) => {
+            if let Some(mut draft) = slot.take() {
+                draft.record.status = i64::from(error.status().as_u16());
+                draft.record.error_code = error.body(ApiFormat::OpenAi)["error"]["code"].as_str().map(str::to_owned);
+                state.audit.record(draft.finish());
+            }
+            error.into_response_for(format)
+        }
+    };
+    if let Ok(value) = axum::http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
 macro_rules! data_route {
     ($name:ident, $format:expr, $endpoint:expr) => {
         #[tracing::instrument(name = "proxy.request", skip_all, fields(route = stringify!($name)))]
@@ -193,10 +287,7 @@ macro_rules! data_route {
             ConnectInfo(peer): ConnectInfo<SocketAddr>,
             request: Request,
         ) -> Response {
-            match handle(state, $format, $endpoint, peer, request).await {
-                Ok(response) => response,
-                Err(error) => error.into_response_for($format),
-            }
+            run(state, $format, $endpoint, peer, request).await
         }
     };
 }

@@ -9,6 +9,7 @@
 //! - [`upstream`]: provider calls; [`mock`]: the built-in `mock` provider.
 //! - [`translate`], [`sse`], [`respond`]: format translation and streaming.
 
+pub mod audit;
 pub mod auth;
 pub mod dispatch;
 pub mod error;
@@ -139,6 +140,11 @@ impl Application {
             health,
             http,
             auth: Authenticator::new(deps.hasher.clone(), deps.keys.clone(), &deps.shared),
+            audit: crate::audit::AuditSink::start(
+                deps.database.clone(),
+                settings.storage.data_dir.join("audit-spool"),
+                &deps.metrics,
+            ),
             limiter: crate::limits::Limiter::new(
                 deps.shared.clone(),
                 deps.database.clone(),
@@ -198,8 +204,9 @@ impl Application {
     /// Serves until `shutdown` is cancelled, then drains.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let result = self.host.run_until_stopped(shutdown).await;
-        // Requests have drained: write the spend they settled.
+        // Requests have drained: write the spend they settled and their audit records.
         self.state.limiter.flush().await;
+        self.state.audit.flush().await;
         result
     }
 }

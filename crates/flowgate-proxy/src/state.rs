@@ -22,6 +22,8 @@ pub struct Inner {
     pub http: reqwest::Client,
     /// Virtual-key authentication.
     pub auth: Authenticator,
+    /// The audit trail.
+    pub audit: crate::audit::AuditSink,
     /// Rate limits and budgets.
     pub limiter: crate::limits::Limiter,
     /// Metric families.

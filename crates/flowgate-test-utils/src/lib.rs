@@ -277,3 +277,53 @@ pub fn http_client() -> reqwest::Client {
     });
     reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
 }
+
+/// A TCP forwarder in front of a server (PostgreSQL, Redis) that a test can close and reopen, to
+/// simulate an outage without stopping the shared server.
+#[derive(Debug)]
+pub struct TcpGate {
+    /// Local port clients connect to.
+    pub port: u16,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+impl TcpGate {
+    /// Forwards a free local port to `target` (`host:port`).
+    pub async fn start(target: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind gate");
+        let port = listener.local_addr().expect("addr").port();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (generation, _) = tokio::sync::watch::channel(0u64);
+        let target = target.to_owned();
+        let accept_open = open.clone();
+        let accept_generation = generation.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { return };
+                if !accept_open.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let target = target.clone();
+                let mut closed = accept_generation.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = closed.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { port, open, generation }
+    }
+
+    /// Cuts every open connection and refuses new ones (`false`), or lets them through (`true`).
+    pub fn set_open(&self, open: bool) {
+        self.open.store(open, std::sync::atomic::Ordering::SeqCst);
+        if !open {
+            self.generation.send_modify(|g| *g += 1);
+        }
+    }
+}

@@ -9,6 +9,15 @@ use serde_json::{Value, json};
 
 use crate::gateway::Gateway;
 
+/// Minute windows are aligned to the clock: start a minute-window test early in a minute so the
+/// window cannot roll over half way.
+async fn early_in_a_minute() {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() % 60.0;
+    if secs > 45.0 {
+        tokio::time::sleep(Duration::from_secs_f64(60.5 - secs)).await;
+    }
+}
+
 fn chat(model: &str) -> Value {
     json!({"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "count my tokens"}]})
 }
@@ -17,6 +26,7 @@ fn chat(model: &str) -> Value {
 async fn requests_per_minute_limit_answers_429_with_headers() {
     let gateway = Gateway::start("model_list:\n  - {model_name: m, litellm_params: {model: mock/m}}\n", &[]).await;
     let (_, key) = gateway.create_key(json!({"rpm": 3})).await;
+    early_in_a_minute().await;
     for n in 0..3 {
         let response = gateway.post("/v1/chat/completions", &key, &chat("m")).await;
         assert_eq!(response.status(), 200);
@@ -267,6 +277,7 @@ async fn two_proxies_share_rate_limits_and_see_revocations_within_a_second() {
     let prefix = format!("test-{}:", uuid_like());
     let Some(cluster) = cluster(&redis_url(), &prefix).await else { return };
     let (_, limited) = cluster.create_key(json!({"rpm": 4})).await;
+    early_in_a_minute().await;
     let statuses = [
         cluster.call(0, &limited).await,
         cluster.call(1, &limited).await,

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on setup errors")]
 
+mod audit;
 mod gateway;
 mod grpc;
 mod keys;

@@ -1,0 +1,456 @@
+//! The audit trail: one record per proxied request (rejected ones included), written off the hot
+//! path in batches, and never lost.
+//!
+//! Requests hand records to a bounded queue without waiting. A writer task inserts them in batches
+//! (multi-row `INSERT`, up to 500 rows or 200 ms). When the database is unreachable, batches are
+//! appended to a spool file in the data directory (`audit-spool/spool.ndjson`, fsynced) and
+//! replayed in order once it answers again, before newer records; replays are idempotent
+//! (`ON CONFLICT (request_id) DO NOTHING`), so a crash between insert and truncation cannot
+//! duplicate rows. When the queue is full, records overflow into memory rather than being dropped,
+//! with a metric and a log line. Shutdown drains the queue after the HTTP server has drained.
+//!
+//! Prompts and answers are not recorded.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use flowgate_db::{Database, sqlx};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+/// Records queued in memory before overflow.
+const QUEUE_CAPACITY: usize = 50_000;
+/// Rows per INSERT.
+const BATCH_ROWS: usize = 500;
+/// Longest a record waits for its batch.
+const BATCH_WAIT: Duration = Duration::from_millis(200);
+
+/// One request, as the audit trail keeps it. Field names are the column names.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AuditRecord {
+    /// Request id (UUIDv7), also returned to the client as `x-request-id`.
+    pub request_id: String,
+    /// Start time, unix milliseconds.
+    pub ts: i64,
+    /// Tenant of the key, when the key was resolved.
+    pub tenant_id: Option<String>,
+    /// Key id (never the key).
+    pub key_id: Option<String>,
+    /// Client address (after trusted-proxy resolution).
+    pub client_ip: Option<String>,
+    /// Route asked, e.g. `/v1/chat/completions`.
+    pub route: String,
+    /// Model name asked.
+    pub model_requested: Option<String>,
+    /// Model name that answered (differs after a fallback).
+    pub model_used: Option<String>,
+    /// Deployment id that answered.
+    pub deployment: Option<String>,
+    /// Provider that answered.
+    pub provider: Option<String>,
+    /// HTTP status returned.
+    pub status: i64,
+    /// Error code returned, if any (`model_not_found`, `budget_exceeded`, ...).
+    pub error_code: Option<String>,
+    /// Total time until the response ended (streams: until the last byte).
+    pub latency_ms: f64,
+    /// Time to the upstream's response head.
+    pub upstream_latency_ms: Option<f64>,
+    /// Time to the first streamed byte.
+    pub ttft_ms: Option<f64>,
+    /// Prompt tokens.
+    pub prompt_tokens: i64,
+    /// Completion tokens.
+    pub completion_tokens: i64,
+    /// Cost in nano-dollars.
+    pub cost_nanos: i64,
+    /// Served from cache.
+    pub cache_hit: bool,
+    /// Streamed.
+    pub stream: bool,
+    /// Attempts beyond the first.
+    pub retries: i64,
+    /// Model names tried and failed before the answer, JSON array.
+    pub fallbacks: Vec<String>,
+    /// Guardrail actions: `[{"guardrail","action","findings":{kind: count}}]` (never the text).
+    pub guardrail_actions: Vec<serde_json::Value>,
+}
+
+enum Message {
+    Record(Box<AuditRecord>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Where requests hand their records. Cheap to clone.
+#[derive(Clone)]
+pub struct AuditSink(Arc<Inner>);
+
+struct Inner {
+    tx: mpsc::Sender<Message>,
+    overflow: Mutex<VecDeque<AuditRecord>>,
+    depth: Gauge,
+    overflowed: Counter,
+    spool_bytes: Arc<AtomicI64>,
+}
+
+impl std::fmt::Debug for AuditSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditSink").finish_non_exhaustive()
+    }
+}
+
+impl AuditSink {
+    /// Starts the writer for `database`, spooling into `spool_dir` when it is unreachable.
+    pub fn start(database: Database, spool_dir: PathBuf, metrics: &flowgate_common::metrics::Metrics) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let depth = Gauge::default();
+        let overflowed = Counter::default();
+        let spool_gauge: Gauge = Gauge::default();
+        let written = Counter::default();
+        let spooled = Counter::default();
+        metrics.register("audit_queue_depth", "Audit records waiting to be written", depth.clone());
+        metrics.register("audit_queue_overflow", "Audit records that found the queue full", overflowed.clone());
+        metrics.register("audit_spool_bytes", "Size of the audit spool file", spool_gauge.clone());
+        metrics.register("audit_records_written", "Audit records inserted into the database", written.clone());
+        metrics.register("audit_records_spooled", "Audit records written to the spool file", spooled.clone());
+        let spool_bytes = Arc::new(AtomicI64::new(0));
+        let inner = Arc::new(Inner {
+            tx,
+            overflow: Mutex::new(VecDeque::new()),
+            depth: depth.clone(),
+            overflowed,
+            spool_bytes,
+        });
+        let writer =
+            Writer { database, spool: Spool::new(spool_dir), sink: inner.clone(), spool_gauge, written, spooled };
+        tokio::spawn(writer.run(rx));
+        Self(inner)
+    }
+
+    /// Queues `record` without waiting.
+    pub fn record(&self, record: AuditRecord) {
+        let inner = &self.0;
+        inner.depth.inc();
+        let returned = match inner.tx.try_send(Message::Record(Box::new(record))) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(message) | mpsc::error::TrySendError::Closed(message)) => message,
+        };
+        if let Message::Record(record) = returned {
+            let mut overflow = inner.overflow.lock().unwrap_or_else(PoisonError::into_inner);
+            if overflow.is_empty() {
+                tracing::warn!("audit queue full: holding records in memory until the writer catches up");
+            }
+            overflow.push_back(*record);
+            inner.overflowed.inc();
+        }
+    }
+
+    /// Writes (or spools) everything queued so far; called at shutdown after requests drained.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.0.tx.send(Message::Flush(tx)).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), rx).await;
+        }
+    }
+}
+
+/// The append-only spool file.
+struct Spool {
+    path: PathBuf,
+}
+
+impl Spool {
+    fn new(dir: PathBuf) -> Self {
+        Self { path: dir.join("spool.ndjson") }
+    }
+
+    fn append(&self, records: &[AuditRecord]) -> std::io::Result<u64> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+        let mut buffer = Vec::new();
+        for record in records {
+            serde_json::to_writer(&mut buffer, record).map_err(std::io::Error::other)?;
+            buffer.push(b'\n');
+        }
+        file.write_all(&buffer)?;
+        file.sync_data()?;
+        Ok(file.metadata()?.len())
+    }
+
+    fn read(&self) -> std::io::Result<Vec<AuditRecord>> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) => Ok(text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .filter_map(|line| match serde_json::from_str(line) {
+                    Ok(record) => Some(record),
+                    Err(error) => {
+                        tracing::error!(%error, "skipping an unreadable audit spool line");
+                        None
+                    }
+                })
+                .collect()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn clear(&self) -> std::io::Result<()> {
+        match std::fs::remove_file(&self.path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+            _ => Ok(()),
+        }
+    }
+
+    fn exists(&self) -> bool {
+        self.path.exists()
+    }
+}
+
+struct Writer {
+    database: Database,
+    spool: Spool,
+    sink: Arc<Inner>,
+    spool_gauge: Gauge,
+    written: Counter,
+    spooled: Counter,
+}
+
+const COLUMNS: [&str; 24] = [
+    "request_id",
+    "ts",
+    "tenant_id",
+    "key_id",
+    "client_ip",
+    "route",
+    "model_requested",
+    "model_used",
+    "deployment",
+    "provider",
+    "status",
+    "error_code",
+    "latency_ms",
+    "upstream_latency_ms",
+    "ttft_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_nanos",
+    "cache_hit",
+    "stream",
+    "retries",
+    "fallbacks",
+    "guardrail_actions",
+    "prompt",
+];
+
+/// `INSERT ... VALUES ($1, ...), (...) ON CONFLICT (request_id) DO NOTHING` for `rows` rows,
+/// built from constants only.
+fn insert_sql(rows: usize) -> String {
+    let width = COLUMNS.len() - 1; // `prompt` is never written
+    let mut sql = format!("INSERT INTO audit_records ({}) VALUES ", COLUMNS[..width].join(", "));
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..width {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(row * width + column + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT (request_id) DO NOTHING");
+    sql
+}
+
+async fn insert(database: &Database, records: &[AuditRecord]) -> Result<(), sqlx::Error> {
+    for chunk in records.chunks(BATCH_ROWS) {
+        let sql = insert_sql(chunk.len());
+        let mut query = sqlx::query(&sql);
+        for r in chunk {
+            query = query
+                .bind(r.request_id.clone())
+                .bind(r.ts)
+                .bind(r.tenant_id.clone())
+                .bind(r.key_id.clone())
+                .bind(r.client_ip.clone())
+                .bind(r.route.clone())
+                .bind(r.model_requested.clone())
+                .bind(r.model_used.clone())
+                .bind(r.deployment.clone())
+                .bind(r.provider.clone())
+                .bind(r.status)
+                .bind(r.error_code.clone())
+                .bind(r.latency_ms)
+                .bind(r.upstream_latency_ms)
+                .bind(r.ttft_ms)
+                .bind(r.prompt_tokens)
+                .bind(r.completion_tokens)
+                .bind(r.cost_nanos)
+                .bind(i64::from(r.cache_hit))
+                .bind(i64::from(r.stream))
+                .bind(r.retries)
+                .bind(serde_json::to_string(&r.fallbacks).unwrap_or_else(|_| "[]".to_owned()))
+                .bind(serde_json::to_string(&r.guardrail_actions).unwrap_or_else(|_| "[]".to_owned()));
+        }
+        query.execute(database.pool()).await?;
+    }
+    Ok(())
+}
+
+impl Writer {
+    async fn run(self, mut rx: mpsc::Receiver<Message>) {
+        let mut batch: Vec<AuditRecord> = Vec::new();
+        // Records spooled by an earlier run go first.
+        self.write(Vec::new()).await;
+        loop {
+            let mut flushes = Vec::new();
+            let deadline = tokio::time::sleep(BATCH_WAIT);
+            tokio::pin!(deadline);
+            let mut closed = false;
+            while batch.len() < BATCH_ROWS {
+                tokio::select! {
+                    message = rx.recv() => match message {
+                        Some(Message::Record(record)) => batch.push(*record),
+                        Some(Message::Flush(done)) => {
+                            flushes.push(done);
+                            break;
+                        }
+                        None => {
+                            closed = true;
+                            break;
+                        }
+                    },
+                    () = &mut deadline => break,
+                }
+            }
+            batch.extend(self.sink.overflow.lock().unwrap_or_else(PoisonError::into_inner).drain(..));
+            if !flushes.is_empty() {
+                while let Ok(message) = rx.try_recv() {
+                    match message {
+                        Message::Record(record) => batch.push(*record),
+                        Message::Flush(done) => flushes.push(done),
+                    }
+                }
+            }
+            let count = batch.len();
+            if count > 0 || self.spool.exists() {
+                self.write(std::mem::take(&mut batch)).await;
+                self.sink.depth.dec_by(i64::try_from(count).unwrap_or(0));
+            }
+            for done in flushes {
+                let _ = done.send(());
+            }
+            if closed {
+                return;
+            }
+        }
+    }
+
+    /// Inserts `batch` after replaying the spool; on failure appends it to the spool.
+    async fn write(&self, batch: Vec<AuditRecord>) {
+        if self.spool.exists() {
+            match self.spool.read() {
+                Ok(spooled) if !spooled.is_empty() => match insert(&self.database, &spooled).await {
+                    Ok(()) => {
+                        tracing::info!(records = spooled.len(), "audit spool replayed into the database");
+                        let _ = self.written.inc_by(spooled.len() as u64);
+                        if let Err(error) = self.spool.clear() {
+                            tracing::error!(%error, "cannot clear the replayed audit spool");
+                        }
+                        self.sink.spool_bytes.store(0, Ordering::Relaxed);
+                        self.spool_gauge.set(0);
+                    }
+                    Err(_) => {
+                        self.spool_batch(&batch);
+                        return;
+                    }
+                },
+                Ok(_) => {
+                    let _ = self.spool.clear();
+                }
+                Err(error) => tracing::error!(%error, "cannot read the audit spool"),
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        match insert(&self.database, &batch).await {
+            Ok(()) => {
+                self.written.inc_by(batch.len() as u64);
+            }
+            Err(error) => {
+                tracing::warn!(%error, records = batch.len(), "audit database unavailable; spooling records to disk");
+                self.spool_batch(&batch);
+            }
+        }
+    }
+
+    fn spool_batch(&self, batch: &[AuditRecord]) {
+        if batch.is_empty() {
+            return;
+        }
+        match self.spool.append(batch) {
+            Ok(size) => {
+                self.spooled.inc_by(batch.len() as u64);
+                let size = i64::try_from(size).unwrap_or(i64::MAX);
+                self.sink.spool_bytes.store(size, Ordering::Relaxed);
+                self.spool_gauge.set(size);
+            }
+            Err(error) => {
+                // Last resort: keep them in memory for the next attempt.
+                tracing::error!(%error, records = batch.len(), "cannot write the audit spool; keeping records in memory");
+                self.sink.overflow.lock().unwrap_or_else(PoisonError::into_inner).extend(batch.iter().cloned());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_sql_numbers_every_placeholder() {
+        let sql = insert_sql(2);
+        assert!(sql.contains("($1, $2,"));
+        assert!(sql.contains("$46)"));
+        assert!(!sql.contains("$47"));
+        assert!(sql.ends_with("ON CONFLICT (request_id) DO NOTHING"));
+    }
+
+    #[test]
+    fn spool_round_trips_records_in_order() {
+        let dir = std::env::temp_dir().join(format!("flowgate-spool-{}", uuid_like()));
+        let spool = Spool::new(dir.clone());
+        let records: Vec<AuditRecord> = (0..3)
+            .map(|i| AuditRecord {
+                request_id: format!("r{i}"),
+                ts: i,
+                route: "/v1/x".into(),
+                ..AuditRecord::default()
+            })
+            .collect();
+        spool.append(&records[..2]).unwrap();
+        spool.append(&records[2..]).unwrap();
+        assert_eq!(spool.read().unwrap(), records);
+        spool.clear().unwrap();
+        assert!(spool.read().unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn uuid_like() -> u128 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()
+    }
+}

@@ -1,0 +1,195 @@
+//! The audit trail: exactly one row per request, through a database outage and a SIGTERM, with no
+//! prompts stored.
+
+use std::time::{Duration, Instant};
+
+use flowgate_db::sqlx::{self, Row};
+use flowgate_test_utils::{FlowgateProcess, TcpGate, TempDir, ThrowawayDb, base_env, http_client};
+use serde_json::{Value, json};
+
+use crate::gateway::Gateway;
+
+const CONFIG: &str = "model_list:
+  - {model_name: m, litellm_params: {model: mock/m, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}}
+  - {model_name: slow, litellm_params: {model: mock/slow, mock_latency_ms: 1500}}
+";
+
+const SECRET_PROMPT: &str = "my secret plan is written here";
+
+fn chat(model: &str, stream: bool) -> Value {
+    json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": SECRET_PROMPT}]})
+}
+
+async fn sqlite_rows(dir: &std::path::Path) -> Vec<sqlx::sqlite::SqliteRow> {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}?mode=ro", dir.join("flowgate.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("SELECT * FROM audit_records ORDER BY ts, request_id").fetch_all(&mut conn).await.unwrap()
+}
+
+async fn wait_for_rows(dir: &std::path::Path, expected: usize) -> Vec<sqlx::sqlite::SqliteRow> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = sqlite_rows(dir).await;
+        if rows.len() >= expected || Instant::now() > deadline {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_request_gets_exactly_one_record_with_its_details_and_no_prompt() {
+    let gateway = Gateway::start(CONFIG, &[]).await;
+    let (key_id, key) = gateway.create_key(json!({"requests_per_hour": 3})).await;
+    let mut request_ids = Vec::new();
+    for request in [chat("m", false), chat("m", true), chat("nope", false), chat("m", false), chat("m", false)] {
+        let response = gateway.post("/v1/chat/completions", &key, &request).await;
+        request_ids.push(response.headers()["x-request-id"].to_str().unwrap().to_owned());
+        let _ = response.bytes().await;
+    }
+    let response = gateway.post("/v1/chat/completions", "sk-fg-invalid", &chat("m", false)).await;
+    assert_eq!(response.status(), 401);
+    let rows = wait_for_rows(gateway.data_dir(), 6).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rows_after = sqlite_rows(gateway.data_dir()).await;
+    assert_eq!(rows.len(), 6, "one row per request");
+    assert_eq!(rows_after.len(), 6, "and no more");
+
+    let by_id = |id: &str| rows.iter().find(|r| r.get::<String, _>("request_id") == id).unwrap();
+    let plain = by_id(&request_ids[0]);
+    assert_eq!(plain.get::<i64, _>("status"), 200);
+    assert_eq!(plain.get::<String, _>("key_id"), key_id);
+    assert_eq!(plain.get::<String, _>("model_requested"), "m");
+    assert_eq!(plain.get::<String, _>("deployment"), "m/0");
+    assert_eq!(plain.get::<String, _>("provider"), "mock");
+    assert_eq!(plain.get::<String, _>("route"), "/v1/chat/completions");
+    assert_eq!(plain.get::<String, _>("client_ip"), "127.0.0.1");
+    assert!(plain.get::<i64, _>("prompt_tokens") > 0 && plain.get::<i64, _>("completion_tokens") > 0);
+    assert!(plain.get::<i64, _>("cost_nanos") > 0);
+    assert!(plain.get::<f64, _>("latency_ms") > 0.0);
+    let streamed = by_id(&request_ids[1]);
+    assert_eq!(streamed.get::<i64, _>("stream"), 1);
+    assert!(streamed.get::<Option<f64>, _>("ttft_ms").is_some());
+    assert!(streamed.get::<i64, _>("completion_tokens") > 0, "stream usage recorded");
+    let missing = by_id(&request_ids[2]);
+    assert_eq!(missing.get::<i64, _>("status"), 404);
+    assert_eq!(missing.get::<String, _>("error_code"), "model_not_found");
+    let limited = by_id(&request_ids[4]);
+    assert_eq!(limited.get::<i64, _>("status"), 429);
+    assert_eq!(limited.get::<String, _>("error_code"), "rate_limit_exceeded");
+    let unauthenticated = rows.iter().find(|r| r.get::<i64, _>("status") == 401).unwrap();
+    assert!(unauthenticated.get::<Option<String>, _>("key_id").is_none());
+
+    for row in &rows {
+        assert!(row.get::<Option<String>, _>("prompt").is_none());
+        assert!(row.get::<Option<String>, _>("response").is_none());
+    }
+    let database = std::fs::read(gateway.data_dir().join("flowgate.db")).unwrap();
+    let wal = std::fs::read(gateway.data_dir().join("flowgate.db-wal")).unwrap_or_default();
+    for bytes in [database, wal] {
+        assert!(!String::from_utf8_lossy(&bytes).contains(SECRET_PROMPT), "prompt text stored");
+    }
+    assert!(!gateway.process.log_text().contains(SECRET_PROMPT), "prompt text logged");
+}
+
+#[tokio::test]
+async fn sigterm_under_load_loses_no_record() {
+    let gateway = Gateway::start(CONFIG, &[]).await;
+    let (_, key) = gateway.create_key(json!({})).await;
+    let proxy = gateway.proxy();
+    let client = http_client();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (proxy, key, client) = (proxy.clone(), key.clone(), client.clone());
+        tasks.spawn(async move {
+            client
+                .post(format!("{proxy}/v1/chat/completions"))
+                .bearer_auth(key)
+                .json(&chat("slow", false))
+                .send()
+                .await
+                .map(|r| r.status())
+        });
+    }
+    // The answers take 1.5 s: stop the gateway while all 20 are in flight.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let gateway = gateway.restart().await;
+    let mut answered = 0;
+    while let Some(result) = tasks.join_next().await {
+        if matches!(result.unwrap(), Ok(status) if status == 200) {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 20, "in-flight requests were drained, not dropped");
+    let rows = wait_for_rows(gateway.data_dir(), 20).await;
+    assert_eq!(rows.len(), 20);
+}
+
+#[tokio::test]
+async fn a_database_outage_spools_records_and_replays_them_exactly_once() {
+    let Some(db) = ThrowawayDb::create().await else { return };
+    let admin_url = flowgate_test_utils::postgres_admin_url();
+    let target =
+        admin_url.split('@').nth(1).and_then(|rest| rest.split('/').next()).unwrap_or("127.0.0.1:5432").to_owned();
+    let gate = TcpGate::start(&target).await;
+    let gated_url = db.url.replace(&target, &format!("127.0.0.1:{}", gate.port));
+    let dir = TempDir::new();
+    let config = dir.path().join("flowgate.yaml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let mut env = base_env(dir.path());
+    for (k, v) in [
+        ("DATABASE_URL", gated_url.as_str()),
+        ("ADMIN_API_KEY", "audit-admin"),
+        ("FLOWGATE_CONFIG", config.to_str().unwrap()),
+        ("FLOWGATE__DATABASE__CONNECT_TIMEOUT_SECS", "1"),
+    ] {
+        env.push((k.to_owned(), v.to_owned()));
+    }
+    let process = FlowgateProcess::spawn(&["all"], &env, &["proxy", "api-server"]).await;
+    let created: Value = http_client()
+        .post(format!("{}/api/enterprise/vkeys", process.url("api-server")))
+        .bearer_auth("audit-admin")
+        .json(&json!({"name": "audit"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap();
+    let send = |n: usize| {
+        let url = format!("{}/v1/chat/completions", process.url("proxy"));
+        async move {
+            for _ in 0..n {
+                let response = http_client().post(&url).bearer_auth(key).json(&chat("m", false)).send().await.unwrap();
+                assert_eq!(response.status(), 200);
+            }
+        }
+    };
+    send(10).await;
+    gate.set_open(false);
+    send(15).await;
+    let spool = dir.path().join("audit-spool").join("spool.ndjson");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !spool.exists() {
+        assert!(Instant::now() < deadline, "records were not spooled during the outage");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    gate.set_open(true);
+    let count = || async {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        sqlx::query("SELECT COUNT(*) FROM audit_records").fetch_one(&mut conn).await.unwrap().get::<i64, _>(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count().await < 25 {
+        assert!(Instant::now() < deadline, "spooled records were not replayed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(count().await, 25, "exactly one row per request");
+    assert!(!spool.exists(), "the spool is cleared after the replay");
+    drop(process);
+    db.drop_db().await;
+}
