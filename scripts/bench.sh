@@ -80,6 +80,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   || log "warning: ulimit -n is $(ulimit -n); $STREAMS streams may run out of file descriptors"
 
 # --- build ----------------------------------------------------------------------------------
+# (load is sampled after the build, just before the measurements: see LOAD_BEFORE below)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release/flowgate
 if [ "$BUILD" = 1 ]; then
@@ -236,9 +237,14 @@ hz = int(sys.argv[4])
 r["cpu_s"] = {"gateway": int(sys.argv[2]) / hz, "upstream": int(sys.argv[3]) / hz}
 print(json.dumps(r))
 EOF
-  log "  $name: $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); l=r["latency_us"]; print(f"{r[\"rps\"]:.0f} req/s, p50 {l[\"p50\"]} us, p99 {l[\"p99\"]} us, non-2xx {r[\"non_2xx\"]}, socket errors {r[\"socket_errors\"]}")' "$TMP/$name.json")"
+  log "  $name: $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); l=r["latency_us"]; print("%.0f req/s, p50 %d us, p99 %d us, non-2xx %d, socket errors %d" % (r["rps"], l["p50"], l["p99"], r["non_2xx"], r["socket_errors"]))' "$TMP/$name.json")"
 }
 
+# Other work on the machine skews every number here: note the load average before and after.
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+if python3 -c "import os,sys; sys.exit(0 if os.getloadavg()[0] > 0.5 * os.cpu_count() else 1)"; then
+  log "warning: load average is $LOAD_BEFORE on $NPROC CPUs before the run; results will be noisy"
+fi
 log "warmup (3 s each)"
 run_wrk warmup-direct "$DIRECT_URL" "$WRK_THREADS" 64 3
 run_wrk warmup-gateway "$GW_URL" "$WRK_THREADS" 64 3
@@ -252,22 +258,33 @@ run_wrk lat-gateway "$GW_URL" 1 1 "$LAT_DURATION"
 # --- streaming ------------------------------------------------------------------------------
 STREAM_DIRECT_URL="http://127.0.0.1:$P_STREAM/v1/chat/completions"
 log "streaming: $STREAMS concurrent streams ($CHUNKS chunks, ${CHUNK_DELAY_MS} ms apart, starts spread over ${RAMP_MS} ms)"
+S_MOCK0=$(cpu_ticks "$PID_STREAM")
 "${CLIENT_PIN[@]}" "$STREAM_LOAD" "$STREAM_DIRECT_URL" "$KEY" "$STREAMS" bench-stream \
   --ramp-ms "$RAMP_MS" --rss-pid "$PID_STREAM" >"$TMP/stream-direct.json" 2>"$TMP/stream-direct.err" \
   || die "stream_load (direct) failed: $(tail -5 "$TMP/stream-direct.err")"
+S_MOCK1=$(cpu_ticks "$PID_STREAM")
 GW_RSS_BEFORE=$(awk '/^VmRSS:/ {print $2}' "/proc/$PID_GW/status")
 # Reset the gateway's peak RSS (VmHWM) so it covers only the streaming test (Linux >= 4.0).
 echo 5 >"/proc/$PID_GW/clear_refs" 2>/dev/null || log "  (cannot reset VmHWM; the sampled peak is used)"
+S_GW0=$(cpu_ticks "$PID_GW"); S_MOCK2=$(cpu_ticks "$PID_STREAM")
 "${CLIENT_PIN[@]}" "$STREAM_LOAD" "$GW_URL" "$KEY" "$STREAMS" bench-stream \
   --ramp-ms "$RAMP_MS" --rss-pid "$PID_GW" >"$TMP/stream-gateway.json" 2>"$TMP/stream-gateway.err" \
   || die "stream_load (gateway) failed: $(tail -5 "$TMP/stream-gateway.err")"
+S_GW1=$(cpu_ticks "$PID_GW"); S_MOCK3=$(cpu_ticks "$PID_STREAM")
+# Server CPU seconds over both rounds (warmup + measured) of each streaming run.
+STREAM_CPU="$(( S_MOCK1 - S_MOCK0 )) $(( S_GW1 - S_GW0 )) $(( S_MOCK3 - S_MOCK2 ))"
 kill -0 "$PID_GW" 2>/dev/null || die "the gateway died during the benchmark; see $TMP/gateway.log"
+
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- report ---------------------------------------------------------------------------------
 python3 - "$TMP" "$JSON_OUT" "$PIN" "$DURATION" "$LAT_DURATION" "$STREAMS" "$CHUNKS" "$CHUNK_DELAY_MS" \
-  "$RAMP_MS" "$GW_RSS_BEFORE" "$WRK_THREADS" <<'EOF'
+  "$RAMP_MS" "$GW_RSS_BEFORE" "$WRK_THREADS" "$STREAM_CPU" "$TICK_HZ" "$LOAD_BEFORE" "$LOAD_AFTER" <<'EOF'
 import json, os, platform, sys
 tmp, json_out, pin, duration, lat_duration, streams, chunks, delay, ramp, rss_before, wrk_threads = sys.argv[1:12]
+hz = int(sys.argv[13])
+load_before, load_after = sys.argv[14], sys.argv[15]
+s_mock_direct, s_gw, s_mock_gw = (int(x) / hz for x in sys.argv[12].split())
 load = lambda name: json.load(open(os.path.join(tmp, name + ".json")))
 td, tg = load("tput-direct"), load("tput-gateway")
 ld, lg = load("lat-direct"), load("lat-gateway")
@@ -314,6 +331,7 @@ rows = [
     ("stream TTFB p99", ms(sd["ttfb_us"]["p99"]), ms(sg["ttfb_us"]["p99"]), f"+{t99 / 1000:.3f} ms"),
     ("stream duration p99", ms(sd["total_us"]["p99"]), ms(sg["total_us"]["p99"]), f"+{((sg['total_us']['p99'] or 0) - (sd['total_us']['p99'] or 0)) / 1000:.3f} ms"),
     ("peak RSS during streams (MB)", f"{max(sd['rss_kb']['peak_sampled'] or 0, sd['rss_kb']['vm_hwm'] or 0) * 1024 / MB:.1f}", f"{rss_bytes / MB:.1f}", f"gateway idle before: {int(rss_before) * 1024 / MB:.1f}"),
+    ("server CPU, streaming runs (s)", f"{s_mock_direct:.2f}", f"{s_gw:.2f} (+{s_mock_gw:.2f} upstream)", "2 rounds each (warmup + measured)"),
     ("server CPU per request, c64 (us)", f"{td['cpu_s']['upstream'] / td['requests'] * 1e6:.1f}",
      f"{tg['cpu_s']['gateway'] / tg['requests'] * 1e6:.1f} (+{tg['cpu_s']['upstream'] / tg['requests'] * 1e6:.1f} upstream)", "gateway process only"),
 ]
@@ -326,10 +344,12 @@ out += [fmt(r) for r in rows]
 out.append("")
 for t in targets:
     out.append(f"{'PASS' if t['pass'] else 'FAIL'}  {t['name']}")
-machine = {"nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(), "pin": pin}
+machine = {"nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(), "pin": pin,
+           "loadavg_before": load_before, "loadavg_after": load_after}
 out.append("")
 out.append(f"machine: {os.cpu_count()} CPUs, {cpu}, Linux {platform.release()}; pinning: {pin}"
            + ("" if pin == "split" else " (wrk, servers and gateway share all cores)"))
+out.append(f"load average (1/5/15 min) before: {load_before}, after: {load_after}")
 out.append("the gateway runs in `all` mode: its RSS includes the api-server, compliance and policy services")
 print("\n".join(out))
 
@@ -342,7 +362,8 @@ if json_out:
         "throughput_c64": {"direct": td, "gateway": tg, "ratio": ratio},
         "latency_c1": {"direct": ld, "gateway": lg, "added_p50_us": d50, "added_p99_us": d99},
         "streaming": {"direct": sd, "gateway": sg, "gateway_rss_before_kb": int(rss_before),
-                      "gateway_peak_rss_kb": gw_peak_kb, "ttfb_p99_added_us": t99},
+                      "gateway_peak_rss_kb": gw_peak_kb, "ttfb_p99_added_us": t99,
+                      "cpu_s": {"upstream_direct": s_mock_direct, "gateway": s_gw, "upstream_via_gateway": s_mock_gw}},
         "targets": targets,
     }
     with open(json_out, "w") as f:

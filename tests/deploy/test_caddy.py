@@ -4,8 +4,9 @@ Caddy run for real in front of
 
   * four stub upstreams (always): every route family, streaming, compression, X-Forwarded-For;
   * the `flowgate` binary in `all` mode (FLOWGATE_BIN, default target/debug/flowgate): every route
-    family reaches the service named by the response's x-flowgate-service header. This test fails,
-    never skips, when the binary is missing.
+    family reaches the service named by the response's x-flowgate-service header, and streamed
+    answers on every data-plane route family (a `mock/` model streaming five chunks 100 ms apart)
+    arrive event by event. These tests fail, never skip, when the binary is missing.
 
 Ports come from the environment when set (FLOWGATE_TEST_PROXY_PORT, FLOWGATE_TEST_API_SERVER_PORT,
 FLOWGATE_TEST_COMPLIANCE_PORT, FLOWGATE_TEST_POLICY_PORT, FLOWGATE_TEST_CADDY_PORT), else free ones.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -405,17 +407,54 @@ def test_json_is_compressed_but_event_streams_are_not_buffered(spawn, caddy_bin,
 # --------------------------------------------------------------------------------------------
 
 
-def test_routes_through_caddy_to_flowgate_all(spawn, caddy_bin, tmp_path):
+# A `mock/` model that streams five chunks 100 ms apart: long enough to tell a stream passed
+# through event by event from one that was buffered and flushed at the end.
+FLOWGATE_CONFIG = """
+model_list:
+  - model_name: mock-slow
+    litellm_params: {model: mock/slow, mock_chunk_delay_ms: 100, mock_chunks: 5}
+"""
+ADMIN_KEY = "test-admin"
+
+# Streamed requests through every data-plane route family: (path, body, auth header, last event).
+STREAMS: list[tuple[str, dict[str, Any], str, bytes]] = [
+    (
+        path,
+        {"model": "mock-slow", "stream": True, "messages": [{"role": "user", "content": "one two three four five"}]},
+        "authorization",
+        b"data: [DONE]",
+    )
+    for path in ("/v1/chat/completions", "/oai/v1/chat/completions", "/cursor/v1/chat/completions")
+] + [
+    (
+        "/anthropic/v1/messages",
+        {
+            "model": "mock-slow",
+            "max_tokens": 64,
+            "stream": True,
+            "messages": [{"role": "user", "content": "one two three four five"}],
+        },
+        "x-api-key",
+        b'event: message_stop\ndata: {"type":"message_stop"}',
+    ),
+]
+
+
+def start_flowgate_all(spawn, tmp_path: Path):
+    """`flowgate all` with FLOWGATE_CONFIG, healthy on every port; returns (ports, process)."""
     binary = flowgate_binary()
     ports = {name: port_from_env(f"FLOWGATE_TEST_{name.upper().replace('-', '_')}_PORT") for name in SERVICES}
     data_dir = tmp_path / "data"
     data_dir.mkdir()
+    config = tmp_path / "flowgate.yaml"
+    config.write_text(FLOWGATE_CONFIG)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tmp_path),
         "SERVICE_TYPE": "all",
+        "FLOWGATE_CONFIG": str(config),
         "FLOWGATE_DATA_DIR": str(data_dir),
-        "ADMIN_API_KEY": "test-admin",
+        "ADMIN_API_KEY": ADMIN_KEY,
         "FLOWGATE__SECURITY__KEY_HASH_SECRET": "deploy-e2e-key-hash-secret-0123456789",
         "FLOWGATE__PROXY__TRUSTED_PROXIES": "127.0.0.1/32",
         "FLOWGATE__PROXY__API_SERVER_URL": f"http://127.0.0.1:{ports['api-server']}",
@@ -426,16 +465,13 @@ def test_routes_through_caddy_to_flowgate_all(spawn, caddy_bin, tmp_path):
     }
     flowgate = spawn("flowgate", [str(binary), "all"], env)
 
-    def context() -> str:
-        return f"\n--- flowgate log ---\n{flowgate.log_tail()}"
-
     # Every service answers GET /health with 200 JSON and names itself.
     deadline = time.monotonic() + 120
     with httpx.Client(timeout=5) as client:
         for name, port in ports.items():
             while True:
                 if flowgate.proc.poll() is not None:
-                    pytest.fail(f"flowgate exited with {flowgate.proc.returncode}{context()}")
+                    pytest.fail(f"flowgate exited with {flowgate.proc.returncode}\n{flowgate.log_tail()}")
                 try:
                     response = client.get(f"http://127.0.0.1:{port}/health")
                     if response.status_code == 200:
@@ -443,10 +479,56 @@ def test_routes_through_caddy_to_flowgate_all(spawn, caddy_bin, tmp_path):
                 except httpx.TransportError:
                     pass
                 if time.monotonic() > deadline:
-                    pytest.fail(f"{name} on :{port} not healthy in time{context()}")
+                    pytest.fail(f"{name} on :{port} not healthy in time\n{flowgate.log_tail()}")
                 time.sleep(0.25)
-            assert response.headers.get(SERVICE_HEADER) == name, context()
-            assert isinstance(response.json(), dict), context()
+            assert response.headers.get(SERVICE_HEADER) == name, flowgate.log_tail()
+            assert isinstance(response.json(), dict), flowgate.log_tail()
+    return ports, flowgate
 
+
+def test_routes_through_caddy_to_flowgate_all(spawn, caddy_bin, tmp_path):
+    ports, flowgate = start_flowgate_all(spawn, tmp_path)
     base = start_caddy(spawn, caddy_bin, tmp_path, ports)
-    assert_routes(base, context())
+    assert_routes(base, f"\n--- flowgate log ---\n{flowgate.log_tail()}")
+
+
+def test_streams_through_caddy_to_flowgate_all_are_not_buffered(spawn, caddy_bin, tmp_path):
+    """A streamed answer through Caddy arrives as the upstream produces it, on every route family
+    (OpenAI format on /v1, /oai/v1 and /cursor/v1; Anthropic format on /anthropic/v1): several
+    events, the first well before the last, no compression."""
+    ports, flowgate = start_flowgate_all(spawn, tmp_path)
+    base = start_caddy(spawn, caddy_bin, tmp_path, ports)
+    context = f"\n--- flowgate log ---\n{flowgate.log_tail()}"
+    with httpx.Client(base_url=base, timeout=30) as client:
+        # The key is created through Caddy too (/api/enterprise* -> api-server).
+        created = client.post(
+            "/api/enterprise/vkeys", headers={"Authorization": f"Bearer {ADMIN_KEY}"}, json={"name": "caddy-stream"}
+        )
+        assert created.status_code == 201, created.text + context
+        key = created.json()["key"]
+
+        for path, body, auth_header, last_event in STREAMS:
+            value = f"Bearer {key}" if auth_header == "authorization" else key
+            headers = {auth_header: value, "Accept-Encoding": "gzip, zstd", "anthropic-version": "2023-06-01"}
+            started = time.monotonic()
+            arrivals: list[tuple[float, bytes]] = []
+            with client.stream("POST", path, json=body, headers=headers) as resp:
+                assert resp.status_code == 200, (path, resp.read(), context)
+                assert resp.headers["content-type"].startswith("text/event-stream"), path
+                assert "content-encoding" not in resp.headers, path
+                assert resp.headers[SERVICE_HEADER] == "proxy", path
+                buffer = b""
+                for chunk in resp.iter_raw():
+                    buffer += chunk
+                    while b"\n\n" in buffer:
+                        event, buffer = buffer.split(b"\n\n", 1)
+                        arrivals.append((time.monotonic() - started, event))
+            events = [e for _, e in arrivals]
+            assert len(events) >= 5, (path, events)
+            assert events[-1] == last_event, (path, events[-3:])
+            content = [t for t, e in arrivals if re.search(rb'"content":\s*"[^"]|"text_delta"', e)]
+            assert len(content) >= 3, (path, events)
+            # Chunks are produced 100 ms apart: buffering would deliver them all at the end.
+            first, last = arrivals[0][0], arrivals[-1][0]
+            assert last - first >= 0.3, (path, [round(t, 3) for t, _ in arrivals])
+            assert content[0] < content[-1] - 0.2, (path, [round(t, 3) for t, _ in arrivals])

@@ -192,6 +192,29 @@ def test_services_get_secrets_and_datastores(config):
     assert s["postgres"]["environment"]["POSTGRES_PASSWORD"] == values["POSTGRES_PASSWORD"]
 
 
+def test_every_service_shares_datastores_secrets_and_log_format(config):
+    """Every service reaches the same PostgreSQL and Redis (the proxy writes spend and audit rows,
+    policy reads rule sets, all subscribe to Redis channels), gets the admin key, and hashes
+    virtual keys with the one secret: a proxy and an api-server with different hash secrets would
+    reject every key the api-server issues."""
+    s = config["services"]
+    shared = ("DATABASE_URL", "REDIS_URL", "ADMIN_API_KEY", "FLOWGATE__SECURITY__KEY_HASH_SECRET", "LOG_FORMAT")
+    for var in shared:
+        values = {name: s[name]["environment"].get(var) for name in SERVICES}
+        assert None not in values.values(), (var, values)
+        assert len(set(values.values())) == 1, (var, values)
+    assert s["proxy"]["environment"]["LOG_FORMAT"] == "json"
+    assert s["migrate"]["environment"]["LOG_FORMAT"] == "json"
+    # Peers by their compose service names, the same on every service (the proxy calls them; the
+    # api-server's health overview checks them); only the proxy trusts X-Forwarded-For.
+    for peer in ("api-server", "compliance", "policy"):
+        var = f"FLOWGATE__PROXY__{peer.upper().replace('-', '_')}_URL"
+        for name in SERVICES:
+            assert s[name]["environment"][var] == f"http://{peer}:{SERVICES[peer]['port']}", (name, var)
+    for name in ("api-server", "compliance", "policy"):
+        assert "FLOWGATE__PROXY__TRUSTED_PROXIES" not in s[name]["environment"], name
+
+
 def test_no_secrets_inline(raw):
     """Every secret-looking setting in the file is a ${VAR} reference to .env, never a literal."""
     secretish = re.compile(r"(KEY|SECRET|PASSWORD|TOKEN)", re.IGNORECASE)

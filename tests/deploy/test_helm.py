@@ -256,6 +256,35 @@ def test_environment_of_every_pod(variants):
         assert proxy_env["FLOWGATE__PROXY__TRUSTED_PROXIES"]["value"]
 
 
+def test_every_service_shares_datastores_secrets_and_log_format(variants):
+    """The four services read DATABASE_URL, REDIS_URL, ADMIN_API_KEY and the key-hash secret from
+    the same Secret keys (one hash secret on proxy and api-server, or no issued key would verify),
+    the migrate Job uses the same DATABASE_URL, and everything logs JSON."""
+    for variant, m in variants.items():
+        envs = {name: env_of(container(dep)) for name, dep in deployments(m).items()}
+        for var in ("DATABASE_URL", "REDIS_URL", "ADMIN_API_KEY", "FLOWGATE__SECURITY__KEY_HASH_SECRET"):
+            refs = {name: env[var]["valueFrom"]["secretKeyRef"] for name, env in envs.items()}
+            assert len({(r["name"], r["key"]) for r in refs.values()}) == 1, (variant, var, refs)
+        for env in envs.values():
+            assert env["LOG_FORMAT"]["value"] == "json", variant
+        ref = envs["proxy"]["FLOWGATE__SECURITY__KEY_HASH_SECRET"]["valueFrom"]["secretKeyRef"]
+        assert ref["key"] == "key-hash-secret", variant
+        assert ref["name"] == envs["api-server"]["ADMIN_API_KEY"]["valueFrom"]["secretKeyRef"]["name"], variant
+        (job,) = m.kind("Job")
+        migrate_env = env_of(job["spec"]["template"]["spec"]["containers"][0])
+        assert (
+            migrate_env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+            == envs["proxy"]["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+        ), variant
+        assert migrate_env["LOG_FORMAT"]["value"] == "json", variant
+        # Every service knows where its peers are (the proxy calls them; the api-server's health
+        # overview checks them); only the proxy trusts X-Forwarded-For.
+        for var in ("FLOWGATE__PROXY__API_SERVER_URL", "FLOWGATE__PROXY__COMPLIANCE_URL", "FLOWGATE__PROXY__POLICY_URL"):
+            assert len({env[var]["value"] for env in envs.values()}) == 1, (variant, var)
+        for name in ("api-server", "compliance", "policy"):
+            assert "FLOWGATE__PROXY__TRUSTED_PROXIES" not in envs[name], (variant, name)
+
+
 def test_secrets_by_reference_in_production(variants, production_values):
     m = variants["production"]
     # No Secret objects at all: DSNs, admin key and hash secret all come from existing Secrets.

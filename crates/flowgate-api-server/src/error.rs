@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use flowgate_common::auth::json_error;
 use flowgate_common::keys::KeyFormatError;
+use flowgate_common::secretbox::SealError;
 use flowgate_db::sqlx;
 
 /// Why a management request failed.
@@ -34,7 +35,7 @@ pub enum ApiError {
     /// No such resource.
     #[error("{kind} `{id}` not found")]
     NotFound {
-        /// `virtual key` or `tenant`.
+        /// `virtual key`, `tenant`, `guardrail` or `policy`.
         kind: &'static str,
         /// The id asked for.
         id: String,
@@ -48,6 +49,9 @@ pub enum ApiError {
     /// The OS random source failed while generating a key.
     #[error("cannot generate a key: {0}")]
     KeyGeneration(#[from] KeyFormatError),
+    /// A secret (an HTTP guardrail's bearer token) could not be sealed.
+    #[error("cannot seal a secret: {0}")]
+    Seal(SealError),
 }
 
 impl ApiError {
@@ -72,6 +76,7 @@ impl ApiError {
             Self::KeyGeneration(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "cannot generate a key".to_owned())
             }
+            Self::Seal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "cannot seal the secret".to_owned()),
         }
     }
 }

@@ -34,7 +34,8 @@ impl KeyResolver {
         let row = sqlx::query(
             "SELECT k.id, k.tenant_id, k.name, k.revoked_at, k.expires_at, k.allowed_models, k.ip_allowlist, \
              k.budget_nanos, k.budget_period, k.rpm, k.tpm, k.requests_per_hour, k.max_parallel_requests, \
-             k.guardrail_policy, k.metadata, t.budget_nanos AS tenant_budget_nanos, t.budget_period AS tenant_budget_period \
+             k.guardrail_policy, k.metadata, t.budget_nanos AS tenant_budget_nanos, t.budget_period AS tenant_budget_period, \
+             t.guardrail_defaults AS tenant_guardrail_defaults \
              FROM virtual_keys k LEFT JOIN tenants t ON t.id = k.tenant_id \
              WHERE k.key_hash = $1 OR (k.previous_key_hash = $2 AND k.previous_key_expires_at > $3)",
         )
@@ -68,6 +69,9 @@ impl KeyResolver {
             #[expect(clippy::cast_precision_loss, reason = "budgets are far below 2^53 nano-dollars")]
             tenant_budget_usd: tenant_budget_nanos.map_or(0.0, |n| n as f64 / NANOS_PER_USD),
             tenant_budget_period: row.try_get::<Option<String>, _>("tenant_budget_period")?.unwrap_or_default(),
+            tenant_guardrail_defaults_json: row
+                .try_get::<Option<String>, _>("tenant_guardrail_defaults")?
+                .unwrap_or_default(),
         }))
     }
 }

@@ -7,14 +7,28 @@
 //! - `keys`, `tenants`: thin handlers; `store`: their SQL; `model`: request and response
 //!   documents and validation; `extract`: JSON and query extractors whose rejections are 400s;
 //!   [`ApiError`]: every failure and its one mapping to HTTP.
+//! - `audit`: the audit trail query and its streamed CSV/NDJSON export; `analytics`: spend and
+//!   provider performance over the audit trail; `sql`: statements with numbered placeholders
+//!   for their dynamic filters.
+//! - `guardrails` (+ `guardrail_model`): the guardrail catalog, built-ins seeded at start, HTTP
+//!   guardrail tokens sealed at rest; `policies` (+ `policy_model`): policy rule sets.
+//! - `health`: the comprehensive health check and the cache statistics.
 //! - `grpc`: `KeyService::ResolveKey` for the proxies.
 
+mod analytics;
+mod audit;
 mod error;
 mod extract;
 mod grpc;
+mod guardrail_model;
+mod guardrails;
+mod health;
 mod keys;
 mod model;
+mod policies;
+mod policy_model;
 pub mod routes;
+mod sql;
 mod store;
 mod tenants;
 
@@ -25,6 +39,7 @@ use std::time::Duration;
 use axum::Router;
 use flowgate_common::Settings;
 use flowgate_common::metrics::Metrics;
+use flowgate_common::secretbox::{GUARDRAIL_TOKEN_CONTEXT, SealKey};
 use flowgate_common::server::{BaseState, ReadinessCheck, ServiceHost, grpc_routes};
 use flowgate_db::Database;
 use flowgate_proto::keys::key_service_server::KeyServiceServer;
@@ -33,8 +48,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::error::ApiError;
 pub use crate::grpc::KeyResolver;
+pub use crate::guardrails::GUARDRAILS_CHANGED;
 pub use crate::keys::{Bootstrap, bootstrap};
 pub use crate::model::KeyWithSecret;
+pub use crate::policies::POLICIES_CHANGED;
 
 /// Service name used in logs, metrics and the `x-flowgate-service` header.
 pub const SERVICE: &str = "api-server";
@@ -52,6 +69,12 @@ pub enum InitError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The built-in guardrails could not be written to the catalog.
+    #[error("cannot seed the built-in guardrails: {0}")]
+    Seed(flowgate_db::sqlx::Error),
+    /// The HTTP client for health checks could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(String),
 }
 
 /// What the api-server needs from the process.
@@ -61,7 +84,8 @@ pub struct Dependencies {
     pub database: Database,
     /// Shared state: key-invalidation messages to the proxies go out through it.
     pub shared: flowgate_db::SharedState,
-    /// Keyed hash of virtual keys (the same secret as the proxies').
+    /// Keyed hash of virtual keys (the same secret as the proxies'). Also derives the key that
+    /// seals HTTP guardrail tokens ([`flowgate_common::secretbox::GUARDRAIL_TOKEN_CONTEXT`]).
     pub hasher: flowgate_common::keys::KeyHasher,
     /// Admin bearer token for the management API.
     pub admin_key: Arc<SecretString>,
@@ -77,8 +101,20 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds the port and builds the HTTP and gRPC routes.
+    /// Seeds the built-in guardrails (idempotent), binds the port and builds the HTTP and gRPC
+    /// routes. The other services' addresses for `/api/health/comprehensive` come from
+    /// `settings` (see `HealthTargets::from_settings` in the `health` module).
     pub async fn build(settings: &Settings, deps: Dependencies) -> Result<Self, InitError> {
+        let seeded = guardrails::seed_builtins(&deps.database).await.map_err(InitError::Seed)?;
+        if seeded > 0 {
+            tracing::info!(seeded, "built-in guardrails added to the catalog");
+        }
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|error| InitError::HttpClient(error.to_string()))?;
         let resolver = KeyResolver::new(deps.database.clone());
         let grpc = grpc_routes(
             tonic::service::Routes::new(KeyServiceServer::new(resolver.clone())),
@@ -88,7 +124,11 @@ impl Application {
         let state = routes::AppState {
             database: deps.database.clone(),
             shared: deps.shared.clone(),
+            seal_key: Arc::new(SealKey::from_hasher(&deps.hasher, GUARDRAIL_TOKEN_CONTEXT)),
             hasher: deps.hasher.clone(),
+            http,
+            targets: Arc::new(health::HealthTargets::from_settings(settings)),
+            metrics: deps.metrics.clone(),
         };
         let router = Router::new().merge(grpc).merge(routes::router(state, deps.admin_key.clone()));
         let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(deps.database.clone())];

@@ -33,7 +33,9 @@ const MAX_UNIX_SECS: i64 = 253_402_300_799;
 
 /// `Some(value)` for a present field, `null` included: with `#[serde(default)]`, an absent field
 /// stays `None`, so PATCH bodies can tell "leave alone" (`None`) from "clear" (`Some(None)`).
-fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
+pub(crate) fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
@@ -162,7 +164,7 @@ fn validate_cidrs(cidrs: &[String]) -> Result<Vec<String>, ApiError> {
     Ok(out)
 }
 
-fn json_text(value: &Map<String, Value>) -> String {
+pub(crate) fn json_text(value: &Map<String, Value>) -> String {
     Value::Object(value.clone()).to_string()
 }
 
@@ -240,6 +242,8 @@ pub(crate) enum Change {
     Text(&'static str, String),
     /// A nullable BIGINT column.
     Int(&'static str, Option<i64>),
+    /// A nullable BYTEA/BLOB column.
+    Bytes(&'static str, Option<Vec<u8>>),
 }
 
 impl PatchTenant {

@@ -8,10 +8,13 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{MethodFilter, get, on};
 use flowgate_common::keys::KeyHasher;
+use flowgate_common::metrics::Metrics;
+use flowgate_common::secretbox::SealKey;
 use flowgate_db::{Database, SharedState};
 use secrecy::SecretString;
 
-use crate::{keys, tenants};
+use crate::health::HealthTargets;
+use crate::{analytics, audit, guardrails, health, keys, policies, tenants};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -19,6 +22,14 @@ pub(crate) struct AppState {
     pub(crate) database: Database,
     pub(crate) shared: SharedState,
     pub(crate) hasher: KeyHasher,
+    /// Seals HTTP guardrail bearer tokens.
+    pub(crate) seal_key: Arc<SealKey>,
+    /// For the health checks of the other services.
+    pub(crate) http: reqwest::Client,
+    /// Where the other services answer.
+    pub(crate) targets: Arc<HealthTargets>,
+    /// The process registry (cache counters).
+    pub(crate) metrics: Metrics,
 }
 
 /// Declares the admin routes once: `ADMIN_ROUTES` (method, path) and `admin_router`.
@@ -46,6 +57,22 @@ admin_routes! {
     POST "/api/enterprise/vkeys/{id}/revoke" => keys::revoke,
     POST "/api/enterprise/vkeys/{id}/rotate" => keys::rotate,
     GET "/api/enterprise/vkeys/{id}/budget" => keys::budget,
+    GET "/api/audit" => audit::list,
+    GET "/api/audit/export" => audit::export,
+    GET "/api/analytics/spend" => analytics::spend,
+    GET "/api/providers/perf" => analytics::perf,
+    GET "/api/health/comprehensive" => health::comprehensive,
+    GET "/api/metacache/stats" => health::metacache,
+    POST "/api/guardrails" => guardrails::create,
+    GET "/api/guardrails" => guardrails::list,
+    GET "/api/guardrails/{name}" => guardrails::get,
+    PATCH "/api/guardrails/{name}" => guardrails::patch,
+    DELETE "/api/guardrails/{name}" => guardrails::delete,
+    POST "/api/policies" => policies::create,
+    GET "/api/policies" => policies::list,
+    GET "/api/policies/{name}" => policies::get,
+    PATCH "/api/policies/{name}" => policies::patch,
+    DELETE "/api/policies/{name}" => policies::delete,
 }
 
 /// Where the OpenAPI document is served (without authentication: it holds no secrets).
@@ -86,6 +113,14 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 pub(crate) async fn invalidate(state: &AppState, key_id: &str) {
     if let Err(error) = state.shared.publish(KEYS_INVALIDATE, key_id).await {
         tracing::warn!(%error, key_id, "cannot publish the key invalidation; proxies will see the change when their cache entry expires");
+    }
+}
+
+/// Publishes `name` on `channel` (`guardrails:changed`, `policies:changed`) after a committed
+/// change. A failure is logged, not returned, like [`invalidate`].
+pub(crate) async fn publish(state: &AppState, channel: &'static str, name: &str) {
+    if let Err(error) = state.shared.publish(channel, name).await {
+        tracing::warn!(%error, channel, name, "cannot publish the change; subscribers see it when they next reload");
     }
 }
 

@@ -22,12 +22,13 @@ const KEY_COLUMNS: &str = "id, tenant_id, name, budget_nanos, budget_period, rpm
 
 /// A value bound to a dynamically built statement.
 #[derive(Debug, Clone)]
-enum Bind {
+pub(crate) enum Bind {
     Text(String),
     Int(Option<i64>),
+    Bytes(Option<Vec<u8>>),
 }
 
-fn bind_all<'q>(
+pub(crate) fn bind_all<'q>(
     mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     binds: Vec<Bind>,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
@@ -35,6 +36,7 @@ fn bind_all<'q>(
         query = match bind {
             Bind::Text(text) => query.bind(text),
             Bind::Int(int) => query.bind(int),
+            Bind::Bytes(bytes) => query.bind(bytes),
         };
     }
     query
@@ -181,32 +183,38 @@ pub(crate) async fn update_tenant(
 
 /// An `UPDATE {table} SET ... WHERE id = ...` built from a list of changes. Column names come
 /// only from [`Change`]'s static strings, never from a request.
-struct Update {
+pub(crate) struct Update {
     sql: String,
     binds: Vec<Bind>,
 }
 
 fn update(table: &'static str, id: &str, changes: Vec<Change>) -> Update {
+    update_by(table, "id", id, changes)
+}
+
+/// An `UPDATE {table} SET ... WHERE {key_column} = ...`; `updated_at` is always set.
+pub(crate) fn update_by(table: &'static str, key_column: &'static str, key: &str, changes: Vec<Change>) -> Update {
     let mut sets = Vec::with_capacity(changes.len() + 1);
     let mut binds = Vec::with_capacity(changes.len() + 2);
     for change in changes {
         let (column, bind) = match change {
             Change::Text(column, text) => (column, Bind::Text(text)),
             Change::Int(column, int) => (column, Bind::Int(int)),
+            Change::Bytes(column, bytes) => (column, Bind::Bytes(bytes)),
         };
         binds.push(bind);
         sets.push(format!("{column} = ${}", binds.len()));
     }
     binds.push(Bind::Int(Some(now_millis())));
     sets.push(format!("updated_at = ${}", binds.len()));
-    binds.push(Bind::Text(id.to_owned()));
-    let sql = format!("UPDATE {table} SET {} WHERE id = ${}", sets.join(", "), binds.len());
+    binds.push(Bind::Text(key.to_owned()));
+    let sql = format!("UPDATE {table} SET {} WHERE {key_column} = ${}", sets.join(", "), binds.len());
     Update { sql, binds }
 }
 
 impl Update {
     /// Rows changed.
-    async fn run(self, db: &Database) -> Result<u64, sqlx::Error> {
+    pub(crate) async fn run(self, db: &Database) -> Result<u64, sqlx::Error> {
         let result = bind_all(sqlx::query(&self.sql), self.binds).execute(db.pool()).await?;
         Ok(result.rows_affected())
     }

@@ -6,6 +6,8 @@
 //! - [`auth`]: admin-key checks and the management JSON error shape.
 //! - [`budget`]: budget periods (daily, weekly, monthly, total) and their UTC bounds.
 //! - [`keys`]: the virtual-key format, checksum and keyed hash.
+//! - [`secretbox`]: secrets sealed at rest (ChaCha20-Poly1305 under a key derived from the server
+//!   secret).
 //! - [`settings`]: the configuration model, its loader and its validation.
 //! - [`server`]: the router every service starts from and the graceful `serve` loop.
 //! - [`metrics`]: the Prometheus registry shared by a process.
@@ -15,6 +17,7 @@ pub mod auth;
 pub mod budget;
 pub mod keys;
 pub mod metrics;
+pub mod secretbox;
 pub mod server;
 pub mod settings;
 pub mod shutdown;

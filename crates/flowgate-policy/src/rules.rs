@@ -13,7 +13,21 @@
 //!     when: {finding: email, model: "gpt-4*"}
 //!     action: reroute
 //!     reroute_model: local-llm
+//!   - name: risky-content
+//!     when:
+//!       any_finding: [secret, prompt_injection]
+//!       min_scores: {secret: 0.5, prompt_injection: 0.6}
+//!     action: flag
 //! ```
+//!
+//! # Finding conditions
+//! - `finding: kind` (or `*`): findings of that kind; `any_finding: [kinds]`: of any of them
+//!   (exclusive with `finding`).
+//! - `min_count` (default 1): at least this many such findings in total.
+//! - `min_score` (default 0): at least one such finding scored this high.
+//! - `min_scores: {kind: score}`: a per-kind score floor; a kind counts only when its best finding
+//!   reaches its floor (kinds not listed use `min_score`). On its own, `min_scores` means "any of
+//!   the kinds listed, each with its floor".
 
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +76,12 @@ pub struct Conditions {
     /// With `finding`: at least one such finding scored this high. Default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_score: Option<f32>,
+    /// Finding kinds of which at least one must be present (instead of `finding`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub any_finding: Option<Vec<String>>,
+    /// Per-kind minimum score; see the module documentation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_scores: Option<std::collections::BTreeMap<String, f32>>,
 }
 
 /// One rule.
@@ -158,6 +178,20 @@ fn matches_pattern(pattern: &Option<String>, value: &str) -> bool {
 }
 
 impl Conditions {
+    /// Whether a finding of `kind` is one this condition is about.
+    fn about(&self, kind: &str) -> bool {
+        match (&self.finding, &self.any_finding, &self.min_scores) {
+            (Some(f), _, _) => f == "*" || f == kind,
+            (None, Some(list), _) => list.iter().any(|k| k == "*" || k == kind),
+            (None, None, Some(scores)) => scores.contains_key(kind),
+            (None, None, None) => false,
+        }
+    }
+
+    fn has_finding_condition(&self) -> bool {
+        self.finding.is_some() || self.any_finding.is_some() || self.min_scores.is_some()
+    }
+
     fn holds(&self, context: &Context<'_>) -> bool {
         if !(matches_pattern(&self.key_id, context.key_id)
             && matches_pattern(&self.tenant_id, context.tenant_id)
@@ -167,15 +201,58 @@ impl Conditions {
         {
             return false;
         }
-        let Some(kind) = &self.finding else { return true };
+        if !self.has_finding_condition() {
+            return true;
+        }
         let min_count = self.min_count.unwrap_or(1);
         let min_score = self.min_score.unwrap_or(0.0);
-        let (count, best) = context
-            .findings
-            .iter()
-            .filter(|f| kind == "*" || &f.kind == kind)
-            .fold((0u32, f32::MIN), |(n, best), f| (n.saturating_add(f.count), best.max(f.max_score)));
-        count >= min_count && count > 0 && best >= min_score
+        let relevant = context.findings.iter().filter(|f| self.about(&f.kind));
+        match &self.min_scores {
+            // Without per-kind floors: the count over every relevant kind, and the best score.
+            None => {
+                let (count, best) =
+                    relevant.fold((0u32, f32::MIN), |(n, best), f| (n.saturating_add(f.count), best.max(f.max_score)));
+                count >= min_count && count > 0 && best >= min_score
+            }
+            // With them: only kinds whose best finding reaches their floor count.
+            Some(floors) => {
+                let count = relevant
+                    .filter(|f| f.max_score >= floors.get(&f.kind).copied().unwrap_or(min_score))
+                    .fold(0u32, |n, f| n.saturating_add(f.count));
+                count >= min_count && count > 0
+            }
+        }
+    }
+
+    /// The conditions in words, for explanations: `model=gpt-4*, finding=email (min_count 2)`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for (name, value) in [
+            ("key_id", &self.key_id),
+            ("tenant_id", &self.tenant_id),
+            ("model", &self.model),
+            ("route", &self.route),
+            ("stage", &self.stage),
+            ("finding", &self.finding),
+        ] {
+            if let Some(value) = value {
+                parts.push(format!("{name}={value}"));
+            }
+        }
+        if let Some(kinds) = &self.any_finding {
+            parts.push(format!("any_finding=[{}]", kinds.join(", ")));
+        }
+        if let Some(n) = self.min_count {
+            parts.push(format!("min_count={n}"));
+        }
+        if let Some(score) = self.min_score {
+            parts.push(format!("min_score={score}"));
+        }
+        if let Some(floors) = &self.min_scores {
+            let floors: Vec<String> = floors.iter().map(|(k, v)| format!("{k}>={v}")).collect();
+            parts.push(format!("min_scores={{{}}}", floors.join(", ")));
+        }
+        if parts.is_empty() { "always".to_owned() } else { parts.join(", ") }
     }
 }
 
@@ -205,8 +282,31 @@ impl RuleSet {
             if rule.when.min_score.is_some_and(|s| !(0.0..=1.0).contains(&s)) {
                 return Err(ValidationError(format!("rules[{index}].when.min_score must be between 0 and 1")));
             }
-            if (rule.when.min_score.is_some() || rule.when.min_count.is_some()) && rule.when.finding.is_none() {
-                return Err(ValidationError(format!("rules[{index}].when: min_score/min_count need `finding`")));
+            let when = &rule.when;
+            if (when.min_score.is_some() || when.min_count.is_some()) && !when.has_finding_condition() {
+                return Err(ValidationError(format!(
+                    "rules[{index}].when: min_score/min_count need `finding`, `any_finding` or `min_scores`"
+                )));
+            }
+            if when.finding.is_some() && when.any_finding.is_some() {
+                return Err(ValidationError(format!("rules[{index}].when: use `finding` or `any_finding`, not both")));
+            }
+            if when
+                .any_finding
+                .as_ref()
+                .is_some_and(|kinds| kinds.is_empty() || kinds.iter().any(|k| k.trim().is_empty()))
+            {
+                return Err(ValidationError(format!("rules[{index}].when.any_finding must list finding kinds")));
+            }
+            if let Some(floors) = &when.min_scores {
+                if floors.is_empty() {
+                    return Err(ValidationError(format!("rules[{index}].when.min_scores must not be empty")));
+                }
+                if let Some((kind, _)) = floors.iter().find(|(_, s)| !(0.0..=1.0).contains(*s)) {
+                    return Err(ValidationError(format!(
+                        "rules[{index}].when.min_scores.{kind} must be between 0 and 1"
+                    )));
+                }
             }
         }
         Ok(())
@@ -225,6 +325,14 @@ impl RuleSet {
             }
         }
         Decision { action: self.default, reason: "no rule matched".to_owned(), matched_rule: None, reroute_model: None }
+    }
+
+    /// Why `decision` was reached, in words (names the rule and its conditions).
+    pub fn explain(&self, decision: &Decision) -> String {
+        match decision.matched_rule.as_deref().and_then(|name| self.rules.iter().find(|r| r.name == name)) {
+            Some(rule) => format!("rule `{}` matched ({}) -> {:?}", rule.name, rule.when.describe(), rule.action),
+            None => format!("no rule of `{}` matched -> default {:?}", self.name, self.default),
+        }
     }
 
     /// The set used when a key names none: deny likely prompt injection, flag any other finding.
@@ -289,6 +397,45 @@ mod tests {
         assert!(error.to_string().contains("reroute_model"), "{error}");
         let error = RuleSet::parse(r#"{"name":"t","rules":[{"name":"r","action":"explode"}]}"#).unwrap_err();
         assert!(error.to_string().contains("explode"), "{error}");
+    }
+
+    #[test]
+    fn any_finding_and_per_kind_floors() {
+        let set = RuleSet::parse(
+            r#"{"name":"t","rules":[
+                {"name":"risky","when":{"any_finding":["secret","prompt_injection"],"min_scores":{"secret":0.5,"prompt_injection":0.9}},"action":"deny"},
+                {"name":"floors-only","when":{"min_scores":{"email":0.95}},"action":"redact"},
+                {"name":"two-pii","when":{"any_finding":["email","phone"],"min_count":2},"action":"flag"}]}"#,
+        )
+        .unwrap();
+        let decide = |findings: &[FindingSummary]| {
+            set.evaluate(&Context { findings, ..Context::default() }).matched_rule.unwrap_or_default()
+        };
+        assert_eq!(decide(&[finding("secret", 1, 0.6)]), "risky");
+        assert_eq!(decide(&[finding("prompt_injection", 1, 0.8)]), "");
+        assert_eq!(decide(&[finding("prompt_injection", 1, 0.95)]), "risky");
+        assert_eq!(decide(&[finding("email", 1, 0.99)]), "floors-only");
+        assert_eq!(decide(&[finding("email", 1, 0.9), finding("phone", 1, 0.7)]), "two-pii");
+        assert_eq!(decide(&[finding("phone", 1, 0.7)]), "");
+        let explained =
+            set.explain(&set.evaluate(&Context { findings: &[finding("secret", 1, 0.6)], ..Context::default() }));
+        assert!(explained.contains("rule `risky` matched") && explained.contains("secret>=0.5"), "{explained}");
+    }
+
+    #[test]
+    fn new_conditions_are_validated() {
+        for (doc, needle) in [
+            (
+                r#"{"name":"t","rules":[{"name":"r","when":{"finding":"a","any_finding":["b"]},"action":"deny"}]}"#,
+                "not both",
+            ),
+            (r#"{"name":"t","rules":[{"name":"r","when":{"any_finding":[]},"action":"deny"}]}"#, "must list"),
+            (r#"{"name":"t","rules":[{"name":"r","when":{"min_scores":{"a":1.5}},"action":"deny"}]}"#, "min_scores.a"),
+            (r#"{"name":"t","rules":[{"name":"r","when":{"min_count":2},"action":"deny"}]}"#, "need `finding`"),
+        ] {
+            let error = RuleSet::parse(doc).unwrap_err().to_string();
+            assert!(error.contains(needle), "{doc}: {error}");
+        }
     }
 
     #[test]

@@ -20,12 +20,15 @@ use crate::audit::AuditRecord;
 use crate::auth::{KeyInfo, client_ip};
 use crate::dispatch::{Call, dispatch};
 use crate::error::{ApiFormat, ProxyError};
+use crate::guardrails::{self, Context as GuardContext, GuardrailPolicy};
 use crate::metrics::{ModelLabels, TokenLabels};
 use crate::pricing;
 use crate::respond::{Summary, respond};
 use crate::state::ProxyState;
 use crate::translate::Usage;
 use crate::upstream::{ANTHROPIC_PASSTHROUGH_HEADERS, Endpoint};
+use crate::upstream::{UpstreamBody, UpstreamResponse};
+use std::sync::{Arc, Mutex, PoisonError};
 
 async fn read_json(state: &ProxyState, body: Body) -> Result<Value, ProxyError> {
     let bytes = axum::body::to_bytes(body, state.max_body_bytes).await.map_err(|error| {
@@ -84,12 +87,12 @@ async fn handle(
         draft.record.key_id = Some(key.key.id.clone());
         draft.record.tenant_id = Some(key.key.tenant_id.clone());
     }
-    let body = read_json(&state, body).await?;
+    let mut body = read_json(&state, body).await?;
     if let Some(draft) = draft.as_mut() {
         draft.record.model_requested = body.get("model").and_then(Value::as_str).map(str::to_owned);
         draft.record.stream = body.get("stream") == Some(&Value::Bool(true));
     }
-    let model = match body.get("model") {
+    let mut model = match body.get("model") {
         Some(Value::String(model)) if !model.is_empty() => model.clone(),
         Some(_) => {
             return Err(ProxyError::BadRequest {
@@ -128,6 +131,30 @@ async fn handle(
     if !state.table.load().contains(&model) {
         return Err(ProxyError::ModelNotFound(model));
     }
+    let route = draft.as_ref().map(|d| d.record.route.clone()).unwrap_or_default();
+    let policy = GuardrailPolicy::resolve(&key.key.guardrail_policy_json, &key.key.tenant_guardrail_defaults_json);
+    let asked = guardrails::requested(&body, &parts.headers)?;
+    let mut plan = guardrails::plan(&state.catalog, &policy, &asked)?;
+    if !plan.is_empty() {
+        if stream {
+            guardrails::stream_supported(&plan)?;
+        }
+        let context = GuardContext { key_id: &key.key.id, tenant_id: &key.key.tenant_id, model: &model, route: &route };
+        let result = guardrails::pre_call(&state.guard, &mut plan, &mut body, context).await;
+        if let Some(draft) = draft.as_mut() {
+            draft.record.guardrail_actions.clone_from(&plan.actions);
+        }
+        result?;
+        if let Some(target) = plan.reroute.take() {
+            if !state.table.load().contains(&target) {
+                return Err(ProxyError::GuardrailUnavailable {
+                    message: format!("policy rerouted to unknown model `{target}`"),
+                });
+            }
+            body["model"] = Value::String(target.clone());
+            model = target;
+        }
+    }
     let (prompt_estimate, cost_estimate) = estimate(&state, &model, &body);
     let admission = state.limiter.admit(&key, prompt_estimate, cost_estimate).await?;
     let limit_headers = admission.headers.clone();
@@ -140,7 +167,30 @@ async fn handle(
         Vec::new()
     };
     let call = Call { format, endpoint, model: &model, body: &body, stream, passthrough };
-    let dispatched = dispatch(&state, &call).await?;
+    let mut dispatched = dispatch(&state, &call).await?;
+    let guarded_answer = plan.restore_output && !plan.restore.is_empty()
+        || plan.active.iter().any(|a| a.guardrail.supports("post_call") || a.guardrail.supports("during_call"));
+    if guarded_answer && let UpstreamBody::Full(bytes) = &dispatched.response.body {
+        // Bring the answer into the client's format, then check it before it leaves.
+        let (translated, usage) =
+            crate::respond::full_body(format, dispatched.response.format, endpoint, bytes.clone())?;
+        let context = GuardContext { key_id: &key.key.id, tenant_id: &key.key.tenant_id, model: &model, route: &route };
+        let result = guardrails::post_call_json(&state.guard, &mut plan, format, &translated, context).await;
+        if let Some(draft) = draft.as_mut() {
+            draft.record.guardrail_actions.clone_from(&plan.actions);
+        }
+        match result {
+            Ok(processed) => {
+                dispatched.response = UpstreamResponse { format, body: UpstreamBody::Full(processed) };
+            }
+            Err(error) => {
+                // The answer was produced: charge for it even though it is withheld.
+                let cost = pricing::cost_nanos(&dispatched.deployment, usage);
+                admission.settle(Some((usage, cost))).await;
+                return Err(error);
+            }
+        }
+    }
     tracing::debug!(deployment = %dispatched.deployment.id, attempts = dispatched.attempts, "dispatched");
     let metrics = state.metrics.clone();
     let model_label = model.clone();
@@ -157,6 +207,8 @@ async fn handle(
         record.status = 200;
     }
     let audit = state.audit.clone();
+    let stream_outcome: Arc<Mutex<guardrails::StreamOutcome>> = Arc::default();
+    let outcome = stream_outcome.clone();
     let on_end = Box::new(move |summary: Summary| {
         let usage = summary.usage;
         let mut cost = pricing::cost_nanos(&deployment, usage);
@@ -183,13 +235,23 @@ async fn handle(
             record.completion_tokens = i64::try_from(usage.completion_tokens).unwrap_or(i64::MAX);
             record.cost_nanos = cost;
             record.ttft_ms = summary.ttft.map(|t| t.as_secs_f64() * 1000.0);
-            if !summary.completed {
+            let outcome = outcome.lock().unwrap_or_else(PoisonError::into_inner);
+            record.guardrail_actions.extend(outcome.actions.iter().cloned());
+            if outcome.blocked {
+                record.error_code = Some("guardrail_blocked".to_owned());
+            } else if !summary.completed {
                 record.error_code = Some("incomplete".to_owned());
             }
+            drop(outcome);
             audit.record(draft.finish());
         }
     });
+    let streamed = matches!(dispatched.response.body, UpstreamBody::Stream(_)) && stream;
     let mut response = respond(format, endpoint, dispatched, include_usage, state.stream_timeout, on_end);
+    if guarded_answer && streamed {
+        let context = GuardContext { key_id: &key.key.id, tenant_id: &key.key.tenant_id, model: &model, route: &route };
+        response = guardrails::guard_stream(response, state.guard.clone(), plan, format, context, stream_outcome);
+    }
     for (name, value) in limit_headers {
         if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
             response.headers_mut().insert(name, value);
@@ -341,5 +403,27 @@ pub(crate) async fn list_models_anthropic(
                 .into_response()
         }
         Err(error) => error.into_response_for(ApiFormat::Anthropic),
+    }
+}
+
+/// `GET /v1/guardrails`: the guardrails this key may use (forbidden ones are hidden).
+pub(crate) async fn list_guardrails(
+    State(state): State<ProxyState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let key = state.auth.authenticate(&headers).await?;
+        let ip = client_ip(peer.ip(), &headers, &state.trusted_proxies);
+        if !key.allows_ip(ip) {
+            return Err(ProxyError::Forbidden(format!("client address {ip} is not allowed for this key")));
+        }
+        let policy = GuardrailPolicy::resolve(&key.key.guardrail_policy_json, &key.key.tenant_guardrail_defaults_json);
+        Ok(state.catalog.visible(&policy))
+    }
+    .await;
+    match result {
+        Ok(items) => Json(json!({"object": "list", "data": items})).into_response(),
+        Err(error) => error.into_response_for(ApiFormat::OpenAi),
     }
 }

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod auth;
 pub mod dispatch;
 pub mod error;
+pub mod guardrails;
 mod handlers;
 pub mod limits;
 pub mod metrics;
@@ -101,6 +102,7 @@ fn openai_routes() -> Router<ProxyState> {
         .route("/completions", post(handlers::completions))
         .route("/embeddings", post(handlers::embeddings))
         .route("/models", get(handlers::list_models))
+        .route("/guardrails", get(handlers::list_guardrails))
 }
 
 /// `/health` summary of the deployments: counts by state, and each deployment's state.
@@ -138,8 +140,15 @@ impl Application {
         let state = ProxyState(Arc::new(Inner {
             table: ArcSwap::from_pointee(table),
             health,
-            http,
+            http: http.clone(),
             auth: Authenticator::new(deps.hasher.clone(), deps.keys.clone(), &deps.shared),
+            catalog: crate::guardrails::Catalog::start(deps.database.clone(), &deps.shared, &deps.hasher),
+            guard: crate::guardrails::Services {
+                compliance: deps.compliance.clone(),
+                policy: deps.policy.clone(),
+                http: http.clone(),
+                timeout: Duration::from_secs(settings.compliance.timeout_secs),
+            },
             audit: crate::audit::AuditSink::start(
                 deps.database.clone(),
                 settings.storage.data_dir.join("audit-spool"),

@@ -95,7 +95,7 @@ pub fn respond(
 }
 
 /// A whole upstream body in the client's format, and its usage.
-fn full_body(
+pub(crate) fn full_body(
     format: ApiFormat,
     upstream: ApiFormat,
     endpoint: Endpoint,

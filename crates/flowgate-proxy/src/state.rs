@@ -22,6 +22,10 @@ pub struct Inner {
     pub http: reqwest::Client,
     /// Virtual-key authentication.
     pub auth: Authenticator,
+    /// The guardrail catalog.
+    pub catalog: crate::guardrails::Catalog,
+    /// What the guardrail stage calls (compliance, policy, HTTP guardrails).
+    pub guard: crate::guardrails::Services,
     /// The audit trail.
     pub audit: crate::audit::AuditSink,
     /// Rate limits and budgets.

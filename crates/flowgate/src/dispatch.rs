@@ -84,11 +84,23 @@ pub(crate) async fn run(mode: Mode, settings: Settings) -> anyhow::Result<()> {
 
     match mode {
         Mode::Compliance => {
-            let app = flowgate_compliance::Application::build(&settings, admin_key(&settings, false)?, metrics).await?;
+            let deps = flowgate_compliance::Dependencies {
+                database: connect_database(&settings).await?,
+                shared: SharedState::new(settings.redis.url.as_ref(), &settings.redis.prefix)?,
+                admin_key: admin_key(&settings, false)?,
+                metrics,
+            };
+            let app = flowgate_compliance::Application::build(&settings, deps).await?;
             services.spawn(run_service(flowgate_compliance::SERVICE, app.run_until_stopped(shutdown.clone())));
         }
         Mode::Policy => {
-            let app = flowgate_policy::Application::build(&settings, admin_key(&settings, false)?, metrics).await?;
+            let deps = flowgate_policy::Dependencies {
+                database: connect_database(&settings).await?,
+                shared: SharedState::new(settings.redis.url.as_ref(), &settings.redis.prefix)?,
+                admin_key: admin_key(&settings, false)?,
+                metrics,
+            };
+            let app = flowgate_policy::Application::build(&settings, deps).await?;
             services.spawn(run_service(flowgate_policy::SERVICE, app.run_until_stopped(shutdown.clone())));
         }
         Mode::ApiServer => {
@@ -141,8 +153,26 @@ pub(crate) async fn run(mode: Mode, settings: Settings) -> anyhow::Result<()> {
                 },
             )
             .await?;
-            let compliance = flowgate_compliance::Application::build(&settings, admin.clone(), metrics.clone()).await?;
-            let policy = flowgate_policy::Application::build(&settings, admin.clone(), metrics.clone()).await?;
+            let compliance = flowgate_compliance::Application::build(
+                &settings,
+                flowgate_compliance::Dependencies {
+                    database: database.clone(),
+                    shared: shared.clone(),
+                    admin_key: admin.clone(),
+                    metrics: metrics.clone(),
+                },
+            )
+            .await?;
+            let policy = flowgate_policy::Application::build(
+                &settings,
+                flowgate_policy::Dependencies {
+                    database: database.clone(),
+                    shared: shared.clone(),
+                    admin_key: admin.clone(),
+                    metrics: metrics.clone(),
+                },
+            )
+            .await?;
             let deps = flowgate_proxy::Dependencies {
                 database: database.clone(),
                 shared,

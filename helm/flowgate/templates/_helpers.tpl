@@ -163,13 +163,15 @@ The environment every Flowgate container gets. Call with (dict "root" $ "compone
   value: {{ $root.Values.logLevel | quote }}
 - name: {{ printf "FLOWGATE__%s__PORT" (.component | upper | replace "-" "_") }}
   value: {{ .svc.port | quote }}
-{{- if eq .component "proxy" }}
+{{- /* Peer URLs (gRPC and HTTP share each port): the proxy calls all three; the api-server's
+health overview checks compliance and policy at the same URLs. */}}
 - name: FLOWGATE__PROXY__API_SERVER_URL
   value: {{ printf "http://%s:%v" (include "flowgate.componentName" (dict "root" $root "component" "api-server")) $root.Values.apiServer.port | quote }}
 - name: FLOWGATE__PROXY__COMPLIANCE_URL
   value: {{ printf "http://%s:%v" (include "flowgate.componentName" (dict "root" $root "component" "compliance")) $root.Values.compliance.port | quote }}
 - name: FLOWGATE__PROXY__POLICY_URL
   value: {{ printf "http://%s:%v" (include "flowgate.componentName" (dict "root" $root "component" "policy")) $root.Values.policy.port | quote }}
+{{- if eq .component "proxy" }}
 - name: FLOWGATE__PROXY__TRUSTED_PROXIES
   value: {{ .svc.trustedProxies | quote }}
 {{- end }}

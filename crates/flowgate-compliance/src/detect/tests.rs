@@ -54,3 +54,72 @@ fn redaction_numbers_placeholders_per_kind_and_value() {
 fn only_the_asked_detectors_run() {
     assert!(scan("a@x.io 10.0.0.1", &["ip_address".to_owned()]).iter().all(|f| f.kind == "ip_address"));
 }
+
+#[derive(serde::Deserialize)]
+struct Labelled {
+    text: String,
+    entities: Vec<Entity>,
+}
+
+#[derive(serde::Deserialize)]
+struct Entity {
+    kind: String,
+    value: String,
+}
+
+/// Precision and recall of the data detectors on `data/pii_test.jsonl`: hand-labelled texts with
+/// personal data and secrets, and hard negatives (versions, dates, order numbers, ISBNs, UUIDs,
+/// commit hashes, digests, timestamps, paths, identifiers). A finding counts as correct when a
+/// labelled entity of the same kind overlaps it.
+#[test]
+fn labelled_pii_precision_and_recall() {
+    let data: Vec<Labelled> = include_str!("../../data/pii_test.jsonl")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let data_kinds: Vec<String> = KINDS.iter().filter(|k| **k != PROMPT_INJECTION).map(|k| (*k).to_owned()).collect();
+    let mut per_kind: std::collections::BTreeMap<&str, (u32, u32, u32)> = std::collections::BTreeMap::new();
+    let (mut tp, mut fp, mut fn_) = (0u32, 0u32, 0u32);
+    for example in &data {
+        let gold: Vec<(&str, usize, usize)> = example
+            .entities
+            .iter()
+            .map(|e| {
+                let start = example.text.find(&e.value).unwrap();
+                (e.kind.as_str(), start, start + e.value.len())
+            })
+            .collect();
+        let found = scan(&example.text, &data_kinds);
+        let overlaps = |a: (usize, usize), b: (usize, usize)| a.0 < b.1 && b.0 < a.1;
+        for f in &found {
+            let entry = per_kind.entry(f.kind).or_default();
+            if gold.iter().any(|g| g.0 == f.kind && overlaps((g.1, g.2), (f.start, f.end))) {
+                tp += 1;
+                entry.0 += 1;
+            } else {
+                fp += 1;
+                entry.1 += 1;
+                println!("  false positive {}: {:?} in {:?}", f.kind, &example.text[f.start..f.end], example.text);
+            }
+        }
+        for g in &gold {
+            if !found.iter().any(|f| f.kind == g.0 && overlaps((g.1, g.2), (f.start, f.end))) {
+                fn_ += 1;
+                per_kind.entry(KINDS.iter().find(|k| **k == g.0).copied().unwrap_or("other")).or_default().2 += 1;
+                println!("  missed {}: {:?}", g.0, &example.text[g.1..g.2]);
+            }
+        }
+    }
+    let ratio = |a: u32, b: u32| if a + b == 0 { 1.0 } else { f64::from(a) / f64::from(a + b) };
+    for (kind, (t, f, n)) in &per_kind {
+        println!("{kind:>12}: precision {:.3} recall {:.3} (tp {t} fp {f} fn {n})", ratio(*t, *f), ratio(*t, *n));
+    }
+    let (precision, recall) = (ratio(tp, fp), ratio(tp, fn_));
+    println!(
+        "PII + secrets on {} texts: precision {precision:.3} recall {recall:.3} (tp {tp} fp {fp} fn {fn_})",
+        data.len()
+    );
+    assert!(precision >= 0.9, "precision {precision}");
+    assert!(recall >= 0.85, "recall {recall}");
+}

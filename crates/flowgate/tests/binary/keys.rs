@@ -597,7 +597,11 @@ async fn every_documented_route_is_served(target: &Target) {
         let method = Method::from_bytes(method.as_bytes()).unwrap();
         let body = (method != Method::GET && method != Method::DELETE).then_some("{}");
         let (status, response) = target.call(method.clone(), &concrete, body).await;
-        assert!(status != 404 && status != 405, "{method} {path} is documented but answered {status}: {response}");
+        // A 404 for a missing resource (a guardrail or policy named `{name}`) is an answer; only
+        // the router's "no route" 404 means the route is not served.
+        let unrouted =
+            status == 404 && response["error"]["message"].as_str().is_some_and(|m| m.starts_with("no route for"));
+        assert!(!unrouted && status != 405, "{method} {path} is documented but answered {status}: {response}");
     }
 }
 

@@ -3,10 +3,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on setup errors")]
 
 mod audit;
+mod audit_api;
+mod compliance;
 mod gateway;
 mod grpc;
+mod guardrails;
+mod guardrails_api;
 mod keys;
 mod limits;
 mod modes;
+mod policy;
 mod proxy;
 mod shutdown;
