@@ -23,6 +23,15 @@ pub struct HttpLabels {
     pub status: u16,
 }
 
+/// Labels of `flowgate_dependency_up`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DependencyLabels {
+    /// Which service checked.
+    pub service: &'static str,
+    /// `database`, `redis`, `api-server`, `compliance`, `policy`.
+    pub dependency: String,
+}
+
 /// Latency buckets in seconds, from 100 µs to 60 s: gateway overhead lives at the low end,
 /// upstream model latency at the high end.
 pub const LATENCY_BUCKETS: [f64; 16] =
@@ -41,6 +50,8 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
     /// `flowgate_http_request_duration_seconds{service,route,method,status}`.
     pub http_duration: Family<HttpLabels, Histogram, fn() -> Histogram>,
+    /// `flowgate_dependency_up{service,dependency}`: 1 when the last `/readyz` check passed.
+    pub dependency_up: Family<DependencyLabels, prometheus_client::metrics::gauge::Gauge>,
 }
 
 impl Default for Metrics {
@@ -61,7 +72,13 @@ impl Metrics {
             "Time from request head to response head",
             http_duration.clone(),
         );
-        Self { registry: Arc::new(Mutex::new(registry)), http_requests, http_duration }
+        let dependency_up = Family::<DependencyLabels, prometheus_client::metrics::gauge::Gauge>::default();
+        registry.register(
+            "dependency_up",
+            "1 when the dependency passed its last readiness check",
+            dependency_up.clone(),
+        );
+        Self { registry: Arc::new(Mutex::new(registry)), http_requests, http_duration, dependency_up }
     }
 
     /// Registers a metric family. Call at build time, not per request.

@@ -80,7 +80,9 @@ pub fn instrument(router: Router, service: &'static str, metrics: Metrics) -> Ro
                 .get::<MatchedPath>()
                 .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
             let method = request.method().as_str().to_owned();
-            let mut response = next.run(request).await;
+            let span = tracing::info_span!("request", otel.kind = "server", service, http.method = %method, http.route = %route);
+            flowgate_telemetry::set_parent_from(&span, request.headers());
+            let mut response = tracing::Instrument::instrument(next.run(request), span).await;
             let labels = HttpLabels { service, route, method, status: response.status().as_u16() };
             metrics.http_requests.get_or_create(&labels).inc();
             metrics.http_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
@@ -118,6 +120,10 @@ async fn health(State(state): State<BaseState>) -> Json<serde_json::Value> {
 async fn readyz(State(state): State<BaseState>) -> Response {
     let results = futures_join_all(state.checks.iter().cloned()).await;
     let ready = results.iter().all(|(_, result)| result.is_ok());
+    for (name, result) in &results {
+        let labels = crate::metrics::DependencyLabels { service: state.service, dependency: name.clone() };
+        state.metrics.dependency_up.get_or_create(&labels).set(i64::from(result.is_ok()));
+    }
     let checks: serde_json::Map<String, serde_json::Value> = results
         .into_iter()
         .map(|(name, result)| {

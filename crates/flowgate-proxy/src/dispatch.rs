@@ -129,7 +129,16 @@ pub async fn dispatch(state: &ProxyState, call: &Call<'_>) -> Result<Dispatched,
             let body = upstream_body(call, &deployment)?;
             let in_flight = deployment.stats.begin();
             let started = Instant::now();
-            let span = tracing::info_span!("upstream", deployment = %deployment.id, attempt);
+            let span = tracing::info_span!(
+                "upstream",
+                otel.kind = "client",
+                deployment = %deployment.id,
+                attempt,
+                gen_ai.system = %format!("{:?}", deployment.provider).to_lowercase(),
+                gen_ai.request.model = %call.model,
+                gen_ai.response.model = %deployment.upstream_model,
+                gen_ai.operation.name = if call.endpoint == Endpoint::Embeddings { "embeddings" } else { "chat" },
+            );
             let result = tracing::Instrument::instrument(
                 upstream::send(&state.http, &deployment, call.endpoint, body, call.stream, &call.passthrough),
                 span,

@@ -243,6 +243,7 @@ async fn handle(
                 record.error_code = Some("incomplete".to_owned());
             }
             drop(outcome);
+            metrics.count_guardrail_actions(&record.guardrail_actions);
             audit.record(draft.finish());
         }
     });
@@ -327,9 +328,12 @@ async fn run(state: ProxyState, format: ApiFormat, endpoint: Endpoint, peer: Soc
     let mut response = match handle(state.clone(), format, endpoint, peer, request, &mut slot).await {
         Ok(response) => response,
         Err(error) => {
+            let code = error.body(ApiFormat::OpenAi)["error"]["code"].as_str().unwrap_or("error").to_owned();
+            state.metrics.rejected.get_or_create(&crate::metrics::CodeLabels { code: code.clone() }).inc();
             if let Some(mut draft) = slot.take() {
                 draft.record.status = i64::from(error.status().as_u16());
-                draft.record.error_code = error.body(ApiFormat::OpenAi)["error"]["code"].as_str().map(str::to_owned);
+                draft.record.error_code = Some(code);
+                state.metrics.count_guardrail_actions(&draft.record.guardrail_actions);
                 state.audit.record(draft.finish());
             }
             error.into_response_for(format)

@@ -40,6 +40,22 @@ pub struct DeploymentLabels {
     pub deployment: String,
 }
 
+/// `{code}` labels for rejected requests.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabels {
+    /// Error code (`rate_limit_exceeded`, `budget_exceeded`, `guardrail_blocked`, ...).
+    pub code: String,
+}
+
+/// `{guardrail, action}` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GuardrailLabels {
+    /// Guardrail name (from the catalog) or `policy:<name>`.
+    pub guardrail: String,
+    /// `redact`, `block`, `flag`, `allow`, ...
+    pub action: String,
+}
+
 /// The proxy's metric families.
 #[derive(Clone, Debug)]
 pub struct ProxyMetrics {
@@ -55,6 +71,23 @@ pub struct ProxyMetrics {
     pub cooldowns: Family<DeploymentLabels, Counter>,
     /// `flowgate_fallbacks_total{model}`: requests served by a fallback model.
     pub fallbacks: Family<ModelLabels, Counter>,
+    /// `flowgate_requests_rejected_total{code}`: requests answered with an error, by code.
+    pub rejected: Family<CodeLabels, Counter>,
+    /// `flowgate_guardrail_actions_total{guardrail, action}`.
+    pub guardrail_actions: Family<GuardrailLabels, Counter>,
+}
+
+impl ProxyMetrics {
+    /// Counts the guardrail actions of one audit record.
+    pub fn count_guardrail_actions(&self, actions: &[serde_json::Value]) {
+        for action in actions {
+            let label =
+                |field: &str| action.get(field).and_then(serde_json::Value::as_str).unwrap_or("unknown").to_owned();
+            self.guardrail_actions
+                .get_or_create(&GuardrailLabels { guardrail: label("guardrail"), action: label("action") })
+                .inc();
+        }
+    }
 }
 
 impl ProxyMetrics {
@@ -67,6 +100,8 @@ impl ProxyMetrics {
             tokens: Family::default(),
             cooldowns: Family::default(),
             fallbacks: Family::default(),
+            rejected: Family::default(),
+            guardrail_actions: Family::default(),
         };
         metrics.register("upstream_attempts", "Upstream attempts by deployment and outcome", this.attempts.clone());
         metrics.register(
@@ -78,6 +113,12 @@ impl ProxyMetrics {
         metrics.register("tokens", "Tokens by model and kind", this.tokens.clone());
         metrics.register("deployment_cooldowns", "Deployments put into cooldown", this.cooldowns.clone());
         metrics.register("fallbacks", "Requests served by a fallback model", this.fallbacks.clone());
+        metrics.register("requests_rejected", "Requests answered with an error, by error code", this.rejected.clone());
+        metrics.register(
+            "guardrail_actions",
+            "Guardrail actions by guardrail and action",
+            this.guardrail_actions.clone(),
+        );
         this
     }
 }

@@ -66,6 +66,20 @@ impl<S: ?Sized> Peer<S> {
     }
 }
 
+/// A request carrying the current trace context (`traceparent`) as gRPC metadata.
+fn traced<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    for (name, value) in flowgate_telemetry::current_trace_headers() {
+        if let (Ok(name), Ok(value)) = (
+            tonic::metadata::MetadataKey::<tonic::metadata::Ascii>::from_bytes(name.as_bytes()),
+            tonic::metadata::MetadataValue::try_from(value.as_str()),
+        ) {
+            request.metadata_mut().insert(name, value);
+        }
+    }
+    request
+}
+
 /// The key service.
 pub type KeysPeer = Peer<dyn KeyService>;
 /// The compliance service.
@@ -83,9 +97,10 @@ impl KeysPeer {
             Self::Local(service) => {
                 service.resolve_key(tonic::Request::new(request)).await.map(tonic::Response::into_inner)
             }
-            Self::Remote { channel, .. } => {
-                KeyServiceClient::new(channel.clone()).resolve_key(request).await.map(tonic::Response::into_inner)
-            }
+            Self::Remote { channel, .. } => KeyServiceClient::new(channel.clone())
+                .resolve_key(traced(request))
+                .await
+                .map(tonic::Response::into_inner),
         }
     }
 }
@@ -98,9 +113,10 @@ impl CompliancePeer {
     ) -> Result<flowgate_proto::compliance::ScanResponse, tonic::Status> {
         match self {
             Self::Local(service) => service.scan(tonic::Request::new(request)).await.map(tonic::Response::into_inner),
-            Self::Remote { channel, .. } => {
-                ComplianceServiceClient::new(channel.clone()).scan(request).await.map(tonic::Response::into_inner)
-            }
+            Self::Remote { channel, .. } => ComplianceServiceClient::new(channel.clone())
+                .scan(traced(request))
+                .await
+                .map(tonic::Response::into_inner),
         }
     }
 }
@@ -115,9 +131,10 @@ impl PolicyPeer {
             Self::Local(service) => {
                 service.evaluate(tonic::Request::new(request)).await.map(tonic::Response::into_inner)
             }
-            Self::Remote { channel, .. } => {
-                PolicyServiceClient::new(channel.clone()).evaluate(request).await.map(tonic::Response::into_inner)
-            }
+            Self::Remote { channel, .. } => PolicyServiceClient::new(channel.clone())
+                .evaluate(traced(request))
+                .await
+                .map(tonic::Response::into_inner),
         }
     }
 }

@@ -201,6 +201,10 @@ pub async fn send(
     for (name, value) in &deployment.extra_headers {
         request = request.header(name, value);
     }
+    // W3C trace context, so a provider (or a gateway behind us) can join the trace.
+    for (name, value) in flowgate_telemetry::current_trace_headers() {
+        request = request.header(name, value);
+    }
     let response = match tokio::time::timeout(deployment.timeout, request.send()).await {
         Err(_) => return Err(AttemptError::Timeout(deployment.timeout)),
         Ok(Err(error)) => return Err(AttemptError::Connect(error.without_url().to_string())),

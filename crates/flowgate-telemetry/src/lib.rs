@@ -109,3 +109,44 @@ pub fn init(config: &Config) -> Result<Guard, InitError> {
         .map_err(|error| InitError::AlreadyInitialised(error.to_string()))?;
     Ok(Guard { provider })
 }
+
+/// Reads `traceparent`/`tracestate` from request headers (HTTP or gRPC metadata) and makes the
+/// remote span the parent of `span`, so one trace crosses the services. A no-op when trace export
+/// is off (no propagator is installed then).
+pub fn set_parent_from(span: &tracing::Span, headers: &http::HeaderMap) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    if headers.contains_key("traceparent") {
+        let context = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
+        let _ = span.set_parent(context);
+    }
+}
+
+/// The W3C trace headers for the current span, to send on an outgoing request (gRPC metadata or
+/// an upstream HTTP call). Empty when trace export is off.
+pub fn current_trace_headers() -> Vec<(String, String)> {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let context = tracing::Span::current().context();
+    let mut injector = PairInjector(Vec::new());
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&context, &mut injector));
+    injector.0
+}
+
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+struct PairInjector(Vec<(String, String)>);
+
+impl opentelemetry::propagation::Injector for PairInjector {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.push((key.to_owned(), value));
+    }
+}

@@ -91,6 +91,19 @@ async fn every_request_gets_exactly_one_record_with_its_details_and_no_prompt() 
         assert!(!String::from_utf8_lossy(&bytes).contains(SECRET_PROMPT), "prompt text stored");
     }
     assert!(!gateway.process.log_text().contains(SECRET_PROMPT), "prompt text logged");
+
+    let metrics = http_client().get(format!("{}/metrics", gateway.proxy())).send().await.unwrap().text().await.unwrap();
+    for expected in [
+        "flowgate_requests_rejected_total{code=\"rate_limit_exceeded\"} 1",
+        "flowgate_requests_rejected_total{code=\"model_not_found\"} 1",
+        "flowgate_requests_rejected_total{code=\"invalid_api_key\"} 1",
+        "flowgate_audit_records_written_total 6",
+        "flowgate_tokens_total{model=\"m\",kind=\"completion\"}",
+        "flowgate_upstream_latency_seconds_count{deployment=\"m/0\"}",
+    ] {
+        assert!(metrics.contains(expected), "missing {expected}");
+    }
+    assert!(!metrics.contains(&key_id), "key ids are never metric labels");
 }
 
 #[tokio::test]

@@ -15,3 +15,4 @@ mod modes;
 mod policy;
 mod proxy;
 mod shutdown;
+mod tracing;
