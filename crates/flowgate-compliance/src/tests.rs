@@ -123,9 +123,10 @@ fn a_4k_prompt_scan_runs() {
 #[test]
 #[ignore = "timing report; run in release"]
 fn scan_latency() {
+    let stats = injection::warm_up();
+    println!("classifier trained on {} examples in {} ms", stats.training_examples, stats.training_ms);
     let scanner = Scanner::default();
     let text = prompt_4k();
-    let _ = injection::warm_up();
     let cases: [(&str, Vec<String>, bool); 4] = [
         ("all detectors", vec![], false),
         ("all detectors + redact", vec![], true),

@@ -72,8 +72,8 @@ pub enum InitError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The rule sets could not be read.
-    #[error("cannot load policies from the database: {0}")]
+    /// The rule sets could not be read (database down, or the schema not migrated).
+    #[error("cannot load policies from the database (is it reachable and migrated? run `flowgate migrate`): {0}")]
     Load(#[from] sqlx::Error),
 }
 

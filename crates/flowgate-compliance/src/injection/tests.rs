@@ -126,13 +126,12 @@ fn cross_validation() {
     let base = TrainConfig::default();
     for config in [
         base,
-        TrainConfig { l2: 1e-3, prior_shift: 0.0, ..base },
-        TrainConfig { l2: 1e-3, prior_shift: 0.5, ..base },
-        TrainConfig { l2: 1e-3, prior_shift: 1.0, ..base },
-        TrainConfig { l2: 3e-3, prior_shift: 0.0, ..base },
-        TrainConfig { l2: 3e-3, prior_shift: 0.5, ..base },
-        TrainConfig { l2: 3e-3, prior_shift: 1.0, ..base },
-        TrainConfig { l2: 1e-2, prior_shift: 0.5, ..base },
+        TrainConfig { prior_shift: 0.0, ..base },
+        TrainConfig { prior_shift: 0.5, ..base },
+        TrainConfig { prior_shift: 1.5, ..base },
+        TrainConfig { l2: 1e-4, ..base },
+        TrainConfig { l2: 3e-3, ..base },
+        TrainConfig { epochs: 15, ..base },
     ] {
         for mode in [Mode::Model, Mode::Combined] {
             let mut pairs = Vec::new();

@@ -52,6 +52,24 @@ impl Usage {
     }
 }
 
+/// Anthropic `tool_use` content blocks as OpenAI `tool_calls` (arguments as JSON text).
+pub fn tool_calls_from_blocks(blocks: &[Value]) -> Vec<Value> {
+    blocks
+        .iter()
+        .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_use"))
+        .map(|b| {
+            serde_json::json!({
+                "id": b.get("id").cloned().unwrap_or(Value::Null),
+                "type": "function",
+                "function": {
+                    "name": b.get("name").cloned().unwrap_or(Value::Null),
+                    "arguments": b.get("input").map_or_else(|| "{}".to_owned(), Value::to_string),
+                },
+            })
+        })
+        .collect()
+}
+
 /// OpenAI `finish_reason` → Anthropic `stop_reason`.
 pub fn stop_reason_from_openai(reason: &str) -> &'static str {
     match reason {

@@ -12,20 +12,7 @@ pub fn anthropic_to_openai(response: &Value) -> Value {
         .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
         .filter_map(|b| b.get("text").and_then(Value::as_str))
         .collect();
-    let calls: Vec<Value> = blocks
-        .iter()
-        .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_use"))
-        .map(|b| {
-            json!({
-                "id": b.get("id").cloned().unwrap_or(Value::Null),
-                "type": "function",
-                "function": {
-                    "name": b.get("name").cloned().unwrap_or(Value::Null),
-                    "arguments": b.get("input").map_or_else(|| "{}".to_owned(), Value::to_string),
-                },
-            })
-        })
-        .collect();
+    let calls = super::tool_calls_from_blocks(&blocks);
     let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) }});
     if !calls.is_empty() {
         message["tool_calls"] = Value::Array(calls);
