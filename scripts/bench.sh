@@ -166,17 +166,20 @@ model_list:
 EOF
 ADMIN_KEY="fg-admin-bench-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 mkdir -p "$TMP/data"
-log "starting the gateway (flowgate all; proxy :$P_PROXY, api :$P_API)"
 # A clean environment for the gateway: embedded SQLite in a temp dir, no Redis, no tracing export.
-env -u DATABASE_URL -u REDIS_URL -u KEYSTORE_REDIS_URL -u FLOWGATE_CONFIG -u OTEL_EXPORTER_OTLP_ENDPOINT \
-  -u SERVICE_TYPE -u SCAIGRID_MODE \
-  FLOWGATE_DATA_DIR="$TMP/data" ADMIN_API_KEY="$ADMIN_KEY" LOG_LEVEL=warn RATE_LIMIT_REQUESTS_PER_HOUR=0 \
-  FLOWGATE__SERVER__HOST=127.0.0.1 FLOWGATE__PROXY__PORT="$P_PROXY" FLOWGATE__API_SERVER__PORT="$P_API" \
-  FLOWGATE__COMPLIANCE__PORT="$P_COMPLIANCE" FLOWGATE__POLICY__PORT="$P_POLICY" \
-  "${SERVER_PIN[@]}" "$BIN" all --config "$TMP/config.yaml" >"$TMP/gateway.log" 2>&1 &
-PID_GW=$!; PIDS+=("$PID_GW")
-wait_http "http://127.0.0.1:$P_PROXY/health" gateway "$PID_GW"
-wait_http "http://127.0.0.1:$P_API/health" gateway "$PID_GW"
+start_gateway() {
+  env -u DATABASE_URL -u REDIS_URL -u KEYSTORE_REDIS_URL -u FLOWGATE_CONFIG -u OTEL_EXPORTER_OTLP_ENDPOINT \
+    -u SERVICE_TYPE -u SCAIGRID_MODE \
+    FLOWGATE_DATA_DIR="$TMP/data" ADMIN_API_KEY="$ADMIN_KEY" LOG_LEVEL=warn RATE_LIMIT_REQUESTS_PER_HOUR=0 \
+    FLOWGATE__SERVER__HOST=127.0.0.1 FLOWGATE__PROXY__PORT="$P_PROXY" FLOWGATE__API_SERVER__PORT="$P_API" \
+    FLOWGATE__COMPLIANCE__PORT="$P_COMPLIANCE" FLOWGATE__POLICY__PORT="$P_POLICY" \
+    "${SERVER_PIN[@]}" "$BIN" all --config "$TMP/config.yaml" >>"$TMP/gateway.log" 2>&1 &
+  PID_GW=$!; PIDS+=("$PID_GW")
+  wait_http "http://127.0.0.1:$P_PROXY/health" gateway "$PID_GW"
+  wait_http "http://127.0.0.1:$P_API/health" gateway "$PID_GW"
+}
+log "starting the gateway (flowgate all; proxy :$P_PROXY, api :$P_API)"
+start_gateway
 
 KEY=$(curl -fsS -X POST "http://127.0.0.1:$P_API/api/enterprise/vkeys" -H "Authorization: Bearer $ADMIN_KEY" \
   -H 'content-type: application/json' -d '{"name":"bench"}' \
@@ -256,6 +259,19 @@ run_wrk lat-direct "$DIRECT_URL" 1 1 "$LAT_DURATION"
 run_wrk lat-gateway "$GW_URL" 1 1 "$LAT_DURATION"
 
 # --- streaming ------------------------------------------------------------------------------
+# What the non-streaming runs left behind in the gateway (queues, caches, allocator), then a
+# restart so that the streaming memory figure is the streams' own. Shutdown drains in-flight work
+# (e.g. the audit queue); how long that takes is reported too.
+GW_RSS_AFTER_LOAD=$(awk '/^VmRSS:/ {print $2}' "/proc/$PID_GW/status")
+GW_WARNINGS=$(grep -c ' WARN\| ERROR' "$TMP/gateway.log" || true)
+log "restarting the gateway for the streaming test (RSS after the non-streaming runs: $((GW_RSS_AFTER_LOAD / 1024)) MiB)"
+STOP_STARTED=$(date +%s.%N)
+kill "$PID_GW"
+GW_STOP_KILLED=0
+for _ in $(seq 300); do kill -0 "$PID_GW" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$PID_GW" 2>/dev/null; then kill -9 "$PID_GW"; GW_STOP_KILLED=1; sleep 0.2; fi
+GW_STOP_S=$(python3 -c "import sys,time; print(round(time.time() - float(sys.argv[1]), 2))" "$STOP_STARTED")
+start_gateway
 STREAM_DIRECT_URL="http://127.0.0.1:$P_STREAM/v1/chat/completions"
 log "streaming: $STREAMS concurrent streams ($CHUNKS chunks, ${CHUNK_DELAY_MS} ms apart, starts spread over ${RAMP_MS} ms)"
 S_MOCK0=$(cpu_ticks "$PID_STREAM")
@@ -279,11 +295,26 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- report ---------------------------------------------------------------------------------
 python3 - "$TMP" "$JSON_OUT" "$PIN" "$DURATION" "$LAT_DURATION" "$STREAMS" "$CHUNKS" "$CHUNK_DELAY_MS" \
-  "$RAMP_MS" "$GW_RSS_BEFORE" "$WRK_THREADS" "$STREAM_CPU" "$TICK_HZ" "$LOAD_BEFORE" "$LOAD_AFTER" <<'EOF'
+  "$RAMP_MS" "$GW_RSS_BEFORE" "$WRK_THREADS" "$STREAM_CPU" "$TICK_HZ" "$LOAD_BEFORE" "$LOAD_AFTER" "$GW_RSS_AFTER_LOAD" "$GW_STOP_S" "$GW_STOP_KILLED" \
+  "$GW_WARNINGS" "$TMP/gateway.log" <<'EOF'
 import json, os, platform, sys
 tmp, json_out, pin, duration, lat_duration, streams, chunks, delay, ramp, rss_before, wrk_threads = sys.argv[1:12]
 hz = int(sys.argv[13])
 load_before, load_after = sys.argv[14], sys.argv[15]
+rss_after_load_kb, stop_s, stop_killed, warnings, gw_log = int(sys.argv[16]), float(sys.argv[17]), sys.argv[18] == "1", int(sys.argv[19]), sys.argv[20]
+# The distinct warning messages the gateway logged during the non-streaming runs (first few).
+import re
+messages = []
+try:
+    for line in open(gw_log, errors="replace"):
+        if " WARN" in line or " ERROR" in line:
+            text = re.sub(r"\x1b\[[0-9;]*m", "", line).strip()
+            text = re.sub(r"^\S+\s+(WARN|ERROR)\s+", r"\1 ", text)[:160]
+            key = text[:60]
+            if all(not m.startswith(key) for m in messages):
+                messages.append(text)
+except OSError:
+    pass
 s_mock_direct, s_gw, s_mock_gw = (int(x) / hz for x in sys.argv[12].split())
 load = lambda name: json.load(open(os.path.join(tmp, name + ".json")))
 td, tg = load("tput-direct"), load("tput-gateway")
@@ -330,6 +361,8 @@ rows = [
     ("stream TTFB p50", ms(sd["ttfb_us"]["p50"]), ms(sg["ttfb_us"]["p50"]), f"+{((sg['ttfb_us']['p50'] or 0) - (sd['ttfb_us']['p50'] or 0)) / 1000:.3f} ms"),
     ("stream TTFB p99", ms(sd["ttfb_us"]["p99"]), ms(sg["ttfb_us"]["p99"]), f"+{t99 / 1000:.3f} ms"),
     ("stream duration p99", ms(sd["total_us"]["p99"]), ms(sg["total_us"]["p99"]), f"+{((sg['total_us']['p99'] or 0) - (sd['total_us']['p99'] or 0)) / 1000:.3f} ms"),
+    ("gateway RSS after non-stream runs (MB)", "", f"{rss_after_load_kb * 1024 / MB:.1f}",
+     f"then stopped in {stop_s:.1f} s" + (" (SIGKILL after 30 s)" if stop_killed else "") + ", restarted"),
     ("peak RSS during streams (MB)", f"{max(sd['rss_kb']['peak_sampled'] or 0, sd['rss_kb']['vm_hwm'] or 0) * 1024 / MB:.1f}", f"{rss_bytes / MB:.1f}", f"gateway idle before: {int(rss_before) * 1024 / MB:.1f}"),
     ("server CPU, streaming runs (s)", f"{s_mock_direct:.2f}", f"{s_gw:.2f} (+{s_mock_gw:.2f} upstream)", "2 rounds each (warmup + measured)"),
     ("server CPU per request, c64 (us)", f"{td['cpu_s']['upstream'] / td['requests'] * 1e6:.1f}",
@@ -349,6 +382,9 @@ machine = {"nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(), "p
 out.append("")
 out.append(f"machine: {os.cpu_count()} CPUs, {cpu}, Linux {platform.release()}; pinning: {pin}"
            + ("" if pin == "split" else " (wrk, servers and gateway share all cores)"))
+if warnings:
+    out.append(f"the gateway logged {warnings} warnings/errors during the non-streaming runs, e.g.:")
+    out += [f"  {m}" for m in messages[:3]]
 out.append(f"load average (1/5/15 min) before: {load_before}, after: {load_after}")
 out.append("the gateway runs in `all` mode: its RSS includes the api-server, compliance and policy services")
 print("\n".join(out))
@@ -361,6 +397,8 @@ if json_out:
                      "wrk_threads_c64": int(wrk_threads)},
         "throughput_c64": {"direct": td, "gateway": tg, "ratio": ratio},
         "latency_c1": {"direct": ld, "gateway": lg, "added_p50_us": d50, "added_p99_us": d99},
+        "gateway_after_non_streaming": {"rss_kb": rss_after_load_kb, "stop_s": stop_s, "stop_killed": stop_killed,
+                                        "log_warnings": warnings, "log_samples": messages[:5]},
         "streaming": {"direct": sd, "gateway": sg, "gateway_rss_before_kb": int(rss_before),
                       "gateway_peak_rss_kb": gw_peak_kb, "ttfb_p99_added_us": t99,
                       "cpu_s": {"upstream_direct": s_mock_direct, "gateway": s_gw, "upstream_via_gateway": s_mock_gw}},

@@ -219,6 +219,8 @@ def test_streaming_safe_proxying(caddy_bin, tmp_path):
         assert rp["flush_interval"] == -1
         assert rp["transport"]["read_timeout"] == six_hundred_s
         assert rp["transport"]["write_timeout"] == six_hundred_s
+        # h2c to the services: Caddy 2.6 cuts some HTTP/1.1 streams short (see the Caddyfile).
+        assert rp["transport"]["versions"] == ["h2c", "2"]
     dials = {rp["upstreams"][0]["dial"] for rp in proxies}
     assert dials == {"proxy:7775", "api-server:7778", "compliance:7777", "policy:7782"}
     (encode,) = [n for n in walk(adapted) if n.get("handler") == "encode"]
@@ -316,12 +318,18 @@ def stub_upstreams() -> Iterator[dict[str, int]]:
         server.server_close()
 
 
-def start_caddy(spawn, caddy_bin: str, tmp_path: Path, upstream_ports: dict[str, int]) -> str:
+def start_caddy(
+    spawn, caddy_bin: str, tmp_path: Path, upstream_ports: dict[str, int], upstream_http: str | None = None
+) -> str:
+    """Caddy with Caddyfile.local in front of the given ports. `upstream_http="1.1"` for upstreams
+    that do not speak h2c (the stubs); Flowgate gets the Caddyfile's default, h2c."""
     port = port_from_env("FLOWGATE_TEST_CADDY_PORT")
+    extra = {"FLOWGATE_UPSTREAM_HTTP": upstream_http} if upstream_http else {}
     env = caddy_env(
         tmp_path,
         FLOWGATE_LOCAL_PORT=str(port),
         CADDY_ADMIN="off",
+        **extra,
         **{
             f"FLOWGATE_{name.upper().replace('-', '_')}_UPSTREAM": f"127.0.0.1:{p}"
             for name, p in upstream_ports.items()
@@ -358,7 +366,7 @@ def assert_routes(base_url: str, context: str = "") -> None:
 
 
 def test_routes_through_caddy_to_stub_upstreams(spawn, caddy_bin, tmp_path, stub_upstreams):
-    base = start_caddy(spawn, caddy_bin, tmp_path, stub_upstreams)
+    base = start_caddy(spawn, caddy_bin, tmp_path, stub_upstreams, upstream_http="1.1")
     assert_routes(base)
     with httpx.Client(base_url=base, timeout=15) as client:
         # The upstream sees the path unchanged.
@@ -366,14 +374,14 @@ def test_routes_through_caddy_to_stub_upstreams(spawn, caddy_bin, tmp_path, stub
 
 
 def test_client_ip_forwarded_and_spoofing_dropped(spawn, caddy_bin, tmp_path, stub_upstreams):
-    base = start_caddy(spawn, caddy_bin, tmp_path, stub_upstreams)
+    base = start_caddy(spawn, caddy_bin, tmp_path, stub_upstreams, upstream_http="1.1")
     with httpx.Client(base_url=base, timeout=15) as client:
         seen = client.get("/v1/models", headers={"X-Forwarded-For": "203.0.113.66"}).json()
     assert seen["x_forwarded_for"] == "127.0.0.1"
 
 
 def test_json_is_compressed_but_event_streams_are_not_buffered(spawn, caddy_bin, tmp_path, stub_upstreams):
-    base = start_caddy(spawn, caddy_bin, tmp_path, stub_upstreams)
+    base = start_caddy(spawn, caddy_bin, tmp_path, stub_upstreams, upstream_http="1.1")
     with httpx.Client(base_url=base, timeout=15) as client:
         big = client.get("/v1/__big", headers={"Accept-Encoding": "gzip"})
         assert big.headers.get("content-encoding") == "gzip"

@@ -34,6 +34,11 @@ pub trait ReadinessCheck: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// `Ok` when the dependency answers; `Err` with a reason safe to show (no secrets) otherwise.
     async fn check(&self) -> Result<(), String>;
+    /// Whether the service is unready without it. A dependency the service can work around (Redis
+    /// for the proxy: in-process counters take over) reports `degraded` instead.
+    fn required(&self) -> bool {
+        true
+    }
 }
 
 /// What `/health`, `/readyz` and `/metrics` need to answer.
@@ -118,8 +123,10 @@ async fn health(State(state): State<BaseState>) -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(state): State<BaseState>) -> Response {
+    let required: std::collections::HashMap<String, bool> =
+        state.checks.iter().map(|c| (c.name().to_owned(), c.required())).collect();
     let results = futures_join_all(state.checks.iter().cloned()).await;
-    let ready = results.iter().all(|(_, result)| result.is_ok());
+    let ready = results.iter().all(|(name, result)| result.is_ok() || !required.get(name).copied().unwrap_or(true));
     for (name, result) in &results {
         let labels = crate::metrics::DependencyLabels { service: state.service, dependency: name.clone() };
         state.metrics.dependency_up.get_or_create(&labels).set(i64::from(result.is_ok()));
@@ -129,6 +136,9 @@ async fn readyz(State(state): State<BaseState>) -> Response {
         .map(|(name, result)| {
             let value = match result {
                 Ok(()) => serde_json::json!({"status": "ok"}),
+                Err(reason) if !required.get(&name).copied().unwrap_or(true) => {
+                    serde_json::json!({"status": "degraded", "reason": reason})
+                }
                 Err(reason) => serde_json::json!({"status": "down", "reason": reason}),
             };
             (name, value)

@@ -45,4 +45,9 @@ impl flowgate_common::server::ReadinessCheck for SharedState {
     async fn check(&self) -> Result<(), String> {
         self.ping().await.map_err(|e| e.to_string())
     }
+
+    /// Without Redis, limits and caches fall back to in-process state: degraded, not down.
+    fn required(&self) -> bool {
+        false
+    }
 }

@@ -374,6 +374,10 @@ async fn traffic_keeps_flowing_while_redis_is_down_and_sharing_resumes() {
     let fallbacks = metrics.lines().find(|l| l.starts_with("flowgate_shared_state_fallbacks_total")).unwrap();
     assert!(!fallbacks.ends_with(" 0"), "{fallbacks}");
     assert!(gateway.process.log_text().contains("Redis unreachable"));
+    let ready = http_client().get(format!("{}/readyz", gateway.proxy())).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "the proxy stays ready (and in the load balancer) without Redis");
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["checks"]["redis"]["status"], "degraded");
 
     let redis = PrivateRedis::start(port).await;
     let deadline = Instant::now() + Duration::from_secs(10);
