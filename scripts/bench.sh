@@ -270,6 +270,9 @@ kill "$PID_GW"
 GW_STOP_KILLED=0
 for _ in $(seq 300); do kill -0 "$PID_GW" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$PID_GW" 2>/dev/null; then kill -9 "$PID_GW"; GW_STOP_KILLED=1; sleep 0.2; fi
+# Forget the old pid so that the cleanup never signals a process that reused it.
+OLD_GW=$PID_GW; REMAINING=(); for pid in "${PIDS[@]}"; do [ "$pid" = "$OLD_GW" ] || REMAINING+=("$pid"); done
+PIDS=("${REMAINING[@]}")
 GW_STOP_S=$(python3 -c "import sys,time; print(round(time.time() - float(sys.argv[1]), 2))" "$STOP_STARTED")
 start_gateway
 STREAM_DIRECT_URL="http://127.0.0.1:$P_STREAM/v1/chat/completions"

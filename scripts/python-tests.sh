@@ -8,5 +8,5 @@ export FLOWGATE_DEPLOY_VENV="${FLOWGATE_DEPLOY_VENV:-${XDG_CACHE_HOME:-$HOME/.ca
 scripts/install-deploy-tools.sh
 "$FLOWGATE_DEPLOY_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 
-export FLOWGATE_BIN="${FLOWGATE_BIN:-$PWD/target/debug/flowgate}"
+export FLOWGATE_BIN="${FLOWGATE_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/debug/flowgate}"
 "$FLOWGATE_DEPLOY_VENV/bin/python" -m pytest -q -p no:cacheprovider tests "$@"

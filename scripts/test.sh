@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 cargo build --workspace --bins
 cargo test --workspace
 
-export FLOWGATE_BIN="$PWD/target/debug/flowgate"
+export FLOWGATE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/flowgate"
 scripts/python-tests.sh
