@@ -102,6 +102,8 @@ pub struct Settings {
     pub mcp: McpSettings,
     /// Logs and traces.
     pub telemetry: TelemetrySettings,
+    /// The audit trail.
+    pub audit: AuditSettings,
     /// LiteLLM-compatible model deployments.
     pub model_list: Vec<ModelEntry>,
     /// LiteLLM-compatible routing settings.
@@ -298,6 +300,21 @@ impl Default for CacheSettings {
 pub struct McpSettings {
     /// Whether MCP routes are served (`MCP_GATEWAY_ENABLED`). Default false.
     pub enabled: bool,
+}
+
+/// The audit trail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Write one audit record per proxied request. Default true; turning it off is meant for
+    /// benchmarks and throwaway setups, not for production.
+    pub enabled: bool,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 /// Log output.

@@ -92,6 +92,7 @@ enum Message {
 pub struct AuditSink(Arc<Inner>);
 
 struct Inner {
+    enabled: bool,
     tx: mpsc::Sender<Message>,
     overflow: Mutex<VecDeque<AuditRecord>>,
     depth: Gauge,
@@ -107,7 +108,12 @@ impl std::fmt::Debug for AuditSink {
 
 impl AuditSink {
     /// Starts the writer for `database`, spooling into `spool_dir` when it is unreachable.
-    pub fn start(database: Database, spool_dir: PathBuf, metrics: &flowgate_common::metrics::Metrics) -> Self {
+    pub fn start(
+        database: Database,
+        spool_dir: PathBuf,
+        enabled: bool,
+        metrics: &flowgate_common::metrics::Metrics,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let depth = Gauge::default();
         let overflowed = Counter::default();
@@ -121,6 +127,7 @@ impl AuditSink {
         metrics.register("audit_records_spooled", "Audit records written to the spool file", spooled.clone());
         let spool_bytes = Arc::new(AtomicI64::new(0));
         let inner = Arc::new(Inner {
+            enabled,
             tx,
             overflow: Mutex::new(VecDeque::new()),
             depth: depth.clone(),
@@ -136,6 +143,9 @@ impl AuditSink {
     /// Queues `record` without waiting.
     pub fn record(&self, record: AuditRecord) {
         let inner = &self.0;
+        if !inner.enabled {
+            return;
+        }
         inner.depth.inc();
         let returned = match inner.tx.try_send(Message::Record(Box::new(record))) {
             Ok(()) => return,

@@ -152,6 +152,7 @@ impl Application {
             audit: crate::audit::AuditSink::start(
                 deps.database.clone(),
                 settings.storage.data_dir.join("audit-spool"),
+                settings.audit.enabled,
                 &deps.metrics,
             ),
             limiter: crate::limits::Limiter::new(

@@ -206,3 +206,12 @@ async fn a_database_outage_spools_records_and_replays_them_exactly_once() {
     drop(process);
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn auditing_can_be_switched_off_for_benchmarks() {
+    let gateway = Gateway::start(CONFIG, &[("FLOWGATE__AUDIT__ENABLED", "false")]).await;
+    let (_, key) = gateway.create_key(json!({})).await;
+    assert_eq!(gateway.post("/v1/chat/completions", &key, &chat("m", false)).await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(sqlite_rows(gateway.data_dir()).await.is_empty());
+}
