@@ -30,7 +30,8 @@ use crate::upstream::{ANTHROPIC_PASSTHROUGH_HEADERS, Endpoint};
 use crate::upstream::{UpstreamBody, UpstreamResponse};
 use std::sync::{Arc, Mutex, PoisonError};
 
-async fn read_json(state: &ProxyState, body: Body) -> Result<Value, ProxyError> {
+/// The body as a JSON object, and its size in bytes.
+async fn read_json(state: &ProxyState, body: Body) -> Result<(Value, usize), ProxyError> {
     let bytes = axum::body::to_bytes(body, state.max_body_bytes).await.map_err(|error| {
         let too_large =
             std::error::Error::source(&error).is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
@@ -48,7 +49,7 @@ async fn read_json(state: &ProxyState, body: Body) -> Result<Value, ProxyError> 
     if !value.is_object() {
         return Err(ProxyError::bad_request("request body must be a JSON object"));
     }
-    Ok(value)
+    Ok((value, bytes.len()))
 }
 
 fn authorize(
@@ -87,7 +88,7 @@ async fn handle(
         draft.record.key_id = Some(key.key.id.clone());
         draft.record.tenant_id = Some(key.key.tenant_id.clone());
     }
-    let mut body = read_json(&state, body).await?;
+    let (mut body, body_len) = read_json(&state, body).await?;
     if let Some(draft) = draft.as_mut() {
         draft.record.model_requested = body.get("model").and_then(Value::as_str).map(str::to_owned);
         draft.record.stream = body.get("stream") == Some(&Value::Bool(true));
@@ -155,7 +156,7 @@ async fn handle(
             model = target;
         }
     }
-    let (prompt_estimate, cost_estimate) = estimate(&state, &model, &body);
+    let (prompt_estimate, cost_estimate) = estimate(&state, &model, &body, body_len);
     let admission = state.limiter.admit(&key, prompt_estimate, cost_estimate).await?;
     let limit_headers = admission.headers.clone();
     let passthrough = if format == ApiFormat::Anthropic {
@@ -265,14 +266,10 @@ async fn handle(
 const DEFAULT_OUTPUT_ESTIMATE: u64 = 1024;
 
 /// (prompt tokens, cost in nano-dollars) a request is estimated at before it is sent: about four
-/// bytes per prompt token, and `max_tokens` (or a default) of output, at the model's highest price.
-fn estimate(state: &ProxyState, model: &str, body: &Value) -> (u64, i64) {
-    let prompt_bytes = ["messages", "system", "prompt", "input", "tools"]
-        .iter()
-        .filter_map(|field| body.get(*field))
-        .map(|value| value.to_string().len())
-        .sum::<usize>();
-    let prompt_tokens = (prompt_bytes as u64).div_ceil(4);
+/// bytes of request body per prompt token (no re-serialisation on the hot path), and `max_tokens`
+/// (or a default) of output, at the model's highest price.
+fn estimate(state: &ProxyState, model: &str, body: &Value, body_len: usize) -> (u64, i64) {
+    let prompt_tokens = (body_len as u64).div_ceil(4);
     let output_tokens = ["max_tokens", "max_completion_tokens"]
         .iter()
         .find_map(|field| body.get(*field).and_then(Value::as_u64))

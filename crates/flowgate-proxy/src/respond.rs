@@ -109,15 +109,23 @@ pub(crate) fn full_body(
         })
     };
     if format == upstream {
-        // Pass through untouched; only read usage.
-        let usage = if bytes.windows(7).any(|w| w == b"\"usage\"") {
-            let value = parsed()?;
-            match upstream {
-                ApiFormat::OpenAi => value.get("usage").and_then(Usage::from_openai).unwrap_or_default(),
-                ApiFormat::Anthropic => Usage::from_anthropic(value.get("usage").unwrap_or(&Value::Null)),
+        // Pass through untouched; only read usage, without building the whole document.
+        #[derive(serde::Deserialize)]
+        struct UsageOnly {
+            #[serde(default)]
+            usage: Option<Value>,
+        }
+        let usage = match serde_json::from_slice::<UsageOnly>(&bytes) {
+            Ok(UsageOnly { usage: Some(usage) }) => match upstream {
+                ApiFormat::OpenAi => Usage::from_openai(&usage).unwrap_or_default(),
+                ApiFormat::Anthropic => Usage::from_anthropic(&usage),
+            },
+            Ok(UsageOnly { usage: None }) => Usage::default(),
+            // Not an object (still passed through if it is JSON at all).
+            Err(_) => {
+                parsed()?;
+                Usage::default()
             }
-        } else {
-            Usage::default()
         };
         return Ok((bytes, usage));
     }
