@@ -360,12 +360,18 @@ data_route!(completions, ApiFormat::OpenAi, Endpoint::Completions);
 data_route!(embeddings, ApiFormat::OpenAi, Endpoint::Embeddings);
 data_route!(anthropic_messages, ApiFormat::Anthropic, Endpoint::Chat);
 
-async fn models_for(state: &ProxyState, headers: &HeaderMap, peer: SocketAddr) -> Result<Vec<String>, ProxyError> {
+/// The key of a read-only request (model and guardrail listings), with its IP allowlist checked.
+async fn authenticated(state: &ProxyState, headers: &HeaderMap, peer: SocketAddr) -> Result<Arc<KeyInfo>, ProxyError> {
     let key = state.auth.authenticate(headers).await?;
     let ip = client_ip(peer.ip(), headers, &state.trusted_proxies);
     if !key.allows_ip(ip) {
         return Err(ProxyError::Forbidden(format!("client address {ip} is not allowed for this key")));
     }
+    Ok(key)
+}
+
+async fn models_for(state: &ProxyState, headers: &HeaderMap, peer: SocketAddr) -> Result<Vec<String>, ProxyError> {
+    let key = authenticated(state, headers, peer).await?;
     let table = state.table.load();
     Ok(table.names.iter().filter(|name| key.allows_model(name)).cloned().collect())
 }
@@ -414,13 +420,9 @@ pub(crate) async fn list_guardrails(
     headers: HeaderMap,
 ) -> Response {
     let result = async {
-        let key = state.auth.authenticate(&headers).await?;
-        let ip = client_ip(peer.ip(), &headers, &state.trusted_proxies);
-        if !key.allows_ip(ip) {
-            return Err(ProxyError::Forbidden(format!("client address {ip} is not allowed for this key")));
-        }
+        let key = authenticated(&state, &headers, peer).await?;
         let policy = GuardrailPolicy::resolve(&key.key.guardrail_policy_json, &key.key.tenant_guardrail_defaults_json);
-        Ok(state.catalog.visible(&policy))
+        Ok::<_, ProxyError>(state.catalog.visible(&policy))
     }
     .await;
     match result {
