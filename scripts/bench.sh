@@ -256,21 +256,48 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 if python3 -c "import os,sys; sys.exit(0 if os.getloadavg()[0] > 0.5 * os.cpu_count() else 1)"; then
   log "warning: load average is $LOAD_BEFORE on $NPROC CPUs before the run; results will be noisy"
 fi
+# wait_idle NAME: the gateway may keep working after a run (e.g. its audit writer catching up).
+# Waits until it uses under ~4% of a CPU over half a second (at most 120 s), so that the next
+# direct run is not disturbed, and writes how long and how much CPU that took to $TMP/idle-NAME.json.
+wait_idle() {
+  local name=$1 started first t0 t1 timed_out=1
+  started=$(date +%s.%N); first=$(cpu_ticks "$PID_GW")
+  for _ in $(seq 240); do
+    t0=$(cpu_ticks "$PID_GW"); sleep 0.5; t1=$(cpu_ticks "$PID_GW")
+    if [ $(( (t1 - t0) * 50 )) -le "$TICK_HZ" ]; then timed_out=0; break; fi
+  done
+  python3 -c 'import json,sys,time
+busy = max(0.0, time.time() - float(sys.argv[1]) - 0.5)
+print(json.dumps({"busy_s": round(busy, 2), "cpu_s": (int(sys.argv[3]) - int(sys.argv[2])) / int(sys.argv[4]), "timed_out": sys.argv[5] == "1"}))' \
+    "$started" "$first" "$t1" "$TICK_HZ" "$timed_out" >"$TMP/idle-$name.json"
+  local busy
+  busy=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["busy_s"])' "$TMP/idle-$name.json")
+  if [ "$timed_out" = 1 ]; then
+    log "  the gateway was still busy 120 s after $name; going on"
+  elif python3 -c "import sys; sys.exit(0 if $busy >= 1 else 1)"; then
+    log "  the gateway kept working for $busy s after $name (deferred work, e.g. the audit writer)"
+  fi
+}
+
 log "warmup (3 s each)"
 run_wrk warmup-direct "$DIRECT_URL" "$WRK_THREADS" 64 3
 run_wrk warmup-gateway "$GW_URL" "$WRK_THREADS" 64 3
+wait_idle warmup-gateway
 log "throughput: wrk -t$WRK_THREADS -c64 -d${DURATION}s"
 run_wrk tput-direct "$DIRECT_URL" "$WRK_THREADS" 64 "$DURATION"
 run_wrk tput-gateway "$GW_URL" "$WRK_THREADS" 64 "$DURATION"
+wait_idle tput-gateway
 log "latency: wrk -t1 -c1 -d${LAT_DURATION}s"
 run_wrk lat-direct "$DIRECT_URL" 1 1 "$LAT_DURATION"
 run_wrk lat-gateway "$GW_URL" 1 1 "$LAT_DURATION"
+wait_idle lat-gateway
 
 # --- streaming ------------------------------------------------------------------------------
 # What the non-streaming runs left behind in the gateway (queues, caches, allocator), then a
 # restart so that the streaming memory figure is the streams' own. Shutdown drains in-flight work
 # (e.g. the audit queue); how long that takes is reported too.
 GW_RSS_AFTER_LOAD=$(awk '/^VmRSS:/ {print $2}' "/proc/$PID_GW/status")
+GW_HWM_AFTER_LOAD=$(awk '/^VmHWM:/ {print $2}' "/proc/$PID_GW/status")
 GW_WARNINGS=$(grep -c ' WARN\| ERROR' "$TMP/gateway.log" || true)
 log "restarting the gateway for the streaming test (RSS after the non-streaming runs: $((GW_RSS_AFTER_LOAD / 1024)) MiB)"
 STOP_STARTED=$(date +%s.%N)
@@ -307,13 +334,14 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 # --- report ---------------------------------------------------------------------------------
 python3 - "$TMP" "$JSON_OUT" "$PIN" "$DURATION" "$LAT_DURATION" "$STREAMS" "$CHUNKS" "$CHUNK_DELAY_MS" \
   "$RAMP_MS" "$GW_RSS_BEFORE" "$WRK_THREADS" "$STREAM_CPU" "$TICK_HZ" "$LOAD_BEFORE" "$LOAD_AFTER" "$GW_RSS_AFTER_LOAD" "$GW_STOP_S" "$GW_STOP_KILLED" \
-  "$GW_WARNINGS" "$TMP/gateway.log" "$AUDIT" <<'EOF'
+  "$GW_WARNINGS" "$TMP/gateway.log" "$AUDIT" "$GW_HWM_AFTER_LOAD" <<'EOF'
 import json, os, platform, sys
 tmp, json_out, pin, duration, lat_duration, streams, chunks, delay, ramp, rss_before, wrk_threads = sys.argv[1:12]
 hz = int(sys.argv[13])
 load_before, load_after = sys.argv[14], sys.argv[15]
 rss_after_load_kb, stop_s, stop_killed, warnings, gw_log = int(sys.argv[16]), float(sys.argv[17]), sys.argv[18] == "1", int(sys.argv[19]), sys.argv[20]
 audit = sys.argv[21]
+hwm_after_load_kb = int(sys.argv[22])
 # The distinct warning messages the gateway logged during the non-streaming runs (first few).
 import re
 messages = []
@@ -331,6 +359,7 @@ s_mock_direct, s_gw, s_mock_gw = (int(x) / hz for x in sys.argv[12].split())
 load = lambda name: json.load(open(os.path.join(tmp, name + ".json")))
 td, tg = load("tput-direct"), load("tput-gateway")
 ld, lg = load("lat-direct"), load("lat-gateway")
+idle_tput, idle_lat = load("idle-tput-gateway"), load("idle-lat-gateway")
 sd, sg = load("stream-direct"), load("stream-gateway")
 
 cpu = "unknown"
@@ -373,12 +402,17 @@ rows = [
     ("stream TTFB p50", ms(sd["ttfb_us"]["p50"]), ms(sg["ttfb_us"]["p50"]), f"+{((sg['ttfb_us']['p50'] or 0) - (sd['ttfb_us']['p50'] or 0)) / 1000:.3f} ms"),
     ("stream TTFB p99", ms(sd["ttfb_us"]["p99"]), ms(sg["ttfb_us"]["p99"]), f"+{t99 / 1000:.3f} ms"),
     ("stream duration p99", ms(sd["total_us"]["p99"]), ms(sg["total_us"]["p99"]), f"+{((sg['total_us']['p99'] or 0) - (sd['total_us']['p99'] or 0)) / 1000:.3f} ms"),
-    ("gateway RSS after non-stream runs (MB)", "", f"{rss_after_load_kb * 1024 / MB:.1f}",
+    ("gateway RSS after non-stream runs (MB)", "", f"{rss_after_load_kb * 1024 / MB:.1f} (peak {hwm_after_load_kb * 1024 / MB:.1f})",
      f"then stopped in {stop_s:.1f} s" + (" (SIGKILL after 30 s)" if stop_killed else "") + ", restarted"),
     ("peak RSS during streams (MB)", f"{max(sd['rss_kb']['peak_sampled'] or 0, sd['rss_kb']['vm_hwm'] or 0) * 1024 / MB:.1f}", f"{rss_bytes / MB:.1f}", f"gateway idle before: {int(rss_before) * 1024 / MB:.1f}"),
     ("server CPU, streaming runs (s)", f"{s_mock_direct:.2f}", f"{s_gw:.2f} (+{s_mock_gw:.2f} upstream)", "2 rounds each (warmup + measured)"),
     ("server CPU per request, c64 (us)", f"{td['cpu_s']['upstream'] / td['requests'] * 1e6:.1f}",
-     f"{tg['cpu_s']['gateway'] / tg['requests'] * 1e6:.1f} (+{tg['cpu_s']['upstream'] / tg['requests'] * 1e6:.1f} upstream)", "gateway process only"),
+     f"{tg['cpu_s']['gateway'] / tg['requests'] * 1e6:.1f} (+{tg['cpu_s']['upstream'] / tg['requests'] * 1e6:.1f} upstream)",
+     "direct: upstream; gateway: gateway process during the run"),
+    ("gateway busy after c64 run", "", f"{idle_tput['busy_s']:.1f} s, {idle_tput['cpu_s']:.1f} CPU-s",
+     f"deferred work: +{idle_tput['cpu_s'] / tg['requests'] * 1e6:.1f} us per request"),
+    ("gateway busy after c1 run", "", f"{idle_lat['busy_s']:.1f} s, {idle_lat['cpu_s']:.1f} CPU-s",
+     f"deferred work: +{idle_lat['cpu_s'] / lg['requests'] * 1e6:.1f} us per request"),
 ]
 w = [max(len(r[i]) for r in rows + [("metric", "direct", "gateway", "ratio / delta")]) for i in range(4)]
 out = []
@@ -409,7 +443,8 @@ if json_out:
                      "wrk_threads_c64": int(wrk_threads)},
         "throughput_c64": {"direct": td, "gateway": tg, "ratio": ratio},
         "latency_c1": {"direct": ld, "gateway": lg, "added_p50_us": d50, "added_p99_us": d99},
-        "gateway_after_non_streaming": {"rss_kb": rss_after_load_kb, "stop_s": stop_s, "stop_killed": stop_killed,
+        "gateway_deferred_work": {"after_c64": idle_tput, "after_c1": idle_lat},
+        "gateway_after_non_streaming": {"rss_kb": rss_after_load_kb, "vm_hwm_kb": hwm_after_load_kb, "stop_s": stop_s, "stop_killed": stop_killed,
                                         "log_warnings": warnings, "log_samples": messages[:5]},
         "streaming": {"direct": sd, "gateway": sg, "gateway_rss_before_kb": int(rss_before),
                       "gateway_peak_rss_kb": gw_peak_kb, "ttfb_p99_added_us": t99,

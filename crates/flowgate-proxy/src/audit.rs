@@ -284,8 +284,36 @@ fn insert_sql(rows: usize) -> String {
     sql
 }
 
+/// Rows per INSERT statement. SQLite looks bound parameters up by name with a linear scan, so a
+/// statement with thousands of `$n` placeholders costs quadratic time to bind: keep it small there.
+fn rows_per_statement(database: &Database) -> usize {
+    match database.backend() {
+        flowgate_db::Backend::Sqlite => 16,
+        flowgate_db::Backend::Postgres => BATCH_ROWS,
+    }
+}
+
 async fn insert(database: &Database, records: &[AuditRecord]) -> Result<(), sqlx::Error> {
-    for chunk in records.chunks(BATCH_ROWS) {
+    // One transaction per batch: one commit (and fsync) however many statements it takes.
+    let mut conn = database.pool().acquire().await?;
+    sqlx::query("BEGIN").execute(&mut *conn).await?;
+    let result = match insert_chunks(database, &mut conn, records).await {
+        Ok(()) => sqlx::query("COMMIT").execute(&mut *conn).await.map(|_| ()),
+        Err(error) => Err(error),
+    };
+    if result.is_err() && sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+        // Never hand a connection with a transaction still open back to the pool.
+        drop(conn.detach());
+    }
+    result
+}
+
+async fn insert_chunks(
+    database: &Database,
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+    records: &[AuditRecord],
+) -> Result<(), sqlx::Error> {
+    for chunk in records.chunks(rows_per_statement(database)) {
         let sql = insert_sql(chunk.len());
         let mut query = sqlx::query(&sql);
         for r in chunk {
@@ -314,7 +342,7 @@ async fn insert(database: &Database, records: &[AuditRecord]) -> Result<(), sqlx
                 .bind(serde_json::to_string(&r.fallbacks).unwrap_or_else(|_| "[]".to_owned()))
                 .bind(serde_json::to_string(&r.guardrail_actions).unwrap_or_else(|_| "[]".to_owned()));
         }
-        query.execute(database.pool()).await?;
+        query.execute(&mut **conn).await?;
     }
     Ok(())
 }
