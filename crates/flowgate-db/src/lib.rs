@@ -14,7 +14,7 @@ pub mod migrate;
 mod shared;
 
 pub use database::{Backend, Database, Error};
-pub use shared::{Notification, Reservation, SharedError, SharedState};
+pub use shared::{Adjustment, Claim, ClaimKind, ClaimOutcome, Notification, SharedError, SharedState};
 pub use sqlx;
 
 /// Unix time in milliseconds, the timestamp format of every table.

@@ -1,14 +1,13 @@
 //! State shared by proxy replicas: counters and small values with an expiry.
 //!
 //! With a Redis URL the state lives in Redis (so every replica sees the same counters); without one
-//! it lives in process (moka), behind the same methods. Every key is prefixed, so tests and tenants
+//! it lives in process (one locked map), behind the same methods. Every key is prefixed, so tests and tenants
 //! of one Redis never collide.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool_redis::redis::{self, AsyncCommands};
-use moka::Expiry;
 use secrecy::{ExposeSecret, SecretString};
 
 /// Failures of the shared state. Messages never contain the Redis URL's password.
@@ -37,14 +36,12 @@ pub struct SharedState {
     inner: Inner,
     prefix: Arc<str>,
     channels: Arc<std::sync::Mutex<std::collections::HashMap<String, tokio::sync::broadcast::Sender<Notification>>>>,
-    /// Serialises in-process budget reservations (Redis uses a script instead).
-    budget_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(Clone)]
 enum Inner {
     Redis { pool: deadpool_redis::Pool, client: redis::Client },
-    Local(moka::future::Cache<String, LocalValue>),
+    Local(Arc<LocalStore>),
 }
 
 /// What a subscriber of a channel receives.
@@ -73,36 +70,85 @@ enum LocalData {
 }
 
 #[derive(Clone, Debug)]
-struct LocalValue {
+struct LocalEntry {
     data: LocalData,
-    ttl: Duration,
+    expires: Instant,
 }
 
-/// Values expire after their own TTL; a counter keeps the TTL of its first increment (a fixed
-/// window), a value rewritten with `set_ex` gets its new TTL.
-struct LocalExpiry;
+/// The in-process backend: one map behind one lock, never held across an `await`. Every operation
+/// is a few hash lookups, so one lock serves a whole process's requests; it also makes a
+/// multi-key claim atomic, as the Lua script does in Redis. Expired entries are ignored when read
+/// and swept at most once a second.
+#[derive(Debug)]
+struct LocalStore {
+    map: std::sync::Mutex<LocalMap>,
+}
 
-impl Expiry<String, LocalValue> for LocalExpiry {
-    fn expire_after_create(&self, _key: &String, value: &LocalValue, _now: Instant) -> Option<Duration> {
-        Some(value.ttl)
-    }
+#[derive(Debug)]
+struct LocalMap {
+    entries: std::collections::HashMap<String, LocalEntry>,
+    last_sweep: Instant,
+}
 
-    fn expire_after_update(
-        &self,
-        _key: &String,
-        value: &LocalValue,
-        _now: Instant,
-        current: Option<Duration>,
-    ) -> Option<Duration> {
-        match value.data {
-            LocalData::Counter(_) => current,
-            LocalData::Bytes(_) => Some(value.ttl),
+/// How often expired entries are removed from the in-process map.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+impl LocalStore {
+    fn new() -> Self {
+        Self {
+            map: std::sync::Mutex::new(LocalMap {
+                entries: std::collections::HashMap::new(),
+                last_sweep: Instant::now(),
+            }),
         }
     }
+
+    /// Runs `op` on the map with expired entries out of the way.
+    fn with<T>(&self, op: impl FnOnce(&mut LocalMap, Instant) -> T) -> T {
+        let mut map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if now.duration_since(map.last_sweep) >= SWEEP_EVERY {
+            map.entries.retain(|_, entry| entry.expires > now);
+            map.last_sweep = now;
+        }
+        op(&mut map, now)
+    }
 }
 
-/// Keys kept in process at most; the oldest are evicted first.
-const LOCAL_CAPACITY: u64 = 1_000_000;
+impl LocalMap {
+    fn live(&self, key: &str, now: Instant) -> Option<&LocalEntry> {
+        self.entries.get(key).filter(|entry| entry.expires > now)
+    }
+
+    fn counter(&self, key: &str, now: Instant) -> i64 {
+        match self.live(key, now).map(|entry| &entry.data) {
+            Some(LocalData::Counter(n)) => *n,
+            _ => 0,
+        }
+    }
+
+    /// Adds `delta`; a new (or expired) counter expires after `ttl`, an existing one keeps its
+    /// expiry unless `refresh`.
+    fn add(&mut self, key: &str, delta: i64, ttl: Duration, refresh: bool, now: Instant) -> i64 {
+        let expires = now + ttl;
+        if let Some(entry) = self.entries.get_mut(key)
+            && entry.expires > now
+        {
+            let current = match entry.data {
+                LocalData::Counter(n) => n,
+                LocalData::Bytes(_) => 0,
+            };
+            let next = current.saturating_add(delta);
+            entry.data = LocalData::Counter(next);
+            if refresh {
+                entry.expires = expires;
+            }
+            return next;
+        }
+        self.entries.insert(key.to_owned(), LocalEntry { data: LocalData::Counter(delta), expires });
+        delta
+    }
+}
 
 impl SharedState {
     /// Redis at `url`, or in-process state when `url` is `None`. Connecting to Redis is lazy: a
@@ -122,11 +168,9 @@ impl SharedState {
                     .map_err(|e| SharedError::Url(e.to_string()))?;
                 Inner::Redis { pool, client }
             }
-            None => Inner::Local(
-                moka::future::Cache::builder().max_capacity(LOCAL_CAPACITY).expire_after(LocalExpiry).build(),
-            ),
+            None => Inner::Local(Arc::new(LocalStore::new())),
         };
-        Ok(Self { inner, prefix: Arc::from(prefix), channels: Arc::default(), budget_lock: Arc::default() })
+        Ok(Self { inner, prefix: Arc::from(prefix), channels: Arc::default() })
     }
 
     /// In-process state only; what a process uses without Redis, and the fallback when Redis is
@@ -185,9 +229,11 @@ impl SharedState {
                 let mut conn = Self::conn(pool).await?;
                 Ok(conn.get(key).await?)
             }
-            Inner::Local(cache) => Ok(cache.get(&key).await.map(|v| match v.data {
-                LocalData::Bytes(bytes) => bytes.to_vec(),
-                LocalData::Counter(n) => n.to_string().into_bytes(),
+            Inner::Local(store) => Ok(store.with(|map, now| {
+                map.live(&key, now).map(|entry| match &entry.data {
+                    LocalData::Bytes(bytes) => bytes.to_vec(),
+                    LocalData::Counter(n) => n.to_string().into_bytes(),
+                })
             })),
         }
     }
@@ -202,8 +248,11 @@ impl SharedState {
                 let _: () = redis::cmd("SET").arg(key).arg(value).arg("PX").arg(millis).query_async(&mut conn).await?;
                 Ok(())
             }
-            Inner::Local(cache) => {
-                cache.insert(key, LocalValue { data: LocalData::Bytes(Arc::from(value)), ttl }).await;
+            Inner::Local(store) => {
+                store.with(|map, now| {
+                    map.entries
+                        .insert(key, LocalEntry { data: LocalData::Bytes(Arc::from(value)), expires: now + ttl });
+                });
                 Ok(())
             }
         }
@@ -231,23 +280,7 @@ impl SharedState {
                     .await?;
                 Ok(value)
             }
-            Inner::Local(cache) => {
-                let result = cache
-                    .entry(key)
-                    .and_compute_with(|existing| {
-                        let current = match existing.map(moka::Entry::into_value) {
-                            Some(LocalValue { data: LocalData::Counter(n), .. }) => n,
-                            _ => 0,
-                        };
-                        let next = LocalValue { data: LocalData::Counter(current.saturating_add(delta)), ttl };
-                        std::future::ready(moka::ops::compute::Op::Put(next))
-                    })
-                    .await;
-                match result.into_entry().map(moka::Entry::into_value) {
-                    Some(LocalValue { data: LocalData::Counter(n), .. }) => Ok(n),
-                    _ => Ok(delta),
-                }
-            }
+            Inner::Local(store) => Ok(store.with(|map, now| map.add(&key, delta, ttl, false, now))),
         }
     }
 
@@ -260,8 +293,8 @@ impl SharedState {
                 let _: i64 = conn.del(key).await?;
                 Ok(())
             }
-            Inner::Local(cache) => {
-                cache.invalidate(&key).await;
+            Inner::Local(store) => {
+                store.with(|map, _| map.entries.remove(&key));
                 Ok(())
             }
         }
@@ -348,30 +381,101 @@ async fn listen(client: redis::Client, channel: String, sender: tokio::sync::bro
     }
 }
 
-/// Atomic check-and-reserve against a budget: admitted only when settled + reserved + estimate
-/// stays within the limit. Same semantics in Redis (one Lua script) and in process (one lock).
-const RESERVE_SCRIPT: &str = r"
-local settled = tonumber(redis.call('GET', KEYS[1]) or '0')
-local reserved = tonumber(redis.call('GET', KEYS[2]) or '0')
-local estimate = tonumber(ARGV[1])
-if settled + reserved + estimate > tonumber(ARGV[2]) then
-  return {0, settled, reserved}
-end
-redis.call('INCRBY', KEYS[2], estimate)
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-return {1, settled, reserved + estimate}
-";
-
-/// The answer to a reservation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reservation {
-    /// Whether the estimate fit.
-    pub admitted: bool,
-    /// Settled amount at the time of the check.
-    pub settled: i64,
-    /// Reserved amount after the check (including this estimate when admitted).
-    pub reserved: i64,
+/// What a [`Claim`] counts, and so when it is admitted and how its counter expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimKind {
+    /// A fixed window (requests per minute or hour): admitted when counter + delta ≤ limit. The
+    /// expiry is set when the window opens and kept.
+    Window,
+    /// A token window: admitted while the counter before this claim is below the limit (the
+    /// estimate may take it past). The expiry is set when the window opens and kept.
+    TokenWindow,
+    /// Requests in flight: admitted when counter + delta ≤ limit. Every claim renews the expiry,
+    /// so a crashed process's claims disappear after `ttl` without new traffic.
+    InFlight,
+    /// A budget reservation: the claim's counter holds reservations, `settled_key` the settled
+    /// amount; admitted when settled + reserved + delta ≤ limit. Every claim renews the expiry.
+    Budget {
+        /// Counter of settled spend.
+        settled_key: String,
+    },
 }
+
+/// One limit checked and claimed by [`SharedState::claim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The counter.
+    pub key: String,
+    /// What this request adds to it.
+    pub delta: i64,
+    /// The limit; 0 claims without checking.
+    pub limit: i64,
+    /// Expiry of the counter (see [`ClaimKind`]).
+    pub ttl: Duration,
+    /// How the claim is checked.
+    pub kind: ClaimKind,
+}
+
+/// The answer to [`SharedState::claim`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimOutcome {
+    /// Index of the first claim that did not fit; `None` when all were applied.
+    pub rejected: Option<usize>,
+    /// Per claim: the counter after the claim (when admitted) or as found (when rejected).
+    pub values: Vec<i64>,
+    /// Per claim: the settled amount of a budget claim (0 for other kinds).
+    pub settled: Vec<i64>,
+}
+
+/// One counter change of [`SharedState::adjust`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adjustment {
+    /// The counter.
+    pub key: String,
+    /// Added to it (negative to give back).
+    pub delta: i64,
+    /// Expiry for a counter created by this change.
+    pub ttl: Duration,
+    /// Renew the expiry of an existing counter too.
+    pub refresh: bool,
+}
+
+/// [`SharedState::claim`] in Redis: all claims are checked, then either none or all are applied,
+/// in one round trip. KEYS: each claim's counter, then the budgets' settled counters. ARGV: the
+/// number of claims, then per claim: kind (w, t, f, b), delta, limit, ttl in ms, and the KEYS
+/// index of the settled counter (0 when none). Returns {rejected index or 0, then per claim value
+/// and settled}.
+const CLAIM_SCRIPT: &str = r"
+local n = tonumber(ARGV[1])
+local out = {0}
+for i = 1, n do
+  local b = 1 + (i - 1) * 5
+  local kind, delta, limit, s = ARGV[b + 1], tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), tonumber(ARGV[b + 5])
+  local value = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local settled = 0
+  if s > 0 then settled = tonumber(redis.call('GET', KEYS[s]) or '0') end
+  local fits = true
+  if limit > 0 then
+    if kind == 't' then fits = value < limit
+    elseif kind == 'b' then fits = settled + value + delta <= limit
+    else fits = value + delta <= limit end
+  end
+  out[2 * i] = value
+  out[2 * i + 1] = settled
+  if not fits and out[1] == 0 then out[1] = i end
+end
+if out[1] > 0 then return out end
+for i = 1, n do
+  local b = 1 + (i - 1) * 5
+  out[2 * i] = redis.call('INCRBY', KEYS[i], ARGV[b + 2])
+  if ARGV[b + 1] == 'w' or ARGV[b + 1] == 't' then
+    redis.call('PEXPIRE', KEYS[i], ARGV[b + 4], 'NX')
+  else
+    redis.call('PEXPIRE', KEYS[i], ARGV[b + 4])
+  end
+end
+return out
+";
 
 fn millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
@@ -394,93 +498,139 @@ impl SharedState {
                     .await?;
                 Ok(set.is_some())
             }
-            Inner::Local(cache) => {
-                let entry = cache
-                    .entry(key)
-                    .or_insert_with(async { LocalValue { data: LocalData::Counter(value), ttl } })
-                    .await;
-                Ok(entry.is_fresh())
-            }
-        }
-    }
-
-    /// Reserves `estimate` against `limit`, given the settled amount at `settled_key` and the
-    /// reservations at `reserved_key` (both counters). The reservation counter expires after `ttl`
-    /// without new reservations, so a crashed process cannot hold a budget forever.
-    pub async fn reserve(
-        &self,
-        settled_key: &str,
-        reserved_key: &str,
-        estimate: i64,
-        limit: i64,
-        ttl: Duration,
-    ) -> Result<Reservation, SharedError> {
-        match &self.inner {
-            Inner::Redis { pool, .. } => {
-                let mut conn = Self::conn(pool).await?;
-                let (admitted, settled, reserved): (i64, i64, i64) = redis::cmd("EVAL")
-                    .arg(RESERVE_SCRIPT)
-                    .arg(2)
-                    .arg(self.key(settled_key))
-                    .arg(self.key(reserved_key))
-                    .arg(estimate)
-                    .arg(limit)
-                    .arg(millis(ttl))
-                    .query_async(&mut conn)
-                    .await?;
-                Ok(Reservation { admitted: admitted == 1, settled, reserved })
-            }
-            Inner::Local(cache) => {
-                let _guard = self.budget_lock.lock().await;
-                let read = |v: Option<LocalValue>| match v.map(|v| v.data) {
-                    Some(LocalData::Counter(n)) => n,
-                    _ => 0,
-                };
-                let settled = read(cache.get(&self.key(settled_key)).await);
-                let reserved = read(cache.get(&self.key(reserved_key)).await);
-                if settled.saturating_add(reserved).saturating_add(estimate) > limit {
-                    return Ok(Reservation { admitted: false, settled, reserved });
+            Inner::Local(store) => Ok(store.with(|map, now| {
+                if map.live(&key, now).is_some() {
+                    return false;
                 }
-                let reserved = self.incr_by(reserved_key, estimate, ttl).await?;
-                Ok(Reservation { admitted: true, settled, reserved })
+                map.entries.insert(key, LocalEntry { data: LocalData::Counter(value), expires: now + ttl });
+                true
+            })),
+        }
+    }
+
+    /// Checks every claim and applies them all, or none when one does not fit: an admission's
+    /// limits (requests in flight, windows, budgets) in one atomic step and, with Redis, one round
+    /// trip.
+    pub async fn claim(&self, claims: &[Claim]) -> Result<ClaimOutcome, SharedError> {
+        match &self.inner {
+            Inner::Redis { pool, .. } => {
+                let mut command = redis::cmd("EVAL");
+                command.arg(CLAIM_SCRIPT);
+                let budgets = claims.iter().filter(|c| matches!(c.kind, ClaimKind::Budget { .. })).count();
+                command.arg(claims.len() + budgets);
+                for claim in claims {
+                    command.arg(self.key(&claim.key));
+                }
+                for claim in claims {
+                    if let ClaimKind::Budget { settled_key } = &claim.kind {
+                        command.arg(self.key(settled_key));
+                    }
+                }
+                command.arg(claims.len());
+                let mut settled_index = claims.len();
+                for claim in claims {
+                    let (kind, settled) = match &claim.kind {
+                        ClaimKind::Window => ("w", 0),
+                        ClaimKind::TokenWindow => ("t", 0),
+                        ClaimKind::InFlight => ("f", 0),
+                        ClaimKind::Budget { .. } => {
+                            settled_index += 1;
+                            ("b", settled_index)
+                        }
+                    };
+                    command.arg(kind).arg(claim.delta).arg(claim.limit).arg(millis(claim.ttl)).arg(settled);
+                }
+                let mut conn = Self::conn(pool).await?;
+                let reply: Vec<i64> = command.query_async(&mut conn).await?;
+                let rejected = reply.first().copied().unwrap_or(0);
+                let mut outcome = ClaimOutcome {
+                    rejected: usize::try_from(rejected).ok().filter(|&i| i > 0).map(|i| i - 1),
+                    ..ClaimOutcome::default()
+                };
+                for pair in reply.get(1..).unwrap_or_default().chunks_exact(2) {
+                    outcome.values.push(pair[0]);
+                    outcome.settled.push(pair[1]);
+                }
+                if outcome.values.len() != claims.len() {
+                    return Err(SharedError::Command(format!(
+                        "claim script answered {} values for {} claims",
+                        outcome.values.len(),
+                        claims.len()
+                    )));
+                }
+                Ok(outcome)
+            }
+            Inner::Local(store) => {
+                let keys: Vec<(String, Option<String>)> = claims
+                    .iter()
+                    .map(|c| {
+                        let settled = match &c.kind {
+                            ClaimKind::Budget { settled_key } => Some(self.key(settled_key)),
+                            _ => None,
+                        };
+                        (self.key(&c.key), settled)
+                    })
+                    .collect();
+                Ok(store.with(|map, now| {
+                    let mut outcome = ClaimOutcome::default();
+                    for (claim, (key, settled_key)) in claims.iter().zip(&keys) {
+                        let value = map.counter(key, now);
+                        let settled = settled_key.as_deref().map_or(0, |k| map.counter(k, now));
+                        let fits = claim.limit <= 0
+                            || match claim.kind {
+                                ClaimKind::TokenWindow => value < claim.limit,
+                                ClaimKind::Budget { .. } => {
+                                    settled.saturating_add(value).saturating_add(claim.delta) <= claim.limit
+                                }
+                                ClaimKind::Window | ClaimKind::InFlight => {
+                                    value.saturating_add(claim.delta) <= claim.limit
+                                }
+                            };
+                        if !fits && outcome.rejected.is_none() {
+                            outcome.rejected = Some(outcome.values.len());
+                        }
+                        outcome.values.push(value);
+                        outcome.settled.push(settled);
+                    }
+                    if outcome.rejected.is_none() {
+                        for ((claim, (key, _)), value) in claims.iter().zip(&keys).zip(&mut outcome.values) {
+                            let refresh = matches!(claim.kind, ClaimKind::InFlight | ClaimKind::Budget { .. });
+                            *value = map.add(key, claim.delta, claim.ttl, refresh, now);
+                        }
+                    }
+                    outcome
+                }))
             }
         }
     }
 
-    /// Moves a reservation to settled: settled += `actual`, reserved -= `estimate`, atomically.
-    pub async fn settle(
-        &self,
-        settled_key: &str,
-        reserved_key: &str,
-        actual: i64,
-        estimate: i64,
-        ttl: Duration,
-    ) -> Result<(), SharedError> {
+    /// Applies counter changes together (atomically in Redis, in one round trip): what settling
+    /// an admission does.
+    pub async fn adjust(&self, changes: &[Adjustment]) -> Result<(), SharedError> {
         match &self.inner {
             Inner::Redis { pool, .. } => {
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                for change in changes {
+                    let key = self.key(&change.key);
+                    pipe.cmd("INCRBY").arg(&key).arg(change.delta).ignore();
+                    let expire = pipe.cmd("PEXPIRE").arg(&key).arg(millis(change.ttl));
+                    if !change.refresh {
+                        expire.arg("NX");
+                    }
+                    expire.ignore();
+                }
                 let mut conn = Self::conn(pool).await?;
-                let _: () = redis::pipe()
-                    .atomic()
-                    .cmd("INCRBY")
-                    .arg(self.key(settled_key))
-                    .arg(actual)
-                    .ignore()
-                    .cmd("PEXPIRE")
-                    .arg(self.key(settled_key))
-                    .arg(millis(ttl))
-                    .ignore()
-                    .cmd("DECRBY")
-                    .arg(self.key(reserved_key))
-                    .arg(estimate)
-                    .ignore()
-                    .query_async(&mut conn)
-                    .await?;
+                let _: () = pipe.query_async(&mut conn).await?;
                 Ok(())
             }
-            Inner::Local(_) => {
-                let _guard = self.budget_lock.lock().await;
-                self.incr_by(settled_key, actual, ttl).await?;
-                self.incr_by(reserved_key, -estimate, ttl).await?;
+            Inner::Local(store) => {
+                let keys: Vec<String> = changes.iter().map(|c| self.key(&c.key)).collect();
+                store.with(|map, now| {
+                    for (change, key) in changes.iter().zip(&keys) {
+                        map.add(key, change.delta, change.ttl, change.refresh, now);
+                    }
+                });
                 Ok(())
             }
         }

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use flowgate_common::budget::BudgetPeriod;
 use flowgate_db::sqlx::{self, Row};
-use flowgate_db::{Database, SharedError, SharedState};
+use flowgate_db::{Adjustment, Claim, ClaimKind, Database, SharedError, SharedState};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 
@@ -205,16 +205,8 @@ impl Limiter {
         self.0.initialized.insert(marker, ()).await;
     }
 
-    async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> i64 {
-        self.run(|s| {
-            let key = key.to_owned();
-            async move { s.incr_by(&key, delta, ttl).await }
-        })
-        .await
-    }
-
     /// Checks and claims every limit of `key` for one request with `estimated_tokens` prompt tokens
-    /// and `estimated_cost` nano-dollars.
+    /// and `estimated_cost` nano-dollars: one atomic claim (one Redis round trip), all or nothing.
     pub async fn admit(
         &self,
         key: &KeyInfo,
@@ -234,21 +226,21 @@ impl Limiter {
             parallel_key: None,
             tpm: None,
             headers: Vec::new(),
-            settled: false,
+            settled: true,
         };
+        // What each claim is, for the answer; in the order of `claims`.
+        let mut what: Vec<Limit> = Vec::new();
+        let mut claims: Vec<Claim> = Vec::new();
 
         if vk.max_parallel_requests > 0 {
-            let parallel_key = format!("rl:{id}:parallel");
-            let in_flight = self.incr(&parallel_key, 1, RESERVATION_TTL).await;
-            admission.parallel_key = Some(parallel_key);
-            if in_flight > i64::from(vk.max_parallel_requests) {
-                return Err(limited(
-                    format!("too many requests in flight for this key (limit {})", vk.max_parallel_requests),
-                    "rate_limit_exceeded",
-                    1,
-                    Vec::new(),
-                ));
-            }
+            claims.push(Claim {
+                key: format!("rl:{id}:parallel"),
+                delta: 1,
+                limit: i64::from(vk.max_parallel_requests),
+                ttl: RESERVATION_TTL,
+                kind: ClaimKind::InFlight,
+            });
+            what.push(Limit::Parallel);
         }
         let rph = if vk.requests_per_hour > 0 { vk.requests_per_hour } else { self.0.default_requests_per_hour };
         for (limit, window_key, reset, label) in [
@@ -258,91 +250,142 @@ impl Limiter {
             if limit == 0 {
                 continue;
             }
-            let count = self.incr(&window_key, 1, Duration::from_secs(reset + 5)).await;
-            let remaining = i64::from(limit) - count;
-            let headers = vec![
-                ("x-ratelimit-limit-requests", limit.to_string()),
-                ("x-ratelimit-remaining-requests", remaining.max(0).to_string()),
-                ("x-ratelimit-reset-requests", format!("{reset}s")),
-            ];
-            if remaining < 0 {
-                self.incr(&window_key, -1, Duration::from_secs(reset + 5)).await;
-                return Err(limited(
-                    format!("rate limit of {limit} {label} reached"),
-                    "rate_limit_exceeded",
-                    reset,
-                    headers,
-                ));
-            }
-            if admission.headers.is_empty() {
-                admission.headers = headers;
-            }
+            claims.push(Claim {
+                key: window_key,
+                delta: 1,
+                limit: i64::from(limit),
+                ttl: Duration::from_secs(reset + 5),
+                kind: ClaimKind::Window,
+            });
+            what.push(Limit::Requests { label, reset });
         }
+        let estimate = i64::try_from(estimated_tokens).unwrap_or(i64::MAX);
         if vk.tpm > 0 {
-            let window_key = format!("rl:{id}:tm:{minute}");
-            let estimate = i64::try_from(estimated_tokens).unwrap_or(i64::MAX);
-            let used = self.incr(&window_key, estimate, Duration::from_secs(secs_to_minute + 5)).await;
-            let before = used - estimate;
-            let headers = vec![
-                ("x-ratelimit-limit-tokens", vk.tpm.to_string()),
-                ("x-ratelimit-remaining-tokens", (i64::from(vk.tpm) - used).max(0).to_string()),
-                ("x-ratelimit-reset-tokens", format!("{secs_to_minute}s")),
-            ];
-            if before >= i64::from(vk.tpm) {
-                self.incr(&window_key, -estimate, Duration::from_secs(secs_to_minute + 5)).await;
-                return Err(limited(
-                    format!("token rate limit of {} tokens per minute reached", vk.tpm),
-                    "rate_limit_exceeded",
-                    secs_to_minute,
-                    headers,
-                ));
-            }
-            admission.tpm = Some((window_key, estimate));
-            admission.headers.extend(headers);
+            claims.push(Claim {
+                key: format!("rl:{id}:tm:{minute}"),
+                delta: estimate,
+                limit: i64::from(vk.tpm),
+                ttl: Duration::from_secs(secs_to_minute + 5),
+                kind: ClaimKind::TokenWindow,
+            });
+            what.push(Limit::Tokens);
         }
-        let mut budgets = Vec::new();
+        let mut budgets: Vec<(String, f64, BudgetPeriod, &str)> = Vec::new();
         if vk.budget_usd > 0.0 {
-            budgets.push((id.clone(), vk.budget_usd, vk.budget_period.as_str(), "key"));
+            budgets.push((id.clone(), vk.budget_usd, vk.budget_period.parse().unwrap_or_default(), "key"));
         }
         if vk.tenant_budget_usd > 0.0 {
             budgets.push((
                 format!("tenant:{}", vk.tenant_id),
                 vk.tenant_budget_usd,
-                vk.tenant_budget_period.as_str(),
+                vk.tenant_budget_period.parse().unwrap_or_default(),
                 "tenant",
             ));
         }
         for (row, budget_usd, period, whose) in budgets {
-            let period: BudgetPeriod = period.parse().unwrap_or_default();
             let (period_start, period_end) = period.bounds(now);
             self.ensure_settled(&row, period_start).await;
-            let limit = usd_to_nanos(budget_usd);
-            let (settled, reserved) = (settled_key(&row, period_start), reserved_key(&row, period_start));
-            let outcome = self
-                .run(|s| {
-                    let (settled, reserved) = (settled.clone(), reserved.clone());
-                    async move { s.reserve(&settled, &reserved, estimated_cost, limit, RESERVATION_TTL).await.map(Some) }
-                })
-                .await;
-            let Some(outcome) = outcome else { continue };
-            if !outcome.admitted {
-                let retry = period_end.map_or(86_400, |end| u64::try_from((end - now) / 1000).unwrap_or(86_400).max(1));
-                #[expect(clippy::cast_precision_loss, reason = "display only")]
-                let spent = outcome.settled as f64 / crate::pricing::NANOS_PER_USD;
-                return Err(limited(
-                    format!(
-                        "{whose} budget of ${budget_usd:.2} per {} period exhausted (spent ${spent:.4})",
-                        period.as_str()
-                    ),
-                    "budget_exceeded",
-                    retry,
-                    Vec::new(),
-                ));
-            }
+            claims.push(Claim {
+                key: reserved_key(&row, period_start),
+                delta: estimated_cost,
+                limit: usd_to_nanos(budget_usd),
+                ttl: RESERVATION_TTL,
+                kind: ClaimKind::Budget { settled_key: settled_key(&row, period_start) },
+            });
+            what.push(Limit::Budget { whose, budget_usd, period, period_end });
             admission.held.push(Held { row, tenant_id: vk.tenant_id.clone(), period_start, estimate: estimated_cost });
+        }
+        if claims.is_empty() {
+            return Ok(admission);
+        }
+        let claims_ref = &claims;
+        let outcome = self.run(|s| async move { s.claim(claims_ref).await }).await;
+        if let Some(index) = outcome.rejected {
+            admission.held.clear();
+            let found = outcome.values.get(index).copied().unwrap_or(0);
+            let limit = claims.get(index).map_or(0, |c| c.limit);
+            return Err(match what.get(index) {
+                Some(Limit::Parallel) => limited(
+                    format!("too many requests in flight for this key (limit {limit})"),
+                    "rate_limit_exceeded",
+                    1,
+                    Vec::new(),
+                ),
+                Some(Limit::Requests { label, reset }) => limited(
+                    format!("rate limit of {limit} {label} reached"),
+                    "rate_limit_exceeded",
+                    *reset,
+                    request_headers(limit, limit, *reset),
+                ),
+                Some(Limit::Tokens) => limited(
+                    format!("token rate limit of {limit} tokens per minute reached"),
+                    "rate_limit_exceeded",
+                    secs_to_minute,
+                    token_headers(limit, found.saturating_add(estimate), secs_to_minute),
+                ),
+                Some(Limit::Budget { whose, budget_usd, period, period_end }) => {
+                    let retry =
+                        period_end.map_or(86_400, |end| u64::try_from((end - now) / 1000).unwrap_or(86_400).max(1));
+                    #[expect(clippy::cast_precision_loss, reason = "display only")]
+                    let spent = outcome.settled.get(index).copied().unwrap_or(0) as f64 / crate::pricing::NANOS_PER_USD;
+                    limited(
+                        format!(
+                            "{whose} budget of ${budget_usd:.2} per {} period exhausted (spent ${spent:.4})",
+                            period.as_str()
+                        ),
+                        "budget_exceeded",
+                        retry,
+                        Vec::new(),
+                    )
+                }
+                None => limited("rate limit reached".to_owned(), "rate_limit_exceeded", 1, Vec::new()),
+            });
+        }
+        // Admitted: every claim is held until `settle` (or the drop guard) gives it back.
+        admission.settled = false;
+        for ((claim, limit), value) in claims.into_iter().zip(&what).zip(&outcome.values) {
+            match limit {
+                Limit::Parallel => admission.parallel_key = Some(claim.key),
+                Limit::Requests { reset, .. } => {
+                    // The first request window's figures go in the answer (the minute's when set).
+                    if admission.headers.is_empty() {
+                        admission.headers = request_headers(claim.limit, *value, *reset);
+                    }
+                }
+                Limit::Tokens => {
+                    admission.headers.extend(token_headers(claim.limit, *value, secs_to_minute));
+                    admission.tpm = Some((claim.key, estimate));
+                }
+                Limit::Budget { .. } => {}
+            }
         }
         Ok(admission)
     }
+}
+
+/// Which limit a claim stands for.
+#[derive(Debug)]
+enum Limit {
+    Parallel,
+    Requests { label: &'static str, reset: u64 },
+    Tokens,
+    Budget { whose: &'static str, budget_usd: f64, period: BudgetPeriod, period_end: Option<i64> },
+}
+
+fn request_headers(limit: i64, used: i64, reset: u64) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-ratelimit-limit-requests", limit.to_string()),
+        ("x-ratelimit-remaining-requests", (limit - used).max(0).to_string()),
+        ("x-ratelimit-reset-requests", format!("{reset}s")),
+    ]
+}
+
+fn token_headers(limit: i64, used: i64, reset: u64) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-ratelimit-limit-tokens", limit.to_string()),
+        ("x-ratelimit-remaining-tokens", (limit - used).max(0).to_string()),
+        ("x-ratelimit-reset-tokens", format!("{reset}s")),
+    ]
 }
 
 fn limited(
@@ -361,15 +404,20 @@ impl Admission {
         self.settled = true;
         let limiter = self.limiter.clone();
         let (usage, cost) = actual.unwrap_or_default();
+        let mut changes = Vec::with_capacity(2 * self.held.len() + 2);
         for held in std::mem::take(&mut self.held) {
-            let (settled, reserved) =
-                (settled_key(&held.row, held.period_start), reserved_key(&held.row, held.period_start));
-            limiter
-                .run(|s| {
-                    let (settled, reserved) = (settled.clone(), reserved.clone());
-                    async move { s.settle(&settled, &reserved, cost, held.estimate, SETTLED_TTL).await }
-                })
-                .await;
+            changes.push(Adjustment {
+                key: settled_key(&held.row, held.period_start),
+                delta: cost,
+                ttl: SETTLED_TTL,
+                refresh: true,
+            });
+            changes.push(Adjustment {
+                key: reserved_key(&held.row, held.period_start),
+                delta: -held.estimate,
+                ttl: RESERVATION_TTL,
+                refresh: false,
+            });
             if cost > 0 || actual.is_some() {
                 let _ = limiter.0.spend_tx.send(SpendMsg::Delta(SpendDelta {
                     row: held.row,
@@ -383,10 +431,14 @@ impl Admission {
         if let Some((window_key, estimate)) = self.tpm.take() {
             let actual_tokens = i64::try_from(usage.prompt_tokens + usage.completion_tokens).unwrap_or(0);
             let delta = if actual.is_some() { actual_tokens - estimate } else { -estimate };
-            limiter.incr(&window_key, delta, Duration::from_secs(65)).await;
+            changes.push(Adjustment { key: window_key, delta, ttl: Duration::from_secs(65), refresh: false });
         }
         if let Some(parallel_key) = self.parallel_key.take() {
-            limiter.incr(&parallel_key, -1, RESERVATION_TTL).await;
+            changes.push(Adjustment { key: parallel_key, delta: -1, ttl: RESERVATION_TTL, refresh: false });
+        }
+        if !changes.is_empty() {
+            let changes = &changes;
+            limiter.run(|s| async move { s.adjust(changes).await }).await;
         }
     }
 }
@@ -424,51 +476,81 @@ impl Limiter {
 type Pending = HashMap<(String, i64), (String, i64, Usage, i64)>;
 
 fn add(pending: &mut Pending, delta: SpendDelta) {
-    let entry = pending.entry((delta.row, delta.period_start)).or_insert((delta.tenant_id, 0, Usage::default(), 0));
-    entry.1 += delta.nanos;
-    entry.2.prompt_tokens += delta.usage.prompt_tokens;
-    entry.2.completion_tokens += delta.usage.completion_tokens;
-    entry.3 += 1;
+    merge(pending, (delta.row, delta.period_start), (delta.tenant_id, delta.nanos, delta.usage, 1));
+}
+
+fn merge(pending: &mut Pending, key: (String, i64), (tenant_id, nanos, usage, requests): (String, i64, Usage, i64)) {
+    let entry = pending.entry(key).or_insert((tenant_id, 0, Usage::default(), 0));
+    entry.1 += nanos;
+    entry.2.prompt_tokens += usage.prompt_tokens;
+    entry.2.completion_tokens += usage.completion_tokens;
+    entry.3 += requests;
 }
 
 /// Writes spend deltas to the database in batches (every 250 ms, or at once on a flush), summing
-/// per row. A failed batch is kept and retried with the next one.
+/// per row, one transaction per batch. A failed batch is kept and retried with the next one.
 async fn write_spend(database: Database, mut rx: mpsc::UnboundedReceiver<SpendMsg>) {
     let mut pending: Pending = HashMap::new();
+    let mut failing = false;
+    let mut ticker = tokio::time::interval(Duration::from_millis(250));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let mut flushed = Vec::new();
-        match tokio::time::timeout(Duration::from_millis(250), rx.recv()).await {
-            Ok(Some(message)) => {
-                let mut next = Some(message);
-                while let Some(message) = next {
-                    match message {
-                        SpendMsg::Delta(delta) => add(&mut pending, delta),
-                        SpendMsg::Flush(done) => flushed.push(done),
-                    }
-                    next = rx.try_recv().ok();
+        let mut closed = false;
+        tokio::select! {
+            message = rx.recv() => match message {
+                // Deltas are only summed here; the ticker writes them.
+                Some(SpendMsg::Delta(delta)) => {
+                    add(&mut pending, delta);
+                    continue;
                 }
-            }
-            Ok(None) => return,
-            Err(_) => {}
+                Some(SpendMsg::Flush(done)) => {
+                    flushed.push(done);
+                    while let Ok(message) = rx.try_recv() {
+                        match message {
+                            SpendMsg::Delta(delta) => add(&mut pending, delta),
+                            SpendMsg::Flush(done) => flushed.push(done),
+                        }
+                    }
+                }
+                None => closed = true,
+            },
+            _ = ticker.tick() => {}
         }
         if !pending.is_empty() {
-            let failed = write_batch(&database, std::mem::take(&mut pending)).await;
-            if !failed.is_empty() {
-                pending.extend(failed);
-                if flushed.is_empty() {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+            let batch = std::mem::take(&mut pending);
+            match write_batch(&database, batch).await {
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!("spend recorded again after database errors");
+                }
+                Ok(()) => {}
+                Err((error, failed)) => {
+                    if !failing {
+                        tracing::warn!(%error, "cannot record spend yet; retrying every 250 ms");
+                    }
+                    failing = true;
+                    for (key, value) in failed {
+                        merge(&mut pending, key, value);
+                    }
                 }
             }
         }
         for done in flushed {
             let _ = done.send(());
         }
+        if closed {
+            return;
+        }
     }
 }
 
-async fn write_batch(database: &Database, batch: Pending) -> Pending {
-    let mut failed = HashMap::new();
-    for ((row, period_start), (tenant_id, nanos, usage, requests)) in batch {
+async fn write_batch(database: &Database, batch: Pending) -> Result<(), (sqlx::Error, Pending)> {
+    let mut tx = match database.pool().begin().await {
+        Ok(tx) => tx,
+        Err(error) => return Err((error, batch)),
+    };
+    for ((row, period_start), (tenant_id, nanos, usage, requests)) in &batch {
         let result = sqlx::query(
             "INSERT INTO spend (key_id, tenant_id, period_start, spent_nanos, prompt_tokens, completion_tokens, requests, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -480,18 +562,18 @@ async fn write_batch(database: &Database, batch: Pending) -> Pending {
         )
         .bind(row.clone())
         .bind(tenant_id.clone())
-        .bind(period_start)
-        .bind(nanos)
+        .bind(*period_start)
+        .bind(*nanos)
         .bind(i64::try_from(usage.prompt_tokens).unwrap_or(i64::MAX))
         .bind(i64::try_from(usage.completion_tokens).unwrap_or(i64::MAX))
-        .bind(requests)
+        .bind(*requests)
         .bind(now_ms())
-        .execute(database.pool())
+        .execute(&mut *tx)
         .await;
         if let Err(error) = result {
-            tracing::warn!(%error, "cannot record spend yet; will retry");
-            failed.insert((row, period_start), (tenant_id, nanos, usage, requests));
+            // Dropping the transaction rolls it back: the whole batch is retried.
+            return Err((error, batch));
         }
     }
-    failed
+    tx.commit().await.map_err(|error| (error, batch))
 }

@@ -96,6 +96,16 @@ async fn published_messages_reach_subscribers() {
     }
 }
 
+fn budget(estimate: i64, limit: i64) -> Claim {
+    Claim {
+        key: "reserved".to_owned(),
+        delta: estimate,
+        limit,
+        ttl: Duration::from_secs(60),
+        kind: ClaimKind::Budget { settled_key: "settled".to_owned() },
+    }
+}
+
 #[tokio::test]
 async fn concurrent_reservations_never_exceed_the_limit() {
     for state in backends().await {
@@ -104,17 +114,52 @@ async fn concurrent_reservations_never_exceed_the_limit() {
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..40 {
             let state = state.clone();
-            tasks.spawn(async move {
-                state.reserve("settled", "reserved", 10, 300, Duration::from_secs(60)).await.unwrap().admitted
-            });
+            tasks.spawn(async move { state.claim(&[budget(10, 300)]).await.unwrap().rejected.is_none() });
         }
         let mut admitted = 0;
         while let Some(result) = tasks.join_next().await {
             admitted += usize::from(result.unwrap());
         }
         assert_eq!(admitted, 20, "(300 - 100) / 10 reservations fit ({state:?})");
-        state.settle("settled", "reserved", 7, 10, Duration::from_secs(60)).await.unwrap();
-        let outcome = state.reserve("settled", "reserved", 0, 300, Duration::from_secs(60)).await.unwrap();
-        assert_eq!((outcome.settled, outcome.reserved), (107, 190));
+        // Settling: settled += actual, reserved -= estimate.
+        let ttl = Duration::from_secs(60);
+        state
+            .adjust(&[
+                Adjustment { key: "settled".to_owned(), delta: 7, ttl, refresh: true },
+                Adjustment { key: "reserved".to_owned(), delta: -10, ttl, refresh: false },
+            ])
+            .await
+            .unwrap();
+        let outcome = state.claim(&[budget(0, 300)]).await.unwrap();
+        assert_eq!((outcome.rejected, outcome.values, outcome.settled), (None, vec![190], vec![107]), "{state:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_claim_applies_all_of_its_parts_or_none() {
+    for state in backends().await {
+        let ttl = Duration::from_secs(60);
+        let window = |limit| Claim { key: "rpm".to_owned(), delta: 1, limit, ttl, kind: ClaimKind::Window };
+        let tokens = |delta, limit| Claim { key: "tpm".to_owned(), delta, limit, ttl, kind: ClaimKind::TokenWindow };
+        let flight = |limit| Claim { key: "flight".to_owned(), delta: 1, limit, ttl, kind: ClaimKind::InFlight };
+
+        let first = state.claim(&[flight(2), window(3), tokens(40, 50)]).await.unwrap();
+        assert_eq!((first.rejected, first.values.clone()), (None, vec![1, 1, 40]), "{state:?}");
+        // The token window admits while it is below its limit, even if the estimate overshoots.
+        let second = state.claim(&[flight(2), window(3), tokens(40, 50)]).await.unwrap();
+        assert_eq!((second.rejected, second.values.clone()), (None, vec![2, 2, 80]), "{state:?}");
+        // Now the in-flight limit (2) is full: nothing of this claim is applied.
+        let third = state.claim(&[window(3), flight(2)]).await.unwrap();
+        assert_eq!((third.rejected, third.values.clone()), (Some(1), vec![2, 2]), "{state:?}");
+        // The window was not charged for the rejected claim; the token window is now full.
+        let fourth = state.claim(&[window(3), tokens(1, 50)]).await.unwrap();
+        assert_eq!((fourth.rejected, fourth.values.clone()), (Some(1), vec![2, 80]), "{state:?}");
+        let fifth = state.claim(&[window(3)]).await.unwrap();
+        assert_eq!((fifth.rejected, fifth.values.clone()), (None, vec![3]), "{state:?}");
+        let sixth = state.claim(&[window(3)]).await.unwrap();
+        assert_eq!(sixth.rejected, Some(0), "{state:?}");
+        // A limit of 0 claims without checking.
+        let unchecked = state.claim(&[window(0)]).await.unwrap();
+        assert_eq!((unchecked.rejected, unchecked.values), (None, vec![4]), "{state:?}");
     }
 }

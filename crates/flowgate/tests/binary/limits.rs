@@ -48,6 +48,32 @@ async fn requests_per_minute_limit_answers_429_with_headers() {
 }
 
 #[tokio::test]
+async fn tokens_per_minute_limit_counts_usage_and_answers_429_with_token_headers() {
+    let gateway = Gateway::start("model_list:\n  - {model_name: m, litellm_params: {model: mock/m}}\n", &[]).await;
+    let (_, key) = gateway.create_key(json!({"tpm": 40, "rpm": 1000})).await;
+    early_in_a_minute().await;
+    let mut admitted = 0;
+    let rejected = loop {
+        let response = gateway.post("/v1/chat/completions", &key, &chat("m")).await;
+        if response.status() == 429 {
+            break response;
+        }
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-ratelimit-limit-tokens"], "40");
+        assert_eq!(response.headers()["x-ratelimit-limit-requests"], "1000");
+        admitted += 1;
+        assert!(admitted < 40, "every answer uses tokens, so the token limit must be reached");
+    };
+    assert!(admitted >= 1, "the first request fits");
+    assert_eq!(rejected.headers()["x-ratelimit-limit-tokens"], "40");
+    assert_eq!(rejected.headers()["x-ratelimit-remaining-tokens"], "0");
+    assert!(rejected.headers().contains_key("retry-after"));
+    let body: Value = rejected.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+    assert!(body["error"]["message"].as_str().unwrap().contains("tokens per minute"), "{body}");
+}
+
+#[tokio::test]
 async fn requests_per_hour_default_comes_from_the_environment() {
     let gateway = Gateway::start(
         "model_list:\n  - {model_name: m, litellm_params: {model: mock/m}}\n",
