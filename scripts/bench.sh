@@ -26,6 +26,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+BENCH_NAME=bench
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 
 JSON_OUT=""
 DURATION=15
@@ -55,77 +58,15 @@ if [ -n "$JSON_OUT" ]; then
   case "$JSON_OUT" in /*) ;; *) JSON_OUT="$ROOT/$JSON_OUT" ;; esac
 fi
 
-log() { printf '\033[1m[bench]\033[0m %s\n' "$*" >&2; }
-die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
-
-# --- tools ----------------------------------------------------------------------------------
-apt_install() {
-  local sudo=""
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 || return 1
-    sudo="sudo"
-  fi
-  command -v apt-get >/dev/null 2>&1 || return 1
-  if ! apt-cache show "$@" >/dev/null 2>&1; then
-    $sudo apt-get update -qq || return 1
-  fi
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null || return 1
-}
-for tool in wrk curl python3; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    log "installing $tool"
-    apt_install "$tool" || die "$tool is missing and could not be installed (apt-get install $tool)"
-  fi
-done
+bench_tools wrk curl python3
 command -v taskset >/dev/null 2>&1 || [ "$PIN" = none ] || die "--pin split needs taskset (util-linux)"
-NPROC=$(nproc)
-if [ "$PIN" = split ] && [ "$NPROC" -lt 2 ]; then die "--pin split needs at least 2 CPUs"; fi
+if [ "$PIN" = split ] && [ "$(nproc)" -lt 2 ]; then die "--pin split needs at least 2 CPUs"; fi
 
-# More sockets than the usual default of 1024: the streaming test holds ~2 per stream in the gateway.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+# (load is sampled after the build, just before the measurements: see warn_if_busy below)
+bench_build "$BUILD" 1
+bench_init
 [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((STREAMS * 2 + 256)) ] \
   || log "warning: ulimit -n is $(ulimit -n); $STREAMS streams may run out of file descriptors"
-
-# --- build ----------------------------------------------------------------------------------
-# (load is sampled after the build, just before the measurements: see LOAD_BEFORE below)
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET_DIR/release/flowgate
-if [ "$BUILD" = 1 ]; then
-  log "building: cargo build --release -p flowgate (CARGO_TARGET_DIR=$TARGET_DIR)"
-  cargo build --release -p flowgate
-  log "building: cargo bench -p flowgate --bench stream_load --no-run"
-  STREAM_LOAD=$(cargo bench -p flowgate --bench stream_load --no-run --message-format=json \
-    | python3 -c 'import json,sys
-for line in sys.stdin:
-    try: m = json.loads(line)
-    except ValueError: continue
-    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "stream_load" and m.get("executable"):
-        print(m["executable"])') || true
-  [ -n "$STREAM_LOAD" ] || { cargo bench -p flowgate --bench stream_load --no-run; die "could not build the stream_load bench"; }
-else
-  STREAM_LOAD=$(ls -t "$TARGET_DIR"/release/deps/stream_load-* 2>/dev/null | grep -v '\.d$' | head -1 || true)
-  [ -n "$STREAM_LOAD" ] || die "--no-build: no stream_load executable under $TARGET_DIR/release/deps"
-fi
-[ -x "$BIN" ] || die "$BIN is missing"
-
-# --- processes ------------------------------------------------------------------------------
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/flowgate-bench.XXXXXX")
-PIDS=()
-cleanup() {
-  local status=$?
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-  done
-  if [ "$KEEP" = 1 ] || [ "$status" -ne 0 ]; then
-    log "logs and raw results kept in $TMP"
-  else
-    rm -rf "$TMP"
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # Where each group runs. "split": servers on CPU 0, load generators on CPU 1.
 SERVER_PIN=()
@@ -137,18 +78,8 @@ if [ "$PIN" = split ]; then
   WRK_THREADS=1
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 P_FAST=$(free_port); P_STREAM=$(free_port); P_PROXY=$(free_port)
 P_API=$(free_port); P_COMPLIANCE=$(free_port); P_POLICY=$(free_port)
-
-wait_http() { # url name pid
-  for _ in $(seq 300); do
-    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
-    kill -0 "$3" 2>/dev/null || die "$2 exited; see $TMP/$2.log: $(tail -5 "$TMP/$2.log")"
-    sleep 0.1
-  done
-  die "$2 did not answer at $1 within 30 s; see $TMP/$2.log"
-}
 
 RESPONSE="Flowgate benchmark answer: a short deterministic completion with twenty words so streams split evenly into chunks of text."
 CHUNKS=20
@@ -156,13 +87,10 @@ CHUNK_DELAY_MS=50
 RAMP_MS=500
 
 log "starting mock upstreams (fast: :$P_FAST; streaming: :$P_STREAM, $CHUNKS chunks every $CHUNK_DELAY_MS ms)"
-"${SERVER_PIN[@]}" "$BIN" mock-upstream --port "$P_FAST" --response "$RESPONSE" >"$TMP/mock-fast.log" 2>&1 &
-PID_FAST=$!; PIDS+=("$PID_FAST")
-"${SERVER_PIN[@]}" "$BIN" mock-upstream --port "$P_STREAM" --response "$RESPONSE" \
-  --chunks "$CHUNKS" --chunk-delay-ms "$CHUNK_DELAY_MS" >"$TMP/mock-stream.log" 2>&1 &
-PID_STREAM=$!; PIDS+=("$PID_STREAM")
-wait_http "http://127.0.0.1:$P_FAST/v1/models" mock-fast "$PID_FAST"
-wait_http "http://127.0.0.1:$P_STREAM/v1/models" mock-stream "$PID_STREAM"
+start_mock mock-fast "$P_FAST" --response "$RESPONSE"
+PID_FAST=$LAST_PID
+start_mock mock-stream "$P_STREAM" --response "$RESPONSE" --chunks "$CHUNKS" --chunk-delay-ms "$CHUNK_DELAY_MS"
+PID_STREAM=$LAST_PID
 
 cat >"$TMP/config.yaml" <<EOF
 model_list:
@@ -175,122 +103,47 @@ ADMIN_KEY="fg-admin-bench-$(python3 -c 'import secrets; print(secrets.token_hex(
 mkdir -p "$TMP/data"
 # A clean environment for the gateway: embedded SQLite in a temp dir, no Redis, no tracing export.
 start_gateway() {
-  env -u DATABASE_URL -u REDIS_URL -u KEYSTORE_REDIS_URL -u FLOWGATE_CONFIG -u OTEL_EXPORTER_OTLP_ENDPOINT \
-    -u SERVICE_TYPE -u SCAIGRID_MODE \
-    FLOWGATE_DATA_DIR="$TMP/data" ADMIN_API_KEY="$ADMIN_KEY" LOG_LEVEL=warn RATE_LIMIT_REQUESTS_PER_HOUR=0 \
-    FLOWGATE__SERVER__HOST=127.0.0.1 FLOWGATE__PROXY__PORT="$P_PROXY" FLOWGATE__API_SERVER__PORT="$P_API" \
+  start_flowgate gateway all "$TMP/config.yaml" "http://127.0.0.1:$P_PROXY/health" \
+    FLOWGATE_DATA_DIR="$TMP/data" ADMIN_API_KEY="$ADMIN_KEY" \
+    FLOWGATE__PROXY__PORT="$P_PROXY" FLOWGATE__API_SERVER__PORT="$P_API" \
     FLOWGATE__COMPLIANCE__PORT="$P_COMPLIANCE" FLOWGATE__POLICY__PORT="$P_POLICY" \
-    FLOWGATE__AUDIT__ENABLED="$AUDIT_ENABLED" \
-    "${SERVER_PIN[@]}" "$BIN" all --config "$TMP/config.yaml" >>"$TMP/gateway.log" 2>&1 &
-  PID_GW=$!; PIDS+=("$PID_GW")
-  wait_http "http://127.0.0.1:$P_PROXY/health" gateway "$PID_GW"
+    FLOWGATE__AUDIT__ENABLED="$AUDIT_ENABLED"
+  PID_GW=$LAST_PID
   wait_http "http://127.0.0.1:$P_API/health" gateway "$PID_GW"
 }
 log "starting the gateway (flowgate all; proxy :$P_PROXY, api :$P_API)"
 start_gateway
 
-KEY=$(curl -fsS -X POST "http://127.0.0.1:$P_API/api/enterprise/vkeys" -H "Authorization: Bearer $ADMIN_KEY" \
-  -H 'content-type: application/json' -d '{"name":"bench"}' \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])') || die "cannot create a virtual key; see $TMP/gateway.log"
+KEY=$(create_key "http://127.0.0.1:$P_API" "$ADMIN_KEY" '{"name":"bench"}') \
+  || die "cannot create a virtual key; see $TMP/gateway.log"
 
 DIRECT_URL="http://127.0.0.1:$P_FAST/v1/chat/completions"
 GW_URL="http://127.0.0.1:$P_PROXY/v1/chat/completions"
 BODY='{"model":"bench","messages":[{"role":"system","content":"You are a benchmark."},{"role":"user","content":"Say something short."}],"max_tokens":64}'
 
-check_chat() { # url
-  local out
-  out=$(curl -sS -w '\n%{http_code}' "$1" -H "Authorization: Bearer $KEY" -H 'content-type: application/json' -d "$BODY") \
-    || die "request to $1 failed"
-  [ "$(tail -1 <<<"$out")" = 200 ] || die "$1 answered $(tail -1 <<<"$out"): $(head -c 400 <<<"$out")"
-  grep -q 'Flowgate benchmark answer' <<<"$out" || die "$1 answered without the mock's text: $(head -c 400 <<<"$out")"
-}
-check_chat "$DIRECT_URL"
-check_chat "$GW_URL"
+BENCH_ANSWER_MARK='Flowgate benchmark answer'
+check_chat "$DIRECT_URL" "$KEY" "$BODY"
+check_chat "$GW_URL" "$KEY" "$BODY"
 
 # --- wrk ------------------------------------------------------------------------------------
-cat >"$TMP/chat.lua" <<'EOF'
--- POST a chat completion; at the end print exact percentiles (microseconds) as one JSON line.
-wrk.method = "POST"
-wrk.body = os.getenv("BENCH_BODY")
-wrk.headers["Content-Type"] = "application/json"
-local key = os.getenv("BENCH_KEY")
-if key and key ~= "" then wrk.headers["Authorization"] = "Bearer " .. key end
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH_JSON {"requests":%d,"duration_us":%d,"rps":%.2f,"non_2xx":%d,"socket_errors":%d,' ..
-    '"latency_us":{"mean":%.1f,"stdev":%.1f,"min":%d,"p50":%d,"p90":%d,"p99":%d,"p999":%d,"max":%d}}\n',
-    summary.requests, summary.duration, summary.requests / (summary.duration / 1e6), e.status,
-    e.connect + e.read + e.write + e.timeout,
-    latency.mean, latency.stdev, latency.min, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), latency:percentile(99.9), latency.max))
-end
-EOF
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-TICK_HZ=$(getconf CLK_TCK)
-
-# run_wrk NAME URL THREADS CONNECTIONS SECONDS: writes $TMP/NAME.json (wrk numbers + server CPU).
-run_wrk() {
-  local name=$1 url=$2 threads=$3 conns=$4 secs=$5
-  local gw0 mock0 gw1 mock1
-  gw0=$(cpu_ticks "$PID_GW"); mock0=$(cpu_ticks "$PID_FAST")
-  BENCH_BODY=$BODY BENCH_KEY=$KEY "${CLIENT_PIN[@]}" wrk -t"$threads" -c"$conns" -d"${secs}s" --latency \
-    -s "$TMP/chat.lua" "$url" >"$TMP/$name.txt" 2>&1 || die "wrk failed: $(tail -5 "$TMP/$name.txt")"
-  gw1=$(cpu_ticks "$PID_GW"); mock1=$(cpu_ticks "$PID_FAST")
-  local line
-  line=$(grep '^BENCH_JSON ' "$TMP/$name.txt" | sed 's/^BENCH_JSON //') || die "no results from wrk: $(cat "$TMP/$name.txt")"
-  python3 - "$line" "$((gw1 - gw0))" "$((mock1 - mock0))" "$TICK_HZ" >"$TMP/$name.json" <<'EOF'
-import json, sys
-r = json.loads(sys.argv[1])
-hz = int(sys.argv[4])
-r["cpu_s"] = {"gateway": int(sys.argv[2]) / hz, "upstream": int(sys.argv[3]) / hz}
-print(json.dumps(r))
-EOF
-  log "  $name: $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); l=r["latency_us"]; print("%.0f req/s, p50 %d us, p99 %d us, non-2xx %d, socket errors %d" % (r["rps"], l["p50"], l["p99"], r["non_2xx"], r["socket_errors"]))' "$TMP/$name.json")"
-}
-
-# Other work on the machine skews every number here: note the load average before and after.
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-if python3 -c "import os,sys; sys.exit(0 if os.getloadavg()[0] > 0.5 * os.cpu_count() else 1)"; then
-  log "warning: load average is $LOAD_BEFORE on $NPROC CPUs before the run; results will be noisy"
-fi
-# wait_idle NAME: the gateway may keep working after a run (e.g. its audit writer catching up).
-# Waits until it uses under ~4% of a CPU over half a second (at most 120 s), so that the next
-# direct run is not disturbed, and writes how long and how much CPU that took to $TMP/idle-NAME.json.
-wait_idle() {
-  local name=$1 started first t0 t1 timed_out=1
-  started=$(date +%s.%N); first=$(cpu_ticks "$PID_GW")
-  for _ in $(seq 240); do
-    t0=$(cpu_ticks "$PID_GW"); sleep 0.5; t1=$(cpu_ticks "$PID_GW")
-    if [ $(( (t1 - t0) * 50 )) -le "$TICK_HZ" ]; then timed_out=0; break; fi
-  done
-  python3 -c 'import json,sys,time
-busy = max(0.0, time.time() - float(sys.argv[1]) - 0.5)
-print(json.dumps({"busy_s": round(busy, 2), "cpu_s": (int(sys.argv[3]) - int(sys.argv[2])) / int(sys.argv[4]), "timed_out": sys.argv[5] == "1"}))' \
-    "$started" "$first" "$t1" "$TICK_HZ" "$timed_out" >"$TMP/idle-$name.json"
-  local busy
-  busy=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["busy_s"])' "$TMP/idle-$name.json")
-  if [ "$timed_out" = 1 ]; then
-    log "  the gateway was still busy 120 s after $name; going on"
-  elif python3 -c "import sys; sys.exit(0 if $busy >= 1 else 1)"; then
-    log "  the gateway kept working for $busy s after $name (deferred work, e.g. the audit writer)"
-  fi
-}
+write_wrk_script
+warn_if_busy
+# bench_wrk NAME URL THREADS CONNECTIONS SECONDS: wrk with the chat body and the key, counting
+# the CPU time of the gateway and of the fast mock.
+bench_wrk() { run_wrk "$1" "$2" "$3" "$4" "$5" "$KEY" "$BODY" "$PID_GW" "$PID_FAST"; }
 
 log "warmup (3 s each)"
-run_wrk warmup-direct "$DIRECT_URL" "$WRK_THREADS" 64 3
-run_wrk warmup-gateway "$GW_URL" "$WRK_THREADS" 64 3
-wait_idle warmup-gateway
+bench_wrk warmup-direct "$DIRECT_URL" "$WRK_THREADS" 64 3
+bench_wrk warmup-gateway "$GW_URL" "$WRK_THREADS" 64 3
+wait_idle warmup-gateway "$PID_GW"
 log "throughput: wrk -t$WRK_THREADS -c64 -d${DURATION}s"
-run_wrk tput-direct "$DIRECT_URL" "$WRK_THREADS" 64 "$DURATION"
-run_wrk tput-gateway "$GW_URL" "$WRK_THREADS" 64 "$DURATION"
-wait_idle tput-gateway
+bench_wrk tput-direct "$DIRECT_URL" "$WRK_THREADS" 64 "$DURATION"
+bench_wrk tput-gateway "$GW_URL" "$WRK_THREADS" 64 "$DURATION"
+wait_idle tput-gateway "$PID_GW"
 log "latency: wrk -t1 -c1 -d${LAT_DURATION}s"
-run_wrk lat-direct "$DIRECT_URL" 1 1 "$LAT_DURATION"
-run_wrk lat-gateway "$GW_URL" 1 1 "$LAT_DURATION"
-wait_idle lat-gateway
+bench_wrk lat-direct "$DIRECT_URL" 1 1 "$LAT_DURATION"
+bench_wrk lat-gateway "$GW_URL" 1 1 "$LAT_DURATION"
+wait_idle lat-gateway "$PID_GW"
 
 # --- streaming ------------------------------------------------------------------------------
 # What the non-streaming runs left behind in the gateway (queues, caches, allocator), then a
@@ -306,8 +159,7 @@ GW_STOP_KILLED=0
 for _ in $(seq 300); do kill -0 "$PID_GW" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$PID_GW" 2>/dev/null; then kill -9 "$PID_GW"; GW_STOP_KILLED=1; sleep 0.2; fi
 # Forget the old pid so that the cleanup never signals a process that reused it.
-OLD_GW=$PID_GW; REMAINING=(); for pid in "${PIDS[@]}"; do [ "$pid" = "$OLD_GW" ] || REMAINING+=("$pid"); done
-PIDS=("${REMAINING[@]}")
+forget_pid "$PID_GW"
 GW_STOP_S=$(python3 -c "import sys,time; print(round(time.time() - float(sys.argv[1]), 2))" "$STOP_STARTED")
 start_gateway
 STREAM_DIRECT_URL="http://127.0.0.1:$P_STREAM/v1/chat/completions"

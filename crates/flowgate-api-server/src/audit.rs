@@ -40,10 +40,6 @@ const MAX_MILLIS: i64 = 253_402_300_799_999;
 /// Longest accepted filter value.
 const MAX_FILTER_LEN: usize = 256;
 
-const COLUMNS: &str = "request_id, ts, tenant_id, key_id, client_ip, route, model_requested, model_used, \
-     deployment, provider, status, error_code, latency_ms, upstream_latency_ms, ttft_ms, prompt_tokens, \
-     completion_tokens, cost_nanos, cache_hit, stream, retries, fallbacks, guardrail_actions, prompt, response";
-
 // ---------------------------------------------------------------------------------------------
 // Filters
 // ---------------------------------------------------------------------------------------------
@@ -390,7 +386,8 @@ pub(crate) async fn fetch_page(
     cursor: Option<&AuditCursor>,
     limit: u32,
 ) -> Result<(Vec<AuditRecord>, bool), sqlx::Error> {
-    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM audit_records WHERE 1 = 1"));
+    let columns = flowgate_db::AUDIT_COLUMNS.join(", ");
+    let mut sql = Sql::new(&format!("SELECT {columns} FROM audit_records WHERE 1 = 1"));
     filter.apply(&mut sql);
     if let Some(cursor) = cursor {
         // A row-value comparison, so PostgreSQL and SQLite seek the (ts, request_id) index.

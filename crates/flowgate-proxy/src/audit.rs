@@ -234,38 +234,11 @@ struct Writer {
     spooled: Counter,
 }
 
-const COLUMNS: [&str; 24] = [
-    "request_id",
-    "ts",
-    "tenant_id",
-    "key_id",
-    "client_ip",
-    "route",
-    "model_requested",
-    "model_used",
-    "deployment",
-    "provider",
-    "status",
-    "error_code",
-    "latency_ms",
-    "upstream_latency_ms",
-    "ttft_ms",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost_nanos",
-    "cache_hit",
-    "stream",
-    "retries",
-    "fallbacks",
-    "guardrail_actions",
-    "prompt",
-];
-
 /// `INSERT ... VALUES ($1, ...), (...) ON CONFLICT (request_id) DO NOTHING` for `rows` rows,
 /// built from constants only.
 fn insert_sql(rows: usize) -> String {
-    let width = COLUMNS.len() - 1; // `prompt` is never written
-    let mut sql = format!("INSERT INTO audit_records ({}) VALUES ", COLUMNS[..width].join(", "));
+    let width = flowgate_db::AUDIT_WRITTEN_COLUMNS;
+    let mut sql = format!("INSERT INTO audit_records ({}) VALUES ", flowgate_db::AUDIT_COLUMNS[..width].join(", "));
     for row in 0..rows {
         if row > 0 {
             sql.push_str(", ");

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use flowgate_common::budget::BudgetPeriod;
 use flowgate_db::sqlx::{self, Row};
@@ -37,7 +37,7 @@ const RESERVATION_TTL: Duration = Duration::from_secs(600);
 const SETTLED_TTL: Duration = Duration::from_secs(35 * 86_400);
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    flowgate_db::now_millis()
 }
 
 /// What the spend writer receives.
