@@ -59,6 +59,9 @@ done
 if [ -n "$JSON_OUT" ]; then
   case "$JSON_OUT" in /*) ;; *) JSON_OUT="$ROOT/$JSON_OUT" ;; esac
 fi
+for group in ${ONLY//,/ }; do
+  case "$group" in audit|limits|guardrail) ;; *) die "--only: unknown group $group (audit, limits, guardrail)" ;; esac
+done
 
 bench_tools wrk curl python3
 bench_build "$BUILD" 0
@@ -186,9 +189,6 @@ scenario() {
 # audit-on (so it runs both) and limits-on-b with limits-off-b; "guardrail" the *-guarded runs
 # with the *-plain ones.
 wanted() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
-for group in ${ONLY//,/ }; do
-  case "$group" in audit|limits|guardrail) ;; *) die "--only: unknown group $group (audit, limits, guardrail)" ;; esac
-done
 # Each entry: name, URL, connections, key variable, body variable, server pid variable, delay (ms)
 # before each request per connection (0: as fast as possible). The "-rate" runs offer the same
 # bounded load (16 connections, 2 ms apart: up to ~8,000 requests/s) to both sides, so that the
