@@ -1,8 +1,8 @@
 //! State shared by proxy replicas: counters and small values with an expiry.
 //!
 //! With a Redis URL the state lives in Redis (so every replica sees the same counters); without one
-//! it lives in process (one locked map), behind the same methods. Every key is prefixed, so tests and tenants
-//! of one Redis never collide.
+//! it lives in process (one locked map), behind the same methods. Redis keys are prefixed, so tests and
+//! tenants of one Redis never collide; the in-process map belongs to one `SharedState` and needs none.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -223,14 +223,14 @@ impl SharedState {
 
     /// The value at `key`, if present and not expired.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, SharedError> {
-        let key = self.key(key);
         match &self.inner {
             Inner::Redis { pool, .. } => {
+                let key = self.key(key);
                 let mut conn = Self::conn(pool).await?;
                 Ok(conn.get(key).await?)
             }
             Inner::Local(store) => Ok(store.with(|map, now| {
-                map.live(&key, now).map(|entry| match &entry.data {
+                map.live(key, now).map(|entry| match &entry.data {
                     LocalData::Bytes(bytes) => bytes.to_vec(),
                     LocalData::Counter(n) => n.to_string().into_bytes(),
                 })
@@ -240,9 +240,9 @@ impl SharedState {
 
     /// Stores `value` at `key` for `ttl`.
     pub async fn set_ex(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), SharedError> {
-        let key = self.key(key);
         match &self.inner {
             Inner::Redis { pool, .. } => {
+                let key = self.key(key);
                 let mut conn = Self::conn(pool).await?;
                 let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
                 let _: () = redis::cmd("SET").arg(key).arg(value).arg("PX").arg(millis).query_async(&mut conn).await?;
@@ -250,8 +250,10 @@ impl SharedState {
             }
             Inner::Local(store) => {
                 store.with(|map, now| {
-                    map.entries
-                        .insert(key, LocalEntry { data: LocalData::Bytes(Arc::from(value)), expires: now + ttl });
+                    map.entries.insert(
+                        key.to_owned(),
+                        LocalEntry { data: LocalData::Bytes(Arc::from(value)), expires: now + ttl },
+                    );
                 });
                 Ok(())
             }
@@ -261,9 +263,9 @@ impl SharedState {
     /// Adds `delta` to the counter at `key` and returns the new value. The counter is created at 0
     /// with expiry `ttl` on first use and keeps that expiry (a fixed window).
     pub async fn incr_by(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, SharedError> {
-        let key = self.key(key);
         match &self.inner {
             Inner::Redis { pool, .. } => {
+                let key = self.key(key);
                 let mut conn = Self::conn(pool).await?;
                 let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
                 // INCRBY then PEXPIRE NX: the expiry is set once, when the window opens.
@@ -280,21 +282,21 @@ impl SharedState {
                     .await?;
                 Ok(value)
             }
-            Inner::Local(store) => Ok(store.with(|map, now| map.add(&key, delta, ttl, false, now))),
+            Inner::Local(store) => Ok(store.with(|map, now| map.add(key, delta, ttl, false, now))),
         }
     }
 
     /// Removes `key`.
     pub async fn delete(&self, key: &str) -> Result<(), SharedError> {
-        let key = self.key(key);
         match &self.inner {
             Inner::Redis { pool, .. } => {
+                let key = self.key(key);
                 let mut conn = Self::conn(pool).await?;
                 let _: i64 = conn.del(key).await?;
                 Ok(())
             }
             Inner::Local(store) => {
-                store.with(|map, _| map.entries.remove(&key));
+                store.with(|map, _| map.entries.remove(key));
                 Ok(())
             }
         }
@@ -484,9 +486,9 @@ fn millis(ttl: Duration) -> u64 {
 impl SharedState {
     /// Sets `key` to `value` for `ttl` unless it already exists; returns whether it was set.
     pub async fn set_nx(&self, key: &str, value: i64, ttl: Duration) -> Result<bool, SharedError> {
-        let key = self.key(key);
         match &self.inner {
             Inner::Redis { pool, .. } => {
+                let key = self.key(key);
                 let mut conn = Self::conn(pool).await?;
                 let set: Option<String> = redis::cmd("SET")
                     .arg(key)
@@ -499,10 +501,10 @@ impl SharedState {
                 Ok(set.is_some())
             }
             Inner::Local(store) => Ok(store.with(|map, now| {
-                if map.live(&key, now).is_some() {
+                if map.live(key, now).is_some() {
                     return false;
                 }
-                map.entries.insert(key, LocalEntry { data: LocalData::Counter(value), expires: now + ttl });
+                map.entries.insert(key.to_owned(), LocalEntry { data: LocalData::Counter(value), expires: now + ttl });
                 true
             })),
         }
@@ -560,47 +562,36 @@ impl SharedState {
                 }
                 Ok(outcome)
             }
-            Inner::Local(store) => {
-                let keys: Vec<(String, Option<String>)> = claims
-                    .iter()
-                    .map(|c| {
-                        let settled = match &c.kind {
-                            ClaimKind::Budget { settled_key } => Some(self.key(settled_key)),
-                            _ => None,
+            Inner::Local(store) => Ok(store.with(|map, now| {
+                let mut outcome = ClaimOutcome::default();
+                for claim in claims {
+                    let value = map.counter(&claim.key, now);
+                    let settled = match &claim.kind {
+                        ClaimKind::Budget { settled_key } => map.counter(settled_key, now),
+                        _ => 0,
+                    };
+                    let fits = claim.limit <= 0
+                        || match claim.kind {
+                            ClaimKind::TokenWindow => value < claim.limit,
+                            ClaimKind::Budget { .. } => {
+                                settled.saturating_add(value).saturating_add(claim.delta) <= claim.limit
+                            }
+                            ClaimKind::Window | ClaimKind::InFlight => value.saturating_add(claim.delta) <= claim.limit,
                         };
-                        (self.key(&c.key), settled)
-                    })
-                    .collect();
-                Ok(store.with(|map, now| {
-                    let mut outcome = ClaimOutcome::default();
-                    for (claim, (key, settled_key)) in claims.iter().zip(&keys) {
-                        let value = map.counter(key, now);
-                        let settled = settled_key.as_deref().map_or(0, |k| map.counter(k, now));
-                        let fits = claim.limit <= 0
-                            || match claim.kind {
-                                ClaimKind::TokenWindow => value < claim.limit,
-                                ClaimKind::Budget { .. } => {
-                                    settled.saturating_add(value).saturating_add(claim.delta) <= claim.limit
-                                }
-                                ClaimKind::Window | ClaimKind::InFlight => {
-                                    value.saturating_add(claim.delta) <= claim.limit
-                                }
-                            };
-                        if !fits && outcome.rejected.is_none() {
-                            outcome.rejected = Some(outcome.values.len());
-                        }
-                        outcome.values.push(value);
-                        outcome.settled.push(settled);
+                    if !fits && outcome.rejected.is_none() {
+                        outcome.rejected = Some(outcome.values.len());
                     }
-                    if outcome.rejected.is_none() {
-                        for ((claim, (key, _)), value) in claims.iter().zip(&keys).zip(&mut outcome.values) {
-                            let refresh = matches!(claim.kind, ClaimKind::InFlight | ClaimKind::Budget { .. });
-                            *value = map.add(key, claim.delta, claim.ttl, refresh, now);
-                        }
+                    outcome.values.push(value);
+                    outcome.settled.push(settled);
+                }
+                if outcome.rejected.is_none() {
+                    for (claim, value) in claims.iter().zip(&mut outcome.values) {
+                        let refresh = matches!(claim.kind, ClaimKind::InFlight | ClaimKind::Budget { .. });
+                        *value = map.add(&claim.key, claim.delta, claim.ttl, refresh, now);
                     }
-                    outcome
-                }))
-            }
+                }
+                outcome
+            })),
         }
     }
 
@@ -625,10 +616,9 @@ impl SharedState {
                 Ok(())
             }
             Inner::Local(store) => {
-                let keys: Vec<String> = changes.iter().map(|c| self.key(&c.key)).collect();
                 store.with(|map, now| {
-                    for (change, key) in changes.iter().zip(&keys) {
-                        map.add(key, change.delta, change.ttl, change.refresh, now);
+                    for change in changes {
+                        map.add(&change.key, change.delta, change.ttl, change.refresh, now);
                     }
                 });
                 Ok(())

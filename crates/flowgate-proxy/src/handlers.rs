@@ -218,7 +218,9 @@ async fn handle(
             cost = cost
                 .max(pricing::cost_nanos(&deployment, Usage { prompt_tokens: prompt_estimate, completion_tokens: 0 }));
         }
-        tokio::spawn(admission.settle(Some((usage, cost))));
+        if admission.holds_claims() {
+            tokio::spawn(admission.settle(Some((usage, cost))));
+        }
         metrics
             .tokens
             .get_or_create(&TokenLabels { model: model_label.clone(), kind: "prompt" })

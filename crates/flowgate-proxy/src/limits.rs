@@ -182,9 +182,9 @@ impl Limiter {
     }
 
     /// Loads a period's settled spend from the database into shared state, once.
-    async fn ensure_settled(&self, row: &str, period_start: i64) {
-        let marker = format!("{row}:{period_start}");
-        if self.0.initialized.contains_key(&marker) {
+    /// `settled` is the period's settled-spend counter, which also marks it as loaded.
+    async fn ensure_settled(&self, row: &str, period_start: i64, settled: &str) {
+        if self.0.initialized.contains_key(settled) {
             return;
         }
         let spent: i64 = sqlx::query("SELECT spent_nanos FROM spend WHERE key_id = $1 AND period_start = $2")
@@ -196,13 +196,8 @@ impl Limiter {
             .flatten()
             .and_then(|r| r.try_get::<i64, _>(0).ok())
             .unwrap_or(0);
-        let key = settled_key(row, period_start);
-        self.run(|s| {
-            let key = key.clone();
-            async move { s.set_nx(&key, spent, SETTLED_TTL).await }
-        })
-        .await;
-        self.0.initialized.insert(marker, ()).await;
+        self.run(|s| async move { s.set_nx(settled, spent, SETTLED_TTL).await }).await;
+        self.0.initialized.insert(settled.to_owned(), ()).await;
     }
 
     /// Checks and claims every limit of `key` for one request with `estimated_tokens` prompt tokens
@@ -284,13 +279,14 @@ impl Limiter {
         }
         for (row, budget_usd, period, whose) in budgets {
             let (period_start, period_end) = period.bounds(now);
-            self.ensure_settled(&row, period_start).await;
+            let settled = settled_key(&row, period_start);
+            self.ensure_settled(&row, period_start, &settled).await;
             claims.push(Claim {
                 key: reserved_key(&row, period_start),
                 delta: estimated_cost,
                 limit: usd_to_nanos(budget_usd),
                 ttl: RESERVATION_TTL,
-                kind: ClaimKind::Budget { settled_key: settled_key(&row, period_start) },
+                kind: ClaimKind::Budget { settled_key: settled },
             });
             what.push(Limit::Budget { whose, budget_usd, period, period_end });
             admission.held.push(Held { row, tenant_id: vk.tenant_id.clone(), period_start, estimate: estimated_cost });
@@ -398,6 +394,11 @@ fn limited(
 }
 
 impl Admission {
+    /// Whether anything was claimed that settling has to give back or charge.
+    pub fn holds_claims(&self) -> bool {
+        !self.held.is_empty() || self.parallel_key.is_some() || self.tpm.is_some()
+    }
+
     /// Replaces the reservations with the actual cost and usage, releases the in-flight slot, and
     /// queues the spend for the database. `None` releases without charging (the request failed).
     pub async fn settle(mut self, actual: Option<(Usage, i64)>) {
@@ -446,7 +447,7 @@ impl Admission {
 impl Drop for Admission {
     fn drop(&mut self) {
         // Rejected or abandoned before settling: give everything back.
-        if !self.settled && (!self.held.is_empty() || self.parallel_key.is_some() || self.tpm.is_some()) {
+        if !self.settled && self.holds_claims() {
             let rest = Admission {
                 limiter: self.limiter.clone(),
                 held: std::mem::take(&mut self.held),
