@@ -269,6 +269,25 @@ impl FlowgateProcess {
     }
 }
 
+/// Creates a virtual key through the management API at `api_url` (the api-server's base URL) and
+/// returns (id, plaintext key). `fields` are the key's fields (`name` included); panics with the
+/// answer's text unless the key was created.
+pub async fn create_key(api_url: &str, admin_key: &str, fields: &serde_json::Value) -> (String, String) {
+    let response = http_client()
+        .post(format!("{api_url}/api/enterprise/vkeys"))
+        .bearer_auth(admin_key)
+        .json(fields)
+        .send()
+        .await
+        .expect("management API reachable");
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    assert_eq!(status, 201, "creating a key: {text}");
+    let created: serde_json::Value = serde_json::from_str(&text).expect("JSON answer");
+    let field = |name: &str| created[name].as_str().expect("id and key in the answer").to_owned();
+    (field("id"), field("key"))
+}
+
 /// An HTTP client for tests (rustls with ring installed once).
 pub fn http_client() -> reqwest::Client {
     static PROVIDER: std::sync::Once = std::sync::Once::new();

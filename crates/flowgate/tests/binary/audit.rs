@@ -160,17 +160,9 @@ async fn a_database_outage_spools_records_and_replays_them_exactly_once() {
         env.push((k.to_owned(), v.to_owned()));
     }
     let process = FlowgateProcess::spawn(&["all"], &env, &["proxy", "api-server"]).await;
-    let created: Value = http_client()
-        .post(format!("{}/api/enterprise/vkeys", process.url("api-server")))
-        .bearer_auth("audit-admin")
-        .json(&json!({"name": "audit"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = created["key"].as_str().unwrap();
+    let (_, key) =
+        flowgate_test_utils::create_key(&process.url("api-server"), "audit-admin", &json!({"name": "audit"})).await;
+    let key = key.as_str();
     let send = |n: usize| {
         let url = format!("{}/v1/chat/completions", process.url("proxy"));
         async move {

@@ -57,16 +57,7 @@ impl Gateway {
         if let (Some(body), Some(fields)) = (body.as_object_mut(), fields.as_object()) {
             body.extend(fields.clone());
         }
-        let response = http_client()
-            .post(format!("{}/api/enterprise/vkeys", self.api()))
-            .bearer_auth(&self.admin_key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap_or_default());
-        let created: Value = response.json().await.unwrap();
-        (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned())
+        flowgate_test_utils::create_key(&self.api(), &self.admin_key, &body).await
     }
 
     /// POSTs `body` to the proxy at `path` with `key`.

@@ -291,22 +291,17 @@ async fn an_unreachable_compliance_service_fails_closed() {
     proxy_env.push(("FLOWGATE__PROXY__API_SERVER_URL".into(), api.url("api-server")));
     proxy_env.push(("FLOWGATE__PROXY__COMPLIANCE_URL".into(), "http://127.0.0.1:1".into()));
     let proxy = FlowgateProcess::spawn(&["proxy"], &proxy_env, &["proxy"]).await;
-    let created: Value = http_client()
-        .post(format!("{}/api/enterprise/vkeys", api.url("api-server")))
-        .bearer_auth("gr-admin")
-        .json(&json!({"name": "g", "guardrail_policy": {"mandatory_guardrails": ["pii-redact"]}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = created["key"].as_str().unwrap();
+    let (_, key) = flowgate_test_utils::create_key(
+        &api.url("api-server"),
+        "gr-admin",
+        &json!({"name": "g", "guardrail_policy": {"mandatory_guardrails": ["pii-redact"]}}),
+    )
+    .await;
     let mut last = Value::Null;
     for _ in 0..30 {
         let response = http_client()
             .post(format!("{}/v1/chat/completions", proxy.url("proxy")))
-            .bearer_auth(key)
+            .bearer_auth(&key)
             .json(&ask("local", &format!("mail {EMAIL}")))
             .send()
             .await
@@ -319,19 +314,8 @@ async fn an_unreachable_compliance_service_fails_closed() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(last["error"]["code"], "guardrail_unavailable", "{last}");
-    let (_, unguarded) = {
-        let created: Value = http_client()
-            .post(format!("{}/api/enterprise/vkeys", api.url("api-server")))
-            .bearer_auth("gr-admin")
-            .json(&json!({"name": "plain"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        ((), created["key"].as_str().unwrap().to_owned())
-    };
+    let (_, unguarded) =
+        flowgate_test_utils::create_key(&api.url("api-server"), "gr-admin", &json!({"name": "plain"})).await;
     let response = http_client()
         .post(format!("{}/v1/chat/completions", proxy.url("proxy")))
         .bearer_auth(&unguarded)

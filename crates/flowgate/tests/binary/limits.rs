@@ -269,17 +269,7 @@ impl Cluster {
     async fn create_key(&self, fields: Value) -> (String, String) {
         let mut body = json!({"name": "cluster"});
         body.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
-        let created: Value = http_client()
-            .post(format!("{}/api/enterprise/vkeys", self.api.url("api-server")))
-            .bearer_auth("cluster-admin")
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned())
+        flowgate_test_utils::create_key(&self.api.url("api-server"), "cluster-admin", &body).await
     }
 
     async fn call(&self, proxy: usize, key: &str) -> u16 {

@@ -82,23 +82,18 @@ async fn one_trace_spans_proxy_api_server_and_compliance() {
     proxy_env.push(("FLOWGATE__PROXY__COMPLIANCE_URL".into(), compliance.url("compliance")));
     let mut proxy = FlowgateProcess::spawn(&["proxy"], &proxy_env, &["proxy"]).await;
 
-    let created: Value = http_client()
-        .post(format!("{}/api/enterprise/vkeys", api.url("api-server")))
-        .bearer_auth("trace-admin")
-        .json(&json!({"name": "traced", "guardrail_policy": {"mandatory_guardrails": ["pii-redact"]}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = created["key"].as_str().unwrap();
+    let (_, key) = flowgate_test_utils::create_key(
+        &api.url("api-server"),
+        "trace-admin",
+        &json!({"name": "traced", "guardrail_policy": {"mandatory_guardrails": ["pii-redact"]}}),
+    )
+    .await;
     let mut status = 0;
     for _ in 0..30 {
         // The proxy loads the guardrail catalog the api-server seeded at start.
         let response = http_client()
             .post(format!("{}/v1/chat/completions", proxy.url("proxy")))
-            .bearer_auth(key)
+            .bearer_auth(&key)
             .json(&json!({"model": "local", "messages": [{"role": "user", "content": "mail jane@example.com"}]}))
             .send()
             .await
