@@ -17,9 +17,8 @@ pub use database::{Backend, Database, Error};
 pub use shared::{Adjustment, Claim, ClaimKind, ClaimOutcome, Notification, SharedError, SharedState};
 pub use sqlx;
 
-/// Columns of `audit_records`, in table order. The proxy writes the first
-/// [`AUDIT_WRITTEN_COLUMNS`]; `prompt` and `response` are only filled for tenants that store
-/// (redacted) prompts. The api-server reads them all.
+/// Columns of `audit_records`, in table order: what the proxy writes and the api-server reads.
+/// `prompt` and `response` are only filled for tenants that store (redacted) prompts.
 pub const AUDIT_COLUMNS: [&str; 25] = [
     "request_id",
     "ts",
@@ -47,9 +46,6 @@ pub const AUDIT_COLUMNS: [&str; 25] = [
     "prompt",
     "response",
 ];
-
-/// How many leading [`AUDIT_COLUMNS`] the proxy writes.
-pub const AUDIT_WRITTEN_COLUMNS: usize = 23;
 
 /// Unix time in milliseconds, the timestamp format of every table.
 pub fn now_millis() -> i64 {

@@ -615,13 +615,27 @@ impl SharedState {
                 let _: () = pipe.query_async(&mut conn).await?;
                 Ok(())
             }
+            Inner::Local(_) => {
+                self.adjust_in_process(changes);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl SharedState {
+    /// Applies `changes` at once, without a task or an `await`, when the state is in process;
+    /// returns `false` without doing anything when it is in Redis (use [`adjust`](Self::adjust)).
+    pub fn adjust_in_process(&self, changes: &[Adjustment]) -> bool {
+        match &self.inner {
+            Inner::Redis { .. } => false,
             Inner::Local(store) => {
                 store.with(|map, now| {
                     for change in changes {
                         map.add(&change.key, change.delta, change.ttl, change.refresh, now);
                     }
                 });
-                Ok(())
+                true
             }
         }
     }

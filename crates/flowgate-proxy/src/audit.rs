@@ -2,7 +2,7 @@
 //! path in batches, and never lost.
 //!
 //! Requests hand records to a bounded queue without waiting. A writer task inserts them in batches
-//! (multi-row `INSERT`, up to 500 rows or 200 ms). When the database is unreachable, batches are
+//! (every 200 ms, one transaction of multi-row `INSERT`s of up to 256 rows). When the database is unreachable, batches are
 //! appended to a spool file in the data directory (`audit-spool/spool.ndjson`, fsynced) and
 //! replayed in order once it answers again, before newer records; replays are idempotent
 //! (`ON CONFLICT (request_id) DO NOTHING`), so a crash between insert and truncation cannot
@@ -26,8 +26,6 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Records queued in memory before overflow.
 const QUEUE_CAPACITY: usize = 50_000;
-/// Rows per INSERT statement on PostgreSQL.
-const BATCH_ROWS: usize = 500;
 /// Time between batches: the longest a record waits in memory.
 const BATCH_WAIT: Duration = Duration::from_millis(200);
 
@@ -80,6 +78,12 @@ pub struct AuditRecord {
     pub fallbacks: Vec<String>,
     /// Guardrail actions: `[{"guardrail","action","findings":{kind: count}}]` (never the text).
     pub guardrail_actions: Vec<serde_json::Value>,
+    /// The prompt, redacted; only for tenants that store prompts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// The answer, redacted; only for tenants that store prompts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
 }
 
 enum Message {
@@ -234,11 +238,18 @@ struct Writer {
     spooled: Counter,
 }
 
-/// `INSERT ... VALUES ($1, ...), (...) ON CONFLICT (request_id) DO NOTHING` for `rows` rows,
-/// built from constants only.
-fn insert_sql(rows: usize) -> String {
-    let width = flowgate_db::AUDIT_WRITTEN_COLUMNS;
-    let mut sql = format!("INSERT INTO audit_records ({}) VALUES ", flowgate_db::AUDIT_COLUMNS[..width].join(", "));
+/// Rows per INSERT statement at most (25 parameters a row: far below SQLite's 32,766 and
+/// PostgreSQL's 65,535).
+const ROWS_PER_STATEMENT: usize = 256;
+
+/// `INSERT ... VALUES (...), (...) ON CONFLICT (request_id) DO NOTHING` for `rows` rows, built
+/// from constants only. SQLite gets anonymous `?` parameters: it binds a numbered or named
+/// parameter by scanning the statement's parameter names, which makes binding a large statement
+/// quadratic; anonymous ones bind by position.
+fn insert_sql(backend: flowgate_db::Backend, rows: usize) -> String {
+    let width = flowgate_db::AUDIT_COLUMNS.len();
+    let mut sql = format!("INSERT INTO audit_records ({}) VALUES ", flowgate_db::AUDIT_COLUMNS.join(", "));
+    let mut number = 0;
     for row in 0..rows {
         if row > 0 {
             sql.push_str(", ");
@@ -248,8 +259,14 @@ fn insert_sql(rows: usize) -> String {
             if column > 0 {
                 sql.push_str(", ");
             }
-            sql.push('$');
-            sql.push_str(&(row * width + column + 1).to_string());
+            number += 1;
+            match backend {
+                flowgate_db::Backend::Sqlite => sql.push('?'),
+                flowgate_db::Backend::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&number.to_string());
+                }
+            }
         }
         sql.push(')');
     }
@@ -257,22 +274,24 @@ fn insert_sql(rows: usize) -> String {
     sql
 }
 
-/// Rows per INSERT statement. Binding a parameter on SQLite looks its name up with a linear scan
-/// of the statement's parameters, so binding a statement costs the square of its parameter count
-/// (16 rows per statement spent two thirds of the writer's time binding), while every statement
-/// is a round trip to the SQLite worker thread: 4 rows per statement balances the two.
-fn rows_per_statement(database: &Database) -> usize {
-    match database.backend() {
-        flowgate_db::Backend::Sqlite => 4,
-        flowgate_db::Backend::Postgres => BATCH_ROWS,
-    }
+/// Statement sizes for `rows` rows: full statements, then powers of two, so that a handful of
+/// distinct statements (each prepared once per connection) serve every batch size.
+fn statement_sizes(mut rows: usize) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if rows == 0 {
+            return None;
+        }
+        let size = if rows >= ROWS_PER_STATEMENT { ROWS_PER_STATEMENT } else { 1 << rows.ilog2() };
+        rows -= size;
+        Some(size)
+    })
 }
 
 async fn insert(database: &Database, records: &[AuditRecord]) -> Result<(), sqlx::Error> {
     // One transaction per batch: one commit (and fsync) however many statements it takes.
     let mut conn = database.pool().acquire().await?;
     sqlx::query("BEGIN").execute(&mut *conn).await?;
-    let result = match insert_chunks(database, &mut conn, records).await {
+    let result = match insert_chunks(database.backend(), &mut conn, records).await {
         Ok(()) => sqlx::query("COMMIT").execute(&mut *conn).await.map(|_| ()),
         Err(error) => Err(error),
     };
@@ -283,28 +302,41 @@ async fn insert(database: &Database, records: &[AuditRecord]) -> Result<(), sqlx
     result
 }
 
+/// A JSON array column; the empty array (the usual case) without serialising.
+fn json_array<T: Serialize>(items: &[T]) -> std::borrow::Cow<'static, str> {
+    if items.is_empty() {
+        return std::borrow::Cow::Borrowed("[]");
+    }
+    std::borrow::Cow::Owned(serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned()))
+}
+
 async fn insert_chunks(
-    database: &Database,
+    backend: flowgate_db::Backend,
     conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
     records: &[AuditRecord],
 ) -> Result<(), sqlx::Error> {
-    for chunk in records.chunks(rows_per_statement(database)) {
-        let sql = insert_sql(chunk.len());
+    let mut rest = records;
+    for size in statement_sizes(records.len()) {
+        let (chunk, next) = rest.split_at(size);
+        rest = next;
+        let sql = insert_sql(backend, chunk.len());
+        let json: Vec<_> = chunk.iter().map(|r| (json_array(&r.fallbacks), json_array(&r.guardrail_actions))).collect();
         let mut query = sqlx::query(&sql);
-        for r in chunk {
+        // Text is bound by reference: nothing is copied until the driver encodes it.
+        for (r, (fallbacks, guardrail_actions)) in chunk.iter().zip(&json) {
             query = query
-                .bind(r.request_id.clone())
+                .bind(r.request_id.as_str())
                 .bind(r.ts)
-                .bind(r.tenant_id.clone())
-                .bind(r.key_id.clone())
-                .bind(r.client_ip.clone())
-                .bind(r.route.clone())
-                .bind(r.model_requested.clone())
-                .bind(r.model_used.clone())
-                .bind(r.deployment.clone())
-                .bind(r.provider.clone())
+                .bind(r.tenant_id.as_deref())
+                .bind(r.key_id.as_deref())
+                .bind(r.client_ip.as_deref())
+                .bind(r.route.as_str())
+                .bind(r.model_requested.as_deref())
+                .bind(r.model_used.as_deref())
+                .bind(r.deployment.as_deref())
+                .bind(r.provider.as_deref())
                 .bind(r.status)
-                .bind(r.error_code.clone())
+                .bind(r.error_code.as_deref())
                 .bind(r.latency_ms)
                 .bind(r.upstream_latency_ms)
                 .bind(r.ttft_ms)
@@ -314,8 +346,10 @@ async fn insert_chunks(
                 .bind(i64::from(r.cache_hit))
                 .bind(i64::from(r.stream))
                 .bind(r.retries)
-                .bind(serde_json::to_string(&r.fallbacks).unwrap_or_else(|_| "[]".to_owned()))
-                .bind(serde_json::to_string(&r.guardrail_actions).unwrap_or_else(|_| "[]".to_owned()));
+                .bind(fallbacks.as_ref())
+                .bind(guardrail_actions.as_ref())
+                .bind(r.prompt.as_deref())
+                .bind(r.response.as_deref());
         }
         query.execute(&mut **conn).await?;
     }
@@ -422,11 +456,24 @@ mod tests {
 
     #[test]
     fn insert_sql_numbers_every_placeholder() {
-        let sql = insert_sql(2);
+        let sql = insert_sql(flowgate_db::Backend::Postgres, 2);
         assert!(sql.contains("($1, $2,"));
-        assert!(sql.contains("$46)"));
-        assert!(!sql.contains("$47"));
+        assert!(sql.contains("$50)"));
+        assert!(!sql.contains("$51"));
         assert!(sql.ends_with("ON CONFLICT (request_id) DO NOTHING"));
+        let sql = insert_sql(flowgate_db::Backend::Sqlite, 2);
+        assert_eq!(sql.matches('?').count(), 50);
+        assert!(!sql.contains('$'));
+    }
+
+    #[test]
+    fn statements_cover_every_row_with_few_sizes() {
+        for rows in [0, 1, 2, 3, 255, 256, 257, 1000, 50_000] {
+            let sizes: Vec<usize> = statement_sizes(rows).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), rows, "{rows}");
+            assert!(sizes.iter().all(|s| s.is_power_of_two() && *s <= ROWS_PER_STATEMENT), "{sizes:?}");
+            assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{sizes:?}");
+        }
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub enum ProxyError {
         /// Seconds until a retry may succeed.
         retry_after_secs: u64,
         /// `x-ratelimit-*` headers to attach.
-        headers: Vec<(&'static str, String)>,
+        headers: crate::limits::RateHeaders,
     },
     /// Malformed JSON, a missing field, a wrong type.
     #[error("{message}")]
@@ -190,11 +190,7 @@ impl ProxyError {
         let mut headers = HeaderMap::new();
         let retry_after = match self {
             Self::RateLimited { retry_after_secs, headers: extra, .. } => {
-                for (name, value) in extra {
-                    if let Ok(value) = HeaderValue::from_str(value) {
-                        headers.insert(*name, value);
-                    }
-                }
+                extra.apply(&mut headers);
                 Some(*retry_after_secs)
             }
             Self::Unavailable { retry_after_secs, .. } => *retry_after_secs,
@@ -239,11 +235,17 @@ mod tests {
             message: "slow down".into(),
             code: "rate_limit_exceeded",
             retry_after_secs: 7,
-            headers: vec![("x-ratelimit-limit-requests", "10".into())],
+            headers: crate::limits::RateHeaders {
+                requests: Some(crate::limits::WindowFigures { limit: 10, remaining: 0, reset_secs: 7 }),
+                tokens: None,
+            },
         };
         let response = error.into_response_for(ApiFormat::OpenAi);
         assert_eq!(response.status(), 429);
         assert_eq!(response.headers()["retry-after"], "7");
         assert_eq!(response.headers()["x-ratelimit-limit-requests"], "10");
+        assert_eq!(response.headers()["x-ratelimit-remaining-requests"], "0");
+        assert_eq!(response.headers()["x-ratelimit-reset-requests"], "7s");
+        assert!(response.headers().get("x-ratelimit-limit-tokens").is_none());
     }
 }

@@ -158,7 +158,7 @@ async fn handle(
     }
     let (prompt_estimate, cost_estimate) = estimate(&state, &model, &body, body_len);
     let admission = state.limiter.admit(&key, prompt_estimate, cost_estimate).await?;
-    let limit_headers = admission.headers.clone();
+    let limit_headers = admission.headers;
     let passthrough = if format == ApiFormat::Anthropic {
         ANTHROPIC_PASSTHROUGH_HEADERS
             .iter()
@@ -218,9 +218,7 @@ async fn handle(
             cost = cost
                 .max(pricing::cost_nanos(&deployment, Usage { prompt_tokens: prompt_estimate, completion_tokens: 0 }));
         }
-        if admission.holds_claims() {
-            tokio::spawn(admission.settle(Some((usage, cost))));
-        }
+        admission.settle_soon(Some((usage, cost)));
         metrics
             .tokens
             .get_or_create(&TokenLabels { model: model_label.clone(), kind: "prompt" })
@@ -256,11 +254,7 @@ async fn handle(
         let context = GuardContext { key_id: &key.key.id, tenant_id: &key.key.tenant_id, model: &model, route: &route };
         response = guardrails::guard_stream(response, state.guard.clone(), plan, format, context, stream_outcome);
     }
-    for (name, value) in limit_headers {
-        if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
-            response.headers_mut().insert(name, value);
-        }
-    }
+    limit_headers.apply(response.headers_mut());
     Ok(response)
 }
 

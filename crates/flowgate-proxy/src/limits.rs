@@ -15,15 +15,15 @@
 //! `flowgate_shared_state_fallbacks_total` rises, and Redis is tried again after two seconds.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use flowgate_common::budget::BudgetPeriod;
 use flowgate_db::sqlx::{self, Row};
 use flowgate_db::{Adjustment, Claim, ClaimKind, Database, SharedError, SharedState};
 use prometheus_client::metrics::counter::Counter;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::KeyInfo;
 use crate::error::ProxyError;
@@ -40,23 +40,6 @@ fn now_ms() -> i64 {
     flowgate_db::now_millis()
 }
 
-/// What the spend writer receives.
-#[derive(Debug)]
-enum SpendMsg {
-    Delta(SpendDelta),
-    Flush(tokio::sync::oneshot::Sender<()>),
-}
-
-/// One spend delta for the database.
-#[derive(Debug, Clone)]
-struct SpendDelta {
-    row: String,
-    tenant_id: String,
-    period_start: i64,
-    nanos: i64,
-    usage: Usage,
-}
-
 /// The process's limiter. Cheap to clone.
 #[derive(Clone)]
 pub struct Limiter(Arc<Inner>);
@@ -67,7 +50,11 @@ struct Inner {
     redis_down_until_ms: AtomicU64,
     default_requests_per_hour: u32,
     database: Database,
-    spend_tx: mpsc::UnboundedSender<SpendMsg>,
+    /// Settled spend not yet written to the database, summed per (row, period). Requests add to
+    /// it under a short lock; the writer takes it whole every 250 ms, so no request wakes it.
+    pending_spend: Arc<Mutex<Pending>>,
+    /// Asks the writer to write now; answered once written.
+    flush_tx: mpsc::UnboundedSender<oneshot::Sender<()>>,
     /// (row, period) pairs whose settled spend is known to be in shared state.
     initialized: moka::future::Cache<String, ()>,
     fallbacks: Counter,
@@ -79,13 +66,14 @@ impl std::fmt::Debug for Limiter {
     }
 }
 
-/// A budget reservation held by an admitted request.
+/// A budget reservation held by an admitted request, with the counters it was claimed on.
 #[derive(Debug, Clone)]
 struct Held {
     row: String,
-    tenant_id: String,
     period_start: i64,
     estimate: i64,
+    reserved_key: String,
+    settled_key: String,
 }
 
 /// An admitted request's claims on the limits; settle it with the actual usage when done.
@@ -93,19 +81,58 @@ struct Held {
 pub struct Admission {
     limiter: Limiter,
     held: Vec<Held>,
+    tenant_id: String,
     parallel_key: Option<String>,
     tpm: Option<(String, i64)>,
-    /// `x-ratelimit-*` headers for the response.
-    pub headers: Vec<(&'static str, String)>,
+    /// Figures for the `x-ratelimit-*` headers of the response.
+    pub headers: RateHeaders,
     settled: bool,
 }
 
-fn settled_key(row: &str, period_start: i64) -> String {
-    format!("spend:{row}:{period_start}:settled")
+/// One window's figures for the `x-ratelimit-*` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowFigures {
+    /// The limit.
+    pub limit: i64,
+    /// What is left of it.
+    pub remaining: i64,
+    /// Seconds until the window resets.
+    pub reset_secs: u64,
 }
 
-fn reserved_key(row: &str, period_start: i64) -> String {
-    format!("spend:{row}:{period_start}:reserved")
+/// The `x-ratelimit-*` headers of an answer: request and token windows, when the key has them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateHeaders {
+    /// `x-ratelimit-{limit,remaining,reset}-requests`.
+    pub requests: Option<WindowFigures>,
+    /// `x-ratelimit-{limit,remaining,reset}-tokens`.
+    pub tokens: Option<WindowFigures>,
+}
+
+impl RateHeaders {
+    fn window(limit: i64, used: i64, reset_secs: u64) -> Option<WindowFigures> {
+        Some(WindowFigures { limit, remaining: (limit - used).max(0), reset_secs })
+    }
+
+    /// Writes the headers into `headers`.
+    pub fn apply(&self, headers: &mut axum::http::HeaderMap) {
+        use axum::http::HeaderValue;
+        for (figures, [limit, remaining, reset]) in [
+            (
+                self.requests,
+                ["x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"],
+            ),
+            (self.tokens, ["x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"]),
+        ] {
+            let Some(figures) = figures else { continue };
+            headers.insert(limit, HeaderValue::from(figures.limit));
+            headers.insert(remaining, HeaderValue::from(figures.remaining));
+            // OpenAI's format: a duration such as `17s`.
+            if let Ok(value) = HeaderValue::try_from(format!("{}s", figures.reset_secs)) {
+                headers.insert(reset, value);
+            }
+        }
+    }
 }
 
 fn usd_to_nanos(usd: f64) -> i64 {
@@ -122,7 +149,7 @@ impl Limiter {
         default_requests_per_hour: u32,
         metrics: &flowgate_common::metrics::Metrics,
     ) -> Self {
-        let (spend_tx, spend_rx) = mpsc::unbounded_channel();
+        let (flush_tx, flush_rx) = mpsc::unbounded_channel();
         let fallbacks = Counter::default();
         metrics.register(
             "shared_state_fallbacks",
@@ -130,21 +157,37 @@ impl Limiter {
             fallbacks.clone(),
         );
         let local = SharedState::local(shared.prefix());
+        let pending_spend = Arc::new(Mutex::new(Pending::new()));
         let inner = Arc::new(Inner {
             shared,
             local,
             redis_down_until_ms: AtomicU64::new(0),
             default_requests_per_hour,
             database: database.clone(),
-            spend_tx,
+            pending_spend: pending_spend.clone(),
+            flush_tx,
             initialized: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(60))
                 .build(),
             fallbacks,
         });
-        tokio::spawn(write_spend(database, spend_rx));
+        tokio::spawn(write_spend(database, pending_spend, flush_rx));
         Self(inner)
+    }
+
+    /// Whether operations go to the in-process state now: there is no Redis, or it is resting
+    /// after a failure (counted as a fallback).
+    fn use_local(&self) -> bool {
+        let inner = &self.0;
+        if !inner.shared.is_shared() {
+            return true;
+        }
+        let down = inner.redis_down_until_ms.load(Ordering::Relaxed) > u64::try_from(now_ms()).unwrap_or(0);
+        if down {
+            inner.fallbacks.inc();
+        }
+        down
     }
 
     /// Runs `op` on Redis, or on the in-process state while Redis is down.
@@ -155,22 +198,19 @@ impl Limiter {
         T: Default,
     {
         let inner = &self.0;
-        let down = inner.redis_down_until_ms.load(Ordering::Relaxed) > u64::try_from(now_ms()).unwrap_or(0);
-        if inner.shared.is_shared() && !down {
+        if !self.use_local() {
             match op(inner.shared.clone()).await {
                 Ok(value) => return value,
                 Err(error) => {
-                    let until = u64::try_from(now_ms()).unwrap_or(0)
-                        + u64::try_from(REDIS_RETRY_AFTER.as_millis()).unwrap_or(0);
+                    let retry = u64::try_from(REDIS_RETRY_AFTER.as_millis()).unwrap_or(0);
+                    let until = u64::try_from(now_ms()).unwrap_or(0) + retry;
                     let previous = inner.redis_down_until_ms.swap(until, Ordering::Relaxed);
-                    if previous < until.saturating_sub(u64::try_from(REDIS_RETRY_AFTER.as_millis()).unwrap_or(0)) {
+                    if previous < until.saturating_sub(retry) {
                         tracing::warn!(%error, "Redis unreachable: rate limits and budgets use in-process counters until it returns");
                     }
+                    inner.fallbacks.inc();
                 }
             }
-            inner.fallbacks.inc();
-        } else if inner.shared.is_shared() {
-            inner.fallbacks.inc();
         }
         match op(inner.local.clone()).await {
             Ok(value) => value,
@@ -218,9 +258,10 @@ impl Limiter {
         let mut admission = Admission {
             limiter: self.clone(),
             held: Vec::new(),
+            tenant_id: String::new(),
             parallel_key: None,
             tpm: None,
-            headers: Vec::new(),
+            headers: RateHeaders::default(),
             settled: true,
         };
         // What each claim is, for the answer; in the order of `claims`.
@@ -238,21 +279,13 @@ impl Limiter {
             what.push(Limit::Parallel);
         }
         let rph = if vk.requests_per_hour > 0 { vk.requests_per_hour } else { self.0.default_requests_per_hour };
-        for (limit, window_key, reset, label) in [
-            (vk.rpm, format!("rl:{id}:m:{minute}"), secs_to_minute, "requests per minute"),
-            (rph, format!("rl:{id}:h:{hour}"), secs_to_hour, "requests per hour"),
-        ] {
-            if limit == 0 {
-                continue;
-            }
-            claims.push(Claim {
-                key: window_key,
-                delta: 1,
-                limit: i64::from(limit),
-                ttl: Duration::from_secs(reset + 5),
-                kind: ClaimKind::Window,
-            });
-            what.push(Limit::Requests { label, reset });
+        if vk.rpm > 0 {
+            claims.push(window_claim(format!("rl:{id}:m:{minute}"), vk.rpm, secs_to_minute));
+            what.push(Limit::Requests { label: "requests per minute", reset: secs_to_minute });
+        }
+        if rph > 0 {
+            claims.push(window_claim(format!("rl:{id}:h:{hour}"), rph, secs_to_hour));
+            what.push(Limit::Requests { label: "requests per hour", reset: secs_to_hour });
         }
         let estimate = i64::try_from(estimated_tokens).unwrap_or(i64::MAX);
         if vk.tpm > 0 {
@@ -265,31 +298,22 @@ impl Limiter {
             });
             what.push(Limit::Tokens);
         }
-        let mut budgets: Vec<(String, f64, BudgetPeriod, &str)> = Vec::new();
-        if vk.budget_usd > 0.0 {
-            budgets.push((id.clone(), vk.budget_usd, vk.budget_period.parse().unwrap_or_default(), "key"));
-        }
-        if vk.tenant_budget_usd > 0.0 {
-            budgets.push((
-                format!("tenant:{}", vk.tenant_id),
-                vk.tenant_budget_usd,
-                vk.tenant_budget_period.parse().unwrap_or_default(),
-                "tenant",
-            ));
-        }
-        for (row, budget_usd, period, whose) in budgets {
+        let key_budget = (vk.budget_usd > 0.0).then(|| (id.clone(), vk.budget_usd, &vk.budget_period, "key"));
+        let tenant_budget = (vk.tenant_budget_usd > 0.0)
+            .then(|| (format!("tenant:{}", vk.tenant_id), vk.tenant_budget_usd, &vk.tenant_budget_period, "tenant"));
+        for (row, budget_usd, period, whose) in key_budget.into_iter().chain(tenant_budget) {
+            let period: BudgetPeriod = period.parse().unwrap_or_default();
             let (period_start, period_end) = period.bounds(now);
-            let settled = settled_key(&row, period_start);
+            let settled = format!("spend:{row}:{period_start}:settled");
             self.ensure_settled(&row, period_start, &settled).await;
             claims.push(Claim {
-                key: reserved_key(&row, period_start),
+                key: format!("spend:{row}:{period_start}:reserved"),
                 delta: estimated_cost,
                 limit: usd_to_nanos(budget_usd),
                 ttl: RESERVATION_TTL,
                 kind: ClaimKind::Budget { settled_key: settled },
             });
-            what.push(Limit::Budget { whose, budget_usd, period, period_end });
-            admission.held.push(Held { row, tenant_id: vk.tenant_id.clone(), period_start, estimate: estimated_cost });
+            what.push(Limit::Budget { whose, budget_usd, period, period_start, period_end, row });
         }
         if claims.is_empty() {
             return Ok(admission);
@@ -297,7 +321,6 @@ impl Limiter {
         let claims_ref = &claims;
         let outcome = self.run(|s| async move { s.claim(claims_ref).await }).await;
         if let Some(index) = outcome.rejected {
-            admission.held.clear();
             let found = outcome.values.get(index).copied().unwrap_or(0);
             let limit = claims.get(index).map_or(0, |c| c.limit);
             return Err(match what.get(index) {
@@ -305,21 +328,24 @@ impl Limiter {
                     format!("too many requests in flight for this key (limit {limit})"),
                     "rate_limit_exceeded",
                     1,
-                    Vec::new(),
+                    RateHeaders::default(),
                 ),
                 Some(Limit::Requests { label, reset }) => limited(
                     format!("rate limit of {limit} {label} reached"),
                     "rate_limit_exceeded",
                     *reset,
-                    request_headers(limit, limit, *reset),
+                    RateHeaders { requests: RateHeaders::window(limit, limit, *reset), tokens: None },
                 ),
                 Some(Limit::Tokens) => limited(
                     format!("token rate limit of {limit} tokens per minute reached"),
                     "rate_limit_exceeded",
                     secs_to_minute,
-                    token_headers(limit, found.saturating_add(estimate), secs_to_minute),
+                    RateHeaders {
+                        requests: None,
+                        tokens: RateHeaders::window(limit, found.saturating_add(estimate), secs_to_minute),
+                    },
                 ),
-                Some(Limit::Budget { whose, budget_usd, period, period_end }) => {
+                Some(Limit::Budget { whose, budget_usd, period, period_end, .. }) => {
                     let retry =
                         period_end.map_or(86_400, |end| u64::try_from((end - now) / 1000).unwrap_or(86_400).max(1));
                     #[expect(clippy::cast_precision_loss, reason = "display only")]
@@ -331,65 +357,80 @@ impl Limiter {
                         ),
                         "budget_exceeded",
                         retry,
-                        Vec::new(),
+                        RateHeaders::default(),
                     )
                 }
-                None => limited("rate limit reached".to_owned(), "rate_limit_exceeded", 1, Vec::new()),
+                None => limited("rate limit reached".to_owned(), "rate_limit_exceeded", 1, RateHeaders::default()),
             });
         }
-        // Admitted: every claim is held until `settle` (or the drop guard) gives it back.
+        // Admitted: every claim is held until `settle` (or the drop guard) gives it back. The
+        // claims' keys move into the admission, which settles the same counters.
         admission.settled = false;
-        for ((claim, limit), value) in claims.into_iter().zip(&what).zip(&outcome.values) {
+        for ((claim, limit), value) in claims.into_iter().zip(what).zip(&outcome.values) {
             match limit {
                 Limit::Parallel => admission.parallel_key = Some(claim.key),
                 Limit::Requests { reset, .. } => {
                     // The first request window's figures go in the answer (the minute's when set).
-                    if admission.headers.is_empty() {
-                        admission.headers = request_headers(claim.limit, *value, *reset);
+                    if admission.headers.requests.is_none() {
+                        admission.headers.requests = RateHeaders::window(claim.limit, *value, reset);
                     }
                 }
                 Limit::Tokens => {
-                    admission.headers.extend(token_headers(claim.limit, *value, secs_to_minute));
+                    admission.headers.tokens = RateHeaders::window(claim.limit, *value, secs_to_minute);
                     admission.tpm = Some((claim.key, estimate));
                 }
-                Limit::Budget { .. } => {}
+                Limit::Budget { row, period_start, .. } => {
+                    let ClaimKind::Budget { settled_key } = claim.kind else { continue };
+                    admission.held.push(Held {
+                        row,
+                        period_start,
+                        estimate: estimated_cost,
+                        reserved_key: claim.key,
+                        settled_key,
+                    });
+                }
             }
+        }
+        if !admission.held.is_empty() {
+            admission.tenant_id.clone_from(&vk.tenant_id);
         }
         Ok(admission)
     }
+
+    /// Writes every pending spend delta to the database now (called at shutdown, after the drain).
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.0.flush_tx.send(tx).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
+        }
+    }
+}
+
+fn window_claim(key: String, limit: u32, reset_secs: u64) -> Claim {
+    Claim { key, delta: 1, limit: i64::from(limit), ttl: Duration::from_secs(reset_secs + 5), kind: ClaimKind::Window }
 }
 
 /// Which limit a claim stands for.
 #[derive(Debug)]
 enum Limit {
     Parallel,
-    Requests { label: &'static str, reset: u64 },
+    Requests {
+        label: &'static str,
+        reset: u64,
+    },
     Tokens,
-    Budget { whose: &'static str, budget_usd: f64, period: BudgetPeriod, period_end: Option<i64> },
+    Budget {
+        whose: &'static str,
+        budget_usd: f64,
+        period: BudgetPeriod,
+        period_start: i64,
+        period_end: Option<i64>,
+        /// The spend row: the key id, or `tenant:{id}`.
+        row: String,
+    },
 }
 
-fn request_headers(limit: i64, used: i64, reset: u64) -> Vec<(&'static str, String)> {
-    vec![
-        ("x-ratelimit-limit-requests", limit.to_string()),
-        ("x-ratelimit-remaining-requests", (limit - used).max(0).to_string()),
-        ("x-ratelimit-reset-requests", format!("{reset}s")),
-    ]
-}
-
-fn token_headers(limit: i64, used: i64, reset: u64) -> Vec<(&'static str, String)> {
-    vec![
-        ("x-ratelimit-limit-tokens", limit.to_string()),
-        ("x-ratelimit-remaining-tokens", (limit - used).max(0).to_string()),
-        ("x-ratelimit-reset-tokens", format!("{reset}s")),
-    ]
-}
-
-fn limited(
-    message: String,
-    code: &'static str,
-    retry_after_secs: u64,
-    headers: Vec<(&'static str, String)>,
-) -> ProxyError {
+fn limited(message: String, code: &'static str, retry_after_secs: u64, headers: RateHeaders) -> ProxyError {
     ProxyError::RateLimited { message, code, retry_after_secs, headers }
 }
 
@@ -399,34 +440,25 @@ impl Admission {
         !self.held.is_empty() || self.parallel_key.is_some() || self.tpm.is_some()
     }
 
-    /// Replaces the reservations with the actual cost and usage, releases the in-flight slot, and
-    /// queues the spend for the database. `None` releases without charging (the request failed).
-    pub async fn settle(mut self, actual: Option<(Usage, i64)>) {
+    /// The counter changes that settle this admission, with the spend they record.
+    fn changes(&mut self, actual: Option<(Usage, i64)>) -> Vec<Adjustment> {
         self.settled = true;
-        let limiter = self.limiter.clone();
         let (usage, cost) = actual.unwrap_or_default();
         let mut changes = Vec::with_capacity(2 * self.held.len() + 2);
-        for held in std::mem::take(&mut self.held) {
-            changes.push(Adjustment {
-                key: settled_key(&held.row, held.period_start),
-                delta: cost,
-                ttl: SETTLED_TTL,
-                refresh: true,
-            });
-            changes.push(Adjustment {
-                key: reserved_key(&held.row, held.period_start),
-                delta: -held.estimate,
-                ttl: RESERVATION_TTL,
-                refresh: false,
-            });
-            if cost > 0 || actual.is_some() {
-                let _ = limiter.0.spend_tx.send(SpendMsg::Delta(SpendDelta {
-                    row: held.row,
-                    tenant_id: held.tenant_id,
-                    period_start: held.period_start,
-                    nanos: cost,
-                    usage,
-                }));
+        if !self.held.is_empty() {
+            let record = cost > 0 || actual.is_some();
+            let mut pending = self.limiter.0.pending_spend.lock().unwrap_or_else(PoisonError::into_inner);
+            for held in std::mem::take(&mut self.held) {
+                changes.push(Adjustment { key: held.settled_key, delta: cost, ttl: SETTLED_TTL, refresh: true });
+                changes.push(Adjustment {
+                    key: held.reserved_key,
+                    delta: -held.estimate,
+                    ttl: RESERVATION_TTL,
+                    refresh: false,
+                });
+                if record {
+                    merge(&mut pending, (held.row, held.period_start), (&self.tenant_id, cost, usage, 1));
+                }
             }
         }
         if let Some((window_key, estimate)) = self.tpm.take() {
@@ -437,9 +469,34 @@ impl Admission {
         if let Some(parallel_key) = self.parallel_key.take() {
             changes.push(Adjustment { key: parallel_key, delta: -1, ttl: RESERVATION_TTL, refresh: false });
         }
+        changes
+    }
+
+    /// Replaces the reservations with the actual cost and usage, releases the in-flight slot, and
+    /// records the spend for the database. `None` releases without charging (the request failed).
+    pub async fn settle(mut self, actual: Option<(Usage, i64)>) {
+        let changes = self.changes(actual);
         if !changes.is_empty() {
             let changes = &changes;
-            limiter.run(|s| async move { s.adjust(changes).await }).await;
+            self.limiter.run(|s| async move { s.adjust(changes).await }).await;
+        }
+    }
+
+    /// [`settle`](Self::settle) from synchronous code: at once when the counters are in process,
+    /// on a task when they are in Redis.
+    pub fn settle_soon(mut self, actual: Option<(Usage, i64)>) {
+        let changes = self.changes(actual);
+        if changes.is_empty() {
+            return;
+        }
+        let limiter = self.limiter.clone();
+        if limiter.use_local() {
+            limiter.0.local.adjust_in_process(&changes);
+        } else if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let changes = &changes;
+                limiter.run(|s| async move { s.adjust(changes).await }).await;
+            });
         }
     }
 }
@@ -451,24 +508,14 @@ impl Drop for Admission {
             let rest = Admission {
                 limiter: self.limiter.clone(),
                 held: std::mem::take(&mut self.held),
+                tenant_id: std::mem::take(&mut self.tenant_id),
                 parallel_key: self.parallel_key.take(),
                 tpm: self.tpm.take(),
-                headers: Vec::new(),
+                headers: RateHeaders::default(),
                 settled: true,
             };
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(rest.settle(None));
-            }
-        }
-    }
-}
-
-impl Limiter {
-    /// Writes every queued spend delta to the database now (called at shutdown, after the drain).
-    pub async fn flush(&self) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.0.spend_tx.send(SpendMsg::Flush(tx)).is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
+            self.settled = true;
+            rest.settle_soon(None);
         }
     }
 }
@@ -476,22 +523,21 @@ impl Limiter {
 /// Summed spend per (row, period start): (tenant, nano-dollars, tokens, requests).
 type Pending = HashMap<(String, i64), (String, i64, Usage, i64)>;
 
-fn add(pending: &mut Pending, delta: SpendDelta) {
-    merge(pending, (delta.row, delta.period_start), (delta.tenant_id, delta.nanos, delta.usage, 1));
-}
-
-fn merge(pending: &mut Pending, key: (String, i64), (tenant_id, nanos, usage, requests): (String, i64, Usage, i64)) {
-    let entry = pending.entry(key).or_insert((tenant_id, 0, Usage::default(), 0));
+fn merge(pending: &mut Pending, key: (String, i64), (tenant_id, nanos, usage, requests): (&str, i64, Usage, i64)) {
+    let entry = pending.entry(key).or_insert_with(|| (tenant_id.to_owned(), 0, Usage::default(), 0));
     entry.1 += nanos;
     entry.2.prompt_tokens += usage.prompt_tokens;
     entry.2.completion_tokens += usage.completion_tokens;
     entry.3 += requests;
 }
 
-/// Writes spend deltas to the database in batches (every 250 ms, or at once on a flush), summing
-/// per row, one transaction per batch. A failed batch is kept and retried with the next one.
-async fn write_spend(database: Database, mut rx: mpsc::UnboundedReceiver<SpendMsg>) {
-    let mut pending: Pending = HashMap::new();
+/// Writes pending spend to the database every 250 ms (or at once on a flush), one transaction per
+/// batch. A failed batch is put back and retried with the next one.
+async fn write_spend(
+    database: Database,
+    pending: Arc<Mutex<Pending>>,
+    mut flush_rx: mpsc::UnboundedReceiver<oneshot::Sender<()>>,
+) {
     let mut failing = false;
     let mut ticker = tokio::time::interval(Duration::from_millis(250));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -499,27 +545,19 @@ async fn write_spend(database: Database, mut rx: mpsc::UnboundedReceiver<SpendMs
         let mut flushed = Vec::new();
         let mut closed = false;
         tokio::select! {
-            message = rx.recv() => match message {
-                // Deltas are only summed here; the ticker writes them.
-                Some(SpendMsg::Delta(delta)) => {
-                    add(&mut pending, delta);
-                    continue;
-                }
-                Some(SpendMsg::Flush(done)) => {
+            message = flush_rx.recv() => match message {
+                Some(done) => {
                     flushed.push(done);
-                    while let Ok(message) = rx.try_recv() {
-                        match message {
-                            SpendMsg::Delta(delta) => add(&mut pending, delta),
-                            SpendMsg::Flush(done) => flushed.push(done),
-                        }
+                    while let Ok(done) = flush_rx.try_recv() {
+                        flushed.push(done);
                     }
                 }
                 None => closed = true,
             },
             _ = ticker.tick() => {}
         }
-        if !pending.is_empty() {
-            let batch = std::mem::take(&mut pending);
+        let batch = std::mem::take(&mut *pending.lock().unwrap_or_else(PoisonError::into_inner));
+        if !batch.is_empty() {
             match write_batch(&database, batch).await {
                 Ok(()) if failing => {
                     failing = false;
@@ -531,8 +569,9 @@ async fn write_spend(database: Database, mut rx: mpsc::UnboundedReceiver<SpendMs
                         tracing::warn!(%error, "cannot record spend yet; retrying every 250 ms");
                     }
                     failing = true;
-                    for (key, value) in failed {
-                        merge(&mut pending, key, value);
+                    let mut pending = pending.lock().unwrap_or_else(PoisonError::into_inner);
+                    for (key, (tenant_id, nanos, usage, requests)) in failed {
+                        merge(&mut pending, key, (&tenant_id, nanos, usage, requests));
                     }
                 }
             }
