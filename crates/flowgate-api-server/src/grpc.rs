@@ -35,7 +35,7 @@ impl KeyResolver {
             "SELECT k.id, k.tenant_id, k.name, k.revoked_at, k.expires_at, k.allowed_models, k.ip_allowlist, \
              k.budget_nanos, k.budget_period, k.rpm, k.tpm, k.requests_per_hour, k.max_parallel_requests, \
              k.guardrail_policy, k.metadata, t.budget_nanos AS tenant_budget_nanos, t.budget_period AS tenant_budget_period, \
-             t.guardrail_defaults AS tenant_guardrail_defaults \
+             t.guardrail_defaults AS tenant_guardrail_defaults, t.store_prompts AS tenant_store_prompts \
              FROM virtual_keys k LEFT JOIN tenants t ON t.id = k.tenant_id \
              WHERE k.key_hash = $1 OR (k.previous_key_hash = $2 AND k.previous_key_expires_at > $3)",
         )
@@ -72,6 +72,7 @@ impl KeyResolver {
             tenant_guardrail_defaults_json: row
                 .try_get::<Option<String>, _>("tenant_guardrail_defaults")?
                 .unwrap_or_default(),
+            tenant_store_prompts: row.try_get::<Option<i64>, _>("tenant_store_prompts")?.unwrap_or(0) != 0,
         }))
     }
 }

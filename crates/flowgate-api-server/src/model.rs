@@ -195,6 +195,7 @@ pub(crate) struct CreateTenant {
     budget_period: Option<BudgetPeriod>,
     metadata: Option<Map<String, Value>>,
     guardrail_defaults: Option<Map<String, Value>>,
+    store_prompts: Option<bool>,
 }
 
 /// A tenant's writable columns, validated.
@@ -205,6 +206,7 @@ pub(crate) struct TenantFields {
     pub(crate) budget_period: BudgetPeriod,
     pub(crate) metadata: String,
     pub(crate) guardrail_defaults: String,
+    pub(crate) store_prompts: bool,
 }
 
 impl CreateTenant {
@@ -215,6 +217,7 @@ impl CreateTenant {
             budget_period: self.budget_period.unwrap_or_default(),
             metadata: json_text(&self.metadata.unwrap_or_default()),
             guardrail_defaults: json_text(&self.guardrail_defaults.unwrap_or_default()),
+            store_prompts: self.store_prompts.unwrap_or(false),
         })
     }
 }
@@ -233,6 +236,8 @@ pub(crate) struct PatchTenant {
     metadata: Option<Option<Map<String, Value>>>,
     #[serde(default, deserialize_with = "present")]
     guardrail_defaults: Option<Option<Map<String, Value>>>,
+    #[serde(default, deserialize_with = "present")]
+    store_prompts: Option<Option<bool>>,
 }
 
 /// One column to set, with its new value.
@@ -267,6 +272,9 @@ impl PatchTenant {
         if let Some(defaults) = self.guardrail_defaults {
             changes.push(Change::Text("guardrail_defaults", json_text(&defaults.unwrap_or_default())));
         }
+        if let Some(store) = self.store_prompts {
+            changes.push(Change::Int("store_prompts", Some(i64::from(store.unwrap_or(false)))));
+        }
         Ok(changes)
     }
 }
@@ -279,6 +287,7 @@ pub(crate) struct TenantRow {
     pub(crate) budget_nanos: Option<i64>,
     pub(crate) budget_period: String,
     pub(crate) guardrail_defaults: String,
+    pub(crate) store_prompts: bool,
     pub(crate) metadata: String,
     pub(crate) created_at: i64,
     pub(crate) updated_at: i64,
@@ -292,6 +301,7 @@ pub(crate) struct TenantView {
     budget_usd: Option<f64>,
     budget_period: String,
     guardrail_defaults: Value,
+    store_prompts: bool,
     metadata: Value,
     created_at: String,
     updated_at: String,
@@ -305,6 +315,7 @@ impl From<TenantRow> for TenantView {
             budget_usd: row.budget_nanos.map(usd),
             budget_period: row.budget_period,
             guardrail_defaults: parse_object(&row.guardrail_defaults),
+            store_prompts: row.store_prompts,
             metadata: parse_object(&row.metadata),
             created_at: rfc3339(row.created_at),
             updated_at: rfc3339(row.updated_at),

@@ -14,7 +14,7 @@ use crate::model::{Change, Cursor, KeyFields, KeyRow, SpendRow, TenantFields, Te
 pub(crate) const DEFAULT_TENANT: &str = "default";
 
 const TENANT_COLUMNS: &str =
-    "id, name, budget_nanos, budget_period, guardrail_defaults, metadata, created_at, updated_at";
+    "id, name, budget_nanos, budget_period, guardrail_defaults, store_prompts, metadata, created_at, updated_at";
 
 const KEY_COLUMNS: &str = "id, tenant_id, name, budget_nanos, budget_period, rpm, tpm, requests_per_hour, \
      max_parallel_requests, allowed_models, ip_allowlist, expires_at, metadata, guardrail_policy, revoked_at, \
@@ -49,6 +49,7 @@ fn tenant_row(row: &AnyRow) -> Result<TenantRow, sqlx::Error> {
         budget_nanos: row.try_get("budget_nanos")?,
         budget_period: row.try_get("budget_period")?,
         guardrail_defaults: row.try_get("guardrail_defaults")?,
+        store_prompts: row.try_get::<i64, _>("store_prompts")? != 0,
         metadata: row.try_get("metadata")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -108,14 +109,15 @@ pub(crate) async fn insert_tenant(db: &Database, fields: &TenantFields) -> Resul
     let id = new_tenant_id();
     let now = now_millis();
     sqlx::query(
-        "INSERT INTO tenants (id, name, budget_nanos, budget_period, guardrail_defaults, metadata, created_at, \
-         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO tenants (id, name, budget_nanos, budget_period, guardrail_defaults, store_prompts, metadata, \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&id)
     .bind(&fields.name)
     .bind(fields.budget_nanos)
     .bind(fields.budget_period.as_str())
     .bind(&fields.guardrail_defaults)
+    .bind(i64::from(fields.store_prompts))
     .bind(&fields.metadata)
     .bind(now)
     .bind(now)

@@ -1,20 +1,24 @@
 //! The audit trail: one record per proxied request (rejected ones included), written off the hot
 //! path in batches, and never lost.
 //!
-//! Requests hand records to a bounded queue without waiting. A writer task inserts them in batches
-//! (every 200 ms, one transaction of multi-row `INSERT`s of up to 256 rows). When the database is unreachable, batches are
-//! appended to a spool file in the data directory (`audit-spool/spool.ndjson`, fsynced) and
-//! replayed in order once it answers again, before newer records; replays are idempotent
-//! (`ON CONFLICT (request_id) DO NOTHING`), so a crash between insert and truncation cannot
-//! duplicate rows. When the queue is full, records overflow into memory rather than being dropped,
-//! with a metric and a log line. Shutdown drains the queue after the HTTP server has drained.
+//! Requests hand records to a bounded queue without waiting. A writer task inserts them in
+//! batches (every 200 ms, one transaction of multi-row `INSERT`s of up to 256 rows). When the
+//! database is unreachable, batches are appended to a spool file in the data directory
+//! (`audit-spool/spool.ndjson`, fsynced) and replayed in order once it answers again, before
+//! newer records; replays are idempotent (`ON CONFLICT (request_id) DO NOTHING`), so a crash
+//! between insert and truncation cannot duplicate rows. When the queue is full, records overflow
+//! into memory rather than being dropped, with a metric and a log line; past 10,000 such records
+//! they move to an overflow file in the spool directory (replayed like the spool), so memory stays
+//! bounded. Shutdown drains the queue after the HTTP server has drained.
 //!
-//! Prompts and answers are not recorded.
+//! Prompts and answers are not recorded, except for tenants with `store_prompts`: theirs are
+//! redacted (PII and secrets replaced by placeholders, by the compliance service) before the
+//! record is queued, and not stored at all when redaction is unavailable.
 
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -26,6 +30,9 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Records queued in memory before overflow.
 const QUEUE_CAPACITY: usize = 50_000;
+/// Records held in memory beyond the queue before they are moved to a file in the spool
+/// directory: what bounds the audit trail's memory under sustained overload.
+const OVERFLOW_SPILL: usize = 10_000;
 /// Time between batches: the longest a record waits in memory.
 const BATCH_WAIT: Duration = Duration::from_millis(200);
 
@@ -97,11 +104,18 @@ pub struct AuditSink(Arc<Inner>);
 
 struct Inner {
     enabled: bool,
+    /// Records still being completed (see [`AuditSink::hold`]).
+    holds: std::sync::atomic::AtomicUsize,
     tx: mpsc::Sender<Message>,
     overflow: Mutex<VecDeque<AuditRecord>>,
     depth: Gauge,
     overflowed: Counter,
+    spooled: Counter,
     spool_bytes: Arc<AtomicI64>,
+    /// Where overflow files go (`overflow-*.ndjson`), next to the spool.
+    spool_dir: PathBuf,
+    /// Overflow files written and not yet replayed.
+    spills: AtomicU64,
 }
 
 impl std::fmt::Debug for AuditSink {
@@ -132,14 +146,18 @@ impl AuditSink {
         let spool_bytes = Arc::new(AtomicI64::new(0));
         let inner = Arc::new(Inner {
             enabled,
+            holds: std::sync::atomic::AtomicUsize::new(0),
             tx,
             overflow: Mutex::new(VecDeque::new()),
             depth: depth.clone(),
             overflowed,
+            spooled: spooled.clone(),
             spool_bytes,
+            spills: AtomicU64::new(u64::try_from(spill_files(&spool_dir).len()).unwrap_or(0)),
+            spool_dir: spool_dir.clone(),
         });
         let writer =
-            Writer { database, spool: Spool::new(spool_dir), sink: inner.clone(), spool_gauge, written, spooled };
+            Writer { database, spool: Spool::new(&spool_dir), sink: inner.clone(), spool_gauge, written, spooled };
         tokio::spawn(writer.run(rx));
         Self(inner)
     }
@@ -162,16 +180,97 @@ impl AuditSink {
             }
             overflow.push_back(*record);
             inner.overflowed.inc();
+            if overflow.len() >= OVERFLOW_SPILL {
+                let records = std::mem::take(&mut *overflow);
+                drop(overflow);
+                self.spill(records);
+            }
         }
+    }
+
+    /// Moves overflowing records to a new file in the spool directory, on a blocking thread; the
+    /// writer replays such files before newer records. Memory stays bounded however long the
+    /// database stays slower than the traffic.
+    fn spill(&self, records: VecDeque<AuditRecord>) {
+        static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+        let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        let name = format!("overflow-{:015}-{sequence:06}.ndjson", flowgate_db::now_millis());
+        let spool = Spool::at(self.0.spool_dir.join(name));
+        tracing::warn!(records = records.len(), "audit queue overloaded: moving held records to disk");
+        let hold = self.hold();
+        let inner = self.0.clone();
+        let task = move || {
+            let records: Vec<AuditRecord> = records.into();
+            let count = records.len() as u64;
+            match spool.append(&records) {
+                Ok(_) => {
+                    inner.spooled.inc_by(count);
+                    inner.depth.dec_by(i64::try_from(count).unwrap_or(0));
+                    inner.spills.fetch_add(1, Ordering::AcqRel);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot write an audit overflow file; keeping the records in memory");
+                    inner.overflow.lock().unwrap_or_else(PoisonError::into_inner).extend(records);
+                }
+            }
+            drop(hold);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => drop(handle.spawn_blocking(task)),
+            Err(_) => task(),
+        }
+    }
+
+    /// Marks a record as coming: [`flush`](Self::flush) waits (up to 10 s) for it until the hold
+    /// is dropped. For records completed on a task after the response (redacted prompts).
+    pub fn hold(&self) -> AuditHold {
+        self.0.holds.fetch_add(1, Ordering::AcqRel);
+        AuditHold(self.0.clone())
     }
 
     /// Writes (or spools) everything queued so far; called at shutdown after requests drained.
     pub async fn flush(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.0.holds.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let (tx, rx) = oneshot::channel();
         if self.0.tx.send(Message::Flush(tx)).await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(30), rx).await;
         }
     }
+}
+
+/// A record on its way; see [`AuditSink::hold`].
+pub struct AuditHold(Arc<Inner>);
+
+impl std::fmt::Debug for AuditHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditHold").finish_non_exhaustive()
+    }
+}
+
+impl Drop for AuditHold {
+    fn drop(&mut self) {
+        self.0.holds.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Overflow files in `dir`, oldest first.
+fn spill_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with("overflow-") && name.ends_with(".ndjson"))
+        })
+        .collect();
+    files.sort();
+    files
 }
 
 /// The append-only spool file.
@@ -180,8 +279,12 @@ struct Spool {
 }
 
 impl Spool {
-    fn new(dir: PathBuf) -> Self {
-        Self { path: dir.join("spool.ndjson") }
+    fn new(dir: &std::path::Path) -> Self {
+        Self::at(dir.join("spool.ndjson"))
+    }
+
+    fn at(path: PathBuf) -> Self {
+        Self { path }
     }
 
     fn append(&self, records: &[AuditRecord]) -> std::io::Result<u64> {
@@ -381,7 +484,7 @@ impl Writer {
             }
             batch.extend(self.sink.overflow.lock().unwrap_or_else(PoisonError::into_inner).drain(..));
             let count = batch.len();
-            if count > 0 || self.spool.exists() {
+            if count > 0 || self.spool.exists() || self.sink.spills.load(Ordering::Acquire) > 0 {
                 self.write(batch).await;
                 self.sink.depth.dec_by(i64::try_from(count).unwrap_or(0));
             }
@@ -391,7 +494,35 @@ impl Writer {
         }
     }
 
-    /// Inserts `batch` after replaying the spool; on failure appends it to the spool.
+    /// Replays the overflow files, oldest first; `false` when the database refused one (it is
+    /// kept for the next attempt).
+    async fn replay_spills(&self) -> bool {
+        if self.sink.spills.load(Ordering::Acquire) == 0 {
+            return true;
+        }
+        for path in spill_files(&self.sink.spool_dir) {
+            let spill = Spool::at(path);
+            let records = match spill.read() {
+                Ok(records) => records,
+                Err(error) => {
+                    tracing::error!(%error, "cannot read an audit overflow file");
+                    continue;
+                }
+            };
+            if insert(&self.database, &records).await.is_err() {
+                return false;
+            }
+            self.written.inc_by(records.len() as u64);
+            if let Err(error) = spill.clear() {
+                tracing::error!(%error, "cannot remove a replayed audit overflow file");
+            }
+            let _ = self.sink.spills.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));
+        }
+        true
+    }
+
+    /// Inserts `batch` after replaying the spool and overflow files; on failure appends it to
+    /// the spool.
     async fn write(&self, batch: Vec<AuditRecord>) {
         if self.spool.exists() {
             match self.spool.read() {
@@ -415,6 +546,10 @@ impl Writer {
                 }
                 Err(error) => tracing::error!(%error, "cannot read the audit spool"),
             }
+        }
+        if !self.replay_spills().await {
+            self.spool_batch(&batch);
+            return;
         }
         if batch.is_empty() {
             return;
@@ -479,7 +614,7 @@ mod tests {
     #[test]
     fn spool_round_trips_records_in_order() {
         let dir = std::env::temp_dir().join(format!("flowgate-spool-{}", uuid_like()));
-        let spool = Spool::new(dir.clone());
+        let spool = Spool::new(&dir);
         let records: Vec<AuditRecord> = (0..3)
             .map(|i| AuditRecord {
                 request_id: format!("r{i}"),
@@ -493,6 +628,46 @@ mod tests {
         assert_eq!(spool.read().unwrap(), records);
         spool.clear().unwrap();
         assert!(spool.read().unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A burst far beyond the queue: records past the overflow threshold go to files, which the
+    /// writer replays; every record ends up in the database exactly once and no file is left.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_overloaded_queue_spills_to_disk_and_loses_nothing() {
+        let dir = std::env::temp_dir().join(format!("flowgate-overflow-{}", uuid_like()));
+        let database = Database::connect(None, &dir, 2, Duration::from_secs(5)).await.unwrap();
+        flowgate_db::migrate::run(&database).await.unwrap();
+        let spool_dir = dir.join("audit-spool");
+        let metrics = flowgate_common::metrics::Metrics::default();
+        let sink = AuditSink::start(database.clone(), spool_dir.clone(), true, &metrics);
+        let total = QUEUE_CAPACITY + 2 * OVERFLOW_SPILL + 7;
+        for i in 0..total {
+            sink.record(AuditRecord {
+                request_id: format!("req-{i:08}"),
+                ts: i64::try_from(i).unwrap(),
+                route: "/v1/chat/completions".into(),
+                status: 200,
+                ..AuditRecord::default()
+            });
+        }
+        // The writer sleeps 200 ms between batches, so the burst overflowed the queue.
+        assert!(sink.0.overflow.lock().unwrap().len() < OVERFLOW_SPILL, "memory past the threshold");
+        sink.flush().await;
+        let spilled = usize::try_from(sink.0.spooled.get()).unwrap();
+        assert!(spilled >= 2 * OVERFLOW_SPILL, "only {spilled} records went to overflow files");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let count = loop {
+            let count: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM audit_records").fetch_one(database.pool()).await.unwrap();
+            if usize::try_from(count).unwrap() == total || std::time::Instant::now() > deadline {
+                break count;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(usize::try_from(count).unwrap(), total);
+        assert!(spill_files(&spool_dir).is_empty(), "overflow files left behind");
+        assert_eq!(sink.0.spills.load(Ordering::Acquire), 0);
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -23,7 +23,7 @@ use crate::error::{ApiFormat, ProxyError};
 use crate::guardrails::{self, Context as GuardContext, GuardrailPolicy};
 use crate::metrics::{ModelLabels, TokenLabels};
 use crate::pricing;
-use crate::respond::{Summary, respond};
+use crate::respond::{Respond, Summary, respond};
 use crate::state::ProxyState;
 use crate::translate::Usage;
 use crate::upstream::{ANTHROPIC_PASSTHROUGH_HEADERS, Endpoint};
@@ -156,6 +156,8 @@ async fn handle(
             model = target;
         }
     }
+    // Tenants that store prompts get the prompt as sent (after guardrails), redacted later.
+    let stored_prompt = (key.key.tenant_store_prompts && draft.is_some()).then(|| guardrails::prompt_document(&body));
     let (prompt_estimate, cost_estimate) = estimate(&state, &model, &body, body_len);
     let admission = state.limiter.admit(&key, prompt_estimate, cost_estimate).await?;
     let limit_headers = admission.headers;
@@ -208,8 +210,10 @@ async fn handle(
         record.status = 200;
     }
     let audit = state.audit.clone();
+    let stored_prompt = stored_prompt.map(|prompt| (prompt, state.guard.clone(), state.audit.hold()));
     let stream_outcome: Arc<Mutex<guardrails::StreamOutcome>> = Arc::default();
     let outcome = stream_outcome.clone();
+    let collect_answer = stored_prompt.is_some();
     let on_end = Box::new(move |summary: Summary| {
         let usage = summary.usage;
         let mut cost = pricing::cost_nanos(&deployment, usage);
@@ -245,11 +249,28 @@ async fn handle(
             }
             drop(outcome);
             metrics.count_guardrail_actions(&record.guardrail_actions);
-            audit.record(draft.finish());
+            let mut record = draft.finish();
+            match stored_prompt {
+                // Redaction is a compliance scan: done on a task, the record written after it.
+                Some((prompt, guard, hold)) => drop(tokio::spawn(async move {
+                    let tenant_id = record.tenant_id.clone().unwrap_or_default();
+                    let answer = summary.answer.unwrap_or_default();
+                    if let Some((prompt, answer)) =
+                        guardrails::redact_for_storage(&guard, &prompt, &answer, &tenant_id).await
+                    {
+                        record.prompt = Some(prompt);
+                        record.response = Some(answer);
+                    }
+                    audit.record(record);
+                    drop(hold);
+                })),
+                None => audit.record(record),
+            }
         }
     });
     let streamed = matches!(dispatched.response.body, UpstreamBody::Stream(_)) && stream;
-    let mut response = respond(format, endpoint, dispatched, include_usage, state.stream_timeout, on_end);
+    let how = Respond { format, endpoint, include_usage, stream_timeout: state.stream_timeout, collect_answer };
+    let mut response = respond(how, dispatched, on_end);
     if guarded_answer && streamed {
         let context = GuardContext { key_id: &key.key.id, tenant_id: &key.key.tenant_id, model: &model, route: &route };
         response = guardrails::guard_stream(response, state.guard.clone(), plan, format, context, stream_outcome);

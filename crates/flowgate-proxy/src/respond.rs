@@ -23,7 +23,7 @@ use crate::translate::{self, Usage};
 use crate::upstream::{Endpoint, UpstreamBody};
 
 /// How a response ended, for spend, metrics and audit.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct Summary {
     /// Tokens used, as reported by the upstream.
     pub usage: Usage,
@@ -31,20 +31,95 @@ pub struct Summary {
     pub completed: bool,
     /// Time to the first byte sent to the client (streams).
     pub ttft: Option<Duration>,
+    /// The answer's text, when it was asked for (tenants that store prompts): the text of every
+    /// choice or content block, or of every streamed delta, up to [`ANSWER_CAP`] bytes.
+    pub answer: Option<String>,
+}
+
+/// Most answer text kept for the audit trail.
+pub const ANSWER_CAP: usize = 1 << 20;
+
+/// Appends `text` to `answer`, keeping it within [`ANSWER_CAP`] bytes (cut at a char boundary).
+fn push_capped(answer: &mut String, text: &str) {
+    let room = ANSWER_CAP.saturating_sub(answer.len());
+    if text.len() <= room {
+        answer.push_str(text);
+    } else {
+        let mut end = room;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        answer.push_str(&text[..end]);
+    }
+}
+
+/// The text of an answer in `format`: every choice's message (or completion text), or every
+/// text content block.
+fn answer_text(format: ApiFormat, body: &[u8]) -> String {
+    let mut answer = String::new();
+    let Ok(value) = serde_json::from_slice::<Value>(body) else { return answer };
+    let texts: Vec<&str> = match format {
+        ApiFormat::OpenAi => value
+            .get("choices")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.pointer("/message/content").or_else(|| c.get("text")).and_then(Value::as_str))
+            .collect(),
+        ApiFormat::Anthropic => value
+            .get("content")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .collect(),
+    };
+    for text in texts {
+        push_capped(&mut answer, text);
+    }
+    answer
+}
+
+/// Appends the text delta of one upstream stream event in `format`, if it carries one.
+fn collect_delta(answer: &mut String, format: ApiFormat, data: &str) {
+    if answer.len() >= ANSWER_CAP || data == "[DONE]" {
+        return;
+    }
+    let Ok(value) = serde_json::from_str::<Value>(data) else { return };
+    let delta = match format {
+        ApiFormat::OpenAi => value.pointer("/choices/0/delta/content"),
+        ApiFormat::Anthropic => value
+            .pointer("/delta/type")
+            .and_then(Value::as_str)
+            .filter(|kind| *kind == "text_delta")
+            .and_then(|_| value.pointer("/delta/text")),
+    };
+    if let Some(text) = delta.and_then(Value::as_str) {
+        push_capped(answer, text);
+    }
 }
 
 /// Called exactly once when a response is finished (or abandoned).
 pub type OnEnd = Box<dyn FnOnce(Summary) + Send>;
 
+/// How the client response is built.
+#[derive(Debug, Clone, Copy)]
+pub struct Respond {
+    /// The client's API format.
+    pub format: ApiFormat,
+    /// The route asked.
+    pub endpoint: Endpoint,
+    /// The client asked for a final usage chunk (`stream_options.include_usage`).
+    pub include_usage: bool,
+    /// Longest a stream may last.
+    pub stream_timeout: Duration,
+    /// Collect the answer's text for [`Summary::answer`].
+    pub collect_answer: bool,
+}
+
 /// Builds the client response.
-pub fn respond(
-    format: ApiFormat,
-    endpoint: Endpoint,
-    dispatched: Dispatched,
-    include_usage: bool,
-    stream_timeout: Duration,
-    on_end: OnEnd,
-) -> Response {
+pub fn respond(how: Respond, dispatched: Dispatched, on_end: OnEnd) -> Response {
+    let Respond { format, endpoint, include_usage, stream_timeout, collect_answer } = how;
     let Dispatched { response, deployment, in_flight, .. } = dispatched;
     let upstream_format = response.format;
     match response.body {
@@ -53,12 +128,13 @@ pub fn respond(
                 Ok(result) => result,
                 Err(error) => {
                     tracing::warn!(deployment = %deployment.id, "upstream sent an unparseable body");
-                    on_end(Summary { usage: Usage::default(), completed: false, ttft: None });
+                    on_end(Summary::default());
                     return error.into_response_for(format);
                 }
             };
             drop(in_flight);
-            on_end(Summary { usage, completed: true, ttft: None });
+            let answer = collect_answer.then(|| answer_text(format, &body));
+            on_end(Summary { usage, completed: true, ttft: None, answer });
             ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
         }
         UpstreamBody::Stream(upstream) => {
@@ -80,6 +156,8 @@ pub fn respond(
                 started: Instant::now(),
                 first_byte: None,
                 deadline: Box::pin(tokio::time::sleep(stream_timeout)),
+                answer: collect_answer.then(String::new),
+                upstream_format,
                 on_end: Some(on_end),
                 _in_flight: in_flight,
             };
@@ -170,6 +248,9 @@ struct TranslatedStream {
     started: Instant,
     first_byte: Option<Duration>,
     deadline: Pin<Box<tokio::time::Sleep>>,
+    /// The answer's text so far, when collected.
+    answer: Option<String>,
+    upstream_format: ApiFormat,
     on_end: Option<OnEnd>,
     _in_flight: InFlight,
 }
@@ -177,7 +258,12 @@ struct TranslatedStream {
 impl TranslatedStream {
     fn end(&mut self, completed: bool) {
         if let Some(on_end) = self.on_end.take() {
-            on_end(Summary { usage: self.transform.usage(), completed, ttft: self.first_byte });
+            on_end(Summary {
+                usage: self.transform.usage(),
+                completed,
+                ttft: self.first_byte,
+                answer: self.answer.take(),
+            });
         }
     }
 
@@ -213,6 +299,9 @@ impl Stream for TranslatedStream {
                 Poll::Ready(Some(Ok(chunk))) => match this.parser.push(&chunk) {
                     Ok(events) => {
                         for event in &events {
+                            if let Some(answer) = this.answer.as_mut() {
+                                collect_delta(answer, this.upstream_format, &event.data);
+                            }
                             let out = this.transform.on_event(event);
                             this.pending.extend(out);
                         }
@@ -222,6 +311,9 @@ impl Stream for TranslatedStream {
                 Poll::Ready(Some(Err(error))) => this.fail("upstream_disconnected", &error.to_string()),
                 Poll::Ready(None) => {
                     if let Some(event) = this.parser.finish() {
+                        if let Some(answer) = this.answer.as_mut() {
+                            collect_delta(answer, this.upstream_format, &event.data);
+                        }
                         let out = this.transform.on_event(&event);
                         this.pending.extend(out);
                     }

@@ -1,5 +1,5 @@
 //! The audit trail: exactly one row per request, through a database outage and a SIGTERM, with no
-//! prompts stored.
+//! prompts stored unless the tenant asks, and then redacted.
 
 use std::time::{Duration, Instant};
 
@@ -104,6 +104,93 @@ async fn every_request_gets_exactly_one_record_with_its_details_and_no_prompt() 
         assert!(metrics.contains(expected), "missing {expected}");
     }
     assert!(!metrics.contains(&key_id), "key ids are never metric labels");
+}
+
+#[tokio::test]
+async fn tenants_that_store_prompts_get_them_redacted_and_others_get_none() {
+    let gateway = Gateway::start(CONFIG, &[]).await;
+    let client = http_client();
+    let tenant: Value = client
+        .post(format!("{}/api/enterprise/tenants", gateway.api()))
+        .bearer_auth(&gateway.admin_key)
+        .json(&json!({"name": "keeps-prompts", "store_prompts": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tenant["store_prompts"], true, "{tenant}");
+    let tenant_id = tenant["id"].as_str().unwrap();
+    let (_, storing) = gateway.create_key(json!({"tenant_id": tenant_id})).await;
+    let (_, plain) = gateway.create_key(json!({})).await;
+
+    let email = "jane.doe@example.com";
+    let phone = "+1 415 555 0134";
+    let prompt = format!("{SECRET_PROMPT}: write to {email} or call {phone}");
+    let body = |stream: bool| {
+        json!({"model": "m", "stream": stream, "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": prompt},
+        ]})
+    };
+    let mut ids = Vec::new();
+    for (key, stream) in [(&storing, false), (&storing, true), (&plain, false)] {
+        let response = gateway.post("/v1/chat/completions", key, &body(stream)).await;
+        assert_eq!(response.status(), 200);
+        ids.push(response.headers()["x-request-id"].to_str().unwrap().to_owned());
+        let answer = response.text().await.unwrap();
+        // The client still gets the answer as the provider wrote it.
+        assert!(answer.contains("jane.doe"), "{answer}");
+    }
+    let rows = wait_for_rows(gateway.data_dir(), 3).await;
+    assert_eq!(rows.len(), 3);
+    let by_id = |id: &str| rows.iter().find(|r| r.get::<String, _>("request_id") == id).unwrap();
+    for id in &ids[..2] {
+        let row = by_id(id);
+        let stored: Value = serde_json::from_str(&row.get::<String, _>("prompt")).unwrap();
+        let text = stored["messages"][1]["content"].as_str().unwrap();
+        assert!(text.starts_with(SECRET_PROMPT), "{text}");
+        assert!(text.contains("<EMAIL_1>") && text.contains("<PHONE_1>"), "{text}");
+        assert_eq!(stored["messages"][0]["content"], "be brief");
+        let answer = row.get::<String, _>("response");
+        assert!(answer.starts_with("Mock answer to:") && answer.contains("<EMAIL_1>"), "{answer}");
+        for stored in [stored.to_string(), answer] {
+            assert!(!stored.contains(email) && !stored.contains("555 0134"), "{stored}");
+        }
+    }
+    let plain_row = by_id(&ids[2]);
+    assert!(plain_row.get::<Option<String>, _>("prompt").is_none());
+    assert!(plain_row.get::<Option<String>, _>("response").is_none());
+
+    // The audit API shows them too, and switching the tenant off stops storing at once.
+    let item: Value = client
+        .get(format!("{}/api/audit?tenant_id={tenant_id}&limit=10", gateway.api()))
+        .bearer_auth(&gateway.admin_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let items = item["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{item}");
+    assert!(items.iter().all(|i| i["prompt"].as_str().is_some_and(|p| p.contains("<EMAIL_1>"))), "{item}");
+    let patched = client
+        .patch(format!("{}/api/enterprise/tenants/{tenant_id}", gateway.api()))
+        .bearer_auth(&gateway.admin_key)
+        .json(&json!({"store_prompts": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let response = gateway.post("/v1/chat/completions", &storing, &body(false)).await;
+    let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let _ = response.bytes().await;
+    let rows = wait_for_rows(gateway.data_dir(), 4).await;
+    let row = rows.iter().find(|r| r.get::<String, _>("request_id") == id).unwrap();
+    assert!(row.get::<Option<String>, _>("prompt").is_none(), "stored after store_prompts was turned off");
 }
 
 #[tokio::test]
