@@ -86,7 +86,8 @@ struct LocalStore {
 
 #[derive(Debug)]
 struct LocalMap {
-    entries: std::collections::HashMap<String, LocalEntry>,
+    /// Keys are made by the server (never by clients), so a fast hasher is safe here.
+    entries: std::collections::HashMap<String, LocalEntry, foldhash::fast::RandomState>,
     last_sweep: Instant,
 }
 
@@ -97,7 +98,7 @@ impl LocalStore {
     fn new() -> Self {
         Self {
             map: std::sync::Mutex::new(LocalMap {
-                entries: std::collections::HashMap::new(),
+                entries: std::collections::HashMap::default(),
                 last_sweep: Instant::now(),
             }),
         }
@@ -423,6 +424,9 @@ pub struct Claim {
 pub struct ClaimOutcome {
     /// Index of the first claim that did not fit; `None` when all were applied.
     pub rejected: Option<usize>,
+    /// Index of the first budget claim whose settled counter does not exist (never loaded, or
+    /// expired): nothing was applied. Load it (e.g. with [`SharedState::set_nx`]) and claim again.
+    pub unloaded: Option<usize>,
     /// Per claim: the counter after the claim (when admitted) or as found (when rejected).
     pub values: Vec<i64>,
     /// Per claim: the settled amount of a budget claim (0 for other kinds).
@@ -446,7 +450,7 @@ pub struct Adjustment {
 /// in one round trip. KEYS: each claim's counter, then the budgets' settled counters. ARGV: the
 /// number of claims, then per claim: kind (w, t, f, b), delta, limit, ttl in ms, and the KEYS
 /// index of the settled counter (0 when none). Returns {rejected index or 0, then per claim value
-/// and settled}.
+/// and settled}, or {-index} when a budget's settled counter does not exist (nothing applied).
 const CLAIM_SCRIPT: &str = r"
 local n = tonumber(ARGV[1])
 local out = {0}
@@ -455,7 +459,11 @@ for i = 1, n do
   local kind, delta, limit, s = ARGV[b + 1], tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), tonumber(ARGV[b + 5])
   local value = tonumber(redis.call('GET', KEYS[i]) or '0')
   local settled = 0
-  if s > 0 then settled = tonumber(redis.call('GET', KEYS[s]) or '0') end
+  if s > 0 then
+    local found = redis.call('GET', KEYS[s])
+    if not found then return {-i} end
+    settled = tonumber(found)
+  end
   local fits = true
   if limit > 0 then
     if kind == 't' then fits = value < limit
@@ -545,6 +553,10 @@ impl SharedState {
                 let mut conn = Self::conn(pool).await?;
                 let reply: Vec<i64> = command.query_async(&mut conn).await?;
                 let rejected = reply.first().copied().unwrap_or(0);
+                if rejected < 0 {
+                    let index = usize::try_from(-rejected).unwrap_or(1).saturating_sub(1);
+                    return Ok(ClaimOutcome { unloaded: Some(index), ..ClaimOutcome::default() });
+                }
                 let mut outcome = ClaimOutcome {
                     rejected: usize::try_from(rejected).ok().filter(|&i| i > 0).map(|i| i - 1),
                     ..ClaimOutcome::default()
@@ -562,36 +574,7 @@ impl SharedState {
                 }
                 Ok(outcome)
             }
-            Inner::Local(store) => Ok(store.with(|map, now| {
-                let mut outcome = ClaimOutcome::default();
-                for claim in claims {
-                    let value = map.counter(&claim.key, now);
-                    let settled = match &claim.kind {
-                        ClaimKind::Budget { settled_key } => map.counter(settled_key, now),
-                        _ => 0,
-                    };
-                    let fits = claim.limit <= 0
-                        || match claim.kind {
-                            ClaimKind::TokenWindow => value < claim.limit,
-                            ClaimKind::Budget { .. } => {
-                                settled.saturating_add(value).saturating_add(claim.delta) <= claim.limit
-                            }
-                            ClaimKind::Window | ClaimKind::InFlight => value.saturating_add(claim.delta) <= claim.limit,
-                        };
-                    if !fits && outcome.rejected.is_none() {
-                        outcome.rejected = Some(outcome.values.len());
-                    }
-                    outcome.values.push(value);
-                    outcome.settled.push(settled);
-                }
-                if outcome.rejected.is_none() {
-                    for (claim, value) in claims.iter().zip(&mut outcome.values) {
-                        let refresh = matches!(claim.kind, ClaimKind::InFlight | ClaimKind::Budget { .. });
-                        *value = map.add(&claim.key, claim.delta, claim.ttl, refresh, now);
-                    }
-                }
-                outcome
-            })),
+            Inner::Local(_) => Ok(self.claim_in_process(claims).unwrap_or_default()),
         }
     }
 
@@ -624,6 +607,45 @@ impl SharedState {
 }
 
 impl SharedState {
+    /// [`claim`](Self::claim) at once, without an `await`, when the state is in process; `None`
+    /// without doing anything when it is in Redis.
+    pub fn claim_in_process(&self, claims: &[Claim]) -> Option<ClaimOutcome> {
+        let Inner::Local(store) = &self.inner else { return None };
+        Some(store.with(|map, now| {
+            let mut outcome = ClaimOutcome::default();
+            for (index, claim) in claims.iter().enumerate() {
+                let value = map.counter(&claim.key, now);
+                let settled = match &claim.kind {
+                    ClaimKind::Budget { settled_key } => match map.live(settled_key, now) {
+                        Some(LocalEntry { data: LocalData::Counter(n), .. }) => *n,
+                        _ => return ClaimOutcome { unloaded: Some(index), ..ClaimOutcome::default() },
+                    },
+                    _ => 0,
+                };
+                let fits = claim.limit <= 0
+                    || match claim.kind {
+                        ClaimKind::TokenWindow => value < claim.limit,
+                        ClaimKind::Budget { .. } => {
+                            settled.saturating_add(value).saturating_add(claim.delta) <= claim.limit
+                        }
+                        ClaimKind::Window | ClaimKind::InFlight => value.saturating_add(claim.delta) <= claim.limit,
+                    };
+                if !fits && outcome.rejected.is_none() {
+                    outcome.rejected = Some(outcome.values.len());
+                }
+                outcome.values.push(value);
+                outcome.settled.push(settled);
+            }
+            if outcome.rejected.is_none() {
+                for (claim, value) in claims.iter().zip(&mut outcome.values) {
+                    let refresh = matches!(claim.kind, ClaimKind::InFlight | ClaimKind::Budget { .. });
+                    *value = map.add(&claim.key, claim.delta, claim.ttl, refresh, now);
+                }
+            }
+            outcome
+        }))
+    }
+
     /// Applies `changes` at once, without a task or an `await`, when the state is in process;
     /// returns `false` without doing anything when it is in Redis (use [`adjust`](Self::adjust)).
     pub fn adjust_in_process(&self, changes: &[Adjustment]) -> bool {

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use flowgate_common::budget::BudgetPeriod;
 use flowgate_db::sqlx::{self, Row};
-use flowgate_db::{Adjustment, Claim, ClaimKind, Database, SharedError, SharedState};
+use flowgate_db::{Adjustment, Claim, ClaimKind, ClaimOutcome, Database, SharedError, SharedState};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{mpsc, oneshot};
 
@@ -55,8 +55,6 @@ struct Inner {
     pending_spend: Arc<Mutex<Pending>>,
     /// Asks the writer to write now; answered once written.
     flush_tx: mpsc::UnboundedSender<oneshot::Sender<()>>,
-    /// (row, period) pairs whose settled spend is known to be in shared state.
-    initialized: moka::future::Cache<String, ()>,
     fallbacks: Counter,
 }
 
@@ -166,10 +164,6 @@ impl Limiter {
             database: database.clone(),
             pending_spend: pending_spend.clone(),
             flush_tx,
-            initialized: moka::future::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(60))
-                .build(),
             fallbacks,
         });
         tokio::spawn(write_spend(database, pending_spend, flush_rx));
@@ -221,23 +215,47 @@ impl Limiter {
         }
     }
 
-    /// Loads a period's settled spend from the database into shared state, once.
-    /// `settled` is the period's settled-spend counter, which also marks it as loaded.
-    async fn ensure_settled(&self, row: &str, period_start: i64, settled: &str) {
-        if self.0.initialized.contains_key(settled) {
-            return;
-        }
-        let spent: i64 = sqlx::query("SELECT spent_nanos FROM spend WHERE key_id = $1 AND period_start = $2")
+    /// Loads a period's settled spend from the database into shared state (where the claim found
+    /// none: the period's first request since it expired there, or since a restart without Redis).
+    async fn load_settled(&self, row: &str, period_start: i64, settled: &str) {
+        let spent = sqlx::query("SELECT spent_nanos FROM spend WHERE key_id = $1 AND period_start = $2")
             .bind(row.to_owned())
             .bind(period_start)
             .fetch_optional(self.0.database.pool())
-            .await
-            .ok()
-            .flatten()
-            .and_then(|r| r.try_get::<i64, _>(0).ok())
-            .unwrap_or(0);
+            .await;
+        let spent = match spent {
+            Ok(row) => row.and_then(|r| r.try_get::<i64, _>(0).ok()).unwrap_or(0),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read recorded spend; counting this period from zero");
+                0
+            }
+        };
         self.run(|s| async move { s.set_nx(settled, spent, SETTLED_TTL).await }).await;
-        self.0.initialized.insert(settled.to_owned(), ()).await;
+    }
+
+    /// Claims `claims` atomically, loading settled spend that shared state does not have yet.
+    /// In process this is a plain function call; with Redis one round trip (more only when a
+    /// period's settled spend has to be loaded first).
+    async fn claim(&self, claims: &[Claim], what: &[Limit]) -> ClaimOutcome {
+        // Each budget is loaded at most once; then the claim either fits or is rejected.
+        for _ in 0..=what.len() {
+            let outcome = if self.use_local() {
+                self.0.local.claim_in_process(claims).unwrap_or_default()
+            } else {
+                self.run(|s| async move { s.claim(claims).await }).await
+            };
+            let Some(index) = outcome.unloaded else { return outcome };
+            match (what.get(index), claims.get(index).map(|c| &c.kind)) {
+                (Some(Limit::Budget { row, period_start, .. }), Some(ClaimKind::Budget { settled_key })) => {
+                    self.load_settled(row, *period_start, settled_key).await;
+                }
+                _ => break,
+            }
+        }
+        // Shared state keeps losing what was just loaded (a Redis evicting or flapping): let the
+        // request through rather than fail it, as when shared state is unreachable.
+        tracing::warn!("budget state could not be loaded into shared state; request admitted without limits");
+        ClaimOutcome::default()
     }
 
     /// Checks and claims every limit of `key` for one request with `estimated_tokens` prompt tokens
@@ -305,7 +323,6 @@ impl Limiter {
             let period: BudgetPeriod = period.parse().unwrap_or_default();
             let (period_start, period_end) = period.bounds(now);
             let settled = format!("spend:{row}:{period_start}:settled");
-            self.ensure_settled(&row, period_start, &settled).await;
             claims.push(Claim {
                 key: format!("spend:{row}:{period_start}:reserved"),
                 delta: estimated_cost,
@@ -318,8 +335,7 @@ impl Limiter {
         if claims.is_empty() {
             return Ok(admission);
         }
-        let claims_ref = &claims;
-        let outcome = self.run(|s| async move { s.claim(claims_ref).await }).await;
+        let outcome = self.claim(&claims, &what).await;
         if let Some(index) = outcome.rejected {
             let found = outcome.values.get(index).copied().unwrap_or(0);
             let limit = claims.get(index).map_or(0, |c| c.limit);

@@ -109,6 +109,10 @@ fn budget(estimate: i64, limit: i64) -> Claim {
 #[tokio::test]
 async fn concurrent_reservations_never_exceed_the_limit() {
     for state in backends().await {
+        // Nothing is reserved against a settled amount that was never loaded.
+        let unloaded = state.claim(&[budget(10, 300)]).await.unwrap();
+        assert_eq!((unloaded.unloaded, unloaded.rejected), (Some(0), None), "{state:?}");
+        assert!(unloaded.values.is_empty(), "{state:?}");
         assert!(state.set_nx("settled", 100, Duration::from_secs(60)).await.unwrap());
         assert!(!state.set_nx("settled", 5, Duration::from_secs(60)).await.unwrap(), "second set_nx is a no-op");
         let mut tasks = tokio::task::JoinSet::new();
