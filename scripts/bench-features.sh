@@ -15,7 +15,7 @@
 #              gRPC (and, for reference, through `flowgate all`, where they are in-process).
 #
 # usage: scripts/bench-features.sh [--json FILE] [--duration SECS] [--rounds N] [--only GROUPS]
-#                                  [--redis URL] [--no-build] [--keep]
+#                                  [--redis URL] [--postgres URL] [--no-build] [--keep]
 #
 #   --json FILE       also write the results as JSON to FILE
 #   --duration SECS   length of each wrk run (default 5)
@@ -23,6 +23,9 @@
 #   --only GROUPS     run only these groups, comma-separated: audit, limits, guardrail (default all)
 #   --redis URL       give every gateway process this Redis (rate limits, budgets and key caches
 #                     then go through it, as with several proxy replicas); default: none (in-process)
+#   --postgres URL    PostgreSQL server to use instead of SQLite (a database there the user may
+#                     create databases in, e.g. postgres://postgres@127.0.0.1:5432/test): each
+#                     gateway gets a throwaway database, dropped at the end
 #   --no-build        use the binaries already built (do not run cargo)
 #   --keep            keep the temporary directory (logs, config, raw results)
 #
@@ -40,6 +43,7 @@ JSON_OUT=""
 DURATION=5
 ROUNDS=5
 REDIS=""
+POSTGRES=""
 ONLY=audit,limits,guardrail
 BUILD=1
 KEEP=0
@@ -49,6 +53,7 @@ while [ $# -gt 0 ]; do
     --duration) DURATION=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --redis) REDIS=$2; shift 2 ;;
+    --postgres) POSTGRES=$2; shift 2 ;;
     --only) ONLY=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --keep) KEEP=1; shift ;;
@@ -92,6 +97,26 @@ HASH_SECRET="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
 REDIS_ENV=()
 [ -z "$REDIS" ] || REDIS_ENV=(REDIS_URL="$REDIS")
 COMMON_ENV=(ADMIN_API_KEY="$ADMIN_KEY" FLOWGATE__SECURITY__KEY_HASH_SECRET="$HASH_SECRET" "${REDIS_ENV[@]}")
+# With --postgres: one throwaway database per gateway, dropped when the run ends.
+PG_DATABASES=()
+drop_databases() {
+  local db
+  for db in "${PG_DATABASES[@]}"; do psql -q "$POSTGRES" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true; done
+}
+if [ -n "$POSTGRES" ]; then
+  bench_tools psql
+  trap 'bench_cleanup; drop_databases' EXIT
+fi
+# database_env NAME: sets DATABASE_ARG to DATABASE_URL=... for gateway NAME (empty with SQLite).
+database_env() {
+  DATABASE_ARG=""
+  [ -n "$POSTGRES" ] || return 0
+  local db
+  db="flowgate_bench_$(tr 'A-Z' 'a-z' <<<"$1")_$$"
+  psql -q "$POSTGRES" -c "CREATE DATABASE $db" >/dev/null || die "cannot create database $db on $POSTGRES"
+  PG_DATABASES+=("$db")
+  DATABASE_ARG="DATABASE_URL=${POSTGRES%/*}/$db"
+}
 
 # start_all NAME AUDIT(true|false): a `flowgate all` with its own data directory, ports and Redis
 # prefix; sets <NAME>_PID, <NAME>_PROXY, <NAME>_API, <NAME>_COMPLIANCE, <NAME>_POLICY, <NAME>_DATA.
@@ -99,7 +124,9 @@ start_all() {
   local name=$1 audit=$2 proxy api compliance policy
   proxy=$(free_port); api=$(free_port); compliance=$(free_port); policy=$(free_port)
   mkdir -p "$TMP/$name-data"
-  start_flowgate "$name" all "$TMP/config.yaml" "http://127.0.0.1:$proxy/health" "${COMMON_ENV[@]}" \
+  database_env "$name"
+  printf -v "${name}_DATABASE" %s "$DATABASE_ARG"
+  start_flowgate "$name" all "$TMP/config.yaml" "http://127.0.0.1:$proxy/health" "${COMMON_ENV[@]}" ${DATABASE_ARG:+"$DATABASE_ARG"} \
     FLOWGATE_DATA_DIR="$TMP/$name-data" FLOWGATE__REDIS__PREFIX="bench-$name-$$:" FLOWGATE__AUDIT__ENABLED="$audit" \
     FLOWGATE__PROXY__PORT="$proxy" FLOWGATE__API_SERVER__PORT="$api" \
     FLOWGATE__COMPLIANCE__PORT="$compliance" FLOWGATE__POLICY__PORT="$policy"
@@ -118,7 +145,7 @@ start_all B false
 # A's database (the same SQLite file), as a scaled-out proxy replica would.
 S_PROXY=$(free_port)
 log "starting proxy S (flowgate proxy on :$S_PROXY, services of A over gRPC)"
-start_flowgate S proxy "$TMP/config.yaml" "http://127.0.0.1:$S_PROXY/health" "${COMMON_ENV[@]}" \
+start_flowgate S proxy "$TMP/config.yaml" "http://127.0.0.1:$S_PROXY/health" "${COMMON_ENV[@]}" ${A_DATABASE:+"$A_DATABASE"} \
   FLOWGATE_DATA_DIR="$A_DATA" FLOWGATE__REDIS__PREFIX="bench-A-$$:" FLOWGATE__PROXY__PORT="$S_PROXY" \
   FLOWGATE__PROXY__API_SERVER_URL="http://127.0.0.1:$A_API" \
   FLOWGATE__PROXY__COMPLIANCE_URL="http://127.0.0.1:$A_COMPLIANCE" \
@@ -241,9 +268,10 @@ REDACTED=$(curl -fsS "http://127.0.0.1:$A_API/api/audit?guardrail_action=redact&
 [ "$REDACTED" -ge 1 ] || die "no audit record of A shows a redaction: the guarded key did not run pii-redact"
 fi
 
-python3 - "$TMP" "$JSON_OUT" "$ROUNDS" "$DURATION" "$LOAD_BEFORE" "$LOAD_AFTER" "${REDIS:+redis}" "$ONLY" <<'EOF'
+python3 - "$TMP" "$JSON_OUT" "$ROUNDS" "$DURATION" "$LOAD_BEFORE" "$LOAD_AFTER" "${REDIS:+redis}" "$ONLY" "${POSTGRES:+PostgreSQL}" <<'EOF'
 import json, os, platform, statistics, sys
-tmp, json_out, rounds, duration, load_before, load_after, redis, only = sys.argv[1:9]
+tmp, json_out, rounds, duration, load_before, load_after, redis, only, postgres = sys.argv[1:10]
+database = postgres or "SQLite"
 rounds = int(rounds)
 groups = set(only.split(","))
 def ran(name):
@@ -332,13 +360,13 @@ except (OSError, StopIteration):
     pass
 out.append("")
 out.append(f"machine: {os.cpu_count()} CPUs, {cpu}, Linux {platform.release()}; {rounds} rounds of {duration} s runs; "
-           f"shared state: {'Redis' if redis else 'in-process'}; database: SQLite")
+           f"shared state: {'Redis' if redis else 'in-process'}; database: {database}")
 out.append(f"load average (1/5/15 min) before: {load_before}, after: {load_after}")
 print("\n".join(out))
 if json_out:
     result = {
         "machine": {"nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(), "loadavg_before": load_before, "loadavg_after": load_after},
-        "settings": {"rounds": rounds, "duration_s": int(duration), "groups": sorted(groups), "shared_state": "redis" if redis else "in-process"},
+        "settings": {"rounds": rounds, "duration_s": int(duration), "groups": sorted(groups), "shared_state": "redis" if redis else "in-process", "database": database},
         "runs": {entry[1]: runs(entry[1]) for entry in LABELS if ran(entry[1])},
         "ratios": ratios,
         "guardrail_added_p50_us": added,
