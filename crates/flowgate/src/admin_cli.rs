@@ -177,6 +177,9 @@ enum TenantsCommand {
         /// Metadata, a JSON object.
         #[arg(long, value_name = "JSON", value_parser = parse_object)]
         metadata: Option<String>,
+        /// Keep the tenant's prompts and answers in the audit trail, redacted.
+        #[arg(long)]
+        store_prompts: bool,
     },
     /// List tenants.
     List {
@@ -443,12 +446,13 @@ async fn tenants(args: TenantsArgs, settings: &Settings) -> anyhow::Result<Value
     let api = Api::new(&args.api, settings)?;
     let base = "/api/enterprise/tenants";
     match args.command {
-        TenantsCommand::Create { name, budget_usd, budget_period, metadata } => {
+        TenantsCommand::Create { name, budget_usd, budget_period, metadata, store_prompts } => {
             let mut body = Map::new();
             body.insert("name".to_owned(), Value::String(name));
             put(&mut body, "budget_usd", number(budget_usd.as_ref()));
             put(&mut body, "budget_period", budget_period.map(Value::String));
             put(&mut body, "metadata", object(metadata.as_ref()));
+            put(&mut body, "store_prompts", store_prompts.then_some(Value::Bool(true)));
             api.call(Method::POST, base, &[], Some(Value::Object(body))).await
         }
         TenantsCommand::List { page } => api.list(base, Vec::new(), &page).await,

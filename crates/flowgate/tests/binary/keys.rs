@@ -711,10 +711,14 @@ async fn cli_init_and_keys_against_a_running_all() {
     let (code, tenant, stderr) = cli(&env, &["tenants", "create", "--name", "acme", "--budget-usd", "100"]).await;
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(tenant["budget_usd"], 100.0);
+    assert_eq!(tenant["store_prompts"], false);
+    let (code, keeps, stderr) = cli(&env, &["tenants", "create", "--name", "keeps", "--store-prompts"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(keeps["store_prompts"], true);
     let (code, tenants, _) = cli(&env, &["tenants", "list"]).await;
     assert_eq!(code, 0);
     let names: Vec<&str> = tenants["data"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
-    assert_eq!(names, vec!["default", "acme"]);
+    assert_eq!(names, vec!["default", "acme", "keeps"]);
 
     // Errors: non-zero, on stderr, with the API's code.
     let (code, _, stderr) = cli(&env, &["keys", "revoke", "zzzzzzzzzzzz"]).await;
