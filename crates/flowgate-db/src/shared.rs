@@ -487,6 +487,15 @@ end
 return out
 ";
 
+/// SHA1 of [`CLAIM_SCRIPT`], as Redis answered `SCRIPT LOAD` (the same on every server).
+static CLAIM_SHA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+async fn load_claim_script(conn: &mut deadpool_redis::Connection) -> Result<String, SharedError> {
+    let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(CLAIM_SCRIPT).query_async(conn).await?;
+    let _ = CLAIM_SHA.set(sha.clone());
+    Ok(sha)
+}
+
 fn millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
@@ -524,58 +533,85 @@ impl SharedState {
     pub async fn claim(&self, claims: &[Claim]) -> Result<ClaimOutcome, SharedError> {
         match &self.inner {
             Inner::Redis { pool, .. } => {
-                let mut command = redis::cmd("EVAL");
-                command.arg(CLAIM_SCRIPT);
-                let budgets = claims.iter().filter(|c| matches!(c.kind, ClaimKind::Budget { .. })).count();
-                command.arg(claims.len() + budgets);
-                for claim in claims {
-                    command.arg(self.key(&claim.key));
-                }
-                for claim in claims {
-                    if let ClaimKind::Budget { settled_key } = &claim.kind {
-                        command.arg(self.key(settled_key));
-                    }
-                }
-                command.arg(claims.len());
-                let mut settled_index = claims.len();
-                for claim in claims {
-                    let (kind, settled) = match &claim.kind {
-                        ClaimKind::Window => ("w", 0),
-                        ClaimKind::TokenWindow => ("t", 0),
-                        ClaimKind::InFlight => ("f", 0),
-                        ClaimKind::Budget { .. } => {
-                            settled_index += 1;
-                            ("b", settled_index)
-                        }
-                    };
-                    command.arg(kind).arg(claim.delta).arg(claim.limit).arg(millis(claim.ttl)).arg(settled);
-                }
-                let mut conn = Self::conn(pool).await?;
-                let reply: Vec<i64> = command.query_async(&mut conn).await?;
-                let rejected = reply.first().copied().unwrap_or(0);
-                if rejected < 0 {
-                    let index = usize::try_from(-rejected).unwrap_or(1).saturating_sub(1);
-                    return Ok(ClaimOutcome { unloaded: Some(index), ..ClaimOutcome::default() });
-                }
-                let mut outcome = ClaimOutcome {
-                    rejected: usize::try_from(rejected).ok().filter(|&i| i > 0).map(|i| i - 1),
-                    ..ClaimOutcome::default()
+                // EVALSHA: the script is sent (SCRIPT LOAD) once per process and again only when
+                // the server lost it (a restart or SCRIPT FLUSH), not with every request.
+                let command = |sha: &str| {
+                    let mut command = redis::cmd("EVALSHA");
+                    command.arg(sha);
+                    self.claim_arguments(&mut command, claims);
+                    command
                 };
-                for pair in reply.get(1..).unwrap_or_default().chunks_exact(2) {
-                    outcome.values.push(pair[0]);
-                    outcome.settled.push(pair[1]);
-                }
-                if outcome.values.len() != claims.len() {
-                    return Err(SharedError::Command(format!(
-                        "claim script answered {} values for {} claims",
-                        outcome.values.len(),
-                        claims.len()
-                    )));
-                }
-                Ok(outcome)
+                let mut conn = Self::conn(pool).await?;
+                let reply: Vec<i64> = match CLAIM_SHA.get() {
+                    Some(sha) => match command(sha).query_async(&mut conn).await {
+                        Err(error) if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                            let sha = load_claim_script(&mut conn).await?;
+                            command(&sha).query_async(&mut conn).await?
+                        }
+                        reply => reply?,
+                    },
+                    None => {
+                        let sha = load_claim_script(&mut conn).await?;
+                        command(&sha).query_async(&mut conn).await?
+                    }
+                };
+                Self::claim_reply(&reply, claims.len())
             }
             Inner::Local(_) => Ok(self.claim_in_process(claims).unwrap_or_default()),
         }
+    }
+
+    /// The claim script's KEYS and ARGV for `claims` (see [`CLAIM_SCRIPT`]).
+    fn claim_arguments(&self, command: &mut redis::Cmd, claims: &[Claim]) {
+        let budgets = claims.iter().filter(|c| matches!(c.kind, ClaimKind::Budget { .. })).count();
+        command.arg(claims.len() + budgets);
+        for claim in claims {
+            command.arg(self.key(&claim.key));
+        }
+        for claim in claims {
+            if let ClaimKind::Budget { settled_key } = &claim.kind {
+                command.arg(self.key(settled_key));
+            }
+        }
+        command.arg(claims.len());
+        let mut settled_index = claims.len();
+        for claim in claims {
+            let (kind, settled) = match &claim.kind {
+                ClaimKind::Window => ("w", 0),
+                ClaimKind::TokenWindow => ("t", 0),
+                ClaimKind::InFlight => ("f", 0),
+                ClaimKind::Budget { .. } => {
+                    settled_index += 1;
+                    ("b", settled_index)
+                }
+            };
+            command.arg(kind).arg(claim.delta).arg(claim.limit).arg(millis(claim.ttl)).arg(settled);
+        }
+    }
+
+    /// Reads the claim script's answer for `count` claims.
+    fn claim_reply(reply: &[i64], count: usize) -> Result<ClaimOutcome, SharedError> {
+        let rejected = reply.first().copied().unwrap_or(0);
+        if rejected < 0 {
+            let index = usize::try_from(-rejected).unwrap_or(1).saturating_sub(1);
+            return Ok(ClaimOutcome { unloaded: Some(index), ..ClaimOutcome::default() });
+        }
+        let mut outcome = ClaimOutcome {
+            rejected: usize::try_from(rejected).ok().filter(|&i| i > 0).map(|i| i - 1),
+            ..ClaimOutcome::default()
+        };
+        for pair in reply.get(1..).unwrap_or_default().chunks_exact(2) {
+            outcome.values.push(pair[0]);
+            outcome.settled.push(pair[1]);
+        }
+        if outcome.values.len() != count {
+            return Err(SharedError::Command(format!(
+                "claim script answered {} values for {} claims",
+                outcome.values.len(),
+                count
+            )));
+        }
+        Ok(outcome)
     }
 
     /// Applies counter changes together (atomically in Redis, in one round trip): what settling

@@ -167,3 +167,18 @@ async fn a_claim_applies_all_of_its_parts_or_none() {
         assert_eq!((unchecked.rejected, unchecked.values), (None, vec![4]), "{state:?}");
     }
 }
+
+#[tokio::test]
+async fn claims_keep_working_after_redis_forgets_the_script() {
+    for state in backends().await {
+        let ttl = Duration::from_secs(60);
+        let window = Claim { key: "w".to_owned(), delta: 1, limit: 10, ttl, kind: ClaimKind::Window };
+        assert_eq!(state.claim(std::slice::from_ref(&window)).await.unwrap().values, vec![1], "{state:?}");
+        if let Some(pool) = state.redis() {
+            // As after a Redis restart: the cached script is gone, the claim loads it again.
+            let mut conn = pool.get().await.unwrap();
+            let () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await.unwrap();
+        }
+        assert_eq!(state.claim(std::slice::from_ref(&window)).await.unwrap().values, vec![2], "{state:?}");
+    }
+}
