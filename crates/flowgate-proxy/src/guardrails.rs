@@ -940,6 +940,19 @@ impl Guard {
         }
     }
 
+    /// Passes the event's text delta, if any, through the look-behind buffer and the guardrails,
+    /// and writes back what may be released now.
+    async fn process_delta(&mut self, value: &mut Value) -> Result<(), ProxyError> {
+        let Some(pointer) = crate::respond::delta_pointer(self.format, value) else { return Ok(()) };
+        let delta = value.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let released = self.text.push(&delta);
+        let processed = self.process(&released).await?;
+        if let Some(slot) = value.pointer_mut(pointer) {
+            *slot = Value::String(processed);
+        }
+        Ok(())
+    }
+
     /// Rewrites one event; may add a flush before it.
     async fn on_event(&mut self, event: crate::sse::SseEvent) -> Result<Vec<bytes::Bytes>, ProxyError> {
         use crate::error::ApiFormat;
@@ -962,15 +975,7 @@ impl Guard {
                 }
                 let finishing = value.pointer("/choices/0/finish_reason").is_some_and(|f| !f.is_null())
                     || value.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
-                if let Some(delta) =
-                    value.pointer("/choices/0/delta/content").and_then(Value::as_str).map(str::to_owned)
-                {
-                    let released = self.text.push(&delta);
-                    let processed = self.process(&released).await?;
-                    if let Some(slot) = value.pointer_mut("/choices/0/delta/content") {
-                        *slot = Value::String(processed);
-                    }
-                }
+                self.process_delta(&mut value).await?;
                 if finishing {
                     let tail = self.text.finish();
                     let tail = self.process(&tail).await?;
@@ -985,15 +990,8 @@ impl Guard {
                 {
                     self.text_block = value.get("index").and_then(Value::as_u64);
                 }
-                if kind == "content_block_delta"
-                    && value.pointer("/delta/type").and_then(Value::as_str) == Some("text_delta")
-                {
-                    let delta = value.pointer("/delta/text").and_then(Value::as_str).unwrap_or_default().to_owned();
-                    let released = self.text.push(&delta);
-                    let processed = self.process(&released).await?;
-                    if let Some(slot) = value.pointer_mut("/delta/text") {
-                        *slot = Value::String(processed);
-                    }
+                if kind == "content_block_delta" {
+                    self.process_delta(&mut value).await?;
                 }
                 let closes_text =
                     kind == "content_block_stop" && value.get("index").and_then(Value::as_u64) == self.text_block;
@@ -1088,22 +1086,7 @@ pub async fn post_call_json(
     context: Context<'_>,
 ) -> Result<bytes::Bytes, ProxyError> {
     let Ok(mut value) = serde_json::from_slice::<Value>(body) else { return Ok(bytes::Bytes::copy_from_slice(body)) };
-    let pointers: Vec<String> = match format {
-        crate::error::ApiFormat::OpenAi => value
-            .get("choices")
-            .and_then(Value::as_array)
-            .map(|choices| {
-                (0..choices.len())
-                    .flat_map(|i| [format!("/choices/{i}/message/content"), format!("/choices/{i}/text")])
-                    .collect()
-            })
-            .unwrap_or_default(),
-        crate::error::ApiFormat::Anthropic => value
-            .get("content")
-            .and_then(Value::as_array)
-            .map(|blocks| (0..blocks.len()).map(|i| format!("/content/{i}/text")).collect())
-            .unwrap_or_default(),
-    };
+    let pointers = crate::respond::answer_pointers(format, &value);
     for pointer in pointers {
         let Some(text) = value.pointer(&pointer).and_then(Value::as_str).map(str::to_owned) else { continue };
         let processed = post_call_text(services, plan, &text, context).await?;

@@ -189,7 +189,7 @@ async fn handle(
             Err(error) => {
                 // The answer was produced: charge for it even though it is withheld.
                 let cost = pricing::cost_nanos(&dispatched.deployment, usage);
-                admission.settle(Some((usage, cost))).await;
+                admission.settle(Some((usage, cost)));
                 return Err(error);
             }
         }
@@ -222,7 +222,7 @@ async fn handle(
             cost = cost
                 .max(pricing::cost_nanos(&deployment, Usage { prompt_tokens: prompt_estimate, completion_tokens: 0 }));
         }
-        admission.settle_soon(Some((usage, cost)));
+        admission.settle(Some((usage, cost)));
         metrics
             .tokens
             .get_or_create(&TokenLabels { model: model_label.clone(), kind: "prompt" })

@@ -84,7 +84,6 @@ pub struct Admission {
     tpm: Option<(String, i64)>,
     /// Figures for the `x-ratelimit-*` headers of the response.
     pub headers: RateHeaders,
-    settled: bool,
 }
 
 /// One window's figures for the `x-ratelimit-*` headers.
@@ -280,7 +279,6 @@ impl Limiter {
             parallel_key: None,
             tpm: None,
             headers: RateHeaders::default(),
-            settled: true,
         };
         // What each claim is, for the answer; in the order of `claims`.
         let mut what: Vec<Limit> = Vec::new();
@@ -381,7 +379,6 @@ impl Limiter {
         }
         // Admitted: every claim is held until `settle` (or the drop guard) gives it back. The
         // claims' keys move into the admission, which settles the same counters.
-        admission.settled = false;
         for ((claim, limit), value) in claims.into_iter().zip(what).zip(&outcome.values) {
             match limit {
                 Limit::Parallel => admission.parallel_key = Some(claim.key),
@@ -458,7 +455,6 @@ impl Admission {
 
     /// The counter changes that settle this admission, with the spend they record.
     fn changes(&mut self, actual: Option<(Usage, i64)>) -> Vec<Adjustment> {
-        self.settled = true;
         let (usage, cost) = actual.unwrap_or_default();
         let mut changes = Vec::with_capacity(2 * self.held.len() + 2);
         if !self.held.is_empty() {
@@ -490,48 +486,38 @@ impl Admission {
 
     /// Replaces the reservations with the actual cost and usage, releases the in-flight slot, and
     /// records the spend for the database. `None` releases without charging (the request failed).
-    pub async fn settle(mut self, actual: Option<(Usage, i64)>) {
+    /// At once when the counters are in process, on a task when they are in Redis.
+    pub fn settle(mut self, actual: Option<(Usage, i64)>) {
         let changes = self.changes(actual);
-        if !changes.is_empty() {
-            let changes = &changes;
-            self.limiter.run(|s| async move { s.adjust(changes).await }).await;
-        }
-    }
-
-    /// [`settle`](Self::settle) from synchronous code: at once when the counters are in process,
-    /// on a task when they are in Redis.
-    pub fn settle_soon(mut self, actual: Option<(Usage, i64)>) {
-        let changes = self.changes(actual);
-        if changes.is_empty() {
-            return;
-        }
-        let limiter = self.limiter.clone();
-        if limiter.use_local() {
-            limiter.0.local.adjust_in_process(&changes);
-        } else if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let changes = &changes;
-                limiter.run(|s| async move { s.adjust(changes).await }).await;
-            });
-        }
+        self.limiter.apply(changes);
     }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        // Rejected or abandoned before settling: give everything back.
-        if !self.settled && self.holds_claims() {
-            let rest = Admission {
-                limiter: self.limiter.clone(),
-                held: std::mem::take(&mut self.held),
-                tenant_id: std::mem::take(&mut self.tenant_id),
-                parallel_key: self.parallel_key.take(),
-                tpm: self.tpm.take(),
-                headers: RateHeaders::default(),
-                settled: true,
-            };
-            self.settled = true;
-            rest.settle_soon(None);
+        // Abandoned before settling (settling takes every claim): give everything back.
+        if self.holds_claims() {
+            let changes = self.changes(None);
+            self.limiter.apply(changes);
+        }
+    }
+}
+
+impl Limiter {
+    /// Applies settlement `changes`: at once when the counters are in process, on a task when
+    /// they are in Redis.
+    fn apply(&self, changes: Vec<Adjustment>) {
+        if changes.is_empty() {
+            return;
+        }
+        if self.use_local() {
+            self.0.local.adjust_in_process(&changes);
+        } else if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let limiter = self.clone();
+            handle.spawn(async move {
+                let changes = &changes;
+                limiter.run(|s| async move { s.adjust(changes).await }).await;
+            });
         }
     }
 }

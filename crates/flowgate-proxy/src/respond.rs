@@ -53,29 +53,48 @@ fn push_capped(answer: &mut String, text: &str) {
     }
 }
 
-/// The text of an answer in `format`: every choice's message (or completion text), or every
-/// text content block.
-fn answer_text(format: ApiFormat, body: &[u8]) -> String {
-    let mut answer = String::new();
-    let Ok(value) = serde_json::from_slice::<Value>(body) else { return answer };
-    let texts: Vec<&str> = match format {
+/// JSON pointers to the texts of a whole answer in `format`: each choice's message content and
+/// completion text, or each content block's text (pointers to absent fields resolve to nothing).
+pub(crate) fn answer_pointers(format: ApiFormat, value: &Value) -> Vec<String> {
+    match format {
         ApiFormat::OpenAi => value
             .get("choices")
             .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.pointer("/message/content").or_else(|| c.get("text")).and_then(Value::as_str))
-            .collect(),
+            .map(|choices| {
+                (0..choices.len())
+                    .flat_map(|i| [format!("/choices/{i}/message/content"), format!("/choices/{i}/text")])
+                    .collect()
+            })
+            .unwrap_or_default(),
         ApiFormat::Anthropic => value
             .get("content")
             .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|b| b.get("text").and_then(Value::as_str))
-            .collect(),
+            .map(|blocks| (0..blocks.len()).map(|i| format!("/content/{i}/text")).collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// The pointer to the text delta of one stream event in `format`, when it carries one: the first
+/// choice's `delta.content`, or a `text_delta`'s `delta.text`.
+pub(crate) fn delta_pointer(format: ApiFormat, value: &Value) -> Option<&'static str> {
+    let pointer = match format {
+        ApiFormat::OpenAi => "/choices/0/delta/content",
+        ApiFormat::Anthropic if value.pointer("/delta/type").and_then(Value::as_str) == Some("text_delta") => {
+            "/delta/text"
+        }
+        ApiFormat::Anthropic => return None,
     };
-    for text in texts {
-        push_capped(&mut answer, text);
+    value.pointer(pointer).is_some_and(Value::is_string).then_some(pointer)
+}
+
+/// The text of an answer in `format` (see [`answer_pointers`]).
+fn answer_text(format: ApiFormat, body: &[u8]) -> String {
+    let mut answer = String::new();
+    let Ok(value) = serde_json::from_slice::<Value>(body) else { return answer };
+    for pointer in answer_pointers(format, &value) {
+        if let Some(text) = value.pointer(&pointer).and_then(Value::as_str) {
+            push_capped(&mut answer, text);
+        }
     }
     answer
 }
@@ -86,15 +105,7 @@ fn collect_delta(answer: &mut String, format: ApiFormat, data: &str) {
         return;
     }
     let Ok(value) = serde_json::from_str::<Value>(data) else { return };
-    let delta = match format {
-        ApiFormat::OpenAi => value.pointer("/choices/0/delta/content"),
-        ApiFormat::Anthropic => value
-            .pointer("/delta/type")
-            .and_then(Value::as_str)
-            .filter(|kind| *kind == "text_delta")
-            .and_then(|_| value.pointer("/delta/text")),
-    };
-    if let Some(text) = delta.and_then(Value::as_str) {
+    if let Some(text) = delta_pointer(format, &value).and_then(|p| value.pointer(p)).and_then(Value::as_str) {
         push_capped(answer, text);
     }
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use flowgate_db::sqlx::{self, Row};
 use flowgate_test_utils::{FlowgateProcess, TcpGate, TempDir, ThrowawayDb, base_env, http_client};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::gateway::Gateway;
@@ -109,17 +110,9 @@ async fn every_request_gets_exactly_one_record_with_its_details_and_no_prompt() 
 #[tokio::test]
 async fn tenants_that_store_prompts_get_them_redacted_and_others_get_none() {
     let gateway = Gateway::start(CONFIG, &[]).await;
-    let client = http_client();
-    let tenant: Value = client
-        .post(format!("{}/api/enterprise/tenants", gateway.api()))
-        .bearer_auth(&gateway.admin_key)
-        .json(&json!({"name": "keeps-prompts", "store_prompts": true}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, tenant) = gateway
+        .admin(Method::POST, "/api/enterprise/tenants", Some(&json!({"name": "keeps-prompts", "store_prompts": true})))
+        .await;
     assert_eq!(tenant["store_prompts"], true, "{tenant}");
     let tenant_id = tenant["id"].as_str().unwrap();
     let (_, storing) = gateway.create_key(json!({"tenant_id": tenant_id})).await;
@@ -164,26 +157,13 @@ async fn tenants_that_store_prompts_get_them_redacted_and_others_get_none() {
     assert!(plain_row.get::<Option<String>, _>("response").is_none());
 
     // The audit API shows them too, and switching the tenant off stops storing at once.
-    let item: Value = client
-        .get(format!("{}/api/audit?tenant_id={tenant_id}&limit=10", gateway.api()))
-        .bearer_auth(&gateway.admin_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, item) = gateway.admin(Method::GET, &format!("/api/audit?tenant_id={tenant_id}&limit=10"), None).await;
     let items = item["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "{item}");
     assert!(items.iter().all(|i| i["prompt"].as_str().is_some_and(|p| p.contains("<EMAIL_1>"))), "{item}");
-    let patched = client
-        .patch(format!("{}/api/enterprise/tenants/{tenant_id}", gateway.api()))
-        .bearer_auth(&gateway.admin_key)
-        .json(&json!({"store_prompts": false}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(patched.status(), 200);
+    let path = format!("/api/enterprise/tenants/{tenant_id}");
+    let (status, _) = gateway.admin(Method::PATCH, &path, Some(&json!({"store_prompts": false}))).await;
+    assert_eq!(status, 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let response = gateway.post("/v1/chat/completions", &storing, &body(false)).await;
     let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();

@@ -60,6 +60,18 @@ impl Gateway {
         flowgate_test_utils::create_key(&self.api(), &self.admin_key, &body).await
     }
 
+    /// Calls the management API with the admin key: `method` on `path` (with a JSON `body`);
+    /// returns the status and the JSON answer (`null` when there is none).
+    pub(crate) async fn admin(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let mut request = http_client().request(method, format!("{}{path}", self.api())).bearer_auth(&self.admin_key);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// POSTs `body` to the proxy at `path` with `key`.
     pub(crate) async fn post(&self, path: &str, key: &str, body: &Value) -> reqwest::Response {
         http_client().post(format!("{}{path}", self.proxy())).bearer_auth(key).json(body).send().await.unwrap()

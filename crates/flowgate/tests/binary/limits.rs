@@ -115,15 +115,7 @@ fn cost(body: &Value) -> f64 {
 }
 
 async fn budget(gateway: &Gateway, id: &str) -> Value {
-    http_client()
-        .get(format!("{}/api/enterprise/vkeys/{id}/budget", gateway.api()))
-        .bearer_auth(&gateway.admin_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    gateway.admin(reqwest::Method::GET, &format!("/api/enterprise/vkeys/{id}/budget"), None).await.1
 }
 
 async fn burst_against_a_small_budget(gateway: &Gateway) {
