@@ -7,11 +7,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deadpool_redis::redis::{self, AsyncCommands};
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
 use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::oneshot;
 
 /// Failures of the shared state. Messages never contain the Redis URL's password.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SharedError {
     /// The Redis URL is malformed.
     #[error("invalid Redis URL: {0}")]
@@ -40,8 +42,69 @@ pub struct SharedState {
 
 #[derive(Clone)]
 enum Inner {
-    Redis { pool: deadpool_redis::Pool, client: redis::Client },
+    Redis(Arc<Redis>),
     Local(Arc<LocalStore>),
+}
+
+/// How long connecting to Redis, and each command, may take before the call fails (and the
+/// callers fall back to in-process state).
+const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The process's Redis: one multiplexed connection that every caller shares. Concurrent commands
+/// are pipelined on its socket (their writes and replies batched), with no checkout and no
+/// liveness ping per command as a pool would do. A connection that breaks is dropped and the next
+/// call connects again.
+struct Redis {
+    client: redis::Client,
+    connection: std::sync::Mutex<Option<MultiplexedConnection>>,
+    /// Held while connecting, so a burst after an outage opens one connection, not one per call.
+    connecting: tokio::sync::Mutex<()>,
+    claims: std::sync::Mutex<ClaimQueue>,
+}
+
+impl Redis {
+    fn current(&self) -> Option<MultiplexedConnection> {
+        self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    async fn connection(&self) -> Result<MultiplexedConnection, SharedError> {
+        if let Some(connection) = self.current() {
+            return Ok(connection);
+        }
+        let _connecting = self.connecting.lock().await;
+        if let Some(connection) = self.current() {
+            return Ok(connection);
+        }
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT));
+        let connection = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| SharedError::Unavailable(e.to_string()))?;
+        *self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// Runs `op` on the shared connection; forgets the connection when the failure means it is
+    /// broken.
+    async fn run<T>(
+        &self,
+        op: impl AsyncFnOnce(&mut MultiplexedConnection) -> redis::RedisResult<T>,
+    ) -> Result<T, SharedError> {
+        let mut connection = self.connection().await?;
+        match op(&mut connection).await {
+            Ok(value) => Ok(value),
+            Err(error) => {
+                if error.is_unrecoverable_error() || error.is_io_error() || error.is_connection_dropped() {
+                    *self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                    return Err(SharedError::Unavailable(error.to_string()));
+                }
+                Err(error.into())
+            }
+        }
+    }
 }
 
 /// What a subscriber of a channel receives.
@@ -158,16 +221,12 @@ impl SharedState {
         let inner = match url {
             Some(url) => {
                 let client = redis::Client::open(url.expose_secret()).map_err(|e| SharedError::Url(e.to_string()))?;
-                let mut config = deadpool_redis::Config::from_url(url.expose_secret());
-                let mut pool = deadpool_redis::PoolConfig::new(64);
-                pool.timeouts.wait = Some(Duration::from_millis(500));
-                pool.timeouts.create = Some(Duration::from_millis(500));
-                pool.timeouts.recycle = Some(Duration::from_millis(500));
-                config.pool = Some(pool);
-                let pool = config
-                    .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-                    .map_err(|e| SharedError::Url(e.to_string()))?;
-                Inner::Redis { pool, client }
+                Inner::Redis(Arc::new(Redis {
+                    client,
+                    connection: std::sync::Mutex::new(None),
+                    connecting: tokio::sync::Mutex::new(()),
+                    claims: std::sync::Mutex::default(),
+                }))
             }
             None => Inner::Local(Arc::new(LocalStore::new())),
         };
@@ -189,14 +248,6 @@ impl SharedState {
         matches!(self.inner, Inner::Redis { .. })
     }
 
-    /// The Redis pool, for scripts and pub/sub in the services; `None` in process.
-    pub fn redis(&self) -> Option<&deadpool_redis::Pool> {
-        match &self.inner {
-            Inner::Redis { pool, .. } => Some(pool),
-            Inner::Local(_) => None,
-        }
-    }
-
     /// The key prefix, for services that build their own Redis commands.
     pub fn prefix(&self) -> &str {
         &self.prefix
@@ -206,16 +257,11 @@ impl SharedState {
         format!("{}{key}", self.prefix)
     }
 
-    async fn conn(pool: &deadpool_redis::Pool) -> Result<deadpool_redis::Connection, SharedError> {
-        pool.get().await.map_err(|e| SharedError::Unavailable(e.to_string()))
-    }
-
     /// Checks the backend answers.
     pub async fn ping(&self) -> Result<(), SharedError> {
         match &self.inner {
-            Inner::Redis { pool, .. } => {
-                let mut conn = Self::conn(pool).await?;
-                let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+            Inner::Redis(server) => {
+                let _: String = server.run(async |c| redis::cmd("PING").query_async(c).await).await?;
                 Ok(())
             }
             Inner::Local(_) => Ok(()),
@@ -225,10 +271,9 @@ impl SharedState {
     /// The value at `key`, if present and not expired.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, SharedError> {
         match &self.inner {
-            Inner::Redis { pool, .. } => {
+            Inner::Redis(server) => {
                 let key = self.key(key);
-                let mut conn = Self::conn(pool).await?;
-                Ok(conn.get(key).await?)
+                server.run(async |c| c.get(key).await).await
             }
             Inner::Local(store) => Ok(store.with(|map, now| {
                 map.live(key, now).map(|entry| match &entry.data {
@@ -242,12 +287,9 @@ impl SharedState {
     /// Stores `value` at `key` for `ttl`.
     pub async fn set_ex(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), SharedError> {
         match &self.inner {
-            Inner::Redis { pool, .. } => {
-                let key = self.key(key);
-                let mut conn = Self::conn(pool).await?;
-                let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-                let _: () = redis::cmd("SET").arg(key).arg(value).arg("PX").arg(millis).query_async(&mut conn).await?;
-                Ok(())
+            Inner::Redis(server) => {
+                let command = redis::cmd("SET").arg(self.key(key)).arg(value).arg("PX").arg(millis(ttl)).to_owned();
+                server.run(async |c| command.query_async(c).await).await
             }
             Inner::Local(store) => {
                 store.with(|map, now| {
@@ -265,22 +307,20 @@ impl SharedState {
     /// with expiry `ttl` on first use and keeps that expiry (a fixed window).
     pub async fn incr_by(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, SharedError> {
         match &self.inner {
-            Inner::Redis { pool, .. } => {
+            Inner::Redis(server) => {
                 let key = self.key(key);
-                let mut conn = Self::conn(pool).await?;
-                let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
                 // INCRBY then PEXPIRE NX: the expiry is set once, when the window opens.
-                let (value, _): (i64, i64) = redis::pipe()
+                let pipe = redis::pipe()
                     .atomic()
                     .cmd("INCRBY")
                     .arg(&key)
                     .arg(delta)
                     .cmd("PEXPIRE")
                     .arg(&key)
-                    .arg(millis)
+                    .arg(millis(ttl))
                     .arg("NX")
-                    .query_async(&mut conn)
-                    .await?;
+                    .to_owned();
+                let (value, _): (i64, i64) = server.run(async |c| pipe.query_async(c).await).await?;
                 Ok(value)
             }
             Inner::Local(store) => Ok(store.with(|map, now| map.add(key, delta, ttl, false, now))),
@@ -290,10 +330,9 @@ impl SharedState {
     /// Removes `key`.
     pub async fn delete(&self, key: &str) -> Result<(), SharedError> {
         match &self.inner {
-            Inner::Redis { pool, .. } => {
+            Inner::Redis(server) => {
                 let key = self.key(key);
-                let mut conn = Self::conn(pool).await?;
-                let _: i64 = conn.del(key).await?;
+                let _: i64 = server.run(async |c| c.del(key).await).await?;
                 Ok(())
             }
             Inner::Local(store) => {
@@ -309,9 +348,9 @@ impl SharedState {
     /// (or, in process, to this process's subscribers).
     pub async fn publish(&self, channel: &str, message: &str) -> Result<(), SharedError> {
         match &self.inner {
-            Inner::Redis { pool, .. } => {
-                let mut conn = Self::conn(pool).await?;
-                let _: i64 = conn.publish(self.key(channel), message).await?;
+            Inner::Redis(server) => {
+                let channel = self.key(channel);
+                let _: i64 = server.run(async |c| c.publish(channel, message).await).await?;
                 Ok(())
             }
             Inner::Local(_) => {
@@ -335,8 +374,8 @@ impl SharedState {
         }
         let (sender, receiver) = tokio::sync::broadcast::channel(1024);
         channels.insert(channel.to_owned(), sender.clone());
-        if let Inner::Redis { client, .. } = &self.inner {
-            tokio::spawn(listen(client.clone(), self.key(channel), sender));
+        if let Inner::Redis(server) = &self.inner {
+            tokio::spawn(listen(server.client.clone(), self.key(channel), sender));
         }
         receiver
     }
@@ -433,6 +472,13 @@ pub struct ClaimOutcome {
     pub settled: Vec<i64>,
 }
 
+impl ClaimOutcome {
+    /// Whether every claim was applied.
+    pub fn admitted(&self) -> bool {
+        self.rejected.is_none() && self.unloaded.is_none()
+    }
+}
+
 /// One counter change of [`SharedState::adjust`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Adjustment {
@@ -446,43 +492,116 @@ pub struct Adjustment {
     pub refresh: bool,
 }
 
-/// [`SharedState::claim`] in Redis: all claims are checked, then either none or all are applied,
-/// in one round trip. KEYS: each claim's counter, then the budgets' settled counters. ARGV: the
-/// number of claims, then per claim: kind (w, t, f, b), delta, limit, ttl in ms, and the KEYS
-/// index of the settled counter (0 when none). Returns {rejected index or 0, then per claim value
-/// and settled}, or {-index} when a budget's settled counter does not exist (nothing applied).
+/// [`SharedState::claim`] in Redis, for a batch of requests at once. Requests claiming the same
+/// counters (one key's, in one window) come as a *bundle*: their deltas are added with one
+/// `INCRBY` per counter and, when every limit holds for the sum, all are admitted, which is what
+/// admitting them one after the other would have done. When a limit does not hold for the sum,
+/// the bundle is decided one request at a time (each all or nothing) and the counters are
+/// corrected to what was admitted. The common case costs a call per counter per bundle, not per
+/// request. A counter left at 0 is removed (so a rejected claim leaves nothing behind).
+///
+/// KEYS: per bundle, its counters, then its budgets' settled counters. ARGV: the number of
+/// bundles; per bundle the number of counters `n`, of settled counters `m` and of requests `k`,
+/// then per counter: kind (w, t, f, b), limit, ttl in ms and the KEYS index of its settled
+/// counter (0 when none), then per request its `n` deltas. Returns per request: status (0
+/// admitted, i rejected at claim i, -i: claim i's settled counter does not exist and nothing was
+/// applied), then per claim its value (after the claim when admitted, as found otherwise) and
+/// settled amount.
 const CLAIM_SCRIPT: &str = r"
-local n = tonumber(ARGV[1])
-local out = {0}
-for i = 1, n do
-  local b = 1 + (i - 1) * 5
-  local kind, delta, limit, s = ARGV[b + 1], tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), tonumber(ARGV[b + 5])
-  local value = tonumber(redis.call('GET', KEYS[i]) or '0')
-  local settled = 0
-  if s > 0 then
-    local found = redis.call('GET', KEYS[s])
-    if not found then return {-i} end
-    settled = tonumber(found)
+local out = {}
+local a = 2
+local kb = 0
+for _ = 1, tonumber(ARGV[1]) do
+  local n, m, k = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local kind, limit, ttl, settled = {}, {}, {}, {}
+  local unloaded = 0
+  for i = 1, n do
+    local p = a + 3 + (i - 1) * 4
+    kind[i], limit[i], ttl[i], settled[i] = ARGV[p], tonumber(ARGV[p + 1]), ARGV[p + 2], 0
+    local s = tonumber(ARGV[p + 3])
+    if s > 0 and unloaded == 0 then
+      local found = redis.call('GET', KEYS[s])
+      if found then settled[i] = tonumber(found) else unloaded = i end
+    end
   end
-  local fits = true
-  if limit > 0 then
-    if kind == 't' then fits = value < limit
-    elseif kind == 'b' then fits = settled + value + delta <= limit
-    else fits = value + delta <= limit end
+  local d = a + 3 + 4 * n
+  local delta = {}
+  for j = 1, k do
+    delta[j] = {}
+    for i = 1, n do delta[j][i] = tonumber(ARGV[d + (j - 1) * n + i - 1]) end
   end
-  out[2 * i] = value
-  out[2 * i + 1] = settled
-  if not fits and out[1] == 0 then out[1] = i end
-end
-if out[1] > 0 then return out end
-for i = 1, n do
-  local b = 1 + (i - 1) * 5
-  out[2 * i] = redis.call('INCRBY', KEYS[i], ARGV[b + 2])
-  if ARGV[b + 1] == 'w' or ARGV[b + 1] == 't' then
-    redis.call('PEXPIRE', KEYS[i], ARGV[b + 4], 'NX')
+  local function fits(i, after, last)
+    if limit[i] <= 0 then return true end
+    if kind[i] == 't' then return after - last < limit[i] end
+    return settled[i] + after <= limit[i]
+  end
+  local status, value = {}, {}
+  if unloaded > 0 then
+    for j = 1, k do
+      status[j], value[j] = -unloaded, {}
+      for i = 1, n do value[j][i] = 0 end
+    end
   else
-    redis.call('PEXPIRE', KEYS[i], ARGV[b + 4])
+    local sum, after, all = {}, {}, true
+    for i = 1, n do
+      sum[i] = 0
+      for j = 1, k do sum[i] = sum[i] + delta[j][i] end
+      after[i] = redis.call('INCRBY', KEYS[kb + i], sum[i])
+      all = all and fits(i, after[i], delta[k][i])
+    end
+    local final = after
+    if all then
+      local later = {}
+      for i = 1, n do later[i] = 0 end
+      for j = k, 1, -1 do
+        status[j], value[j] = 0, {}
+        for i = 1, n do
+          value[j][i] = after[i] - later[i]
+          later[i] = later[i] + delta[j][i]
+        end
+      end
+    else
+      local current = {}
+      for i = 1, n do current[i] = after[i] - sum[i] end
+      for j = 1, k do
+        status[j] = 0
+        for i = 1, n do
+          if not fits(i, current[i] + delta[j][i], delta[j][i]) then
+            status[j] = i
+            break
+          end
+        end
+        if status[j] == 0 then
+          for i = 1, n do current[i] = current[i] + delta[j][i] end
+        end
+        value[j] = {}
+        for i = 1, n do value[j][i] = current[i] end
+      end
+      final = current
+      for i = 1, n do
+        if current[i] ~= after[i] then redis.call('DECRBY', KEYS[kb + i], after[i] - current[i]) end
+      end
+    end
+    for i = 1, n do
+      local added = final[i] - (after[i] - sum[i])
+      if final[i] == 0 then
+        redis.call('DEL', KEYS[kb + i])
+      elseif kind[i] == 'w' or kind[i] == 't' then
+        if final[i] == added then redis.call('PEXPIRE', KEYS[kb + i], ttl[i], 'NX') end
+      elseif added ~= 0 then
+        redis.call('PEXPIRE', KEYS[kb + i], ttl[i])
+      end
+    end
   end
+  for j = 1, k do
+    out[#out + 1] = status[j]
+    for i = 1, n do
+      out[#out + 1] = value[j][i]
+      out[#out + 1] = settled[i]
+    end
+  end
+  a = d + k * n
+  kb = kb + n + m
 end
 return out
 ";
@@ -490,10 +609,215 @@ return out
 /// SHA1 of [`CLAIM_SCRIPT`], as Redis answered `SCRIPT LOAD` (the same on every server).
 static CLAIM_SHA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-async fn load_claim_script(conn: &mut deadpool_redis::Connection) -> Result<String, SharedError> {
+/// Most requests' claims sent in one script call.
+const CLAIM_BATCH: usize = 64;
+
+/// Where a queued request's claim outcome goes.
+type ClaimReply = oneshot::Sender<Result<ClaimOutcome, SharedError>>;
+
+/// Claims waiting for the script, and whether a task is sending them.
+#[derive(Default)]
+struct ClaimQueue {
+    waiting: Vec<(Vec<Claim>, ClaimReply)>,
+    sending: bool,
+}
+
+impl Redis {
+    /// Queues one request's `claims` (keys already prefixed) and waits for their outcome. One task
+    /// sends at a time, all claims that queued up while its previous call was on the wire: under
+    /// load many requests share one script call, and a lone request's claims go at once.
+    async fn claim(self: &Arc<Self>, claims: Vec<Claim>) -> Result<ClaimOutcome, SharedError> {
+        let (reply, outcome) = oneshot::channel();
+        let start = {
+            let mut queue = self.claims.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            queue.waiting.push((claims, reply));
+            !std::mem::replace(&mut queue.sending, true)
+        };
+        if start {
+            tokio::spawn(Arc::clone(self).send_claims());
+        }
+        outcome.await.unwrap_or_else(|_| Err(SharedError::Unavailable("the claim sender stopped".to_owned())))
+    }
+
+    async fn send_claims(self: Arc<Self>) {
+        loop {
+            let batch: Vec<_> = {
+                let mut queue = self.claims.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if queue.waiting.is_empty() {
+                    queue.sending = false;
+                    return;
+                }
+                let take = queue.waiting.len().min(CLAIM_BATCH);
+                queue.waiting.drain(..take).collect()
+            };
+            let groups: Vec<&[Claim]> = batch.iter().map(|(claims, _)| claims.as_slice()).collect();
+            let outcomes = self.claim_groups(&groups).await;
+            let mut abandoned = Vec::new();
+            for (index, (claims, reply)) in batch.into_iter().enumerate() {
+                let outcome = match &outcomes {
+                    Ok(outcomes) => outcomes.get(index).cloned().ok_or_else(|| {
+                        SharedError::Command(format!("claim script answered {} groups for {index}", outcomes.len()))
+                    }),
+                    Err(error) => Err(error.clone()),
+                };
+                let admitted = outcome.as_ref().is_ok_and(ClaimOutcome::admitted);
+                if reply.send(outcome).is_err() && admitted {
+                    // The request went away while its claims were on the wire: give them back.
+                    abandoned.extend(claims.into_iter().map(|claim| Adjustment {
+                        key: claim.key,
+                        delta: -claim.delta,
+                        ttl: claim.ttl,
+                        refresh: false,
+                    }));
+                }
+            }
+            if !abandoned.is_empty() {
+                let pipe = adjust_pipeline(&abandoned, |key| key.to_owned());
+                if let Err(error) = self.run(async |c| pipe.query_async::<()>(c).await).await {
+                    tracing::warn!(%error, "cannot give back the claims of abandoned requests; they expire with their counters");
+                }
+            }
+        }
+    }
+
+    /// Runs the claim script over `groups` (one request's claims each, keys already prefixed),
+    /// bundled by counters; answers per group, in order. EVALSHA: the script is sent (SCRIPT
+    /// LOAD) once per process and again only when the server lost it (a restart or SCRIPT FLUSH),
+    /// not with every call.
+    async fn claim_groups(&self, groups: &[&[Claim]]) -> Result<Vec<ClaimOutcome>, SharedError> {
+        let bundles = bundle(groups);
+        let command = |sha: &str| {
+            let mut command = redis::cmd("EVALSHA");
+            command.arg(sha);
+            claim_arguments(&mut command, groups, &bundles);
+            command
+        };
+        let reply: Vec<i64> = self
+            .run(async |c| match CLAIM_SHA.get() {
+                Some(sha) => match command(sha).query_async(c).await {
+                    Err(error) if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                        let sha = load_claim_script(c).await?;
+                        command(&sha).query_async(c).await
+                    }
+                    reply => reply,
+                },
+                None => {
+                    let sha = load_claim_script(c).await?;
+                    command(&sha).query_async(c).await
+                }
+            })
+            .await?;
+        claim_reply(&reply, groups, &bundles)
+    }
+}
+
+/// Whether two requests claim the same counters (same keys, kinds and limits, in order).
+fn same_counters(a: &[Claim], b: &[Claim]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.key == b.key && a.kind == b.kind && a.limit == b.limit)
+}
+
+/// Groups `groups` (by index) into bundles of requests that claim the same counters, in order.
+fn bundle(groups: &[&[Claim]]) -> Vec<Vec<usize>> {
+    let mut bundles: Vec<Vec<usize>> = Vec::new();
+    for (index, claims) in groups.iter().enumerate() {
+        let same = bundles.iter_mut().find(|b| b.first().is_some_and(|&first| same_counters(groups[first], claims)));
+        match same {
+            Some(bundle) => bundle.push(index),
+            None => bundles.push(vec![index]),
+        }
+    }
+    bundles
+}
+
+/// The claim script's KEYS and ARGV for `groups` in `bundles` (see [`CLAIM_SCRIPT`]).
+fn claim_arguments(command: &mut redis::Cmd, groups: &[&[Claim]], bundles: &[Vec<usize>]) {
+    let first = |bundle: &[usize]| bundle.first().map_or(&[][..], |&index| groups[index]);
+    let settled = |claims: &[Claim]| claims.iter().filter(|c| matches!(c.kind, ClaimKind::Budget { .. })).count();
+    command.arg(bundles.iter().map(|bundle| first(bundle).len() + settled(first(bundle))).sum::<usize>());
+    for bundle in bundles {
+        let claims = first(bundle);
+        for claim in claims {
+            command.arg(&claim.key);
+        }
+        for claim in claims {
+            if let ClaimKind::Budget { settled_key } = &claim.kind {
+                command.arg(settled_key);
+            }
+        }
+    }
+    command.arg(bundles.len());
+    let mut base = 0;
+    for bundle in bundles {
+        let claims = first(bundle);
+        command.arg(claims.len()).arg(settled(claims)).arg(bundle.len());
+        let mut settled_index = base + claims.len();
+        for claim in claims {
+            let (kind, settled) = match &claim.kind {
+                ClaimKind::Window => ("w", 0),
+                ClaimKind::TokenWindow => ("t", 0),
+                ClaimKind::InFlight => ("f", 0),
+                ClaimKind::Budget { .. } => {
+                    settled_index += 1;
+                    ("b", settled_index)
+                }
+            };
+            command.arg(kind).arg(claim.limit).arg(millis(claim.ttl)).arg(settled);
+        }
+        for &index in bundle {
+            for claim in groups[index] {
+                command.arg(claim.delta);
+            }
+        }
+        base = settled_index;
+    }
+}
+
+/// Reads the claim script's answer for `groups` in `bundles`: one outcome per group, in order.
+fn claim_reply(reply: &[i64], groups: &[&[Claim]], bundles: &[Vec<usize>]) -> Result<Vec<ClaimOutcome>, SharedError> {
+    let mut rest = reply;
+    let mut outcomes = vec![ClaimOutcome::default(); groups.len()];
+    for &index in bundles.iter().flatten() {
+        let count = groups[index].len();
+        let (Some((&status, values)), true) = (rest.split_first(), rest.len() > 2 * count) else {
+            return Err(SharedError::Command(format!("claim script answered {} values", reply.len())));
+        };
+        let (pairs, next) = values.split_at(2 * count);
+        rest = next;
+        let position = |i: i64| usize::try_from(i).unwrap_or(1).saturating_sub(1);
+        outcomes[index] = if status < 0 {
+            ClaimOutcome { unloaded: Some(position(-status)), ..ClaimOutcome::default() }
+        } else {
+            ClaimOutcome {
+                rejected: (status > 0).then(|| position(status)),
+                unloaded: None,
+                values: pairs.iter().step_by(2).copied().collect(),
+                settled: pairs.iter().skip(1).step_by(2).copied().collect(),
+            }
+        };
+    }
+    Ok(outcomes)
+}
+
+async fn load_claim_script(conn: &mut MultiplexedConnection) -> redis::RedisResult<String> {
     let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(CLAIM_SCRIPT).query_async(conn).await?;
     let _ = CLAIM_SHA.set(sha.clone());
     Ok(sha)
+}
+
+/// One atomic pipeline applying `changes`, with keys through `key`.
+fn adjust_pipeline(changes: &[Adjustment], key: impl Fn(&str) -> String) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for change in changes {
+        let key = key(&change.key);
+        pipe.cmd("INCRBY").arg(&key).arg(change.delta).ignore();
+        let expire = pipe.cmd("PEXPIRE").arg(&key).arg(millis(change.ttl));
+        if !change.refresh {
+            expire.arg("NX");
+        }
+        expire.ignore();
+    }
+    pipe
 }
 
 fn millis(ttl: Duration) -> u64 {
@@ -504,17 +828,10 @@ impl SharedState {
     /// Sets `key` to `value` for `ttl` unless it already exists; returns whether it was set.
     pub async fn set_nx(&self, key: &str, value: i64, ttl: Duration) -> Result<bool, SharedError> {
         match &self.inner {
-            Inner::Redis { pool, .. } => {
-                let key = self.key(key);
-                let mut conn = Self::conn(pool).await?;
-                let set: Option<String> = redis::cmd("SET")
-                    .arg(key)
-                    .arg(value)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(millis(ttl))
-                    .query_async(&mut conn)
-                    .await?;
+            Inner::Redis(server) => {
+                let command =
+                    redis::cmd("SET").arg(self.key(key)).arg(value).arg("NX").arg("PX").arg(millis(ttl)).to_owned();
+                let set: Option<String> = server.run(async |c| command.query_async(c).await).await?;
                 Ok(set.is_some())
             }
             Inner::Local(store) => Ok(store.with(|map, now| {
@@ -528,111 +845,37 @@ impl SharedState {
     }
 
     /// Checks every claim and applies them all, or none when one does not fit: an admission's
-    /// limits (requests in flight, windows, budgets) in one atomic step and, with Redis, one round
-    /// trip.
+    /// limits (requests in flight, windows, budgets) in one atomic step and, with Redis, one
+    /// script call shared with the requests claiming at the same moment.
     pub async fn claim(&self, claims: &[Claim]) -> Result<ClaimOutcome, SharedError> {
         match &self.inner {
-            Inner::Redis { pool, .. } => {
-                // EVALSHA: the script is sent (SCRIPT LOAD) once per process and again only when
-                // the server lost it (a restart or SCRIPT FLUSH), not with every request.
-                let command = |sha: &str| {
-                    let mut command = redis::cmd("EVALSHA");
-                    command.arg(sha);
-                    self.claim_arguments(&mut command, claims);
-                    command
-                };
-                let mut conn = Self::conn(pool).await?;
-                let reply: Vec<i64> = match CLAIM_SHA.get() {
-                    Some(sha) => match command(sha).query_async(&mut conn).await {
-                        Err(error) if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                            let sha = load_claim_script(&mut conn).await?;
-                            command(&sha).query_async(&mut conn).await?
-                        }
-                        reply => reply?,
-                    },
-                    None => {
-                        let sha = load_claim_script(&mut conn).await?;
-                        command(&sha).query_async(&mut conn).await?
-                    }
-                };
-                Self::claim_reply(&reply, claims.len())
+            Inner::Redis(server) => {
+                let prefixed = claims
+                    .iter()
+                    .map(|claim| Claim {
+                        key: self.key(&claim.key),
+                        kind: match &claim.kind {
+                            ClaimKind::Budget { settled_key } => {
+                                ClaimKind::Budget { settled_key: self.key(settled_key) }
+                            }
+                            kind => kind.clone(),
+                        },
+                        ..*claim
+                    })
+                    .collect();
+                server.claim(prefixed).await
             }
             Inner::Local(_) => Ok(self.claim_in_process(claims).unwrap_or_default()),
         }
-    }
-
-    /// The claim script's KEYS and ARGV for `claims` (see [`CLAIM_SCRIPT`]).
-    fn claim_arguments(&self, command: &mut redis::Cmd, claims: &[Claim]) {
-        let budgets = claims.iter().filter(|c| matches!(c.kind, ClaimKind::Budget { .. })).count();
-        command.arg(claims.len() + budgets);
-        for claim in claims {
-            command.arg(self.key(&claim.key));
-        }
-        for claim in claims {
-            if let ClaimKind::Budget { settled_key } = &claim.kind {
-                command.arg(self.key(settled_key));
-            }
-        }
-        command.arg(claims.len());
-        let mut settled_index = claims.len();
-        for claim in claims {
-            let (kind, settled) = match &claim.kind {
-                ClaimKind::Window => ("w", 0),
-                ClaimKind::TokenWindow => ("t", 0),
-                ClaimKind::InFlight => ("f", 0),
-                ClaimKind::Budget { .. } => {
-                    settled_index += 1;
-                    ("b", settled_index)
-                }
-            };
-            command.arg(kind).arg(claim.delta).arg(claim.limit).arg(millis(claim.ttl)).arg(settled);
-        }
-    }
-
-    /// Reads the claim script's answer for `count` claims.
-    fn claim_reply(reply: &[i64], count: usize) -> Result<ClaimOutcome, SharedError> {
-        let rejected = reply.first().copied().unwrap_or(0);
-        if rejected < 0 {
-            let index = usize::try_from(-rejected).unwrap_or(1).saturating_sub(1);
-            return Ok(ClaimOutcome { unloaded: Some(index), ..ClaimOutcome::default() });
-        }
-        let mut outcome = ClaimOutcome {
-            rejected: usize::try_from(rejected).ok().filter(|&i| i > 0).map(|i| i - 1),
-            ..ClaimOutcome::default()
-        };
-        for pair in reply.get(1..).unwrap_or_default().chunks_exact(2) {
-            outcome.values.push(pair[0]);
-            outcome.settled.push(pair[1]);
-        }
-        if outcome.values.len() != count {
-            return Err(SharedError::Command(format!(
-                "claim script answered {} values for {} claims",
-                outcome.values.len(),
-                count
-            )));
-        }
-        Ok(outcome)
     }
 
     /// Applies counter changes together (atomically in Redis, in one round trip): what settling
     /// an admission does.
     pub async fn adjust(&self, changes: &[Adjustment]) -> Result<(), SharedError> {
         match &self.inner {
-            Inner::Redis { pool, .. } => {
-                let mut pipe = redis::pipe();
-                pipe.atomic();
-                for change in changes {
-                    let key = self.key(&change.key);
-                    pipe.cmd("INCRBY").arg(&key).arg(change.delta).ignore();
-                    let expire = pipe.cmd("PEXPIRE").arg(&key).arg(millis(change.ttl));
-                    if !change.refresh {
-                        expire.arg("NX");
-                    }
-                    expire.ignore();
-                }
-                let mut conn = Self::conn(pool).await?;
-                let _: () = pipe.query_async(&mut conn).await?;
-                Ok(())
+            Inner::Redis(server) => {
+                let pipe = adjust_pipeline(changes, |key| self.key(key));
+                server.run(async |c| pipe.query_async(c).await).await
             }
             Inner::Local(_) => {
                 self.adjust_in_process(changes);
@@ -686,7 +929,7 @@ impl SharedState {
     /// returns `false` without doing anything when it is in Redis (use [`adjust`](Self::adjust)).
     pub fn adjust_in_process(&self, changes: &[Adjustment]) -> bool {
         match &self.inner {
-            Inner::Redis { .. } => false,
+            Inner::Redis(_) => false,
             Inner::Local(store) => {
                 store.with(|map, now| {
                     for change in changes {

@@ -55,7 +55,19 @@ struct Inner {
     pending_spend: Arc<Mutex<Pending>>,
     /// Asks the writer to write now; answered once written.
     flush_tx: mpsc::UnboundedSender<oneshot::Sender<()>>,
+    /// Settlements on their way to Redis, summed per counter.
+    settling: Mutex<Settling>,
     fallbacks: Counter,
+}
+
+/// Counter changes waiting to be sent to Redis, and whether a task is sending them. One task sends
+/// at a time, everything that queued up while its previous batch was on the wire: under load the
+/// settlements of many requests go out as one pipeline, and a lone request's at once.
+#[derive(Default)]
+struct Settling {
+    /// Per counter: summed delta, longest expiry, whether any change renews the expiry.
+    changes: HashMap<String, (i64, Duration, bool)>,
+    sending: bool,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -163,6 +175,7 @@ impl Limiter {
             database: database.clone(),
             pending_spend: pending_spend.clone(),
             flush_tx,
+            settling: Mutex::default(),
             fallbacks,
         });
         tokio::spawn(write_spend(database, pending_spend, flush_rx));
@@ -410,8 +423,10 @@ impl Limiter {
         Ok(admission)
     }
 
-    /// Writes every pending spend delta to the database now (called at shutdown, after the drain).
+    /// Sends queued settlements to Redis and writes every pending spend delta to the database
+    /// now (called at shutdown, after the drain).
     pub async fn flush(&self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.send_settlements()).await;
         let (tx, rx) = oneshot::channel();
         if self.0.flush_tx.send(tx).is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
@@ -504,20 +519,54 @@ impl Drop for Admission {
 }
 
 impl Limiter {
-    /// Applies settlement `changes`: at once when the counters are in process, on a task when
-    /// they are in Redis.
+    /// Applies settlement `changes`: at once when the counters are in process; queued for the
+    /// sending task when they are in Redis.
     fn apply(&self, changes: Vec<Adjustment>) {
         if changes.is_empty() {
             return;
         }
         if self.use_local() {
             self.0.local.adjust_in_process(&changes);
-        } else if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            return;
+        }
+        let mut settling = self.0.settling.lock().unwrap_or_else(PoisonError::into_inner);
+        for change in changes {
+            let entry = settling.changes.entry(change.key).or_insert((0, Duration::ZERO, false));
+            entry.0 += change.delta;
+            entry.1 = entry.1.max(change.ttl);
+            entry.2 |= change.refresh;
+        }
+        if !settling.sending
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            settling.sending = true;
             let limiter = self.clone();
-            handle.spawn(async move {
+            handle.spawn(async move { limiter.send_settlements().await });
+        }
+    }
+
+    /// Sends queued settlements until none are left: each round, all that queued up meanwhile in
+    /// one pipeline.
+    async fn send_settlements(&self) {
+        loop {
+            let changes: Vec<Adjustment> = {
+                let mut settling = self.0.settling.lock().unwrap_or_else(PoisonError::into_inner);
+                if settling.changes.is_empty() {
+                    settling.sending = false;
+                    return;
+                }
+                settling
+                    .changes
+                    .drain()
+                    // A change of nothing that does not renew an expiry has no effect.
+                    .filter(|(_, (delta, _, refresh))| *delta != 0 || *refresh)
+                    .map(|(key, (delta, ttl, refresh))| Adjustment { key, delta, ttl, refresh })
+                    .collect()
+            };
+            if !changes.is_empty() {
                 let changes = &changes;
-                limiter.run(|s| async move { s.adjust(changes).await }).await;
-            });
+                self.run(|s| async move { s.adjust(changes).await }).await;
+            }
         }
     }
 }

@@ -174,11 +174,133 @@ async fn claims_keep_working_after_redis_forgets_the_script() {
         let ttl = Duration::from_secs(60);
         let window = Claim { key: "w".to_owned(), delta: 1, limit: 10, ttl, kind: ClaimKind::Window };
         assert_eq!(state.claim(std::slice::from_ref(&window)).await.unwrap().values, vec![1], "{state:?}");
-        if let Some(pool) = state.redis() {
+        if let Inner::Redis(server) = &state.inner {
             // As after a Redis restart: the cached script is gone, the claim loads it again.
-            let mut conn = pool.get().await.unwrap();
-            let () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await.unwrap();
+            let () = server.run(async |c| redis::cmd("SCRIPT").arg("FLUSH").query_async(c).await).await.unwrap();
         }
         assert_eq!(state.claim(std::slice::from_ref(&window)).await.unwrap().values, vec![2], "{state:?}");
     }
+}
+
+#[tokio::test]
+async fn rejected_claims_leave_nothing_behind_and_abandoned_ones_are_given_back() {
+    for state in backends().await {
+        let ttl = Duration::from_secs(60);
+        let window = |key: &str| Claim { key: key.to_owned(), delta: 1, limit: 5, ttl, kind: ClaimKind::Window };
+        let flight = Claim { key: "flight".to_owned(), delta: 1, limit: 1, ttl, kind: ClaimKind::InFlight };
+        assert!(state.claim(std::slice::from_ref(&flight)).await.unwrap().admitted(), "{state:?}");
+        // The window's counter did not exist: the rejected claim must not leave one behind.
+        let rejected = state.claim(&[window("fresh"), flight.clone()]).await.unwrap();
+        assert_eq!((rejected.rejected, rejected.values), (Some(1), vec![0, 1]), "{state:?}");
+        assert_eq!(state.get("fresh").await.unwrap(), None, "{state:?}");
+
+        // A request that goes away while its claim is on its way: in Redis the claim is queued
+        // when first polled, so the caller is gone when it is applied, and it is given back.
+        use futures_util::FutureExt;
+        let abandoned = state.claim(&[window("abandoned")]).now_or_never().is_none();
+        assert_eq!(abandoned, state.is_shared(), "{state:?}");
+        // Given back, the counter reads 0 (it exists: it was applied, then taken back).
+        let expected = if abandoned { "0" } else { "1" };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let value = state.get("abandoned").await.unwrap();
+            if value.as_deref() == Some(expected.as_bytes()) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "counter {value:?}, expected {expected} ({state:?})");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// A batch sent to Redis in one script call (bundled by counters) decides exactly as claiming
+/// the same requests one after the other in process does (bundle by bundle: requests of one
+/// batch are concurrent, so any order is theirs), counters included.
+#[tokio::test]
+async fn a_bundled_batch_decides_as_claims_one_after_the_other() {
+    let states = backends().await;
+    let [local, redis] = states.as_slice() else { return };
+    let Inner::Redis(server) = &redis.inner else { panic!("second backend is Redis") };
+    let ttl = Duration::from_secs(60);
+    // A small deterministic generator: the same batches on every run.
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move |below: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        i64::try_from(seed % below).unwrap_or(0)
+    };
+    for state in [local, redis] {
+        assert!(state.set_nx("b-settled", 40, ttl).await.unwrap());
+    }
+    // Admitted and rejected requests: both paths of the script must be taken.
+    let mut decided = [0; 2];
+    for round in 0..30 {
+        let mut groups: Vec<Vec<Claim>> = Vec::new();
+        for _ in 0..(1 + next(12)) {
+            // Two shapes of request, so a batch holds two bundles; limits tight enough to reject.
+            let mut claims = vec![
+                Claim { key: "f".to_owned(), delta: 1, limit: 6, ttl, kind: ClaimKind::InFlight },
+                Claim { key: "w".to_owned(), delta: 1, limit: 200, ttl, kind: ClaimKind::Window },
+                Claim { key: "t".to_owned(), delta: next(30), limit: 900, ttl, kind: ClaimKind::TokenWindow },
+            ];
+            if next(2) == 0 {
+                claims.push(Claim {
+                    key: "b".to_owned(),
+                    delta: next(20),
+                    limit: 300,
+                    ttl,
+                    kind: ClaimKind::Budget { settled_key: "b-settled".to_owned() },
+                });
+            }
+            groups.push(claims);
+        }
+        let order: Vec<&[Claim]> = groups.iter().map(Vec::as_slice).collect();
+        let mut expected = vec![ClaimOutcome::default(); groups.len()];
+        for index in bundle(&order).into_iter().flatten() {
+            expected[index] = local.claim(&groups[index]).await.unwrap();
+        }
+        let prefixed: Vec<Vec<Claim>> = groups
+            .iter()
+            .map(|claims| {
+                claims
+                    .iter()
+                    .map(|c| Claim {
+                        key: redis.key(&c.key),
+                        kind: match &c.kind {
+                            ClaimKind::Budget { settled_key } => {
+                                ClaimKind::Budget { settled_key: redis.key(settled_key) }
+                            }
+                            kind => kind.clone(),
+                        },
+                        ..*c
+                    })
+                    .collect()
+            })
+            .collect();
+        let batch: Vec<&[Claim]> = prefixed.iter().map(Vec::as_slice).collect();
+        let outcomes = server.claim_groups(&batch).await.unwrap();
+        assert_eq!(outcomes, expected, "round {round}: {groups:?}");
+        for outcome in &outcomes {
+            decided[usize::from(outcome.rejected.is_some())] += 1;
+        }
+        for key in ["f", "w", "t", "b"] {
+            let read =
+                |value: Option<Vec<u8>>| value.map_or(0, |v| String::from_utf8_lossy(&v).parse::<i64>().unwrap());
+            assert_eq!(
+                read(redis.get(key).await.unwrap()),
+                read(local.get(key).await.unwrap()),
+                "round {round}, {key}"
+            );
+        }
+        // Release some in-flight slots so later rounds admit again.
+        let release = [Adjustment { key: "f".to_owned(), delta: -next(4), ttl, refresh: false }];
+        for state in [local, redis] {
+            let value =
+                state.get("f").await.unwrap().map_or(0, |v| String::from_utf8_lossy(&v).parse::<i64>().unwrap());
+            let release = [Adjustment { delta: release[0].delta.max(-value), ..release[0].clone() }];
+            state.adjust(&release).await.unwrap();
+        }
+    }
+    assert!(decided[0] > 20 && decided[1] > 20, "admitted and rejected: {decided:?}");
 }
