@@ -283,6 +283,16 @@ pub struct LimitSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheSettings {
+    /// Exact-match response caching (`FLOWGATE__CACHE__ENABLED`). Default off: answers of the same
+    /// request are then served from the cache instead of the model.
+    pub enabled: bool,
+    /// How long an answer stays cached, in seconds. Default 3600.
+    pub ttl_secs: u64,
+    /// Answers held in each process's memory (Redis, when configured, holds them for all
+    /// replicas). Default 10,000.
+    pub max_entries: u64,
+    /// Largest answer stored, in bytes; larger ones pass uncached. Default 1 MiB.
+    pub max_entry_bytes: usize,
     /// Cosine similarity above which a semantic-cache entry is a hit (`SEMANTIC_CACHE_THRESHOLD`).
     /// Default 0.90.
     pub semantic_threshold: f64,
@@ -290,7 +300,7 @@ pub struct CacheSettings {
 
 impl Default for CacheSettings {
     fn default() -> Self {
-        Self { semantic_threshold: 0.90 }
+        Self { enabled: false, ttl_secs: 3600, max_entries: 10_000, max_entry_bytes: 1 << 20, semantic_threshold: 0.90 }
     }
 }
 
@@ -643,6 +653,9 @@ impl Settings {
         let log_level = &self.telemetry.log_level;
         if log_level.trim().is_empty() {
             return Err(ConfigError::field("telemetry.log_level", "must not be empty"));
+        }
+        if self.cache.enabled && self.cache.ttl_secs == 0 {
+            return Err(ConfigError::field("cache.ttl_secs", "must be at least 1 when the cache is enabled"));
         }
         if !(0.0..=1.0).contains(&self.cache.semantic_threshold) {
             return Err(ConfigError::field("cache.semantic_threshold", "must be between 0 and 1"));

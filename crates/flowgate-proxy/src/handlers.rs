@@ -129,6 +129,7 @@ async fn handle(
         });
     }
     let include_usage = body.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
+    let cache_control = crate::cache::control(&parts.headers, &mut body);
     if !state.table.load().contains(&model) {
         return Err(ProxyError::ModelNotFound(model));
     }
@@ -136,6 +137,8 @@ async fn handle(
     let policy = GuardrailPolicy::resolve(&key.key.guardrail_policy_json, &key.key.tenant_guardrail_defaults_json);
     let asked = guardrails::requested(&body, &parts.headers)?;
     let mut plan = guardrails::plan(&state.catalog, &policy, &asked)?;
+    // Guarded answers depend on policies that may change: they are not cached.
+    let cacheable = state.cache.enabled() && plan.is_empty();
     if !plan.is_empty() {
         if stream {
             guardrails::stream_supported(&plan)?;
@@ -161,6 +164,23 @@ async fn handle(
     let (prompt_estimate, cost_estimate) = estimate(&state, &model, &body, body_len);
     let admission = state.limiter.admit(&key, prompt_estimate, cost_estimate).await?;
     let limit_headers = admission.headers;
+    let cache_key = cacheable.then(|| crate::cache::ResponseCache::key(&key.key.tenant_id, format, endpoint, &body));
+    if let Some(entry) = &cache_key
+        && cache_control.read
+        && let Some(hit) = state.cache.lookup(entry).await
+    {
+        // No tokens were used: the request counts for the rate limits, nothing for the budget.
+        admission.settle(Some((Usage::default(), 0)));
+        if let Some(mut draft) = draft.take() {
+            draft.record.status = 200;
+            draft.record.cache_hit = true;
+            draft.record.model_used = Some(model.clone());
+            state.audit.record(draft.finish());
+        }
+        let mut response = hit.response();
+        limit_headers.apply(response.headers_mut());
+        return Ok(response);
+    }
     let passthrough = if format == ApiFormat::Anthropic {
         ANTHROPIC_PASSTHROUGH_HEADERS
             .iter()
@@ -274,6 +294,13 @@ async fn handle(
     if guarded_answer && streamed {
         let context = GuardContext { key_id: &key.key.id, tenant_id: &key.key.tenant_id, model: &model, route: &route };
         response = guardrails::guard_stream(response, state.guard.clone(), plan, format, context, stream_outcome);
+    }
+    if let Some(entry) = cache_key {
+        if cache_control.write {
+            response = state.cache.store_after(response, entry);
+        } else {
+            response.headers_mut().insert("x-flowgate-cache", axum::http::HeaderValue::from_static("miss"));
+        }
     }
     limit_headers.apply(response.headers_mut());
     Ok(response)

@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod cache;
 pub mod dispatch;
 pub mod error;
 pub mod guardrails;
@@ -161,6 +162,7 @@ impl Application {
                 settings.limits.requests_per_hour,
                 &deps.metrics,
             ),
+            cache: crate::cache::ResponseCache::new(&settings.cache, &deps.shared, &deps.metrics),
             metrics: ProxyMetrics::register(&deps.metrics),
             max_body_bytes: settings.proxy.max_body_bytes,
             stream_timeout: Duration::from_secs(settings.proxy.stream_timeout_secs),

@@ -30,6 +30,8 @@ pub struct Inner {
     pub audit: crate::audit::AuditSink,
     /// Rate limits and budgets.
     pub limiter: crate::limits::Limiter,
+    /// The exact-match response cache.
+    pub cache: crate::cache::ResponseCache,
     /// Metric families.
     pub metrics: ProxyMetrics,
     /// Largest accepted request body.

@@ -4,6 +4,7 @@
 
 mod audit;
 mod audit_api;
+mod cache;
 mod compliance;
 mod gateway;
 mod grpc;
