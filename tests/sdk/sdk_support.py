@@ -20,6 +20,25 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+# The suite's gateway: models served natively and across formats by the mock upstream.
+CONFIG = """
+model_list:
+  - model_name: gpt-test
+    litellm_params: {model: openai/gpt-upstream, api_base: "{upstream}/v1", api_key: upstream-key}
+  - model_name: claude-test
+    litellm_params: {model: anthropic/claude-upstream, api_base: "{upstream}", api_key: upstream-key}
+  - model_name: local-mock
+    litellm_params: {model: mock/local, mock_response: "The quick brown fox jumps over the lazy dog"}
+  - model_name: embed-test
+    litellm_params: {model: openai/embed-upstream, api_base: "{upstream}/v1", api_key: upstream-key}
+  - model_name: broken
+    litellm_params: {model: openai/x, api_base: "http://127.0.0.1:9/v1", api_key: k}
+router_settings:
+  num_retries: 1
+  fallbacks: [{broken: [gpt-test]}]
+"""
+
+
 def flowgate_bin() -> str:
     path = Path(os.environ.get("FLOWGATE_BIN", REPO_ROOT / "target" / "debug" / "flowgate"))
     if not path.exists():

@@ -7,21 +7,13 @@ import anthropic
 import httpx
 import openai
 import pytest
-from sdk_support import start_stack, wait_until
+from sdk_support import CONFIG, start_stack, wait_until
 
-CONFIG = """
-model_list:
-  - model_name: gpt-test
-    litellm_params: {model: openai/gpt-upstream, api_base: "{upstream}/v1", api_key: upstream-key}
-  - model_name: claude-test
-    litellm_params: {model: anthropic/claude-upstream, api_base: "{upstream}", api_key: upstream-key}
-cache: {enabled: true}
-"""
 
 
 @pytest.fixture(scope="module")
 def cached():
-    stack = start_stack(CONFIG)
+    stack = start_stack(CONFIG + "cache: {enabled: true}\n")
     key = stack.create_key()["key"]
     yield stack, key
     stack.stop()
@@ -32,6 +24,16 @@ def entries(stack) -> int:
         f"{stack.api_url}/api/metacache/stats", headers={"Authorization": f"Bearer {stack.admin_key}"}, timeout=10
     ).json()
     return stats["exact"]["entries"]
+
+
+def replays_from_the_cache(stack, streamed) -> None:
+    """`streamed()` -> (x-flowgate-cache, text): a miss with some text, then, once stored, a hit
+    with the same text."""
+    before = entries(stack)
+    cache, live = streamed()
+    assert (cache, bool(live)) == ("miss", True)
+    assert wait_until(lambda: entries(stack) > before)
+    assert streamed() == ("hit", live)
 
 
 def test_openai_answers_repeat_from_the_cache_plain_and_streamed(cached) -> None:
@@ -55,11 +57,7 @@ def test_openai_answers_repeat_from_the_cache_plain_and_streamed(cached) -> None
             )
             return response.headers["x-flowgate-cache"], text
 
-    before = entries(stack)
-    cache, live = streamed()
-    assert (cache, bool(live)) == ("miss", True)
-    assert wait_until(lambda: entries(stack) > before)
-    assert streamed() == ("hit", live)
+    replays_from_the_cache(stack, streamed)
 
 
 def test_anthropic_streams_replay_from_the_cache(cached) -> None:
@@ -78,8 +76,4 @@ def test_anthropic_streams_replay_from_the_cache(cached) -> None:
             )
             return response.headers["x-flowgate-cache"], text
 
-    before = entries(stack)
-    cache, live = streamed()
-    assert (cache, bool(live)) == ("miss", True)
-    assert wait_until(lambda: entries(stack) > before)
-    assert streamed() == ("hit", live)
+    replays_from_the_cache(stack, streamed)

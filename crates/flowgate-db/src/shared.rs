@@ -844,27 +844,25 @@ impl SharedState {
         }
     }
 
+    /// `claims` with their Redis keys (prefixed counters and settled counters).
+    fn prefixed(&self, claims: &[Claim]) -> Vec<Claim> {
+        let claim = |claim: &Claim| Claim {
+            key: self.key(&claim.key),
+            kind: match &claim.kind {
+                ClaimKind::Budget { settled_key } => ClaimKind::Budget { settled_key: self.key(settled_key) },
+                kind => kind.clone(),
+            },
+            ..*claim
+        };
+        claims.iter().map(claim).collect()
+    }
+
     /// Checks every claim and applies them all, or none when one does not fit: an admission's
     /// limits (requests in flight, windows, budgets) in one atomic step and, with Redis, one
     /// script call shared with the requests claiming at the same moment.
     pub async fn claim(&self, claims: &[Claim]) -> Result<ClaimOutcome, SharedError> {
         match &self.inner {
-            Inner::Redis(server) => {
-                let prefixed = claims
-                    .iter()
-                    .map(|claim| Claim {
-                        key: self.key(&claim.key),
-                        kind: match &claim.kind {
-                            ClaimKind::Budget { settled_key } => {
-                                ClaimKind::Budget { settled_key: self.key(settled_key) }
-                            }
-                            kind => kind.clone(),
-                        },
-                        ..*claim
-                    })
-                    .collect();
-                server.claim(prefixed).await
-            }
+            Inner::Redis(server) => server.claim(self.prefixed(claims)).await,
             Inner::Local(_) => Ok(self.claim_in_process(claims).unwrap_or_default()),
         }
     }

@@ -260,24 +260,7 @@ async fn a_bundled_batch_decides_as_claims_one_after_the_other() {
         for index in bundle(&order).into_iter().flatten() {
             expected[index] = local.claim(&groups[index]).await.unwrap();
         }
-        let prefixed: Vec<Vec<Claim>> = groups
-            .iter()
-            .map(|claims| {
-                claims
-                    .iter()
-                    .map(|c| Claim {
-                        key: redis.key(&c.key),
-                        kind: match &c.kind {
-                            ClaimKind::Budget { settled_key } => {
-                                ClaimKind::Budget { settled_key: redis.key(settled_key) }
-                            }
-                            kind => kind.clone(),
-                        },
-                        ..*c
-                    })
-                    .collect()
-            })
-            .collect();
+        let prefixed: Vec<Vec<Claim>> = groups.iter().map(|claims| redis.prefixed(claims)).collect();
         let batch: Vec<&[Claim]> = prefixed.iter().map(Vec::as_slice).collect();
         let outcomes = server.claim_groups(&batch).await.unwrap();
         assert_eq!(outcomes, expected, "round {round}: {groups:?}");
