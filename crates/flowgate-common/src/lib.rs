@@ -12,6 +12,7 @@
 //! - [`server`]: the router every service starts from and the graceful `serve` loop.
 //! - [`metrics`]: the Prometheus registry shared by a process.
 //! - [`shutdown`]: SIGTERM/SIGINT into a `CancellationToken`.
+//! - [`tasks`]: background tasks under supervision (panics logged, restarted or shown in `/readyz`).
 
 pub mod auth;
 pub mod budget;
@@ -21,5 +22,6 @@ pub mod secretbox;
 pub mod server;
 pub mod settings;
 pub mod shutdown;
+pub mod tasks;
 
 pub use settings::{ConfigError, Settings};

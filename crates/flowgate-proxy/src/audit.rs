@@ -38,7 +38,7 @@ const BATCH_WAIT: Duration = Duration::from_millis(200);
 
 /// One request, as the audit trail keeps it. Field names are the column names.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct AuditRecord {
+pub(crate) struct AuditRecord {
     /// Request id (UUIDv7), also returned to the client as `x-request-id`.
     pub request_id: String,
     /// Start time, unix milliseconds.
@@ -100,7 +100,7 @@ enum Message {
 
 /// Where requests hand their records. Cheap to clone.
 #[derive(Clone)]
-pub struct AuditSink(Arc<Inner>);
+pub(crate) struct AuditSink(Arc<Inner>);
 
 struct Inner {
     enabled: bool,
@@ -126,7 +126,7 @@ impl std::fmt::Debug for AuditSink {
 
 impl AuditSink {
     /// Starts the writer for `database`, spooling into `spool_dir` when it is unreachable.
-    pub fn start(
+    pub(crate) fn start(
         database: Database,
         spool_dir: PathBuf,
         enabled: bool,
@@ -163,7 +163,7 @@ impl AuditSink {
     }
 
     /// Queues `record` without waiting.
-    pub fn record(&self, record: AuditRecord) {
+    pub(crate) fn record(&self, record: AuditRecord) {
         let inner = &self.0;
         if !inner.enabled {
             return;
@@ -223,13 +223,13 @@ impl AuditSink {
 
     /// Marks a record as coming: [`flush`](Self::flush) waits (up to 10 s) for it until the hold
     /// is dropped. For records completed on a task after the response (redacted prompts).
-    pub fn hold(&self) -> AuditHold {
+    pub(crate) fn hold(&self) -> AuditHold {
         self.0.holds.fetch_add(1, Ordering::AcqRel);
         AuditHold(self.0.clone())
     }
 
     /// Writes (or spools) everything queued so far; called at shutdown after requests drained.
-    pub async fn flush(&self) {
+    pub(crate) async fn flush(&self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while self.0.holds.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -242,7 +242,7 @@ impl AuditSink {
 }
 
 /// A record on its way; see [`AuditSink::hold`].
-pub struct AuditHold(Arc<Inner>);
+pub(crate) struct AuditHold(Arc<Inner>);
 
 impl std::fmt::Debug for AuditHold {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -20,14 +20,14 @@ use crate::error::ProxyError;
 use crate::peers::KeysPeer;
 
 /// Channel on which the api-server announces changed keys (payload: key id).
-pub const INVALIDATE_CHANNEL: &str = "keys:invalidate";
+pub(crate) const INVALIDATE_CHANNEL: &str = "keys:invalidate";
 
 /// How long a resolved key is trusted without hearing about it.
 const CACHE_TTL: Duration = Duration::from_secs(60);
 
 /// A resolved, usable key.
 #[derive(Debug)]
-pub struct KeyInfo {
+pub(crate) struct KeyInfo {
     /// What the api-server returned.
     pub key: VirtualKey,
     /// `ip_allowlist`, parsed.
@@ -36,18 +36,18 @@ pub struct KeyInfo {
 
 impl KeyInfo {
     /// Whether `model` may be used with this key.
-    pub fn allows_model(&self, model: &str) -> bool {
+    pub(crate) fn allows_model(&self, model: &str) -> bool {
         self.key.allowed_models.is_empty() || self.key.allowed_models.iter().any(|m| m == model)
     }
 
     /// Whether `ip` may use this key.
-    pub fn allows_ip(&self, ip: IpAddr) -> bool {
+    pub(crate) fn allows_ip(&self, ip: IpAddr) -> bool {
         self.allowlist.is_empty() || self.allowlist.iter().any(|(net, prefix)| cidr_contains(*net, *prefix, ip))
     }
 }
 
 /// Whether `ip` is inside `net/prefix` (IPv4-mapped IPv6 addresses match IPv4 networks).
-pub fn cidr_contains(net: IpAddr, prefix: u8, ip: IpAddr) -> bool {
+pub(crate) fn cidr_contains(net: IpAddr, prefix: u8, ip: IpAddr) -> bool {
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 @ IpAddr::V4(_) => v4,
@@ -67,7 +67,7 @@ pub fn cidr_contains(net: IpAddr, prefix: u8, ip: IpAddr) -> bool {
 
 /// The key cache and resolver.
 #[derive(Clone)]
-pub struct Authenticator {
+pub(crate) struct Authenticator {
     hasher: KeyHasher,
     peer: KeysPeer,
     /// keyed hash → resolved key (`None`: no such key, cached briefly too).
@@ -82,7 +82,7 @@ impl std::fmt::Debug for Authenticator {
 
 impl Authenticator {
     /// A cache over `peer`, invalidated through `shared`'s `keys:invalidate` channel.
-    pub fn new(hasher: KeyHasher, peer: KeysPeer, shared: &SharedState) -> Self {
+    pub(crate) fn new(hasher: KeyHasher, peer: KeysPeer, shared: &SharedState) -> Self {
         let cache = moka::future::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(CACHE_TTL)
@@ -122,7 +122,7 @@ impl Authenticator {
 
     /// The key presented in `headers` (`Authorization: Bearer` or `x-api-key`), checked for
     /// revocation and expiry.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<KeyInfo>, ProxyError> {
+    pub(crate) async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<KeyInfo>, ProxyError> {
         let token = flowgate_common::auth::bearer_token(headers)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ProxyError::Unauthorized("missing API key: send Authorization: Bearer <key>".to_owned()))?;
@@ -158,7 +158,7 @@ impl Authenticator {
 
 /// The client's address: the socket peer, or the first untrusted hop of `X-Forwarded-For` when the
 /// peer is a trusted proxy.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[(IpAddr, u8)]) -> IpAddr {
+pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[(IpAddr, u8)]) -> IpAddr {
     let is_trusted = |ip: IpAddr| trusted.iter().any(|(net, prefix)| cidr_contains(*net, *prefix, ip));
     if !is_trusted(peer) {
         return peer;

@@ -35,12 +35,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use serde_json::Value;
 
-use crate::error::ApiFormat;
+use crate::translate::ApiFormat;
 use crate::upstream::Endpoint;
 
 /// The `cache` label of the cache metrics.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CacheLabels {
+pub(crate) struct CacheLabels {
     /// `exact` (this cache) or `semantic`.
     pub cache: &'static str,
 }
@@ -49,7 +49,7 @@ const EXACT: CacheLabels = CacheLabels { cache: "exact" };
 
 /// A stored answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cached {
+pub(crate) struct Cached {
     /// An event stream (replayed as one) rather than a JSON body.
     pub stream: bool,
     /// The answer's `content-type`.
@@ -81,7 +81,7 @@ impl Cached {
     }
 
     /// The answer to send: the JSON body, or the stream replayed event by event.
-    pub fn response(&self) -> Response {
+    pub(crate) fn response(&self) -> Response {
         let body = if self.stream {
             let events: Vec<Result<Bytes, std::convert::Infallible>> = split_events(&self.body).map(Ok).collect();
             Body::from_stream(futures_util::stream::iter(events))
@@ -117,7 +117,7 @@ fn split_events(body: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
 
 /// What one request allows the cache to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Control {
+pub(crate) struct Control {
     /// Look the answer up.
     pub read: bool,
     /// Store the answer.
@@ -126,7 +126,7 @@ pub struct Control {
 
 /// Reads the request's cache controls (`Cache-Control`, the body's `cache` object) and removes
 /// the `cache` field from the body, which upstreams do not know.
-pub fn control(headers: &HeaderMap, body: &mut Value) -> Control {
+pub(crate) fn control(headers: &HeaderMap, body: &mut Value) -> Control {
     let mut control = Control { read: true, write: true };
     for value in headers.get_all(header::CACHE_CONTROL) {
         let value = value.to_str().unwrap_or_default().to_ascii_lowercase();
@@ -152,7 +152,7 @@ pub fn control(headers: &HeaderMap, body: &mut Value) -> Control {
 
 /// The process's exact-match cache. Cheap to clone.
 #[derive(Clone)]
-pub struct ResponseCache(Option<Arc<Inner>>);
+pub(crate) struct ResponseCache(Option<Arc<Inner>>);
 
 struct Inner {
     local: moka::future::Cache<[u8; 32], Arc<Cached>>,
@@ -173,7 +173,11 @@ impl std::fmt::Debug for ResponseCache {
 impl ResponseCache {
     /// The cache `settings` describe (a disabled one when `cache.enabled` is false), over `shared`
     /// when it is Redis.
-    pub fn new(settings: &CacheSettings, shared: &SharedState, metrics: &flowgate_common::metrics::Metrics) -> Self {
+    pub(crate) fn new(
+        settings: &CacheSettings,
+        shared: &SharedState,
+        metrics: &flowgate_common::metrics::Metrics,
+    ) -> Self {
         if !settings.enabled {
             return Self(None);
         }
@@ -198,12 +202,12 @@ impl ResponseCache {
     }
 
     /// Whether caching is on.
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.0.is_some()
     }
 
     /// The entry key of a request (see the module documentation).
-    pub fn key(tenant_id: &str, format: ApiFormat, endpoint: Endpoint, body: &Value) -> [u8; 32] {
+    pub(crate) fn key(tenant_id: &str, format: ApiFormat, endpoint: Endpoint, body: &Value) -> [u8; 32] {
         let mut context = ring::digest::Context::new(&ring::digest::SHA256);
         for part in [tenant_id.as_bytes(), format!("{format:?}").as_bytes(), format!("{endpoint:?}").as_bytes()] {
             context.update(part);
@@ -223,7 +227,7 @@ impl ResponseCache {
     }
 
     /// The stored answer for `key`, if any (counted as a hit or a miss).
-    pub async fn lookup(&self, key: &[u8; 32]) -> Option<Arc<Cached>> {
+    pub(crate) async fn lookup(&self, key: &[u8; 32]) -> Option<Arc<Cached>> {
         let inner = self.0.as_ref()?;
         let mut found = inner.local.get(key).await;
         if found.is_none()
@@ -257,7 +261,7 @@ impl ResponseCache {
 
     /// Passes `response` through, storing it under `key` once it has been sent whole, when it is a
     /// complete successful answer no larger than the entry limit.
-    pub fn store_after(&self, mut response: Response, key: [u8; 32]) -> Response {
+    pub(crate) fn store_after(&self, mut response: Response, key: [u8; 32]) -> Response {
         let Some(inner) = self.0.as_ref() else { return response };
         response.headers_mut().insert("x-flowgate-cache", HeaderValue::from_static("miss"));
         if response.status() != StatusCode::OK {

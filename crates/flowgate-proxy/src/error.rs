@@ -1,21 +1,15 @@
-//! Errors of the data plane, rendered in the caller's format: OpenAI
-//! `{"error":{"message","type","param","code"}}` or Anthropic `{"type":"error","error":{"type","message"}}`.
+//! Errors of the data plane: one exhaustive match decides each error's status and code; the
+//! caller's codec renders the body (OpenAI `{"error":{"message","type","param","code"}}`,
+//! Anthropic `{"type":"error","error":{"type","message"}}`, ...).
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-/// The API format a client speaks, chosen by route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ApiFormat {
-    /// `/v1/*`, `/oai/v1/*`, `/cursor/v1/*`.
-    OpenAi,
-    /// `/anthropic/v1/*`.
-    Anthropic,
-}
+use crate::translate::ApiFormat;
 
 /// Everything that can stop a proxied request. Messages are safe to show to the caller.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum ProxyError {
+pub(crate) enum ProxyError {
     /// No key, a malformed key, or an unknown / revoked / expired one.
     #[error("{0}")]
     Unauthorized(String),
@@ -84,19 +78,25 @@ pub enum ProxyError {
         /// What failed.
         message: String,
     },
-    /// A bug or an unexpected failure; details are logged, not returned.
-    #[error("internal error")]
-    Internal,
+    /// A stream broke after it had started (timeout, bad event, upstream gone): reported in the
+    /// stream, never as a status.
+    #[error("{message}")]
+    StreamFailed {
+        /// `stream_timeout`, `bad_upstream_stream`, `upstream_disconnected`.
+        code: &'static str,
+        /// What happened.
+        message: String,
+    },
 }
 
 impl ProxyError {
     /// A 400 with a message.
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::BadRequest { message: message.into(), param: None }
     }
 
     /// The HTTP status. One exhaustive match: a new variant must decide its status here.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -105,83 +105,36 @@ impl ProxyError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ModelNotFound(_) => StatusCode::NOT_FOUND,
             Self::Upstream { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
+            Self::StreamFailed { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Unavailable { .. } | Self::GuardrailUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    /// OpenAI's `error.type` and `error.code`.
-    fn openai_type_and_code(&self) -> (&'static str, String) {
+    /// The error's code, the same in every format (`error.code` in OpenAI's shape, carried along
+    /// in the others), in metrics and in the audit trail.
+    pub(crate) fn code(&self) -> &str {
         match self {
-            Self::Unauthorized(_) => ("invalid_request_error", "invalid_api_key".to_owned()),
-            Self::Forbidden(_) => ("permission_error", "forbidden".to_owned()),
-            Self::RateLimited { code, .. } => ("rate_limit_error", (*code).to_owned()),
-            Self::BadRequest { .. } => ("invalid_request_error", "invalid_request".to_owned()),
-            Self::PayloadTooLarge { .. } => ("invalid_request_error", "request_too_large".to_owned()),
-            Self::ModelNotFound(_) => ("invalid_request_error", "model_not_found".to_owned()),
-            Self::Upstream { status, code, .. } => {
-                let kind = match status {
-                    429 => "rate_limit_error",
-                    400..=499 => "invalid_request_error",
-                    _ => "api_error",
-                };
-                (kind, code.clone().unwrap_or_else(|| "upstream_error".to_owned()))
-            }
-            Self::UpstreamTimeout(_) => ("api_error", "upstream_timeout".to_owned()),
-            Self::Unavailable { .. } => ("api_error", "upstream_unavailable".to_owned()),
-            Self::GuardrailBlocked { .. } => ("invalid_request_error", "guardrail_blocked".to_owned()),
-            Self::GuardrailUnavailable { .. } => ("api_error", "guardrail_unavailable".to_owned()),
-            Self::Internal => ("api_error", "internal_error".to_owned()),
+            Self::Unauthorized(_) => "invalid_api_key",
+            Self::Forbidden(_) => "forbidden",
+            Self::RateLimited { code, .. } | Self::StreamFailed { code, .. } => code,
+            Self::BadRequest { .. } => "invalid_request",
+            Self::PayloadTooLarge { .. } => "request_too_large",
+            Self::ModelNotFound(_) => "model_not_found",
+            Self::Upstream { code, .. } => code.as_deref().unwrap_or("upstream_error"),
+            Self::UpstreamTimeout(_) => "upstream_timeout",
+            Self::Unavailable { .. } => "upstream_unavailable",
+            Self::GuardrailBlocked { .. } => "guardrail_blocked",
+            Self::GuardrailUnavailable { .. } => "guardrail_unavailable",
         }
     }
 
-    /// Anthropic's `error.type`.
-    fn anthropic_type(&self) -> &'static str {
+    /// The offending request parameter, when known.
+    pub(crate) fn param(&self) -> Option<&str> {
         match self {
-            Self::Unauthorized(_) => "authentication_error",
-            Self::Forbidden(_) => "permission_error",
-            Self::RateLimited { .. } => "rate_limit_error",
-            Self::BadRequest { .. } | Self::PayloadTooLarge { .. } | Self::GuardrailBlocked { .. } => {
-                "invalid_request_error"
-            }
-            Self::ModelNotFound(_) => "not_found_error",
-            Self::Upstream { status, .. } => match status {
-                401 => "authentication_error",
-                403 => "permission_error",
-                404 => "not_found_error",
-                413 => "request_too_large",
-                429 => "rate_limit_error",
-                529 => "overloaded_error",
-                400..=499 => "invalid_request_error",
-                _ => "api_error",
-            },
-            Self::Unavailable { .. } => "overloaded_error",
-            Self::UpstreamTimeout(_) | Self::GuardrailUnavailable { .. } | Self::Internal => "api_error",
-        }
-    }
-
-    /// The JSON body in `format`.
-    pub fn body(&self, format: ApiFormat) -> serde_json::Value {
-        let message = self.to_string();
-        match format {
-            ApiFormat::OpenAi => {
-                let (kind, code) = self.openai_type_and_code();
-                let param = match self {
-                    Self::BadRequest { param, .. } => param.clone(),
-                    Self::ModelNotFound(_) => Some("model".to_owned()),
-                    _ => None,
-                };
-                serde_json::json!({"error": {"message": message, "type": kind, "param": param, "code": code}})
-            }
-            ApiFormat::Anthropic => {
-                let mut body =
-                    serde_json::json!({"type": "error", "error": {"type": self.anthropic_type(), "message": message}});
-                // Anthropic has no `code`; ours (guardrail_blocked, budget_exceeded, ...) rides along.
-                let (_, code) = self.openai_type_and_code();
-                body["error"]["code"] = serde_json::Value::String(code);
-                body
-            }
+            Self::BadRequest { param, .. } => param.as_deref(),
+            Self::ModelNotFound(_) => Some("model"),
+            _ => None,
         }
     }
 
@@ -203,10 +156,10 @@ impl ProxyError {
     }
 
     /// The full response in `format`.
-    pub fn into_response_for(self, format: ApiFormat) -> Response {
+    pub(crate) fn into_response_for(self, format: ApiFormat) -> Response {
         let status = self.status();
         let headers = self.headers();
-        let mut response = (status, axum::Json(self.body(format))).into_response();
+        let mut response = (status, axum::Json(format.codec().error_body(&self))).into_response();
         response.headers_mut().extend(headers);
         response
     }
@@ -219,11 +172,11 @@ mod tests {
     #[test]
     fn shapes_match_each_format() {
         let error = ProxyError::ModelNotFound("gpt-9".into());
-        let openai = error.body(ApiFormat::OpenAi);
+        let openai = ApiFormat::OpenAi.codec().error_body(&error);
         assert_eq!(openai["error"]["code"], "model_not_found");
         assert_eq!(openai["error"]["param"], "model");
         assert!(openai["error"]["message"].as_str().unwrap().contains("gpt-9"));
-        let anthropic = error.body(ApiFormat::Anthropic);
+        let anthropic = ApiFormat::Anthropic.codec().error_body(&error);
         assert_eq!(anthropic["type"], "error");
         assert_eq!(anthropic["error"]["type"], "not_found_error");
         assert_eq!(error.status(), StatusCode::NOT_FOUND);

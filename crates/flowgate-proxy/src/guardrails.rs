@@ -26,13 +26,13 @@ use crate::error::ProxyError;
 use crate::peers::{CompliancePeer, PolicyPeer};
 
 /// Channel on which the api-server announces catalog changes.
-pub const CHANGED_CHANNEL: &str = "guardrails:changed";
+pub(crate) const CHANGED_CHANNEL: &str = "guardrails:changed";
 /// Kinds of personal data `pii-redact` handles by default.
 const DEFAULT_PII: [&str; 6] = ["email", "phone", "payment_card", "iban", "ssn", "ip_address"];
 
 /// One catalog entry, as the proxy uses it.
 #[derive(Debug, Clone)]
-pub struct Guardrail {
+pub(crate) struct Guardrail {
     /// Unique name, e.g. `pii-redact`.
     pub name: String,
     /// `pii`, `secrets`, `prompt_injection`, `blocked_terms` or `http`.
@@ -55,14 +55,14 @@ pub struct Guardrail {
 
 impl Guardrail {
     /// Whether it runs at `stage` (`pre_call`, `post_call`, `during_call`).
-    pub fn supports(&self, stage: &str) -> bool {
+    pub(crate) fn supports(&self, stage: &str) -> bool {
         self.stages.iter().any(|s| s == stage)
     }
 }
 
 /// The catalog, reloaded from the database when it changes.
 #[derive(Clone)]
-pub struct Catalog {
+pub(crate) struct Catalog {
     entries: Arc<ArcSwap<HashMap<String, Arc<Guardrail>>>>,
 }
 
@@ -111,7 +111,7 @@ async fn load(database: &Database, seal: &SealKey) -> Result<HashMap<String, Arc
 impl Catalog {
     /// Loads the catalog and keeps it fresh: on `guardrails:changed`, after a lost subscription,
     /// and every 30 seconds.
-    pub fn start(database: Database, shared: &SharedState, hasher: &flowgate_common::keys::KeyHasher) -> Self {
+    pub(crate) fn start(database: Database, shared: &SharedState, hasher: &flowgate_common::keys::KeyHasher) -> Self {
         let entries: Arc<ArcSwap<HashMap<String, Arc<Guardrail>>>> = Arc::default();
         let seal = SealKey::from_hasher(hasher, GUARDRAIL_TOKEN_CONTEXT);
         let mut changes = shared.subscribe(CHANGED_CHANNEL);
@@ -141,7 +141,7 @@ impl Catalog {
     }
 
     /// Names a key may discover: default-on, mandatory and optional ones, minus forbidden ones.
-    pub fn visible(&self, policy: &GuardrailPolicy) -> Vec<Value> {
+    pub(crate) fn visible(&self, policy: &GuardrailPolicy) -> Vec<Value> {
         let entries = self.entries.load();
         let mut names: Vec<&String> = entries.keys().collect();
         names.sort();
@@ -168,7 +168,7 @@ impl Catalog {
 /// A key's (or tenant's) guardrail policy, as stored in `guardrail_policy`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct GuardrailPolicy {
+pub(crate) struct GuardrailPolicy {
     /// Always applied.
     pub mandatory_guardrails: Vec<String>,
     /// Applied when the client asks (`guardrails: [...]` or `x-flowgate-guardrails`).
@@ -183,7 +183,7 @@ pub struct GuardrailPolicy {
 
 impl GuardrailPolicy {
     /// The key's policy over its tenant's defaults: each field the key sets wins.
-    pub fn resolve(key_json: &str, tenant_json: &str) -> Self {
+    pub(crate) fn resolve(key_json: &str, tenant_json: &str) -> Self {
         let key: Self = serde_json::from_str(key_json).unwrap_or_default();
         let tenant: Self = serde_json::from_str(tenant_json).unwrap_or_default();
         let pick = |own: Vec<String>, inherited: Vec<String>| if own.is_empty() { inherited } else { own };
@@ -201,7 +201,7 @@ impl GuardrailPolicy {
 
 /// One guardrail applied to this request, with its effective configuration.
 #[derive(Debug, Clone)]
-pub struct Active {
+pub(crate) struct Active {
     /// The catalog entry.
     pub guardrail: Arc<Guardrail>,
     /// Catalog config with the key's overrides merged over it.
@@ -210,7 +210,7 @@ pub struct Active {
 
 /// What the guardrail stage decided for one request, and what the answer needs.
 #[derive(Debug, Default)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Active guardrails.
     pub active: Vec<Active>,
     /// Rule set for the policy service.
@@ -227,7 +227,7 @@ pub struct Plan {
 
 impl Plan {
     /// True when nothing needs to run.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.active.is_empty() && self.policy_id.is_none()
     }
 
@@ -247,7 +247,7 @@ fn merge(base: &Value, overrides: Option<&Value>) -> Value {
 }
 
 /// Guardrails asked for by the client: body `guardrails: [...]` and header `x-flowgate-guardrails`.
-pub fn requested(body: &Value, headers: &axum::http::HeaderMap) -> Result<Vec<String>, ProxyError> {
+pub(crate) fn requested(body: &Value, headers: &axum::http::HeaderMap) -> Result<Vec<String>, ProxyError> {
     let mut names = Vec::new();
     match body.get("guardrails") {
         None | Some(Value::Null) => {}
@@ -275,7 +275,7 @@ pub fn requested(body: &Value, headers: &axum::http::HeaderMap) -> Result<Vec<St
 
 /// Decides which guardrails apply: mandatory + default-on + the optional ones asked for. Asking for
 /// a forbidden or unknown one is a 400.
-pub fn plan(catalog: &Catalog, policy: &GuardrailPolicy, asked: &[String]) -> Result<Plan, ProxyError> {
+pub(crate) fn plan(catalog: &Catalog, policy: &GuardrailPolicy, asked: &[String]) -> Result<Plan, ProxyError> {
     let mut names: Vec<String> = Vec::new();
     for name in asked {
         if policy.forbidden_guardrails.contains(name) {
@@ -326,56 +326,6 @@ pub fn plan(catalog: &Catalog, policy: &GuardrailPolicy, asked: &[String]) -> Re
     Ok(Plan { active, policy_id: policy.policy_id.clone(), restore_output, ..Plan::default() })
 }
 
-/// Text segments of a request body that guardrails look at: each string content (or text part) of
-/// each message, plus `system`, `prompt` and `input`. Returned as JSON pointers, to write back.
-fn text_pointers(body: &Value) -> Vec<String> {
-    let mut pointers = Vec::new();
-    if let Some(messages) = body.get("messages").and_then(Value::as_array) {
-        for (i, message) in messages.iter().enumerate() {
-            match message.get("content") {
-                Some(Value::String(_)) => pointers.push(format!("/messages/{i}/content")),
-                Some(Value::Array(parts)) => {
-                    for (j, part) in parts.iter().enumerate() {
-                        if part.get("text").is_some_and(Value::is_string) {
-                            pointers.push(format!("/messages/{i}/content/{j}/text"));
-                        }
-                        if let Some(content) = part.get("content") {
-                            match content {
-                                Value::String(_) => pointers.push(format!("/messages/{i}/content/{j}/content")),
-                                Value::Array(inner) => {
-                                    for (k, block) in inner.iter().enumerate() {
-                                        if block.get("text").is_some_and(Value::is_string) {
-                                            pointers.push(format!("/messages/{i}/content/{j}/content/{k}/text"));
-                                        }
-                                    }
-                                }
-                                _ => {}
-                            }
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    for field in ["system", "prompt", "input"] {
-        match body.get(field) {
-            Some(Value::String(_)) => pointers.push(format!("/{field}")),
-            Some(Value::Array(items)) => {
-                for (i, item) in items.iter().enumerate() {
-                    if item.is_string() {
-                        pointers.push(format!("/{field}/{i}"));
-                    } else if item.get("text").is_some_and(Value::is_string) {
-                        pointers.push(format!("/{field}/{i}/text"));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    pointers
-}
-
 /// Separator between segments in one scan (never part of a finding).
 const SEPARATOR: &str = "\n\u{1}\n";
 
@@ -416,7 +366,7 @@ fn detectors(plan: &Plan, stage: &str) -> Vec<String> {
 
 /// The guardrail stage's view of the services it calls.
 #[derive(Debug, Clone)]
-pub struct Services {
+pub(crate) struct Services {
     /// Compliance scanning.
     pub compliance: CompliancePeer,
     /// Policy evaluation.
@@ -609,7 +559,7 @@ async fn call_http(
 
 /// Who is asking, for HTTP guardrails and the policy service.
 #[derive(Debug, Clone, Copy)]
-pub struct Context<'a> {
+pub(crate) struct Context<'a> {
     /// Key id.
     pub key_id: &'a str,
     /// Tenant id.
@@ -647,16 +597,17 @@ fn split_findings(
 
 /// The pre-call stage: scans the request (one compliance call for every active guardrail), calls
 /// HTTP guardrails, asks the policy service, and rewrites `body` (redaction, reroute) or blocks.
-pub async fn pre_call(
+pub(crate) async fn pre_call(
     services: &Services,
     plan: &mut Plan,
+    codec: &dyn crate::translate::Codec,
     body: &mut Value,
     context: Context<'_>,
 ) -> Result<(), ProxyError> {
     if plan.is_empty() {
         return Ok(());
     }
-    let pointers = text_pointers(body);
+    let pointers = codec.prompt_pointers(body);
     let segments: Vec<String> =
         pointers.iter().filter_map(|p| body.pointer(p).and_then(Value::as_str).map(str::to_owned)).collect();
     let joined = segments.join(SEPARATOR);
@@ -743,7 +694,7 @@ pub async fn pre_call(
 
 /// Whether a streamed answer can be guarded during the call: every active guardrail that checks
 /// answers must support `during_call`.
-pub fn stream_supported(plan: &Plan) -> Result<(), ProxyError> {
+pub(crate) fn stream_supported(plan: &Plan) -> Result<(), ProxyError> {
     for active in &plan.active {
         if active.guardrail.supports("post_call") && !active.guardrail.supports("during_call") {
             return Err(ProxyError::GuardrailUnavailable {
@@ -758,7 +709,7 @@ pub fn stream_supported(plan: &Plan) -> Result<(), ProxyError> {
 }
 
 /// Puts original values back in place of placeholders.
-pub fn restore(text: &str, restore: &[(String, String)]) -> String {
+pub(crate) fn restore(text: &str, restore: &[(String, String)]) -> String {
     let mut out = text.to_owned();
     for (placeholder, original) in restore {
         if out.contains(placeholder.as_str()) {
@@ -770,7 +721,7 @@ pub fn restore(text: &str, restore: &[(String, String)]) -> String {
 
 /// The post-call stage for a JSON answer's text: scan (answer-side guardrails), block or redact,
 /// then restore placeholders. Returns the new text.
-pub async fn post_call_text(
+pub(crate) async fn post_call_text(
     services: &Services,
     plan: &mut Plan,
     text: &str,
@@ -812,7 +763,7 @@ pub async fn post_call_text(
 /// Look-behind buffer for streamed text: releases text up to the last whitespace (a placeholder or
 /// an email address never contains whitespace), so a value split across chunks is seen whole.
 #[derive(Debug, Default)]
-pub struct StreamText {
+pub(crate) struct StreamText {
     held: String,
 }
 
@@ -821,7 +772,7 @@ const MAX_HOLD: usize = 256;
 
 impl StreamText {
     /// Adds a delta; returns the part that can be released now.
-    pub fn push(&mut self, delta: &str) -> String {
+    pub(crate) fn push(&mut self, delta: &str) -> String {
         self.held.push_str(delta);
         let cut = match self.held.rfind(char::is_whitespace) {
             Some(index) => index + self.held[index..].chars().next().map_or(1, char::len_utf8),
@@ -833,14 +784,14 @@ impl StreamText {
     }
 
     /// Everything still held (at the end of the stream).
-    pub fn finish(&mut self) -> String {
+    pub(crate) fn finish(&mut self) -> String {
         std::mem::take(&mut self.held)
     }
 }
 
 /// During-call processing of one released piece of streamed text: answer-side scans (block or
 /// redact) and placeholder restoration.
-pub async fn during_call_text(
+pub(crate) async fn during_call_text(
     services: &Services,
     plan: &mut Plan,
     text: &str,
@@ -867,7 +818,7 @@ mod tests;
 
 /// What the stream guard learned, read by the audit record when the response ends.
 #[derive(Debug, Default)]
-pub struct StreamOutcome {
+pub(crate) struct StreamOutcome {
     /// Guardrail actions taken during the call.
     pub actions: Vec<Value>,
     /// Whether a guardrail stopped the stream.
@@ -877,17 +828,14 @@ pub struct StreamOutcome {
 struct Guard {
     services: Services,
     plan: Plan,
-    format: crate::error::ApiFormat,
+    codec: &'static dyn crate::translate::Codec,
+    reader: Box<dyn crate::translate::TextEvents>,
     key_id: String,
     tenant_id: String,
     model: String,
     route: String,
     text: StreamText,
     parser: crate::sse::SseParser,
-    /// Template of the last OpenAI chunk (id, model, created), for a synthetic flush chunk.
-    last_chunk: Option<Value>,
-    /// Index of the open Anthropic text block.
-    text_block: Option<u64>,
     outcome: Arc<std::sync::Mutex<StreamOutcome>>,
     done: bool,
 }
@@ -909,100 +857,42 @@ impl Guard {
         result
     }
 
+    /// The synthetic event that releases `text`, if there is any.
     fn flush_event(&self, text: &str) -> Option<bytes::Bytes> {
-        if text.is_empty() {
-            return None;
-        }
-        match self.format {
-            crate::error::ApiFormat::OpenAi => {
-                let mut chunk = self.last_chunk.clone().unwrap_or_else(|| json!({"object": "chat.completion.chunk"}));
-                chunk["choices"] = json!([{"index": 0, "delta": {"content": text}, "finish_reason": null}]);
-                if let Some(object) = chunk.as_object_mut() {
-                    object.remove("usage");
-                }
-                Some(crate::sse::encode(None, &chunk.to_string()))
-            }
-            crate::error::ApiFormat::Anthropic => {
-                let index = self.text_block.unwrap_or(0);
-                let event = json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}});
-                Some(crate::sse::encode(Some("content_block_delta"), &event.to_string()))
-            }
-        }
+        (!text.is_empty()).then(|| self.reader.text_event(text))
     }
 
-    fn error_event(&self, error: &ProxyError) -> Vec<bytes::Bytes> {
-        let body = error.body(self.format);
-        match self.format {
-            crate::error::ApiFormat::OpenAi => {
-                vec![crate::sse::encode(None, &body.to_string()), crate::sse::encode(None, "[DONE]")]
-            }
-            crate::error::ApiFormat::Anthropic => vec![crate::sse::encode(Some("error"), &body.to_string())],
-        }
+    /// Releases what the look-behind buffer still holds (a text block or the answer ends).
+    async fn flush(&mut self) -> Result<Option<bytes::Bytes>, ProxyError> {
+        let tail = self.text.finish();
+        let tail = self.process(&tail).await?;
+        Ok(self.flush_event(&tail))
     }
 
-    /// Passes the event's text delta, if any, through the look-behind buffer and the guardrails,
-    /// and writes back what may be released now.
-    async fn process_delta(&mut self, value: &mut Value) -> Result<(), ProxyError> {
-        let Some(pointer) = crate::respond::delta_pointer(self.format, value) else { return Ok(()) };
-        let delta = value.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned();
-        let released = self.text.push(&delta);
-        let processed = self.process(&released).await?;
-        if let Some(slot) = value.pointer_mut(pointer) {
-            *slot = Value::String(processed);
-        }
-        Ok(())
-    }
-
-    /// Rewrites one event; may add a flush before it.
+    /// Rewrites one event: its text delta passes the look-behind buffer and the guardrails; at a
+    /// boundary, held text is released before it.
     async fn on_event(&mut self, event: crate::sse::SseEvent) -> Result<Vec<bytes::Bytes>, ProxyError> {
-        use crate::error::ApiFormat;
         let mut out = Vec::new();
-        if self.format == ApiFormat::OpenAi && event.data == "[DONE]" {
-            let tail = self.text.finish();
-            let tail = self.process(&tail).await?;
-            out.extend(self.flush_event(&tail));
-            out.push(crate::sse::encode(None, "[DONE]"));
-            return Ok(out);
-        }
         let Ok(mut value) = serde_json::from_str::<Value>(&event.data) else {
+            if self.reader.classify(&event, None).boundary {
+                out.extend(self.flush().await?);
+            }
             out.push(crate::sse::encode(event.event.as_deref(), &event.data));
             return Ok(out);
         };
-        match self.format {
-            ApiFormat::OpenAi => {
-                if value.get("choices").and_then(Value::as_array).is_some_and(|c| !c.is_empty()) {
-                    self.last_chunk = Some(value.clone());
-                }
-                let finishing = value.pointer("/choices/0/finish_reason").is_some_and(|f| !f.is_null())
-                    || value.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
-                self.process_delta(&mut value).await?;
-                if finishing {
-                    let tail = self.text.finish();
-                    let tail = self.process(&tail).await?;
-                    out.extend(self.flush_event(&tail));
-                }
-                out.push(crate::sse::encode(None, &value.to_string()));
-            }
-            ApiFormat::Anthropic => {
-                let kind = event.event.clone().unwrap_or_default();
-                if kind == "content_block_start"
-                    && value.pointer("/content_block/type").and_then(Value::as_str) == Some("text")
-                {
-                    self.text_block = value.get("index").and_then(Value::as_u64);
-                }
-                if kind == "content_block_delta" {
-                    self.process_delta(&mut value).await?;
-                }
-                let closes_text =
-                    kind == "content_block_stop" && value.get("index").and_then(Value::as_u64) == self.text_block;
-                if closes_text || kind == "message_delta" || kind == "message_stop" {
-                    let tail = self.text.finish();
-                    let tail = self.process(&tail).await?;
-                    out.extend(self.flush_event(&tail));
-                }
-                out.push(crate::sse::encode(event.event.as_deref(), &value.to_string()));
+        let role = self.reader.classify(&event, Some(&value));
+        if let Some(pointer) = role.text {
+            let delta = value.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned();
+            let released = self.text.push(&delta);
+            let processed = self.process(&released).await?;
+            if let Some(slot) = value.pointer_mut(pointer) {
+                *slot = Value::String(processed);
             }
         }
+        if role.boundary {
+            out.extend(self.flush().await?);
+        }
+        out.push(crate::sse::encode(event.event.as_deref(), &value.to_string()));
         Ok(out)
     }
 }
@@ -1010,11 +900,11 @@ impl Guard {
 /// Wraps a streamed response so every text delta passes the during-call guardrails (with
 /// look-behind) before it reaches the client. A block ends the stream with an error event in the
 /// client's format (`guardrail_blocked`), which also cancels the upstream request.
-pub fn guard_stream(
+pub(crate) fn guard_stream(
     response: axum::response::Response,
     services: Services,
     plan: Plan,
-    format: crate::error::ApiFormat,
+    format: crate::translate::ApiFormat,
     context: Context<'_>,
     outcome: Arc<std::sync::Mutex<StreamOutcome>>,
 ) -> axum::response::Response {
@@ -1023,15 +913,14 @@ pub fn guard_stream(
     let guard = Guard {
         services,
         plan,
-        format,
+        codec: format.codec(),
+        reader: format.codec().text_events(),
         key_id: context.key_id.to_owned(),
         tenant_id: context.tenant_id.to_owned(),
         model: context.model.to_owned(),
         route: context.route.to_owned(),
         text: StreamText::default(),
         parser: crate::sse::SseParser::default(),
-        last_chunk: None,
-        text_block: None,
         outcome,
         done: false,
     };
@@ -1063,7 +952,7 @@ pub fn guard_stream(
                     Err(error) => {
                         guard.outcome.lock().unwrap_or_else(std::sync::PoisonError::into_inner).blocked = true;
                         guard.done = true;
-                        out.extend(guard.error_event(&error));
+                        out.extend(guard.codec.error_events(&error));
                         break;
                     }
                 }
@@ -1078,15 +967,15 @@ pub fn guard_stream(
 
 /// Post-call processing of a whole JSON answer in the client's format: each text is checked and
 /// restored. Returns the new body.
-pub async fn post_call_json(
+pub(crate) async fn post_call_json(
     services: &Services,
     plan: &mut Plan,
-    format: crate::error::ApiFormat,
+    format: crate::translate::ApiFormat,
     body: &[u8],
     context: Context<'_>,
 ) -> Result<bytes::Bytes, ProxyError> {
     let Ok(mut value) = serde_json::from_slice::<Value>(body) else { return Ok(bytes::Bytes::copy_from_slice(body)) };
-    let pointers = crate::respond::answer_pointers(format, &value);
+    let pointers = format.codec().answer_pointers(&value);
     for pointer in pointers {
         let Some(text) = value.pointer(&pointer).and_then(Value::as_str).map(str::to_owned) else { continue };
         let processed = post_call_text(services, plan, &text, context).await?;
@@ -1097,24 +986,12 @@ pub async fn post_call_json(
     Ok(bytes::Bytes::from(value.to_string()))
 }
 
-/// The prompt part of a request body (`system`, `messages`, `prompt`, `input`), as the audit
-/// trail keeps it for tenants that store prompts.
-pub fn prompt_document(body: &Value) -> Value {
-    let mut document = serde_json::Map::new();
-    for field in ["system", "messages", "prompt", "input"] {
-        if let Some(value) = body.get(field) {
-            document.insert(field.to_owned(), value.clone());
-        }
-    }
-    Value::Object(document)
-}
-
 /// Redacts a prompt document and an answer before they are stored: the whole document as JSON
 /// (every field, tool arguments included) and the answer go through one compliance scan for PII
 /// and secrets, whose findings are replaced by placeholders (`<EMAIL_1>`). Returns the prompt as
 /// JSON text and the answer, or `None` when the compliance service does not answer in time or
 /// the redacted document is no longer JSON: nothing unredacted is ever stored.
-pub async fn redact_for_storage(
+pub(crate) async fn redact_for_storage(
     services: &Services,
     prompt: &Value,
     answer: &str,

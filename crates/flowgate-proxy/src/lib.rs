@@ -3,37 +3,38 @@
 //! calls and streams included) and streams answers back without buffering.
 //!
 //! # Layout
-//! - [`handlers`]: the routes and the request pipeline.
-//! - [`auth`]: virtual keys (cache, invalidation, IP allowlists).
-//! - [`dispatch`] and [`routing`]: deployment choice, retries, fallbacks, health.
-//! - [`upstream`]: provider calls; [`mock`]: the built-in `mock` provider.
-//! - [`translate`], [`sse`], [`respond`]: format translation and streaming.
+//! - `pipeline`: the routes and the request pipeline, one module per stage; `context`: one
+//!   request's context and its audit guard.
+//! - `auth`: virtual keys (cache, invalidation, IP allowlists).
+//! - `forward` and `routing`: deployment choice, retries, fallbacks, health.
+//! - `upstream`: provider calls; [`mock`]: the built-in `mock` provider.
+//! - `translate`: one codec per wire format; `sse`, `answer`: streaming.
 
-pub mod audit;
-pub mod auth;
-pub mod cache;
-pub mod dispatch;
-pub mod error;
-pub mod guardrails;
-mod handlers;
-pub mod limits;
-pub mod metrics;
+mod answer;
+mod audit;
+mod auth;
+mod cache;
+mod context;
+mod error;
+mod forward;
+mod guardrails;
+mod limits;
+mod metrics;
 pub mod mock;
 pub mod mock_server;
 pub mod peers;
-pub mod pricing;
-pub mod respond;
-pub mod routing;
-pub mod sse;
-pub mod state;
-pub mod translate;
-pub mod upstream;
+mod pipeline;
+mod pricing;
+mod routing;
+mod sse;
+mod state;
+mod translate;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use axum::Router;
 use axum::routing::{get, post};
 use flowgate_common::Settings;
@@ -47,7 +48,7 @@ use crate::auth::Authenticator;
 use crate::metrics::ProxyMetrics;
 use crate::peers::{CompliancePeer, KeysPeer, PeerCheck, PolicyPeer};
 use crate::routing::{HealthRegistry, RoutingTable};
-use crate::state::{Inner, ProxyState};
+use crate::state::{Parts, ProxyState, RequestLimits, Upstream};
 
 /// Service name used in logs, metrics and the `x-flowgate-service` header.
 pub const SERVICE: &str = "proxy";
@@ -99,16 +100,16 @@ pub struct Application {
 /// The data-plane routes under one prefix (`/v1`, `/oai/v1`, `/cursor/v1`).
 fn openai_routes() -> Router<ProxyState> {
     Router::new()
-        .route("/chat/completions", post(handlers::chat_completions))
-        .route("/completions", post(handlers::completions))
-        .route("/embeddings", post(handlers::embeddings))
-        .route("/models", get(handlers::list_models))
-        .route("/guardrails", get(handlers::list_guardrails))
+        .route("/chat/completions", post(pipeline::chat_completions))
+        .route("/completions", post(pipeline::completions))
+        .route("/embeddings", post(pipeline::embeddings))
+        .route("/models", get(pipeline::list_models_openai))
+        .route("/guardrails", get(pipeline::list_guardrails))
 }
 
 /// `/health` summary of the deployments: counts by state, and each deployment's state.
 fn provider_summary(state: &ProxyState) -> serde_json::Value {
-    let table = state.table.load();
+    let table = state.table();
     let mut healthy = 0;
     let mut cooling = 0;
     let deployments: Vec<serde_json::Value> = table
@@ -138,10 +139,10 @@ impl Application {
         let health = HealthRegistry::default();
         let table = RoutingTable::build(settings, &health);
         let http = upstream::http_client().map_err(|e| InitError::HttpClient(e.to_string()))?;
-        let state = ProxyState(Arc::new(Inner {
-            table: ArcSwap::from_pointee(table),
+        let state = ProxyState::new(Parts {
+            table,
             health,
-            http: http.clone(),
+            upstream: Upstream { http: http.clone(), metrics: ProxyMetrics::register(&deps.metrics) },
             auth: Authenticator::new(deps.hasher.clone(), deps.keys.clone(), &deps.shared),
             catalog: crate::guardrails::Catalog::start(deps.database.clone(), &deps.shared, &deps.hasher),
             guard: crate::guardrails::Services {
@@ -163,11 +164,12 @@ impl Application {
                 &deps.metrics,
             ),
             cache: crate::cache::ResponseCache::new(&settings.cache, &deps.shared, &deps.metrics),
-            metrics: ProxyMetrics::register(&deps.metrics),
-            max_body_bytes: settings.proxy.max_body_bytes,
-            stream_timeout: Duration::from_secs(settings.proxy.stream_timeout_secs),
-            trusted_proxies: settings.proxy.trusted_proxies.iter().filter_map(|c| parse_cidr(c).ok()).collect(),
-        }));
+            limits: RequestLimits {
+                max_body_bytes: settings.proxy.max_body_bytes,
+                stream_timeout: Duration::from_secs(settings.proxy.stream_timeout_secs),
+                trusted_proxies: settings.proxy.trusted_proxies.iter().filter_map(|c| parse_cidr(c).ok()).collect(),
+            },
+        });
         let checks: Vec<Arc<dyn ReadinessCheck>> = vec![
             Arc::new(deps.shared.clone()),
             Arc::new(PeerCheck::new("api-server", &deps.keys)),
@@ -185,9 +187,9 @@ impl Application {
             .nest("/v1", openai_routes())
             .nest("/oai/v1", openai_routes())
             .nest("/cursor/v1", openai_routes())
-            .route("/chat/completions", post(handlers::chat_completions))
-            .route("/anthropic/v1/messages", post(handlers::anthropic_messages))
-            .route("/anthropic/v1/models", get(handlers::list_models_anthropic))
+            .route("/chat/completions", post(pipeline::chat_completions))
+            .route("/anthropic/v1/messages", post(pipeline::anthropic_messages))
+            .route("/anthropic/v1/models", get(pipeline::list_models_anthropic))
             .with_state(state.clone());
         let port = settings.proxy.port;
         let host = ServiceHost::bind(
@@ -204,8 +206,7 @@ impl Application {
 
     /// Replaces the routing table (model list changed at run time). Health is kept per deployment id.
     pub fn reload(&self, settings: &Settings) {
-        let table = RoutingTable::build(settings, &self.state.health);
-        self.state.table.store(Arc::new(table));
+        self.state.swap_table(|health| RoutingTable::build(settings, health));
     }
 
     /// The bound address.
@@ -217,8 +218,8 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let result = self.host.run_until_stopped(shutdown).await;
         // Requests have drained: write the spend they settled and their audit records.
-        self.state.limiter.flush().await;
-        self.state.audit.flush().await;
+        self.state.limiter().flush().await;
+        self.state.audit().flush().await;
         result
     }
 }

@@ -42,7 +42,7 @@ fn now_ms() -> i64 {
 
 /// The process's limiter. Cheap to clone.
 #[derive(Clone)]
-pub struct Limiter(Arc<Inner>);
+pub(crate) struct Limiter(Arc<Inner>);
 
 struct Inner {
     shared: SharedState,
@@ -88,7 +88,7 @@ struct Held {
 
 /// An admitted request's claims on the limits; settle it with the actual usage when done.
 #[derive(Debug)]
-pub struct Admission {
+pub(crate) struct Admission {
     limiter: Limiter,
     held: Vec<Held>,
     tenant_id: String,
@@ -100,7 +100,7 @@ pub struct Admission {
 
 /// One window's figures for the `x-ratelimit-*` headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WindowFigures {
+pub(crate) struct WindowFigures {
     /// The limit.
     pub limit: i64,
     /// What is left of it.
@@ -111,7 +111,7 @@ pub struct WindowFigures {
 
 /// The `x-ratelimit-*` headers of an answer: request and token windows, when the key has them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RateHeaders {
+pub(crate) struct RateHeaders {
     /// `x-ratelimit-{limit,remaining,reset}-requests`.
     pub requests: Option<WindowFigures>,
     /// `x-ratelimit-{limit,remaining,reset}-tokens`.
@@ -124,7 +124,7 @@ impl RateHeaders {
     }
 
     /// Writes the headers into `headers`.
-    pub fn apply(&self, headers: &mut axum::http::HeaderMap) {
+    pub(crate) fn apply(&self, headers: &mut axum::http::HeaderMap) {
         use axum::http::HeaderValue;
         for (figures, [limit, remaining, reset]) in [
             (
@@ -152,7 +152,7 @@ fn usd_to_nanos(usd: f64) -> i64 {
 
 impl Limiter {
     /// A limiter over `shared` (Redis or in process), persisting spend to `database`.
-    pub fn new(
+    pub(crate) fn new(
         shared: SharedState,
         database: Database,
         default_requests_per_hour: u32,
@@ -272,7 +272,7 @@ impl Limiter {
 
     /// Checks and claims every limit of `key` for one request with `estimated_tokens` prompt tokens
     /// and `estimated_cost` nano-dollars: one atomic claim (one Redis round trip), all or nothing.
-    pub async fn admit(
+    pub(crate) async fn admit(
         &self,
         key: &KeyInfo,
         estimated_tokens: u64,
@@ -425,7 +425,7 @@ impl Limiter {
 
     /// Sends queued settlements to Redis and writes every pending spend delta to the database
     /// now (called at shutdown, after the drain).
-    pub async fn flush(&self) {
+    pub(crate) async fn flush(&self) {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.send_settlements()).await;
         let (tx, rx) = oneshot::channel();
         if self.0.flush_tx.send(tx).is_ok() {
@@ -464,7 +464,7 @@ fn limited(message: String, code: &'static str, retry_after_secs: u64, headers: 
 
 impl Admission {
     /// Whether anything was claimed that settling has to give back or charge.
-    pub fn holds_claims(&self) -> bool {
+    pub(crate) fn holds_claims(&self) -> bool {
         !self.held.is_empty() || self.parallel_key.is_some() || self.tpm.is_some()
     }
 
@@ -502,7 +502,7 @@ impl Admission {
     /// Replaces the reservations with the actual cost and usage, releases the in-flight slot, and
     /// records the spend for the database. `None` releases without charging (the request failed).
     /// At once when the counters are in process, on a task when they are in Redis.
-    pub fn settle(mut self, actual: Option<(Usage, i64)>) {
+    pub(crate) fn settle(mut self, actual: Option<(Usage, i64)>) {
         let changes = self.changes(actual);
         self.limiter.apply(changes);
     }

@@ -10,14 +10,14 @@ use flowgate_common::metrics::{Metrics, latency_histogram};
 
 /// `{model}` labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ModelLabels {
+pub(crate) struct ModelLabels {
     /// Model name asked for.
     pub model: String,
 }
 
 /// `{model, kind}` labels for tokens.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TokenLabels {
+pub(crate) struct TokenLabels {
     /// Model name asked for.
     pub model: String,
     /// `prompt` or `completion`.
@@ -26,7 +26,7 @@ pub struct TokenLabels {
 
 /// `{deployment, provider, outcome}` labels for upstream attempts.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct AttemptLabels {
+pub(crate) struct AttemptLabels {
     /// Deployment id (`model_name/index`).
     pub deployment: String,
     /// `success`, `connect`, `timeout`, `rate_limited`, `server_error`, `client_error`.
@@ -35,21 +35,21 @@ pub struct AttemptLabels {
 
 /// `{deployment}` labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DeploymentLabels {
+pub(crate) struct DeploymentLabels {
     /// Deployment id.
     pub deployment: String,
 }
 
 /// `{code}` labels for rejected requests.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CodeLabels {
+pub(crate) struct CodeLabels {
     /// Error code (`rate_limit_exceeded`, `budget_exceeded`, `guardrail_blocked`, ...).
     pub code: String,
 }
 
 /// `{guardrail, action}` labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct GuardrailLabels {
+pub(crate) struct GuardrailLabels {
     /// Guardrail name (from the catalog) or `policy:<name>`.
     pub guardrail: String,
     /// `redact`, `block`, `flag`, `allow`, ...
@@ -58,7 +58,7 @@ pub struct GuardrailLabels {
 
 /// The proxy's metric families.
 #[derive(Clone, Debug)]
-pub struct ProxyMetrics {
+pub(crate) struct ProxyMetrics {
     /// `flowgate_upstream_attempts_total`.
     pub attempts: Family<AttemptLabels, Counter>,
     /// `flowgate_upstream_latency_seconds`: time to the upstream's response head.
@@ -79,7 +79,7 @@ pub struct ProxyMetrics {
 
 impl ProxyMetrics {
     /// Counts the guardrail actions of one audit record.
-    pub fn count_guardrail_actions(&self, actions: &[serde_json::Value]) {
+    pub(crate) fn count_guardrail_actions(&self, actions: &[serde_json::Value]) {
         for action in actions {
             let label =
                 |field: &str| action.get(field).and_then(serde_json::Value::as_str).unwrap_or("unknown").to_owned();
@@ -92,7 +92,7 @@ impl ProxyMetrics {
 
 impl ProxyMetrics {
     /// Registers the families in `metrics`.
-    pub fn register(metrics: &Metrics) -> Self {
+    pub(crate) fn register(metrics: &Metrics) -> Self {
         let this = Self {
             attempts: Family::default(),
             upstream_latency: Family::new_with_constructor(latency_histogram),

@@ -14,7 +14,6 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use serde_json::{Value, json};
 
-use crate::sse::encode;
 use crate::translate::{Usage, unix_now};
 
 /// Timing and content knobs of a mock deployment.
@@ -81,37 +80,15 @@ fn approx_tokens(text: &str) -> u64 {
     (text.len() as u64).div_ceil(4).max(1)
 }
 
-/// The answer to an OpenAI-format chat request (`body`).
-pub fn answer_openai(body: &Value, params: &MockParams) -> MockAnswer {
-    let messages = body.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-    let prompt_tokens = approx_tokens(&body.get("messages").map(Value::to_string).unwrap_or_default());
-    let tool = body
-        .get("tools")
-        .and_then(Value::as_array)
-        .and_then(|tools| tools.first())
-        .filter(|_| body.get("tool_choice").and_then(Value::as_str) != Some("none"))
-        .and_then(|tool| tool.get("function"));
-    answer(messages, tool.map(|f| (f.get("name"), f.get("parameters"))), prompt_tokens, params)
-}
-
-/// The answer to an Anthropic-format messages request (`body`).
-pub fn answer_anthropic(body: &Value, params: &MockParams) -> MockAnswer {
-    let messages = body.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-    let prompt_tokens = approx_tokens(&body.get("messages").map(Value::to_string).unwrap_or_default());
-    let tool = body
-        .get("tools")
-        .and_then(Value::as_array)
-        .and_then(|tools| tools.first())
-        .filter(|_| body.pointer("/tool_choice/type").and_then(Value::as_str) != Some("none"));
-    answer(messages, tool.map(|t| (t.get("name"), t.get("input_schema"))), prompt_tokens, params)
-}
-
-fn answer(
+/// The answer to a chat request whose conversation is `messages` and whose first offered tool
+/// (name, JSON schema) is `tool`; codecs read those from their format.
+pub(crate) fn answer(
+    body: &Value,
     messages: &[Value],
     tool: Option<(Option<&Value>, Option<&Value>)>,
-    prompt_tokens: u64,
     params: &MockParams,
 ) -> MockAnswer {
+    let prompt_tokens = approx_tokens(&body.get("messages").map(Value::to_string).unwrap_or_default());
     // After a tool result, answer in text so tool loops end.
     let after_tool = messages.last().is_some_and(|m| {
         m.get("role").and_then(Value::as_str) == Some("tool")
@@ -139,7 +116,7 @@ fn answer(
 }
 
 /// Splits `text` into `count` pieces (or one per word), keeping the spaces.
-fn pieces(text: &str, count: Option<u32>) -> Vec<String> {
+pub(crate) fn pieces(text: &str, count: Option<u32>) -> Vec<String> {
     let words: Vec<&str> = text.split_inclusive(' ').collect();
     let count = count.map_or(words.len(), |c| c.max(1) as usize);
     if words.is_empty() {
@@ -150,129 +127,6 @@ fn pieces(text: &str, count: Option<u32>) -> Vec<String> {
     while out.len() < count {
         out.push(String::new());
     }
-    out
-}
-
-/// An OpenAI chat completion.
-pub fn openai_json(answer: &MockAnswer, model: &str) -> Value {
-    let mut message =
-        json!({"role": "assistant", "content": if answer.text.is_empty() { Value::Null } else { json!(answer.text) }});
-    let finish = if let Some((id, name, arguments)) = &answer.tool_call {
-        message["tool_calls"] =
-            json!([{"id": id, "type": "function", "function": {"name": name, "arguments": arguments}}]);
-        "tool_calls"
-    } else {
-        "stop"
-    };
-    json!({
-        "id": "chatcmpl-mock",
-        "object": "chat.completion",
-        "created": unix_now(),
-        "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": null}],
-        "usage": answer.usage.to_openai(),
-    })
-}
-
-/// An Anthropic message.
-pub fn anthropic_json(answer: &MockAnswer, model: &str) -> Value {
-    let (content, stop) = match &answer.tool_call {
-        Some((id, name, arguments)) => {
-            let input: Value = serde_json::from_str(arguments).unwrap_or_else(|_| json!({}));
-            (
-                json!([{"type": "tool_use", "id": id.replace("call_", "toolu_"), "name": name, "input": input}]),
-                "tool_use",
-            )
-        }
-        None => (json!([{"type": "text", "text": answer.text}]), "end_turn"),
-    };
-    json!({
-        "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
-        "content": content, "stop_reason": stop, "stop_sequence": null,
-        "usage": answer.usage.to_anthropic(),
-    })
-}
-
-/// Events of an OpenAI stream for `answer` (without timing).
-pub fn openai_events(answer: &MockAnswer, model: &str, params: &MockParams, include_usage: bool) -> Vec<Bytes> {
-    let created = unix_now();
-    let chunk = |delta: Value, finish: Option<&str>| {
-        let chunk = json!({
-            "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}],
-        });
-        encode(None, &chunk.to_string())
-    };
-    let mut out = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
-    let finish = if let Some((id, name, arguments)) = &answer.tool_call {
-        out.push(chunk(
-            json!({"tool_calls": [{"index": 0, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
-            None,
-        ));
-        for piece in pieces(arguments, params.chunks.or(Some(3))) {
-            out.push(chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}), None));
-        }
-        "tool_calls"
-    } else {
-        for piece in pieces(&answer.text, params.chunks) {
-            out.push(chunk(json!({"content": piece}), None));
-        }
-        "stop"
-    };
-    out.push(chunk(json!({}), Some(finish)));
-    if include_usage {
-        let usage = json!({
-            "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [], "usage": answer.usage.to_openai(),
-        });
-        out.push(encode(None, &usage.to_string()));
-    }
-    out.push(encode(None, "[DONE]"));
-    out
-}
-
-/// Events of an Anthropic stream for `answer` (without timing).
-pub fn anthropic_events(answer: &MockAnswer, model: &str, params: &MockParams) -> Vec<Bytes> {
-    let event = |name: &str, data: Value| encode(Some(name), &data.to_string());
-    let mut out = vec![event(
-        "message_start",
-        json!({"type": "message_start", "message": {
-            "id": "msg_mock", "type": "message", "role": "assistant", "model": model, "content": [],
-            "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": answer.usage.prompt_tokens, "output_tokens": 1},
-        }}),
-    )];
-    let stop = if let Some((id, name, arguments)) = &answer.tool_call {
-        out.push(event(
-            "content_block_start",
-            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": id.replace("call_", "toolu_"), "name": name, "input": {}}}),
-        ));
-        for piece in pieces(arguments, params.chunks.or(Some(3))) {
-            out.push(event(
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": piece}}),
-            ));
-        }
-        "tool_use"
-    } else {
-        out.push(event(
-            "content_block_start",
-            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        ));
-        for piece in pieces(&answer.text, params.chunks) {
-            out.push(event(
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
-            ));
-        }
-        "end_turn"
-    };
-    out.push(event("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
-    out.push(event(
-        "message_delta",
-        json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": answer.usage.completion_tokens}}),
-    ));
-    out.push(event("message_stop", json!({"type": "message_stop"})));
     out
 }
 
@@ -339,13 +193,15 @@ pub fn completion(body: &Value, model: &str, params: &MockParams) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::translate::Codec;
+    use crate::translate::openai::OpenAi;
 
     #[test]
     fn echoes_the_last_user_message_deterministically() {
         let body = json!({"messages": [{"role": "user", "content": "hello there"}]});
-        let first = answer_openai(&body, &MockParams::default());
+        let first = OpenAi.mock_answer(&body, &MockParams::default());
         assert_eq!(first.text, "Mock answer to: hello there");
-        assert_eq!(first, answer_openai(&body, &MockParams::default()));
+        assert_eq!(first, OpenAi.mock_answer(&body, &MockParams::default()));
     }
 
     #[test]
@@ -354,7 +210,7 @@ mod tests {
             "messages": [{"role": "user", "content": "weather?"}],
             "tools": [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}}}]
         });
-        let answer = answer_openai(&body, &MockParams::default());
+        let answer = OpenAi.mock_answer(&body, &MockParams::default());
         let (_, name, arguments) = answer.tool_call.unwrap();
         assert_eq!(name, "weather");
         assert_eq!(serde_json::from_str::<Value>(&arguments).unwrap(), json!({"city": "mock", "days": 1}));

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::mock::{self, MockParams};
+use crate::translate::{ApiFormat, Codec};
 
 fn sse(events: Vec<Bytes>, params: &MockParams) -> Response {
     let mut response = Response::new(axum::body::Body::from_stream(mock::timed(events, params)));
@@ -41,19 +42,24 @@ async fn wait(params: &MockParams) {
     }
 }
 
+/// The mock answer to a chat request in `codec`'s format, whole or streamed.
+async fn answer(codec: &dyn Codec, body: &Value, params: &MockParams) -> Response {
+    let answer = codec.mock_answer(body, params);
+    let model = model_of(body);
+    if body.get("stream") == Some(&Value::Bool(true)) {
+        let include_usage = body.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
+        return sse(codec.mock_events(&answer, &model, params, include_usage), params);
+    }
+    wait(params).await;
+    Json(codec.mock_body(&answer, &model)).into_response()
+}
+
 async fn chat(State(params): State<Arc<MockParams>>, body: Bytes) -> Response {
     let body = match parse(&body) {
         Ok(body) => body,
         Err(response) => return *response,
     };
-    let answer = mock::answer_openai(&body, &params);
-    let model = model_of(&body);
-    if body.get("stream") == Some(&Value::Bool(true)) {
-        let include_usage = body.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
-        return sse(mock::openai_events(&answer, &model, &params, include_usage), &params);
-    }
-    wait(&params).await;
-    Json(mock::openai_json(&answer, &model)).into_response()
+    answer(ApiFormat::OpenAi.codec(), &body, &params).await
 }
 
 async fn messages(State(params): State<Arc<MockParams>>, body: Bytes) -> Response {
@@ -65,13 +71,7 @@ async fn messages(State(params): State<Arc<MockParams>>, body: Bytes) -> Respons
         let error = json!({"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: Field required"}});
         return (axum::http::StatusCode::BAD_REQUEST, Json(error)).into_response();
     }
-    let answer = mock::answer_anthropic(&body, &params);
-    let model = model_of(&body);
-    if body.get("stream") == Some(&Value::Bool(true)) {
-        return sse(mock::anthropic_events(&answer, &model, &params), &params);
-    }
-    wait(&params).await;
-    Json(mock::anthropic_json(&answer, &model)).into_response()
+    answer(ApiFormat::Anthropic.codec(), &body, &params).await
 }
 
 async fn embeddings(State(params): State<Arc<MockParams>>, body: Bytes) -> Response {

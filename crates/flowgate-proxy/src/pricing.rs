@@ -33,10 +33,10 @@ const PRICES_PER_MILLION: &[(&str, f64, f64)] = &[
 ];
 
 /// Nano-dollars per USD.
-pub const NANOS_PER_USD: f64 = 1e9;
+pub(crate) const NANOS_PER_USD: f64 = 1e9;
 
 /// Per-token prices of `deployment` in nano-dollars (input, output).
-pub fn prices(deployment: &Deployment) -> (f64, f64) {
+pub(crate) fn prices(deployment: &Deployment) -> (f64, f64) {
     let table = PRICES_PER_MILLION
         .iter()
         .filter(|(prefix, _, _)| deployment.upstream_model.starts_with(prefix))
@@ -49,7 +49,7 @@ pub fn prices(deployment: &Deployment) -> (f64, f64) {
 }
 
 /// Cost of `usage` on `deployment`, in nano-dollars (rounded up).
-pub fn cost_nanos(deployment: &Deployment, usage: Usage) -> i64 {
+pub(crate) fn cost_nanos(deployment: &Deployment, usage: Usage) -> i64 {
     let (input, output) = prices(deployment);
     #[expect(clippy::cast_precision_loss, reason = "token counts are far below 2^53")]
     let nanos = usage.prompt_tokens as f64 * input + usage.completion_tokens as f64 * output;

@@ -22,7 +22,7 @@ const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 /// Live health of one deployment.
 #[derive(Debug, Default)]
-pub struct DeploymentStats {
+pub(crate) struct DeploymentStats {
     in_flight: AtomicU32,
     /// Exponentially weighted moving average of latency to the response head, in microseconds.
     ewma_latency_us: AtomicU64,
@@ -50,12 +50,12 @@ impl DeploymentStats {
     }
 
     /// Requests currently in flight.
-    pub fn in_flight(&self) -> u32 {
+    pub(crate) fn in_flight(&self) -> u32 {
         self.in_flight.load(Ordering::Relaxed)
     }
 
     /// Smoothed latency to the response head; `None` before the first success.
-    pub fn latency(&self) -> Option<Duration> {
+    pub(crate) fn latency(&self) -> Option<Duration> {
         match self.ewma_latency_us.load(Ordering::Relaxed) {
             0 => None,
             us => Some(Duration::from_micros(us)),
@@ -63,26 +63,26 @@ impl DeploymentStats {
     }
 
     /// Total requests and errors since start.
-    pub fn totals(&self) -> (u64, u64) {
+    pub(crate) fn totals(&self) -> (u64, u64) {
         (self.requests.load(Ordering::Relaxed), self.errors.load(Ordering::Relaxed))
     }
 
     /// Remaining cooldown, if cooling down.
-    pub fn cooldown_remaining(&self) -> Option<Duration> {
+    pub(crate) fn cooldown_remaining(&self) -> Option<Duration> {
         let until = self.cooldown_until_us.load(Ordering::Relaxed);
         let now = self.now_us();
         (until > now).then(|| Duration::from_micros(until - now))
     }
 
     /// Marks the start of a request; the guard ends it.
-    pub fn begin(self: &Arc<Self>) -> InFlight {
+    pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
         InFlight { stats: self.clone() }
     }
 
     /// Records a success and its latency.
-    pub fn record_success(&self, latency: Duration) {
+    pub(crate) fn record_success(&self, latency: Duration) {
         let sample = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
         let old = self.ewma_latency_us.load(Ordering::Relaxed);
         let new = if old == 0 { sample } else { (old * 4 + sample) / 5 };
@@ -91,7 +91,7 @@ impl DeploymentStats {
 
     /// Records a failure; cools the deployment down after `allowed_fails` within a minute.
     /// Returns true when this failure started a cooldown.
-    pub fn record_failure(&self, allowed_fails: u32, cooldown: Duration) -> bool {
+    pub(crate) fn record_failure(&self, allowed_fails: u32, cooldown: Duration) -> bool {
         self.errors.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let mut recent = self.recent_failures.lock().unwrap_or_else(PoisonError::into_inner);
@@ -111,7 +111,7 @@ impl DeploymentStats {
 
 /// Decrements the in-flight count when dropped (also on client disconnect).
 #[derive(Debug)]
-pub struct InFlight {
+pub(crate) struct InFlight {
     stats: Arc<DeploymentStats>,
 }
 
@@ -123,7 +123,7 @@ impl Drop for InFlight {
 
 /// Health of every deployment ever configured, by id.
 #[derive(Debug, Default)]
-pub struct HealthRegistry {
+pub(crate) struct HealthRegistry {
     stats: Mutex<HashMap<String, Arc<DeploymentStats>>>,
 }
 
@@ -135,7 +135,7 @@ impl HealthRegistry {
 
 /// One deployment of a model name.
 #[derive(Debug)]
-pub struct Deployment {
+pub(crate) struct Deployment {
     /// Stable id: `{model_name}/{index}`; a metrics label and the `/api/providers/perf` key.
     pub id: String,
     /// The name clients ask for.
@@ -170,7 +170,7 @@ pub struct Deployment {
 
 /// Model names → deployments, fallbacks and router settings.
 #[derive(Debug)]
-pub struct RoutingTable {
+pub(crate) struct RoutingTable {
     models: HashMap<String, Vec<Arc<Deployment>>>,
     /// Model names in configuration order (for `/v1/models`).
     pub names: Vec<String>,
@@ -220,7 +220,7 @@ fn deployment(
 
 impl RoutingTable {
     /// Builds the table from validated settings, reusing health from `health`.
-    pub fn build(settings: &Settings, health: &HealthRegistry) -> Self {
+    pub(crate) fn build(settings: &Settings, health: &HealthRegistry) -> Self {
         let router = settings.router_settings.clone();
         let mut models: HashMap<String, Vec<Arc<Deployment>>> = HashMap::new();
         let mut names = Vec::new();
@@ -249,18 +249,18 @@ impl RoutingTable {
     }
 
     /// True when `model` is configured.
-    pub fn contains(&self, model: &str) -> bool {
+    pub(crate) fn contains(&self, model: &str) -> bool {
         self.models.contains_key(model)
     }
 
     /// Every deployment, in configuration order.
-    pub fn deployments(&self) -> impl Iterator<Item = &Arc<Deployment>> {
+    pub(crate) fn deployments(&self) -> impl Iterator<Item = &Arc<Deployment>> {
         self.names.iter().filter_map(|n| self.models.get(n)).flatten()
     }
 
     /// The highest per-token prices (nano-dollars: input, output) among `model`'s deployments: what
     /// a request is estimated at before a deployment is chosen.
-    pub fn max_prices(&self, model: &str) -> (f64, f64) {
+    pub(crate) fn max_prices(&self, model: &str) -> (f64, f64) {
         self.models.get(model).map_or((0.0, 0.0), |deployments| {
             deployments
                 .iter()
@@ -270,7 +270,7 @@ impl RoutingTable {
     }
 
     /// `model` followed by its fallbacks.
-    pub fn chain(&self, model: &str) -> Vec<String> {
+    pub(crate) fn chain(&self, model: &str) -> Vec<String> {
         let mut chain = vec![model.to_owned()];
         if let Some(fallbacks) = self.fallbacks.get(model) {
             chain.extend(fallbacks.iter().filter(|f| self.contains(f)).cloned());
@@ -279,14 +279,14 @@ impl RoutingTable {
     }
 
     /// The shortest remaining cooldown among `model`'s deployments, when all are cooling down.
-    pub fn cooldown_remaining(&self, model: &str) -> Option<Duration> {
+    pub(crate) fn cooldown_remaining(&self, model: &str) -> Option<Duration> {
         let deployments = self.models.get(model)?;
         deployments.iter().map(|d| d.stats.cooldown_remaining()).collect::<Option<Vec<_>>>()?.into_iter().min()
     }
 
     /// Picks a deployment of `model` by the configured strategy, skipping deployments cooling down
     /// and, while others remain, those in `tried`.
-    pub fn pick(&self, model: &str, tried: &[String]) -> Option<Arc<Deployment>> {
+    pub(crate) fn pick(&self, model: &str, tried: &[String]) -> Option<Arc<Deployment>> {
         let deployments = self.models.get(model)?;
         let healthy: Vec<&Arc<Deployment>> =
             deployments.iter().filter(|d| d.stats.cooldown_remaining().is_none()).collect();

@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 
 /// One event: its `event:` name (if any) and its `data:` lines joined by `\n`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SseEvent {
+pub(crate) struct SseEvent {
     /// The `event:` field; `None` for unnamed events (OpenAI's).
     pub event: Option<String>,
     /// The `data:` payload.
@@ -16,18 +16,18 @@ pub struct SseEvent {
 }
 
 /// Largest event accepted from an upstream (16 MiB); beyond it the stream is treated as broken.
-pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
 /// Splits a byte stream into events.
 #[derive(Debug, Default)]
-pub struct SseParser {
+pub(crate) struct SseParser {
     buffer: BytesMut,
 }
 
 /// The upstream sent an event larger than [`MAX_EVENT_BYTES`].
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("upstream event exceeds {MAX_EVENT_BYTES} bytes")]
-pub struct EventTooLarge;
+pub(crate) struct EventTooLarge;
 
 fn find_boundary(buffer: &[u8]) -> Option<(usize, usize)> {
     // An event ends at a blank line: "\n\n", "\r\n\r\n" or "\r\r".
@@ -55,7 +55,7 @@ fn find_boundary(buffer: &[u8]) -> Option<(usize, usize)> {
 
 impl SseParser {
     /// Feeds a chunk; returns the events it completed.
-    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, EventTooLarge> {
+    pub(crate) fn push(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, EventTooLarge> {
         self.buffer.extend_from_slice(chunk);
         let mut events = Vec::new();
         while let Some((end, next)) = find_boundary(&self.buffer) {
@@ -71,7 +71,7 @@ impl SseParser {
     }
 
     /// Flushes a final event that was not followed by a blank line.
-    pub fn finish(&mut self) -> Option<SseEvent> {
+    pub(crate) fn finish(&mut self) -> Option<SseEvent> {
         let block = std::mem::take(&mut self.buffer);
         parse_block(&block)
     }
@@ -105,7 +105,7 @@ fn parse_block(block: &[u8]) -> Option<SseEvent> {
 }
 
 /// Writes an event in wire format.
-pub fn encode(event: Option<&str>, data: &str) -> Bytes {
+pub(crate) fn encode(event: Option<&str>, data: &str) -> Bytes {
     let mut out = String::with_capacity(data.len() + 32);
     if let Some(name) = event {
         out.push_str("event: ");

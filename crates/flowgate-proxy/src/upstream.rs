@@ -9,14 +9,14 @@ use futures_util::stream::BoxStream;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 
-use crate::error::ApiFormat;
 use crate::mock;
 use crate::routing::Deployment;
+use crate::translate::ApiFormat;
 use flowgate_common::settings::Provider;
 
 /// What the client asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     /// `/v1/chat/completions` or `/anthropic/v1/messages` (chat in either format).
     Chat,
     /// `/v1/completions`.
@@ -26,7 +26,7 @@ pub enum Endpoint {
 }
 
 /// An upstream body: whole, or a byte stream (SSE).
-pub enum UpstreamBody {
+pub(crate) enum UpstreamBody {
     /// The complete body.
     Full(Bytes),
     /// Chunks as they arrive.
@@ -44,7 +44,7 @@ impl std::fmt::Debug for UpstreamBody {
 
 /// A successful upstream answer (2xx), in the upstream's format.
 #[derive(Debug)]
-pub struct UpstreamResponse {
+pub(crate) struct UpstreamResponse {
     /// The format of `body`.
     pub format: ApiFormat,
     /// The body.
@@ -53,7 +53,7 @@ pub struct UpstreamResponse {
 
 /// Why one attempt failed.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum AttemptError {
+pub(crate) enum AttemptError {
     /// Could not connect or the connection broke before the response head.
     #[error("cannot reach upstream: {0}")]
     Connect(String),
@@ -79,7 +79,7 @@ pub enum AttemptError {
 
 impl AttemptError {
     /// Whether another attempt (same or another deployment) may succeed.
-    pub fn retryable(&self) -> bool {
+    pub(crate) fn retryable(&self) -> bool {
         match self {
             Self::Connect(_) | Self::Timeout(_) => true,
             Self::Status { status, .. } => matches!(status, 408 | 409 | 429) || *status >= 500,
@@ -88,7 +88,7 @@ impl AttemptError {
     }
 
     /// A short label for metrics.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Self::Connect(_) => "connect",
             Self::Timeout(_) => "timeout",
@@ -101,7 +101,7 @@ impl AttemptError {
 }
 
 /// The upstream format a deployment speaks.
-pub fn upstream_format(provider: Provider) -> ApiFormat {
+pub(crate) fn upstream_format(provider: Provider) -> ApiFormat {
     match provider {
         Provider::Anthropic => ApiFormat::Anthropic,
         Provider::OpenAi | Provider::Azure | Provider::Mock => ApiFormat::OpenAi,
@@ -109,7 +109,7 @@ pub fn upstream_format(provider: Provider) -> ApiFormat {
 }
 
 /// Builds the pooled upstream client: keep-alive, HTTP/2 where the server offers it, TCP_NODELAY.
-pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+pub(crate) fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(90))
@@ -142,12 +142,8 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     value.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
 }
 
-/// Headers of the client request passed on to an Anthropic upstream when the client speaks
-/// Anthropic too.
-pub const ANTHROPIC_PASSTHROUGH_HEADERS: [&str; 2] = ["anthropic-version", "anthropic-beta"];
-
 /// Sends `body` (already in the upstream's format, model set) to `deployment`.
-pub async fn send(
+pub(crate) async fn send(
     client: &reqwest::Client,
     deployment: &Deployment,
     endpoint: Endpoint,
@@ -246,12 +242,13 @@ fn mock_response(deployment: &Deployment, endpoint: Endpoint, body: &Value, stre
     let params = &deployment.mock;
     let body = match endpoint {
         Endpoint::Chat => {
-            let answer = mock::answer_openai(body, params);
+            let codec = ApiFormat::OpenAi.codec();
+            let answer = codec.mock_answer(body, params);
             if stream {
                 let include_usage = body.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
-                UpstreamBody::Stream(mock::timed(mock::openai_events(&answer, model, params, include_usage), params))
+                UpstreamBody::Stream(mock::timed(codec.mock_events(&answer, model, params, include_usage), params))
             } else {
-                UpstreamBody::Full(Bytes::from(mock::openai_json(&answer, model).to_string()))
+                UpstreamBody::Full(Bytes::from(codec.mock_body(&answer, model).to_string()))
             }
         }
         Endpoint::Embeddings => UpstreamBody::Full(Bytes::from(mock::embeddings(body, model).to_string())),

@@ -43,22 +43,6 @@ fn key_policy_wins_over_tenant_defaults_field_by_field() {
 }
 
 #[test]
-fn text_pointers_cover_both_formats() {
-    let body = json!({
-        "system": "sys",
-        "messages": [
-            {"role": "user", "content": "plain"},
-            {"role": "user", "content": [{"type": "text", "text": "part"}, {"type": "tool_result", "tool_use_id": "t", "content": "res"}]}
-        ]
-    });
-    let pointers = text_pointers(&body);
-    assert_eq!(
-        pointers,
-        vec!["/messages/0/content", "/messages/1/content/0/text", "/messages/1/content/1/content", "/system"]
-    );
-}
-
-#[test]
 fn split_findings_maps_offsets_back_to_segments() {
     let segments = vec!["ab x@y.io".to_owned(), "z@w.io".to_owned()];
     let pointers = vec!["/a".to_owned(), "/b".to_owned()];

@@ -1,15 +1,316 @@
-//! Translation between the OpenAI Chat Completions and Anthropic Messages formats, in both
-//! directions, for requests, JSON responses and streams (tool calls included).
+//! Wire formats. Each format the gateway speaks has one codec ([`Codec`]) that owns everything
+//! specific to it: the request fields the pipeline reads, error bodies (JSON and in a stream),
+//! stream framing, where the answer's text sits (for guardrails, the cache and stored answers),
+//! translation to and from the hub format, and the mock provider's answers. The rest of the proxy
+//! asks the codec instead of matching on the format.
 //!
-//! Requests and JSON responses are translated as `serde_json::Value` so fields this module does not
-//! know stay intact where a mapping exists. Streams are translated event by event with only the
-//! state a format needs (open content block, tool-call index map, usage), never buffered.
+//! Translation goes through a hub: OpenAI Chat Completions. A format other than the hub converts
+//! its requests, answers and streams to and from the hub; two non-hub formats meet through it.
+//! Requests and JSON answers are translated as `serde_json::Value`, so fields a mapping does not
+//! know stay intact where one exists; streams are translated event by event with only the state a
+//! format needs, never buffered.
+//!
+//! Adding a format: a new codec module implementing [`Codec`], a variant of [`ApiFormat`] mapped
+//! to it in [`ApiFormat::codec`], a route, and its contract tests (see `tests.rs`).
 
-pub mod request;
-pub mod response;
-pub mod stream;
+pub(crate) mod anthropic;
+pub(crate) mod openai;
+mod stream;
 
+#[cfg(test)]
+mod tests;
+
+use bytes::Bytes;
 use serde_json::Value;
+
+pub(crate) use self::stream::{Chain, StreamTransform};
+use crate::error::ProxyError;
+use crate::mock::{MockAnswer, MockParams};
+use crate::sse::SseEvent;
+use crate::upstream::Endpoint;
+
+/// The API format a client or an upstream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ApiFormat {
+    /// OpenAI Chat Completions (and the legacy completions and embeddings endpoints): `/v1/*`,
+    /// `/oai/v1/*`, `/cursor/v1/*`. The hub of translation.
+    OpenAi,
+    /// Anthropic Messages: `/anthropic/v1/*`.
+    Anthropic,
+}
+
+impl ApiFormat {
+    /// This format's codec.
+    pub(crate) fn codec(self) -> &'static dyn Codec {
+        match self {
+            Self::OpenAi => &openai::OpenAi,
+            Self::Anthropic => &anthropic::Anthropic,
+        }
+    }
+
+    /// Whether this is the hub format every other one translates to and from.
+    pub(crate) fn is_hub(self) -> bool {
+        self == Self::OpenAi
+    }
+}
+
+/// What the pipeline reads from a client request, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RequestFields {
+    /// The requested model (non-empty).
+    pub model: String,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+    /// The client asked for a final usage event in its stream.
+    pub include_usage: bool,
+    /// The most output tokens the client allows, if it said.
+    pub max_output_tokens: Option<u64>,
+}
+
+/// What one stream event is to a reader of the answer's text (the stream guard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct EventRole {
+    /// The JSON pointer to the event's text delta, when it carries one.
+    pub text: Option<&'static str>,
+    /// Text held back so far must be released before this event (a text block or the answer
+    /// ends here).
+    pub boundary: bool,
+}
+
+/// Follows a stream in one format for the stream guard: says what each event is, and writes a
+/// synthetic event that carries released text.
+pub(crate) trait TextEvents: Send {
+    /// The role of one event; `value` is its data parsed as JSON, when it is JSON.
+    fn classify(&mut self, event: &SseEvent, value: Option<&Value>) -> EventRole;
+    /// An event that carries `text` as a text delta at the current position of the stream.
+    fn text_event(&self, text: &str) -> Bytes;
+}
+
+/// Everything format-specific, for one wire format. See the module documentation.
+pub(crate) trait Codec: Send + Sync + std::fmt::Debug {
+    // ---- requests
+
+    /// Reads and checks the fields the pipeline needs (model, stream, the conversation).
+    fn request_fields(&self, endpoint: Endpoint, body: &Value) -> Result<RequestFields, ProxyError>;
+
+    /// Client headers passed on to an upstream that speaks this format too.
+    fn passthrough_headers(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// JSON pointers to the prompt texts of a request (what guardrails scan and may rewrite).
+    fn prompt_pointers(&self, body: &Value) -> Vec<String>;
+
+    /// The prompt part of a request, as the audit trail stores it for tenants that keep prompts.
+    fn prompt_document(&self, body: &Value) -> Value;
+
+    /// A request in this format as a hub request for `model`.
+    fn request_to_hub(&self, body: &Value, model: &str) -> Result<Value, ProxyError>;
+
+    /// A hub request as a request in this format for `model`.
+    fn request_from_hub(&self, body: &Value, model: &str) -> Result<Value, ProxyError>;
+
+    // ---- answers
+
+    /// Token counts from a `usage` object of this format.
+    fn usage(&self, usage: &Value) -> Usage;
+
+    /// A whole answer in this format as a hub answer.
+    fn response_to_hub(&self, answer: &Value) -> Value;
+
+    /// A whole hub answer in this format.
+    fn response_from_hub(&self, answer: &Value) -> Value;
+
+    /// JSON pointers to the texts of a whole answer (pointers to absent fields resolve to nothing).
+    fn answer_pointers(&self, answer: &Value) -> Vec<String>;
+
+    /// The pointer to the text delta of one stream event, when it carries one.
+    fn delta_pointer(&self, event: &Value) -> Option<&'static str>;
+
+    // ---- streams
+
+    /// A stream of this format passed to a client of this format (usage read on the way).
+    fn passthrough(&self, include_usage: bool) -> Box<dyn StreamTransform>;
+
+    /// A stream of this format turned into a hub stream.
+    fn stream_to_hub(&self, model: &str, include_usage: bool) -> Box<dyn StreamTransform>;
+
+    /// A hub stream turned into a stream of this format.
+    fn stream_from_hub(&self, model: &str) -> Box<dyn StreamTransform>;
+
+    /// A reader of this format's streams for the stream guard.
+    fn text_events(&self) -> Box<dyn TextEvents>;
+
+    // ---- errors and listings
+
+    /// The JSON error body for `error`.
+    fn error_body(&self, error: &ProxyError) -> Value;
+
+    /// The events that end a stream with `error`.
+    fn error_events(&self, error: &ProxyError) -> Vec<Bytes>;
+
+    /// The `/models` listing of `names`.
+    fn model_list(&self, names: &[String]) -> Value;
+
+    // ---- the mock provider
+
+    /// The mock provider's answer to a chat request in this format.
+    fn mock_answer(&self, body: &Value, params: &MockParams) -> MockAnswer;
+
+    /// `answer` as a whole answer of this format.
+    fn mock_body(&self, answer: &MockAnswer, model: &str) -> Value;
+
+    /// `answer` as the events of a stream of this format (without timing).
+    fn mock_events(&self, answer: &MockAnswer, model: &str, params: &MockParams, include_usage: bool) -> Vec<Bytes>;
+}
+
+/// A client request in `from` turned into a request in `to` for `upstream_model`. Within one
+/// format the body is copied with the model replaced and Flowgate's own fields removed.
+pub(crate) fn request(from: ApiFormat, to: ApiFormat, body: &Value, upstream_model: &str) -> Result<Value, ProxyError> {
+    if from == to {
+        let mut body = body.clone();
+        if let Some(object) = body.as_object_mut() {
+            object.insert("model".to_owned(), Value::String(upstream_model.to_owned()));
+            // Flowgate's own request fields never reach the provider.
+            object.remove("guardrails");
+        }
+        return Ok(body);
+    }
+    match (from.is_hub(), to.is_hub()) {
+        (true, _) => to.codec().request_from_hub(body, upstream_model),
+        (_, true) => from.codec().request_to_hub(body, upstream_model),
+        _ => to.codec().request_from_hub(&from.codec().request_to_hub(body, upstream_model)?, upstream_model),
+    }
+}
+
+/// A whole answer in `from` turned into `to`.
+pub(crate) fn response(from: ApiFormat, to: ApiFormat, answer: &Value) -> Value {
+    match (from == to, from.is_hub(), to.is_hub()) {
+        (true, ..) => answer.clone(),
+        (_, true, _) => to.codec().response_from_hub(answer),
+        (_, _, true) => from.codec().response_to_hub(answer),
+        _ => to.codec().response_from_hub(&from.codec().response_to_hub(answer)),
+    }
+}
+
+/// The transform from an upstream stream in `from` to a client stream in `to`. `model` names the
+/// answering model in translated events.
+pub(crate) fn stream(from: ApiFormat, to: ApiFormat, model: &str, include_usage: bool) -> Box<dyn StreamTransform> {
+    match (from == to, from.is_hub(), to.is_hub()) {
+        (true, ..) => to.codec().passthrough(include_usage),
+        (_, true, _) => to.codec().stream_from_hub(model),
+        (_, _, true) => from.codec().stream_to_hub(model, include_usage),
+        _ => Box::new(Chain::new(from.codec().stream_to_hub(model, true), to.codec().stream_from_hub(model))),
+    }
+}
+
+/// The requested model: a non-empty string.
+pub(crate) fn model_field(body: &Value) -> Result<String, ProxyError> {
+    match body.get("model") {
+        Some(Value::String(model)) if !model.is_empty() => Ok(model.clone()),
+        Some(_) => Err(ProxyError::BadRequest {
+            message: "`model` must be a non-empty string".into(),
+            param: Some("model".into()),
+        }),
+        None => Err(ProxyError::BadRequest { message: "`model` is required".into(), param: Some("model".into()) }),
+    }
+}
+
+/// The `stream` flag: a boolean (absent or null is false); only chat streams.
+pub(crate) fn stream_field(endpoint: Endpoint, body: &Value) -> Result<bool, ProxyError> {
+    let stream = match body.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(stream)) => *stream,
+        Some(_) => {
+            return Err(ProxyError::BadRequest {
+                message: "`stream` must be a boolean".into(),
+                param: Some("stream".into()),
+            });
+        }
+    };
+    if stream && endpoint != Endpoint::Chat {
+        return Err(ProxyError::BadRequest {
+            message: "streaming is supported for chat only".into(),
+            param: Some("stream".into()),
+        });
+    }
+    Ok(stream)
+}
+
+/// A chat request's `messages`: a non-empty array.
+pub(crate) fn require_messages(endpoint: Endpoint, body: &Value) -> Result<(), ProxyError> {
+    if endpoint == Endpoint::Chat && body.get("messages").is_none_or(|m| m.as_array().is_none_or(Vec::is_empty)) {
+        return Err(ProxyError::BadRequest {
+            message: "`messages` must be a non-empty array".into(),
+            param: Some("messages".into()),
+        });
+    }
+    Ok(())
+}
+
+/// The first of `fields` that holds a whole number.
+pub(crate) fn first_u64(body: &Value, fields: &[&str]) -> Option<u64> {
+    fields.iter().find_map(|field| body.get(*field).and_then(Value::as_u64))
+}
+
+/// Text segments of a chat-shaped request body: each string content (or text part, or text inside
+/// a tool result) of each message, plus `system`, `prompt` and `input`, as JSON pointers.
+pub(crate) fn chat_prompt_pointers(body: &Value) -> Vec<String> {
+    let mut pointers = Vec::new();
+    if let Some(messages) = body.get("messages").and_then(Value::as_array) {
+        for (i, message) in messages.iter().enumerate() {
+            match message.get("content") {
+                Some(Value::String(_)) => pointers.push(format!("/messages/{i}/content")),
+                Some(Value::Array(parts)) => {
+                    for (j, part) in parts.iter().enumerate() {
+                        if part.get("text").is_some_and(Value::is_string) {
+                            pointers.push(format!("/messages/{i}/content/{j}/text"));
+                        }
+                        match part.get("content") {
+                            Some(Value::String(_)) => pointers.push(format!("/messages/{i}/content/{j}/content")),
+                            Some(Value::Array(inner)) => {
+                                for (k, block) in inner.iter().enumerate() {
+                                    if block.get("text").is_some_and(Value::is_string) {
+                                        pointers.push(format!("/messages/{i}/content/{j}/content/{k}/text"));
+                                    }
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for field in ["system", "prompt", "input"] {
+        match body.get(field) {
+            Some(Value::String(_)) => pointers.push(format!("/{field}")),
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    if item.is_string() {
+                        pointers.push(format!("/{field}/{i}"));
+                    } else if item.get("text").is_some_and(Value::is_string) {
+                        pointers.push(format!("/{field}/{i}/text"));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    pointers
+}
+
+/// The prompt fields of a chat-shaped request (`system`, `messages`, `prompt`, `input`).
+pub(crate) fn chat_prompt_document(body: &Value) -> Value {
+    let mut document = serde_json::Map::new();
+    for field in ["system", "messages", "prompt", "input"] {
+        if let Some(value) = body.get(field) {
+            document.insert(field.to_owned(), value.clone());
+        }
+    }
+    Value::Object(document)
+}
 
 /// Token counts, in whichever format they arrived.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -52,45 +353,7 @@ impl Usage {
     }
 }
 
-/// Anthropic `tool_use` content blocks as OpenAI `tool_calls` (arguments as JSON text).
-pub fn tool_calls_from_blocks(blocks: &[Value]) -> Vec<Value> {
-    blocks
-        .iter()
-        .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_use"))
-        .map(|b| {
-            serde_json::json!({
-                "id": b.get("id").cloned().unwrap_or(Value::Null),
-                "type": "function",
-                "function": {
-                    "name": b.get("name").cloned().unwrap_or(Value::Null),
-                    "arguments": b.get("input").map_or_else(|| "{}".to_owned(), Value::to_string),
-                },
-            })
-        })
-        .collect()
-}
-
-/// OpenAI `finish_reason` → Anthropic `stop_reason`.
-pub fn stop_reason_from_openai(reason: &str) -> &'static str {
-    match reason {
-        "length" => "max_tokens",
-        "tool_calls" | "function_call" => "tool_use",
-        "content_filter" => "refusal",
-        _ => "end_turn",
-    }
-}
-
-/// Anthropic `stop_reason` → OpenAI `finish_reason`.
-pub fn finish_reason_from_anthropic(reason: &str) -> &'static str {
-    match reason {
-        "max_tokens" => "length",
-        "tool_use" => "tool_calls",
-        "refusal" => "content_filter",
-        _ => "stop",
-    }
-}
-
 /// Seconds since the epoch, for OpenAI's `created`.
-pub fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

@@ -6,6 +6,7 @@ mod audit;
 mod audit_api;
 mod cache;
 mod compliance;
+mod exit_paths;
 mod gateway;
 mod grpc;
 mod guardrails;

@@ -1,18 +1,19 @@
-//! JSON response translation.
+//! Whole Anthropic answers to and from hub (OpenAI chat completion) answers.
 
 use serde_json::{Value, json};
 
-use super::{Usage, finish_reason_from_anthropic, stop_reason_from_openai, unix_now};
+use super::{finish_reason_from_anthropic, stop_reason_from_openai, tool_calls_from_blocks};
+use crate::translate::{Usage, unix_now};
 
 /// Anthropic Messages response → OpenAI chat completion.
-pub fn anthropic_to_openai(response: &Value) -> Value {
+pub(crate) fn anthropic_to_openai(response: &Value) -> Value {
     let blocks = response.get("content").and_then(Value::as_array).cloned().unwrap_or_default();
     let text: String = blocks
         .iter()
         .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
         .filter_map(|b| b.get("text").and_then(Value::as_str))
         .collect();
-    let calls = super::tool_calls_from_blocks(&blocks);
+    let calls = tool_calls_from_blocks(&blocks);
     let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) }});
     if !calls.is_empty() {
         message["tool_calls"] = Value::Array(calls);
@@ -32,7 +33,7 @@ pub fn anthropic_to_openai(response: &Value) -> Value {
 }
 
 /// OpenAI chat completion → Anthropic Messages response.
-pub fn openai_to_anthropic(response: &Value) -> Value {
+pub(crate) fn openai_to_anthropic(response: &Value) -> Value {
     let choice = response.pointer("/choices/0").unwrap_or(&Value::Null);
     let message = choice.get("message").unwrap_or(&Value::Null);
     let mut content = Vec::new();

@@ -1,6 +1,7 @@
-//! Routing with resilience: pick a deployment, translate the request to its format, send, and on a
-//! retryable failure back off and try another deployment, then the fallback models. Nothing is
-//! retried once a response has started streaming to the client.
+//! The forward stage: routing with resilience. Pick a deployment, translate the request to its
+//! format, send, and on a retryable failure back off and try another deployment, then the fallback
+//! models. Nothing is retried once a response has started streaming to the client. It is given the
+//! routing table and the upstream handle, nothing else of the proxy's state.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,16 +9,16 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde_json::Value;
 
-use crate::error::{ApiFormat, ProxyError};
+use crate::error::ProxyError;
 use crate::metrics::{AttemptLabels, DeploymentLabels, ModelLabels};
-use crate::routing::{Deployment, InFlight};
-use crate::state::ProxyState;
-use crate::translate;
+use crate::routing::{Deployment, InFlight, RoutingTable};
+use crate::state::Upstream;
+use crate::translate::{self, ApiFormat};
 use crate::upstream::{self, AttemptError, Endpoint, UpstreamResponse};
 
 /// What the client asked for, in its own format.
 #[derive(Debug)]
-pub struct Call<'a> {
+pub(crate) struct Call<'a> {
     /// The client's format.
     pub format: ApiFormat,
     /// Which endpoint.
@@ -32,9 +33,9 @@ pub struct Call<'a> {
     pub passthrough: Vec<(String, String)>,
 }
 
-/// A successful dispatch: the upstream answer and where it came from.
+/// A successful forward: the upstream answer and where it came from.
 #[derive(Debug)]
-pub struct Dispatched {
+pub(crate) struct Forwarded {
     /// The answer.
     pub response: UpstreamResponse,
     /// Who answered.
@@ -50,25 +51,9 @@ pub struct Dispatched {
 }
 
 /// The request body for `deployment`, in its format, with its model name.
-pub fn upstream_body(call: &Call<'_>, deployment: &Deployment) -> Result<Value, ProxyError> {
+pub(crate) fn upstream_body(call: &Call<'_>, deployment: &Deployment) -> Result<Value, ProxyError> {
     let target = upstream::upstream_format(deployment.provider);
-    let mut body = match (call.format, target) {
-        (ApiFormat::OpenAi, ApiFormat::Anthropic) => {
-            translate::request::openai_to_anthropic(call.body, &deployment.upstream_model)?
-        }
-        (ApiFormat::Anthropic, ApiFormat::OpenAi) => {
-            translate::request::anthropic_to_openai(call.body, &deployment.upstream_model)?
-        }
-        _ => {
-            let mut body = call.body.clone();
-            if let Some(object) = body.as_object_mut() {
-                object.insert("model".to_owned(), Value::String(deployment.upstream_model.clone()));
-                // Flowgate's own request fields never reach the provider.
-                object.remove("guardrails");
-            }
-            body
-        }
-    };
+    let mut body = translate::request(call.format, target, call.body, &deployment.upstream_model)?;
     // Usage is needed for spend, so OpenAI-format streams always ask for it; a client that did not
     // ask does not see the extra chunk.
     if call.stream
@@ -107,8 +92,11 @@ fn into_proxy_error(error: AttemptError) -> ProxyError {
 }
 
 /// Sends `call` with retries and fallbacks.
-pub async fn dispatch(state: &ProxyState, call: &Call<'_>) -> Result<Dispatched, ProxyError> {
-    let table = state.table.load_full();
+pub(crate) async fn forward(
+    upstream: &Upstream,
+    table: &RoutingTable,
+    call: &Call<'_>,
+) -> Result<Forwarded, ProxyError> {
     if !table.contains(call.model) {
         return Err(ProxyError::ModelNotFound(call.model.to_owned()));
     }
@@ -140,7 +128,7 @@ pub async fn dispatch(state: &ProxyState, call: &Call<'_>) -> Result<Dispatched,
                 gen_ai.operation.name = if call.endpoint == Endpoint::Embeddings { "embeddings" } else { "chat" },
             );
             let result = tracing::Instrument::instrument(
-                upstream::send(&state.http, &deployment, call.endpoint, body, call.stream, &call.passthrough),
+                upstream::send(&upstream.http, &deployment, call.endpoint, body, call.stream, &call.passthrough),
                 span,
             )
             .await;
@@ -148,20 +136,20 @@ pub async fn dispatch(state: &ProxyState, call: &Call<'_>) -> Result<Dispatched,
             match result {
                 Ok(response) => {
                     deployment.stats.record_success(elapsed);
-                    state
+                    upstream
                         .metrics
                         .attempts
                         .get_or_create(&AttemptLabels { deployment: deployment.id.clone(), outcome: "success" })
                         .inc();
-                    state
+                    upstream
                         .metrics
                         .upstream_latency
                         .get_or_create(&DeploymentLabels { deployment: deployment.id.clone() })
                         .observe(elapsed.as_secs_f64());
                     if model != call.model {
-                        state.metrics.fallbacks.get_or_create(&ModelLabels { model: call.model.to_owned() }).inc();
+                        upstream.metrics.fallbacks.get_or_create(&ModelLabels { model: call.model.to_owned() }).inc();
                     }
-                    return Ok(Dispatched {
+                    return Ok(Forwarded {
                         response,
                         deployment,
                         in_flight,
@@ -172,7 +160,7 @@ pub async fn dispatch(state: &ProxyState, call: &Call<'_>) -> Result<Dispatched,
                 }
                 Err(error) => {
                     drop(in_flight);
-                    state
+                    upstream
                         .metrics
                         .attempts
                         .get_or_create(&AttemptLabels { deployment: deployment.id.clone(), outcome: error.kind() })
@@ -183,7 +171,7 @@ pub async fn dispatch(state: &ProxyState, call: &Call<'_>) -> Result<Dispatched,
                     tracing::warn!(deployment = %deployment.id, error = %error, "upstream attempt failed");
                     if deployment.stats.record_failure(router.allowed_fails, cooldown) {
                         tracing::warn!(deployment = %deployment.id, cooldown_secs = router.cooldown_time, "deployment cooling down");
-                        state
+                        upstream
                             .metrics
                             .cooldowns
                             .get_or_create(&DeploymentLabels { deployment: deployment.id.clone() })

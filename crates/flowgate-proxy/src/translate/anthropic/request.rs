@@ -6,7 +6,7 @@ use crate::error::ProxyError;
 
 /// Default `max_tokens` for Anthropic upstreams when an OpenAI client sets none (Anthropic requires
 /// one).
-pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+pub(crate) const DEFAULT_MAX_TOKENS: u64 = 4096;
 
 fn bad(message: impl Into<String>, param: &str) -> ProxyError {
     ProxyError::BadRequest { message: message.into(), param: Some(param.to_owned()) }
@@ -76,7 +76,7 @@ fn push_message(messages: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
 }
 
 /// OpenAI Chat Completions request → Anthropic Messages request for `upstream_model`.
-pub fn openai_to_anthropic(body: &Value, upstream_model: &str) -> Result<Value, ProxyError> {
+pub(crate) fn openai_to_anthropic(body: &Value, upstream_model: &str) -> Result<Value, ProxyError> {
     let input = body.as_object().ok_or_else(|| ProxyError::bad_request("request body must be a JSON object"))?;
     let messages_in = input
         .get("messages")
@@ -216,7 +216,7 @@ fn anthropic_text(content: &Value) -> String {
 }
 
 /// Anthropic Messages request → OpenAI Chat Completions request for `upstream_model`.
-pub fn anthropic_to_openai(body: &Value, upstream_model: &str) -> Result<Value, ProxyError> {
+pub(crate) fn anthropic_to_openai(body: &Value, upstream_model: &str) -> Result<Value, ProxyError> {
     let input = body.as_object().ok_or_else(|| ProxyError::bad_request("request body must be a JSON object"))?;
     let messages_in = input
         .get("messages")

@@ -110,17 +110,17 @@ fn openai_stream_without_done_still_ends_well_formed() {
 #[test]
 fn passthrough_drops_the_usage_chunk_only_when_not_asked_for() {
     let wire = "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
-    let mut quiet = Passthrough::openai(false);
+    let mut quiet = crate::translate::openai::Passthrough::new(false);
     assert_eq!(run(&mut quiet, wire).len(), 2);
     assert_eq!(quiet.usage(), Usage { prompt_tokens: 3, completion_tokens: 1 });
     assert!(quiet.completed());
-    let mut asked = Passthrough::openai(true);
+    let mut asked = crate::translate::openai::Passthrough::new(true);
     assert_eq!(run(&mut asked, wire).len(), 3);
 }
 
 #[test]
 fn anthropic_passthrough_keeps_events_and_reads_usage() {
-    let mut transform = Passthrough::anthropic();
+    let mut transform = Passthrough::default();
     let out = run(&mut transform, ANTHROPIC_TOOL_STREAM);
     assert_eq!(out, events(ANTHROPIC_TOOL_STREAM));
     assert_eq!(transform.usage(), Usage { prompt_tokens: 12, completion_tokens: 20 });

@@ -1,0 +1,266 @@
+//! The client's answer: a whole upstream body translated (or passed through) in one piece, or a
+//! stream translated event by event as it arrives, ending in the finish stage exactly once.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::Stream;
+use futures_util::stream::BoxStream;
+use serde_json::Value;
+
+use crate::error::ProxyError;
+use crate::pipeline::finish::Finish;
+use crate::routing::InFlight;
+use crate::sse::SseParser;
+use crate::translate::{self, ApiFormat, Codec, StreamTransform, Usage};
+
+/// How a response ended, for spend, metrics and audit.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Summary {
+    /// Tokens used, as reported by the upstream.
+    pub usage: Usage,
+    /// False when the stream broke, timed out or the client went away.
+    pub completed: bool,
+    /// Time to the first byte sent to the client (streams).
+    pub ttft: Option<Duration>,
+    /// The answer's text, when it was asked for (tenants that store prompts): the text of every
+    /// choice or content block, or of every streamed delta, up to [`ANSWER_CAP`] bytes.
+    pub answer: Option<String>,
+}
+
+/// Most answer text kept for the audit trail.
+pub(crate) const ANSWER_CAP: usize = 1 << 20;
+
+/// Appends `text` to `answer`, keeping it within [`ANSWER_CAP`] bytes (cut at a char boundary).
+fn push_capped(answer: &mut String, text: &str) {
+    let room = ANSWER_CAP.saturating_sub(answer.len());
+    if text.len() <= room {
+        answer.push_str(text);
+    } else {
+        let mut end = room;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        answer.push_str(&text[..end]);
+    }
+}
+
+/// The text of an answer in `format` (see [`Codec::answer_pointers`]).
+fn answer_text(codec: &dyn Codec, body: &[u8]) -> String {
+    let mut answer = String::new();
+    let Ok(value) = serde_json::from_slice::<Value>(body) else { return answer };
+    for pointer in codec.answer_pointers(&value) {
+        if let Some(text) = value.pointer(&pointer).and_then(Value::as_str) {
+            push_capped(&mut answer, text);
+        }
+    }
+    answer
+}
+
+/// Appends the text delta of one upstream stream event, if it carries one.
+fn collect_delta(answer: &mut String, codec: &dyn Codec, data: &str) {
+    if answer.len() >= ANSWER_CAP {
+        return;
+    }
+    let Ok(value) = serde_json::from_str::<Value>(data) else { return };
+    if let Some(text) = codec.delta_pointer(&value).and_then(|p| value.pointer(p)).and_then(Value::as_str) {
+        push_capped(answer, text);
+    }
+}
+
+/// A whole answer as the client's JSON response.
+pub(crate) fn json_response(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}
+
+/// How a streamed answer is sent.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StreamPlan<'a> {
+    /// The client's format.
+    pub(crate) client: ApiFormat,
+    /// The upstream's format.
+    pub(crate) upstream: ApiFormat,
+    /// The answering model's name, for translated events.
+    pub(crate) model: &'a str,
+    /// The client asked for a final usage event.
+    pub(crate) include_usage: bool,
+    /// Longest the stream may last.
+    pub(crate) timeout: Duration,
+}
+
+/// A stream translated event by event into the client's format; `finish` runs once when it ends,
+/// breaks, or the client leaves.
+pub(crate) fn stream_response(
+    plan: StreamPlan<'_>,
+    upstream: BoxStream<'static, Result<Bytes, std::io::Error>>,
+    in_flight: InFlight,
+    finish: Finish,
+) -> Response {
+    let stream = TranslatedStream {
+        upstream,
+        parser: SseParser::default(),
+        transform: translate::stream(plan.upstream, plan.client, plan.model, plan.include_usage),
+        pending: VecDeque::new(),
+        done: false,
+        client: plan.client.codec(),
+        started: Instant::now(),
+        first_byte: None,
+        deadline: Box::pin(tokio::time::sleep(plan.timeout)),
+        answer: finish.collects_answer().then(String::new),
+        upstream_codec: plan.upstream.codec(),
+        finish: Some(finish),
+        _in_flight: in_flight,
+    };
+    let mut response = Response::new(Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    *response.status_mut() = StatusCode::OK;
+    response
+}
+
+/// A whole upstream body in the client's format, and its usage. Within one format the body is
+/// passed through untouched and only its usage is read.
+pub(crate) fn full_body(client: ApiFormat, upstream: ApiFormat, bytes: Bytes) -> Result<(Bytes, Usage), ProxyError> {
+    let parsed = || {
+        serde_json::from_slice::<Value>(&bytes).map_err(|_| ProxyError::Upstream {
+            status: 502,
+            message: "upstream returned a body that is not JSON".to_owned(),
+            code: Some("bad_upstream_response".to_owned()),
+        })
+    };
+    if client == upstream {
+        // Only read usage, without building the whole document.
+        #[derive(serde::Deserialize)]
+        struct UsageOnly {
+            #[serde(default)]
+            usage: Option<Value>,
+        }
+        let usage = match serde_json::from_slice::<UsageOnly>(&bytes) {
+            Ok(UsageOnly { usage: Some(usage) }) => upstream.codec().usage(&usage),
+            Ok(UsageOnly { usage: None }) => Usage::default(),
+            // Not an object (still passed through if it is JSON at all).
+            Err(_) => {
+                parsed()?;
+                Usage::default()
+            }
+        };
+        return Ok((bytes, usage));
+    }
+    let translated = translate::response(upstream, client, &parsed()?);
+    let usage = client.codec().usage(translated.get("usage").unwrap_or(&Value::Null));
+    Ok((Bytes::from(translated.to_string()), usage))
+}
+
+/// The answer's text, when it is to be stored.
+pub(crate) fn collected_text(client: ApiFormat, body: &[u8], collect: bool) -> Option<String> {
+    collect.then(|| answer_text(client.codec(), body))
+}
+
+/// The client-facing stream: upstream chunks → SSE events → translated bytes, one at a time.
+struct TranslatedStream {
+    upstream: BoxStream<'static, Result<Bytes, std::io::Error>>,
+    parser: SseParser,
+    transform: Box<dyn StreamTransform>,
+    pending: VecDeque<Bytes>,
+    done: bool,
+    client: &'static dyn Codec,
+    started: Instant,
+    first_byte: Option<Duration>,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// The answer's text so far, when collected.
+    answer: Option<String>,
+    upstream_codec: &'static dyn Codec,
+    finish: Option<Finish>,
+    _in_flight: InFlight,
+}
+
+impl TranslatedStream {
+    fn end(&mut self, completed: bool) {
+        if let Some(finish) = self.finish.take() {
+            finish.done(Summary {
+                usage: self.transform.usage(),
+                completed,
+                ttft: self.first_byte,
+                answer: self.answer.take(),
+            });
+        }
+    }
+
+    fn fail(&mut self, code: &'static str, message: String) {
+        tracing::warn!(code, message, "stream ended early");
+        self.pending.extend(self.client.error_events(&ProxyError::StreamFailed { code, message }));
+        self.done = true;
+    }
+}
+
+impl Stream for TranslatedStream {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if let Some(bytes) = this.pending.pop_front() {
+                if this.first_byte.is_none() {
+                    this.first_byte = Some(this.started.elapsed());
+                }
+                return Poll::Ready(Some(Ok(bytes)));
+            }
+            if this.done {
+                let completed = this.transform.completed();
+                this.end(completed);
+                return Poll::Ready(None);
+            }
+            if this.deadline.as_mut().poll(cx).is_ready() {
+                this.fail("stream_timeout", "stream exceeded DISPATCH_STREAM_TIMEOUT_S".to_owned());
+                continue;
+            }
+            match this.upstream.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => match this.parser.push(&chunk) {
+                    Ok(events) => {
+                        for event in &events {
+                            if let Some(answer) = this.answer.as_mut() {
+                                collect_delta(answer, this.upstream_codec, &event.data);
+                            }
+                            let out = this.transform.on_event(event);
+                            this.pending.extend(out);
+                        }
+                    }
+                    Err(error) => this.fail("bad_upstream_stream", error.to_string()),
+                },
+                Poll::Ready(Some(Err(error))) => this.fail("upstream_disconnected", error.to_string()),
+                Poll::Ready(None) => {
+                    if let Some(event) = this.parser.finish() {
+                        if let Some(answer) = this.answer.as_mut() {
+                            collect_delta(answer, this.upstream_codec, &event.data);
+                        }
+                        let out = this.transform.on_event(&event);
+                        this.pending.extend(out);
+                    }
+                    let out = this.transform.finish();
+                    this.pending.extend(out);
+                    this.done = true;
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl Drop for TranslatedStream {
+    fn drop(&mut self) {
+        // Dropped before the end: the client went away. Dropping `upstream` closes the upstream
+        // connection, which cancels the generation there.
+        if self.finish.is_some() {
+            tracing::info!("client disconnected mid-stream; upstream request cancelled");
+            self.end(false);
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The codec contract: what every format's codec must do, checked for each format against the
+//! codec's own mock answers, plus each format's specific cases. A new format adds a module here
+//! that calls [`contract`].
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::mock::MockParams;
+use crate::sse::SseParser;
+
+fn events(chunks: &[Bytes]) -> Vec<SseEvent> {
+    let mut parser = SseParser::default();
+    chunks.iter().flat_map(|chunk| parser.push(chunk).unwrap()).collect()
+}
+
+/// The text a stream of `codec`'s format carries, read through its delta pointer.
+fn streamed_text(codec: &dyn Codec, events: &[SseEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+        .filter_map(|v| codec.delta_pointer(&v).and_then(|p| v.pointer(p)).and_then(Value::as_str).map(str::to_owned))
+        .collect()
+}
+
+/// The text of a whole answer of `codec`'s format, read through its answer pointers.
+fn answer_text(codec: &dyn Codec, answer: &Value) -> String {
+    codec.answer_pointers(answer).iter().filter_map(|p| answer.pointer(p).and_then(Value::as_str)).collect()
+}
+
+/// Runs every stream event through `transform`, parsing what it writes.
+fn run(transform: &mut dyn StreamTransform, events: &[SseEvent]) -> Vec<SseEvent> {
+    let mut out = Vec::new();
+    for event in events {
+        out.extend(transform.on_event(event));
+    }
+    out.extend(transform.finish());
+    self::events(&out)
+}
+
+/// What every codec must satisfy. `request` is a chat request in the codec's format whose last
+/// user message is "hello there".
+fn contract(format: ApiFormat, request: &Value) {
+    let codec = format.codec();
+
+    // Requests: the pipeline's fields, and the checks on them.
+    let fields = codec.request_fields(Endpoint::Chat, request).unwrap();
+    assert_eq!(fields.model, "m");
+    assert!(!fields.stream);
+    let mut no_model = request.clone();
+    no_model.as_object_mut().unwrap().remove("model");
+    let error = codec.request_fields(Endpoint::Chat, &no_model).unwrap_err();
+    assert_eq!(error.param(), Some("model"));
+    let mut bad_stream = request.clone();
+    bad_stream["stream"] = json!("yes");
+    assert_eq!(codec.request_fields(Endpoint::Chat, &bad_stream).unwrap_err().param(), Some("stream"));
+    let mut streamed = request.clone();
+    streamed["stream"] = json!(true);
+    assert!(codec.request_fields(Endpoint::Chat, &streamed).unwrap().stream);
+    let pointers = codec.prompt_pointers(request);
+    assert!(pointers.iter().any(|p| request.pointer(p) == Some(&json!("hello there"))), "{pointers:?}");
+    assert!(codec.prompt_document(request).to_string().contains("hello there"));
+
+    // Through the hub and back, the conversation survives.
+    let hub = codec.request_to_hub(request, "up").unwrap();
+    assert_eq!(hub["model"], "up");
+    let back = codec.request_from_hub(&hub, "again").unwrap();
+    assert_eq!(back["model"], "again");
+    assert!(back.to_string().contains("hello there"));
+
+    // Whole answers: the text is where the pointers say, in this format and through the hub.
+    let params = MockParams::default();
+    let answer = codec.mock_answer(request, &params);
+    assert_eq!(answer.text, "Mock answer to: hello there");
+    let body = codec.mock_body(&answer, "m");
+    assert_eq!(answer_text(codec, &body), answer.text);
+    assert_eq!(codec.usage(body.get("usage").unwrap()), answer.usage);
+    let hub_answer = codec.response_to_hub(&body);
+    assert_eq!(answer_text(ApiFormat::OpenAi.codec(), &hub_answer), answer.text);
+    assert_eq!(answer_text(codec, &codec.response_from_hub(&hub_answer)), answer.text);
+
+    // Streams: deltas carry the text; passthrough reads usage and the end; through the hub and back.
+    let wire = events(&codec.mock_events(&answer, "m", &params, true));
+    assert_eq!(streamed_text(codec, &wire), answer.text);
+    let mut passthrough = codec.passthrough(true);
+    let passed = run(passthrough.as_mut(), &wire);
+    assert_eq!(passed, wire);
+    assert!(passthrough.completed());
+    assert_eq!(passthrough.usage(), answer.usage);
+    let mut to_hub = codec.stream_to_hub("m", true);
+    let hub_wire = run(to_hub.as_mut(), &wire);
+    assert_eq!(streamed_text(ApiFormat::OpenAi.codec(), &hub_wire), answer.text);
+    assert!(to_hub.completed());
+    let mut from_hub = codec.stream_from_hub("m");
+    assert_eq!(streamed_text(codec, &run(from_hub.as_mut(), &hub_wire)), answer.text);
+
+    // The stream guard's reader: text deltas found, a boundary before the end, and a synthetic
+    // event that carries text in this format.
+    let mut reader = codec.text_events();
+    let mut text = String::new();
+    let mut boundaries = 0;
+    for event in &wire {
+        let value = serde_json::from_str::<Value>(&event.data).ok();
+        let role = reader.classify(event, value.as_ref());
+        if let (Some(pointer), Some(value)) = (role.text, &value) {
+            text.push_str(value.pointer(pointer).and_then(Value::as_str).unwrap());
+        }
+        boundaries += usize::from(role.boundary);
+    }
+    assert_eq!(text, answer.text);
+    assert!(boundaries >= 1);
+    assert_eq!(streamed_text(codec, &events(&[reader.text_event("held back")])), "held back");
+
+    // Errors: a JSON body that names the code, and stream events that carry it.
+    let error = ProxyError::GuardrailBlocked { message: "no".into() };
+    assert!(codec.error_body(&error).to_string().contains("guardrail_blocked"));
+    let framed = events(&codec.error_events(&error));
+    assert!(framed.iter().any(|e| e.data.contains("guardrail_blocked")));
+
+    // Listings.
+    let names = vec!["a".to_owned(), "b".to_owned()];
+    let listing = codec.model_list(&names).to_string();
+    assert!(listing.contains("\"a\"") && listing.contains("\"b\""));
+}
+
+mod openai {
+    use super::*;
+
+    fn request() -> Value {
+        json!({"model": "m", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}]})
+    }
+
+    #[test]
+    fn satisfies_the_codec_contract() {
+        contract(ApiFormat::OpenAi, &request());
+    }
+
+    #[test]
+    fn reads_include_usage_and_the_output_limit() {
+        let mut body = request();
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({"include_usage": true});
+        body["max_completion_tokens"] = json!(77);
+        let fields = ApiFormat::OpenAi.codec().request_fields(Endpoint::Chat, &body).unwrap();
+        assert!(fields.include_usage);
+        assert_eq!(fields.max_output_tokens, Some(77));
+    }
+
+    #[test]
+    fn only_chat_streams() {
+        let body = json!({"model": "m", "prompt": "x", "stream": true});
+        let error = ApiFormat::OpenAi.codec().request_fields(Endpoint::Completions, &body).unwrap_err();
+        assert_eq!(error.param(), Some("stream"));
+        assert!(
+            ApiFormat::OpenAi
+                .codec()
+                .request_fields(Endpoint::Embeddings, &json!({"model": "e", "input": "x"}))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn error_shape_and_stream_framing() {
+        let codec = ApiFormat::OpenAi.codec();
+        let error = ProxyError::ModelNotFound("gpt-9".into());
+        let body = codec.error_body(&error);
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert_eq!(body["error"]["code"], "model_not_found");
+        assert_eq!(body["error"]["param"], "model");
+        let framed = events(&codec.error_events(&error));
+        assert_eq!(framed.last().unwrap().data, crate::translate::openai::DONE);
+    }
+}
+
+mod anthropic {
+    use super::*;
+
+    fn request() -> Value {
+        json!({"model": "m", "max_tokens": 50, "system": "be brief", "messages": [{"role": "user", "content": [{"type": "text", "text": "hello there"}]}]})
+    }
+
+    #[test]
+    fn satisfies_the_codec_contract() {
+        contract(ApiFormat::Anthropic, &request());
+    }
+
+    #[test]
+    fn passes_the_version_headers_and_reads_max_tokens() {
+        let codec = ApiFormat::Anthropic.codec();
+        assert_eq!(codec.passthrough_headers(), ["anthropic-version", "anthropic-beta"]);
+        assert_eq!(codec.request_fields(Endpoint::Chat, &request()).unwrap().max_output_tokens, Some(50));
+    }
+
+    #[test]
+    fn prompt_pointers_reach_tool_results() {
+        let body = json!({
+            "system": "sys",
+            "messages": [
+                {"role": "user", "content": "plain"},
+                {"role": "user", "content": [{"type": "text", "text": "part"}, {"type": "tool_result", "tool_use_id": "t", "content": "res"}]}
+            ]
+        });
+        assert_eq!(
+            ApiFormat::Anthropic.codec().prompt_pointers(&body),
+            vec!["/messages/0/content", "/messages/1/content/0/text", "/messages/1/content/1/content", "/system"]
+        );
+    }
+
+    #[test]
+    fn error_shape_and_stream_framing() {
+        let codec = ApiFormat::Anthropic.codec();
+        let body = codec.error_body(&ProxyError::ModelNotFound("claude-9".into()));
+        assert_eq!(body["type"], "error");
+        assert_eq!(body["error"]["type"], "not_found_error");
+        assert_eq!(body["error"]["code"], "model_not_found");
+        let framed =
+            events(&codec.error_events(&ProxyError::Unavailable { message: "x".into(), retry_after_secs: None }));
+        assert_eq!(framed[0].event.as_deref(), Some("error"));
+        assert!(framed[0].data.contains("overloaded_error"));
+    }
+}
+
+/// Two formats neither of which is the hub meet through it: the chain carries text and usage.
+#[test]
+fn a_chain_through_the_hub_keeps_text_and_usage() {
+    let codec = ApiFormat::Anthropic.codec();
+    let request = json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hello there"}]});
+    let answer = codec.mock_answer(&request, &MockParams::default());
+    let wire = events(&codec.mock_events(&answer, "m", &MockParams::default(), false));
+    let mut chain = Chain::new(codec.stream_to_hub("m", true), codec.stream_from_hub("m"));
+    let out = run(&mut chain, &wire);
+    assert_eq!(streamed_text(codec, &out), answer.text);
+    assert_eq!(chain.usage(), answer.usage);
+    assert!(chain.completed());
+}
