@@ -101,7 +101,7 @@ pub(crate) async fn forward(
         return Err(ProxyError::ModelNotFound(call.model.to_owned()));
     }
     let router = &table.router;
-    let cooldown = Duration::from_secs_f64(router.cooldown_time);
+    let cooldown = router.cooldown_time.duration();
     let mut last_error: Option<AttemptError> = None;
     let mut attempts = 0u32;
     let mut fallbacks = Vec::new();
@@ -170,7 +170,7 @@ pub(crate) async fn forward(
                     }
                     tracing::warn!(deployment = %deployment.id, error = %error, "upstream attempt failed");
                     if deployment.stats.record_failure(router.allowed_fails, cooldown) {
-                        tracing::warn!(deployment = %deployment.id, cooldown_secs = router.cooldown_time, "deployment cooling down");
+                        tracing::warn!(deployment = %deployment.id, cooldown_secs = router.cooldown_time.as_secs_f64(), "deployment cooling down");
                         upstream
                             .metrics
                             .cooldowns

@@ -40,7 +40,6 @@ use axum::routing::{get, post};
 use flowgate_common::Settings;
 use flowgate_common::metrics::Metrics;
 use flowgate_common::server::{BaseState, ReadinessCheck, ServiceHost};
-use flowgate_common::settings::parse_cidr;
 use flowgate_db::SharedState;
 use tokio_util::sync::CancellationToken;
 
@@ -167,7 +166,7 @@ impl Application {
             limits: RequestLimits {
                 max_body_bytes: settings.proxy.max_body_bytes,
                 stream_timeout: Duration::from_secs(settings.proxy.stream_timeout_secs),
-                trusted_proxies: settings.proxy.trusted_proxies.iter().filter_map(|c| parse_cidr(c).ok()).collect(),
+                trusted_proxies: settings.proxy.trusted_proxies.iter().map(|c| (c.addr(), c.prefix_len())).collect(),
             },
         });
         let checks: Vec<Arc<dyn ReadinessCheck>> = vec![

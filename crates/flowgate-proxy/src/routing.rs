@@ -204,7 +204,7 @@ fn deployment(
         api_key: params.api_key.clone(),
         api_version: params.api_version.clone(),
         weight,
-        timeout: Duration::from_secs_f64(params.timeout.unwrap_or(router.timeout)),
+        timeout: params.timeout.unwrap_or(router.timeout).duration(),
         max_retries: params.max_retries.unwrap_or(router.num_retries),
         input_cost_per_token: params.input_cost_per_token,
         output_cost_per_token: params.output_cost_per_token,

@@ -177,9 +177,59 @@ fn unknown_routing_strategy_lists_the_choices() {
 #[test]
 fn trusted_proxies_accept_comma_separated_env_and_reject_garbage() {
     let settings = load(None, &[("FLOWGATE__PROXY__TRUSTED_PROXIES", "10.0.0.0/8,::1")]).unwrap();
-    assert_eq!(settings.proxy.trusted_proxies, vec!["10.0.0.0/8", "::1"]);
+    let trusted: Vec<String> = settings.proxy.trusted_proxies.iter().map(ToString::to_string).collect();
+    assert_eq!(trusted, vec!["10.0.0.0/8", "::1"]);
     let error = load(None, &[("FLOWGATE__PROXY__TRUSTED_PROXIES", "10.0.0.0/99")]).unwrap_err().to_string();
     assert!(error.contains("proxy.trusted_proxies[0]"), "{error}");
+}
+
+#[test]
+fn trusted_proxies_are_parsed_once_and_a_bad_one_in_the_file_names_its_index() {
+    let file = yaml("proxy:\n  trusted_proxies: [\"172.16.0.0/12\", \"fd00::/8\", \"2001:db8::1\"]\n");
+    let settings = load(Some(&file), &[]).unwrap();
+    let parsed: Vec<(std::net::IpAddr, u8)> =
+        settings.proxy.trusted_proxies.iter().map(|c| (c.addr(), c.prefix_len())).collect();
+    assert_eq!(
+        parsed,
+        vec![
+            ("172.16.0.0".parse().unwrap(), 12),
+            ("fd00::".parse().unwrap(), 8),
+            ("2001:db8::1".parse().unwrap(), 128)
+        ]
+    );
+    let file = yaml("proxy:\n  trusted_proxies: [\"10.0.0.1\", \"caddy\"]\n");
+    let error = load(Some(&file), &[]).unwrap_err().to_string();
+    assert!(error.contains("proxy.trusted_proxies[1]") && error.contains("caddy"), "{error}");
+}
+
+#[test]
+fn lengths_of_time_are_parsed_once_and_bad_ones_name_the_field() {
+    let file = yaml(
+        "model_list:\n  - model_name: a\n    litellm_params:\n      model: mock/x\n      timeout: 2.5\nrouter_settings:\n  cooldown_time: 0\n",
+    );
+    let settings = load(Some(&file), &[("FLOWGATE__ROUTER_SETTINGS__TIMEOUT", "45")]).unwrap();
+    assert_eq!(
+        settings.model_list[0].litellm_params.timeout.unwrap().duration(),
+        std::time::Duration::from_millis(2500)
+    );
+    assert_eq!(settings.router_settings.timeout.duration(), std::time::Duration::from_secs(45));
+    assert!(settings.router_settings.cooldown_time.is_zero(), "a cooldown of 0 is allowed");
+    assert_eq!(load(None, &[]).unwrap().router_settings.cooldown_time, Seconds::from_secs(30));
+
+    for (yaml_text, field) in [
+        ("router_settings:\n  cooldown_time: -1\n", "router_settings.cooldown_time"),
+        // Too long for a Duration: refused here instead of panicking where it is used.
+        ("router_settings:\n  timeout: 1e30\n", "router_settings.timeout"),
+        ("router_settings:\n  timeout: 0\n", "router_settings.timeout"),
+        (
+            "model_list:\n  - model_name: a\n    litellm_params:\n      model: mock/x\n      timeout: -3\n",
+            "model_list[0].litellm_params.timeout",
+        ),
+    ] {
+        let file = yaml(yaml_text);
+        let error = load(Some(&file), &[]).unwrap_err().to_string();
+        assert!(error.contains(field), "{yaml_text}: {error}");
+    }
 }
 
 #[test]

@@ -1,7 +1,8 @@
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 
+use super::claim::bundle;
 use super::*;
 
 fn redis_url() -> Option<SecretString> {
@@ -176,7 +177,7 @@ async fn claims_keep_working_after_redis_forgets_the_script() {
         assert_eq!(state.claim(std::slice::from_ref(&window)).await.unwrap().values, vec![1], "{state:?}");
         if let Inner::Redis(server) = &state.inner {
             // As after a Redis restart: the cached script is gone, the claim loads it again.
-            let () = server.run(async |c| redis::cmd("SCRIPT").arg("FLUSH").query_async(c).await).await.unwrap();
+            let () = server.run(async |c| ::redis::cmd("SCRIPT").arg("FLUSH").query_async(c).await).await.unwrap();
         }
         assert_eq!(state.claim(std::slice::from_ref(&window)).await.unwrap().values, vec![2], "{state:?}");
     }

@@ -1,0 +1,121 @@
+//! The configuration model and its loader.
+//!
+//! Precedence, lowest to highest:
+//! 1. built-in defaults (the `Default` impls of the sections);
+//! 2. the YAML file given by `--config` or `FLOWGATE_CONFIG`;
+//! 3. `FLOWGATE__SECTION__KEY` environment variables (e.g. `FLOWGATE__PROXY__PORT=8000`);
+//! 4. the seeds' environment names (`DATABASE_URL`, `REDIS_URL`, `ADMIN_API_KEY`, ... see
+//!    [`SEED_ENV`]).
+//!
+//! Unknown keys and bad values are errors that name the field (`proxy.port: invalid digit ...`).
+//!
+//! # Layout
+//! - this module: [`Settings`] and [`ConfigError`];
+//! - `load`: the layering and [`Sources`];
+//! - `sections`: the sections every service reads, with their defaults;
+//! - `model_list`: the LiteLLM-compatible `model_list` and `router_settings`;
+//! - `values`: values parsed once while loading ([`Cidr`], [`Seconds`]);
+//! - `validation`: start-up checks that types alone cannot make.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+mod load;
+mod model_list;
+mod sections;
+mod validation;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+pub use load::{ENV_CONFIG, ENV_PREFIX, SEED_ENV, Sources};
+pub use model_list::{ModelEntry, ModelParams, Provider, RouterSettings, RoutingStrategy};
+pub use sections::{
+    ApiServerSettings, AuditSettings, CacheSettings, ComplianceSettings, DatabaseSettings, LimitSettings, LogFormat,
+    McpSettings, PolicySettings, ProxySettings, RedisSettings, SecuritySettings, ServerSettings, StorageSettings,
+    TelemetrySettings,
+};
+pub use values::{Cidr, Seconds, parse_cidr};
+
+/// Why configuration could not be loaded. Every variant names the file or field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read or parsed as YAML.
+    #[error("cannot read config file {path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A field has a bad value or an unknown key was given.
+    #[error("invalid configuration at `{field}`: {message}")]
+    Field {
+        /// Dotted path of the field, e.g. `model_list[0].litellm_params.api_key`.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Field { field: field.into(), message: message.into() }
+    }
+}
+
+/// Everything a Flowgate process can be configured with. Each service reads its own section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Listener and shutdown settings shared by every service.
+    pub server: ServerSettings,
+    /// The data plane.
+    pub proxy: ProxySettings,
+    /// The management plane.
+    pub api_server: ApiServerSettings,
+    /// Content scanning.
+    pub compliance: ComplianceSettings,
+    /// Rule-set evaluation.
+    pub policy: PolicySettings,
+    /// Where embedded data lives.
+    pub storage: StorageSettings,
+    /// PostgreSQL (or an explicit SQLite URL).
+    pub database: DatabaseSettings,
+    /// Redis for state shared by replicas.
+    pub redis: RedisSettings,
+    /// Admin key and key-hashing secret.
+    pub security: SecuritySettings,
+    /// Default limits for virtual keys.
+    pub limits: LimitSettings,
+    /// Response caching.
+    pub cache: CacheSettings,
+    /// MCP gateway switch.
+    pub mcp: McpSettings,
+    /// Logs and traces.
+    pub telemetry: TelemetrySettings,
+    /// The audit trail.
+    pub audit: AuditSettings,
+    /// LiteLLM-compatible model deployments.
+    pub model_list: Vec<ModelEntry>,
+    /// LiteLLM-compatible routing settings.
+    pub router_settings: RouterSettings,
+    /// Accepted for LiteLLM config compatibility and ignored (a warning is logged).
+    pub litellm_settings: Option<serde_json::Value>,
+    /// Accepted for LiteLLM config compatibility and ignored (a warning is logged).
+    pub general_settings: Option<serde_json::Value>,
+}
+
+impl Settings {
+    /// The SQLite file used when no `DATABASE_URL` is set.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.storage.data_dir.join("flowgate.db")
+    }
+
+    /// Path of a file in the data directory.
+    pub fn data_file(&self, name: impl AsRef<Path>) -> PathBuf {
+        self.storage.data_dir.join(name)
+    }
+}

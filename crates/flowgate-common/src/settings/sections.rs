@@ -1,0 +1,253 @@
+//! The settings sections every service reads: listeners and ports, peers, storage, Redis,
+//! secrets, limits, cache, MCP, telemetry and audit, each with its documented defaults.
+
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::values::Cidr;
+
+/// Listener settings shared by every service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address to bind. Default `0.0.0.0`.
+    pub host: String,
+    /// Seconds in-flight requests (streams included) get to finish after SIGTERM. Default 30.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self { host: "0.0.0.0".to_owned(), shutdown_grace_secs: 30 }
+    }
+}
+
+/// The management plane's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiServerSettings {
+    /// HTTP and gRPC port (one socket serves both). Default 7778.
+    pub port: u16,
+}
+
+impl Default for ApiServerSettings {
+    fn default() -> Self {
+        Self { port: 7778 }
+    }
+}
+
+/// The policy service's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicySettings {
+    /// HTTP and gRPC port (one socket serves both). Default 7782.
+    pub port: u16,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        Self { port: 7782 }
+    }
+}
+
+/// The data plane's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxySettings {
+    /// HTTP port. Default 7775.
+    pub port: u16,
+    /// The api-server's gRPC endpoint, for key resolution. Default `http://127.0.0.1:7778`.
+    pub api_server_url: String,
+    /// The compliance service's gRPC endpoint. Default `http://127.0.0.1:7777`.
+    pub compliance_url: String,
+    /// The policy service's gRPC endpoint. Default `http://127.0.0.1:7782`.
+    pub policy_url: String,
+    /// Largest request body accepted, in bytes; bigger bodies get 413. Default 10 MiB.
+    pub max_body_bytes: usize,
+    /// Longest a streamed response may last, in seconds (`DISPATCH_STREAM_TIMEOUT_S`). Default 600.
+    pub stream_timeout_secs: u64,
+    /// Peers (CIDRs) whose `X-Forwarded-For` is trusted, e.g. Caddy's address. Default none.
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        Self {
+            port: 7775,
+            api_server_url: "http://127.0.0.1:7778".to_owned(),
+            compliance_url: "http://127.0.0.1:7777".to_owned(),
+            policy_url: "http://127.0.0.1:7782".to_owned(),
+            max_body_bytes: 10 * 1024 * 1024,
+            stream_timeout_secs: 600,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// The compliance service's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComplianceSettings {
+    /// HTTP and gRPC port. Default 7777.
+    pub port: u16,
+    /// Longest a scan may take before the guardrail fails closed (`COMPLIANCE_TIMEOUT_SECS`).
+    /// Default 8.
+    pub timeout_secs: u64,
+}
+
+impl Default for ComplianceSettings {
+    fn default() -> Self {
+        Self { port: 7777, timeout_secs: 8 }
+    }
+}
+
+/// Where embedded data lives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    /// Directory for the SQLite file, the generated admin key and the audit spool
+    /// (`FLOWGATE_DATA_DIR`). Default `./data`.
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self { data_dir: PathBuf::from("./data") }
+    }
+}
+
+/// The SQL database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `postgres://...` or `sqlite://...` (`DATABASE_URL`). Unset: a SQLite file in the data
+    /// directory.
+    pub url: Option<SecretString>,
+    /// Pool size. Default 10.
+    pub max_connections: u32,
+    /// Seconds to wait for a connection. Default 5.
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self { url: None, max_connections: 10, connect_timeout_secs: 5 }
+    }
+}
+
+/// Redis, for rate-limit windows, spend and cache shared by replicas.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// `redis://...` (`KEYSTORE_REDIS_URL` or `REDIS_URL`). Unset: in-process state.
+    pub url: Option<SecretString>,
+    /// Prefix of every key and channel Flowgate uses, so one Redis can serve several
+    /// installations. Default `flowgate:`.
+    pub prefix: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self { url: None, prefix: "flowgate:".to_owned() }
+    }
+}
+
+/// Secrets that protect the management plane and the key store.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecuritySettings {
+    /// Bearer token for the management API (`ADMIN_API_KEY`).
+    pub admin_api_key: Option<SecretString>,
+    /// Server secret for the keyed hash of virtual keys. Unset in `all` mode: generated once into
+    /// the data directory.
+    pub key_hash_secret: Option<SecretString>,
+}
+
+/// Defaults for virtual keys that set no limit of their own.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Requests per hour per key (`RATE_LIMIT_REQUESTS_PER_HOUR`). 0 = unlimited. Default 0.
+    pub requests_per_hour: u32,
+}
+
+/// Response caching.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSettings {
+    /// Exact-match response caching (`FLOWGATE__CACHE__ENABLED`). Default off: answers of the same
+    /// request are then served from the cache instead of the model.
+    pub enabled: bool,
+    /// How long an answer stays cached, in seconds. Default 3600.
+    pub ttl_secs: u64,
+    /// Answers held in each process's memory (Redis, when configured, holds them for all
+    /// replicas). Default 10,000.
+    pub max_entries: u64,
+    /// Largest answer stored, in bytes; larger ones pass uncached. Default 1 MiB.
+    pub max_entry_bytes: usize,
+    /// Cosine similarity above which a semantic-cache entry is a hit (`SEMANTIC_CACHE_THRESHOLD`).
+    /// Default 0.90.
+    pub semantic_threshold: f64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self { enabled: false, ttl_secs: 3600, max_entries: 10_000, max_entry_bytes: 1 << 20, semantic_threshold: 0.90 }
+    }
+}
+
+/// The MCP gateway.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpSettings {
+    /// Whether MCP routes are served (`MCP_GATEWAY_ENABLED`). Default false.
+    pub enabled: bool,
+}
+
+/// The audit trail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Write one audit record per proxied request. Default true; turning it off is meant for
+    /// benchmarks and throwaway setups, not for production.
+    pub enabled: bool,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (default).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logs and traces.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    /// `tracing` filter directive (`LOG_LEVEL`), e.g. `info` or `flowgate_proxy=debug`. Default `info`.
+    pub log_level: String,
+    /// `text` or `json` (`LOG_FORMAT`). Default `text`.
+    pub log_format: LogFormat,
+    /// OTLP/gRPC collector endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT`). Unset: no trace export.
+    pub otlp_endpoint: Option<String>,
+    /// Fraction of traces sampled, 0.0–1.0. Default 1.0.
+    pub trace_sample_ratio: f64,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self { log_level: "info".to_owned(), log_format: LogFormat::Text, otlp_endpoint: None, trace_sample_ratio: 1.0 }
+    }
+}

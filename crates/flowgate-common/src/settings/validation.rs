@@ -1,0 +1,97 @@
+//! Start-up validation of what types alone cannot check: known providers, required URLs, sane
+//! numbers, fallbacks that name real models. Every error names the field at fault.
+
+use super::{ConfigError, Provider, Seconds, Settings};
+
+impl Settings {
+    /// Checks what types alone cannot: known providers, required URLs, sane numbers, fallbacks that
+    /// name real models. (CIDRs and lengths of time were checked while parsing; see `values.rs`.)
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let log_level = &self.telemetry.log_level;
+        if log_level.trim().is_empty() {
+            return Err(ConfigError::field("telemetry.log_level", "must not be empty"));
+        }
+        if self.cache.enabled && self.cache.ttl_secs == 0 {
+            return Err(ConfigError::field("cache.ttl_secs", "must be at least 1 when the cache is enabled"));
+        }
+        if !(0.0..=1.0).contains(&self.cache.semantic_threshold) {
+            return Err(ConfigError::field("cache.semantic_threshold", "must be between 0 and 1"));
+        }
+        if !(0.0..=1.0).contains(&self.telemetry.trace_sample_ratio) {
+            return Err(ConfigError::field("telemetry.trace_sample_ratio", "must be between 0 and 1"));
+        }
+        if self.compliance.timeout_secs == 0 {
+            return Err(ConfigError::field("compliance.timeout_secs", "must be at least 1"));
+        }
+        if self.proxy.max_body_bytes < 1024 {
+            return Err(ConfigError::field("proxy.max_body_bytes", "must be at least 1024"));
+        }
+        for (name, url) in [
+            ("proxy.api_server_url", &self.proxy.api_server_url),
+            ("proxy.compliance_url", &self.proxy.compliance_url),
+            ("proxy.policy_url", &self.proxy.policy_url),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::field(name, "must start with http:// or https://"));
+            }
+        }
+        for (index, entry) in self.model_list.iter().enumerate() {
+            let at = |field: &str| format!("model_list[{index}].{field}");
+            if entry.model_name.trim().is_empty() {
+                return Err(ConfigError::field(at("model_name"), "must not be empty"));
+            }
+            let params = &entry.litellm_params;
+            let (provider, upstream) =
+                params.provider().map_err(|m| ConfigError::field(at("litellm_params.model"), m))?;
+            if upstream.is_empty() {
+                return Err(ConfigError::field(at("litellm_params.model"), "names no upstream model"));
+            }
+            if provider != Provider::Mock && params.base_url().is_none() {
+                return Err(ConfigError::field(at("litellm_params.api_base"), "is required for this provider"));
+            }
+            if params.api_base.as_ref().is_some_and(|b| !(b.starts_with("http://") || b.starts_with("https://"))) {
+                return Err(ConfigError::field(at("litellm_params.api_base"), "must start with http:// or https://"));
+            }
+            if provider == Provider::Azure && params.api_version.is_none() {
+                return Err(ConfigError::field(at("litellm_params.api_version"), "is required for azure"));
+            }
+            if params.weight.is_some_and(|w| !(w.is_finite() && w >= 0.0)) {
+                return Err(ConfigError::field(at("litellm_params.weight"), "must be a number >= 0"));
+            }
+            if params.timeout.is_some_and(Seconds::is_zero) {
+                return Err(ConfigError::field(at("litellm_params.timeout"), "must be > 0 seconds"));
+            }
+            for (field, cost) in [
+                ("litellm_params.input_cost_per_token", params.input_cost_per_token),
+                ("litellm_params.output_cost_per_token", params.output_cost_per_token),
+            ] {
+                if cost.is_some_and(|c| !(c.is_finite() && c >= 0.0)) {
+                    return Err(ConfigError::field(at(field), "must be a number >= 0"));
+                }
+            }
+        }
+        let router = &self.router_settings;
+        if router.timeout.is_zero() {
+            return Err(ConfigError::field("router_settings.timeout", "must be > 0 seconds"));
+        }
+        for (list_name, list) in [
+            ("fallbacks", &router.fallbacks),
+            ("context_window_fallbacks", &router.context_window_fallbacks),
+            ("content_policy_fallbacks", &router.content_policy_fallbacks),
+        ] {
+            for (index, map) in list.iter().enumerate() {
+                for (from, targets) in map {
+                    for name in std::iter::once(from).chain(targets) {
+                        if !self.model_list.iter().any(|m| &m.model_name == name) {
+                            return Err(ConfigError::field(
+                                format!("router_settings.{list_name}[{index}]"),
+                                format!("model `{name}` is not in model_list"),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,105 @@
+-- The claim script: SharedState::claim in Redis, for a batch of requests at once (see claim.rs).
+--
+-- KEYS: per bundle, its counters, then its budgets' settled counters.
+-- ARGV: the number of bundles; per bundle the number of counters n, of settled counters m and of
+-- requests k, then per counter: kind (w, t, f, b), limit, ttl in ms and the KEYS index of its
+-- settled counter (0 when none), then per request its n deltas.
+-- Returns per request: status (0 admitted, i rejected at claim i, -i: claim i's settled counter
+-- does not exist and nothing was applied), then per claim its value (after the claim when
+-- admitted, as found otherwise) and settled amount.
+local out = {}
+local a = 2
+local kb = 0
+for _ = 1, tonumber(ARGV[1]) do
+  local n, m, k = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local kind, limit, ttl, settled = {}, {}, {}, {}
+  local unloaded = 0
+  for i = 1, n do
+    local p = a + 3 + (i - 1) * 4
+    kind[i], limit[i], ttl[i], settled[i] = ARGV[p], tonumber(ARGV[p + 1]), ARGV[p + 2], 0
+    local s = tonumber(ARGV[p + 3])
+    if s > 0 and unloaded == 0 then
+      local found = redis.call('GET', KEYS[s])
+      if found then settled[i] = tonumber(found) else unloaded = i end
+    end
+  end
+  local d = a + 3 + 4 * n
+  local delta = {}
+  for j = 1, k do
+    delta[j] = {}
+    for i = 1, n do delta[j][i] = tonumber(ARGV[d + (j - 1) * n + i - 1]) end
+  end
+  local function fits(i, after, last)
+    if limit[i] <= 0 then return true end
+    if kind[i] == 't' then return after - last < limit[i] end
+    return settled[i] + after <= limit[i]
+  end
+  local status, value = {}, {}
+  if unloaded > 0 then
+    for j = 1, k do
+      status[j], value[j] = -unloaded, {}
+      for i = 1, n do value[j][i] = 0 end
+    end
+  else
+    local sum, after, all = {}, {}, true
+    for i = 1, n do
+      sum[i] = 0
+      for j = 1, k do sum[i] = sum[i] + delta[j][i] end
+      after[i] = redis.call('INCRBY', KEYS[kb + i], sum[i])
+      all = all and fits(i, after[i], delta[k][i])
+    end
+    local final = after
+    if all then
+      local later = {}
+      for i = 1, n do later[i] = 0 end
+      for j = k, 1, -1 do
+        status[j], value[j] = 0, {}
+        for i = 1, n do
+          value[j][i] = after[i] - later[i]
+          later[i] = later[i] + delta[j][i]
+        end
+      end
+    else
+      local current = {}
+      for i = 1, n do current[i] = after[i] - sum[i] end
+      for j = 1, k do
+        status[j] = 0
+        for i = 1, n do
+          if not fits(i, current[i] + delta[j][i], delta[j][i]) then
+            status[j] = i
+            break
+          end
+        end
+        if status[j] == 0 then
+          for i = 1, n do current[i] = current[i] + delta[j][i] end
+        end
+        value[j] = {}
+        for i = 1, n do value[j][i] = current[i] end
+      end
+      final = current
+      for i = 1, n do
+        if current[i] ~= after[i] then redis.call('DECRBY', KEYS[kb + i], after[i] - current[i]) end
+      end
+    end
+    for i = 1, n do
+      local added = final[i] - (after[i] - sum[i])
+      if final[i] == 0 then
+        redis.call('DEL', KEYS[kb + i])
+      elseif kind[i] == 'w' or kind[i] == 't' then
+        if final[i] == added then redis.call('PEXPIRE', KEYS[kb + i], ttl[i], 'NX') end
+      elseif added ~= 0 then
+        redis.call('PEXPIRE', KEYS[kb + i], ttl[i])
+      end
+    end
+  end
+  for j = 1, k do
+    out[#out + 1] = status[j]
+    for i = 1, n do
+      out[#out + 1] = value[j][i]
+      out[#out + 1] = settled[i]
+    end
+  end
+  a = d + k * n
+  kb = kb + n + m
+end
+return out

@@ -1,0 +1,178 @@
+//! The in-process backend: one map of counters and values with expiry behind one lock, and the
+//! claim and settle rules applied under that lock (atomic, as the claim script is in Redis).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::claim::{Adjustment, Claim, ClaimKind, ClaimOutcome};
+
+#[derive(Clone, Debug)]
+enum LocalData {
+    Bytes(Arc<[u8]>),
+    Counter(i64),
+}
+
+#[derive(Clone, Debug)]
+struct LocalEntry {
+    data: LocalData,
+    expires: Instant,
+}
+
+/// The in-process backend: one map behind one lock, never held across an `await`. Every operation
+/// is a few hash lookups, so one lock serves a whole process's requests; it also makes a
+/// multi-key claim atomic, as the Lua script does in Redis. Expired entries are ignored when read
+/// and swept at most once a second.
+#[derive(Debug)]
+pub(super) struct LocalStore {
+    map: std::sync::Mutex<LocalMap>,
+}
+
+#[derive(Debug)]
+struct LocalMap {
+    /// Keys are made by the server (never by clients), so a fast hasher is safe here.
+    entries: std::collections::HashMap<String, LocalEntry, foldhash::fast::RandomState>,
+    last_sweep: Instant,
+}
+
+/// How often expired entries are removed from the in-process map.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+impl LocalStore {
+    pub(super) fn new() -> Self {
+        Self {
+            map: std::sync::Mutex::new(LocalMap {
+                entries: std::collections::HashMap::default(),
+                last_sweep: Instant::now(),
+            }),
+        }
+    }
+
+    /// Runs `op` on the map with expired entries out of the way.
+    fn with<T>(&self, op: impl FnOnce(&mut LocalMap, Instant) -> T) -> T {
+        let mut map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if now.duration_since(map.last_sweep) >= SWEEP_EVERY {
+            map.entries.retain(|_, entry| entry.expires > now);
+            map.last_sweep = now;
+        }
+        op(&mut map, now)
+    }
+
+    /// The value at `key`, if present and not expired (a counter reads as its decimal text).
+    pub(super) fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.with(|map, now| {
+            map.live(key, now).map(|entry| match &entry.data {
+                LocalData::Bytes(bytes) => bytes.to_vec(),
+                LocalData::Counter(n) => n.to_string().into_bytes(),
+            })
+        })
+    }
+
+    pub(super) fn set_ex(&self, key: &str, value: &[u8], ttl: Duration) {
+        self.with(|map, now| {
+            map.entries
+                .insert(key.to_owned(), LocalEntry { data: LocalData::Bytes(Arc::from(value)), expires: now + ttl });
+        });
+    }
+
+    /// Adds `delta` to a counter that keeps the expiry it got when created (a fixed window).
+    pub(super) fn incr_by(&self, key: &str, delta: i64, ttl: Duration) -> i64 {
+        self.with(|map, now| map.add(key, delta, ttl, false, now))
+    }
+
+    pub(super) fn delete(&self, key: &str) {
+        self.with(|map, _| map.entries.remove(key));
+    }
+
+    pub(super) fn set_nx(&self, key: &str, value: i64, ttl: Duration) -> bool {
+        self.with(|map, now| {
+            if map.live(key, now).is_some() {
+                return false;
+            }
+            map.entries.insert(key.to_owned(), LocalEntry { data: LocalData::Counter(value), expires: now + ttl });
+            true
+        })
+    }
+
+    /// Checks every claim and applies them all, or none when one does not fit (the rules of
+    /// [`ClaimKind`]); a budget whose settled counter is missing stops the claim as unloaded.
+    pub(super) fn claim(&self, claims: &[Claim]) -> ClaimOutcome {
+        self.with(|map, now| {
+            let mut outcome = ClaimOutcome::default();
+            for (index, claim) in claims.iter().enumerate() {
+                let value = map.counter(&claim.key, now);
+                let settled = match &claim.kind {
+                    ClaimKind::Budget { settled_key } => match map.live(settled_key, now) {
+                        Some(LocalEntry { data: LocalData::Counter(n), .. }) => *n,
+                        _ => return ClaimOutcome { unloaded: Some(index), ..ClaimOutcome::default() },
+                    },
+                    _ => 0,
+                };
+                let fits = claim.limit <= 0
+                    || match claim.kind {
+                        ClaimKind::TokenWindow => value < claim.limit,
+                        ClaimKind::Budget { .. } => {
+                            settled.saturating_add(value).saturating_add(claim.delta) <= claim.limit
+                        }
+                        ClaimKind::Window | ClaimKind::InFlight => value.saturating_add(claim.delta) <= claim.limit,
+                    };
+                if !fits && outcome.rejected.is_none() {
+                    outcome.rejected = Some(outcome.values.len());
+                }
+                outcome.values.push(value);
+                outcome.settled.push(settled);
+            }
+            if outcome.rejected.is_none() {
+                for (claim, value) in claims.iter().zip(&mut outcome.values) {
+                    let refresh = matches!(claim.kind, ClaimKind::InFlight | ClaimKind::Budget { .. });
+                    *value = map.add(&claim.key, claim.delta, claim.ttl, refresh, now);
+                }
+            }
+            outcome
+        })
+    }
+
+    /// Applies `changes` together, under one lock.
+    pub(super) fn adjust(&self, changes: &[Adjustment]) {
+        self.with(|map, now| {
+            for change in changes {
+                map.add(&change.key, change.delta, change.ttl, change.refresh, now);
+            }
+        });
+    }
+}
+
+impl LocalMap {
+    fn live(&self, key: &str, now: Instant) -> Option<&LocalEntry> {
+        self.entries.get(key).filter(|entry| entry.expires > now)
+    }
+
+    fn counter(&self, key: &str, now: Instant) -> i64 {
+        match self.live(key, now).map(|entry| &entry.data) {
+            Some(LocalData::Counter(n)) => *n,
+            _ => 0,
+        }
+    }
+
+    /// Adds `delta`; a new (or expired) counter expires after `ttl`, an existing one keeps its
+    /// expiry unless `refresh`.
+    fn add(&mut self, key: &str, delta: i64, ttl: Duration, refresh: bool, now: Instant) -> i64 {
+        let expires = now + ttl;
+        if let Some(entry) = self.entries.get_mut(key)
+            && entry.expires > now
+        {
+            let current = match entry.data {
+                LocalData::Counter(n) => n,
+                LocalData::Bytes(_) => 0,
+            };
+            let next = current.saturating_add(delta);
+            entry.data = LocalData::Counter(next);
+            if refresh {
+                entry.expires = expires;
+            }
+            return next;
+        }
+        self.entries.insert(key.to_owned(), LocalEntry { data: LocalData::Counter(delta), expires });
+        delta
+    }
+}

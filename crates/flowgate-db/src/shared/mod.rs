@@ -1,0 +1,254 @@
+//! State shared by proxy replicas: counters and small values with an expiry.
+//!
+//! With a Redis URL the state lives in Redis (so every replica sees the same counters); without one
+//! it lives in process (one locked map), behind the same methods. Redis keys are prefixed, so tests and
+//! tenants of one Redis never collide; the in-process map belongs to one `SharedState` and needs none.
+//!
+//! # Layout
+//! - this module: the [`SharedState`] facade; each method prefixes keys and picks the backend.
+//! - `redis`: the one multiplexed Redis connection and the plain commands over it.
+//! - `in_process`: the locked map, with the claim and settle rules applied under its lock.
+//! - `pubsub`: [`Notification`]s, the process's broadcast channels and the Redis subscriptions.
+//! - `claim`: [`Claim`], [`Adjustment`] and friends, and the batching and bundling of concurrent
+//!   Redis claims into one call of the claim script (`claim.lua`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+mod claim;
+mod in_process;
+mod pubsub;
+mod redis;
+
+pub use claim::{Adjustment, Claim, ClaimKind, ClaimOutcome};
+pub use pubsub::Notification;
+
+use self::in_process::LocalStore;
+use self::pubsub::Channels;
+use self::redis::Redis;
+
+/// Failures of the shared state. Messages never contain the Redis URL's password.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SharedError {
+    /// The Redis URL is malformed.
+    #[error("invalid Redis URL: {0}")]
+    Url(String),
+    /// Redis did not answer in time or refused the connection.
+    #[error("Redis unavailable: {0}")]
+    Unavailable(String),
+    /// A Redis command failed.
+    #[error("Redis command failed: {0}")]
+    Command(String),
+}
+
+impl From<::redis::RedisError> for SharedError {
+    fn from(error: ::redis::RedisError) -> Self {
+        Self::Command(error.to_string())
+    }
+}
+
+/// Shared counters and values, in Redis or in process. Cheap to clone.
+#[derive(Clone)]
+pub struct SharedState {
+    inner: Inner,
+    prefix: Arc<str>,
+    channels: Arc<Channels>,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Redis(Arc<Redis>),
+    Local(Arc<LocalStore>),
+}
+
+impl std::fmt::Debug for SharedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedState")
+            .field("backend", &if self.is_shared() { "redis" } else { "local" })
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl SharedState {
+    /// Redis at `url`, or in-process state when `url` is `None`. Connecting to Redis is lazy: a
+    /// Redis that is down at start does not stop the process; calls fail until it returns.
+    pub fn new(url: Option<&SecretString>, prefix: &str) -> Result<Self, SharedError> {
+        let inner = match url {
+            Some(url) => {
+                let client = ::redis::Client::open(url.expose_secret()).map_err(|e| SharedError::Url(e.to_string()))?;
+                Inner::Redis(Arc::new(Redis::new(client)))
+            }
+            None => Inner::Local(Arc::new(LocalStore::new())),
+        };
+        Ok(Self { inner, prefix: Arc::from(prefix), channels: Arc::default() })
+    }
+
+    /// In-process state only; what a process uses without Redis, and the fallback when Redis is
+    /// down.
+    pub fn local(prefix: &str) -> Self {
+        // `new(None, ..)` cannot fail.
+        match Self::new(None, prefix) {
+            Ok(state) => state,
+            Err(_) => unreachable_local(),
+        }
+    }
+
+    /// True when backed by Redis (shared by replicas).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.inner, Inner::Redis { .. })
+    }
+
+    /// The key prefix, for services that build their own Redis commands.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// Checks the backend answers.
+    pub async fn ping(&self) -> Result<(), SharedError> {
+        match &self.inner {
+            Inner::Redis(server) => server.ping().await,
+            Inner::Local(_) => Ok(()),
+        }
+    }
+
+    /// The value at `key`, if present and not expired.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, SharedError> {
+        match &self.inner {
+            Inner::Redis(server) => server.get(self.key(key)).await,
+            Inner::Local(store) => Ok(store.get(key)),
+        }
+    }
+
+    /// Stores `value` at `key` for `ttl`.
+    pub async fn set_ex(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), SharedError> {
+        match &self.inner {
+            Inner::Redis(server) => server.set_ex(self.key(key), value, ttl).await,
+            Inner::Local(store) => {
+                store.set_ex(key, value, ttl);
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds `delta` to the counter at `key` and returns the new value. The counter is created at 0
+    /// with expiry `ttl` on first use and keeps that expiry (a fixed window).
+    pub async fn incr_by(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, SharedError> {
+        match &self.inner {
+            Inner::Redis(server) => server.incr_by(self.key(key), delta, ttl).await,
+            Inner::Local(store) => Ok(store.incr_by(key, delta, ttl)),
+        }
+    }
+
+    /// Removes `key`.
+    pub async fn delete(&self, key: &str) -> Result<(), SharedError> {
+        match &self.inner {
+            Inner::Redis(server) => server.delete(self.key(key)).await,
+            Inner::Local(store) => {
+                store.delete(key);
+                Ok(())
+            }
+        }
+    }
+
+    /// Sets `key` to `value` for `ttl` unless it already exists; returns whether it was set.
+    pub async fn set_nx(&self, key: &str, value: i64, ttl: Duration) -> Result<bool, SharedError> {
+        match &self.inner {
+            Inner::Redis(server) => server.set_nx(self.key(key), value, ttl).await,
+            Inner::Local(store) => Ok(store.set_nx(key, value, ttl)),
+        }
+    }
+
+    /// Publishes `message` on `channel` to every subscriber, in every process sharing this Redis
+    /// (or, in process, to this process's subscribers).
+    pub async fn publish(&self, channel: &str, message: &str) -> Result<(), SharedError> {
+        match &self.inner {
+            Inner::Redis(server) => server.publish(self.key(channel), message).await,
+            Inner::Local(_) => {
+                self.channels.deliver(channel, message);
+                Ok(())
+            }
+        }
+    }
+
+    /// Subscribes to `channel`. With Redis, one background task per channel keeps the subscription
+    /// alive, reconnecting every second while Redis is down and sending [`Notification::Resync`]
+    /// after each reconnection.
+    pub fn subscribe(&self, channel: &str) -> tokio::sync::broadcast::Receiver<Notification> {
+        self.channels.subscribe(channel, |sender| {
+            if let Inner::Redis(server) = &self.inner {
+                tokio::spawn(pubsub::listen(server.client().clone(), self.key(channel), sender));
+            }
+        })
+    }
+
+    /// `claims` with their Redis keys (prefixed counters and settled counters).
+    fn prefixed(&self, claims: &[Claim]) -> Vec<Claim> {
+        let claim = |claim: &Claim| Claim {
+            key: self.key(&claim.key),
+            kind: match &claim.kind {
+                ClaimKind::Budget { settled_key } => ClaimKind::Budget { settled_key: self.key(settled_key) },
+                kind => kind.clone(),
+            },
+            ..*claim
+        };
+        claims.iter().map(claim).collect()
+    }
+
+    /// Checks every claim and applies them all, or none when one does not fit: an admission's
+    /// limits (requests in flight, windows, budgets) in one atomic step and, with Redis, one
+    /// script call shared with the requests claiming at the same moment.
+    pub async fn claim(&self, claims: &[Claim]) -> Result<ClaimOutcome, SharedError> {
+        match &self.inner {
+            Inner::Redis(server) => server.claim(self.prefixed(claims)).await,
+            Inner::Local(store) => Ok(store.claim(claims)),
+        }
+    }
+
+    /// Applies counter changes together (atomically in Redis, in one round trip): what settling
+    /// an admission does.
+    pub async fn adjust(&self, changes: &[Adjustment]) -> Result<(), SharedError> {
+        match &self.inner {
+            Inner::Redis(server) => server.adjust(changes, |key| self.key(key)).await,
+            Inner::Local(store) => {
+                store.adjust(changes);
+                Ok(())
+            }
+        }
+    }
+
+    /// [`claim`](Self::claim) at once, without an `await`, when the state is in process; `None`
+    /// without doing anything when it is in Redis.
+    pub fn claim_in_process(&self, claims: &[Claim]) -> Option<ClaimOutcome> {
+        let Inner::Local(store) = &self.inner else { return None };
+        Some(store.claim(claims))
+    }
+
+    /// Applies `changes` at once, without a task or an `await`, when the state is in process;
+    /// returns `false` without doing anything when it is in Redis (use [`adjust`](Self::adjust)).
+    pub fn adjust_in_process(&self, changes: &[Adjustment]) -> bool {
+        match &self.inner {
+            Inner::Redis(_) => false,
+            Inner::Local(store) => {
+                store.adjust(changes);
+                true
+            }
+        }
+    }
+}
+
+#[cold]
+fn unreachable_local() -> ! {
+    // Building the in-process backend has no failure path; this is only here so `local` needs no
+    // `expect`.
+    panic!("in-process shared state cannot fail to build")
+}
+
+#[cfg(test)]
+mod tests;
