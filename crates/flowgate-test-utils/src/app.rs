@@ -84,14 +84,17 @@ impl TestAppBuilder {
     /// Builds and starts the services; panics (with the error) when they cannot start.
     pub async fn spawn(self) -> TestApp {
         let data_dir = self.data_dir.clone().unwrap_or_else(|| Arc::new(TempDir::new()));
-        let config_file = data_dir.path().join("flowgate.yaml");
-        std::fs::write(&config_file, &self.config_yaml).expect("write the test config file");
+        // An empty config means defaults only (no file), as when the binary is given none.
+        let config_file = (!self.config_yaml.trim().is_empty()).then(|| data_dir.path().join("flowgate.yaml"));
+        if let Some(path) = &config_file {
+            std::fs::write(path, &self.config_yaml).expect("write the test config file");
+        }
         let mut env: HashMap<String, String> = base_env(data_dir.path()).into_iter().collect();
         env.insert("ADMIN_API_KEY".to_owned(), TEST_ADMIN_KEY.to_owned());
         env.insert("FLOWGATE__SECURITY__KEY_HASH_SECRET".to_owned(), TEST_KEY_HASH_SECRET.to_owned());
         env.extend(self.env.iter().cloned());
         let admin_key = env["ADMIN_API_KEY"].clone();
-        let settings = Settings::load(&Sources { config_file: Some(config_file), env })
+        let settings = Settings::load(&Sources { config_file, env })
             .unwrap_or_else(|error| panic!("test settings do not load: {error}"));
 
         let logs = Arc::new(Mutex::new(Vec::new()));
