@@ -668,3 +668,6 @@ async fn write_batch(database: &Database, batch: Pending) -> Result<(), (sqlx::E
     }
     tx.commit().await.map_err(|error| (error, batch))
 }
+
+#[cfg(test)]
+mod tests;

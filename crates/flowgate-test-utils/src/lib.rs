@@ -1,6 +1,7 @@
-//! Test helpers shared by Flowgate's integration tests: spawn the real `flowgate` binary on free
-//! ports and read where it listens, create throwaway PostgreSQL databases and Redis key prefixes,
-//! and decide whether a missing server skips a test (laptop) or fails it (`CI=true`).
+//! Test helpers shared by Flowgate's integration tests: start the gateway in process on free ports
+//! ([`spawn_app`], feature `app`) or spawn the real `flowgate` binary and read where it listens
+//! ([`FlowgateProcess`]), create throwaway PostgreSQL databases and Redis key prefixes, and decide
+//! whether a missing server skips a test (laptop) or fails it (`CI=true`).
 
 #![allow(
     clippy::expect_used,
@@ -17,6 +18,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+#[cfg(feature = "app")]
+mod app;
+#[cfg(feature = "app")]
+pub use app::{TEST_ADMIN_KEY, TEST_KEY_HASH_SECRET, TestApp, TestAppBuilder, spawn_app};
 
 /// True when running under CI (`CI=true`), where missing PostgreSQL/Redis fails a test.
 pub fn in_ci() -> bool {
@@ -345,4 +351,23 @@ impl TcpGate {
             self.generation.send_modify(|g| *g += 1);
         }
     }
+}
+
+/// Reads an SSE response into its events: (event name, `data:` payload).
+pub async fn sse_events(response: reqwest::Response) -> Vec<(Option<String>, String)> {
+    let text = response.text().await.expect("read the stream");
+    let mut events = Vec::new();
+    for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let mut name = None;
+        let mut data = Vec::new();
+        for line in block.lines() {
+            if let Some(value) = line.strip_prefix("event: ") {
+                name = Some(value.to_owned());
+            } else if let Some(value) = line.strip_prefix("data: ") {
+                data.push(value);
+            }
+        }
+        events.push((name, data.join("\n")));
+    }
+    events
 }

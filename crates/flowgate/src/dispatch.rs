@@ -1,5 +1,6 @@
 //! Runs a mode: builds the service applications from settings and serves them until SIGTERM.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,7 +81,6 @@ pub(crate) async fn run(mode: Mode, settings: Settings) -> anyhow::Result<()> {
     tokio::spawn(flowgate_common::shutdown::cancel_on_signal(shutdown.clone()));
     let metrics = Metrics::new();
     let mut services: JoinSet<(&'static str, std::io::Result<()>)> = JoinSet::new();
-    let generate = mode == Mode::All;
 
     match mode {
         Mode::Compliance => {
@@ -133,64 +133,23 @@ pub(crate) async fn run(mode: Mode, settings: Settings) -> anyhow::Result<()> {
             services.spawn(run_service(flowgate_proxy::SERVICE, app.run_until_stopped(shutdown.clone())));
         }
         Mode::All => {
-            let database = connect_database(&settings).await?;
-            let outcome = migrate::run(&database).await.context("applying migrations")?;
-            if !outcome.applied.is_empty() {
-                tracing::info!(applied = ?outcome.applied, "migrations applied");
-            }
-            let admin = admin_key(&settings, generate)?;
-            let hasher = KeyHasher::new(&hash_secret(&settings, generate)?);
-            // One shared state for both, so key invalidations reach the proxy directly.
-            let shared = SharedState::new(settings.redis.url.as_ref(), &settings.redis.prefix)?;
-            let api = flowgate_api_server::Application::build(
-                &settings,
-                flowgate_api_server::Dependencies {
-                    database: database.clone(),
-                    shared: shared.clone(),
-                    hasher: hasher.clone(),
-                    admin_key: admin.clone(),
-                    metrics: metrics.clone(),
-                },
-            )
-            .await?;
-            let compliance = flowgate_compliance::Application::build(
-                &settings,
-                flowgate_compliance::Dependencies {
-                    database: database.clone(),
-                    shared: shared.clone(),
-                    admin_key: admin.clone(),
-                    metrics: metrics.clone(),
-                },
-            )
-            .await?;
-            let policy = flowgate_policy::Application::build(
-                &settings,
-                flowgate_policy::Dependencies {
-                    database: database.clone(),
-                    shared: shared.clone(),
-                    admin_key: admin.clone(),
-                    metrics: metrics.clone(),
-                },
-            )
-            .await?;
-            let deps = flowgate_proxy::Dependencies {
-                database: database.clone(),
-                shared,
-                keys: Peer::Local(Arc::new(api.key_resolver())),
-                hasher,
-                compliance: Peer::Local(Arc::new(compliance.scanner())),
-                policy: Peer::Local(Arc::new(policy.evaluator())),
-                metrics,
-            };
-            let proxy = flowgate_proxy::Application::build(&settings, deps).await?;
-            services.spawn(run_service(flowgate_proxy::SERVICE, proxy.run_until_stopped(shutdown.clone())));
-            services.spawn(run_service(flowgate_api_server::SERVICE, api.run_until_stopped(shutdown.clone())));
-            services.spawn(run_service(flowgate_compliance::SERVICE, compliance.run_until_stopped(shutdown.clone())));
-            services.spawn(run_service(flowgate_policy::SERVICE, policy.run_until_stopped(shutdown.clone())));
+            let all = AllInOne::build(&settings).await?;
+            all.spawn_into(&mut services, &shutdown);
         }
         Mode::Migrate => unreachable_migrate(),
     }
 
+    let failure = supervise(services, &shutdown).await?;
+    tracing::info!("shutdown complete");
+    failure.map_or(Ok(()), Err)
+}
+
+/// Waits for every service task; the first one that fails (or stops without being asked) cancels
+/// the others. Returns that failure, if any.
+async fn supervise(
+    mut services: JoinSet<(&'static str, std::io::Result<()>)>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<anyhow::Error>> {
     let mut failure = None;
     while let Some(joined) = services.join_next().await {
         let (service, result) = joined.context("service task panicked")?;
@@ -204,8 +163,116 @@ pub(crate) async fn run(mode: Mode, settings: Settings) -> anyhow::Result<()> {
             shutdown.cancel();
         }
     }
-    tracing::info!("shutdown complete");
-    failure.map_or(Ok(()), Err)
+    Ok(failure)
+}
+
+/// `all` mode built: every service bound to its port (port 0 is fine) and wired to the others in
+/// process, not yet serving. The binary's `all` mode and the tests' `spawn_app` both start here,
+/// so they run the same wiring.
+#[derive(Debug)]
+pub struct AllInOne {
+    proxy: flowgate_proxy::Application,
+    api: flowgate_api_server::Application,
+    compliance: flowgate_compliance::Application,
+    policy: flowgate_policy::Application,
+}
+
+/// Where the services of an [`AllInOne`] listen.
+#[derive(Debug, Clone, Copy)]
+pub struct AllAddrs {
+    /// The data plane.
+    pub proxy: SocketAddr,
+    /// The management API (and its gRPC key service).
+    pub api_server: SocketAddr,
+    /// The compliance service.
+    pub compliance: SocketAddr,
+    /// The policy service.
+    pub policy: SocketAddr,
+}
+
+impl AllInOne {
+    /// Connects and migrates the database, loads (or, when not configured, generates into the data
+    /// directory) the admin key and key-hash secret, and builds the four services around one shared
+    /// state, the proxy calling the others in process.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let metrics = Metrics::new();
+        let database = connect_database(settings).await?;
+        let outcome = migrate::run(&database).await.context("applying migrations")?;
+        if !outcome.applied.is_empty() {
+            tracing::info!(applied = ?outcome.applied, "migrations applied");
+        }
+        let admin = admin_key(settings, true)?;
+        let hasher = KeyHasher::new(&hash_secret(settings, true)?);
+        // One shared state for both, so key invalidations reach the proxy directly.
+        let shared = SharedState::new(settings.redis.url.as_ref(), &settings.redis.prefix)?;
+        let api = flowgate_api_server::Application::build(
+            settings,
+            flowgate_api_server::Dependencies {
+                database: database.clone(),
+                shared: shared.clone(),
+                hasher: hasher.clone(),
+                admin_key: admin.clone(),
+                metrics: metrics.clone(),
+            },
+        )
+        .await?;
+        let compliance = flowgate_compliance::Application::build(
+            settings,
+            flowgate_compliance::Dependencies {
+                database: database.clone(),
+                shared: shared.clone(),
+                admin_key: admin.clone(),
+                metrics: metrics.clone(),
+            },
+        )
+        .await?;
+        let policy = flowgate_policy::Application::build(
+            settings,
+            flowgate_policy::Dependencies {
+                database: database.clone(),
+                shared: shared.clone(),
+                admin_key: admin.clone(),
+                metrics: metrics.clone(),
+            },
+        )
+        .await?;
+        let deps = flowgate_proxy::Dependencies {
+            database: database.clone(),
+            shared,
+            keys: Peer::Local(Arc::new(api.key_resolver())),
+            hasher,
+            compliance: Peer::Local(Arc::new(compliance.scanner())),
+            policy: Peer::Local(Arc::new(policy.evaluator())),
+            metrics,
+        };
+        let proxy = flowgate_proxy::Application::build(settings, deps).await?;
+        Ok(Self { proxy, api, compliance, policy })
+    }
+
+    /// The bound addresses.
+    pub fn addrs(&self) -> std::io::Result<AllAddrs> {
+        Ok(AllAddrs {
+            proxy: self.proxy.local_addr()?,
+            api_server: self.api.local_addr()?,
+            compliance: self.compliance.local_addr()?,
+            policy: self.policy.local_addr()?,
+        })
+    }
+
+    /// Serves until `shutdown` is cancelled (or one service fails, which stops the others).
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut services = JoinSet::new();
+        self.spawn_into(&mut services, &shutdown);
+        supervise(services, &shutdown).await?.map_or(Ok(()), Err)
+    }
+
+    fn spawn_into(self, services: &mut JoinSet<(&'static str, std::io::Result<()>)>, shutdown: &CancellationToken) {
+        let Self { proxy, api, compliance, policy } = self;
+        services.spawn(run_service(flowgate_proxy::SERVICE, proxy.run_until_stopped(shutdown.clone())));
+        services.spawn(run_service(flowgate_api_server::SERVICE, api.run_until_stopped(shutdown.clone())));
+        services.spawn(run_service(flowgate_compliance::SERVICE, compliance.run_until_stopped(shutdown.clone())));
+        services.spawn(run_service(flowgate_policy::SERVICE, policy.run_until_stopped(shutdown.clone())));
+    }
 }
 
 async fn run_service(

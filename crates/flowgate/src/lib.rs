@@ -6,6 +6,8 @@ pub mod cli;
 mod dispatch;
 mod secrets;
 
+pub use dispatch::{AllAddrs, AllInOne};
+
 use std::io::Write;
 use std::process::ExitCode;
 

@@ -77,3 +77,254 @@ fn latency_based_prefers_the_fastest_measured() {
     let fast = (0..200).filter(|_| table.pick("m", &[]).unwrap().id == "m/1").count();
     assert!(fast > 170, "fast deployment chosen {fast}/200");
 }
+
+/// Picks `n` times and counts the chosen deployment ids.
+fn tally(table: &RoutingTable, model: &str, tried: &[String], n: u32) -> HashMap<String, u32> {
+    let mut counts = HashMap::new();
+    for _ in 0..n {
+        *counts.entry(table.pick(model, tried).unwrap().id.clone()).or_insert(0u32) += 1;
+    }
+    counts
+}
+
+fn share(counts: &HashMap<String, u32>, id: &str, n: u32) -> f64 {
+    f64::from(counts.get(id).copied().unwrap_or(0)) / f64::from(n)
+}
+
+const THREE: &str = "model_list:
+  - {model_name: m, litellm_params: {model: mock/a, weight: 5}}
+  - {model_name: m, litellm_params: {model: mock/b, weight: 3}}
+  - {model_name: m, litellm_params: {model: mock/c, weight: 2}}
+";
+
+#[test]
+fn weighted_shuffle_gives_each_deployment_its_share_of_the_total_weight() {
+    let table = table(THREE);
+    let n = 10_000;
+    let counts = tally(&table, "m", &[], n);
+    // Binomial(10 000, p): standard deviation at most 0.005; ±0.03 is six of them.
+    for (id, expected) in [("m/0", 0.5), ("m/1", 0.3), ("m/2", 0.2)] {
+        let got = share(&counts, id, n);
+        assert!((got - expected).abs() < 0.03, "{id}: share {got}, weight share {expected}");
+    }
+}
+
+#[test]
+fn weighted_shuffle_renormalises_over_the_deployments_not_yet_tried() {
+    let table = table(THREE);
+    let n = 10_000;
+    let counts = tally(&table, "m", &["m/0".to_owned()], n);
+    assert!(!counts.contains_key("m/0"), "a tried deployment is skipped while others remain");
+    let got = share(&counts, "m/1", n);
+    assert!((got - 0.6).abs() < 0.03, "3:2 between the untried ones gave {got}");
+}
+
+#[test]
+fn rpm_stands_in_for_a_missing_weight_and_zero_weights_split_evenly() {
+    let by_rpm = table(
+        "model_list:
+  - {model_name: m, litellm_params: {model: mock/a, rpm: 900}}
+  - {model_name: m, litellm_params: {model: mock/b, rpm: 100}}
+",
+    );
+    let n = 5_000;
+    let got = share(&tally(&by_rpm, "m", &[], n), "m/0", n);
+    assert!((got - 0.9).abs() < 0.03, "rpm 900:100 gave {got}");
+
+    let zero = table(
+        "model_list:
+  - {model_name: m, litellm_params: {model: mock/a, weight: 0}}
+  - {model_name: m, litellm_params: {model: mock/b, weight: 0}}
+",
+    );
+    let got = share(&tally(&zero, "m", &[], n), "m/0", n);
+    assert!((got - 0.5).abs() < 0.04, "all-zero weights are a uniform choice, gave {got}");
+}
+
+fn with_strategy(yaml: &str, strategy: &str) -> RoutingTable {
+    table(&format!("{yaml}router_settings:\n  routing_strategy: {strategy}\n"))
+}
+
+#[test]
+fn least_busy_follows_the_in_flight_counts_as_requests_start_and_end() {
+    let table = with_strategy(THREE, "least-busy");
+    let [a, b, c]: [Arc<Deployment>; 3] = table.deployments().cloned().collect::<Vec<_>>().try_into().unwrap();
+    let a1 = a.stats.begin();
+    let _a2 = a.stats.begin();
+    let b1 = b.stats.begin();
+    assert_eq!((a.stats.in_flight(), b.stats.in_flight(), c.stats.in_flight()), (2, 1, 0));
+    for _ in 0..20 {
+        assert_eq!(table.pick("m", &[]).unwrap().id, "m/2", "the idle deployment wins");
+    }
+    let _c1 = c.stats.begin();
+    let _c2 = c.stats.begin();
+    // a: 2, b: 1, c: 2.
+    for _ in 0..20 {
+        assert_eq!(table.pick("m", &[]).unwrap().id, "m/1");
+    }
+    drop(a1);
+    drop(b1);
+    // a: 1, b: 0, c: 2; ending a request (dropping its guard) frees its slot.
+    assert_eq!(b.stats.in_flight(), 0);
+    assert_eq!(table.pick("m", &[]).unwrap().id, "m/1");
+    assert_eq!(a.stats.totals().0, 2, "requests are counted when they start");
+}
+
+#[test]
+fn least_busy_spreads_ties_and_respects_tried() {
+    let table = with_strategy(THREE, "least-busy");
+    let n = 3_000;
+    let counts = tally(&table, "m", &[], n);
+    for id in ["m/0", "m/1", "m/2"] {
+        let got = share(&counts, id, n);
+        assert!((got - 1.0 / 3.0).abs() < 0.05, "idle deployments tie and share evenly ({id}: {got}), weights aside");
+    }
+    let counts = tally(&table, "m", &["m/2".to_owned(), "m/1".to_owned()], 50);
+    assert_eq!(counts.keys().collect::<Vec<_>>(), vec!["m/0"]);
+}
+
+#[test]
+fn latency_based_measures_unmeasured_deployments_first_then_explores_a_little() {
+    let table = with_strategy(THREE, "latency-based-routing");
+    let deployments: Vec<_> = table.deployments().cloned().collect();
+    deployments[0].stats.record_success(Duration::from_millis(5));
+    deployments[1].stats.record_success(Duration::from_millis(50));
+    for _ in 0..50 {
+        assert_eq!(table.pick("m", &[]).unwrap().id, "m/2", "an unmeasured deployment is tried before any other");
+    }
+    deployments[2].stats.record_success(Duration::from_millis(500));
+    let n = 4_000;
+    let counts = tally(&table, "m", &[], n);
+    let fastest = share(&counts, "m/0", n);
+    let slowest = share(&counts, "m/2", n);
+    // 5% exploration spread over three: the fastest gets about 0.95 + 0.05/3, each other about 0.017.
+    assert!(fastest > 0.93, "fastest chosen {fastest}");
+    assert!(slowest > 0.0 && slowest < 0.04, "the slowest is still explored now and then: {slowest}");
+}
+
+#[test]
+fn latency_is_a_moving_average_so_a_slowdown_moves_traffic() {
+    let table = with_strategy(
+        "model_list:
+  - {model_name: m, litellm_params: {model: mock/a}}
+  - {model_name: m, litellm_params: {model: mock/b}}
+",
+        "latency-based-routing",
+    );
+    let deployments: Vec<_> = table.deployments().cloned().collect();
+    deployments[0].stats.record_success(Duration::from_millis(100));
+    deployments[1].stats.record_success(Duration::from_millis(200));
+    assert_eq!(deployments[0].stats.latency(), Some(Duration::from_millis(100)));
+    // One slow answer moves the average a fifth of the way: (4 * 100 + 600) / 5 = 200.
+    deployments[0].stats.record_success(Duration::from_millis(600));
+    assert_eq!(deployments[0].stats.latency(), Some(Duration::from_millis(200)));
+    deployments[0].stats.record_success(Duration::from_millis(600));
+    assert_eq!(deployments[0].stats.latency(), Some(Duration::from_millis(280)));
+    let n = 1_000;
+    let got = share(&tally(&table, "m", &[], n), "m/1", n);
+    assert!(got > 0.9, "traffic moved to the now faster deployment: {got}");
+}
+
+#[test]
+fn a_deployment_cools_down_only_after_allowed_fails_failures() {
+    let table = table(THREE);
+    let d = table.deployments().next().unwrap().clone();
+    let cooldown = Duration::from_secs(30);
+    assert!(!d.stats.record_failure(3, cooldown));
+    assert!(!d.stats.record_failure(3, cooldown));
+    assert!(d.stats.cooldown_remaining().is_none(), "two failures of three allowed");
+    assert!(d.stats.record_failure(3, cooldown), "the third failure starts the cooldown");
+    let remaining = d.stats.cooldown_remaining().unwrap();
+    assert!(remaining > Duration::from_secs(29) && remaining <= cooldown, "{remaining:?}");
+    assert_eq!(d.stats.totals().1, 3, "every failure is counted as an error");
+    for _ in 0..100 {
+        assert_ne!(table.pick("m", &[]).unwrap().id, d.id, "skipped while cooling down");
+    }
+    // Even when it is the only deployment not yet tried.
+    let tried = vec!["m/1".to_owned(), "m/2".to_owned()];
+    assert_ne!(table.pick("m", &tried).unwrap().id, d.id);
+}
+
+#[test]
+fn allowed_fails_zero_means_one_and_a_zero_cooldown_never_cools() {
+    let table = table(THREE);
+    let d = table.deployments().next().unwrap().clone();
+    assert!(!d.stats.record_failure(5, Duration::ZERO));
+    for _ in 0..10 {
+        assert!(!d.stats.record_failure(5, Duration::ZERO), "cooldown_time 0 switches cooldowns off");
+    }
+    assert!(d.stats.cooldown_remaining().is_none());
+    let other = table.deployments().nth(1).unwrap().clone();
+    assert!(other.stats.record_failure(0, Duration::from_secs(1)), "allowed_fails 0 cools on the first failure");
+}
+
+#[test]
+fn a_cooled_down_deployment_returns_after_cooldown_time_with_a_fresh_failure_count() {
+    let table = table(
+        "model_list:
+  - {model_name: m, litellm_params: {model: mock/a}}
+  - {model_name: m, litellm_params: {model: mock/b}}
+",
+    );
+    let d = table.deployments().next().unwrap().clone();
+    let cooldown = Duration::from_millis(150);
+    d.stats.record_failure(2, cooldown);
+    assert!(d.stats.record_failure(2, cooldown));
+    assert!(table.pick("m", &["m/1".to_owned()]).unwrap().id == "m/1", "only m/1 is available");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(d.stats.cooldown_remaining().is_none(), "the cooldown has passed");
+    assert_eq!(table.pick("m", &["m/1".to_owned()]).unwrap().id, "m/0", "and it is picked again");
+    // The failures before the cooldown do not count again: it takes allowed_fails new ones.
+    assert!(!d.stats.record_failure(2, cooldown));
+    assert!(d.stats.record_failure(2, cooldown));
+}
+
+#[test]
+fn when_every_deployment_cools_down_the_model_reports_the_shortest_wait() {
+    let table = table(THREE);
+    let waits = [Duration::from_secs(40), Duration::from_secs(10), Duration::from_secs(20)];
+    for (d, wait) in table.deployments().zip(waits) {
+        assert!(table.cooldown_remaining("m").is_none(), "some deployment is still healthy");
+        assert!(d.stats.record_failure(1, wait));
+    }
+    assert!(table.pick("m", &[]).is_none());
+    let shortest = table.cooldown_remaining("m").unwrap();
+    assert!(shortest <= Duration::from_secs(10) && shortest > Duration::from_secs(9), "{shortest:?}");
+    assert!(table.cooldown_remaining("unknown").is_none());
+}
+
+#[test]
+fn pick_skips_tried_deployments_until_all_have_been_tried() {
+    let table = table(THREE);
+    let mut tried = Vec::new();
+    for _ in 0..3 {
+        let next = table.pick("m", &tried).unwrap();
+        assert!(!tried.contains(&next.id), "{} was already tried ({tried:?})", next.id);
+        tried.push(next.id.clone());
+    }
+    tried.sort();
+    assert_eq!(tried, vec!["m/0", "m/1", "m/2"]);
+    // Every deployment tried: the retry may go to any healthy one again.
+    assert!(table.pick("m", &tried).is_some());
+    assert!(table.pick("unknown", &[]).is_none());
+}
+
+#[test]
+fn fallback_chains_keep_their_order_merge_the_lists_and_drop_duplicates() {
+    let table = table(
+        "model_list:
+  - {model_name: m, litellm_params: {model: mock/m}}
+  - {model_name: a, litellm_params: {model: mock/a}}
+  - {model_name: b, litellm_params: {model: mock/b}}
+  - {model_name: c, litellm_params: {model: mock/c}}
+router_settings:
+  fallbacks: [{m: [b, a]}, {a: [c]}]
+  context_window_fallbacks: [{m: [c, a]}]
+  content_policy_fallbacks: [{m: [b]}]
+",
+    );
+    assert_eq!(table.chain("m"), vec!["m", "b", "a", "c"], "fallbacks first, then the other lists, no repeats");
+    assert_eq!(table.chain("a"), vec!["a", "c"], "a fallback's own fallbacks are not followed");
+    assert_eq!(table.chain("c"), vec!["c"]);
+    assert_eq!(table.names, vec!["m", "a", "b", "c"], "names keep configuration order");
+}

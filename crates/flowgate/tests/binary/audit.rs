@@ -1,14 +1,15 @@
 //! The audit trail: exactly one row per request, through a database outage and a SIGTERM, with no
-//! prompts stored unless the tenant asks, and then redacted.
+//! prompts stored unless the tenant asks, and then redacted. The gateway runs in process
+//! (`spawn_app`), except for the SIGTERM test, which needs the real binary.
 
 use std::time::{Duration, Instant};
 
 use flowgate_db::sqlx::{self, Row};
-use flowgate_test_utils::{FlowgateProcess, TcpGate, TempDir, ThrowawayDb, base_env, http_client};
+use flowgate_test_utils::{TcpGate, TestApp, ThrowawayDb, http_client, spawn_app};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::gateway::Gateway;
+use crate::gateway::BinaryGateway;
 
 const CONFIG: &str = "model_list:
   - {model_name: m, litellm_params: {model: mock/m, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}}
@@ -41,7 +42,7 @@ async fn wait_for_rows(dir: &std::path::Path, expected: usize) -> Vec<sqlx::sqli
 
 #[tokio::test]
 async fn every_request_gets_exactly_one_record_with_its_details_and_no_prompt() {
-    let gateway = Gateway::start(CONFIG, &[]).await;
+    let gateway = spawn_app(CONFIG).await;
     let (key_id, key) = gateway.create_key(json!({"requests_per_hour": 3})).await;
     let mut request_ids = Vec::new();
     for request in [chat("m", false), chat("m", true), chat("nope", false), chat("m", false), chat("m", false)] {
@@ -91,7 +92,7 @@ async fn every_request_gets_exactly_one_record_with_its_details_and_no_prompt() 
     for bytes in [database, wal] {
         assert!(!String::from_utf8_lossy(&bytes).contains(SECRET_PROMPT), "prompt text stored");
     }
-    assert!(!gateway.process.log_text().contains(SECRET_PROMPT), "prompt text logged");
+    assert!(!gateway.log_text().contains(SECRET_PROMPT), "prompt text logged");
 
     let metrics = http_client().get(format!("{}/metrics", gateway.proxy())).send().await.unwrap().text().await.unwrap();
     for expected in [
@@ -109,7 +110,7 @@ async fn every_request_gets_exactly_one_record_with_its_details_and_no_prompt() 
 
 #[tokio::test]
 async fn tenants_that_store_prompts_get_them_redacted_and_others_get_none() {
-    let gateway = Gateway::start(CONFIG, &[]).await;
+    let gateway = spawn_app(CONFIG).await;
     let (_, tenant) = gateway
         .admin(Method::POST, "/api/enterprise/tenants", Some(&json!({"name": "keeps-prompts", "store_prompts": true})))
         .await;
@@ -175,7 +176,7 @@ async fn tenants_that_store_prompts_get_them_redacted_and_others_get_none() {
 
 #[tokio::test]
 async fn sigterm_under_load_loses_no_record() {
-    let gateway = Gateway::start(CONFIG, &[]).await;
+    let gateway = BinaryGateway::start(CONFIG, &[]).await;
     let (_, key) = gateway.create_key(json!({})).await;
     let proxy = gateway.proxy();
     let client = http_client();
@@ -214,24 +215,15 @@ async fn a_database_outage_spools_records_and_replays_them_exactly_once() {
         admin_url.split('@').nth(1).and_then(|rest| rest.split('/').next()).unwrap_or("127.0.0.1:5432").to_owned();
     let gate = TcpGate::start(&target).await;
     let gated_url = db.url.replace(&target, &format!("127.0.0.1:{}", gate.port));
-    let dir = TempDir::new();
-    let config = dir.path().join("flowgate.yaml");
-    std::fs::write(&config, CONFIG).unwrap();
-    let mut env = base_env(dir.path());
-    for (k, v) in [
-        ("DATABASE_URL", gated_url.as_str()),
-        ("ADMIN_API_KEY", "audit-admin"),
-        ("FLOWGATE_CONFIG", config.to_str().unwrap()),
-        ("FLOWGATE__DATABASE__CONNECT_TIMEOUT_SECS", "1"),
-    ] {
-        env.push((k.to_owned(), v.to_owned()));
-    }
-    let process = FlowgateProcess::spawn(&["all"], &env, &["proxy", "api-server"]).await;
-    let (_, key) =
-        flowgate_test_utils::create_key(&process.url("api-server"), "audit-admin", &json!({"name": "audit"})).await;
+    let gateway = TestApp::builder(CONFIG)
+        .env("DATABASE_URL", &gated_url)
+        .env("FLOWGATE__DATABASE__CONNECT_TIMEOUT_SECS", "1")
+        .spawn()
+        .await;
+    let (_, key) = gateway.create_key(json!({"name": "audit"})).await;
     let key = key.as_str();
     let send = |n: usize| {
-        let url = format!("{}/v1/chat/completions", process.url("proxy"));
+        let url = format!("{}/v1/chat/completions", gateway.proxy());
         async move {
             for _ in 0..n {
                 let response = http_client().post(&url).bearer_auth(key).json(&chat("m", false)).send().await.unwrap();
@@ -242,7 +234,7 @@ async fn a_database_outage_spools_records_and_replays_them_exactly_once() {
     send(10).await;
     gate.set_open(false);
     send(15).await;
-    let spool = dir.path().join("audit-spool").join("spool.ndjson");
+    let spool = gateway.data_dir().join("audit-spool").join("spool.ndjson");
     let deadline = Instant::now() + Duration::from_secs(15);
     while !spool.exists() {
         assert!(Instant::now() < deadline, "records were not spooled during the outage");
@@ -262,13 +254,13 @@ async fn a_database_outage_spools_records_and_replays_them_exactly_once() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(count().await, 25, "exactly one row per request");
     assert!(!spool.exists(), "the spool is cleared after the replay");
-    drop(process);
+    drop(gateway);
     db.drop_db().await;
 }
 
 #[tokio::test]
 async fn auditing_can_be_switched_off_for_benchmarks() {
-    let gateway = Gateway::start(CONFIG, &[("FLOWGATE__AUDIT__ENABLED", "false")]).await;
+    let gateway = TestApp::builder(CONFIG).env("FLOWGATE__AUDIT__ENABLED", "false").spawn().await;
     let (_, key) = gateway.create_key(json!({})).await;
     assert_eq!(gateway.post("/v1/chat/completions", &key, &chat("m", false)).await.status(), 200);
     tokio::time::sleep(Duration::from_millis(600)).await;

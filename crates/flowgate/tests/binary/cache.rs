@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use flowgate_test_utils::{ThrowawayDb, redis_url, require_redis};
+use flowgate_test_utils::{TestApp, ThrowawayDb, require_redis, spawn_app};
 use reqwest::Method;
 use serde_json::{Value, json};
 use wiremock::matchers::{body_partial_json, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::gateway::{Gateway, sse_events};
+use crate::gateway::sse_events;
 
 const SSE: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"streamed \"},\"finish_reason\":null}]}\n\n\
 data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"answer\"},\"finish_reason\":\"stop\"}]}\n\n\
@@ -49,7 +49,7 @@ fn chat(content: &str) -> Value {
 }
 
 /// Waits until this gateway's cache holds `entries` answers (they are stored once sent whole).
-async fn wait_for_entries(gateway: &Gateway, entries: u64) -> Value {
+async fn wait_for_entries(gateway: &TestApp, entries: u64) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let (status, stats) = gateway.admin(Method::GET, "/api/metacache/stats", None).await;
@@ -62,7 +62,7 @@ async fn wait_for_entries(gateway: &Gateway, entries: u64) -> Value {
     }
 }
 
-async fn send(gateway: &Gateway, key: &str, body: &Value, cache_control: Option<&str>) -> (String, reqwest::Response) {
+async fn send(gateway: &TestApp, key: &str, body: &Value, cache_control: Option<&str>) -> (String, reqwest::Response) {
     let mut request = flowgate_test_utils::http_client()
         .post(format!("{}/v1/chat/completions", gateway.proxy()))
         .bearer_auth(key)
@@ -79,7 +79,7 @@ async fn send(gateway: &Gateway, key: &str, body: &Value, cache_control: Option<
 #[tokio::test]
 async fn repeated_requests_are_answered_from_the_cache_plain_and_streamed() {
     let upstream = upstream().await;
-    let gateway = Gateway::start(&config(&upstream), &[]).await;
+    let gateway = spawn_app(&config(&upstream)).await;
     let (_, key) = gateway.create_key(json!({})).await;
     let calls = || async { upstream.received_requests().await.unwrap().len() };
 
@@ -140,10 +140,9 @@ async fn through_redis_an_answer_stored_by_one_gateway_is_served_by_another() {
     let Some(db) = ThrowawayDb::create().await else { return };
     let upstream = upstream().await;
     let prefix = format!("{}:", db.name);
-    let env = [("REDIS_URL", redis_url()), ("FLOWGATE__REDIS__PREFIX", prefix), ("DATABASE_URL", db.url.clone())];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let first = Gateway::start(&config(&upstream), &env).await;
-    let second = Gateway::start(&config(&upstream), &env).await;
+    let replica = || TestApp::builder(config(&upstream)).postgres(&db).redis(&prefix).spawn();
+    let first = replica().await;
+    let second = replica().await;
     let (_, key_a) = first.create_key(json!({})).await;
     let (_, key_b) = second.create_key(json!({})).await;
     assert_eq!(send(&first, &key_a, &chat("shared"), None).await.0, "miss");

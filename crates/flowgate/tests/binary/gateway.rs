@@ -1,20 +1,21 @@
-//! Shared setup for data-plane tests: a running `flowgate all` with a model list, and keys made
-//! through the management API.
+//! Shared setup for data-plane tests. Most tests start the gateway in process with
+//! `flowgate_test_utils::spawn_app`; the few that are about the process itself (SIGTERM and the
+//! drain) start the real binary here with [`BinaryGateway`].
 
 use std::path::PathBuf;
 
 use flowgate_test_utils::{FlowgateProcess, TempDir, base_env, http_client};
 use serde_json::{Value, json};
 
-/// A running gateway and what tests need to talk to it.
-pub(crate) struct Gateway {
+/// A running `flowgate all` process, for tests about signals and the drain.
+pub(crate) struct BinaryGateway {
     pub(crate) process: FlowgateProcess,
     dir: TempDir,
     env: Vec<(String, String)>,
     pub(crate) admin_key: String,
 }
 
-impl Gateway {
+impl BinaryGateway {
     /// Starts `flowgate all` with `config` (YAML) and extra env.
     pub(crate) async fn start(config: &str, extra_env: &[(&str, &str)]) -> Self {
         let dir = TempDir::new();
@@ -60,18 +61,6 @@ impl Gateway {
         flowgate_test_utils::create_key(&self.api(), &self.admin_key, &body).await
     }
 
-    /// Calls the management API with the admin key: `method` on `path` (with a JSON `body`);
-    /// returns the status and the JSON answer (`null` when there is none).
-    pub(crate) async fn admin(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let mut request = http_client().request(method, format!("{}{path}", self.api())).bearer_auth(&self.admin_key);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
     /// POSTs `body` to the proxy at `path` with `key`.
     pub(crate) async fn post(&self, path: &str, key: &str, body: &Value) -> reqwest::Response {
         http_client().post(format!("{}{path}", self.proxy())).bearer_auth(key).json(body).send().await.unwrap()
@@ -88,21 +77,4 @@ pub(crate) async fn mock_upstream(params: flowgate_proxy::mock::MockParams) -> S
     format!("http://{addr}")
 }
 
-/// Reads an SSE response into its `data:` payloads (and event names).
-pub(crate) async fn sse_events(response: reqwest::Response) -> Vec<(Option<String>, String)> {
-    let text = response.text().await.unwrap();
-    let mut events = Vec::new();
-    for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
-        let mut name = None;
-        let mut data = Vec::new();
-        for line in block.lines() {
-            if let Some(value) = line.strip_prefix("event: ") {
-                name = Some(value.to_owned());
-            } else if let Some(value) = line.strip_prefix("data: ") {
-                data.push(value);
-            }
-        }
-        events.push((name, data.join("\n")));
-    }
-    events
-}
+pub(crate) use flowgate_test_utils::sse_events;

@@ -1,13 +1,11 @@
 //! Rate limits and budgets as users meet them: 429s with the right headers, a concurrent burst
-//! against a small budget, limits shared by two proxy processes through Redis, revocation reaching
+//! against a small budget, limits shared by two gateways through Redis, revocation reaching
 //! both within a second, and traffic surviving a Redis outage.
 
 use std::time::{Duration, Instant};
 
-use flowgate_test_utils::{FlowgateProcess, TempDir, ThrowawayDb, base_env, http_client, redis_url, require_redis};
+use flowgate_test_utils::{TestApp, ThrowawayDb, http_client, require_redis, spawn_app};
 use serde_json::{Value, json};
-
-use crate::gateway::Gateway;
 
 /// Minute windows are aligned to the clock: start a minute-window test early in a minute so the
 /// window cannot roll over half way.
@@ -24,7 +22,7 @@ fn chat(model: &str) -> Value {
 
 #[tokio::test]
 async fn requests_per_minute_limit_answers_429_with_headers() {
-    let gateway = Gateway::start("model_list:\n  - {model_name: m, litellm_params: {model: mock/m}}\n", &[]).await;
+    let gateway = spawn_app("model_list:\n  - {model_name: m, litellm_params: {model: mock/m}}\n").await;
     let (_, key) = gateway.create_key(json!({"rpm": 3})).await;
     early_in_a_minute().await;
     for n in 0..3 {
@@ -49,7 +47,7 @@ async fn requests_per_minute_limit_answers_429_with_headers() {
 
 #[tokio::test]
 async fn tokens_per_minute_limit_counts_usage_and_answers_429_with_token_headers() {
-    let gateway = Gateway::start("model_list:\n  - {model_name: m, litellm_params: {model: mock/m}}\n", &[]).await;
+    let gateway = spawn_app("model_list:\n  - {model_name: m, litellm_params: {model: mock/m}}\n").await;
     let (_, key) = gateway.create_key(json!({"tpm": 40, "rpm": 1000})).await;
     early_in_a_minute().await;
     let mut admitted = 0;
@@ -75,11 +73,10 @@ async fn tokens_per_minute_limit_counts_usage_and_answers_429_with_token_headers
 
 #[tokio::test]
 async fn requests_per_hour_default_comes_from_the_environment() {
-    let gateway = Gateway::start(
-        "model_list:\n  - {model_name: m, litellm_params: {model: mock/m}}\n",
-        &[("RATE_LIMIT_REQUESTS_PER_HOUR", "2")],
-    )
-    .await;
+    let gateway = TestApp::builder("model_list:\n  - {model_name: m, litellm_params: {model: mock/m}}\n")
+        .env("RATE_LIMIT_REQUESTS_PER_HOUR", "2")
+        .spawn()
+        .await;
     let (_, key) = gateway.create_key(json!({})).await;
     assert_eq!(gateway.post("/v1/chat/completions", &key, &chat("m")).await.status(), 200);
     assert_eq!(gateway.post("/v1/chat/completions", &key, &chat("m")).await.status(), 200);
@@ -97,7 +94,7 @@ async fn requests_per_hour_default_comes_from_the_environment() {
 #[tokio::test]
 async fn parallel_request_limit_rejects_the_extra_request() {
     let config = "model_list:\n  - {model_name: slow, litellm_params: {model: mock/slow, mock_latency_ms: 600}}\n";
-    let gateway = Gateway::start(config, &[]).await;
+    let gateway = spawn_app(config).await;
     let (_, key) = gateway.create_key(json!({"max_parallel_requests": 2})).await;
     let request = chat("slow");
     let statuses =
@@ -114,11 +111,11 @@ fn cost(body: &Value) -> f64 {
     (usage["prompt_tokens"].as_f64().unwrap() + usage["completion_tokens"].as_f64().unwrap()) * 1e-6
 }
 
-async fn budget(gateway: &Gateway, id: &str) -> Value {
+async fn budget(gateway: &TestApp, id: &str) -> Value {
     gateway.admin(reqwest::Method::GET, &format!("/api/enterprise/vkeys/{id}/budget"), None).await.1
 }
 
-async fn burst_against_a_small_budget(gateway: &Gateway) {
+async fn burst_against_a_small_budget(gateway: &TestApp) {
     let budget_usd = 0.0005;
     let (id, key) = gateway.create_key(json!({"budget_usd": budget_usd, "budget_period": "daily"})).await;
     let request = chat("priced");
@@ -175,7 +172,7 @@ const PRICED: &str = "model_list:
 
 #[tokio::test]
 async fn a_concurrent_burst_cannot_overspend_the_budget_in_process() {
-    let gateway = Gateway::start(PRICED, &[]).await;
+    let gateway = spawn_app(PRICED).await;
     burst_against_a_small_budget(&gateway).await;
 }
 
@@ -185,13 +182,13 @@ async fn a_concurrent_burst_cannot_overspend_the_budget_with_redis() {
         return;
     }
     let prefix = format!("test-{}:", uuid_like());
-    let gateway = Gateway::start(PRICED, &[("REDIS_URL", &redis_url()), ("FLOWGATE__REDIS__PREFIX", &prefix)]).await;
+    let gateway = TestApp::builder(PRICED).redis(&prefix).spawn().await;
     burst_against_a_small_budget(&gateway).await;
 }
 
 #[tokio::test]
 async fn spend_survives_a_restart_and_still_counts_against_the_budget() {
-    let gateway = Gateway::start(PRICED, &[]).await;
+    let gateway = spawn_app(PRICED).await;
     // Room for a few requests only.
     let (id, key) = gateway.create_key(json!({"budget_usd": 0.0001})).await;
     let mut spent = 0.0;
@@ -215,65 +212,30 @@ fn uuid_like() -> String {
     format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
 }
 
-/// An api-server and two proxies sharing PostgreSQL and Redis, as in a scaled-out deployment.
+/// Two gateways sharing PostgreSQL and Redis, as in a scaled-out deployment: what one api-server
+/// writes (keys, revocations) every proxy sees, and the proxies count limits together.
 struct Cluster {
-    _db_dir: TempDir,
-    api: FlowgateProcess,
-    proxies: Vec<FlowgateProcess>,
+    gateways: Vec<TestApp>,
     db: ThrowawayDb,
 }
 
-async fn cluster(redis: &str, prefix: &str) -> Option<Cluster> {
+async fn cluster(prefix: &str) -> Option<Cluster> {
     let db = ThrowawayDb::create().await?;
-    let dir = TempDir::new();
-    let config = dir.path().join("flowgate.yaml");
-    std::fs::write(&config, "model_list:\n  - {model_name: m, litellm_params: {model: mock/m}}\n").unwrap();
-    let common = |extra: &[(&str, &str)]| {
-        let mut env = base_env(dir.path());
-        for (k, v) in [
-            ("DATABASE_URL", db.url.as_str()),
-            ("REDIS_URL", redis),
-            ("FLOWGATE__REDIS__PREFIX", prefix),
-            ("ADMIN_API_KEY", "cluster-admin"),
-            ("FLOWGATE__SECURITY__KEY_HASH_SECRET", "cluster-hash-secret"),
-            ("FLOWGATE_CONFIG", config.to_str().unwrap()),
-        ] {
-            env.push((k.to_owned(), v.to_owned()));
-        }
-        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        env
-    };
-    let migrate = FlowgateProcess::command(&["migrate"], &common(&[])).output().await.unwrap();
-    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
-    let api = FlowgateProcess::spawn(&["api-server"], &common(&[]), &["api-server"]).await;
-    let api_url = api.url("api-server");
-    let mut proxies = Vec::new();
+    let mut gateways = Vec::new();
     for _ in 0..2 {
-        proxies.push(
-            FlowgateProcess::spawn(&["proxy"], &common(&[("FLOWGATE__PROXY__API_SERVER_URL", &api_url)]), &["proxy"])
-                .await,
-        );
+        let config = "model_list:\n  - {model_name: m, litellm_params: {model: mock/m}}\n";
+        gateways.push(TestApp::builder(config).postgres(&db).redis(prefix).spawn().await);
     }
-    Some(Cluster { _db_dir: dir, api, proxies, db })
+    Some(Cluster { gateways, db })
 }
 
 impl Cluster {
     async fn create_key(&self, fields: Value) -> (String, String) {
-        let mut body = json!({"name": "cluster"});
-        body.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
-        flowgate_test_utils::create_key(&self.api.url("api-server"), "cluster-admin", &body).await
+        self.gateways[0].create_key(fields).await
     }
 
     async fn call(&self, proxy: usize, key: &str) -> u16 {
-        http_client()
-            .post(format!("{}/v1/chat/completions", self.proxies[proxy].url("proxy")))
-            .bearer_auth(key)
-            .json(&chat("m"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
+        self.gateways[proxy].post("/v1/chat/completions", key, &chat("m")).await.status().as_u16()
     }
 }
 
@@ -283,7 +245,7 @@ async fn two_proxies_share_rate_limits_and_see_revocations_within_a_second() {
         return;
     }
     let prefix = format!("test-{}:", uuid_like());
-    let Some(cluster) = cluster(&redis_url(), &prefix).await else { return };
+    let Some(cluster) = cluster(&prefix).await else { return };
     let (_, limited) = cluster.create_key(json!({"rpm": 4})).await;
     early_in_a_minute().await;
     let statuses = [
@@ -299,13 +261,9 @@ async fn two_proxies_share_rate_limits_and_see_revocations_within_a_second() {
     let (id, key) = cluster.create_key(json!({})).await;
     assert_eq!(cluster.call(0, &key).await, 200);
     assert_eq!(cluster.call(1, &key).await, 200, "both proxies have the key cached");
-    let revoked = http_client()
-        .post(format!("{}/api/enterprise/vkeys/{id}/revoke", cluster.api.url("api-server")))
-        .bearer_auth("cluster-admin")
-        .send()
-        .await
-        .unwrap();
-    assert!(revoked.status().is_success());
+    let (status, _) =
+        cluster.gateways[0].admin(reqwest::Method::POST, &format!("/api/enterprise/vkeys/{id}/revoke"), None).await;
+    assert!((200..300).contains(&status));
     let started = Instant::now();
     loop {
         let (a, b) = (cluster.call(0, &key).await, cluster.call(1, &key).await);
@@ -315,7 +273,9 @@ async fn two_proxies_share_rate_limits_and_see_revocations_within_a_second() {
         assert!(started.elapsed() < Duration::from_secs(1), "revocation not seen within a second ({a}, {b})");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    cluster.db.drop_db().await;
+    let Cluster { gateways, db } = cluster;
+    drop(gateways);
+    db.drop_db().await;
 }
 
 /// A private Redis on a free port, so this test can stop and restart it.
@@ -368,7 +328,7 @@ async fn traffic_keeps_flowing_while_redis_is_down_and_sharing_resumes() {
     };
     let mut redis = PrivateRedis::start(port).await;
     let url = format!("redis://127.0.0.1:{port}");
-    let gateway = Gateway::start(PRICED, &[("REDIS_URL", &url)]).await;
+    let gateway = TestApp::builder(PRICED).env("REDIS_URL", &url).spawn().await;
     let (id, key) = gateway.create_key(json!({"rpm": 1000, "budget_usd": 10.0})).await;
     assert_eq!(gateway.post("/v1/chat/completions", &key, &chat("priced")).await.status(), 200);
     assert!(!redis.keys(&format!("flowgate:rl:{id}:*")).is_empty(), "limits are counted in Redis");
@@ -381,7 +341,7 @@ async fn traffic_keeps_flowing_while_redis_is_down_and_sharing_resumes() {
     let metrics = http_client().get(format!("{}/metrics", gateway.proxy())).send().await.unwrap().text().await.unwrap();
     let fallbacks = metrics.lines().find(|l| l.starts_with("flowgate_shared_state_fallbacks_total")).unwrap();
     assert!(!fallbacks.ends_with(" 0"), "{fallbacks}");
-    assert!(gateway.process.log_text().contains("Redis unreachable"));
+    assert!(gateway.log_text().contains("Redis unreachable"));
     let ready = http_client().get(format!("{}/readyz", gateway.proxy())).send().await.unwrap();
     assert_eq!(ready.status(), 200, "the proxy stays ready (and in the load balancer) without Redis");
     let body: Value = ready.json().await.unwrap();

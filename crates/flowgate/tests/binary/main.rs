@@ -1,4 +1,6 @@
-//! Black-box tests of the `flowgate` binary: modes, configuration, migrations, gRPC, shutdown.
+//! Integration tests: the gateway in process (`flowgate_test_utils::spawn_app`) for what it does,
+//! and the real binary (`FlowgateProcess`) for what the process does: modes, configuration,
+//! migrations, split services over gRPC, signals and shutdown, logs and traces.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on setup errors")]
 

@@ -1,4 +1,4 @@
-//! The policy service against the real binary (`flowgate all`): rule sets loaded by name from the
+//! The policy service in `all` mode (in process, `spawn_app`): rule sets loaded by name from the
 //! `policies` table, changes picked up through `policies:changed` within a second, and deny /
 //! reroute / flag decisions over gRPC, explained by the matched rule.
 
@@ -8,14 +8,13 @@ use flowgate_db::Database;
 use flowgate_db::sqlx;
 use flowgate_proto::policy::policy_service_client::PolicyServiceClient;
 use flowgate_proto::policy::{Decision, EvaluateRequest, EvaluateResponse, FindingSummary};
-use flowgate_test_utils::{FlowgateProcess, TempDir, base_env, http_client};
+use flowgate_test_utils::{TestApp, http_client};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "policy-test-admin";
 
 struct Target {
-    process: FlowgateProcess,
-    dir: TempDir,
+    app: TestApp,
     /// Whether the api-server's `/api/policies` took the policy (else it was inserted directly).
     through_api: bool,
 }
@@ -34,11 +33,8 @@ fn strict() -> Value {
 
 impl Target {
     async fn start() -> Self {
-        let dir = TempDir::new();
-        let mut env = base_env(dir.path());
-        env.push(("ADMIN_API_KEY".into(), ADMIN.into()));
-        let process = FlowgateProcess::spawn(&["all"], &env, &["api-server", "policy"]).await;
-        let mut target = Self { process, dir, through_api: false };
+        let app = TestApp::builder("").env("ADMIN_API_KEY", ADMIN).spawn().await;
+        let mut target = Self { app, through_api: false };
         target.through_api = target.create("strict", strict()).await;
         target
     }
@@ -47,7 +43,7 @@ impl Target {
     /// answered), inserts the row into the SQLite file directly. Returns whether the API took it.
     async fn create(&self, name: &str, document: Value) -> bool {
         let response = http_client()
-            .post(format!("{}/api/policies", self.process.url("api-server")))
+            .post(format!("{}/api/policies", self.app.api()))
             .bearer_auth(ADMIN)
             .json(&json!({"name": name, "document": document}))
             .send()
@@ -58,7 +54,7 @@ impl Target {
         }
         let mut document = document;
         document["name"] = json!(name);
-        let db = Database::connect(None, self.dir.path(), 1, Duration::from_secs(5)).await.unwrap();
+        let db = Database::connect(None, self.app.data_dir(), 1, Duration::from_secs(5)).await.unwrap();
         sqlx::query(
             "INSERT INTO policies (id, name, version, document, created_at, updated_at) VALUES ($1, $2, 1, $3, 0, 0)",
         )
@@ -79,7 +75,7 @@ impl Target {
         kind: &str,
         score: f32,
     ) -> Result<EvaluateResponse, tonic::Status> {
-        let mut client = PolicyServiceClient::connect(self.process.url("policy")).await.unwrap();
+        let mut client = PolicyServiceClient::connect(self.app.policy_url.clone()).await.unwrap();
         client
             .evaluate(EvaluateRequest {
                 key_id: "key-1".into(),
@@ -110,7 +106,7 @@ impl Target {
 
     async fn http_evaluate(&self, body: &Value) -> (u16, Value) {
         let response = http_client()
-            .post(format!("{}/api/policy/evaluate", self.process.url("policy")))
+            .post(format!("{}/api/policy/evaluate", self.app.policy_url))
             .bearer_auth(ADMIN)
             .json(body)
             .send()
@@ -137,7 +133,7 @@ async fn stored_policies_deny_reroute_and_flag_over_grpc() {
     assert_eq!((rerouted.matched_rule.as_str(), rerouted.reroute_model.as_str()), ("pii-to-local", "local-llm"));
     let flagged = target.evaluate("strict", "claude-haiku", "email", 0.99).await.unwrap();
     assert_eq!((flagged.decision(), flagged.matched_rule.as_str()), (Decision::Flag, "flag-findings"));
-    let mut client = PolicyServiceClient::connect(target.process.url("policy")).await.unwrap();
+    let mut client = PolicyServiceClient::connect(target.app.policy_url.clone()).await.unwrap();
     let clean = client
         .evaluate(EvaluateRequest { policy_id: "strict".into(), ..EvaluateRequest::default() })
         .await
@@ -177,7 +173,7 @@ async fn stored_policies_deny_reroute_and_flag_over_grpc() {
     let (status, _) = target.http_evaluate(&json!({"policy_id": "strict", "policy": {"name": "x"}})).await;
     assert_eq!(status, 400);
     let anonymous = http_client()
-        .post(format!("{}/api/policy/evaluate", target.process.url("policy")))
+        .post(format!("{}/api/policy/evaluate", target.app.policy_url))
         .json(&json!({}))
         .send()
         .await
@@ -202,7 +198,7 @@ async fn policy_changes_are_picked_up_through_the_channel_within_a_second() {
         .unwrap()
         .insert(0, json!({"name": "no-ips", "when": {"finding": "ip_address"}, "action": "deny"}));
     let response = http_client()
-        .patch(format!("{}/api/policies/strict", target.process.url("api-server")))
+        .patch(format!("{}/api/policies/strict", target.app.api()))
         .bearer_auth(ADMIN)
         .json(&json!({"document": document}))
         .send()
@@ -224,7 +220,7 @@ async fn policy_changes_are_picked_up_through_the_channel_within_a_second() {
     assert!(target.create("lenient", json!({"default": "allow"})).await);
     assert!(target.await_loaded("lenient", Duration::from_secs(1)).await < Duration::from_secs(1));
     let response = http_client()
-        .delete(format!("{}/api/policies/lenient", target.process.url("api-server")))
+        .delete(format!("{}/api/policies/lenient", target.app.api()))
         .bearer_auth(ADMIN)
         .send()
         .await
@@ -236,7 +232,7 @@ async fn policy_changes_are_picked_up_through_the_channel_within_a_second() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let loaded: Value = http_client()
-        .get(format!("{}/api/policy/policies", target.process.url("policy")))
+        .get(format!("{}/api/policy/policies", target.app.policy_url))
         .bearer_auth(ADMIN)
         .send()
         .await

@@ -1,17 +1,18 @@
-//! The data plane end to end: the real binary in `all` mode, fake upstreams that are real HTTP
-//! servers (the mock upstream, wiremock, and a slow streaming server), and keys from the API.
+//! The data plane end to end: `all` mode in process (`spawn_app`; the real binary for the SIGTERM
+//! drain), fake upstreams that are real HTTP servers (the mock upstream, wiremock, and a slow
+//! streaming server), and keys from the API.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use flowgate_proxy::mock::MockParams;
-use flowgate_test_utils::http_client;
+use flowgate_test_utils::{TestApp, http_client, spawn_app};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::gateway::{Gateway, mock_upstream, sse_events};
+use crate::gateway::{BinaryGateway, mock_upstream, sse_events};
 
 const MOCK_ONLY: &str = "model_list:
   - {model_name: chat, litellm_params: {model: mock/chat-model}}
@@ -33,7 +34,7 @@ fn chat(model: &str) -> Value {
 
 #[tokio::test]
 async fn plain_and_streamed_chat_through_the_mock_provider() {
-    let gateway = Gateway::start(MOCK_ONLY, &[]).await;
+    let gateway = spawn_app(MOCK_ONLY).await;
     let (_, key) = gateway.create_key(json!({})).await;
 
     let response = gateway.post("/v1/chat/completions", &key, &chat("chat")).await;
@@ -77,7 +78,7 @@ async fn plain_and_streamed_chat_through_the_mock_provider() {
 
 #[tokio::test]
 async fn errors_come_back_in_the_callers_format() {
-    let gateway = Gateway::start(MOCK_ONLY, &[("FLOWGATE__PROXY__MAX_BODY_BYTES", "4096")]).await;
+    let gateway = TestApp::builder(MOCK_ONLY).env("FLOWGATE__PROXY__MAX_BODY_BYTES", "4096").spawn().await;
     let (_, key) = gateway.create_key(json!({"allowed_models": ["chat"]})).await;
     let (_, open_key) = gateway.create_key(json!({})).await;
     let client = http_client();
@@ -181,7 +182,7 @@ router_settings:
         flaky.uri(),
         dead.uri()
     );
-    let gateway = Gateway::start(&config, &[]).await;
+    let gateway = spawn_app(&config).await;
     let (_, key) = gateway.create_key(json!({})).await;
 
     let response = gateway.post("/v1/chat/completions", &key, &chat("flaky")).await;
@@ -211,7 +212,7 @@ async fn upstream_errors_keep_their_status_and_message() {
         "model_list:\n  - {{model_name: m, litellm_params: {{model: openai/x, api_base: '{}/v1', api_key: k}}}}\n",
         upstream.uri()
     );
-    let gateway = Gateway::start(&config, &[]).await;
+    let gateway = spawn_app(&config).await;
     let (_, key) = gateway.create_key(json!({})).await;
     let response = gateway.post("/v1/chat/completions", &key, &chat("m")).await;
     assert_eq!(response.status(), 400);
@@ -239,7 +240,7 @@ router_settings: {{num_retries: 2, allowed_fails: 1, cooldown_time: 60}}
         bad.uri(),
         good.uri()
     );
-    let gateway = Gateway::start(&config, &[]).await;
+    let gateway = spawn_app(&config).await;
     let (_, key) = gateway.create_key(json!({})).await;
     for _ in 0..30 {
         assert_eq!(gateway.post("/v1/chat/completions", &key, &chat("m")).await.status(), 200);
@@ -273,7 +274,7 @@ async fn weighted_routing_splits_traffic_by_weight() {
         a.uri(),
         b.uri()
     );
-    let gateway = Gateway::start(&config, &[]).await;
+    let gateway = spawn_app(&config).await;
     let (_, key) = gateway.create_key(json!({})).await;
     let n = 300;
     for _ in 0..n {
@@ -332,7 +333,7 @@ async fn a_client_that_disconnects_cancels_the_upstream_request() {
     let config = format!(
         "model_list:\n  - {{model_name: m, litellm_params: {{model: openai/x, api_base: '{upstream}/v1', api_key: k}}}}\n"
     );
-    let gateway = Gateway::start(&config, &[]).await;
+    let gateway = spawn_app(&config).await;
     let (_, key) = gateway.create_key(json!({})).await;
     let mut request = chat("m");
     request["stream"] = json!(true);
@@ -359,7 +360,7 @@ async fn openai_clients_can_use_anthropic_models_and_back_with_tools_and_streams
   - {{model_name: gpt, litellm_params: {{model: openai/gpt-test, api_base: '{upstream}/v1', api_key: k}}}}
 "
     );
-    let gateway = Gateway::start(&config, &[]).await;
+    let gateway = spawn_app(&config).await;
     let (_, key) = gateway.create_key(json!({})).await;
     let tools = json!([{"type": "function", "function": {"name": "weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
 
@@ -405,7 +406,7 @@ async fn openai_clients_can_use_anthropic_models_and_back_with_tools_and_streams
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_stream_finish() {
     let config = "model_list:\n  - {model_name: slow, litellm_params: {model: mock/slow, mock_chunk_delay_ms: 150, mock_chunks: 8}}\n";
-    let mut gateway = Gateway::start(config, &[]).await;
+    let mut gateway = BinaryGateway::start(config, &[]).await;
     let (_, key) = gateway.create_key(json!({})).await;
     let mut request = chat("slow");
     request["stream"] = json!(true);

@@ -1,0 +1,313 @@
+//! The limiter's own logic over the in-process shared state: which claims a key's limits become,
+//! that a rejected claim takes nothing, what settling gives back and charges, when the in-flight
+//! slot is released, and the `x-ratelimit-*` figures. (The claim primitive itself, Redis and in
+//! process alike, is tested in `flowgate-db`'s `shared/tests.rs`.)
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use flowgate_common::metrics::Metrics;
+use flowgate_db::{Database, SharedState, migrate};
+use flowgate_proto::keys::VirtualKey;
+
+use super::*;
+
+/// A nano-dollar amount from USD.
+const USD: i64 = 1_000_000_000;
+
+/// A limiter over in-process state and a migrated SQLite database in a throwaway directory.
+struct Fixture {
+    limiter: Limiter,
+    database: Database,
+    dir: PathBuf,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn fixture(default_requests_per_hour: u32) -> Fixture {
+    let dir = std::env::temp_dir().join(format!("flowgate-limits-{:x}", rand::random::<u64>()));
+    let database = Database::connect(None, &dir, 2, Duration::from_secs(5)).await.unwrap();
+    migrate::run(&database).await.unwrap();
+    let limiter =
+        Limiter::new(SharedState::local("test:"), database.clone(), default_requests_per_hour, &Metrics::new());
+    Fixture { limiter, database, dir }
+}
+
+/// A key with the limits `set` gives it (none by default).
+fn key(set: impl FnOnce(&mut VirtualKey)) -> KeyInfo {
+    let mut key = VirtualKey {
+        id: format!("key-{:x}", rand::random::<u64>()),
+        tenant_id: "tenant-a".to_owned(),
+        ..VirtualKey::default()
+    };
+    set(&mut key);
+    KeyInfo { key, allowlist: Vec::new() }
+}
+
+/// Minute windows are aligned to the clock: start a test that fills one early enough in a minute
+/// that the window cannot roll over half way.
+async fn early_in_a_minute() {
+    let secs = (now_ms() / 1000) % 60;
+    if secs > 50 {
+        tokio::time::sleep(Duration::from_secs(u64::try_from(61 - secs).unwrap_or(10))).await;
+    }
+}
+
+/// The rejection's parts: (code, message, retry after, headers).
+fn rejection(result: Result<Admission, ProxyError>) -> (&'static str, String, u64, RateHeaders) {
+    match result {
+        Err(ProxyError::RateLimited { message, code, retry_after_secs, headers }) => {
+            (code, message, retry_after_secs, headers)
+        }
+        Err(other) => panic!("expected a rate limit, got {other:?}"),
+        Ok(admission) => panic!("expected a rejection, was admitted with {:?}", admission.headers),
+    }
+}
+
+fn usage(prompt_tokens: u64, completion_tokens: u64) -> Usage {
+    Usage { prompt_tokens, completion_tokens }
+}
+
+#[tokio::test]
+async fn a_key_without_limits_claims_nothing() {
+    let f = fixture(0).await;
+    let admission = f.limiter.admit(&key(|_| {}), 1_000_000, 10 * USD).await.unwrap();
+    assert!(!admission.holds_claims());
+    assert_eq!(admission.headers, RateHeaders::default());
+}
+
+#[tokio::test]
+async fn a_claim_that_fails_one_limit_takes_none_of_the_others() {
+    early_in_a_minute().await;
+    let f = fixture(0).await;
+    let key = key(|k| {
+        k.rpm = 5;
+        k.tpm = 100;
+        k.budget_usd = 1.0;
+    });
+    let first = f.limiter.admit(&key, 100, 4 * USD / 10).await.unwrap();
+    assert_eq!(first.headers.requests.unwrap().remaining, 4);
+    assert_eq!(first.headers.tokens.unwrap().remaining, 0);
+
+    // The token window is used up (a token window admits while it is below its limit): the
+    // request window and the budget are left alone.
+    let (code, message, _, headers) = rejection(f.limiter.admit(&key, 10, USD / 10).await);
+    assert_eq!(code, "rate_limit_exceeded");
+    assert_eq!(message, "token rate limit of 100 tokens per minute reached");
+    assert_eq!(headers.tokens.map(|t| (t.limit, t.remaining)), Some((100, 0)));
+    assert!(headers.requests.is_none());
+
+    first.settle(Some((usage(30, 20), 4 * USD / 10)));
+    let second = f.limiter.admit(&key, 10, 6 * USD / 10).await.unwrap();
+    assert_eq!(second.headers.requests.unwrap().remaining, 3, "the rejected request took no request slot");
+    assert_eq!(second.headers.tokens.unwrap().remaining, 40, "nor tokens: 50 used + 10 estimated");
+
+    // Over the budget (0.4 spent + 0.6 reserved + anything > 1): the windows are left alone.
+    let (code, message, _, _) = rejection(f.limiter.admit(&key, 0, 1).await);
+    assert_eq!(code, "budget_exceeded");
+    assert_eq!(message, "key budget of $1.00 per total period exhausted (spent $0.4000)");
+    let third = f.limiter.admit(&key, 0, 0).await.unwrap();
+    assert_eq!(third.headers.requests.unwrap().remaining, 2, "the budget rejection took no request slot");
+    assert_eq!(third.headers.tokens.unwrap().remaining, 40, "nor tokens");
+    drop((second, third));
+}
+
+#[tokio::test]
+async fn a_rejection_on_the_first_claim_takes_none_of_the_later_ones() {
+    early_in_a_minute().await;
+    let f = fixture(0).await;
+    let key = key(|k| {
+        k.max_parallel_requests = 1;
+        k.rpm = 10;
+        k.tpm = 100;
+    });
+    let held = f.limiter.admit(&key, 40, 0).await.unwrap();
+    let (code, message, retry, headers) = rejection(f.limiter.admit(&key, 40, 0).await);
+    assert_eq!((code, retry), ("rate_limit_exceeded", 1));
+    assert_eq!(message, "too many requests in flight for this key (limit 1)");
+    assert_eq!(headers, RateHeaders::default());
+    held.settle(Some((usage(30, 10), 0)));
+    let next = f.limiter.admit(&key, 40, 0).await.unwrap();
+    let requests = next.headers.requests.unwrap();
+    let tokens = next.headers.tokens.unwrap();
+    assert_eq!(requests.remaining, 8, "two admitted so far, the rejected one not counted");
+    assert_eq!(tokens.remaining, 100 - 40 - 40, "settled 40 actual tokens plus this estimate of 40");
+}
+
+#[tokio::test]
+async fn settling_gives_back_the_unused_reservation_and_charges_the_actual_cost() {
+    let f = fixture(0).await;
+    let key = key(|k| k.budget_usd = 1.0);
+    let admitted = f.limiter.admit(&key, 0, 6 * USD / 10).await.unwrap();
+    let (code, _, _, _) = rejection(f.limiter.admit(&key, 0, 5 * USD / 10).await);
+    assert_eq!(code, "budget_exceeded", "0.6 reserved + 0.5 is over the budget of 1");
+
+    admitted.settle(Some((usage(700, 300), USD / 10)));
+    // 0.1 settled: exactly 0.9 more fits, and not a nano-dollar beyond.
+    let (_, message, _, _) = rejection(f.limiter.admit(&key, 0, 9 * USD / 10 + 1).await);
+    assert!(message.ends_with("(spent $0.1000)"), "{message}");
+    let rest = f.limiter.admit(&key, 0, 9 * USD / 10).await.unwrap();
+
+    // An admission dropped unsettled (the request failed) gives its reservation back, uncharged.
+    drop(rest);
+    let again = f.limiter.admit(&key, 0, 9 * USD / 10).await.unwrap();
+    again.settle(None);
+
+    // The database holds the one charge: its cost, tokens and a single request.
+    f.limiter.flush().await;
+    let row = sqlx::query(
+        "SELECT spent_nanos, prompt_tokens, completion_tokens, requests FROM spend WHERE key_id = $1 AND period_start = 0",
+    )
+    .bind(key.key.id.clone())
+    .fetch_one(f.database.pool())
+    .await
+    .unwrap();
+    let figures: (i64, i64, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(figures, (USD / 10, 700, 300, 1));
+}
+
+#[tokio::test]
+async fn settling_replaces_the_token_estimate_with_the_actual_usage() {
+    early_in_a_minute().await;
+    let f = fixture(0).await;
+    let key = key(|k| k.tpm = 100);
+    let admitted = f.limiter.admit(&key, 80, 0).await.unwrap();
+    assert_eq!(admitted.headers.tokens.unwrap().remaining, 20);
+    admitted.settle(Some((usage(10, 5), 0)));
+    let next = f.limiter.admit(&key, 85, 0).await.unwrap();
+    assert_eq!(next.headers.tokens.unwrap().remaining, 0, "15 used + 85 estimated = 100");
+    let (_, _, _, headers) = rejection(f.limiter.admit(&key, 1, 0).await);
+    assert_eq!(headers.tokens.unwrap().remaining, 0);
+    // A failed request gives its whole estimate back.
+    next.settle(None);
+    assert_eq!(f.limiter.admit(&key, 85, 0).await.unwrap().headers.tokens.unwrap().remaining, 0);
+}
+
+#[tokio::test]
+async fn the_parallel_slot_is_released_when_an_admission_is_dropped_or_settled() {
+    let f = fixture(0).await;
+    let key = key(|k| {
+        k.max_parallel_requests = 2;
+        k.budget_usd = 1.0;
+    });
+    let a = f.limiter.admit(&key, 0, USD / 2).await.unwrap();
+    let b = f.limiter.admit(&key, 0, USD / 2).await.unwrap();
+    assert!(a.holds_claims() && b.holds_claims());
+    let (_, message, _, _) = rejection(f.limiter.admit(&key, 0, 0).await);
+    assert!(message.contains("in flight"), "{message}");
+
+    drop(a); // e.g. the client went away before the answer
+    let c = f.limiter.admit(&key, 0, USD / 2).await.unwrap();
+    assert!(f.limiter.admit(&key, 0, 0).await.is_err(), "b and c hold both slots");
+    b.settle(Some((Usage::default(), 0)));
+    let d = f.limiter.admit(&key, 0, USD / 2).await.unwrap();
+    drop((c, d));
+    // Both dropped: both slots and the whole budget are free again.
+    let e = f.limiter.admit(&key, 0, USD).await.unwrap();
+    let g = f.limiter.admit(&key, 0, 0).await.unwrap();
+    drop((e, g));
+}
+
+#[tokio::test]
+async fn rate_headers_count_down_the_minute_window_and_the_tokens() {
+    early_in_a_minute().await;
+    let f = fixture(0).await;
+    let key = key(|k| {
+        k.rpm = 3;
+        k.requests_per_hour = 100;
+        k.tpm = 1_000;
+    });
+    let mut held = Vec::new();
+    for n in 1..=3 {
+        let admission = f.limiter.admit(&key, 100, 0).await.unwrap();
+        let requests = admission.headers.requests.unwrap();
+        let tokens = admission.headers.tokens.unwrap();
+        assert_eq!((requests.limit, requests.remaining), (3, 3 - n), "the minute window's figures, not the hour's");
+        assert!((1..=60).contains(&requests.reset_secs), "{requests:?}");
+        assert_eq!((tokens.limit, tokens.remaining), (1_000, 1_000 - 100 * n));
+        assert_eq!(tokens.reset_secs, requests.reset_secs);
+        held.push(admission);
+    }
+    let (code, message, retry, headers) = rejection(f.limiter.admit(&key, 100, 0).await);
+    assert_eq!(code, "rate_limit_exceeded");
+    assert_eq!(message, "rate limit of 3 requests per minute reached");
+    assert!((1..=60).contains(&retry));
+    let requests = headers.requests.unwrap();
+    assert_eq!((requests.limit, requests.remaining, requests.reset_secs), (3, 0, retry));
+
+    let mut map = axum::http::HeaderMap::new();
+    held[0].headers.apply(&mut map);
+    assert_eq!(map["x-ratelimit-limit-requests"], "3");
+    assert_eq!(map["x-ratelimit-remaining-requests"], "2");
+    let reset = format!("{}s", held[0].headers.requests.unwrap().reset_secs);
+    assert_eq!(map["x-ratelimit-reset-requests"], reset.as_str());
+    assert_eq!(map["x-ratelimit-limit-tokens"], "1000");
+    assert_eq!(map["x-ratelimit-remaining-tokens"], "900");
+    let mut none = axum::http::HeaderMap::new();
+    RateHeaders::default().apply(&mut none);
+    assert!(none.is_empty(), "no limits, no headers");
+}
+
+#[tokio::test]
+async fn the_default_requests_per_hour_applies_unless_the_key_has_its_own() {
+    let f = fixture(2).await;
+    let plain = key(|_| {});
+    for remaining in [1, 0] {
+        let admission = f.limiter.admit(&plain, 0, 0).await.unwrap();
+        let requests = admission.headers.requests.unwrap();
+        assert_eq!((requests.limit, requests.remaining), (2, remaining));
+        assert!((1..=3_600).contains(&requests.reset_secs));
+    }
+    let (_, message, retry, _) = rejection(f.limiter.admit(&plain, 0, 0).await);
+    assert_eq!(message, "rate limit of 2 requests per hour reached");
+    assert!((1..=3_600).contains(&retry));
+
+    let own = key(|k| k.requests_per_hour = 5);
+    for _ in 0..5 {
+        assert_eq!(f.limiter.admit(&own, 0, 0).await.unwrap().headers.requests.unwrap().limit, 5);
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_budget_caps_the_tenants_keys_together() {
+    let f = fixture(0).await;
+    let first = key(|k| k.tenant_budget_usd = 1.0);
+    let second = key(|k| k.tenant_budget_usd = 1.0);
+    let other_tenant = key(|k| {
+        k.tenant_id = "tenant-b".to_owned();
+        k.tenant_budget_usd = 1.0;
+    });
+    let held = f.limiter.admit(&first, 0, 7 * USD / 10).await.unwrap();
+    let (code, message, _, _) = rejection(f.limiter.admit(&second, 0, 4 * USD / 10).await);
+    assert_eq!(code, "budget_exceeded");
+    assert!(message.starts_with("tenant budget of $1.00"), "{message}");
+    f.limiter.admit(&other_tenant, 0, 4 * USD / 10).await.unwrap();
+    held.settle(Some((Usage::default(), 2 * USD / 10)));
+    f.limiter.admit(&second, 0, 8 * USD / 10).await.unwrap();
+}
+
+#[tokio::test]
+async fn spend_recorded_in_the_database_counts_when_a_period_is_first_seen() {
+    let f = fixture(0).await;
+    let key = key(|k| {
+        k.budget_usd = 1.0;
+        k.budget_period = "total".to_owned();
+    });
+    sqlx::query(
+        "INSERT INTO spend (key_id, tenant_id, period_start, spent_nanos, prompt_tokens, completion_tokens, requests, updated_at) \
+         VALUES ($1, $2, 0, $3, 0, 0, 1, 0)",
+    )
+    .bind(key.key.id.clone())
+    .bind("tenant-a")
+    .bind(9 * USD / 10)
+    .execute(f.database.pool())
+    .await
+    .unwrap();
+    let (_, message, _, _) = rejection(f.limiter.admit(&key, 0, 2 * USD / 10).await);
+    assert!(message.ends_with("(spent $0.9000)"), "{message}");
+    f.limiter.admit(&key, 0, USD / 10).await.unwrap();
+}
