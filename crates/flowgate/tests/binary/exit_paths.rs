@@ -4,10 +4,8 @@
 use std::time::{Duration, Instant};
 
 use flowgate_db::sqlx::{self, Row};
-use flowgate_test_utils::http_client;
+use flowgate_test_utils::{http_client, spawn_app};
 use serde_json::json;
-
-use crate::gateway::Gateway;
 
 const CONFIG: &str = "model_list:
   - {model_name: m, litellm_params: {model: mock/m}}
@@ -41,7 +39,7 @@ async fn records(dir: &std::path::Path, expected: usize) -> Vec<(String, i64, Op
 
 #[tokio::test]
 async fn every_exit_path_writes_exactly_one_record() {
-    let gateway = Gateway::start(CONFIG, &[]).await;
+    let gateway = spawn_app(CONFIG).await;
     let (_, key) = gateway.create_key(json!({"allowed_models": ["m", "slow", "dribble", "down", "nope"]})).await;
     let url = format!("{}/v1/chat/completions", gateway.proxy());
     let chat = |model: &str, stream: bool| json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hello"}]});
