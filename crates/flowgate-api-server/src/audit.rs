@@ -310,35 +310,8 @@ impl AuditCursor {
 // Rows
 // ---------------------------------------------------------------------------------------------
 
-/// One audit record as stored.
-#[derive(Debug, Clone)]
-pub(crate) struct AuditRecord {
-    request_id: String,
-    ts: i64,
-    tenant_id: Option<String>,
-    key_id: Option<String>,
-    client_ip: Option<String>,
-    route: String,
-    model_requested: Option<String>,
-    model_used: Option<String>,
-    deployment: Option<String>,
-    provider: Option<String>,
-    status: i64,
-    error_code: Option<String>,
-    latency_ms: Option<f64>,
-    upstream_latency_ms: Option<f64>,
-    ttft_ms: Option<f64>,
-    prompt_tokens: i64,
-    completion_tokens: i64,
-    cost_nanos: i64,
-    cache_hit: i64,
-    stream: i64,
-    retries: i64,
-    fallbacks: String,
-    guardrail_actions: String,
-    prompt: Option<String>,
-    response: Option<String>,
-}
+/// One audit record as stored: the type the proxies write.
+use flowgate_contracts::audit::{AUDIT_COLUMNS, AuditRecord};
 
 /// A nullable floating-point column (REAL/DOUBLE PRECISION; an integer stored there is accepted).
 pub(crate) fn float(row: &AnyRow, column: &str) -> Result<Option<f64>, sqlx::Error> {
@@ -347,6 +320,16 @@ pub(crate) fn float(row: &AnyRow, column: &str) -> Result<Option<f64>, sqlx::Err
         #[expect(clippy::cast_precision_loss, reason = "latencies are far below 2^53 ms")]
         Err(_) => Ok(row.try_get::<Option<i64>, _>(column)?.map(|v| v as f64)),
     }
+}
+
+/// A JSON array column back to its items. The proxy always writes an array; a row that holds
+/// anything else reads as empty (and is logged) rather than failing the whole page.
+fn json_array<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> Result<Vec<T>, sqlx::Error> {
+    let text: String = row.try_get(column)?;
+    Ok(serde_json::from_str(&text).unwrap_or_else(|error| {
+        tracing::warn!(column, %error, "an audit row holds a column that is not a JSON array");
+        Vec::new()
+    }))
 }
 
 fn record(row: &AnyRow) -> Result<AuditRecord, sqlx::Error> {
@@ -363,17 +346,17 @@ fn record(row: &AnyRow) -> Result<AuditRecord, sqlx::Error> {
         provider: row.try_get("provider")?,
         status: row.try_get("status")?,
         error_code: row.try_get("error_code")?,
-        latency_ms: float(row, "latency_ms")?,
+        latency_ms: float(row, "latency_ms")?.unwrap_or_default(),
         upstream_latency_ms: float(row, "upstream_latency_ms")?,
         ttft_ms: float(row, "ttft_ms")?,
         prompt_tokens: row.try_get("prompt_tokens")?,
         completion_tokens: row.try_get("completion_tokens")?,
         cost_nanos: row.try_get("cost_nanos")?,
-        cache_hit: row.try_get("cache_hit")?,
-        stream: row.try_get("stream")?,
+        cache_hit: row.try_get::<i64, _>("cache_hit")? != 0,
+        stream: row.try_get::<i64, _>("stream")? != 0,
         retries: row.try_get("retries")?,
-        fallbacks: row.try_get("fallbacks")?,
-        guardrail_actions: row.try_get("guardrail_actions")?,
+        fallbacks: json_array(row, "fallbacks")?,
+        guardrail_actions: json_array(row, "guardrail_actions")?,
         prompt: row.try_get("prompt")?,
         response: row.try_get("response")?,
     })
@@ -386,7 +369,7 @@ pub(crate) async fn fetch_page(
     cursor: Option<&AuditCursor>,
     limit: u32,
 ) -> Result<(Vec<AuditRecord>, bool), sqlx::Error> {
-    let columns = flowgate_db::AUDIT_COLUMNS.join(", ");
+    let columns = AUDIT_COLUMNS.join(", ");
     let mut sql = Sql::new(&format!("SELECT {columns} FROM audit_records WHERE 1 = 1"));
     filter.apply(&mut sql);
     if let Some(cursor) = cursor {
@@ -399,10 +382,6 @@ pub(crate) async fn fetch_page(
     let more = records.len() > limit as usize;
     records.truncate(limit as usize);
     Ok((records, more))
-}
-
-fn json_or_text(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
 /// One audit record as the API shows it.
@@ -479,10 +458,10 @@ impl From<AuditRecord> for AuditItem {
             ts_ms: r.ts,
             total_tokens: r.prompt_tokens.saturating_add(r.completion_tokens),
             cost_usd: usd(r.cost_nanos),
-            cache_hit: r.cache_hit != 0,
-            stream: r.stream != 0,
-            fallbacks: json_or_text(&r.fallbacks),
-            guardrail_actions: json_or_text(&r.guardrail_actions),
+            cache_hit: r.cache_hit,
+            stream: r.stream,
+            fallbacks: Value::Array(r.fallbacks.into_iter().map(Value::String).collect()),
+            guardrail_actions: Value::Array(r.guardrail_actions),
             request_id: r.request_id,
             tenant_id: r.tenant_id,
             key_id: r.key_id,
@@ -494,7 +473,7 @@ impl From<AuditRecord> for AuditItem {
             provider: r.provider,
             status: r.status,
             error_code: r.error_code,
-            latency_ms: r.latency_ms,
+            latency_ms: Some(r.latency_ms),
             upstream_latency_ms: r.upstream_latency_ms,
             ttft_ms: r.ttft_ms,
             prompt_tokens: r.prompt_tokens,
@@ -783,17 +762,17 @@ mod tests {
             provider: Some("openai".into()),
             status: 200,
             error_code: None,
-            latency_ms: Some(12.5),
+            latency_ms: 12.5,
             upstream_latency_ms: None,
             ttft_ms: None,
             prompt_tokens: 3,
             completion_tokens: 4,
             cost_nanos: 1_500_000_000,
-            cache_hit: 1,
-            stream: 0,
+            cache_hit: true,
+            stream: false,
             retries: 0,
-            fallbacks: "[]".into(),
-            guardrail_actions: r#"[{"guardrail":"pii-redact","action":"redact","count":1}]"#.into(),
+            fallbacks: Vec::new(),
+            guardrail_actions: vec![serde_json::json!({"guardrail": "pii-redact", "action": "redact", "count": 1})],
             prompt: Some("=SUM(A1), \"quoted\"".into()),
             response: None,
         }

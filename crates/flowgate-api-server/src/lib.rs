@@ -48,10 +48,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::error::ApiError;
 pub use crate::grpc::KeyResolver;
-pub use crate::guardrails::GUARDRAILS_CHANGED;
 pub use crate::keys::{Bootstrap, bootstrap};
 pub use crate::model::KeyWithSecret;
-pub use crate::policies::POLICIES_CHANGED;
 
 /// Service name used in logs, metrics and the `x-flowgate-service` header.
 pub const SERVICE: &str = "api-server";

@@ -164,6 +164,17 @@ fn validate_cidrs(cidrs: &[String]) -> Result<Vec<String>, ApiError> {
     Ok(out)
 }
 
+/// A key's `guardrail_policy` or a tenant's `guardrail_defaults`: it must read as a guardrail
+/// policy (`flowgate_contracts::GuardrailPolicy`; fields it does not know are kept and ignored),
+/// so that no stored policy is one the proxies cannot apply. Returns the text to store.
+pub(crate) fn guardrail_policy_text(field: &str, policy: &Map<String, Value>) -> Result<String, ApiError> {
+    flowgate_contracts::GuardrailPolicy::from_object(policy).map_err(|error| {
+        let at = if error.field.is_empty() { field.to_owned() } else { format!("{field}.{}", error.field) };
+        ApiError::field(at, error.message)
+    })?;
+    Ok(json_text(policy))
+}
+
 pub(crate) fn json_text(value: &Map<String, Value>) -> String {
     Value::Object(value.clone()).to_string()
 }
@@ -216,7 +227,10 @@ impl CreateTenant {
             budget_nanos: self.budget_usd.map(|usd| validate_budget("budget_usd", usd)).transpose()?,
             budget_period: self.budget_period.unwrap_or_default(),
             metadata: json_text(&self.metadata.unwrap_or_default()),
-            guardrail_defaults: json_text(&self.guardrail_defaults.unwrap_or_default()),
+            guardrail_defaults: guardrail_policy_text(
+                "guardrail_defaults",
+                &self.guardrail_defaults.unwrap_or_default(),
+            )?,
             store_prompts: self.store_prompts.unwrap_or(false),
         })
     }
@@ -270,7 +284,8 @@ impl PatchTenant {
             changes.push(Change::Text("metadata", json_text(&metadata.unwrap_or_default())));
         }
         if let Some(defaults) = self.guardrail_defaults {
-            changes.push(Change::Text("guardrail_defaults", json_text(&defaults.unwrap_or_default())));
+            let text = guardrail_policy_text("guardrail_defaults", &defaults.unwrap_or_default())?;
+            changes.push(Change::Text("guardrail_defaults", text));
         }
         if let Some(store) = self.store_prompts {
             changes.push(Change::Int("store_prompts", Some(i64::from(store.unwrap_or(false)))));
@@ -403,7 +418,10 @@ impl CreateKey {
             ip_allowlist: list_text(&validate_cidrs(self.ip_allowlist.as_deref().unwrap_or_default())?),
             expires_at: self.expires_at.map(|t| t.0),
             metadata: json_text(&self.metadata.clone().unwrap_or_default()),
-            guardrail_policy: json_text(&self.guardrail_policy.clone().unwrap_or_default()),
+            guardrail_policy: guardrail_policy_text(
+                "guardrail_policy",
+                &self.guardrail_policy.clone().unwrap_or_default(),
+            )?,
         })
     }
 }
@@ -490,7 +508,8 @@ impl PatchKey {
             changes.push(Change::Text("metadata", json_text(&metadata.clone().unwrap_or_default())));
         }
         if let Some(policy) = &self.guardrail_policy {
-            changes.push(Change::Text("guardrail_policy", json_text(&policy.clone().unwrap_or_default())));
+            let text = guardrail_policy_text("guardrail_policy", &policy.clone().unwrap_or_default())?;
+            changes.push(Change::Text("guardrail_policy", text));
         }
         Ok(changes)
     }
@@ -778,6 +797,14 @@ mod tests {
             (r#"{"name": "a", "key": "sk-fg-x"}"#, "unknown field `key`"),
             (r#"{"name": "a", "allowed_models": [""]}"#, "`allowed_models[0]`"),
             (r#"{"name": "a", "expires_at": "soon"}"#, "expires_at: "),
+            (
+                r#"{"name": "a", "guardrail_policy": {"mandatory_guardrails": "pii-redact"}}"#,
+                "`guardrail_policy.mandatory_guardrails` invalid type",
+            ),
+            (
+                r#"{"name": "a", "guardrail_policy": {"guardrail_config_overrides": {"pii-redact": true}}}"#,
+                "`guardrail_policy.guardrail_config_overrides.pii-redact` must be an object",
+            ),
         ] {
             let error = create(body).unwrap_err().to_string();
             assert!(error.contains(needle), "{body}: {error}");

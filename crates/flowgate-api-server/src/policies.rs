@@ -15,8 +15,7 @@ use crate::extract::ApiJson;
 use crate::policy_model::{CreatePolicy, PatchPolicy, PolicyRow, PolicyView};
 use crate::routes::{AppState, publish};
 
-/// Channel on which a policy's name is published when it changes.
-pub const POLICIES_CHANGED: &str = "policies:changed";
+use flowgate_contracts::channels::POLICIES_CHANGED;
 
 const COLUMNS: &str = "id, name, version, document, created_at, updated_at";
 

@@ -10,6 +10,7 @@ use axum::routing::{MethodFilter, get, on};
 use flowgate_common::keys::KeyHasher;
 use flowgate_common::metrics::Metrics;
 use flowgate_common::secretbox::SealKey;
+use flowgate_contracts::channels::KEYS_INVALIDATE;
 use flowgate_db::{Database, SharedState};
 use secrecy::SecretString;
 
@@ -123,9 +124,6 @@ pub(crate) async fn publish(state: &AppState, channel: &'static str, name: &str)
         tracing::warn!(%error, channel, name, "cannot publish the change; subscribers see it when they next reload");
     }
 }
-
-/// Channel on which key ids are published when a key changes.
-pub const KEYS_INVALIDATE: &str = "keys:invalidate";
 
 #[cfg(test)]
 mod tests {

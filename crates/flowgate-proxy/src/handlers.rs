@@ -20,7 +20,7 @@ use crate::audit::AuditRecord;
 use crate::auth::{KeyInfo, client_ip};
 use crate::dispatch::{Call, dispatch};
 use crate::error::{ApiFormat, ProxyError};
-use crate::guardrails::{self, Context as GuardContext, GuardrailPolicy};
+use crate::guardrails::{self, Context as GuardContext};
 use crate::metrics::{ModelLabels, TokenLabels};
 use crate::pricing;
 use crate::respond::{Respond, Summary, respond};
@@ -134,9 +134,9 @@ async fn handle(
         return Err(ProxyError::ModelNotFound(model));
     }
     let route = draft.as_ref().map(|d| d.record.route.clone()).unwrap_or_default();
-    let policy = GuardrailPolicy::resolve(&key.key.guardrail_policy_json, &key.key.tenant_guardrail_defaults_json);
+    let policy = key.guardrail_policy()?;
     let asked = guardrails::requested(&body, &parts.headers)?;
-    let mut plan = guardrails::plan(&state.catalog, &policy, &asked)?;
+    let mut plan = guardrails::plan(&state.catalog, policy, &asked)?;
     // Guarded answers depend on policies that may change: they are not cached.
     let cacheable = state.cache.enabled() && plan.is_empty();
     if !plan.is_empty() {
@@ -465,8 +465,8 @@ pub(crate) async fn list_guardrails(
 ) -> Response {
     let result = async {
         let key = authenticated(&state, &headers, peer).await?;
-        let policy = GuardrailPolicy::resolve(&key.key.guardrail_policy_json, &key.key.tenant_guardrail_defaults_json);
-        Ok::<_, ProxyError>(state.catalog.visible(&policy))
+        let policy = key.guardrail_policy()?;
+        Ok::<_, ProxyError>(state.catalog.visible(policy))
     }
     .await;
     match result {
