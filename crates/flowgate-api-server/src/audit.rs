@@ -26,9 +26,9 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
-use crate::model::{rfc3339, usd};
-use crate::routes::AppState;
+use crate::fields::{rfc3339, usd};
 use crate::sql::Sql;
+use crate::state::AppState;
 
 /// Page size when `limit` is absent, and the largest accepted.
 pub(crate) const DEFAULT_LIMIT: u32 = 100;

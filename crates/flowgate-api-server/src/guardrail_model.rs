@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
-use crate::model::{Change, json_text, parse_object, present, rfc3339};
+use crate::fields::{Change, json_text, parse_object, present, rfc3339};
 
 /// Longest guardrail or policy name.
 pub(crate) const MAX_NAME_LEN: usize = 64;

@@ -14,14 +14,15 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 
 use crate::error::{ApiError, is_unique_violation};
+use crate::events::publish;
 use crate::extract::{ApiJson, ApiQuery};
+use crate::fields::Change;
 use crate::guardrail_model::{
     CreateGuardrail, GuardrailFields, GuardrailRow, GuardrailView, ListGuardrails, PatchGuardrail, TokenChange,
     builtin_row, builtins, stages_text,
 };
-use crate::model::Change;
-use crate::routes::{AppState, publish};
-use crate::store::update_by;
+use crate::sql::update_by;
+use crate::state::AppState;
 
 use flowgate_contracts::channels::GUARDRAILS_CHANGED;
 

@@ -18,18 +18,19 @@
 mod analytics;
 mod audit;
 mod error;
+mod events;
 mod extract;
+mod fields;
 mod grpc;
 mod guardrail_model;
 mod guardrails;
 mod health;
 mod keys;
-mod model;
 mod policies;
 mod policy_model;
 pub mod routes;
 mod sql;
-mod store;
+mod state;
 mod tenants;
 
 use std::net::SocketAddr;
@@ -48,8 +49,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::error::ApiError;
 pub use crate::grpc::KeyResolver;
+pub use crate::keys::KeyWithSecret;
 pub use crate::keys::{Bootstrap, bootstrap};
-pub use crate::model::KeyWithSecret;
 
 /// Service name used in logs, metrics and the `x-flowgate-service` header.
 pub const SERVICE: &str = "api-server";
@@ -119,7 +120,7 @@ impl Application {
             &[<KeyServiceServer<KeyResolver> as tonic::server::NamedService>::NAME],
         )
         .await;
-        let state = routes::AppState {
+        let state = state::AppState {
             database: deps.database.clone(),
             shared: deps.shared.clone(),
             seal_key: Arc::new(SealKey::from_hasher(&deps.hasher, GUARDRAIL_TOKEN_CONTEXT)),

@@ -11,9 +11,10 @@ use flowgate_db::{Database, now_millis};
 use serde::Serialize;
 
 use crate::error::{ApiError, is_unique_violation};
+use crate::events::publish;
 use crate::extract::ApiJson;
 use crate::policy_model::{CreatePolicy, PatchPolicy, PolicyRow, PolicyView};
-use crate::routes::{AppState, publish};
+use crate::state::AppState;
 
 use flowgate_contracts::channels::POLICIES_CHANGED;
 

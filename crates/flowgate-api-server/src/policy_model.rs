@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
+use crate::fields::{parse_object, rfc3339};
 use crate::guardrail_model::validate_kebab;
-use crate::model::{parse_object, rfc3339};
 
 /// Validates `document` as the rule set of policy `name`: a missing `name` inside it becomes the
 /// policy's; a different one is an error. Returns the JSON text to store.
