@@ -12,7 +12,8 @@ use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::audit::{AuditFilter, FilterParams, float};
+use crate::audit::model::{AuditFilter, FilterParams};
+use crate::audit::store::float;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
 use crate::fields::{rfc3339, usd};
