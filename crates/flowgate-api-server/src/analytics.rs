@@ -12,12 +12,13 @@ use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::audit::{AuditFilter, FilterParams, float};
+use crate::audit::model::{AuditFilter, FilterParams};
+use crate::audit::store::float;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
-use crate::model::{rfc3339, usd};
-use crate::routes::AppState;
+use crate::fields::{rfc3339, usd};
 use crate::sql::Sql;
+use crate::state::AppState;
 
 /// Most groups returned by the spend report (the costliest first; days: the earliest first).
 const MAX_GROUPS: usize = 10_000;

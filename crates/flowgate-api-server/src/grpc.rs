@@ -1,8 +1,10 @@
 //! `flowgate.keys.v1.KeyService`: resolves a virtual key by its keyed hash.
 
+use flowgate_contracts::guardrails::key_guardrails;
 use flowgate_db::Database;
 use flowgate_db::sqlx::{self, Row};
 use flowgate_proto::keys::key_service_server::KeyService;
+use flowgate_proto::keys::virtual_key::Guardrails;
 use flowgate_proto::keys::{ResolveKeyRequest, ResolveKeyResponse, VirtualKey};
 
 /// Looks keys up in the database. Cheap to clone.
@@ -49,8 +51,16 @@ impl KeyResolver {
         let revoked_at: Option<i64> = row.try_get("revoked_at")?;
         let budget_nanos: Option<i64> = row.try_get("budget_nanos")?;
         let tenant_budget_nanos: Option<i64> = row.try_get("tenant_budget_nanos")?;
+        let key_policy: String = row.try_get("guardrail_policy")?;
+        let tenant_defaults: String =
+            row.try_get::<Option<String>, _>("tenant_guardrail_defaults")?.unwrap_or_default();
+        let id: String = row.try_get("id")?;
+        let guardrails = key_guardrails(&key_policy, &tenant_defaults);
+        if let Guardrails::GuardrailPolicyError(error) = &guardrails {
+            tracing::warn!(key_id = %id, %error, "the key's stored guardrail policy cannot be read; proxies will refuse its requests");
+        }
         Ok(Some(VirtualKey {
-            id: row.try_get("id")?,
+            id,
             tenant_id: row.try_get("tenant_id")?,
             name: row.try_get("name")?,
             revoked: revoked_at.is_some(),
@@ -64,15 +74,14 @@ impl KeyResolver {
             tpm: to_u32(row.try_get("tpm")?),
             requests_per_hour: to_u32(row.try_get("requests_per_hour")?),
             max_parallel_requests: to_u32(row.try_get("max_parallel_requests")?),
-            guardrail_policy_json: row.try_get("guardrail_policy")?,
             metadata_json: row.try_get("metadata")?,
             #[expect(clippy::cast_precision_loss, reason = "budgets are far below 2^53 nano-dollars")]
             tenant_budget_usd: tenant_budget_nanos.map_or(0.0, |n| n as f64 / NANOS_PER_USD),
             tenant_budget_period: row.try_get::<Option<String>, _>("tenant_budget_period")?.unwrap_or_default(),
-            tenant_guardrail_defaults_json: row
-                .try_get::<Option<String>, _>("tenant_guardrail_defaults")?
-                .unwrap_or_default(),
             tenant_store_prompts: row.try_get::<Option<i64>, _>("tenant_store_prompts")?.unwrap_or(0) != 0,
+            // Typed, or marked unreadable: never an empty policy in place of one that cannot be
+            // read (the proxy refuses such a key's requests).
+            guardrails: Some(guardrails),
         }))
     }
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
-use crate::model::{Change, json_text, parse_object, present, rfc3339};
+use crate::fields::{Change, json_text, parse_object, present, rfc3339};
 
 /// Longest guardrail or policy name.
 pub(crate) const MAX_NAME_LEN: usize = 64;
@@ -25,7 +25,7 @@ pub(crate) const DEFAULT_HTTP_TIMEOUT_MS: i64 = 5000;
 const MAX_HTTP_TIMEOUT_MS: u64 = 60_000;
 
 /// PII entity types the built-in detector knows.
-pub(crate) const PII_ENTITIES: [&str; 6] = ["email", "phone", "payment_card", "iban", "ssn", "ip_address"];
+pub(crate) use flowgate_contracts::PII_ENTITIES;
 
 /// A name: lowercase letters and digits in words joined by single hyphens (`pii-redact`).
 pub(crate) fn validate_kebab(field: &str, name: &str) -> Result<String, ApiError> {
@@ -46,120 +46,56 @@ pub(crate) fn validate_kebab(field: &str, name: &str) -> Result<String, ApiError
     }
 }
 
-/// What a guardrail does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Kind {
-    /// Personal data: detect and replace with placeholders (or block).
-    Pii,
-    /// Credentials: provider keys, private keys, JWTs, high-entropy tokens.
-    Secrets,
-    /// Prompt injection and jailbreak classifier.
-    PromptInjection,
-    /// A list of forbidden terms.
-    BlockedTerms,
-    /// An external service called over HTTP (see the contract in docs/management-api.md).
-    Http,
-}
+pub(crate) use flowgate_contracts::{GuardrailKind as Kind, GuardrailStage as Stage};
 
-impl Kind {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Pii => "pii",
-            Self::Secrets => "secrets",
-            Self::PromptInjection => "prompt_injection",
-            Self::BlockedTerms => "blocked_terms",
-            Self::Http => "http",
-        }
-    }
-
-    fn parse(text: &str) -> Option<Self> {
-        [Self::Pii, Self::Secrets, Self::PromptInjection, Self::BlockedTerms, Self::Http]
-            .into_iter()
-            .find(|kind| kind.as_str() == text)
-    }
-
-    /// The stages a guardrail of this kind can run at. HTTP guardrails see whole texts, so they
-    /// have no during-call (streaming) stage.
-    fn supported_stages(self) -> &'static [Stage] {
-        match self {
-            Self::Http => &[Stage::PreCall, Stage::PostCall],
-            _ => &[Stage::PreCall, Stage::PostCall, Stage::DuringCall],
-        }
-    }
-
-    /// The JSON Schema of `runtime_config` for a built-in kind; `None` for `http`, whose schema is
-    /// the operator's.
-    pub(crate) fn schema(self) -> Option<Value> {
-        let properties = match self {
-            Self::Pii => json!({
-                "entities": {
-                    "type": "array",
-                    "description": "Entity types to detect and replace with placeholders such as <EMAIL_1>; absent: all of them.",
-                    "items": {"type": "string", "enum": PII_ENTITIES},
-                    "uniqueItems": true,
-                },
-                "restore_output": {
-                    "type": "boolean",
-                    "description": "Put the original values back where the model's answer repeats a placeholder.",
-                },
-            }),
-            Self::Secrets => json!({
-                "action": {
-                    "type": "string",
-                    "enum": ["block", "redact", "flag"],
-                    "description": "What a detected secret does: block the request (default), replace it with a placeholder, or only record it.",
-                },
-            }),
-            Self::PromptInjection => json!({
-                "threshold": {
-                    "type": "number",
-                    "minimum": 0,
-                    "maximum": 1,
-                    "description": "Classifier score at or above which a prompt is treated as an injection (default 0.8).",
-                },
-            }),
-            Self::BlockedTerms => json!({
-                "terms": {
-                    "type": "array",
-                    "description": "Terms that block a request or answer containing them (case-insensitive, whole words).",
-                    "items": {"type": "string", "minLength": 1, "maxLength": 256},
-                    "maxItems": 10000,
-                },
-            }),
-            Self::Http => return None,
-        };
-        Some(json!({
-            "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "title": format!("{} runtime_config", self.as_str()),
-            "type": "object",
-            "additionalProperties": false,
-            "properties": properties,
-        }))
-    }
-}
-
-/// Where in a request's life a guardrail runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[expect(clippy::enum_variant_names, reason = "named after the API's stage names")]
-pub(crate) enum Stage {
-    /// On the request, before the upstream sees it.
-    PreCall,
-    /// On a JSON answer.
-    PostCall,
-    /// On a streamed answer, chunk by chunk.
-    DuringCall,
-}
-
-impl Stage {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::PreCall => "pre_call",
-            Self::PostCall => "post_call",
-            Self::DuringCall => "during_call",
-        }
-    }
+/// The JSON Schema of `runtime_config` for a built-in kind; `None` for `http`, whose schema is
+/// the operator's.
+pub(crate) fn kind_schema(kind: Kind) -> Option<Value> {
+    let properties = match kind {
+        Kind::Pii => json!({
+            "entities": {
+                "type": "array",
+                "description": "Entity types to detect and replace with placeholders such as <EMAIL_1>; absent: all of them.",
+                "items": {"type": "string", "enum": PII_ENTITIES},
+                "uniqueItems": true,
+            },
+            "restore_output": {
+                "type": "boolean",
+                "description": "Put the original values back where the model's answer repeats a placeholder.",
+            },
+        }),
+        Kind::Secrets => json!({
+            "action": {
+                "type": "string",
+                "enum": ["block", "redact", "flag"],
+                "description": "What a detected secret does: block the request (default), replace it with a placeholder, or only record it.",
+            },
+        }),
+        Kind::PromptInjection => json!({
+            "threshold": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1,
+                "description": "Classifier score at or above which a prompt is treated as an injection (default 0.8).",
+            },
+        }),
+        Kind::BlockedTerms => json!({
+            "terms": {
+                "type": "array",
+                "description": "Terms that block a request or answer containing them (case-insensitive, whole words).",
+                "items": {"type": "string", "minLength": 1, "maxLength": 256},
+                "maxItems": 10000,
+            },
+        }),
+        Kind::Http => return None,
+    };
+    Some(json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": format!("{} runtime_config", kind.as_str()),
+        "type": "object",
+        "additionalProperties": false,
+        "properties": properties,
+    }))
 }
 
 /// A guardrail shipped with Flowgate, seeded into the catalog at start.
@@ -364,7 +300,7 @@ fn validate_stages(kind: Kind, stages: &[Stage]) -> Result<String, ApiError> {
 
 fn validate_config(kind: Kind, config: Map<String, Value>) -> Result<String, ApiError> {
     let config = Value::Object(config);
-    if let Some(schema) = kind.schema() {
+    if let Some(schema) = kind_schema(kind) {
         check_schema(&schema, &config, "runtime_config")?;
     }
     Ok(config.to_string())
@@ -419,7 +355,7 @@ fn http_only(kind: Kind, field: &str) -> Result<(), ApiError> {
 }
 
 fn schema_for(kind: Kind, given: Option<Map<String, Value>>) -> Result<String, ApiError> {
-    match (kind.schema(), given) {
+    match (kind_schema(kind), given) {
         (Some(_), Some(_)) => Err(ApiError::field(
             "config_schema",
             format!("is defined by Flowgate for {} guardrails and cannot be set", kind.as_str()),
@@ -575,7 +511,7 @@ impl PatchGuardrail {
             return Err(ApiError::field("kind", "cannot be changed; create a new guardrail"));
         }
         // A stored kind this build does not know can only be deleted.
-        let kind = Kind::parse(kind_text)
+        let kind = Kind::from_name(kind_text)
             .ok_or_else(|| ApiError::Conflict(format!("this guardrail has unknown kind `{kind_text}`")))?;
         let mut changes = Vec::new();
         if let Some(description) = self.description {
@@ -591,7 +527,7 @@ impl PatchGuardrail {
         }
         if let Some(schema) = self.config_schema {
             // null on a built-in kind is a no-op reset to Flowgate's schema.
-            match (kind.schema(), schema) {
+            match (kind_schema(kind), schema) {
                 (Some(_), None) => {}
                 (_, schema) => changes.push(Change::Text("config_schema", schema_for(kind, schema)?)),
             }
@@ -679,7 +615,7 @@ impl From<GuardrailRow> for GuardrailView {
     fn from(row: GuardrailRow) -> Self {
         // Built-in kinds always show the schema of this build.
         let config_schema =
-            Kind::parse(&row.kind).and_then(Kind::schema).unwrap_or_else(|| parse_object(&row.config_schema));
+            Kind::from_name(&row.kind).and_then(kind_schema).unwrap_or_else(|| parse_object(&row.config_schema));
         Self {
             builtin: is_builtin(&row.name, &row.kind),
             stages: serde_json::from_str(&row.stages).unwrap_or_else(|_| Value::Array(Vec::new())),
@@ -721,7 +657,7 @@ mod tests {
     #[test]
     fn builtins_satisfy_their_own_schemas() {
         for builtin in builtins() {
-            let schema = builtin.kind.schema().unwrap();
+            let schema = kind_schema(builtin.kind).unwrap();
             check_schema(&schema, &builtin.runtime_config, "runtime_config").unwrap();
             validate_kebab("name", builtin.name).unwrap();
             validate_stages(builtin.kind, builtin.stages).unwrap();

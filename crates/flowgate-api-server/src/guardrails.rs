@@ -14,17 +14,17 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 
 use crate::error::{ApiError, is_unique_violation};
+use crate::events::publish;
 use crate::extract::{ApiJson, ApiQuery};
+use crate::fields::Change;
 use crate::guardrail_model::{
     CreateGuardrail, GuardrailFields, GuardrailRow, GuardrailView, ListGuardrails, PatchGuardrail, TokenChange,
     builtin_row, builtins, stages_text,
 };
-use crate::model::Change;
-use crate::routes::{AppState, publish};
-use crate::store::update_by;
+use crate::sql::update_by;
+use crate::state::AppState;
 
-/// Channel on which a guardrail's name is published when it changes.
-pub const GUARDRAILS_CHANGED: &str = "guardrails:changed";
+use flowgate_contracts::channels::GUARDRAILS_CHANGED;
 
 const COLUMNS: &str = "id, name, kind, description, stages, runtime_config, config_schema, default_on, fail_open, \
      http_url, http_timeout_ms, CAST(CASE WHEN http_token_sealed IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_token, \
@@ -59,7 +59,7 @@ pub(crate) async fn seed_builtins(db: &Database) -> Result<u64, sqlx::Error> {
     let now = now_millis();
     let mut inserted = 0;
     for builtin in builtins() {
-        let schema = builtin.kind.schema().unwrap_or_default().to_string();
+        let schema = crate::guardrail_model::kind_schema(builtin.kind).unwrap_or_default().to_string();
         let result = sqlx::query(
             "INSERT INTO guardrails (id, name, kind, description, stages, runtime_config, config_schema, default_on, \
              fail_open, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, $8, $9) \

@@ -12,8 +12,8 @@ use flowgate_db::{Backend, now_millis};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::model::rfc3339;
-use crate::routes::AppState;
+use crate::fields::rfc3339;
+use crate::state::AppState;
 
 /// Longest any one check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);

@@ -2,34 +2,39 @@
 //! analytics) and the gRPC key-resolution service the proxies call on a cache miss.
 //!
 //! # Layout
-//! - [`routes`]: the route table (shared with the OpenAPI test), the admin-key layer, and the
-//!   `keys:invalidate` publication.
-//! - `keys`, `tenants`: thin handlers; `store`: their SQL; `model`: request and response
-//!   documents and validation; `extract`: JSON and query extractors whose rejections are 400s;
+//! - [`routes`]: the route table (shared with the OpenAPI test) and the admin-key layer; a leaf
+//!   that only maps paths to handlers. `state`: `AppState`; `events`: publications on
+//!   `keys:invalidate`, `guardrails:changed`, `policies:changed` after a committed change.
+//! - One folder per resource, each with `handlers` (thin), `model` (request and response
+//!   documents and their validation) and `store` (its SQL): `keys`, `tenants`, `audit` (the
+//!   trail query and its streamed CSV/NDJSON export). Not yet split: `guardrails` (+
+//!   `guardrail_model`), `policies` (+ `policy_model`), `analytics`.
+//! - `fields`: conventions every document shares (money, timestamps, PATCH nulls, paging);
+//!   `sql`: the data-access helpers every store uses (numbered placeholders, `UPDATE`s from
+//!   changes, keyset pages); `extract`: JSON and query extractors whose rejections are 400s;
 //!   [`ApiError`]: every failure and its one mapping to HTTP.
-//! - `audit`: the audit trail query and its streamed CSV/NDJSON export; `analytics`: spend and
-//!   provider performance over the audit trail; `sql`: statements with numbered placeholders
-//!   for their dynamic filters.
-//! - `guardrails` (+ `guardrail_model`): the guardrail catalog, built-ins seeded at start, HTTP
-//!   guardrail tokens sealed at rest; `policies` (+ `policy_model`): policy rule sets.
+//! - Shared facts (channel names, guardrail kinds and policy, rule-set schema, audit record)
+//!   come from `flowgate_contracts`.
 //! - `health`: the comprehensive health check and the cache statistics.
-//! - `grpc`: `KeyService::ResolveKey` for the proxies.
+//! - `grpc`: `KeyService::ResolveKey` for the proxies (typed guardrail policy, or marked
+//!   unreadable).
 
 mod analytics;
 mod audit;
 mod error;
+mod events;
 mod extract;
+mod fields;
 mod grpc;
 mod guardrail_model;
 mod guardrails;
 mod health;
 mod keys;
-mod model;
 mod policies;
 mod policy_model;
 pub mod routes;
 mod sql;
-mod store;
+mod state;
 mod tenants;
 
 use std::net::SocketAddr;
@@ -48,10 +53,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::error::ApiError;
 pub use crate::grpc::KeyResolver;
-pub use crate::guardrails::GUARDRAILS_CHANGED;
+pub use crate::keys::KeyWithSecret;
 pub use crate::keys::{Bootstrap, bootstrap};
-pub use crate::model::KeyWithSecret;
-pub use crate::policies::POLICIES_CHANGED;
 
 /// Service name used in logs, metrics and the `x-flowgate-service` header.
 pub const SERVICE: &str = "api-server";
@@ -121,7 +124,7 @@ impl Application {
             &[<KeyServiceServer<KeyResolver> as tonic::server::NamedService>::NAME],
         )
         .await;
-        let state = routes::AppState {
+        let state = state::AppState {
             database: deps.database.clone(),
             shared: deps.shared.clone(),
             seal_key: Arc::new(SealKey::from_hasher(&deps.hasher, GUARDRAIL_TOKEN_CONTEXT)),

@@ -11,12 +11,12 @@ use flowgate_db::{Database, now_millis};
 use serde::Serialize;
 
 use crate::error::{ApiError, is_unique_violation};
+use crate::events::publish;
 use crate::extract::ApiJson;
 use crate::policy_model::{CreatePolicy, PatchPolicy, PolicyRow, PolicyView};
-use crate::routes::{AppState, publish};
+use crate::state::AppState;
 
-/// Channel on which a policy's name is published when it changes.
-pub const POLICIES_CHANGED: &str = "policies:changed";
+use flowgate_contracts::channels::POLICIES_CHANGED;
 
 const COLUMNS: &str = "id, name, version, document, created_at, updated_at";
 

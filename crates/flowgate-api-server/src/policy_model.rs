@@ -1,153 +1,13 @@
-//! Policy rule sets as the api-server validates them on write.
-//!
-//! The policy service evaluates these documents with `flowgate_policy::rules::RuleSet`. Service
-//! crates never depend on each other, so the shape and the checks of `RuleSet::parse` /
-//! `RuleSet::validate` are mirrored here and must be kept in sync with
-//! `crates/flowgate-policy/src/rules.rs`: the same fields (unknown ones rejected), the same action
-//! names, and the same rules — a non-empty set name; non-empty, unique rule names; `reroute` needs
-//! `reroute_model`; `min_score` and every `min_scores` floor within 0..=1; `min_score`/`min_count`
-//! only with a finding condition (`finding`, `any_finding` or `min_scores`); `finding` and
-//! `any_finding` not both; `any_finding` and `min_scores` not empty.
-
-use std::collections::BTreeMap;
+//! Policy rule sets as the api-server validates them on write: the schema and its checks are
+//! `flowgate_contracts::rules` (the policy service evaluates the same type); this module names
+//! the field at fault the way the API does (`document.rules[0].action`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
+use crate::fields::{parse_object, rfc3339};
 use crate::guardrail_model::validate_kebab;
-use crate::model::{parse_object, rfc3339};
-
-/// What a matching rule decides (`flowgate_policy::rules::Action`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Action {
-    Allow,
-    Deny,
-    Redact,
-    Flag,
-    Reroute,
-}
-
-/// `flowgate_policy::rules::Conditions`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code, reason = "parsed for validation; the policy service evaluates them")]
-struct Conditions {
-    #[serde(default)]
-    key_id: Option<String>,
-    #[serde(default)]
-    tenant_id: Option<String>,
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    route: Option<String>,
-    #[serde(default)]
-    stage: Option<String>,
-    #[serde(default)]
-    finding: Option<String>,
-    #[serde(default)]
-    min_count: Option<u32>,
-    #[serde(default)]
-    min_score: Option<f32>,
-    #[serde(default)]
-    any_finding: Option<Vec<String>>,
-    #[serde(default)]
-    min_scores: Option<BTreeMap<String, f32>>,
-}
-
-impl Conditions {
-    fn has_finding_condition(&self) -> bool {
-        self.finding.is_some() || self.any_finding.is_some() || self.min_scores.is_some()
-    }
-}
-
-/// `flowgate_policy::rules::Rule`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code, reason = "parsed for validation; the policy service evaluates them")]
-struct Rule {
-    name: String,
-    #[serde(default)]
-    when: Conditions,
-    action: Action,
-    #[serde(default)]
-    reason: Option<String>,
-    #[serde(default)]
-    reroute_model: Option<String>,
-}
-
-/// `flowgate_policy::rules::RuleSet`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code, reason = "parsed for validation; the policy service evaluates them")]
-struct RuleSet {
-    name: String,
-    #[serde(default = "default_action")]
-    default: Action,
-    #[serde(default)]
-    rules: Vec<Rule>,
-}
-
-fn default_action() -> Action {
-    Action::Allow
-}
-
-fn invalid(field: String, message: impl Into<String>) -> ApiError {
-    ApiError::field(format!("document.{field}"), message)
-}
-
-impl RuleSet {
-    /// `RuleSet::validate`'s checks, with the field at fault named.
-    fn validate(&self) -> Result<(), ApiError> {
-        if self.name.trim().is_empty() {
-            return Err(invalid("name".to_owned(), "must not be empty"));
-        }
-        for (index, rule) in self.rules.iter().enumerate() {
-            if rule.name.trim().is_empty() {
-                return Err(invalid(format!("rules[{index}].name"), "must not be empty"));
-            }
-            if self.rules[..index].iter().any(|r| r.name == rule.name) {
-                return Err(invalid(format!("rules[{index}].name"), format!("`{}` is used twice", rule.name)));
-            }
-            if rule.action == Action::Reroute && rule.reroute_model.as_deref().is_none_or(str::is_empty) {
-                return Err(invalid(
-                    format!("rules[{index}].reroute_model"),
-                    format!("is required: rule `{}` has action reroute", rule.name),
-                ));
-            }
-            let when = &rule.when;
-            if when.min_score.is_some_and(|s| !(0.0..=1.0).contains(&s)) {
-                return Err(invalid(format!("rules[{index}].when.min_score"), "must be between 0 and 1"));
-            }
-            if (when.min_score.is_some() || when.min_count.is_some()) && !when.has_finding_condition() {
-                return Err(invalid(
-                    format!("rules[{index}].when"),
-                    "min_score/min_count need `finding`, `any_finding` or `min_scores`",
-                ));
-            }
-            if when.finding.is_some() && when.any_finding.is_some() {
-                return Err(invalid(format!("rules[{index}].when"), "use `finding` or `any_finding`, not both"));
-            }
-            if when
-                .any_finding
-                .as_ref()
-                .is_some_and(|kinds| kinds.is_empty() || kinds.iter().any(|k| k.trim().is_empty()))
-            {
-                return Err(invalid(format!("rules[{index}].when.any_finding"), "must list finding kinds"));
-            }
-            if let Some(floors) = &when.min_scores {
-                if floors.is_empty() {
-                    return Err(invalid(format!("rules[{index}].when.min_scores"), "must not be empty"));
-                }
-                if let Some((kind, _)) = floors.iter().find(|(_, s)| !(0.0..=1.0).contains(*s)) {
-                    return Err(invalid(format!("rules[{index}].when.min_scores.{kind}"), "must be between 0 and 1"));
-                }
-            }
-        }
-        Ok(())
-    }
-}
 
 /// Validates `document` as the rule set of policy `name`: a missing `name` inside it becomes the
 /// policy's; a different one is an error. Returns the JSON text to store.
@@ -163,16 +23,10 @@ pub(crate) fn validate_document(name: &str, document: Map<String, Value>) -> Res
         }
     }
     let value = Value::Object(document);
-    let set: RuleSet = serde_path_to_error::deserialize(&value).map_err(|error| {
-        let path = error.path().to_string();
-        let message = error.into_inner().to_string();
-        if path == "." || path.is_empty() {
-            ApiError::field("document", message)
-        } else {
-            ApiError::field(format!("document.{path}"), message)
-        }
+    flowgate_contracts::RuleSet::from_value(&value).map_err(|error| {
+        let field = if error.field.is_empty() { "document".to_owned() } else { format!("document.{}", error.field) };
+        ApiError::field(field, error.message)
     })?;
-    set.validate()?;
     Ok(value.to_string())
 }
 

@@ -1,5 +1,6 @@
 //! The management HTTP routes: one table that both registers the handlers and lists the routes
-//! the OpenAPI document must describe (checked by a test).
+//! the OpenAPI document must describe (checked by a test). A leaf: it maps paths to handlers and
+//! nothing imports from it but `lib.rs`.
 
 use std::sync::Arc;
 
@@ -7,30 +8,10 @@ use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{MethodFilter, get, on};
-use flowgate_common::keys::KeyHasher;
-use flowgate_common::metrics::Metrics;
-use flowgate_common::secretbox::SealKey;
-use flowgate_db::{Database, SharedState};
 use secrecy::SecretString;
 
-use crate::health::HealthTargets;
+use crate::state::AppState;
 use crate::{analytics, audit, guardrails, health, keys, policies, tenants};
-
-/// What the handlers share.
-#[derive(Debug, Clone)]
-pub(crate) struct AppState {
-    pub(crate) database: Database,
-    pub(crate) shared: SharedState,
-    pub(crate) hasher: KeyHasher,
-    /// Seals HTTP guardrail bearer tokens.
-    pub(crate) seal_key: Arc<SealKey>,
-    /// For the health checks of the other services.
-    pub(crate) http: reqwest::Client,
-    /// Where the other services answer.
-    pub(crate) targets: Arc<HealthTargets>,
-    /// The process registry (cache counters).
-    pub(crate) metrics: Metrics,
-}
 
 /// Declares the admin routes once: `ADMIN_ROUTES` (method, path) and `admin_router`.
 macro_rules! admin_routes {
@@ -45,20 +26,20 @@ macro_rules! admin_routes {
 }
 
 admin_routes! {
-    POST "/api/enterprise/tenants" => tenants::create,
-    GET "/api/enterprise/tenants" => tenants::list,
-    GET "/api/enterprise/tenants/{id}" => tenants::get,
-    PATCH "/api/enterprise/tenants/{id}" => tenants::patch,
-    POST "/api/enterprise/vkeys" => keys::create,
-    GET "/api/enterprise/vkeys" => keys::list,
-    GET "/api/enterprise/vkeys/{id}" => keys::get,
-    PATCH "/api/enterprise/vkeys/{id}" => keys::patch,
-    DELETE "/api/enterprise/vkeys/{id}" => keys::delete,
-    POST "/api/enterprise/vkeys/{id}/revoke" => keys::revoke,
-    POST "/api/enterprise/vkeys/{id}/rotate" => keys::rotate,
-    GET "/api/enterprise/vkeys/{id}/budget" => keys::budget,
-    GET "/api/audit" => audit::list,
-    GET "/api/audit/export" => audit::export,
+    POST "/api/enterprise/tenants" => tenants::handlers::create,
+    GET "/api/enterprise/tenants" => tenants::handlers::list,
+    GET "/api/enterprise/tenants/{id}" => tenants::handlers::get,
+    PATCH "/api/enterprise/tenants/{id}" => tenants::handlers::patch,
+    POST "/api/enterprise/vkeys" => keys::handlers::create,
+    GET "/api/enterprise/vkeys" => keys::handlers::list,
+    GET "/api/enterprise/vkeys/{id}" => keys::handlers::get,
+    PATCH "/api/enterprise/vkeys/{id}" => keys::handlers::patch,
+    DELETE "/api/enterprise/vkeys/{id}" => keys::handlers::delete,
+    POST "/api/enterprise/vkeys/{id}/revoke" => keys::handlers::revoke,
+    POST "/api/enterprise/vkeys/{id}/rotate" => keys::handlers::rotate,
+    GET "/api/enterprise/vkeys/{id}/budget" => keys::handlers::budget,
+    GET "/api/audit" => audit::handlers::list,
+    GET "/api/audit/export" => audit::handlers::export,
     GET "/api/analytics/spend" => analytics::spend,
     GET "/api/providers/perf" => analytics::perf,
     GET "/api/health/comprehensive" => health::comprehensive,
@@ -106,26 +87,6 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
         &format!("{method} is not allowed on {}", uri.path()),
     )
 }
-
-/// Publishes `key_id` (or `tenant:{id}` for every key of a tenant) on `keys:invalidate` so every
-/// proxy drops its cached copy. A failure is
-/// logged, not returned: the change is already committed, and proxies resync when Redis returns.
-pub(crate) async fn invalidate(state: &AppState, key_id: &str) {
-    if let Err(error) = state.shared.publish(KEYS_INVALIDATE, key_id).await {
-        tracing::warn!(%error, key_id, "cannot publish the key invalidation; proxies will see the change when their cache entry expires");
-    }
-}
-
-/// Publishes `name` on `channel` (`guardrails:changed`, `policies:changed`) after a committed
-/// change. A failure is logged, not returned, like [`invalidate`].
-pub(crate) async fn publish(state: &AppState, channel: &'static str, name: &str) {
-    if let Err(error) = state.shared.publish(channel, name).await {
-        tracing::warn!(%error, channel, name, "cannot publish the change; subscribers see it when they next reload");
-    }
-}
-
-/// Channel on which key ids are published when a key changes.
-pub const KEYS_INVALIDATE: &str = "keys:invalidate";
 
 #[cfg(test)]
 mod tests {

@@ -17,36 +17,6 @@ pub use database::{Backend, Database, Error};
 pub use shared::{Adjustment, Claim, ClaimKind, ClaimOutcome, Notification, SharedError, SharedState};
 pub use sqlx;
 
-/// Columns of `audit_records`, in table order: what the proxy writes and the api-server reads.
-/// `prompt` and `response` are only filled for tenants that store (redacted) prompts.
-pub const AUDIT_COLUMNS: [&str; 25] = [
-    "request_id",
-    "ts",
-    "tenant_id",
-    "key_id",
-    "client_ip",
-    "route",
-    "model_requested",
-    "model_used",
-    "deployment",
-    "provider",
-    "status",
-    "error_code",
-    "latency_ms",
-    "upstream_latency_ms",
-    "ttft_ms",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost_nanos",
-    "cache_hit",
-    "stream",
-    "retries",
-    "fallbacks",
-    "guardrail_actions",
-    "prompt",
-    "response",
-];
-
 /// Unix time in milliseconds, the timestamp format of every table.
 pub fn now_millis() -> i64 {
     let now = time::OffsetDateTime::now_utc();

@@ -9,7 +9,7 @@
 //! database: it reads an immutable snapshot and takes microseconds.
 //!
 //! An empty `policy_id` means `default`: the stored policy named `default` if there is one, else
-//! the built-in default ([`RuleSet::builtin_default`]). An unknown name is `NOT_FOUND` (gRPC) or
+//! the built-in default ([`rules::builtin_default`]). An unknown name is `NOT_FOUND` (gRPC) or
 //! 404 (HTTP). A stored document that fails validation is logged and ignored; the last good
 //! version stays in use.
 //!
@@ -36,6 +36,8 @@ use flowgate_common::Settings;
 use flowgate_common::auth::json_error;
 use flowgate_common::metrics::Metrics;
 use flowgate_common::server::{BaseState, ServiceHost, grpc_routes};
+use flowgate_contracts::GuardrailStage;
+use flowgate_contracts::channels::POLICIES_CHANGED;
 use flowgate_db::sqlx::{self, Row};
 use flowgate_db::{Database, Notification, SharedState};
 use flowgate_proto::policy::policy_service_server::{PolicyService, PolicyServiceServer};
@@ -45,13 +47,10 @@ use serde::Deserialize;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::rules::{Action, Context, FindingSummary, RuleSet};
+use crate::rules::{Action, Context, Evaluate, FindingSummary, RuleSet};
 
 /// Service name used in logs, metrics and the `x-flowgate-service` header.
 pub const SERVICE: &str = "policy";
-
-/// Channel on which the api-server publishes the name of a policy it created, changed or deleted.
-pub const POLICIES_CHANGED: &str = "policies:changed";
 
 /// How often every rule set is reloaded, whatever the notifications.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
@@ -121,7 +120,7 @@ impl Default for Evaluator {
     /// Only the built-in default; no database.
     fn default() -> Self {
         Self {
-            builtin: Arc::new(LoadedPolicy { set: Arc::new(RuleSet::builtin_default()), version: 0 }),
+            builtin: Arc::new(LoadedPolicy { set: Arc::new(rules::builtin_default()), version: 0 }),
             policies: Arc::new(ArcSwap::from_pointee(HashMap::new())),
             loader: None,
         }
@@ -140,16 +139,9 @@ fn to_pb(action: Action) -> pb::Decision {
 
 /// Parses a stored document. A document without `name` gets the row's.
 fn parse_document(name: &str, document: &str) -> Result<RuleSet, rules::ValidationError> {
-    let mut value: serde_json::Value =
-        serde_json::from_str(document).map_err(|e| rules::ValidationError(e.to_string()))?;
-    if let Some(object) = value.as_object_mut()
-        && !object.contains_key("name")
-    {
-        object.insert("name".to_owned(), serde_json::Value::String(name.to_owned()));
-    }
-    let set: RuleSet = serde_json::from_value(value).map_err(|e| rules::ValidationError(e.to_string()))?;
-    set.validate()?;
-    Ok(set)
+    let value: serde_json::Value = serde_json::from_str(document)
+        .map_err(|e| rules::ValidationError { field: String::new(), message: e.to_string() })?;
+    RuleSet::from_document(name, value)
 }
 
 impl Evaluator {
@@ -346,7 +338,7 @@ struct EvaluateBody {
 }
 
 fn pre_call() -> String {
-    "pre_call".to_owned()
+    GuardrailStage::PreCall.as_str().to_owned()
 }
 
 async fn evaluate_http(
@@ -361,11 +353,8 @@ async fn evaluate_http(
         (Some(_), Some(_)) => {
             return json_error(StatusCode::BAD_REQUEST, "invalid_request", "send `policy_id` or `policy`, not both");
         }
-        (Some(document), None) => match serde_json::from_value::<RuleSet>(document) {
-            Ok(set) => match set.validate() {
-                Ok(()) => Arc::new(LoadedPolicy { set: Arc::new(set), version: 0 }),
-                Err(error) => return json_error(StatusCode::BAD_REQUEST, "invalid_policy", &error.to_string()),
-            },
+        (Some(document), None) => match RuleSet::from_value(&document) {
+            Ok(set) => Arc::new(LoadedPolicy { set: Arc::new(set), version: 0 }),
             Err(error) => return json_error(StatusCode::BAD_REQUEST, "invalid_policy", &error.to_string()),
         },
         (None, id) => match evaluator.rule_set(id.as_deref().unwrap_or_default()) {

@@ -25,7 +25,7 @@ use std::time::Duration;
 use flowgate_db::{Database, sqlx};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 /// Records queued in memory before overflow.
@@ -36,62 +36,10 @@ const OVERFLOW_SPILL: usize = 10_000;
 /// Time between batches: the longest a record waits in memory.
 const BATCH_WAIT: Duration = Duration::from_millis(200);
 
-/// One request, as the audit trail keeps it. Field names are the column names.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub(crate) struct AuditRecord {
-    /// Request id (UUIDv7), also returned to the client as `x-request-id`.
-    pub request_id: String,
-    /// Start time, unix milliseconds.
-    pub ts: i64,
-    /// Tenant of the key, when the key was resolved.
-    pub tenant_id: Option<String>,
-    /// Key id (never the key).
-    pub key_id: Option<String>,
-    /// Client address (after trusted-proxy resolution).
-    pub client_ip: Option<String>,
-    /// Route asked, e.g. `/v1/chat/completions`.
-    pub route: String,
-    /// Model name asked.
-    pub model_requested: Option<String>,
-    /// Model name that answered (differs after a fallback).
-    pub model_used: Option<String>,
-    /// Deployment id that answered.
-    pub deployment: Option<String>,
-    /// Provider that answered.
-    pub provider: Option<String>,
-    /// HTTP status returned.
-    pub status: i64,
-    /// Error code returned, if any (`model_not_found`, `budget_exceeded`, ...).
-    pub error_code: Option<String>,
-    /// Total time until the response ended (streams: until the last byte).
-    pub latency_ms: f64,
-    /// Time to the upstream's response head.
-    pub upstream_latency_ms: Option<f64>,
-    /// Time to the first streamed byte.
-    pub ttft_ms: Option<f64>,
-    /// Prompt tokens.
-    pub prompt_tokens: i64,
-    /// Completion tokens.
-    pub completion_tokens: i64,
-    /// Cost in nano-dollars.
-    pub cost_nanos: i64,
-    /// Served from cache.
-    pub cache_hit: bool,
-    /// Streamed.
-    pub stream: bool,
-    /// Attempts beyond the first.
-    pub retries: i64,
-    /// Model names tried and failed before the answer, JSON array.
-    pub fallbacks: Vec<String>,
-    /// Guardrail actions: `[{"guardrail","action","findings":{kind: count}}]` (never the text).
-    pub guardrail_actions: Vec<serde_json::Value>,
-    /// The prompt, redacted; only for tenants that store prompts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prompt: Option<String>,
-    /// The answer, redacted; only for tenants that store prompts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub response: Option<String>,
-}
+// One request, as the audit trail keeps it: the record type and its columns are shared with
+// the api-server, which reads them back.
+use flowgate_contracts::audit::AUDIT_COLUMNS;
+pub(crate) use flowgate_contracts::audit::AuditRecord;
 
 enum Message {
     Record(Box<AuditRecord>),
@@ -350,8 +298,8 @@ const ROWS_PER_STATEMENT: usize = 256;
 /// parameter by scanning the statement's parameter names, which makes binding a large statement
 /// quadratic; anonymous ones bind by position.
 fn insert_sql(backend: flowgate_db::Backend, rows: usize) -> String {
-    let width = flowgate_db::AUDIT_COLUMNS.len();
-    let mut sql = format!("INSERT INTO audit_records ({}) VALUES ", flowgate_db::AUDIT_COLUMNS.join(", "));
+    let width = AUDIT_COLUMNS.len();
+    let mut sql = format!("INSERT INTO audit_records ({}) VALUES ", AUDIT_COLUMNS.join(", "));
     let mut number = 0;
     for row in 0..rows {
         if row > 0 {

@@ -5,6 +5,10 @@
 //! in `all` mode) and concurrent misses for one key share a single lookup. Revocations, rotations
 //! and edits arrive on the `keys:invalidate` channel and evict the key at once; after a lost Redis
 //! subscription the whole cache is dropped.
+//!
+//! The key's guardrail policy arrives typed; it is resolved over the tenant's defaults once, when
+//! the key is, and kept with it. A policy the api-server could not read is kept as that error:
+//! the key's requests are then refused (`guardrail_unavailable`), never let through unguarded.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -13,14 +17,13 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use flowgate_common::keys::{self, KeyHasher};
 use flowgate_common::settings::parse_cidr;
+use flowgate_contracts::channels::KEYS_INVALIDATE;
+use flowgate_contracts::{GuardrailPolicy, PolicyError};
 use flowgate_db::{Notification, SharedState};
 use flowgate_proto::keys::{ResolveKeyRequest, VirtualKey};
 
 use crate::error::ProxyError;
 use crate::peers::KeysPeer;
-
-/// Channel on which the api-server announces changed keys (payload: key id).
-pub(crate) const INVALIDATE_CHANNEL: &str = "keys:invalidate";
 
 /// How long a resolved key is trusted without hearing about it.
 const CACHE_TTL: Duration = Duration::from_secs(60);
@@ -32,9 +35,30 @@ pub(crate) struct KeyInfo {
     pub key: VirtualKey,
     /// `ip_allowlist`, parsed.
     pub allowlist: Vec<(IpAddr, u8)>,
+    /// The key's guardrail policy over its tenant's defaults, or why it cannot be read.
+    guardrails: Result<GuardrailPolicy, PolicyError>,
 }
 
 impl KeyInfo {
+    /// A key as the api-server returned it, with its allowlist parsed and its guardrail policy
+    /// resolved (once, here, not per request).
+    pub(crate) fn new(key: VirtualKey) -> Self {
+        let allowlist = key.ip_allowlist.iter().filter_map(|c| parse_cidr(c).ok()).collect();
+        let guardrails = GuardrailPolicy::from_key_guardrails(key.guardrails.as_ref());
+        Self { key, allowlist, guardrails }
+    }
+
+    /// The guardrail policy the key's requests run under. When it cannot be read the request
+    /// stops here (fail closed), with a warning naming the key id.
+    pub(crate) fn guardrail_policy(&self) -> Result<&GuardrailPolicy, ProxyError> {
+        self.guardrails.as_ref().map_err(|error| {
+            tracing::warn!(key_id = %self.key.id, %error, "refusing a request: the key's guardrail policy cannot be read");
+            ProxyError::GuardrailUnavailable {
+                message: "the guardrail policy of this key cannot be read; the request was not forwarded".to_owned(),
+            }
+        })
+    }
+
     /// Whether `model` may be used with this key.
     pub(crate) fn allows_model(&self, model: &str) -> bool {
         self.key.allowed_models.is_empty() || self.key.allowed_models.iter().any(|m| m == model)
@@ -89,7 +113,7 @@ impl Authenticator {
             .support_invalidation_closures()
             .build();
         let this = Self { hasher, peer, cache };
-        let mut notifications = shared.subscribe(INVALIDATE_CHANNEL);
+        let mut notifications = shared.subscribe(KEYS_INVALIDATE);
         let cache = this.cache.clone();
         tokio::spawn(async move {
             loop {
@@ -134,10 +158,7 @@ impl Authenticator {
             .cache
             .try_get_with(hash, async move {
                 let response = peer.resolve(ResolveKeyRequest { key_hash: lookup_hash }).await?;
-                Ok::<_, tonic::Status>(response.key.map(|key| {
-                    let allowlist = key.ip_allowlist.iter().filter_map(|c| parse_cidr(c).ok()).collect();
-                    Arc::new(KeyInfo { key, allowlist })
-                }))
+                Ok::<_, tonic::Status>(response.key.map(|key| Arc::new(KeyInfo::new(key))))
             })
             .await
             .map_err(|status| {
@@ -190,6 +211,28 @@ mod tests {
         assert!(cidr_contains(ip("2001:db8::"), 32, ip("2001:db8:1::5")));
         assert!(!cidr_contains(ip("2001:db8::"), 32, ip("2001:db9::5")));
         assert!(cidr_contains(ip("0.0.0.0"), 0, ip("8.8.8.8")));
+    }
+
+    #[test]
+    fn the_guardrail_policy_is_resolved_once_and_an_unreadable_one_fails_closed() {
+        use flowgate_contracts::guardrails::key_guardrails;
+
+        let key = |guardrails| VirtualKey { id: "key-1".into(), guardrails, ..VirtualKey::default() };
+        let good = KeyInfo::new(key(Some(key_guardrails(
+            r#"{"optional_guardrails":["pii-redact"]}"#,
+            r#"{"mandatory_guardrails":["secrets-detect"],"policy_id":"strict"}"#,
+        ))));
+        let policy = good.guardrail_policy().unwrap();
+        assert_eq!(policy.mandatory_guardrails, ["secrets-detect"]);
+        assert_eq!(policy.optional_guardrails, ["pii-redact"]);
+        assert_eq!(policy.policy_id.as_deref(), Some("strict"));
+
+        let unreadable = KeyInfo::new(key(Some(key_guardrails(r#"{"mandatory_guardrails": 7}"#, "{}"))));
+        let error = unreadable.guardrail_policy().unwrap_err();
+        assert!(matches!(error, ProxyError::GuardrailUnavailable { .. }), "{error:?}");
+        assert_eq!(error.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        let missing = KeyInfo::new(key(None));
+        assert!(matches!(missing.guardrail_policy(), Err(ProxyError::GuardrailUnavailable { .. })));
     }
 
     #[test]

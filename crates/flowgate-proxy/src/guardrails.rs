@@ -19,16 +19,15 @@ use flowgate_db::{Database, Notification, SharedState};
 use flowgate_proto::compliance::{Finding, ScanRequest};
 use flowgate_proto::policy::{Decision, EvaluateRequest, FindingSummary};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::ProxyError;
 use crate::peers::{CompliancePeer, PolicyPeer};
 
-/// Channel on which the api-server announces catalog changes.
-pub(crate) const CHANGED_CHANNEL: &str = "guardrails:changed";
-/// Kinds of personal data `pii-redact` handles by default.
-const DEFAULT_PII: [&str; 6] = ["email", "phone", "payment_card", "iban", "ssn", "ip_address"];
+// The channel on which the api-server announces catalog changes, and the kinds of personal
+// data `pii-redact` handles by default: shared facts, defined in `flowgate-contracts`.
+use flowgate_contracts::channels::GUARDRAILS_CHANGED as CHANGED_CHANNEL;
+use flowgate_contracts::guardrails::PII_ENTITIES as DEFAULT_PII;
 
 /// One catalog entry, as the proxy uses it.
 #[derive(Debug, Clone)]
@@ -165,39 +164,9 @@ impl Catalog {
     }
 }
 
-/// A key's (or tenant's) guardrail policy, as stored in `guardrail_policy`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct GuardrailPolicy {
-    /// Always applied.
-    pub mandatory_guardrails: Vec<String>,
-    /// Applied when the client asks (`guardrails: [...]` or `x-flowgate-guardrails`).
-    pub optional_guardrails: Vec<String>,
-    /// Never applied, hidden, rejected if asked.
-    pub forbidden_guardrails: Vec<String>,
-    /// Shallow-merged over the catalog's `runtime_config`, by guardrail name.
-    pub guardrail_config_overrides: BTreeMap<String, Value>,
-    /// Rule set the policy service evaluates on findings (by name).
-    pub policy_id: Option<String>,
-}
-
-impl GuardrailPolicy {
-    /// The key's policy over its tenant's defaults: each field the key sets wins.
-    pub(crate) fn resolve(key_json: &str, tenant_json: &str) -> Self {
-        let key: Self = serde_json::from_str(key_json).unwrap_or_default();
-        let tenant: Self = serde_json::from_str(tenant_json).unwrap_or_default();
-        let pick = |own: Vec<String>, inherited: Vec<String>| if own.is_empty() { inherited } else { own };
-        let mut overrides = tenant.guardrail_config_overrides;
-        overrides.extend(key.guardrail_config_overrides);
-        Self {
-            mandatory_guardrails: pick(key.mandatory_guardrails, tenant.mandatory_guardrails),
-            optional_guardrails: pick(key.optional_guardrails, tenant.optional_guardrails),
-            forbidden_guardrails: pick(key.forbidden_guardrails, tenant.forbidden_guardrails),
-            guardrail_config_overrides: overrides,
-            policy_id: key.policy_id.or(tenant.policy_id),
-        }
-    }
-}
+/// A key's guardrail policy over its tenant's defaults, resolved once when the key is (see
+/// `auth::KeyInfo::guardrail_policy`).
+pub(crate) use flowgate_contracts::GuardrailPolicy;
 
 /// One guardrail applied to this request, with its effective configuration.
 #[derive(Debug, Clone)]

@@ -29,20 +29,6 @@ fn stream_text_holds_back_until_a_value_is_whole() {
 }
 
 #[test]
-fn key_policy_wins_over_tenant_defaults_field_by_field() {
-    let policy = GuardrailPolicy::resolve(
-        r#"{"mandatory_guardrails":["pii-redact"],"guardrail_config_overrides":{"pii-redact":{"restore_output":false}}}"#,
-        r#"{"mandatory_guardrails":["secrets-detect"],"forbidden_guardrails":["blocked-terms"],"policy_id":"strict"}"#,
-    );
-    assert_eq!(policy.mandatory_guardrails, vec!["pii-redact"]);
-    assert_eq!(policy.forbidden_guardrails, vec!["blocked-terms"]);
-    assert_eq!(policy.policy_id.as_deref(), Some("strict"));
-    assert_eq!(policy.guardrail_config_overrides["pii-redact"]["restore_output"], false);
-    let empty = GuardrailPolicy::resolve("not json", "");
-    assert!(empty.mandatory_guardrails.is_empty());
-}
-
-#[test]
 fn split_findings_maps_offsets_back_to_segments() {
     let segments = vec!["ab x@y.io".to_owned(), "z@w.io".to_owned()];
     let pointers = vec!["/a".to_owned(), "/b".to_owned()];

@@ -45,7 +45,7 @@ fn key(set: impl FnOnce(&mut VirtualKey)) -> KeyInfo {
         ..VirtualKey::default()
     };
     set(&mut key);
-    KeyInfo { key, allowlist: Vec::new() }
+    KeyInfo::new(key)
 }
 
 /// Minute windows are aligned to the clock: start a test that fills one early enough in a minute

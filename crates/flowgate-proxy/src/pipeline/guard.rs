@@ -13,9 +13,10 @@ use crate::guardrails::{self, Context as GuardContext, GuardrailPolicy, Plan};
 use crate::routing::RoutingTable;
 use crate::state::ProxyState;
 
-/// The key's guardrail policy over its tenant's defaults.
-pub(crate) fn policy_of(key: &KeyInfo) -> Result<GuardrailPolicy, ProxyError> {
-    Ok(GuardrailPolicy::resolve(&key.key.guardrail_policy_json, &key.key.tenant_guardrail_defaults_json))
+/// The key's guardrail policy over its tenant's defaults (resolved when the key was); one that
+/// cannot be read stops the request (`guardrail_unavailable`).
+pub(crate) fn policy_of(key: &KeyInfo) -> Result<&GuardrailPolicy, ProxyError> {
+    key.guardrail_policy()
 }
 
 /// Who is asking, for guardrail calls.
@@ -31,9 +32,8 @@ pub(crate) async fn pre_call(
     request: &mut Parsed,
     table: &RoutingTable,
 ) -> Result<Option<Plan>, ProxyError> {
-    let policy = policy_of(&cx.key)?;
     let asked = guardrails::requested(&request.body, headers)?;
-    let mut plan = guardrails::plan(state.catalog(), &policy, &asked)?;
+    let mut plan = guardrails::plan(state.catalog(), policy_of(&cx.key)?, &asked)?;
     if plan.is_empty() {
         return Ok(None);
     }

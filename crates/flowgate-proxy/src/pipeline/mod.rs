@@ -183,7 +183,7 @@ pub(crate) async fn list_guardrails(
     let result = async {
         let key = authenticate::authenticated(&state, &headers, peer).await?;
         let policy = guard::policy_of(&key)?;
-        Ok::<_, ProxyError>(state.catalog().visible(&policy))
+        Ok::<_, ProxyError>(state.catalog().visible(policy))
     }
     .await;
     match result {

@@ -368,3 +368,46 @@ async fn policy_rules_deny_reroute_and_flag_as_written() {
     assert_eq!(flagged.status(), 200);
     assert_eq!(flagged.json::<Value>().await.unwrap()["choices"][0]["message"]["content"], "from the main model");
 }
+
+/// A stored policy the proxy cannot read stops the key's requests (503 `guardrail_unavailable`,
+/// logged with the key id), instead of letting them through unguarded as an empty policy would.
+#[tokio::test]
+async fn an_unreadable_stored_policy_fails_closed() {
+    use flowgate_db::sqlx::{self, Connection};
+
+    let gateway = spawn_app("model_list:\n  - {model_name: local, litellm_params: {model: mock/local}}\n").await;
+    let (id, key) = gateway.create_key(json!({"guardrail_policy": {"mandatory_guardrails": ["pii-redact"]}})).await;
+    let (_, plain) = gateway.create_key(json!({})).await;
+    // The api-server rejects such a document on write; an older version (or a hand edit) may have
+    // stored one anyway. Written before the proxy has seen the key, so no cached copy hides it.
+    let url = format!("sqlite://{}", gateway.data_dir().join("flowgate.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("UPDATE virtual_keys SET guardrail_policy = $1 WHERE id = $2")
+        .bind(r#"{"mandatory_guardrails": "pii-redact"}"#)
+        .bind(&id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    let response = gateway.post("/v1/chat/completions", &key, &ask("local", &format!("mail {EMAIL}"))).await;
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "guardrail_unavailable", "{body}");
+    let anthropic = json!({"model": "local", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]});
+    let response = gateway.post("/anthropic/v1/messages", &key, &anthropic).await;
+    assert_eq!(response.status(), 503);
+    let listed =
+        http_client().get(format!("{}/v1/guardrails", gateway.proxy())).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(listed.status(), 503, "the key's guardrails cannot be listed either");
+
+    let ok = gateway.post("/v1/chat/completions", &plain, &ask("local", "hello")).await;
+    assert_eq!(ok.status(), 200, "other keys are not affected");
+
+    let logs = gateway.log_text();
+    assert!(
+        logs.lines().any(|line| line.contains("guardrail policy cannot be read") && line.contains(&id)),
+        "the refusal is logged with the key id"
+    );
+    assert!(!logs.contains(&key), "the key itself is never logged");
+}

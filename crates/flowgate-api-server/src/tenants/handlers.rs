@@ -1,15 +1,16 @@
 //! `/api/enterprise/tenants`: tenants own keys and may carry a budget of their own. Thin handlers
-//! over [`crate::store`].
+//! over [`super::store`].
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
+use super::model::{CreateTenant, PatchTenant, TenantView};
+use super::store;
 use crate::error::{ApiError, is_unique_violation};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::model::{CreateTenant, Cursor, Page, PageQuery, PatchTenant, TenantView, page_size};
-use crate::routes::AppState;
-use crate::store;
+use crate::fields::{Cursor, Page, PageQuery, page_size};
+use crate::state::AppState;
 
 fn not_found(id: &str) -> ApiError {
     ApiError::NotFound { kind: "tenant", id: id.to_owned() }
@@ -74,6 +75,6 @@ pub(crate) async fn patch(
         .ok_or_else(|| not_found(&id))?;
     tracing::info!(tenant_id = %id, "tenant updated");
     // Proxies cache the tenant's budget with each of its keys.
-    crate::routes::invalidate(&state, &format!("tenant:{id}")).await;
+    crate::events::invalidate(&state, &format!("tenant:{id}")).await;
     Ok(Json(row.into()))
 }

@@ -1,4 +1,4 @@
-//! `/api/enterprise/vkeys`: virtual keys. Thin handlers over [`crate::store`].
+//! `/api/enterprise/vkeys`: virtual keys. Thin handlers over [`super::store`].
 //!
 //! The plaintext key exists only in the responses to create and rotate; the database holds its
 //! keyed hash. Every change that affects how the proxy treats a key (patch, revoke, rotate,
@@ -12,14 +12,16 @@ use flowgate_common::keys::{self, KeyHasher};
 use flowgate_db::{Database, now_millis};
 use secrecy::ExposeSecret;
 
-use crate::error::{ApiError, is_unique_violation};
-use crate::extract::{ApiJson, ApiQuery, OptionalJson};
-use crate::model::{
-    BudgetView, CreateKey, Cursor, KeyFields, KeyView, KeyWithSecret, ListQuery, MAX_GRACE_SECS, Page, PatchKey,
-    RotateKey, page_size,
+use super::model::{
+    BudgetView, CreateKey, KeyFields, KeyView, KeyWithSecret, ListQuery, MAX_GRACE_SECS, PatchKey, RotateKey,
 };
-use crate::routes::{AppState, invalidate};
-use crate::store::{self, Rotated};
+use super::store::{self, Rotated};
+use crate::error::{ApiError, is_unique_violation};
+use crate::events::invalidate;
+use crate::extract::{ApiJson, ApiQuery, OptionalJson};
+use crate::fields::{Cursor, Page, page_size};
+use crate::state::AppState;
+use crate::tenants::store as tenants;
 
 const KIND: &str = "virtual key";
 
@@ -50,11 +52,11 @@ async fn insert_new_key(
 /// The tenant a new key goes to: the one named, which must exist, or `default`.
 async fn tenant_for(database: &Database, tenant_id: Option<&str>) -> Result<String, ApiError> {
     match tenant_id.map(str::trim) {
-        Some(id) => match store::get_tenant(database, id).await? {
+        Some(id) => match tenants::get_tenant(database, id).await? {
             Some(tenant) => Ok(tenant.id),
             None => Err(ApiError::field("tenant_id", format!("no tenant has id `{id}`"))),
         },
-        None => Ok(store::default_tenant(database).await?.id),
+        None => Ok(tenants::default_tenant(database).await?.id),
     }
 }
 
@@ -109,7 +111,7 @@ pub(crate) async fn patch(
     let mut changes = request.changes()?;
     if let Some(tenant) = request.new_tenant()? {
         let tenant = tenant_for(&state.database, Some(&tenant)).await?;
-        changes.push(crate::model::Change::Text("tenant_id", tenant));
+        changes.push(crate::fields::Change::Text("tenant_id", tenant));
     }
     let row = store::update_key(&state.database, &id, changes).await?.ok_or_else(|| not_found(&id))?;
     invalidate(&state, &id).await;
@@ -207,7 +209,7 @@ pub async fn bootstrap(database: &Database, hasher: &KeyHasher) -> Result<Bootst
     if existing > 0 {
         return Ok(Bootstrap::AlreadyInitialised { keys: existing });
     }
-    let tenant = store::default_tenant(database).await?;
+    let tenant = tenants::default_tenant(database).await?;
     let key = insert_new_key(database, hasher, &tenant.id, &KeyFields::named("first key (flowgate init)")).await?;
     tracing::info!(key_id = key.id(), tenant_id = %tenant.id, "first virtual key created by flowgate init");
     Ok(Bootstrap::Created { tenant_id: tenant.id, key: Box::new(key) })

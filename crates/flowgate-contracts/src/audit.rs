@@ -1,0 +1,113 @@
+//! The audit record: one proxied request as the audit trail keeps it, and the one list of its
+//! columns. The proxy writes records (`audit_records` rows, and NDJSON lines in its spool); the
+//! api-server reads the rows back into the same type.
+
+use serde::{Deserialize, Serialize};
+
+/// Columns of `audit_records`, in table order: what the proxy writes and the api-server reads.
+/// Each is a field of [`AuditRecord`] with the same name (checked by a test).
+/// `prompt` and `response` are only filled for tenants that store (redacted) prompts.
+pub const AUDIT_COLUMNS: [&str; 25] = [
+    "request_id",
+    "ts",
+    "tenant_id",
+    "key_id",
+    "client_ip",
+    "route",
+    "model_requested",
+    "model_used",
+    "deployment",
+    "provider",
+    "status",
+    "error_code",
+    "latency_ms",
+    "upstream_latency_ms",
+    "ttft_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_nanos",
+    "cache_hit",
+    "stream",
+    "retries",
+    "fallbacks",
+    "guardrail_actions",
+    "prompt",
+    "response",
+];
+
+/// One request, as the audit trail keeps it. Field names are the column names
+/// ([`AUDIT_COLUMNS`]); `fallbacks` and `guardrail_actions` are stored as JSON array text,
+/// booleans as 0/1.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AuditRecord {
+    /// Request id (UUIDv7), also returned to the client as `x-request-id`.
+    pub request_id: String,
+    /// Start time, unix milliseconds.
+    pub ts: i64,
+    /// Tenant of the key, when the key was resolved.
+    pub tenant_id: Option<String>,
+    /// Key id (never the key).
+    pub key_id: Option<String>,
+    /// Client address (after trusted-proxy resolution).
+    pub client_ip: Option<String>,
+    /// Route asked, e.g. `/v1/chat/completions`.
+    pub route: String,
+    /// Model name asked.
+    pub model_requested: Option<String>,
+    /// Model name that answered (differs after a fallback).
+    pub model_used: Option<String>,
+    /// Deployment id that answered.
+    pub deployment: Option<String>,
+    /// Provider that answered.
+    pub provider: Option<String>,
+    /// HTTP status returned.
+    pub status: i64,
+    /// Error code returned, if any (`model_not_found`, `budget_exceeded`, ...).
+    pub error_code: Option<String>,
+    /// Total time until the response ended (streams: until the last byte).
+    pub latency_ms: f64,
+    /// Time to the upstream's response head.
+    pub upstream_latency_ms: Option<f64>,
+    /// Time to the first streamed byte.
+    pub ttft_ms: Option<f64>,
+    /// Prompt tokens.
+    pub prompt_tokens: i64,
+    /// Completion tokens.
+    pub completion_tokens: i64,
+    /// Cost in nano-dollars.
+    pub cost_nanos: i64,
+    /// Served from cache.
+    pub cache_hit: bool,
+    /// Streamed.
+    pub stream: bool,
+    /// Attempts beyond the first.
+    pub retries: i64,
+    /// Model names tried and failed before the answer, JSON array.
+    pub fallbacks: Vec<String>,
+    /// Guardrail actions: `[{"guardrail","action","findings":{kind: count}}]` (never the text).
+    pub guardrail_actions: Vec<serde_json::Value>,
+    /// The prompt, redacted; only for tenants that store prompts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// The answer, redacted; only for tenants that store prompts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_column_is_a_field_and_every_field_a_column() {
+        let record =
+            AuditRecord { prompt: Some(String::new()), response: Some(String::new()), ..AuditRecord::default() };
+        let value = serde_json::to_value(record).unwrap();
+        let fields: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut columns = AUDIT_COLUMNS.to_vec();
+        columns.sort_unstable();
+        let mut fields = fields;
+        fields.sort_unstable();
+        assert_eq!(fields, columns);
+    }
+}

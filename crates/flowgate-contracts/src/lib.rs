@@ -1,0 +1,25 @@
+//! The facts shared by the services, written once: pub/sub channel names, guardrail kinds,
+//! stages and the per-key guardrail policy, the policy rule-set schema with its parse and
+//! validation, and the audit record with its column list.
+//!
+//! Service crates never depend on each other; when two of them must agree on a name, a shape or
+//! a check, it lives here and both use it. This crate holds data and its validation only: no I/O,
+//! no runtime, no database driver.
+//!
+//! # Layout
+//! - [`channels`]: the Redis pub/sub channels between the api-server and the other services.
+//! - [`guardrails`]: [`GuardrailKind`], [`GuardrailStage`], [`PII_ENTITIES`] and
+//!   [`GuardrailPolicy`] (parse, validation, key-over-tenant resolution, and its typed proto
+//!   form in `flowgate.keys.v1`).
+//! - [`rules`]: the policy rule-set schema ([`RuleSet`]) the api-server validates on write and
+//!   the policy service evaluates.
+//! - [`audit`]: [`AuditRecord`], one request in the audit trail, and [`AUDIT_COLUMNS`].
+
+pub mod audit;
+pub mod channels;
+pub mod guardrails;
+pub mod rules;
+
+pub use audit::{AUDIT_COLUMNS, AuditRecord};
+pub use guardrails::{GuardrailKind, GuardrailPolicy, GuardrailStage, PII_ENTITIES, PolicyError};
+pub use rules::{Action, Conditions, Rule, RuleSet, ValidationError};
