@@ -24,6 +24,7 @@ use flowgate_proto::keys::{ResolveKeyRequest, VirtualKey};
 
 use crate::error::ProxyError;
 use crate::peers::KeysPeer;
+use flowgate_common::tasks::Tasks;
 
 /// How long a resolved key is trusted without hearing about it.
 const CACHE_TTL: Duration = Duration::from_secs(60);
@@ -106,7 +107,7 @@ impl std::fmt::Debug for Authenticator {
 
 impl Authenticator {
     /// A cache over `peer`, invalidated through `shared`'s `keys:invalidate` channel.
-    pub(crate) fn new(hasher: KeyHasher, peer: KeysPeer, shared: &SharedState) -> Self {
+    pub(crate) fn new(hasher: KeyHasher, peer: KeysPeer, shared: &SharedState, tasks: &Tasks) -> Self {
         let cache = moka::future::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(CACHE_TTL)
@@ -115,7 +116,7 @@ impl Authenticator {
         let this = Self { hasher, peer, cache };
         let mut notifications = shared.subscribe(KEYS_INVALIDATE);
         let cache = this.cache.clone();
-        tokio::spawn(async move {
+        tasks.spawn("key-invalidation", async move {
             loop {
                 match notifications.recv().await {
                     Ok(Notification::Message(message)) => {

@@ -40,6 +40,7 @@ use axum::routing::{get, post};
 use flowgate_common::Settings;
 use flowgate_common::metrics::Metrics;
 use flowgate_common::server::{BaseState, ReadinessCheck, ServiceHost};
+use flowgate_common::tasks::Tasks;
 use flowgate_db::SharedState;
 use tokio_util::sync::CancellationToken;
 
@@ -138,12 +139,16 @@ impl Application {
         let health = HealthRegistry::default();
         let table = RoutingTable::build(settings, &health);
         let http = upstream::http_client().map_err(|e| InitError::HttpClient(e.to_string()))?;
+        // Background work (catalog reloads, key invalidation, the spend and audit writers, prompt
+        // redaction) runs under supervision; a writer that died makes `/readyz` fail.
+        let tasks = Tasks::default();
         let state = ProxyState::new(Parts {
+            tasks: tasks.clone(),
             table,
             health,
             upstream: Upstream { http: http.clone(), metrics: ProxyMetrics::register(&deps.metrics) },
-            auth: Authenticator::new(deps.hasher.clone(), deps.keys.clone(), &deps.shared),
-            catalog: crate::guardrails::Catalog::start(deps.database.clone(), &deps.shared, &deps.hasher),
+            auth: Authenticator::new(deps.hasher.clone(), deps.keys.clone(), &deps.shared, &tasks),
+            catalog: crate::guardrails::Catalog::start(deps.database.clone(), &deps.shared, &deps.hasher, &tasks),
             guard: crate::guardrails::Services {
                 compliance: deps.compliance.clone(),
                 policy: deps.policy.clone(),
@@ -155,12 +160,14 @@ impl Application {
                 settings.storage.data_dir.join("audit-spool"),
                 settings.audit.enabled,
                 &deps.metrics,
+                &tasks,
             ),
             limiter: crate::limits::Limiter::new(
                 deps.shared.clone(),
                 deps.database.clone(),
                 settings.limits.requests_per_hour,
                 &deps.metrics,
+                &tasks,
             ),
             cache: crate::cache::ResponseCache::new(&settings.cache, &deps.shared, &deps.metrics),
             limits: RequestLimits {
@@ -171,6 +178,7 @@ impl Application {
         });
         let checks: Vec<Arc<dyn ReadinessCheck>> = vec![
             Arc::new(deps.shared.clone()),
+            Arc::new(tasks),
             Arc::new(PeerCheck::new("api-server", &deps.keys)),
             Arc::new(PeerCheck::new("compliance", &deps.compliance)),
             Arc::new(PeerCheck::new("policy", &deps.policy)),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use flowgate_common::tasks::Tasks;
 
 use crate::audit::AuditSink;
 use crate::auth::Authenticator;
@@ -40,6 +41,7 @@ pub(crate) struct RequestLimits {
 /// The parts the state is built from.
 #[derive(Debug)]
 pub(crate) struct Parts {
+    pub(crate) tasks: Tasks,
     pub(crate) table: RoutingTable,
     pub(crate) health: HealthRegistry,
     pub(crate) upstream: Upstream,
@@ -54,6 +56,8 @@ pub(crate) struct Parts {
 
 #[derive(Debug)]
 struct Inner {
+    /// Background work under supervision.
+    tasks: Tasks,
     /// The routing table; swapped whole when deployments change.
     table: ArcSwap<RoutingTable>,
     /// Deployment health, kept across table swaps.
@@ -75,8 +79,9 @@ pub(crate) struct ProxyState(Arc<Inner>);
 impl ProxyState {
     /// The state made of `parts`.
     pub(crate) fn new(parts: Parts) -> Self {
-        let Parts { table, health, upstream, auth, catalog, guard, audit, limiter, cache, limits } = parts;
+        let Parts { tasks, table, health, upstream, auth, catalog, guard, audit, limiter, cache, limits } = parts;
         Self(Arc::new(Inner {
+            tasks,
             table: ArcSwap::from_pointee(table),
             health,
             upstream,
@@ -88,6 +93,11 @@ impl ProxyState {
             cache,
             limits,
         }))
+    }
+
+    /// Background work under supervision.
+    pub(crate) fn tasks(&self) -> &Tasks {
+        &self.0.tasks
     }
 
     /// The current routing table.

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use flowgate_common::tasks::Tasks;
 use flowgate_db::{Database, sqlx};
 
 use super::*;
@@ -17,7 +18,7 @@ async fn trail() -> Trail {
     let database = Database::connect(None, &dir, 2, Duration::from_secs(5)).await.unwrap();
     flowgate_db::migrate::run(&database).await.unwrap();
     let metrics = flowgate_common::metrics::Metrics::default();
-    let sink = AuditSink::start(database.clone(), dir.join("audit-spool"), true, &metrics);
+    let sink = AuditSink::start(database.clone(), dir.join("audit-spool"), true, &metrics, &Tasks::default());
     Trail { sink, database, dir }
 }
 

@@ -1,4 +1,8 @@
-use super::*;
+use flowgate_proto::compliance::Finding;
+
+use super::SEPARATOR;
+use super::stream::StreamText;
+use super::verdict::{self, redact, split_findings};
 
 fn finding(kind: &str, start: u32, end: u32) -> Finding {
     Finding { kind: kind.to_owned(), start, end, score: 0.99 }
@@ -13,7 +17,7 @@ fn placeholders_are_numbered_across_the_request_and_reused_for_equal_values() {
     let second = redact(b, &[&finding("email", 5, 11), &finding("email", 16, 22)], &mut restore);
     assert_eq!(first, "mail <EMAIL_1>");
     assert_eq!(second, "also <EMAIL_2> and <EMAIL_1>");
-    assert_eq!(super::restore("hi <EMAIL_2>, <EMAIL_1>", &restore), "hi b@y.io, a@x.io");
+    assert_eq!(verdict::restore("hi <EMAIL_2>, <EMAIL_1>", &restore), "hi b@y.io, a@x.io");
 }
 
 #[test]

@@ -32,8 +32,13 @@ async fn fixture(default_requests_per_hour: u32) -> Fixture {
     let dir = std::env::temp_dir().join(format!("flowgate-limits-{:x}", rand::random::<u64>()));
     let database = Database::connect(None, &dir, 2, Duration::from_secs(5)).await.unwrap();
     migrate::run(&database).await.unwrap();
-    let limiter =
-        Limiter::new(SharedState::local("test:"), database.clone(), default_requests_per_hour, &Metrics::new());
+    let limiter = Limiter::new(
+        SharedState::local("test:"),
+        database.clone(),
+        default_requests_per_hour,
+        &Metrics::new(),
+        &flowgate_common::tasks::Tasks::default(),
+    );
     Fixture { limiter, database, dir }
 }
 

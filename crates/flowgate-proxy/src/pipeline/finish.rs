@@ -100,7 +100,7 @@ impl Finish {
         match stored_prompt {
             // Redaction is a compliance scan: done on a task, the record written after it. The
             // guard moves into the task, so the record is written even if the task is cancelled.
-            Some(StoredPrompt { prompt, services, hold }) => drop(tokio::spawn(async move {
+            Some(StoredPrompt { prompt, services, hold }) => state.tasks().job("prompt-redaction", async move {
                 let tenant_id = audit.record().tenant_id.clone().unwrap_or_default();
                 let answer = summary.answer.unwrap_or_default();
                 if let Some((prompt, answer)) =
@@ -112,7 +112,7 @@ impl Finish {
                 }
                 audit.finish();
                 drop(hold);
-            })),
+            }),
             None => audit.finish(),
         }
     }

@@ -3,6 +3,7 @@
 //! decision, which may redact the body, reroute the model or block the request.
 
 use axum::http::HeaderMap;
+use flowgate_contracts::GuardrailStage;
 use serde_json::Value;
 
 use super::parse::Parsed;
@@ -58,5 +59,8 @@ pub(crate) async fn pre_call(
 /// Whether the answer must pass guardrails (post-call checks, or placeholders to restore).
 pub(crate) fn guards_answer(plan: &Plan) -> bool {
     plan.restore_output && !plan.restore.is_empty()
-        || plan.active.iter().any(|a| a.guardrail.supports("post_call") || a.guardrail.supports("during_call"))
+        || plan
+            .active
+            .iter()
+            .any(|a| a.guardrail.supports(GuardrailStage::PostCall) || a.guardrail.supports(GuardrailStage::DuringCall))
 }

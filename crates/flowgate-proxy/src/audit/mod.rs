@@ -38,6 +38,7 @@ const BATCH_WAIT: Duration = Duration::from_millis(200);
 
 // One request, as the audit trail keeps it: the record type and its columns are shared with
 // the api-server, which reads them back.
+use flowgate_common::tasks::Tasks;
 use flowgate_contracts::audit::AUDIT_COLUMNS;
 pub(crate) use flowgate_contracts::audit::AuditRecord;
 
@@ -79,6 +80,7 @@ impl AuditSink {
         spool_dir: PathBuf,
         enabled: bool,
         metrics: &flowgate_common::metrics::Metrics,
+        tasks: &Tasks,
     ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let depth = Gauge::default();
@@ -101,12 +103,15 @@ impl AuditSink {
             overflowed,
             spooled: spooled.clone(),
             spool_bytes,
-            spills: AtomicU64::new(u64::try_from(spill_files(&spool_dir).len()).unwrap_or(0)),
+            spills: AtomicU64::new({
+                promote_parts(&spool_dir);
+                u64::try_from(spill_files(&spool_dir).len()).unwrap_or(0)
+            }),
             spool_dir: spool_dir.clone(),
         });
         let writer =
             Writer { database, spool: Spool::new(&spool_dir), sink: inner.clone(), spool_gauge, written, spooled };
-        tokio::spawn(writer.run(rx));
+        tasks.spawn("audit-writer", writer.run(rx));
         Self(inner)
     }
 
@@ -143,20 +148,27 @@ impl AuditSink {
         static SEQUENCE: AtomicU64 = AtomicU64::new(0);
         let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
         let name = format!("overflow-{:015}-{sequence:06}.ndjson", flowgate_db::now_millis());
-        let spool = Spool::at(self.0.spool_dir.join(name));
+        // Written under a `.part` name and renamed when complete, so the writer never replays (and
+        // deletes) a file that is still being written.
+        let done = self.0.spool_dir.join(&name);
+        let spool = Spool::at(self.0.spool_dir.join(format!("{name}{PART}")));
         tracing::warn!(records = records.len(), "audit queue overloaded: moving held records to disk");
         let hold = self.hold();
         let inner = self.0.clone();
         let task = move || {
             let records: Vec<AuditRecord> = records.into();
             let count = records.len() as u64;
-            match spool.append(&records) {
-                Ok(_) => {
+            // Counted before it can be seen, so the writer looks for it until it has replayed it.
+            inner.spills.fetch_add(1, Ordering::AcqRel);
+            match spool.append(&records).and_then(|_| std::fs::rename(&spool.path, &done)) {
+                Ok(()) => {
                     inner.spooled.inc_by(count);
                     inner.depth.dec_by(i64::try_from(count).unwrap_or(0));
-                    inner.spills.fetch_add(1, Ordering::AcqRel);
                 }
                 Err(error) => {
+                    let _ =
+                        inner.spills.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));
+                    let _ = spool.clear();
                     tracing::error!(%error, "cannot write an audit overflow file; keeping the records in memory");
                     inner.overflow.lock().unwrap_or_else(PoisonError::into_inner).extend(records);
                 }
@@ -201,6 +213,22 @@ impl std::fmt::Debug for AuditHold {
 impl Drop for AuditHold {
     fn drop(&mut self) {
         self.0.holds.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Suffix of an overflow file being written.
+const PART: &str = ".part";
+
+/// Overflow files left half-written by a crash are kept: their complete lines are replayed.
+fn promote_parts(dir: &std::path::Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(PART))
+            && name.starts_with("overflow-")
+            && let Err(error) = std::fs::rename(&path, dir.join(name))
+        {
+            tracing::error!(%error, "cannot recover a half-written audit overflow file");
+        }
     }
 }
 
@@ -534,93 +562,4 @@ impl Writer {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn insert_sql_numbers_every_placeholder() {
-        let sql = insert_sql(flowgate_db::Backend::Postgres, 2);
-        assert!(sql.contains("($1, $2,"));
-        assert!(sql.contains("$50)"));
-        assert!(!sql.contains("$51"));
-        assert!(sql.ends_with("ON CONFLICT (request_id) DO NOTHING"));
-        let sql = insert_sql(flowgate_db::Backend::Sqlite, 2);
-        assert_eq!(sql.matches('?').count(), 50);
-        assert!(!sql.contains('$'));
-    }
-
-    #[test]
-    fn statements_cover_every_row_with_few_sizes() {
-        for rows in [0, 1, 2, 3, 255, 256, 257, 1000, 50_000] {
-            let sizes: Vec<usize> = statement_sizes(rows).collect();
-            assert_eq!(sizes.iter().sum::<usize>(), rows, "{rows}");
-            assert!(sizes.iter().all(|s| s.is_power_of_two() && *s <= ROWS_PER_STATEMENT), "{sizes:?}");
-            assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{sizes:?}");
-        }
-    }
-
-    #[test]
-    fn spool_round_trips_records_in_order() {
-        let dir = std::env::temp_dir().join(format!("flowgate-spool-{}", uuid_like()));
-        let spool = Spool::new(&dir);
-        let records: Vec<AuditRecord> = (0..3)
-            .map(|i| AuditRecord {
-                request_id: format!("r{i}"),
-                ts: i,
-                route: "/v1/x".into(),
-                ..AuditRecord::default()
-            })
-            .collect();
-        spool.append(&records[..2]).unwrap();
-        spool.append(&records[2..]).unwrap();
-        assert_eq!(spool.read().unwrap(), records);
-        spool.clear().unwrap();
-        assert!(spool.read().unwrap().is_empty());
-        let _ = std::fs::remove_dir_all(dir);
-    }
-
-    /// A burst far beyond the queue: records past the overflow threshold go to files, which the
-    /// writer replays; every record ends up in the database exactly once and no file is left.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_overloaded_queue_spills_to_disk_and_loses_nothing() {
-        let dir = std::env::temp_dir().join(format!("flowgate-overflow-{}", uuid_like()));
-        let database = Database::connect(None, &dir, 2, Duration::from_secs(5)).await.unwrap();
-        flowgate_db::migrate::run(&database).await.unwrap();
-        let spool_dir = dir.join("audit-spool");
-        let metrics = flowgate_common::metrics::Metrics::default();
-        let sink = AuditSink::start(database.clone(), spool_dir.clone(), true, &metrics);
-        let total = QUEUE_CAPACITY + 2 * OVERFLOW_SPILL + 7;
-        for i in 0..total {
-            sink.record(AuditRecord {
-                request_id: format!("req-{i:08}"),
-                ts: i64::try_from(i).unwrap(),
-                route: "/v1/chat/completions".into(),
-                status: 200,
-                ..AuditRecord::default()
-            });
-        }
-        // The writer sleeps 200 ms between batches, so the burst overflowed the queue.
-        assert!(sink.0.overflow.lock().unwrap().len() < OVERFLOW_SPILL, "memory past the threshold");
-        sink.flush().await;
-        let spilled = usize::try_from(sink.0.spooled.get()).unwrap();
-        assert!(spilled >= 2 * OVERFLOW_SPILL, "only {spilled} records went to overflow files");
-        // Debug builds on a loaded 2-core machine have taken over 30 s to write the 70,007 rows.
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
-        let count = loop {
-            let count: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM audit_records").fetch_one(database.pool()).await.unwrap();
-            if usize::try_from(count).unwrap() == total || std::time::Instant::now() > deadline {
-                break count;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        assert_eq!(usize::try_from(count).unwrap(), total);
-        assert!(spill_files(&spool_dir).is_empty(), "overflow files left behind");
-        assert_eq!(sink.0.spills.load(Ordering::Acquire), 0);
-        let _ = std::fs::remove_dir_all(dir);
-    }
-
-    fn uuid_like() -> u128 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()
-    }
-}
+mod tests;
