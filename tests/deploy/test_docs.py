@@ -50,7 +50,7 @@ def code_of(text: str) -> str:
 
 def seed_env_names() -> set[str]:
     """The established names the binary reads (SEED_ENV in the settings module)."""
-    source = (REPO_ROOT / "crates" / "flowgate-common" / "src" / "settings.rs").read_text()
+    source = (REPO_ROOT / "crates" / "flowgate-common" / "src" / "settings" / "load.rs").read_text()
     block = source.split("pub const SEED_ENV", 1)[1].split("];", 1)[0]
     names = set(re.findall(r'\("([A-Z0-9_]+)",', block))
     assert {"DATABASE_URL", "REDIS_URL", "ADMIN_API_KEY", "LOG_FORMAT"} <= names

@@ -96,9 +96,9 @@ mod tests {
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Body {
-        #[allow(dead_code, reason = "only parsed")]
+        #[expect(dead_code, reason = "only parsed")]
         name: String,
-        #[allow(dead_code, reason = "only parsed")]
+        #[expect(dead_code, reason = "only parsed")]
         rpm: Option<u32>,
     }
 

@@ -53,6 +53,7 @@ impl Tasks {
         state.dead |= dead;
     }
 
+    #[expect(clippy::disallowed_methods, reason = "the one place background work is spawned, under supervision")]
     fn detach(future: impl Future<Output = ()> + Send + 'static) {
         drop(tokio::spawn(future));
     }

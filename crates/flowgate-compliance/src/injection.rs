@@ -441,7 +441,7 @@ fn vectorize(text: &str) -> Vec<(usize, f32)> {
     let mut raw = Vec::with_capacity(text.len() * 2);
     features(text, |i| raw.push(i));
     raw.sort_unstable();
-    #[allow(clippy::cast_precision_loss, reason = "feature counts are small")]
+    #[expect(clippy::cast_precision_loss, reason = "feature counts are small")]
     let norm = (raw.len().max(1) as f32).sqrt();
     let mut out: Vec<(usize, f32)> = Vec::with_capacity(raw.len());
     for i in raw {
@@ -527,7 +527,7 @@ impl Model {
                 if n == 0 {
                     continue;
                 }
-                #[allow(clippy::cast_precision_loss, reason = "feature counts are small")]
+                #[expect(clippy::cast_precision_loss, reason = "feature counts are small")]
                 let z = self.bias + dot / (n as f32).sqrt();
                 if z > best.0 {
                     best = (z, parts[first].0, parts[last].1);
@@ -625,7 +625,7 @@ impl Metrics {
                 (false, true) => m.fn_ += 1,
             }
         }
-        #[allow(clippy::cast_precision_loss, reason = "small counts")]
+        #[expect(clippy::cast_precision_loss, reason = "small counts")]
         {
             m.precision = if m.tp + m.fp == 0 { 1.0 } else { m.tp as f32 / (m.tp + m.fp) as f32 };
             m.recall = if m.tp + m.fn_ == 0 { 1.0 } else { m.tp as f32 / (m.tp + m.fn_) as f32 };

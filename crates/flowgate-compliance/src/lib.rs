@@ -562,9 +562,9 @@ impl Application {
     /// Serves until `shutdown` is cancelled, then drains. Follows threshold changes made on other
     /// replicas meanwhile.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        let follower = tokio::spawn(self.scanner.clone().follow_changes(shutdown.clone()));
-        let result = self.host.run_until_stopped(shutdown).await;
-        follower.abort();
+        // Run beside the server, not on a detached task: both end with `shutdown`.
+        let follower = self.scanner.clone().follow_changes(shutdown.clone());
+        let (result, ()) = tokio::join!(self.host.run_until_stopped(shutdown), follower);
         result
     }
 }

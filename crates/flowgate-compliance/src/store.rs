@@ -13,7 +13,7 @@ pub struct ThresholdStore {
     database: Database,
 }
 
-#[allow(clippy::cast_possible_truncation, reason = "thresholds are in [0, 1]")]
+#[expect(clippy::cast_possible_truncation, reason = "thresholds are in [0, 1]")]
 fn to_f32(value: f64) -> f32 {
     value.clamp(0.0, 1.0) as f32
 }

@@ -133,7 +133,7 @@ impl KindBaseline {
 
     fn observe(&mut self, count: u32) {
         let c = f64::from(count);
-        #[allow(clippy::cast_precision_loss, reason = "observation counts stay far below 2^52")]
+        #[expect(clippy::cast_precision_loss, reason = "observation counts stay far below 2^52")]
         let alpha = (1.0 / (self.observations + 1) as f64).max(ALPHA);
         let diff = c - self.mean;
         let increment = alpha * diff;

@@ -1,6 +1,6 @@
 //! Migrations against real PostgreSQL and SQLite: first run applies, second run is a no-op.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on setup errors")]
+#![expect(clippy::unwrap_used, reason = "tests fail loudly on setup errors")]
 
 use std::time::Duration;
 

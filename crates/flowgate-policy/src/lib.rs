@@ -457,9 +457,9 @@ impl Application {
 
     /// Serves until `shutdown` is cancelled, then drains; follows policy changes meanwhile.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        let follower = tokio::spawn(self.evaluator.clone().follow(self.changes, shutdown.clone()));
-        let result = self.host.run_until_stopped(shutdown).await;
-        follower.abort();
+        // Run beside the server, not on a detached task: both end with `shutdown`.
+        let follower = self.evaluator.clone().follow(self.changes, shutdown.clone());
+        let (result, ()) = tokio::join!(self.host.run_until_stopped(shutdown), follower);
         result
     }
 }

@@ -110,6 +110,7 @@ async fn notifications_on_the_channel_reload_the_named_policy() {
     let changes = shared.subscribe(POLICIES_CHANGED);
     evaluator.reload_all().await.unwrap();
     let shutdown = CancellationToken::new();
+    #[expect(clippy::disallowed_methods, reason = "joined below")]
     let follower = tokio::spawn(evaluator.clone().follow(changes, shutdown.clone()));
 
     upsert(&db, "strict", 1, STRICT).await;

@@ -3,12 +3,13 @@
 //! ([`FlowgateProcess`]), create throwaway PostgreSQL databases and Redis key prefixes, and decide
 //! whether a missing server skips a test (laptop) or fails it (`CI=true`).
 
-#![allow(
+#![expect(
     clippy::expect_used,
     clippy::unwrap_used,
     clippy::print_stderr,
     reason = "test-only crate: a failed setup step should fail the test loudly"
 )]
+#![expect(clippy::disallowed_methods, reason = "test helpers own the tasks they spawn (log readers, a TCP gate)")]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -21,7 +21,8 @@
 //!
 //! Run through cargo (`cargo bench -p flowgate --bench stream_load -- URL KEY 1000 MODEL`) or the
 //! built executable. Cargo appends `--bench`, which is ignored.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+#![expect(clippy::print_stdout, clippy::print_stderr, reason = "a command-line load generator reports on the terminal")]
+#![expect(clippy::disallowed_methods, reason = "one task per simulated client, all joined")]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -174,7 +175,7 @@ fn percentile_us(sorted: &[Duration], p: f64) -> Option<f64> {
         return None;
     }
     // Nearest rank.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
     let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
     let value = sorted[rank.min(sorted.len()) - 1];
     Some(value.as_secs_f64() * 1e6)
@@ -185,7 +186,7 @@ fn summary_us(mut values: Vec<Duration>) -> Value {
     let mean = if values.is_empty() {
         None
     } else {
-        #[allow(clippy::cast_precision_loss)]
+        #[expect(clippy::cast_precision_loss)]
         Some(values.iter().map(Duration::as_secs_f64).sum::<f64>() / values.len() as f64 * 1e6)
     };
     json!({
@@ -267,7 +268,7 @@ async fn run(args: Args) -> Result<Value, String> {
         }
     }
     let completed = ttfb.len();
-    #[allow(clippy::cast_precision_loss)]
+    #[expect(clippy::cast_precision_loss)]
     let events_mean = if completed == 0 { 0.0 } else { events as f64 / completed as f64 };
     Ok(json!({
         "url": args.url,

@@ -78,7 +78,7 @@ pub(crate) async fn run(mode: Mode, settings: Settings) -> anyhow::Result<()> {
     }
 
     let shutdown = CancellationToken::new();
-    tokio::spawn(flowgate_common::shutdown::cancel_on_signal(shutdown.clone()));
+    spawn_signal_listener(&shutdown);
     let metrics = Metrics::new();
     let mut services: JoinSet<(&'static str, std::io::Result<()>)> = JoinSet::new();
 
@@ -334,7 +334,7 @@ pub(crate) async fn mock_upstream(args: crate::cli::MockUpstreamArgs) -> ExitCod
         }
     };
     let shutdown = CancellationToken::new();
-    tokio::spawn(flowgate_common::shutdown::cancel_on_signal(shutdown.clone()));
+    spawn_signal_listener(&shutdown);
     let router = flowgate_proxy::mock_server::router(params);
     match flowgate_common::server::serve("mock-upstream", listener, router, shutdown, Duration::from_secs(5)).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -343,4 +343,10 @@ pub(crate) async fn mock_upstream(args: crate::cli::MockUpstreamArgs) -> ExitCod
             ExitCode::FAILURE
         }
     }
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT, for the life of the process.
+#[expect(clippy::disallowed_methods, reason = "the process's signal listener lives as long as the process")]
+fn spawn_signal_listener(shutdown: &CancellationToken) {
+    drop(tokio::spawn(flowgate_common::shutdown::cancel_on_signal(shutdown.clone())));
 }

@@ -59,13 +59,13 @@ pub fn shannon_entropy(bytes: &[u8]) -> f32 {
     for &b in bytes {
         counts[usize::from(b)] += 1;
     }
-    #[allow(clippy::cast_precision_loss, reason = "lengths are at most a few hundred bytes")]
+    #[expect(clippy::cast_precision_loss, reason = "lengths are at most a few hundred bytes")]
     let n = bytes.len() as f32;
     counts
         .iter()
         .filter(|&&c| c > 0)
         .map(|&c| {
-            #[allow(clippy::cast_precision_loss, reason = "small counts")]
+            #[expect(clippy::cast_precision_loss, reason = "small counts")]
             let p = c as f32 / n;
             -p * p.log2()
         })
@@ -145,7 +145,7 @@ pub fn shape(token: &str) -> TokenShape {
         }
     }
     let letters = upper + lower;
-    #[allow(clippy::cast_precision_loss, reason = "small counts")]
+    #[expect(clippy::cast_precision_loss, reason = "small counts")]
     TokenShape {
         len: bytes.len(),
         entropy: shannon_entropy(bytes),
@@ -168,7 +168,7 @@ const PUBLIC_ID_PREFIXES: &[&str] = &[
 /// Entropy floor for a random-looking token of `len` bytes: 3.6 bits at 20 bytes rising to 4.2 at
 /// 40 and beyond (a uniformly random base62 token measures about 4.0 at 20 bytes and 4.7 at 40).
 fn entropy_floor(len: usize) -> f32 {
-    #[allow(clippy::cast_precision_loss, reason = "small lengths")]
+    #[expect(clippy::cast_precision_loss, reason = "small lengths")]
     let extra = (len.saturating_sub(20) as f32 / 20.0).min(1.0);
     3.6 + 0.6 * extra
 }

@@ -102,6 +102,17 @@ const CLAIM_BATCH: usize = 64;
 type ClaimReply = oneshot::Sender<Result<ClaimOutcome, SharedError>>;
 
 /// Claims waiting for the script, and whether a task is sending them.
+/// Clears the queue's `sending` mark when the sender unwinds.
+struct ResetOnPanic<'a>(&'a std::sync::Mutex<ClaimQueue>);
+
+impl Drop for ResetOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).sending = false;
+        }
+    }
+}
+
 #[derive(Default)]
 pub(super) struct ClaimQueue {
     waiting: Vec<(Vec<Claim>, ClaimReply)>,
@@ -120,12 +131,14 @@ impl Redis {
             !std::mem::replace(&mut queue.sending, true)
         };
         if start {
-            tokio::spawn(Arc::clone(self).send_claims());
+            self.tasks.job("claim-sender", Arc::clone(self).send_claims());
         }
         outcome.await.unwrap_or_else(|_| Err(SharedError::Unavailable("the claim sender stopped".to_owned())))
     }
 
     async fn send_claims(self: Arc<Self>) {
+        // A panic must not leave the queue marked as being sent: the next claim starts a sender.
+        let _reset = ResetOnPanic(&self.claims);
         loop {
             let batch: Vec<_> = {
                 let mut queue = self.claims.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -183,7 +183,10 @@ impl SharedState {
     pub fn subscribe(&self, channel: &str) -> tokio::sync::broadcast::Receiver<Notification> {
         self.channels.subscribe(channel, |sender| {
             if let Inner::Redis(server) = &self.inner {
-                tokio::spawn(pubsub::listen(server.client().clone(), self.key(channel), sender));
+                let (client, key) = (server.client().clone(), self.key(channel));
+                server.tasks.supervise("redis-subscription", move || {
+                    pubsub::listen(client.clone(), key.clone(), sender.clone())
+                });
             }
         })
     }

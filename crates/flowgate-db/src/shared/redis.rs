@@ -24,6 +24,8 @@ pub(super) struct Redis {
     connecting: tokio::sync::Mutex<()>,
     /// Claims waiting to be sent in one script call (see `claim.rs`).
     pub(super) claims: std::sync::Mutex<ClaimQueue>,
+    /// The claim sender and the subscriptions run under supervision.
+    pub(super) tasks: flowgate_common::tasks::Tasks,
 }
 
 impl Redis {
@@ -34,6 +36,7 @@ impl Redis {
             connection: std::sync::Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
             claims: std::sync::Mutex::default(),
+            tasks: flowgate_common::tasks::Tasks::default(),
         }
     }
 

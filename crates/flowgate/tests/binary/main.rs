@@ -2,7 +2,11 @@
 //! and the real binary (`FlowgateProcess`) for what the process does: modes, configuration,
 //! migrations, split services over gRPC, signals and shutdown, logs and traces.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on setup errors")]
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on setup errors")]
+#![expect(
+    clippy::disallowed_methods,
+    reason = "tests spawn helpers (fake upstreams, concurrent clients) and join or abort them"
+)]
 
 mod audit;
 mod audit_api;
