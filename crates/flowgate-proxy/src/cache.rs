@@ -36,7 +36,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use serde_json::Value;
 
 use crate::translate::ApiFormat;
-use crate::upstream::Endpoint;
+use crate::wire::Endpoint;
 
 /// The `cache` label of the cache metrics.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -10,7 +10,7 @@ use crate::audit::{AuditRecord, AuditSink};
 use crate::auth::KeyInfo;
 use crate::error::ProxyError;
 use crate::translate::{ApiFormat, Codec};
-use crate::upstream::Endpoint;
+use crate::wire::Endpoint;
 
 /// Status recorded when the client left before an answer was sent.
 pub(crate) const CLIENT_CLOSED: i64 = 499;

@@ -3,9 +3,6 @@
 //! Anthropic `{"type":"error","error":{"type","message"}}`, ...).
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-
-use crate::translate::ApiFormat;
 
 /// Everything that can stop a proxied request. Messages are safe to show to the caller.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -26,7 +23,7 @@ pub(crate) enum ProxyError {
         /// Seconds until a retry may succeed.
         retry_after_secs: u64,
         /// `x-ratelimit-*` headers to attach.
-        headers: crate::limits::RateHeaders,
+        headers: crate::rate_headers::RateHeaders,
     },
     /// Malformed JSON, a missing field, a wrong type.
     #[error("{message}")]
@@ -139,7 +136,7 @@ impl ProxyError {
     }
 
     /// Headers to attach (`Retry-After`, `x-ratelimit-*`).
-    fn headers(&self) -> HeaderMap {
+    pub(crate) fn headers(&self) -> HeaderMap {
         let mut headers = HeaderMap::new();
         let retry_after = match self {
             Self::RateLimited { retry_after_secs, headers: extra, .. } => {
@@ -154,20 +151,12 @@ impl ProxyError {
         }
         headers
     }
-
-    /// The full response in `format`.
-    pub(crate) fn into_response_for(self, format: ApiFormat) -> Response {
-        let status = self.status();
-        let headers = self.headers();
-        let mut response = (status, axum::Json(format.codec().error_body(&self))).into_response();
-        response.headers_mut().extend(headers);
-        response
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::translate::ApiFormat;
 
     #[test]
     fn shapes_match_each_format() {
@@ -188,12 +177,12 @@ mod tests {
             message: "slow down".into(),
             code: "rate_limit_exceeded",
             retry_after_secs: 7,
-            headers: crate::limits::RateHeaders {
-                requests: Some(crate::limits::WindowFigures { limit: 10, remaining: 0, reset_secs: 7 }),
+            headers: crate::rate_headers::RateHeaders {
+                requests: Some(crate::rate_headers::WindowFigures { limit: 10, remaining: 0, reset_secs: 7 }),
                 tokens: None,
             },
         };
-        let response = error.into_response_for(ApiFormat::OpenAi);
+        let response = ApiFormat::OpenAi.error_response(error);
         assert_eq!(response.status(), 429);
         assert_eq!(response.headers()["retry-after"], "7");
         assert_eq!(response.headers()["x-ratelimit-limit-requests"], "10");

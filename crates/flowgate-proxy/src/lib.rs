@@ -10,7 +10,6 @@
 //! - `upstream`: provider calls; [`mock`]: the built-in `mock` provider.
 //! - `translate`: one codec per wire format; `sse`, `answer`: streaming.
 
-mod answer;
 mod audit;
 mod auth;
 mod cache;
@@ -24,12 +23,13 @@ pub mod mock;
 pub mod mock_server;
 pub mod peers;
 mod pipeline;
-mod pricing;
+mod rate_headers;
 mod routing;
 mod sse;
 mod state;
 mod translate;
 mod upstream;
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use serde_json::{Value, json};
 
-use crate::translate::{Usage, unix_now};
+use crate::wire::{Usage, unix_now};
 
 /// Timing and content knobs of a mock deployment.
 #[derive(Debug, Clone, Default)]

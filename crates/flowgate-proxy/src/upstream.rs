@@ -12,18 +12,8 @@ use serde_json::Value;
 use crate::mock;
 use crate::routing::Deployment;
 use crate::translate::ApiFormat;
+pub(crate) use crate::wire::Endpoint;
 use flowgate_common::settings::Provider;
-
-/// What the client asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Endpoint {
-    /// `/v1/chat/completions` or `/anthropic/v1/messages` (chat in either format).
-    Chat,
-    /// `/v1/completions`.
-    Completions,
-    /// `/v1/embeddings`.
-    Embeddings,
-}
 
 /// An upstream body: whole, or a byte stream (SSE).
 pub(crate) enum UpstreamBody {

@@ -27,7 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::KeyInfo;
 use crate::error::ProxyError;
-use crate::translate::Usage;
+use crate::rate_headers::RateHeaders;
+use crate::wire::Usage;
 
 /// How long Redis is left alone after a failure before it is tried again.
 const REDIS_RETRY_AFTER: Duration = Duration::from_secs(2);
@@ -98,55 +99,9 @@ pub(crate) struct Admission {
     pub headers: RateHeaders,
 }
 
-/// One window's figures for the `x-ratelimit-*` headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct WindowFigures {
-    /// The limit.
-    pub limit: i64,
-    /// What is left of it.
-    pub remaining: i64,
-    /// Seconds until the window resets.
-    pub reset_secs: u64,
-}
-
-/// The `x-ratelimit-*` headers of an answer: request and token windows, when the key has them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct RateHeaders {
-    /// `x-ratelimit-{limit,remaining,reset}-requests`.
-    pub requests: Option<WindowFigures>,
-    /// `x-ratelimit-{limit,remaining,reset}-tokens`.
-    pub tokens: Option<WindowFigures>,
-}
-
-impl RateHeaders {
-    fn window(limit: i64, used: i64, reset_secs: u64) -> Option<WindowFigures> {
-        Some(WindowFigures { limit, remaining: (limit - used).max(0), reset_secs })
-    }
-
-    /// Writes the headers into `headers`.
-    pub(crate) fn apply(&self, headers: &mut axum::http::HeaderMap) {
-        use axum::http::HeaderValue;
-        for (figures, [limit, remaining, reset]) in [
-            (
-                self.requests,
-                ["x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"],
-            ),
-            (self.tokens, ["x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"]),
-        ] {
-            let Some(figures) = figures else { continue };
-            headers.insert(limit, HeaderValue::from(figures.limit));
-            headers.insert(remaining, HeaderValue::from(figures.remaining));
-            // OpenAI's format: a duration such as `17s`.
-            if let Ok(value) = HeaderValue::try_from(format!("{}s", figures.reset_secs)) {
-                headers.insert(reset, value);
-            }
-        }
-    }
-}
-
 fn usd_to_nanos(usd: f64) -> i64 {
     #[expect(clippy::cast_possible_truncation, reason = "budgets are far below i64::MAX nano-dollars")]
-    let nanos = (usd * crate::pricing::NANOS_PER_USD).round() as i64;
+    let nanos = (usd * crate::routing::pricing::NANOS_PER_USD).round() as i64;
     nanos
 }
 
@@ -377,7 +332,8 @@ impl Limiter {
                     let retry =
                         period_end.map_or(86_400, |end| u64::try_from((end - now) / 1000).unwrap_or(86_400).max(1));
                     #[expect(clippy::cast_precision_loss, reason = "display only")]
-                    let spent = outcome.settled.get(index).copied().unwrap_or(0) as f64 / crate::pricing::NANOS_PER_USD;
+                    let spent = outcome.settled.get(index).copied().unwrap_or(0) as f64
+                        / crate::routing::pricing::NANOS_PER_USD;
                     limited(
                         format!(
                             "{whose} budget of ${budget_usd:.2} per {} period exhausted (spent ${spent:.4})",

@@ -10,7 +10,7 @@ use flowgate_db::sqlx;
 use tokio::sync::{mpsc, oneshot};
 
 use super::now_ms;
-use crate::translate::Usage;
+use crate::wire::Usage;
 
 /// Summed spend per (row, period start): (tenant, nano-dollars, tokens, requests).
 pub(super) type Pending = HashMap<(String, i64), (String, i64, Usage, i64)>;

@@ -10,7 +10,7 @@ use crate::context::RequestContext;
 use crate::guardrails::Plan;
 use crate::limits::Admission;
 use crate::state::ProxyState;
-use crate::translate::Usage;
+use crate::wire::Usage;
 
 /// The request's cache entry key, when its answer may be cached.
 pub(crate) fn key(state: &ProxyState, cx: &RequestContext, request: &Parsed, plan: Option<&Plan>) -> Option<[u8; 32]> {

@@ -3,20 +3,34 @@
 //! the rejection and write its record.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::answer::Summary;
 use crate::audit::AuditHold;
 use crate::context::AuditGuard;
 use crate::error::ProxyError;
 use crate::guardrails::{self, Services, StreamOutcome};
 use crate::limits::Admission;
 use crate::metrics::{CodeLabels, ModelLabels, ProxyMetrics, TokenLabels};
-use crate::pricing;
 use crate::routing::Deployment;
+use crate::routing::pricing;
 use crate::state::ProxyState;
-use crate::translate::Usage;
+use crate::wire::Usage;
+
+/// How a response ended, for spend, metrics and audit.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Summary {
+    /// Tokens used, as reported by the upstream.
+    pub(crate) usage: Usage,
+    /// False when the stream broke, timed out or the client went away.
+    pub(crate) completed: bool,
+    /// Time to the first byte sent to the client (streams).
+    pub(crate) ttft: Option<Duration>,
+    /// The answer's text, when it was asked for (tenants that store prompts): the text of every
+    /// choice or content block, or of every streamed delta, up to `ANSWER_CAP` bytes.
+    pub(crate) answer: Option<String>,
+}
 
 /// A prompt to store with the record (tenants with `store_prompts`), redacted first.
 #[derive(Debug)]

@@ -17,6 +17,7 @@
 //! [`crate::context::AuditGuard`] that writes it when finished or dropped.
 
 pub(crate) mod admit;
+pub(crate) mod answer;
 pub(crate) mod authenticate;
 pub(crate) mod authorise;
 pub(crate) mod cache;
@@ -37,7 +38,7 @@ use crate::error::ProxyError;
 use crate::forward::{Call, forward};
 use crate::state::ProxyState;
 use crate::translate::ApiFormat;
-use crate::upstream::Endpoint;
+use crate::wire::Endpoint;
 
 /// How the request ended before the answer: served from the cache, or forwarded.
 #[expect(clippy::large_enum_variant, reason = "one per request, moved once; a box would cost an allocation")]
@@ -122,7 +123,7 @@ fn passthrough_headers(cx: &RequestContext, headers: &HeaderMap) -> Vec<(String,
 /// Answers `error` in `format` and writes the request's record.
 fn reject(state: &ProxyState, audit: AuditGuard, format: ApiFormat, error: ProxyError) -> Response {
     finish::rejected(state.metrics(), audit, &error);
-    error.into_response_for(format)
+    format.error_response(error)
 }
 
 macro_rules! data_route {
@@ -152,7 +153,7 @@ async fn list_models(state: ProxyState, format: ApiFormat, peer: SocketAddr, hea
             let names: Vec<String> = table.names.iter().filter(|name| key.allows_model(name)).cloned().collect();
             axum::Json(format.codec().model_list(&names)).into_response()
         }
-        Err(error) => error.into_response_for(format),
+        Err(error) => format.error_response(error),
     }
 }
 
@@ -188,6 +189,6 @@ pub(crate) async fn list_guardrails(
     .await;
     match result {
         Ok(items) => axum::Json(serde_json::json!({"object": "list", "data": items})).into_response(),
-        Err(error) => error.into_response_for(ApiFormat::OpenAi),
+        Err(error) => ApiFormat::OpenAi.error_response(error),
     }
 }

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use axum::http::HeaderValue;
 use axum::response::Response;
 
-use super::finish::{Finish, StoredPrompt};
+use super::answer::{self, StreamPlan};
+use super::finish::{Finish, StoredPrompt, Summary};
 use super::guard;
 use super::parse::Parsed;
-use crate::answer::{self, StreamPlan, Summary};
 use crate::context::RequestContext;
 use crate::forward::Forwarded;
 use crate::guardrails::{self, Context as GuardContext, Plan};
@@ -66,8 +66,8 @@ pub(crate) async fn respond(state: &ProxyState, mut cx: RequestContext, forwardi
                     tracing::warn!(deployment = %deployment.id, "upstream sent an unparseable body");
                     drop(in_flight);
                     let finish = finish_of(state, cx, admission, deployment, prompt_estimate, stored_prompt, None);
-                    finish.failed(crate::translate::Usage::default(), &error);
-                    return error.into_response_for(client);
+                    finish.failed(crate::wire::Usage::default(), &error);
+                    return client.error_response(error);
                 }
             };
             drop(in_flight);
@@ -81,7 +81,7 @@ pub(crate) async fn respond(state: &ProxyState, mut cx: RequestContext, forwardi
                         // The answer was produced: charge for it even though it is withheld.
                         let finish = finish_of(state, cx, admission, deployment, prompt_estimate, stored_prompt, None);
                         finish.failed(usage, &error);
-                        return error.into_response_for(client);
+                        return client.error_response(error);
                     }
                 }
             }

@@ -27,7 +27,7 @@ pub(crate) use self::stream::{Chain, StreamTransform};
 use crate::error::ProxyError;
 use crate::mock::{MockAnswer, MockParams};
 use crate::sse::SseEvent;
-use crate::upstream::Endpoint;
+pub(crate) use crate::wire::{Endpoint, Usage, unix_now};
 
 /// The API format a client or an upstream speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,6 +46,14 @@ impl ApiFormat {
             Self::OpenAi => &openai::OpenAi,
             Self::Anthropic => &anthropic::Anthropic,
         }
+    }
+
+    /// `error` as a response in this format: its status and headers, and this codec's body.
+    pub(crate) fn error_response(self, error: ProxyError) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let mut response = (error.status(), axum::Json(self.codec().error_body(&error))).into_response();
+        response.headers_mut().extend(error.headers());
+        response
     }
 
     /// Whether this is the hub format every other one translates to and from.
@@ -310,50 +318,4 @@ pub(crate) fn chat_prompt_document(body: &Value) -> Value {
         }
     }
     Value::Object(document)
-}
-
-/// Token counts, in whichever format they arrived.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    /// Prompt / input tokens (cache reads and writes included).
-    pub prompt_tokens: u64,
-    /// Completion / output tokens.
-    pub completion_tokens: u64,
-}
-
-impl Usage {
-    /// From an OpenAI `usage` object.
-    pub fn from_openai(usage: &Value) -> Option<Self> {
-        let prompt = usage.get("prompt_tokens")?.as_u64()?;
-        let completion = usage.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0);
-        Some(Self { prompt_tokens: prompt, completion_tokens: completion })
-    }
-
-    /// From an Anthropic `usage` object (missing fields count as zero).
-    pub fn from_anthropic(usage: &Value) -> Self {
-        let get = |name: &str| usage.get(name).and_then(Value::as_u64).unwrap_or(0);
-        Self {
-            prompt_tokens: get("input_tokens") + get("cache_creation_input_tokens") + get("cache_read_input_tokens"),
-            completion_tokens: get("output_tokens"),
-        }
-    }
-
-    /// As an OpenAI `usage` object.
-    pub fn to_openai(self) -> Value {
-        serde_json::json!({
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
-        })
-    }
-
-    /// As an Anthropic `usage` object.
-    pub fn to_anthropic(self) -> Value {
-        serde_json::json!({"input_tokens": self.prompt_tokens, "output_tokens": self.completion_tokens})
-    }
-}
-
-/// Seconds since the epoch, for OpenAI's `created`.
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

@@ -8,7 +8,7 @@ use super::{ApiFormat, Codec, EventRole, RequestFields, StreamTransform, TextEve
 use crate::error::ProxyError;
 use crate::mock::{self, MockAnswer, MockParams};
 use crate::sse::{SseEvent, encode};
-use crate::upstream::Endpoint;
+use crate::wire::Endpoint;
 
 /// The OpenAI codec.
 #[derive(Debug, Clone, Copy)]

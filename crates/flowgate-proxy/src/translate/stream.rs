@@ -2,8 +2,8 @@
 
 use bytes::Bytes;
 
-use super::Usage;
 use crate::sse::{SseEvent, SseParser};
+use crate::wire::Usage;
 
 /// Turns upstream events into the bytes the client receives, and keeps what the gateway needs
 /// to know about the stream (usage, whether it finished).

@@ -12,7 +12,7 @@ use super::{Codec, EventRole, RequestFields, StreamTransform, TextEvents, Usage}
 use crate::error::ProxyError;
 use crate::mock::{self, MockAnswer, MockParams};
 use crate::sse::{SseEvent, encode};
-use crate::upstream::Endpoint;
+use crate::wire::Endpoint;
 
 /// The Anthropic codec.
 #[derive(Debug, Clone, Copy)]

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use super::{finish_reason_from_anthropic, stop_reason_from_openai, tool_calls_from_blocks};
-use crate::translate::{Usage, unix_now};
+use crate::wire::{Usage, unix_now};
 
 /// Anthropic Messages response → OpenAI chat completion.
 pub(crate) fn anthropic_to_openai(response: &Value) -> Value {

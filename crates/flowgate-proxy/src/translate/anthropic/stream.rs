@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use super::{finish_reason_from_anthropic, stop_reason_from_openai};
 use crate::sse::{SseEvent, encode};
-use crate::translate::{StreamTransform, Usage, unix_now};
+use crate::translate::StreamTransform;
+use crate::wire::{Usage, unix_now};
 
 /// An Anthropic stream passed to an Anthropic client unchanged; usage and the end are read on the
 /// way.

@@ -14,25 +14,11 @@ use futures_util::Stream;
 use futures_util::stream::BoxStream;
 use serde_json::Value;
 
+use super::finish::{Finish, Summary};
 use crate::error::ProxyError;
-use crate::pipeline::finish::Finish;
 use crate::routing::InFlight;
 use crate::sse::SseParser;
 use crate::translate::{self, ApiFormat, Codec, StreamTransform, Usage};
-
-/// How a response ended, for spend, metrics and audit.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Summary {
-    /// Tokens used, as reported by the upstream.
-    pub usage: Usage,
-    /// False when the stream broke, timed out or the client went away.
-    pub completed: bool,
-    /// Time to the first byte sent to the client (streams).
-    pub ttft: Option<Duration>,
-    /// The answer's text, when it was asked for (tenants that store prompts): the text of every
-    /// choice or content block, or of every streamed delta, up to [`ANSWER_CAP`] bytes.
-    pub answer: Option<String>,
-}
 
 /// Most answer text kept for the audit trail.
 pub(crate) const ANSWER_CAP: usize = 1 << 20;

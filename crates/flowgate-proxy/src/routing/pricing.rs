@@ -1,8 +1,8 @@
 //! What a request costs: the deployment's configured per-token prices, or a built-in table for
 //! well-known models, in integer nano-dollars (1 USD = 1e9) so spend adds up exactly.
 
-use crate::routing::Deployment;
-use crate::translate::Usage;
+use super::Deployment;
+use crate::wire::Usage;
 
 /// USD per million tokens (input, output) for well-known upstream models, matched by prefix of the
 /// provider's model name, longest first. Operators override with `input_cost_per_token` /

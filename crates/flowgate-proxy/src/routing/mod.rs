@@ -4,6 +4,8 @@
 //! The table is immutable and swapped whole (`ArcSwap`) when the model list changes at run time;
 //! health lives in a [`HealthRegistry`] keyed by deployment id, so it survives swaps.
 
+pub(crate) mod pricing;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -264,7 +266,7 @@ impl RoutingTable {
         self.models.get(model).map_or((0.0, 0.0), |deployments| {
             deployments
                 .iter()
-                .map(|d| crate::pricing::prices(d))
+                .map(|d| crate::routing::pricing::prices(d))
                 .fold((0.0, 0.0), |(a, b), (x, y)| (a.max(x), b.max(y)))
         })
     }
