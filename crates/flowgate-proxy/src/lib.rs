@@ -3,12 +3,16 @@
 //! calls and streams included) and streams answers back without buffering.
 //!
 //! # Layout
-//! - `pipeline`: the routes and the request pipeline, one module per stage; `context`: one
-//!   request's context and its audit guard.
-//! - `auth`: virtual keys (cache, invalidation, IP allowlists).
-//! - `forward` and `routing`: deployment choice, retries, fallbacks, health.
-//! - `upstream`: provider calls; [`mock`]: the built-in `mock` provider.
-//! - `translate`: one codec per wire format; `sse`, `answer`: streaming.
+//! - `pipeline`: the routes and the request pipeline, one module per stage (read `pipeline/mod.rs`
+//!   top to bottom to follow a request); `context`: one request's context and its audit guard.
+//! - `translate`: one codec per wire format (`openai`, `anthropic`) and the hub translation.
+//! - `auth`: virtual keys (cache, invalidation, IP allowlists); `limits`: rate limits and budgets;
+//!   `guardrails`: the guardrail stage's catalog, plan, scans and stream guard; `cache`: the
+//!   exact-match response cache; `audit`: the audit writer.
+//! - `forward` and `routing`: deployment choice, retries, fallbacks, health, prices.
+//! - `upstream`: provider calls; [`mock`]: the built-in `mock` provider; [`mock_server`]: the same
+//!   answers over HTTP.
+//! - Leaves: `wire` (endpoint, usage, clock), `rate_headers`, `sse`, `error`.
 
 mod audit;
 mod auth;
