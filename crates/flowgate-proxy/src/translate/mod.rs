@@ -212,8 +212,22 @@ pub(crate) fn stream(from: ApiFormat, to: ApiFormat, model: &str, include_usage:
     }
 }
 
+/// The fields of a chat-shaped request (`model`, `messages`, `stream`), checked; the output limit
+/// is the first of `output_fields` that holds a whole number.
+pub(crate) fn chat_fields(
+    endpoint: Endpoint,
+    body: &Value,
+    include_usage: bool,
+    output_fields: &[&str],
+) -> Result<RequestFields, ProxyError> {
+    let model = model_field(body)?;
+    require_messages(endpoint, body)?;
+    let stream = stream_field(endpoint, body)?;
+    Ok(RequestFields { model, stream, include_usage, max_output_tokens: first_u64(body, output_fields) })
+}
+
 /// The requested model: a non-empty string.
-pub(crate) fn model_field(body: &Value) -> Result<String, ProxyError> {
+fn model_field(body: &Value) -> Result<String, ProxyError> {
     match body.get("model") {
         Some(Value::String(model)) if !model.is_empty() => Ok(model.clone()),
         Some(_) => Err(ProxyError::BadRequest {
@@ -225,7 +239,7 @@ pub(crate) fn model_field(body: &Value) -> Result<String, ProxyError> {
 }
 
 /// The `stream` flag: a boolean (absent or null is false); only chat streams.
-pub(crate) fn stream_field(endpoint: Endpoint, body: &Value) -> Result<bool, ProxyError> {
+fn stream_field(endpoint: Endpoint, body: &Value) -> Result<bool, ProxyError> {
     let stream = match body.get("stream") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(stream)) => *stream,
@@ -246,7 +260,7 @@ pub(crate) fn stream_field(endpoint: Endpoint, body: &Value) -> Result<bool, Pro
 }
 
 /// A chat request's `messages`: a non-empty array.
-pub(crate) fn require_messages(endpoint: Endpoint, body: &Value) -> Result<(), ProxyError> {
+fn require_messages(endpoint: Endpoint, body: &Value) -> Result<(), ProxyError> {
     if endpoint == Endpoint::Chat && body.get("messages").is_none_or(|m| m.as_array().is_none_or(Vec::is_empty)) {
         return Err(ProxyError::BadRequest {
             message: "`messages` must be a non-empty array".into(),
@@ -257,7 +271,7 @@ pub(crate) fn require_messages(endpoint: Endpoint, body: &Value) -> Result<(), P
 }
 
 /// The first of `fields` that holds a whole number.
-pub(crate) fn first_u64(body: &Value, fields: &[&str]) -> Option<u64> {
+fn first_u64(body: &Value, fields: &[&str]) -> Option<u64> {
     fields.iter().find_map(|field| body.get(*field).and_then(Value::as_u64))
 }
 

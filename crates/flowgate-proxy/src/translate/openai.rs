@@ -41,15 +41,8 @@ fn error_type(error: &ProxyError) -> &'static str {
 
 impl Codec for OpenAi {
     fn request_fields(&self, endpoint: Endpoint, body: &Value) -> Result<RequestFields, ProxyError> {
-        let model = super::model_field(body)?;
-        super::require_messages(endpoint, body)?;
-        let stream = super::stream_field(endpoint, body)?;
-        Ok(RequestFields {
-            model,
-            stream,
-            include_usage: body.pointer("/stream_options/include_usage") == Some(&Value::Bool(true)),
-            max_output_tokens: super::first_u64(body, &["max_tokens", "max_completion_tokens"]),
-        })
+        let include_usage = body.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
+        super::chat_fields(endpoint, body, include_usage, &["max_tokens", "max_completion_tokens"])
     }
 
     fn prompt_pointers(&self, body: &Value) -> Vec<String> {

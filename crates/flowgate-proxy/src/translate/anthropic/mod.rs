@@ -89,15 +89,7 @@ fn event(name: &str, data: &Value) -> Bytes {
 
 impl Codec for Anthropic {
     fn request_fields(&self, endpoint: Endpoint, body: &Value) -> Result<RequestFields, ProxyError> {
-        let model = super::model_field(body)?;
-        super::require_messages(endpoint, body)?;
-        let stream = super::stream_field(endpoint, body)?;
-        Ok(RequestFields {
-            model,
-            stream,
-            include_usage: false,
-            max_output_tokens: super::first_u64(body, &["max_tokens"]),
-        })
+        super::chat_fields(endpoint, body, false, &["max_tokens"])
     }
 
     fn passthrough_headers(&self) -> &'static [&'static str] {
