@@ -26,7 +26,6 @@ mod events;
 mod extract;
 mod fields;
 mod grpc;
-mod guardrail_model;
 mod guardrails;
 mod health;
 mod keys;
@@ -108,7 +107,7 @@ impl Application {
     /// routes. The other services' addresses for `/api/health/comprehensive` come from
     /// `settings` (see `HealthTargets::from_settings` in the `health` module).
     pub async fn build(settings: &Settings, deps: Dependencies) -> Result<Self, InitError> {
-        let seeded = guardrails::seed_builtins(&deps.database).await.map_err(InitError::Seed)?;
+        let seeded = guardrails::store::seed_builtins(&deps.database).await.map_err(InitError::Seed)?;
         if seeded > 0 {
             tracing::info!(seeded, "built-in guardrails added to the catalog");
         }

@@ -6,8 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
-use crate::fields::{parse_object, rfc3339};
-use crate::guardrail_model::validate_kebab;
+use crate::fields::{parse_object, rfc3339, validate_kebab};
 
 /// Validates `document` as the rule set of policy `name`: a missing `name` inside it becomes the
 /// policy's; a different one is an error. Returns the JSON text to store.
