@@ -30,7 +30,6 @@ mod guardrails;
 mod health;
 mod keys;
 mod policies;
-mod policy_model;
 pub mod routes;
 mod sql;
 mod state;

@@ -49,11 +49,11 @@ admin_routes! {
     GET "/api/guardrails/{name}" => guardrails::handlers::get,
     PATCH "/api/guardrails/{name}" => guardrails::handlers::patch,
     DELETE "/api/guardrails/{name}" => guardrails::handlers::delete,
-    POST "/api/policies" => policies::create,
-    GET "/api/policies" => policies::list,
-    GET "/api/policies/{name}" => policies::get,
-    PATCH "/api/policies/{name}" => policies::patch,
-    DELETE "/api/policies/{name}" => policies::delete,
+    POST "/api/policies" => policies::handlers::create,
+    GET "/api/policies" => policies::handlers::list,
+    GET "/api/policies/{name}" => policies::handlers::get,
+    PATCH "/api/policies/{name}" => policies::handlers::patch,
+    DELETE "/api/policies/{name}" => policies::handlers::delete,
 }
 
 /// Where the OpenAPI document is served (without authentication: it holds no secrets).
