@@ -3,7 +3,9 @@
 //! Money is USD in the API and integer nano-dollars in the database; timestamps are RFC 3339
 //! strings in responses and unix milliseconds in the database; `expires_at` is accepted as an
 //! RFC 3339 string or as unix seconds. In PATCH bodies an absent field is left alone and `null`
-//! clears it (back to its default). Lists are paged by `(created_at, id)` cursors.
+//! clears it (back to its default). Lists are paged by `(created_at, id)` cursors. Keys and
+//! tenants have free names ([`validate_name`]); guardrails and policies, which keys refer to by
+//! name, have kebab-case ones ([`validate_kebab`]).
 
 use std::fmt;
 
