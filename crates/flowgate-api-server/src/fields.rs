@@ -3,7 +3,9 @@
 //! Money is USD in the API and integer nano-dollars in the database; timestamps are RFC 3339
 //! strings in responses and unix milliseconds in the database; `expires_at` is accepted as an
 //! RFC 3339 string or as unix seconds. In PATCH bodies an absent field is left alone and `null`
-//! clears it (back to its default). Lists are paged by `(created_at, id)` cursors.
+//! clears it (back to its default). Lists are paged by `(created_at, id)` cursors. Keys and
+//! tenants have free names ([`validate_name`]); guardrails and policies, which keys refer to by
+//! name, have kebab-case ones ([`validate_kebab`]).
 
 use std::fmt;
 
@@ -19,6 +21,8 @@ use crate::error::ApiError;
 const MAX_BUDGET_USD: f64 = 1e9;
 /// Longest accepted name (keys and tenants).
 const MAX_NAME_LEN: usize = 256;
+/// Longest guardrail or policy name.
+const MAX_KEBAB_LEN: usize = 64;
 /// Largest unix-seconds value accepted (9999-12-31T23:59:59Z).
 const MAX_UNIX_SECS: i64 = 253_402_300_799;
 
@@ -101,6 +105,26 @@ pub(crate) fn validate_name(field: &str, name: &str) -> Result<String, ApiError>
         return Err(ApiError::field(field, "must not contain control characters"));
     }
     Ok(name.to_owned())
+}
+
+/// A guardrail or policy name: lowercase letters and digits in words joined by single hyphens
+/// (`pii-redact`). Keys and policies refer to these names, so they cannot change.
+pub(crate) fn validate_kebab(field: &str, name: &str) -> Result<String, ApiError> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_KEBAB_LEN
+        && name
+            .split('-')
+            .all(|word| !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+    if valid {
+        Ok(name.to_owned())
+    } else {
+        Err(ApiError::field(
+            field,
+            format!(
+                "must be kebab-case (lowercase letters and digits joined by single hyphens, e.g. `pii-redact`), at most {MAX_KEBAB_LEN} characters"
+            ),
+        ))
+    }
 }
 
 pub(crate) fn validate_budget(field: &str, usd: f64) -> Result<i64, ApiError> {

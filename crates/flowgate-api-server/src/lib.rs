@@ -5,10 +5,13 @@
 //! - [`routes`]: the route table (shared with the OpenAPI test) and the admin-key layer; a leaf
 //!   that only maps paths to handlers. `state`: `AppState`; `events`: publications on
 //!   `keys:invalidate`, `guardrails:changed`, `policies:changed` after a committed change.
-//! - One folder per resource, each with `handlers` (thin), `model` (request and response
-//!   documents and their validation) and `store` (its SQL): `keys`, `tenants`, `audit` (the
-//!   trail query and its streamed CSV/NDJSON export). Not yet split: `guardrails` (+
-//!   `guardrail_model`), `policies` (+ `policy_model`), `analytics`.
+//! - One folder per resource, each with `handlers` (thin: validate, call the store, publish,
+//!   answer), `model` (request and response documents and their validation) and `store` (its
+//!   SQL, as functions over `Database`; handlers never run a statement): `keys`, `tenants`,
+//!   `guardrails` (+ `schema`: each built-in kind's `runtime_config` schema, the schema check and
+//!   the built-ins seeded at start), `policies` (rule sets checked by
+//!   `flowgate_contracts::rules`), `audit` (the trail query and its streamed CSV/NDJSON export),
+//!   `analytics` (spend and provider performance over the trail).
 //! - `fields`: conventions every document shares (money, timestamps, PATCH nulls, paging);
 //!   `sql`: the data-access helpers every store uses (numbered placeholders, `UPDATE`s from
 //!   changes, keyset pages); `extract`: JSON and query extractors whose rejections are 400s;
@@ -26,12 +29,10 @@ mod events;
 mod extract;
 mod fields;
 mod grpc;
-mod guardrail_model;
 mod guardrails;
 mod health;
 mod keys;
 mod policies;
-mod policy_model;
 pub mod routes;
 mod sql;
 mod state;
@@ -108,7 +109,7 @@ impl Application {
     /// routes. The other services' addresses for `/api/health/comprehensive` come from
     /// `settings` (see `HealthTargets::from_settings` in the `health` module).
     pub async fn build(settings: &Settings, deps: Dependencies) -> Result<Self, InitError> {
-        let seeded = guardrails::seed_builtins(&deps.database).await.map_err(InitError::Seed)?;
+        let seeded = guardrails::store::seed_builtins(&deps.database).await.map_err(InitError::Seed)?;
         if seeded > 0 {
             tracing::info!(seeded, "built-in guardrails added to the catalog");
         }

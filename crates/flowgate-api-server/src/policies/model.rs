@@ -1,13 +1,13 @@
-//! Policy rule sets as the api-server validates them on write: the schema and its checks are
-//! `flowgate_contracts::rules` (the policy service evaluates the same type); this module names
-//! the field at fault the way the API does (`document.rules[0].action`).
+//! Policy documents: the create and patch requests, the stored row and the view. The rule-set
+//! schema and its checks are `flowgate_contracts::rules` (the policy service evaluates the same
+//! type); what is the api-server's own is the policy's name inside its document and naming the
+//! field at fault the way the API does (`document.rules[0].action`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
-use crate::fields::{parse_object, rfc3339};
-use crate::guardrail_model::validate_kebab;
+use crate::fields::{parse_object, rfc3339, validate_kebab};
 
 /// Validates `document` as the rule set of policy `name`: a missing `name` inside it becomes the
 /// policy's; a different one is an error. Returns the JSON text to store.
@@ -99,6 +99,12 @@ impl From<PolicyRow> for PolicyView {
             updated_at: rfc3339(row.updated_at),
         }
     }
+}
+
+/// Every policy, as `GET /api/policies` shows them.
+#[derive(Debug, Serialize)]
+pub(crate) struct PolicyList {
+    pub(crate) data: Vec<PolicyView>,
 }
 
 #[cfg(test)]
