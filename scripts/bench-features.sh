@@ -112,7 +112,7 @@ database_env() {
   DATABASE_ARG=""
   [ -n "$POSTGRES" ] || return 0
   local db
-  db="flowgate_bench_$(tr 'A-Z' 'a-z' <<<"$1")_$$"
+  db="flowgate_bench_${1,,}_$$"
   psql -q "$POSTGRES" -c "CREATE DATABASE $db" >/dev/null || die "cannot create database $db on $POSTGRES"
   PG_DATABASES+=("$db")
   DATABASE_ARG="DATABASE_URL=${POSTGRES%/*}/$db"
@@ -192,7 +192,9 @@ text = text[:4096]
 print(json.dumps({"model": "bench", "messages": [{"role": "user", "content": text}], "max_tokens": 64}))
 EOF
 )
+# shellcheck disable=SC2153 # A_PROXY, B_PROXY, A_PID, B_PID: set by start_all (printf -v)
 URL_A="http://127.0.0.1:$A_PROXY/v1/chat/completions"
+# shellcheck disable=SC2153
 URL_B="http://127.0.0.1:$B_PROXY/v1/chat/completions"
 URL_S="http://127.0.0.1:$S_PROXY/v1/chat/completions"
 for check in "$URL_A $A_KEY_PLAIN" "$URL_A $A_KEY_LIMITED" "$URL_A $A_KEY_GUARDED" "$URL_B $B_KEY_PLAIN" \
@@ -241,7 +243,9 @@ if wanted guardrail; then
     "all-guarded $URL_A 1 A_KEY_GUARDED BODY_4K A_PID 0")
 fi
 log "warmup (3 s per gateway)"
+# shellcheck disable=SC2153
 run_wrk warmup-A "$URL_A" 2 64 3 "$A_KEY_PLAIN" "$BODY" "$A_PID" "$PID_FAST"
+# shellcheck disable=SC2153
 run_wrk warmup-B "$URL_B" 2 64 3 "$B_KEY_PLAIN" "$BODY" "$B_PID" "$PID_FAST"
 run_wrk warmup-S "$URL_S" 2 64 3 "$A_KEY_GUARDED" "$BODY_4K" "$S_PID" "$PID_FAST"
 wait_idle warmup-A "$A_PID"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared parts of the benchmark scripts (scripts/bench.sh, scripts/bench-features.sh).
 # Source it from a script that has `set -euo pipefail`, has cd'ed to the repository root and has
 # set BENCH_NAME (the log prefix). It defines functions only, plus the temporary directory and the
@@ -32,13 +33,14 @@ bench_tools() {
 }
 
 # bench_build BUILD(0|1) WITH_STREAM_LOAD(0|1): sets BIN (the release flowgate binary) and, when asked,
-# STREAM_LOAD (the streaming load client). BUILD=1 runs cargo; BUILD=0 uses what is built.
+# STREAM_LOAD (the streaming load client). BUILD=1 runs cargo; BUILD=0 uses what is built. When
+# BENCH_BIN is set, BIN is that file and the flowgate binary is not built (STREAM_LOAD still is).
 bench_build() {
   local build=$1 with_stream=$2
   TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-  BIN=$TARGET_DIR/release/flowgate
+  BIN=${BENCH_BIN:-$TARGET_DIR/release/flowgate}
   STREAM_LOAD=""
-  if [ "$build" = 1 ]; then
+  if [ "$build" = 1 ] && [ -z "${BENCH_BIN:-}" ]; then
     log "building: cargo build --release -p flowgate (CARGO_TARGET_DIR=$TARGET_DIR)"
     cargo build --release -p flowgate
   fi
@@ -53,7 +55,12 @@ for line in sys.stdin:
         print(m["executable"])') || true
     [ -n "$STREAM_LOAD" ] || { cargo bench -p flowgate --bench stream_load --no-run; die "could not build the stream_load bench"; }
   elif [ "$with_stream" = 1 ]; then
-    STREAM_LOAD=$(ls -t "$TARGET_DIR"/release/deps/stream_load-* 2>/dev/null | grep -v '\.d$' | head -1 || true)
+    local candidate
+    for candidate in "$TARGET_DIR"/release/deps/stream_load-*; do
+      case "$candidate" in *.d) continue ;; esac
+      [ -x "$candidate" ] || continue
+      if [ -z "$STREAM_LOAD" ] || [ "$candidate" -nt "$STREAM_LOAD" ]; then STREAM_LOAD=$candidate; fi
+    done
     [ -n "$STREAM_LOAD" ] || die "--no-build: no stream_load executable under $TARGET_DIR/release/deps"
   fi
   [ -x "$BIN" ] || die "$BIN is missing"

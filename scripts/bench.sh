@@ -2,9 +2,12 @@
 # Flowgate benchmark: the same load sent (a) straight to a fast fake upstream (`flowgate
 # mock-upstream`) and (b) through the gateway (`flowgate all`), in one run, with a table of
 # direct vs gateway, the ratios, and PASS/FAIL against the targets in docs/benchmarks.md.
+# With --baseline or --baseline-ref it compares two builds instead (see "comparing two builds").
 #
 # usage: scripts/bench.sh [--json FILE] [--duration SECS] [--latency-duration SECS]
 #                         [--streams N] [--audit on|off] [--pin none|split] [--no-build] [--keep]
+#                         [--bin FILE] [--baseline FILE | --baseline-ref GIT_REF]
+#                         [--rounds N] [--tolerance PCT]
 #
 #   --json FILE             also write the results as JSON to FILE
 #   --duration SECS         length of each throughput run (default 15)
@@ -17,14 +20,35 @@
 #                           CPU 1 (needs >= 2 CPUs).
 #   --no-build              use the binaries already built (do not run cargo)
 #   --keep                  keep the temporary directory (logs, config, raw results)
+#   --bin FILE              the flowgate binary to measure instead of building this tree's
+#                           (target/release/flowgate); the streaming client is still built
+#
+# Comparing two builds (old = baseline, new = --bin or this tree's release build):
+#   --baseline FILE         a baseline flowgate binary: runs it and the new one side by side
+#                           against the same mock upstream, with the same wrk load, in interleaved
+#                           rounds, and prints new/old ratios instead of the usual table. No
+#                           streaming test in this mode.
+#   --baseline-ref GIT_REF  the same, with the baseline built from GIT_REF of this repository:
+#                           `cargo build --release --locked -p flowgate` in a throwaway git worktree
+#                           with its own CARGO_TARGET_DIR, both under a temp dir removed afterwards
+#                           (a cold build: 10 minutes on 2 shared cores, ~0.9 GB of disk while
+#                           it runs). The binary is kept as
+#                           ${CARGO_TARGET_DIR:-target}/bench-baseline/COMMIT/flowgate and reused
+#                           by later runs for the same commit.
+#   --rounds N              rounds in comparison mode (default 5; use at least 3). Each round:
+#                           c64 direct, then c64, c1 and bounded-load runs of both builds, the
+#                           builds' order swapped every other round (old, new / new, old)
+#   --tolerance PCT         comparison verdict: new/old throughput (median) must be at least
+#                           1 - PCT/100 and CPU per request at most 1 + PCT/100 (default 5)
 #
 # Needs: cargo, curl, python3, wrk (installed with apt-get when missing and running as root or
-# with sudo). Respects CARGO_TARGET_DIR. Exits non-zero only when the setup fails, not when a
-# target is missed. Every process shares the machine: on a busy one, run it as
-# `nice -n -10 scripts/bench.sh` (as root) so that other work disturbs the figures less.
+# with sudo), git for --baseline-ref. Respects CARGO_TARGET_DIR. Exits non-zero only when the
+# setup fails, not when a target is missed. Every process shares the machine: on a busy one, run
+# it as `nice -n -10 scripts/bench.sh` (as root) so that other work disturbs the figures less.
 # Method and recorded results: docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+CALLER_PWD=$OLDPWD
 ROOT=$PWD
 BENCH_NAME=bench
 # shellcheck source=scripts/bench-lib.sh
@@ -38,8 +62,20 @@ PIN=none
 AUDIT=on
 BUILD=1
 KEEP=0
+BENCH_BIN=""
+BASELINE=""
+BASELINE_REF=""
+ROUNDS=5
+TOLERANCE=5
+# abs_path PATH: PATH made absolute against the caller's directory (this script cd's to the root).
+abs_path() { case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$CALLER_PWD/$1" ;; esac; }
 while [ $# -gt 0 ]; do
   case "$1" in
+    --bin) BENCH_BIN=$(abs_path "$2"); shift 2 ;;
+    --baseline) BASELINE=$(abs_path "$2"); shift 2 ;;
+    --baseline-ref) BASELINE_REF=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --tolerance) TOLERANCE=$2; shift 2 ;;
     --json) JSON_OUT=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --latency-duration) LAT_DURATION=$2; shift 2 ;;
@@ -57,10 +93,23 @@ case "$AUDIT" in on) AUDIT_ENABLED=true ;; off) AUDIT_ENABLED=false ;; *) echo "
 if [ -n "$JSON_OUT" ]; then
   case "$JSON_OUT" in /*) ;; *) JSON_OUT="$ROOT/$JSON_OUT" ;; esac
 fi
+[ -z "$BASELINE" ] || [ -z "$BASELINE_REF" ] || die "--baseline and --baseline-ref exclude each other"
+case "$ROUNDS" in ''|*[!0-9]*|0) die "--rounds must be a positive integer" ;; esac
+case "$TOLERANCE" in ''|*[!0-9.]*) die "--tolerance must be a number (percent)" ;; esac
+[ -z "$BENCH_BIN" ] || [ -x "$BENCH_BIN" ] || die "--bin: $BENCH_BIN is not an executable file"
+[ -z "$BASELINE" ] || [ -x "$BASELINE" ] || die "--baseline: $BASELINE is not an executable file"
 
 bench_tools wrk curl python3
 command -v taskset >/dev/null 2>&1 || [ "$PIN" = none ] || die "--pin split needs taskset (util-linux)"
 if [ "$PIN" = split ] && [ "$(nproc)" -lt 2 ]; then die "--pin split needs at least 2 CPUs"; fi
+
+if [ -n "$BASELINE" ] || [ -n "$BASELINE_REF" ]; then
+  # Comparison mode: scripts/bench-compare.sh defines bench_compare, which runs and reports.
+  # shellcheck source=scripts/bench-compare.sh
+  . scripts/bench-compare.sh
+  bench_compare
+  exit 0
+fi
 
 # (load is sampled after the build, just before the measurements: see warn_if_busy below)
 bench_build "$BUILD" 1
