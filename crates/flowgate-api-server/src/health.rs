@@ -6,72 +6,16 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use flowgate_common::Settings;
-use flowgate_common::settings::ProxySettings;
 use flowgate_db::{Backend, now_millis};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::fields::rfc3339;
 use crate::state::AppState;
+pub(crate) use crate::targets::HealthTargets;
 
 /// Longest any one check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Where the other services answer HTTP, as far as this process's settings tell.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct HealthTargets {
-    /// `(service, base URL)`; `None` when the address is not known (an ephemeral port 0).
-    pub(crate) services: Vec<(&'static str, Option<String>)>,
-}
-
-/// The host to reach a service bound by this configuration on the same machine.
-fn local_host(bind: &str) -> String {
-    match bind.trim() {
-        "" | "0.0.0.0" | "::" | "[::]" => "127.0.0.1".to_owned(),
-        host if host.contains(':') && !host.starts_with('[') => format!("[{host}]"),
-        host => host.to_owned(),
-    }
-}
-
-impl HealthTargets {
-    /// The compliance and policy services at `proxy.compliance_url` / `proxy.policy_url` (one
-    /// port serves their gRPC and HTTP) when those are configured; left at their defaults, at
-    /// this host and the configured `compliance.port` / `policy.port` (what `all` runs).
-    ///
-    /// The proxy at this host and `proxy.port`, but only while `proxy.api_server_url` is left at
-    /// its default: a deployment that tells its proxies where the api-server is (Compose, Helm)
-    /// runs them elsewhere, usually as many replicas, and has no single proxy address to check.
-    pub(crate) fn from_settings(settings: &Settings) -> Self {
-        let host = local_host(&settings.server.host);
-        let defaults = ProxySettings::default();
-        let configured = |url: &str, default: &str| {
-            let url = url.trim().trim_end_matches('/');
-            (url != default.trim_end_matches('/')).then(|| url.to_owned())
-        };
-        let local = |port: u16| (port != 0).then(|| format!("http://{host}:{port}"));
-        let proxy = if configured(&settings.proxy.api_server_url, &defaults.api_server_url).is_some() {
-            None
-        } else {
-            local(settings.proxy.port)
-        };
-        Self {
-            services: vec![
-                ("proxy", proxy),
-                (
-                    "compliance",
-                    configured(&settings.proxy.compliance_url, &defaults.compliance_url)
-                        .or_else(|| local(settings.compliance.port)),
-                ),
-                (
-                    "policy",
-                    configured(&settings.proxy.policy_url, &defaults.policy_url)
-                        .or_else(|| local(settings.policy.port)),
-                ),
-            ],
-        }
-    }
-}
 
 fn millis_since(start: Instant) -> f64 {
     (start.elapsed().as_secs_f64() * 1e6).round() / 1e3
@@ -272,6 +216,8 @@ pub(crate) async fn metacache(State(state): State<AppState>) -> Json<CacheStats>
 
 #[cfg(test)]
 mod tests {
+    use flowgate_common::Settings;
+
     use super::*;
 
     #[test]

@@ -36,6 +36,7 @@ mod policies;
 pub mod routes;
 mod sql;
 mod state;
+mod targets;
 mod tenants;
 
 use std::net::SocketAddr;

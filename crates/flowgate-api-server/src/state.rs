@@ -8,7 +8,7 @@ use flowgate_common::metrics::Metrics;
 use flowgate_common::secretbox::SealKey;
 use flowgate_db::{Database, SharedState};
 
-use crate::health::HealthTargets;
+use crate::targets::HealthTargets;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
