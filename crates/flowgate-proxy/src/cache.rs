@@ -37,6 +37,7 @@ use serde_json::Value;
 
 use crate::translate::ApiFormat;
 use crate::wire::Endpoint;
+use flowgate_common::tasks::Tasks;
 
 /// The `cache` label of the cache metrics.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -162,6 +163,8 @@ struct Inner {
     hits: Family<CacheLabels, Counter>,
     misses: Family<CacheLabels, Counter>,
     entries: Family<CacheLabels, Gauge>,
+    /// Stores run as supervised jobs after the answer has gone.
+    tasks: Tasks,
 }
 
 impl std::fmt::Debug for ResponseCache {
@@ -177,6 +180,7 @@ impl ResponseCache {
         settings: &CacheSettings,
         shared: &SharedState,
         metrics: &flowgate_common::metrics::Metrics,
+        tasks: &Tasks,
     ) -> Self {
         if !settings.enabled {
             return Self(None);
@@ -190,6 +194,7 @@ impl ResponseCache {
             hits: Family::default(),
             misses: Family::default(),
             entries: Family::default(),
+            tasks: tasks.clone(),
         };
         metrics.register("cache_hits", "Requests answered from the response cache", inner.hits.clone());
         metrics.register("cache_misses", "Cache lookups that found nothing", inner.misses.clone());
@@ -329,18 +334,36 @@ impl Stream for Tee {
                 }
             }
             Poll::Ready(Some(Err(_))) => this.buffer = None,
-            Poll::Ready(None) => {
-                if let (Some(buffer), Some((cache, key, stream, content_type))) = (this.buffer.take(), this.done.take())
-                    && complete(stream, &buffer)
-                    && let Ok(handle) = tokio::runtime::Handle::try_current()
-                {
-                    let cached = Cached { stream, content_type, body: buffer.freeze() };
-                    handle.spawn(async move { cache.store(key, cached).await });
-                }
-            }
+            Poll::Ready(None) => this.store(true),
             Poll::Pending => {}
         }
         item
+    }
+}
+
+impl Tee {
+    /// Stores the copy, once, when it is a complete answer: a JSON body that `ended`, or a stream
+    /// whose end marker has passed.
+    fn store(&mut self, ended: bool) {
+        let stream = self.done.as_ref().is_some_and(|(_, _, stream, _)| *stream);
+        if !ended && !stream {
+            return;
+        }
+        if let (Some(buffer), Some((cache, key, stream, content_type))) = (self.buffer.take(), self.done.take())
+            && complete(stream, &buffer)
+            && let Some(inner) = cache.0.clone()
+        {
+            let cached = Cached { stream, content_type, body: buffer.freeze() };
+            inner.tasks.job("cache-store", async move { cache.store(key, cached).await });
+        }
+    }
+}
+
+impl Drop for Tee {
+    /// A client may close the connection as soon as it has the stream's end marker (the official
+    /// SDKs do), before the body has ended: the answer is complete all the same.
+    fn drop(&mut self) {
+        self.store(false);
     }
 }
 

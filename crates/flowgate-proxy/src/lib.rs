@@ -173,7 +173,7 @@ impl Application {
                 &deps.metrics,
                 &tasks,
             ),
-            cache: crate::cache::ResponseCache::new(&settings.cache, &deps.shared, &deps.metrics),
+            cache: crate::cache::ResponseCache::new(&settings.cache, &deps.shared, &deps.metrics, &tasks),
             limits: RequestLimits {
                 max_body_bytes: settings.proxy.max_body_bytes,
                 stream_timeout: Duration::from_secs(settings.proxy.stream_timeout_secs),

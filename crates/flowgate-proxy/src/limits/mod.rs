@@ -59,6 +59,19 @@ struct Inner {
     /// Settlements on their way to Redis, summed per counter.
     settling: Mutex<Settling>,
     fallbacks: Counter,
+    /// The settlement sender runs as a supervised job.
+    tasks: flowgate_common::tasks::Tasks,
+}
+
+/// Clears `Settling::sending` when the sender unwinds.
+struct ResetOnPanic<'a>(&'a Mutex<Settling>);
+
+impl Drop for ResetOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.lock().unwrap_or_else(PoisonError::into_inner).sending = false;
+        }
+    }
 }
 
 /// Counter changes waiting to be sent to Redis, and whether a task is sending them. One task sends
@@ -133,6 +146,7 @@ impl Limiter {
             flush_tx,
             settling: Mutex::default(),
             fallbacks,
+            tasks: tasks.clone(),
         });
         tasks.spawn("spend-writer", write_spend(database, pending_spend, flush_rx));
         Self(inner)
@@ -493,18 +507,18 @@ impl Limiter {
             entry.1 = entry.1.max(change.ttl);
             entry.2 |= change.refresh;
         }
-        if !settling.sending
-            && let Ok(handle) = tokio::runtime::Handle::try_current()
-        {
+        if !settling.sending && tokio::runtime::Handle::try_current().is_ok() {
             settling.sending = true;
             let limiter = self.clone();
-            handle.spawn(async move { limiter.send_settlements().await });
+            self.0.tasks.job("settlement-sender", async move { limiter.send_settlements().await });
         }
     }
 
     /// Sends queued settlements until none are left: each round, all that queued up meanwhile in
     /// one pipeline.
     async fn send_settlements(&self) {
+        // A panic must not leave the queue marked as being sent: the next settlement starts a sender.
+        let _reset = ResetOnPanic(&self.0.settling);
         loop {
             let changes: Vec<Adjustment> = {
                 let mut settling = self.0.settling.lock().unwrap_or_else(PoisonError::into_inner);

@@ -154,3 +154,59 @@ async fn through_redis_an_answer_stored_by_one_gateway_is_served_by_another() {
     drop((first, second));
     db.drop_db().await;
 }
+
+/// An upstream that sends a whole stream, `[DONE]` included, then keeps the body open for a few
+/// seconds before ending it (a provider finishing its connection late).
+async fn lingering_upstream() -> String {
+    use futures_util::StreamExt;
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(|| async {
+            let events = futures_util::stream::once(async { Ok::<_, std::io::Error>(bytes::Bytes::from(SSE)) });
+            let linger = futures_util::stream::once(async {
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                Ok(bytes::Bytes::new())
+            });
+            axum::response::Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(axum::body::Body::from_stream(events.chain(linger)))
+                .unwrap()
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}")
+}
+
+/// The official SDKs close the connection as soon as they have `[DONE]`: the answer is complete,
+/// so it is cached, even though the upstream's body has not ended yet.
+#[tokio::test]
+async fn a_stream_the_client_closes_after_its_end_marker_is_cached() {
+    let upstream = lingering_upstream().await;
+    let gateway = spawn_app(&format!(
+        "model_list:\n  - {{model_name: m, litellm_params: {{model: openai/x, api_base: '{upstream}/v1', api_key: k}}}}\ncache: {{enabled: true}}\n"
+    ))
+    .await;
+    let (_, key) = gateway.create_key(json!({})).await;
+    let mut body = chat("close early");
+    body["stream"] = json!(true);
+    let (cache, mut response) = send(&gateway, &key, &body, None).await;
+    assert_eq!(cache, "miss");
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("[DONE]") {
+        let chunk = tokio::time::timeout(Duration::from_secs(3), response.chunk()).await.unwrap().unwrap();
+        seen.extend_from_slice(&chunk.expect("the stream ended before [DONE]"));
+    }
+    drop(response);
+    wait_for_entries(&gateway, 1).await;
+    let (cache, again) = send(&gateway, &key, &body, None).await;
+    assert_eq!(cache, "hit");
+    let text: String = sse_events(again)
+        .await
+        .iter()
+        .filter_map(|(_, data)| serde_json::from_str::<Value>(data).ok())
+        .filter_map(|v| v.pointer("/choices/0/delta/content").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    assert_eq!(text, "streamed answer");
+}
