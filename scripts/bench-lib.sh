@@ -178,7 +178,16 @@ end
 EOF
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# cpu_ticks PID: user + system CPU ticks of PID and of its direct children (nginx's workers).
+cpu_ticks() {
+  local total child
+  total=$(awk '{print $14 + $15}' "/proc/$1/stat")
+  # shellcheck disable=SC2013 # the children files hold space-separated pids
+  for child in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$child/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
 
 # run_wrk NAME URL THREADS CONNECTIONS SECONDS KEY BODY SERVER_PID UPSTREAM_PID [DELAY_MS]: one wrk
 # run; writes $TMP/NAME.json with wrk's figures and the CPU seconds the two server processes used
