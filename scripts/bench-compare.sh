@@ -10,6 +10,7 @@
 # upstream does not change between the two). Every round runs, with the same wrk settings:
 #
 #   c64 direct     wrk -c64 straight to the mock (the reference for "ratio to direct")
+#   c64 nginx      wrk -c64 through nginx as a bare reverse proxy (the floor; not with --no-nginx)
 #   c64 old/new    wrk -c64 through each gateway (throughput)
 #   c1 old/new     wrk -t1 -c1 through each gateway (latency p50/p99), and c1 direct
 #   rate old/new   a bounded load, 16 connections each waiting 2 ms before every request (at most
@@ -87,6 +88,10 @@ bench_compare() {
   BIN=$old_bin
   start_mock mock-fast "$p_fast" --response "$response"
   PID_FAST=$LAST_PID
+  PID_NGINX="" NGINX_URL=""
+  if [ "$NGINX" = 1 ]; then
+    if [ "$PIN" = none ]; then start_nginx "$p_fast" "$NPROC"; else start_nginx "$p_fast" 1; fi
+  fi
   cat >"$TMP/config.yaml" <<EOF
 model_list:
   - model_name: bench
@@ -140,6 +145,7 @@ EOF
   }
   log "warmup (3 s each: direct, old, new)"
   run_wrk warmup-direct "$direct_url" "$threads" 64 3 "$old_key" "$body" "$PID_FAST" "$PID_FAST"
+  [ -z "$NGINX_URL" ] || run_wrk warmup-nginx "$NGINX_URL" "$threads" 64 3 "$old_key" "$body" "$PID_NGINX" "$PID_FAST"
   run_wrk warmup-old "$old_url" "$threads" 64 3 "$old_key" "$body" "$old_pid" "$PID_FAST"
   wait_idle warmup-old "$old_pid"
   run_wrk warmup-new "$new_url" "$threads" 64 3 "$new_key" "$body" "$new_pid" "$PID_FAST"
@@ -150,6 +156,7 @@ EOF
     order="$first, $second"
     log "round $round of $ROUNDS ($order; c64 ${DURATION} s, c1 ${LAT_DURATION} s, bounded ${DURATION} s)"
     run_wrk "r$round-tput-direct" "$direct_url" "$threads" 64 "$DURATION" "$old_key" "$body" "$PID_FAST" "$PID_FAST"
+    [ -z "$NGINX_URL" ] || run_wrk "r$round-tput-nginx" "$NGINX_URL" "$threads" 64 "$DURATION" "$old_key" "$body" "$PID_NGINX" "$PID_FAST"
     gw "$first" tput "$round"; gw "$second" tput "$round"
     run_wrk "r$round-lat-direct" "$direct_url" 1 1 "$LAT_DURATION" "$old_key" "$body" "$PID_FAST" "$PID_FAST"
     gw "$first" lat "$round"; gw "$second" lat "$round"
@@ -193,6 +200,11 @@ for r in range(1, rounds + 1):
             "errors": sum(x["non_2xx"] + x["socket_errors"] for x in (t, l, q)),
         }
     o, n = run["old"], run["new"]
+    nginx_file = os.path.join(tmp, f"r{r}-tput-nginx.json")
+    if os.path.exists(nginx_file):
+        run["nginx"] = {"tput": json.load(open(nginx_file))}
+        for b in ("old", "new"):
+            run[b]["ratio_to_nginx"] = run[b]["rps_c64"] / run["nginx"]["tput"]["rps"] if run["nginx"]["tput"]["rps"] else None
     run["new_over_old"] = {
         "throughput_c64": n["rps_c64"] / o["rps_c64"] if o["rps_c64"] else None,
         "ratio_to_direct": n["ratio_to_direct"] / o["ratio_to_direct"] if o["ratio_to_direct"] else None,
@@ -212,6 +224,12 @@ summary = {b: {k: m(b, k) for k in ("rps_c64", "ratio_to_direct", "c1_p50_us", "
            for b in ("old", "new")}
 for b in ("old", "new"):
     summary[b]["errors"] = sum(r[b]["errors"] for r in R)
+has_nginx = all("nginx" in r for r in R)
+if has_nginx:
+    summary["nginx"] = {"rps_c64": med(r["nginx"]["tput"]["rps"] for r in R),
+                        "ratio_to_direct": med(r["nginx"]["tput"]["rps"] / r["direct"]["tput"]["rps"] for r in R)}
+    for b in ("old", "new"):
+        summary[b]["ratio_to_nginx"] = med(r[b]["ratio_to_nginx"] for r in R)
 summary["direct"] = {"rps_c64": med(r["direct"]["tput"]["rps"] for r in R),
                      "c1_p50_us": med(r["direct"]["lat"]["latency_us"]["p50"] for r in R),
                      "c1_p99_us": med(r["direct"]["lat"]["latency_us"]["p99"] for r in R)}
@@ -248,6 +266,10 @@ d = summary["direct"]
 rows = [
     ("throughput c64 (req/s)", f0(d["rps_c64"]), f0(so["rps_c64"]), f0(sn["rps_c64"]), f3(ratios["throughput_c64"])),
     ("throughput c64, ratio to direct", "", pct(so["ratio_to_direct"]), pct(sn["ratio_to_direct"]), f3(ratios["ratio_to_direct"])),
+] + ([
+    ("nginx bare proxy c64 (req/s, of direct)", f"{f0(summary['nginx']['rps_c64'])} ({pct(summary['nginx']['ratio_to_direct'])})", "", "", ""),
+    ("throughput c64, ratio to nginx", "", f3(so["ratio_to_nginx"]), f3(sn["ratio_to_nginx"]), ""),
+] if has_nginx else []) + [
     ("latency c1 p50 (ms)", ms(d["c1_p50_us"]), ms(so["c1_p50_us"]), ms(sn["c1_p50_us"]), f3(sn["c1_p50_us"] / so["c1_p50_us"]) if so["c1_p50_us"] else "-"),
     ("latency c1 p99 (ms)", ms(d["c1_p99_us"]), ms(so["c1_p99_us"]), ms(sn["c1_p99_us"]), f3(sn["c1_p99_us"] / so["c1_p99_us"]) if so["c1_p99_us"] else "-"),
     ("added latency c1 p50 / p99 (ms)", "", f"{ms(so['c1_added_p50_us'])} / {ms(so['c1_added_p99_us'])}",

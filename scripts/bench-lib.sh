@@ -239,3 +239,64 @@ warn_if_busy() {
     log "warning: load average is $LOAD_BEFORE on $NPROC CPUs before the run; results will be noisy"
   fi
 }
+
+# find_nginx: sets NGINX_BIN, installing Debian's nginx-light when nginx is missing.
+find_nginx() {
+  NGINX_BIN=$(command -v nginx || true)
+  [ -n "$NGINX_BIN" ] || [ ! -x /usr/sbin/nginx ] || NGINX_BIN=/usr/sbin/nginx
+  if [ -z "$NGINX_BIN" ]; then
+    log "installing nginx-light"
+    apt_install nginx-light || die "nginx is missing and could not be installed (apt-get install nginx-light; or --no-nginx)"
+    NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
+  fi
+}
+
+# start_nginx UPSTREAM_PORT WORKERS: nginx as a bare reverse proxy in front of 127.0.0.1:UPSTREAM_PORT
+# (keep-alive upstream connections, HTTP/1.1, no buffering, no access log), with a config generated
+# under $TMP/nginx and the servers' pinning; sets PID_NGINX and NGINX_URL (the chat completions URL).
+start_nginx() {
+  local upstream=$1 workers=$2 port user=""
+  port=$(free_port)
+  mkdir -p "$TMP/nginx"
+  # As root, the workers would otherwise run as nobody and could not use the temp directory.
+  [ "$(id -u)" -ne 0 ] || user="user root;"
+  cat >"$TMP/nginx/nginx.conf" <<EOF
+$user
+worker_processes $workers;
+daemon off;
+master_process on;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  client_body_temp_path $TMP/nginx/body;
+  proxy_temp_path $TMP/nginx/proxy;
+  fastcgi_temp_path $TMP/nginx/fastcgi;
+  uwsgi_temp_path $TMP/nginx/uwsgi;
+  scgi_temp_path $TMP/nginx/scgi;
+  keepalive_requests 10000000;
+  upstream mock {
+    server 127.0.0.1:$upstream;
+    keepalive 64;
+    keepalive_requests 10000000;
+  }
+  server {
+    listen 127.0.0.1:$port;
+    location / {
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+      proxy_request_buffering off;
+    }
+  }
+}
+EOF
+  log "starting nginx ($NGINX_BIN, $workers worker(s), :$port -> :$upstream, keep-alive upstream)"
+  "${SERVER_PIN[@]}" "$NGINX_BIN" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" >"$TMP/nginx.log" 2>&1 &
+  PID_NGINX=$!; PIDS+=("$PID_NGINX")
+  wait_http "http://127.0.0.1:$port/v1/models" nginx "$PID_NGINX"
+  # shellcheck disable=SC2034 # read by the caller
+  NGINX_URL="http://127.0.0.1:$port/v1/chat/completions"
+}

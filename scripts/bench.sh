@@ -117,15 +117,7 @@ case "$TOLERANCE" in ''|*[!0-9.]*) die "--tolerance must be a number (percent)" 
 
 bench_tools wrk curl python3
 NGINX_BIN=""
-if [ "$NGINX" = 1 ]; then
-  NGINX_BIN=$(command -v nginx || true)
-  [ -n "$NGINX_BIN" ] || [ ! -x /usr/sbin/nginx ] || NGINX_BIN=/usr/sbin/nginx
-  if [ -z "$NGINX_BIN" ]; then
-    log "installing nginx-light"
-    apt_install nginx-light || die "nginx is missing and could not be installed (apt-get install nginx-light; or --no-nginx)"
-    NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
-  fi
-fi
+[ "$NGINX" = 0 ] || find_nginx
 command -v taskset >/dev/null 2>&1 || [ "$PIN" = none ] || die "--pin split needs taskset (util-linux)"
 if [ "$PIN" = split ] && [ "$(nproc)" -lt 2 ]; then die "--pin split needs at least 2 CPUs"; fi
 
@@ -202,50 +194,9 @@ PID_NGINX=""
 NGINX_URL=""
 NGINX_WORKERS=0
 if [ "$NGINX" = 1 ]; then
-  P_NGINX=$(free_port)
   NGINX_WORKERS=$NPROC
   [ "$PIN" = none ] || NGINX_WORKERS=1
-  mkdir -p "$TMP/nginx"
-  NGINX_USER=""
-  [ "$(id -u)" -ne 0 ] || NGINX_USER="user root;"
-  cat >"$TMP/nginx/nginx.conf" <<EOF
-$NGINX_USER
-worker_processes $NGINX_WORKERS;
-daemon off;
-master_process on;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 16384; }
-http {
-  access_log off;
-  client_body_temp_path $TMP/nginx/body;
-  proxy_temp_path $TMP/nginx/proxy;
-  fastcgi_temp_path $TMP/nginx/fastcgi;
-  uwsgi_temp_path $TMP/nginx/uwsgi;
-  scgi_temp_path $TMP/nginx/scgi;
-  keepalive_requests 10000000;
-  upstream mock {
-    server 127.0.0.1:$P_FAST;
-    keepalive 64;
-    keepalive_requests 10000000;
-  }
-  server {
-    listen 127.0.0.1:$P_NGINX;
-    location / {
-      proxy_pass http://mock;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-      proxy_request_buffering off;
-    }
-  }
-}
-EOF
-  log "starting nginx ($NGINX_BIN, $NGINX_WORKERS worker(s), :$P_NGINX -> mock :$P_FAST, keep-alive upstream)"
-  "${SERVER_PIN[@]}" "$NGINX_BIN" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" >"$TMP/nginx.log" 2>&1 &
-  PID_NGINX=$!; PIDS+=("$PID_NGINX")
-  wait_http "http://127.0.0.1:$P_NGINX/v1/models" nginx "$PID_NGINX"
-  NGINX_URL="http://127.0.0.1:$P_NGINX/v1/chat/completions"
+  start_nginx "$P_FAST" "$NGINX_WORKERS"
 fi
 
 DIRECT_URL="http://127.0.0.1:$P_FAST/v1/chat/completions"
