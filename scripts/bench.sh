@@ -370,8 +370,11 @@ gw_peak_kb = max(sg["rss_kb"]["peak_sampled"] or 0, sg["rss_kb"]["vm_hwm"] or 0)
 
 D, N, G = med_summary["direct"], med_summary.get("nginx"), med_summary["gateway"]
 ratio = ratios["gateway/direct"] or 0.0
-d50 = G["p50"] - D["p50"]
-d99 = G["p99"] - D["p99"]
+# Added latency: the median of the per-round differences (runs of one round are close in time).
+d50 = med(r["gateway"]["p50"] - r["direct"]["p50"] for r in R)
+d99 = med(r["gateway"]["p99"] - r["direct"]["p99"] for r in R)
+n50 = med(r["nginx"]["p50"] - r["direct"]["p50"] for r in R) if has_nginx else None
+n99 = med(r["nginx"]["p99"] - r["direct"]["p99"] for r in R) if has_nginx else None
 t99 = (sg["ttfb_us"]["p99"] or 0) - (sd["ttfb_us"]["p99"] or 0) if has_streams else 0
 streams_ok = has_streams and sg["completed"] == int(streams) and sg["errors"] == 0 and sd["errors"] == 0
 rss_bytes = gw_peak_kb * 1024
@@ -414,8 +417,8 @@ nx = lambda k, f: f(N[k]) if N else ""
 ratio_txt = f"gw/direct {ratio:.3f}" + (f", nginx/direct {ratios['nginx/direct']:.3f}, gw/nginx {gw_nginx:.3f}" if has_nginx else "")
 rows = [
     ("throughput c64 (req/s)", f"{D['rps']:.0f}", nx("rps", lambda x: f"{x:.0f}"), f"{G['rps']:.0f}", ratio_txt),
-    ("latency c1 p50", ms(D["p50"]), nx("p50", ms), ms(G["p50"]), f"gw +{d50 / 1000:.3f} ms" + (f", nginx +{(N['p50'] - D['p50']) / 1000:.3f} ms" if N else "")),
-    ("latency c1 p99", ms(D["p99"]), nx("p99", ms), ms(G["p99"]), f"gw +{d99 / 1000:.3f} ms" + (f", nginx +{(N['p99'] - D['p99']) / 1000:.3f} ms" if N else "")),
+    ("latency c1 p50", ms(D["p50"]), nx("p50", ms), ms(G["p50"]), f"added: gw {d50 / 1000:+.3f} ms" + (f", nginx {n50 / 1000:+.3f} ms" if N else "")),
+    ("latency c1 p99", ms(D["p99"]), nx("p99", ms), ms(G["p99"]), f"added: gw {d99 / 1000:+.3f} ms" + (f", nginx {n99 / 1000:+.3f} ms" if N else "")),
     ("proxy CPU us/request, c64", "", nx("cpu_us", f1), f1(G["cpu_us"]), f"gateway: {f1(G['deferred_cpu_us'])} of it after the run (deferred)"),
     ("upstream CPU us/request, c64", f1(D["upstream_cpu_us"]), nx("upstream_cpu_us", f1), f1(G["upstream_cpu_us"]),
      f"behind gw / behind nginx {up_ratio:.3f}" if up_ratio else ""),
@@ -443,7 +446,8 @@ rows = [r if len(r) == 5 else (r[0], r[1], "", r[2], r[3]) for r in rows]
 w = [max(len(r[i]) for r in rows + [head]) for i in range(5)]
 out = []
 fmt = lambda r: "  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip()
-out.append(f"medians over {rounds} round(s) of c64 and c1 runs (order rotated every round); streaming: one run")
+out.append(f"medians over {rounds} round(s) of c64 and c1 runs (order rotated every round; ratios and added latency: medians of")
+out.append("the per-round ratios and differences); streaming: one run")
 out.append("")
 out.append(fmt(head))
 out.append(fmt(tuple("-" * x for x in w)))
