@@ -459,6 +459,12 @@ for t in targets:
     out.append(f"{'PASS' if t['pass'] else 'FAIL'}  {t['name']}" + (f": {t['shown']}" if t.get("shown") else ""))
 if rounds < 3:
     out.append(f"only {rounds} round(s): a smoke test, not figures to decide on")
+try:
+    if float(load_before.split()[0]) > 0.5 * (os.cpu_count() or 1):
+        out.append(f"warning: load average {load_before.split()[0]} on {os.cpu_count()} CPUs before the run: other work disturbed it, "
+                   "tail latencies most (a negative added p99 passes its target without meaning anything)")
+except ValueError:
+    pass
 machine = {"nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(), "pin": pin,
            "loadavg_before": load_before, "loadavg_after": load_after}
 out.append("")
