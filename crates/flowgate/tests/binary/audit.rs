@@ -266,3 +266,56 @@ async fn auditing_can_be_switched_off_for_benchmarks() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(sqlite_rows(gateway.data_dir()).await.is_empty());
 }
+
+/// A NUL in the model (`"fake-gpt\u0000x"`, answered 404) used to make PostgreSQL refuse the
+/// batch ("invalid byte sequence for encoding UTF8: 0x00"); the writer took that for an outage and
+/// spooled every later record of every key. The record is cleaned before it is queued: it is
+/// written, and so is every later one.
+#[tokio::test]
+async fn a_nul_in_the_model_does_not_stall_the_audit_trail_on_postgres() {
+    let Some(db) = ThrowawayDb::create().await else { return };
+    let gateway = TestApp::builder(CONFIG).postgres(&db).spawn().await;
+    let (_, key) = gateway.create_key(json!({})).await;
+    let poisoned = json!({"model": "fake-gpt\u{0}x", "messages": [{"role": "user", "content": "hi"}]});
+    assert!(poisoned.to_string().contains(r#""fake-gpt\u0000x""#));
+    let response = gateway.post("/v1/chat/completions", &key, &poisoned).await;
+    assert_eq!(response.status(), 404);
+    let poisoned_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let mut good_ids = Vec::new();
+    for stream in [false, true, false, true, false] {
+        let response = gateway.post("/v1/chat/completions", &key, &chat("m", stream)).await;
+        assert_eq!(response.status(), 200);
+        good_ids.push(response.headers()["x-request-id"].to_str().unwrap().to_owned());
+        let _ = response.bytes().await;
+    }
+    let rows = || async {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        sqlx::query("SELECT request_id, model_requested, status, error_code FROM audit_records")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let rows = rows().await;
+        if rows.len() >= 6 || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let ids: Vec<String> = rows.iter().map(|r| r.get::<String, _>("request_id")).collect();
+    assert_eq!(rows.len(), 6, "every request is in audit_records: {ids:?}");
+    for id in &good_ids {
+        assert!(ids.contains(id), "good request {id} missing");
+    }
+    let poisoned = rows.iter().find(|r| r.get::<String, _>("request_id") == poisoned_id).unwrap();
+    assert_eq!(poisoned.get::<String, _>("model_requested"), "fake-gpt\u{FFFD}x");
+    assert_eq!(poisoned.get::<i64, _>("status"), 404);
+    assert_eq!(poisoned.get::<String, _>("error_code"), "model_not_found");
+    let spool = gateway.data_dir().join("audit-spool");
+    assert!(!spool.join("spool.ndjson").exists(), "nothing was spooled");
+    assert!(!spool.join("dead-letter.ndjson").exists(), "nothing was refused");
+    drop(gateway);
+    db.drop_db().await;
+}
