@@ -69,6 +69,8 @@ impl AuditGuard {
             record.error_code = Some(code.to_owned());
         }
         record.latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        // The one place a record's text is made safe to store, whatever path the request took.
+        crate::audit::sanitise::sanitise(&mut record);
         self.sink.record(record);
     }
 }

@@ -1,19 +1,29 @@
 //! The audit trail: one record per proxied request (rejected ones included), written off the hot
 //! path in batches, and never lost.
 //!
-//! Requests hand records to a bounded queue without waiting. A writer task inserts them in
-//! batches (every 200 ms, one transaction of multi-row `INSERT`s of up to 256 rows). When the
-//! database is unreachable, batches are appended to a spool file in the data directory
-//! (`audit-spool/spool.ndjson`, fsynced) and replayed in order once it answers again, before
-//! newer records; replays are idempotent (`ON CONFLICT (request_id) DO NOTHING`), so a crash
-//! between insert and truncation cannot duplicate rows. When the queue is full, records overflow
-//! into memory rather than being dropped, with a metric and a log line; past 10,000 such records
-//! they move to an overflow file in the spool directory (replayed like the spool), so memory stays
-//! bounded. Shutdown drains the queue after the HTTP server has drained.
+//! Requests hand records to a bounded queue without waiting, after their text was cleaned and
+//! bounded ([`sanitise`]). A writer task inserts them in batches (every 200 ms, one transaction
+//! of multi-row `INSERT`s of up to 256 rows). When the database is unreachable, batches are
+//! appended to a spool file in the data directory (`audit-spool/spool.ndjson`, fsynced) and
+//! replayed in order once it answers again, before newer records; replays are idempotent
+//! (`ON CONFLICT (request_id) DO NOTHING`), so a crash between insert and truncation cannot
+//! duplicate rows. When the queue is full, records overflow into memory rather than being
+//! dropped, with a metric and a log line; past 10,000 such records they move to an overflow file
+//! in the spool directory (replayed like the spool), so memory stays bounded. Shutdown drains the
+//! queue after the HTTP server has drained.
+//!
+//! A write error is classified ([`reject`]): an unavailable database keeps the records for a
+//! retry (spool); a batch the database refuses is split in halves until each refused record
+//! stands alone, the others are written, and each refused one goes to `audit-spool/
+//! dead-letter.ndjson` with its error, counted (`flowgate_audit_records_rejected_total`) and
+//! logged once. One bad record never holds back the others.
 //!
 //! Prompts and answers are not recorded, except for tenants with `store_prompts`: theirs are
 //! redacted (PII and secrets replaced by placeholders, by the compliance service) before the
 //! record is queued, and not stored at all when redaction is unavailable.
+
+pub(crate) mod reject;
+pub(crate) mod sanitise;
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -41,6 +51,8 @@ const BATCH_WAIT: Duration = Duration::from_millis(200);
 use flowgate_common::tasks::Tasks;
 use flowgate_contracts::audit::AUDIT_COLUMNS;
 pub(crate) use flowgate_contracts::audit::AuditRecord;
+
+use self::reject::{DeadLetter, Failure};
 
 enum Message {
     Record(Box<AuditRecord>),
@@ -88,11 +100,17 @@ impl AuditSink {
         let spool_gauge: Gauge = Gauge::default();
         let written = Counter::default();
         let spooled = Counter::default();
+        let rejected = Counter::default();
         metrics.register("audit_queue_depth", "Audit records waiting to be written", depth.clone());
         metrics.register("audit_queue_overflow", "Audit records that found the queue full", overflowed.clone());
         metrics.register("audit_spool_bytes", "Size of the audit spool file", spool_gauge.clone());
         metrics.register("audit_records_written", "Audit records inserted into the database", written.clone());
         metrics.register("audit_records_spooled", "Audit records written to the spool file", spooled.clone());
+        metrics.register(
+            "audit_records_rejected",
+            "Audit records the database refused, moved to the dead-letter file",
+            rejected.clone(),
+        );
         let spool_bytes = Arc::new(AtomicI64::new(0));
         let inner = Arc::new(Inner {
             enabled,
@@ -109,8 +127,17 @@ impl AuditSink {
             }),
             spool_dir: spool_dir.clone(),
         });
-        let writer =
-            Writer { database, spool: Spool::new(&spool_dir), sink: inner.clone(), spool_gauge, written, spooled };
+        let writer = Writer {
+            database,
+            spool: Spool::new(&spool_dir),
+            dead_letter: DeadLetter::new(&spool_dir),
+            sink: inner.clone(),
+            spool_gauge,
+            written,
+            spooled,
+            rejected,
+            outage: std::sync::atomic::AtomicBool::new(false),
+        };
         tasks.spawn("audit-writer", writer.run(rx));
         Self(inner)
     }
@@ -296,6 +323,22 @@ impl Spool {
         }
     }
 
+    /// Replaces the file's records with `records` (removes it when there are none). Written beside
+    /// it and renamed over it, so a crash leaves either the old content or the new. Returns the
+    /// new size.
+    fn replace(&self, records: &[AuditRecord]) -> std::io::Result<u64> {
+        if records.is_empty() {
+            return self.clear().map(|()| 0);
+        }
+        let mut name = self.path.file_name().unwrap_or_default().to_owned();
+        name.push(".next");
+        let next = Spool::at(self.path.with_file_name(name));
+        next.clear()?;
+        let size = next.append(records)?;
+        std::fs::rename(&next.path, &self.path)?;
+        Ok(size)
+    }
+
     fn clear(&self) -> std::io::Result<()> {
         match std::fs::remove_file(&self.path) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
@@ -311,22 +354,46 @@ impl Spool {
 struct Writer {
     database: Database,
     spool: Spool,
+    dead_letter: DeadLetter,
     sink: Arc<Inner>,
     spool_gauge: Gauge,
     written: Counter,
     spooled: Counter,
+    rejected: Counter,
+    /// The database was found unavailable and has not taken a write since (logged once).
+    outage: std::sync::atomic::AtomicBool,
 }
+
+/// Refused records logged one by one per batch; past that, one line says how many more (each one
+/// is in the dead-letter file with its error).
+const REJECTIONS_LOGGED: usize = 10;
 
 /// Rows per INSERT statement at most (25 parameters a row: far below SQLite's 32,766 and
 /// PostgreSQL's 65,535).
 const ROWS_PER_STATEMENT: usize = 256;
+
+/// The columns of type double that may be empty. Their parameters are always bound as a double:
+/// an empty one as NaN, which the statement turns back into NULL (`NULLIF(?, 'NaN')`; SQLite
+/// also stores a bound NaN as NULL).
+///
+/// Why: a parameter's type must not depend on its value. sqlx's `Any` driver (0.8.6) binds a NULL
+/// `f64` as a 4-byte `float4` (`AnyArguments::convert_to` swaps the NULL types of `Real` and
+/// `Double`), and PostgreSQL keeps the parameter types a statement was prepared with: on a fresh
+/// connection (after a restart), a batch whose first statement had a NULL `ttft_ms` made every
+/// later statement of that size with a value there fail with "incorrect binary data format in
+/// bind parameter 15". Text parameters are `TEXT` whether NULL or not, integers are never NULL.
+const NULLABLE_DOUBLES: [&str; 2] = ["upstream_latency_ms", "ttft_ms"];
+
+/// A nullable double as the statement's parameter: always a double (see [`NULLABLE_DOUBLES`]).
+fn nullable_double(value: Option<f64>) -> f64 {
+    value.unwrap_or(f64::NAN)
+}
 
 /// `INSERT ... VALUES (...), (...) ON CONFLICT (request_id) DO NOTHING` for `rows` rows, built
 /// from constants only. SQLite gets anonymous `?` parameters: it binds a numbered or named
 /// parameter by scanning the statement's parameter names, which makes binding a large statement
 /// quadratic; anonymous ones bind by position.
 fn insert_sql(backend: flowgate_db::Backend, rows: usize) -> String {
-    let width = AUDIT_COLUMNS.len();
     let mut sql = format!("INSERT INTO audit_records ({}) VALUES ", AUDIT_COLUMNS.join(", "));
     let mut number = 0;
     for row in 0..rows {
@@ -334,17 +401,24 @@ fn insert_sql(backend: flowgate_db::Backend, rows: usize) -> String {
             sql.push_str(", ");
         }
         sql.push('(');
-        for column in 0..width {
-            if column > 0 {
+        for (index, column) in AUDIT_COLUMNS.iter().enumerate() {
+            if index > 0 {
                 sql.push_str(", ");
             }
             number += 1;
+            let nullable_double = NULLABLE_DOUBLES.contains(column);
+            if nullable_double {
+                sql.push_str("NULLIF(");
+            }
             match backend {
                 flowgate_db::Backend::Sqlite => sql.push('?'),
                 flowgate_db::Backend::Postgres => {
                     sql.push('$');
                     sql.push_str(&number.to_string());
                 }
+            }
+            if nullable_double {
+                sql.push_str(", 'NaN')");
             }
         }
         sql.push(')');
@@ -417,8 +491,8 @@ async fn insert_chunks(
                 .bind(r.status)
                 .bind(r.error_code.as_deref())
                 .bind(r.latency_ms)
-                .bind(r.upstream_latency_ms)
-                .bind(r.ttft_ms)
+                .bind(nullable_double(r.upstream_latency_ms))
+                .bind(nullable_double(r.ttft_ms))
                 .bind(r.prompt_tokens)
                 .bind(r.completion_tokens)
                 .bind(r.cost_nanos)
@@ -470,8 +544,8 @@ impl Writer {
         }
     }
 
-    /// Replays the overflow files, oldest first; `false` when the database refused one (it is
-    /// kept for the next attempt).
+    /// Replays the overflow files, oldest first; `false` when the database became unavailable
+    /// (what was not written is kept in its file for the next attempt).
     async fn replay_spills(&self) -> bool {
         if self.sink.spills.load(Ordering::Acquire) == 0 {
             return true;
@@ -485,38 +559,58 @@ impl Writer {
                     continue;
                 }
             };
-            if insert(&self.database, &records).await.is_err() {
+            let count = records.len();
+            let stored = self.store(records).await;
+            if stored.kept.is_empty() {
+                if let Err(error) = spill.clear() {
+                    tracing::error!(%error, "cannot remove a replayed audit overflow file");
+                }
+                let _ =
+                    self.sink.spills.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));
+            } else if stored.kept.len() < count
+                && let Err(error) = spill.replace(&stored.kept)
+            {
+                tracing::error!(%error, "cannot rewrite a partly replayed audit overflow file");
+            }
+            if !stored.available {
                 return false;
             }
-            self.written.inc_by(records.len() as u64);
-            if let Err(error) = spill.clear() {
-                tracing::error!(%error, "cannot remove a replayed audit overflow file");
-            }
-            let _ = self.sink.spills.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));
         }
         true
     }
 
-    /// Inserts `batch` after replaying the spool and overflow files; on failure appends it to
-    /// the spool.
+    /// Inserts `batch` after replaying the spool and overflow files; what the database cannot
+    /// take now is appended to the spool.
     async fn write(&self, batch: Vec<AuditRecord>) {
         if self.spool.exists() {
             match self.spool.read() {
-                Ok(spooled) if !spooled.is_empty() => match insert(&self.database, &spooled).await {
-                    Ok(()) => {
-                        tracing::info!(records = spooled.len(), "audit spool replayed into the database");
-                        let _ = self.written.inc_by(spooled.len() as u64);
+                Ok(spooled) if !spooled.is_empty() => {
+                    let count = spooled.len();
+                    let stored = self.store(spooled).await;
+                    if stored.kept.is_empty() {
+                        tracing::info!(records = count, "audit spool replayed into the database");
                         if let Err(error) = self.spool.clear() {
                             tracing::error!(%error, "cannot clear the replayed audit spool");
                         }
                         self.sink.spool_bytes.store(0, Ordering::Relaxed);
                         self.spool_gauge.set(0);
+                    } else if stored.kept.len() < count {
+                        // Only what is left, so that nothing is written or refused twice.
+                        match self.spool.replace(&stored.kept) {
+                            Ok(size) => {
+                                let size = i64::try_from(size).unwrap_or(i64::MAX);
+                                self.sink.spool_bytes.store(size, Ordering::Relaxed);
+                                self.spool_gauge.set(size);
+                            }
+                            // Kept whole: the records already in are skipped on the next replay.
+                            Err(error) => tracing::error!(%error, "cannot rewrite the partly replayed audit spool"),
+                        }
                     }
-                    Err(_) => {
+                    if !stored.available {
                         self.spool_batch(&batch);
                         return;
                     }
-                },
+                }
                 Ok(_) => {
                     let _ = self.spool.clear();
                 }
@@ -530,15 +624,93 @@ impl Writer {
         if batch.is_empty() {
             return;
         }
-        match insert(&self.database, &batch).await {
-            Ok(()) => {
-                self.written.inc_by(batch.len() as u64);
+        let stored = self.store(batch).await;
+        self.spool_batch(&stored.kept);
+    }
+
+    /// Inserts `records`, each one in the table or, when the database refuses it, in the
+    /// dead-letter file. A batch that fails on its content is split in halves, and each half
+    /// tried again, until every refused record stands alone: k bad records among n cost about
+    /// 2·k·log2(n) extra statements, and the good ones are all written. What is not written
+    /// because the database became unavailable is returned, in order, to be kept.
+    async fn store(&self, records: Vec<AuditRecord>) -> Stored {
+        // The refused records (by index) with their errors, and the ranges of `records` still to
+        // write, the next one last.
+        let mut refused: Vec<(usize, sqlx::Error)> = Vec::new();
+        let mut pending: Vec<std::ops::Range<usize>> = Vec::new();
+        pending.push(0..records.len());
+        let mut available = true;
+        while let Some(range) = pending.pop() {
+            let Some(slice) = records.get(range.clone()) else { continue };
+            if slice.is_empty() {
+                continue;
             }
-            Err(error) => {
-                tracing::warn!(%error, records = batch.len(), "audit database unavailable; spooling records to disk");
-                self.spool_batch(&batch);
+            let error = match insert(&self.database, slice).await {
+                Ok(()) => {
+                    self.written.inc_by(slice.len() as u64);
+                    if self.outage.swap(false, Ordering::Relaxed) {
+                        tracing::info!("audit database available again; writing records");
+                    }
+                    continue;
+                }
+                Err(error) => error,
+            };
+            match reject::classify(self.database.backend(), &error) {
+                Failure::Rejected if slice.len() == 1 => refused.push((range.start, error)),
+                Failure::Rejected => {
+                    let middle = range.start + slice.len() / 2;
+                    pending.push(middle..range.end);
+                    pending.push(range.start..middle);
+                }
+                Failure::Unavailable => {
+                    if !self.outage.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(%error, "audit database unavailable; spooling records to disk");
+                    }
+                    pending.push(range);
+                    available = false;
+                    break;
+                }
             }
         }
+        let mut kept = self.move_to_dead_letter(&records, refused);
+        pending.sort_by_key(|range| range.start);
+        for range in pending {
+            kept.extend(records.get(range).unwrap_or_default().iter().cloned());
+        }
+        Stored { kept, available }
+    }
+
+    /// Moves the records the database refused to the dead-letter file (one write, fsynced),
+    /// counted and logged once each (the id and the error, never the content; past
+    /// [`REJECTIONS_LOGGED`], one line for the rest). Returns them if the file cannot be written,
+    /// to be kept for a retry.
+    fn move_to_dead_letter(&self, records: &[AuditRecord], refused: Vec<(usize, sqlx::Error)>) -> Vec<AuditRecord> {
+        let refused: Vec<(&AuditRecord, sqlx::Error)> =
+            refused.into_iter().filter_map(|(index, error)| Some((records.get(index)?, error))).collect();
+        if refused.is_empty() {
+            return Vec::new();
+        }
+        if let Err(io) = self.dead_letter.append(&refused) {
+            tracing::error!(%io, records = refused.len(), "cannot write the audit dead-letter file; keeping refused records in the spool");
+            return refused.into_iter().map(|(record, _)| record.clone()).collect();
+        }
+        self.rejected.inc_by(refused.len() as u64);
+        for (record, error) in refused.iter().take(REJECTIONS_LOGGED) {
+            tracing::error!(
+                request_id = %record.request_id,
+                %error,
+                file = reject::DEAD_LETTER_FILE,
+                "the database refused an audit record; moved to the dead-letter file",
+            );
+        }
+        if let Some(more) = refused.len().checked_sub(REJECTIONS_LOGGED).filter(|more| *more > 0) {
+            tracing::error!(
+                records = more,
+                file = reject::DEAD_LETTER_FILE,
+                "the database refused more audit records of this batch; moved to the dead-letter file",
+            );
+        }
+        Vec::new()
     }
 
     fn spool_batch(&self, batch: &[AuditRecord]) {
@@ -559,6 +731,15 @@ impl Writer {
             }
         }
     }
+}
+
+/// What [`Writer::store`] did with a batch.
+#[derive(Debug)]
+struct Stored {
+    /// Records neither written nor dead-lettered: to keep for the next attempt.
+    kept: Vec<AuditRecord>,
+    /// False when the database became unavailable.
+    available: bool,
 }
 
 #[cfg(test)]

@@ -83,3 +83,21 @@ async fn a_panicking_stage_is_written_as_an_internal_error() {
     assert!(request.await.unwrap_err().is_panic());
     assert_eq!(trail.records().await, vec![(500, Some("internal_error".to_owned()))]);
 }
+
+/// Text from the client is cleaned and bounded before the record is queued, on every path.
+#[tokio::test]
+async fn a_record_is_sanitised_before_it_is_queued() {
+    let trail = trail().await;
+    let mut guard = AuditGuard::start(trail.sink.clone(), format!("/v1/{}", "x".repeat(10_000)));
+    guard.record().model_requested = Some("fake-gpt\0x".to_owned());
+    guard.reject(&ProxyError::ModelNotFound("fake-gpt\0x".into()));
+    drop(guard);
+    trail.sink.flush().await;
+    let (route, model): (String, String) = sqlx::query_as("SELECT route, model_requested FROM audit_records")
+        .fetch_one(trail.database.pool())
+        .await
+        .unwrap();
+    assert_eq!(model, "fake-gpt\u{FFFD}x");
+    assert!(route.starts_with("/v1/xxx") && route.len() <= crate::audit::sanitise::FIELD_CAP, "{}", route.len());
+    let _ = std::fs::remove_dir_all(&trail.dir);
+}

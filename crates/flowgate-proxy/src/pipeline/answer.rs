@@ -94,6 +94,7 @@ pub(crate) fn stream_response(
         transform: translate::stream(plan.upstream, plan.client, plan.model, plan.include_usage),
         pending: VecDeque::new(),
         done: false,
+        terminated: false,
         client: plan.client.codec(),
         started: Instant::now(),
         first_byte: None,
@@ -157,6 +158,8 @@ struct TranslatedStream {
     transform: Box<dyn StreamTransform>,
     pending: VecDeque<Bytes>,
     done: bool,
+    /// The client's codec said an event sent to the client ended its stream ([`Codec::ends_stream`]).
+    terminated: bool,
     client: &'static dyn Codec,
     started: Instant,
     first_byte: Option<Duration>,
@@ -196,6 +199,9 @@ impl Stream for TranslatedStream {
             if let Some(bytes) = this.pending.pop_front() {
                 if this.first_byte.is_none() {
                     this.first_byte = Some(this.started.elapsed());
+                }
+                if !this.terminated && this.client.ends_stream(&bytes) {
+                    this.terminated = true;
                 }
                 return Poll::Ready(Some(Ok(bytes)));
             }
@@ -242,11 +248,20 @@ impl Stream for TranslatedStream {
 
 impl Drop for TranslatedStream {
     fn drop(&mut self) {
-        // Dropped before the end: the client went away. Dropping `upstream` closes the upstream
-        // connection, which cancels the generation there.
+        // Dropped before the upstream's body ended: the client went away. Dropping `upstream`
+        // closes the upstream connection, which cancels the generation there, if any is left.
         if self.finish.is_some() {
-            tracing::info!("client disconnected mid-stream; upstream request cancelled");
-            self.end(false);
+            // A client that read the stream's end (OpenAI `[DONE]`, Anthropic `message_stop`)
+            // has its whole answer: the official SDKs close the connection right there, often
+            // before the provider's body has ended. The stream is complete if the upstream's end
+            // was read too (an end the gateway wrote after an error does not count).
+            let completed = self.terminated && self.transform.completed();
+            if completed {
+                tracing::debug!("client closed the connection after the end of the stream");
+            } else {
+                tracing::info!("client disconnected mid-stream; upstream request cancelled");
+            }
+            self.end(completed);
         }
     }
 }

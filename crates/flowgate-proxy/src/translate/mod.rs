@@ -149,6 +149,12 @@ pub(crate) trait Codec: Send + Sync + std::fmt::Debug {
     /// A reader of this format's streams for the stream guard.
     fn text_events(&self) -> Box<dyn TextEvents>;
 
+    /// Whether `event`, one event of a stream of this format as the gateway writes it
+    /// ([`crate::sse::encode`]), is the one its clients read as the end of the answer (OpenAI
+    /// `[DONE]`, Anthropic `message_stop`). Once it has been sent, the stream is complete, even if
+    /// the client closes the connection before the upstream's body has ended.
+    fn ends_stream(&self, event: &[u8]) -> bool;
+
     // ---- errors and listings
 
     /// The JSON error body for `error`.

@@ -106,6 +106,10 @@ impl Codec for OpenAi {
         Box::new(ChunkReader::default())
     }
 
+    fn ends_stream(&self, event: &[u8]) -> bool {
+        event == b"data: [DONE]\n\n"
+    }
+
     fn error_body(&self, error: &ProxyError) -> Value {
         json!({"error": {
             "message": error.to_string(), "type": error_type(error), "param": error.param(), "code": error.code(),

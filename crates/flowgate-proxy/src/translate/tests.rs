@@ -28,6 +28,9 @@ fn answer_text(codec: &dyn Codec, answer: &Value) -> String {
     codec.answer_pointers(answer).iter().filter_map(|p| answer.pointer(p).and_then(Value::as_str)).collect()
 }
 
+/// Every format, as upstream and as client.
+const FORMATS: [ApiFormat; 2] = [ApiFormat::OpenAi, ApiFormat::Anthropic];
+
 /// Runs every stream event through `transform`, parsing what it writes.
 fn run(transform: &mut dyn StreamTransform, events: &[SseEvent]) -> Vec<SseEvent> {
     let mut out = Vec::new();
@@ -93,6 +96,35 @@ fn contract(format: ApiFormat, request: &Value) {
     assert!(to_hub.completed());
     let mut from_hub = codec.stream_from_hub("m");
     assert_eq!(streamed_text(codec, &run(from_hub.as_mut(), &hub_wire)), answer.text);
+
+    // The end of a stream: the codec knows the event its clients read as the end; every stream
+    // written to this format, from any upstream format, has it last and once, and has read the
+    // upstream's end by the time it writes it (so a client that leaves right after has it all).
+    let mock = codec.mock_events(&answer, "m", &params, true);
+    assert_eq!(mock.iter().filter(|event| codec.ends_stream(event)).count(), 1);
+    assert!(mock.last().is_some_and(|event| codec.ends_stream(event)));
+    for upstream in FORMATS {
+        let wire = events(&upstream.codec().mock_events(&answer, "m", &params, true));
+        let mut transform = stream(upstream, format, "m", true);
+        let mut written = Vec::new();
+        for event in &wire {
+            for bytes in transform.on_event(event) {
+                if codec.ends_stream(&bytes) {
+                    assert!(transform.completed(), "{upstream:?} -> {format:?}: the end is written before it is read");
+                }
+                written.push(bytes);
+            }
+        }
+        written.extend(transform.finish());
+        let ends: Vec<usize> =
+            written.iter().enumerate().filter(|(_, bytes)| codec.ends_stream(bytes)).map(|(i, _)| i).collect();
+        assert_eq!(ends, vec![written.len() - 1], "{upstream:?} -> {format:?}: the end, last and once");
+        // A stream cut before its end does not end.
+        let mut cut = stream(upstream, format, "m", true);
+        let partial: Vec<Bytes> = wire[..wire.len() / 2].iter().flat_map(|event| cut.on_event(event)).collect();
+        assert!(!partial.iter().any(|event| codec.ends_stream(event)), "{upstream:?} -> {format:?}");
+        assert!(!cut.completed());
+    }
 
     // The stream guard's reader: text deltas found, a boundary before the end, and a synthetic
     // event that carries text in this format.

@@ -266,3 +266,166 @@ async fn auditing_can_be_switched_off_for_benchmarks() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(sqlite_rows(gateway.data_dir()).await.is_empty());
 }
+
+/// A NUL in the model (`"fake-gpt\u0000x"`, answered 404) used to make PostgreSQL refuse the
+/// batch ("invalid byte sequence for encoding UTF8: 0x00"); the writer took that for an outage and
+/// spooled every later record of every key. The record is cleaned before it is queued: it is
+/// written, and so is every later one.
+#[tokio::test]
+async fn a_nul_in_the_model_does_not_stall_the_audit_trail_on_postgres() {
+    let Some(db) = ThrowawayDb::create().await else { return };
+    let gateway = TestApp::builder(CONFIG).postgres(&db).spawn().await;
+    let (_, key) = gateway.create_key(json!({})).await;
+    let poisoned = json!({"model": "fake-gpt\u{0}x", "messages": [{"role": "user", "content": "hi"}]});
+    assert!(poisoned.to_string().contains(r#""fake-gpt\u0000x""#));
+    let response = gateway.post("/v1/chat/completions", &key, &poisoned).await;
+    assert_eq!(response.status(), 404);
+    let poisoned_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let mut good_ids = Vec::new();
+    for stream in [false, true, false, true, false] {
+        let response = gateway.post("/v1/chat/completions", &key, &chat("m", stream)).await;
+        assert_eq!(response.status(), 200);
+        good_ids.push(response.headers()["x-request-id"].to_str().unwrap().to_owned());
+        let _ = response.bytes().await;
+    }
+    let rows = || async {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        sqlx::query("SELECT request_id, model_requested, status, error_code FROM audit_records")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let rows = rows().await;
+        if rows.len() >= 6 || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let ids: Vec<String> = rows.iter().map(|r| r.get::<String, _>("request_id")).collect();
+    assert_eq!(rows.len(), 6, "every request is in audit_records: {ids:?}");
+    for id in &good_ids {
+        assert!(ids.contains(id), "good request {id} missing");
+    }
+    let poisoned = rows.iter().find(|r| r.get::<String, _>("request_id") == poisoned_id).unwrap();
+    assert_eq!(poisoned.get::<String, _>("model_requested"), "fake-gpt\u{FFFD}x");
+    assert_eq!(poisoned.get::<i64, _>("status"), 404);
+    assert_eq!(poisoned.get::<String, _>("error_code"), "model_not_found");
+    let spool = gateway.data_dir().join("audit-spool");
+    assert!(!spool.join("spool.ndjson").exists(), "nothing was spooled");
+    assert!(!spool.join("dead-letter.ndjson").exists(), "nothing was refused");
+    drop(gateway);
+    db.drop_db().await;
+}
+
+/// A provider that sends a whole stream, its end included, then keeps the body open for 5 s (as a
+/// provider does whose connection closes a little after the last event): `/v1/chat/completions`
+/// in OpenAI's format, `/v1/messages` in Anthropic's. Usage: 2 prompt and 3 completion tokens.
+async fn lingering_upstream() -> String {
+    fn body(events: Vec<String>) -> axum::response::Response {
+        let head =
+            futures_util::stream::iter(events.into_iter().map(|e| Ok::<_, std::io::Error>(bytes::Bytes::from(e))));
+        let tail = futures_util::stream::once(async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(bytes::Bytes::new())
+        });
+        axum::response::Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(axum::body::Body::from_stream(futures_util::StreamExt::chain(head, tail)))
+            .unwrap()
+    }
+    let openai = || {
+        let chunk = |delta: Value, finish: Value| {
+            let chunk = json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "up",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+            format!("data: {chunk}\n\n")
+        };
+        let usage = json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "up", "choices": [],
+            "usage": {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}});
+        body(vec![
+            chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+            chunk(json!({"content": "Hello"}), Value::Null),
+            chunk(json!({}), json!("stop")),
+            format!("data: {usage}\n\n"),
+            "data: [DONE]\n\n".to_owned(),
+        ])
+    };
+    let anthropic = || {
+        let events = [
+            json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
+                "model": "up", "content": [], "stop_reason": null, "usage": {"input_tokens": 2, "output_tokens": 0}}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello"}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                "usage": {"output_tokens": 3}}),
+            json!({"type": "message_stop"}),
+        ];
+        body(events.iter().map(|data| format!("event: {}\ndata: {data}\n\n", data["type"].as_str().unwrap())).collect())
+    };
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", axum::routing::post(move || async move { openai() }))
+        .route("/v1/messages", axum::routing::post(move || async move { anthropic() }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// The official SDKs read a stream up to its end (OpenAI `[DONE]`, Anthropic `message_stop`) and
+/// close the connection right there, often before the provider's body has ended. Such a stream
+/// is complete: no `incomplete` in its record, and the cost of its usage, not the abandoned
+/// stream's charge (at least the estimated prompt, far more here). Every pair of client and
+/// upstream formats.
+#[tokio::test]
+async fn a_stream_read_to_its_end_is_complete_even_if_the_client_leaves_before_the_upstream_body_ends() {
+    let upstream = lingering_upstream().await;
+    let prices = "input_cost_per_token: 0.00001, output_cost_per_token: 0.00002";
+    let config = format!(
+        "model_list:
+  - {{model_name: gpt, litellm_params: {{model: openai/up, api_base: '{upstream}/v1', api_key: k, {prices}}}}}
+  - {{model_name: claude, litellm_params: {{model: anthropic/up, api_base: '{upstream}', api_key: k, {prices}}}}}
+"
+    );
+    let gateway = spawn_app(&config).await;
+    let (_, key) = gateway.create_key(json!({})).await;
+    // A long prompt: the abandoned-stream charge (its estimated tokens) would be far above the
+    // 2 prompt tokens the provider reports.
+    let long = "lorem ipsum ".repeat(400);
+    for (path, model, end) in [
+        ("/v1/chat/completions", "gpt", "data: [DONE]\n\n"),
+        ("/v1/chat/completions", "claude", "data: [DONE]\n\n"),
+        ("/anthropic/v1/messages", "gpt", "event: message_stop\n"),
+        ("/anthropic/v1/messages", "claude", "event: message_stop\n"),
+    ] {
+        let request = json!({"model": model, "stream": true, "max_tokens": 20,
+            "messages": [{"role": "user", "content": long}]});
+        let mut response = gateway.post(path, &key, &request).await;
+        assert_eq!(response.status(), 200, "{path} {model}");
+        let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let mut received = String::new();
+        while !received.contains(end) {
+            let chunk = tokio::time::timeout(Duration::from_secs(3), response.chunk()).await;
+            let chunk = chunk.unwrap_or_else(|_| panic!("{path} {model}: no end in {received}")).unwrap();
+            received.push_str(&String::from_utf8_lossy(&chunk.unwrap_or_else(|| panic!("{path} {model}: {received}"))));
+        }
+        let left = Instant::now();
+        drop(response);
+        // Written when the client left, well before the provider's body ends (5 s).
+        let row = loop {
+            let rows = sqlite_rows(gateway.data_dir()).await;
+            if let Some(row) = rows.into_iter().find(|r| r.get::<String, _>("request_id") == id) {
+                break row;
+            }
+            assert!(left.elapsed() < Duration::from_secs(3), "{path} {model}: no record while the upstream lingers");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(row.get::<Option<String>, _>("error_code"), None, "{path} {model}");
+        assert_eq!(row.get::<i64, _>("status"), 200);
+        assert_eq!((row.get::<i64, _>("prompt_tokens"), row.get::<i64, _>("completion_tokens")), (2, 3));
+        let cost = row.get::<i64, _>("cost_nanos");
+        assert!((cost - 80_000).abs() <= 2, "{path} {model}: cost {cost} is not the usage's");
+    }
+}

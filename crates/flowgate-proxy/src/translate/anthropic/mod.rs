@@ -155,6 +155,10 @@ impl Codec for Anthropic {
         Box::new(BlockReader::default())
     }
 
+    fn ends_stream(&self, event: &[u8]) -> bool {
+        event.starts_with(b"event: message_stop\n")
+    }
+
     fn error_body(&self, error: &ProxyError) -> Value {
         // Anthropic has no `code`; ours (guardrail_blocked, budget_exceeded, ...) rides along.
         json!({"type": "error", "error": {"type": error_type(error), "message": error.to_string(), "code": error.code()}})
