@@ -1,6 +1,7 @@
 //! Guardrails as every service names them: kinds, stages, the PII entities the built-in detector
-//! knows, and the per-key guardrail policy (a key's, or a tenant's defaults) with its parse,
-//! validation, key-over-tenant resolution and typed proto form.
+//! knows and the shape of their findings ([`span_shape`]), and the per-key guardrail policy (a
+//! key's, or a tenant's defaults) with its parse, validation, key-over-tenant resolution and
+//! typed proto form.
 
 use std::collections::BTreeMap;
 
@@ -8,8 +9,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 mod proto;
+mod span;
 
 pub use proto::{key_guardrails, to_proto};
+pub use span::{SpanShape, span_shape};
 
 /// PII entity types the built-in detector knows (the `pii` kind's `entities`).
 pub const PII_ENTITIES: [&str; 6] = ["email", "phone", "payment_card", "iban", "ssn", "ip_address"];

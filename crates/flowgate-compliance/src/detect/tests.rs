@@ -55,6 +55,55 @@ fn only_the_asked_detectors_run() {
     assert!(scan("a@x.io 10.0.0.1", &["ip_address".to_owned()]).iter().all(|f| f.kind == "ip_address"));
 }
 
+/// Every finding keeps to the shape the proxy's stream guard relies on to hold back no more than
+/// a finding can reach (`flowgate_contracts::guardrails::span_shape`): only the characters its
+/// kind allows, and no longer than its longest. Checked on the labelled set and on values in
+/// many surroundings (a PEM block spans lines and is left out).
+#[test]
+fn findings_keep_to_the_span_shapes_the_stream_guard_relies_on() {
+    use flowgate_contracts::guardrails::span_shape;
+    let mut texts: Vec<String> = include_str!("../../data/pii_test.jsonl")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str::<Labelled>(l).unwrap().text)
+        .collect();
+    let values = [
+        "jane.doe+tag@mail.example.co.uk",
+        "+1 (415) 555-0100",
+        "+44 20 7946 0958",
+        "+4915112345678",
+        "4111 1111 1111 1111",
+        "4111-1111-1111-1111",
+        "4111111111111111",
+        "DE89 3704 0044 0532 0130 00",
+        "GB82WEST12345698765432",
+        "123-45-6789",
+        "10.1.2.3",
+        "fe80::1ff:fe23:4567:890a",
+        "sk-proj-abcdefghijklmnopqrstuvwx",
+        "password=hT7$kP2qWz9LmX4vRb8N",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    ];
+    let surroundings =
+        [("", ""), ("x ", " y"), ("(", ")"), ("tel:", "."), ("\u{a0}", "\u{3000}"), ("1 ", " 2"), ("\"", "\",")];
+    for value in values {
+        for (before, after) in surroundings {
+            texts.push(format!("{before}{value}{after}"));
+        }
+    }
+    for text in &texts {
+        for f in scan(text, &[]) {
+            let Some(shape) = span_shape(f.kind) else { continue };
+            let span = &text[f.start..f.end];
+            if span.starts_with("-----BEGIN") {
+                continue;
+            }
+            assert!(span.chars().all(shape.chars), "{} {span:?} in {text:?}", f.kind);
+            assert!(span.len() <= shape.max_bytes, "{} {span:?} is longer than {}", f.kind, shape.max_bytes);
+        }
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct Labelled {
     text: String,

@@ -1,21 +1,28 @@
 //! The guardrail stage of the proxy: which guardrails apply to a request (key policy, tenant
 //! defaults, client request), the pre-call scan and policy decision, post-call checks on JSON
-//! answers, and during-call processing of streams with only the look-behind a detector needs.
+//! answers, and during-call processing of streams through a sliding window that holds back only
+//! what a finding still to come could reach (`window`).
 //!
-//! One compliance scan per stage covers every active guardrail (the union of their detectors), so a
-//! guarded request pays one gRPC hop per stage; a key with no active guardrail pays nothing.
-//! Personal data is replaced by placeholders (`<EMAIL_1>`) numbered across the whole request, and
+//! Guardrails check every text of the conversation with its role (`segments`): messages, the
+//! system prompt, tool results, and tool-call arguments, in requests, whole answers and streams;
+//! arguments are JSON text and stay valid JSON when redacted (`json_text`). One compliance scan
+//! per stage covers every active guardrail (the union of their detectors), so a guarded request
+//! pays one gRPC hop per stage; a key with no active guardrail pays nothing. Personal data is
+//! replaced by placeholders (`<EMAIL_1>`) numbered across the whole request, and
 //! `restore_output` puts the originals back in the answer, also when a placeholder is split
 //! across stream chunks.
 
 mod answer;
 mod catalog;
 mod http;
+mod json_text;
 mod plan;
 mod pre_call;
+mod segments;
 mod storage;
 mod stream;
 mod verdict;
+mod window;
 
 #[cfg(test)]
 mod tests;

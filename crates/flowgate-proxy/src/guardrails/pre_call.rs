@@ -8,14 +8,18 @@ use flowgate_proto::compliance::Finding;
 use flowgate_proto::policy::{Decision, EvaluateRequest, FindingSummary};
 use serde_json::{Value, json};
 
+use super::json_text::{JsonState, redact_json};
 use super::plan::Plan;
-use super::verdict::{apply, redact, scan, split_findings};
-use super::{Context, SEPARATOR, Services, blocked, http, unavailable};
+use super::segments::{check, collect, write};
+use super::verdict::{redact, split_findings};
+use super::{Context, Services, blocked, unavailable};
 use crate::error::ProxyError;
-use crate::translate::Codec;
+use crate::translate::{Codec, TextKind};
 
-/// The pre-call stage: scans the request (one compliance call for every active guardrail), calls
-/// HTTP guardrails, asks the policy service, and rewrites `body` (redaction, reroute) or blocks.
+/// The pre-call stage: scans the request's texts (every message with its role, tool calls and
+/// tool results; one compliance call for every active guardrail), calls HTTP guardrails with the
+/// whole conversation, asks the policy service, and rewrites `body` (redaction, reroute) or
+/// blocks.
 pub(crate) async fn pre_call(
     services: &Services,
     plan: &mut Plan,
@@ -26,26 +30,13 @@ pub(crate) async fn pre_call(
     if plan.is_empty() {
         return Ok(());
     }
-    let pointers = codec.prompt_pointers(body);
-    let segments: Vec<String> =
-        pointers.iter().filter_map(|p| body.pointer(p).and_then(Value::as_str).map(str::to_owned)).collect();
-    let joined = segments.join(SEPARATOR);
-    let findings = scan(services, plan, GuardrailStage::PreCall, &joined, context.tenant_id).await?;
-    // Split findings back into segments and apply per segment, so placeholders land in place.
-    for (pointer, segment, local) in split_findings(&pointers, &segments, &findings) {
-        if let Some(redacted) = apply(plan, GuardrailStage::PreCall, &segment, &local)?
-            && let Some(slot) = body.pointer_mut(&pointer)
-        {
-            *slot = Value::String(redacted);
+    let mut segments = collect(body, codec.prompt_pointers(body));
+    let original = segments.clone();
+    let findings = check(services, plan, GuardrailStage::PreCall, &mut segments, &context).await?;
+    for (segment, before) in segments.iter().zip(&original) {
+        if segment.text != before.text {
+            write(body, segment)?;
         }
-    }
-    // HTTP guardrails see the last message (or the last text), and may replace it.
-    let last = pointers.iter().rev().find(|p| p.starts_with("/messages/")).or(pointers.last()).cloned();
-    let text = last.as_ref().and_then(|p| body.pointer(p)).and_then(Value::as_str).unwrap_or_default().to_owned();
-    if let Some(replacement) = http::run(services, plan, GuardrailStage::PreCall, &text, &context).await?
-        && let Some(slot) = last.and_then(|pointer| body.pointer_mut(&pointer))
-    {
-        *slot = Value::String(replacement);
     }
     if let Some(policy_id) = plan.policy_id.clone() {
         let mut counts: BTreeMap<String, (u32, f32)> = BTreeMap::new();
@@ -82,14 +73,20 @@ pub(crate) async fn pre_call(
             Decision::Deny => return Err(blocked(&format!("policy:{policy_id}"), &decision.reason)),
             Decision::Reroute if !decision.reroute_model.is_empty() => plan.reroute = Some(decision.reroute_model),
             Decision::Redact => {
-                for (pointer, segment, local) in split_findings(&pointers, &segments, &findings) {
-                    let unchanged = body.pointer(&pointer).and_then(Value::as_str) == Some(segment.as_str());
-                    if !local.is_empty() && unchanged {
+                let pointers: Vec<String> = original.iter().map(|s| s.pointer.clone()).collect();
+                let texts: Vec<String> = original.iter().map(|s| s.text.clone()).collect();
+                let split = split_findings(&pointers, &texts, &findings);
+                for ((_, text, local), (segment, before)) in split.into_iter().zip(segments.iter().zip(&original)) {
+                    if !local.is_empty() && segment.text == before.text {
                         let refs: Vec<&Finding> = local.iter().collect();
-                        let redacted = redact(&segment, &refs, &mut plan.restore);
-                        if let Some(slot) = body.pointer_mut(&pointer) {
-                            *slot = Value::String(redacted);
-                        }
+                        let mut redacted = segment.clone();
+                        redacted.text = match segment.kind {
+                            TextKind::Text => redact(&text, &refs, &mut plan.restore),
+                            TextKind::ToolArguments => {
+                                redact_json(&text, &refs, &mut plan.restore, &mut JsonState::default())
+                            }
+                        };
+                        write(body, &redacted)?;
                     }
                 }
             }

@@ -1,44 +1,20 @@
-//! The stream guard: every text delta of a streamed answer passes the during-call guardrails
-//! with only the look-behind a detector needs; a block ends the stream with an error event in the
-//! client's format. The client's codec says which events carry text.
+//! The stream guard: every text delta and every fragment of tool-call arguments of a streamed
+//! answer passes the during-call guardrails through a sliding window ([`Window`]) that holds back
+//! only what a finding still to come could reach; a block ends the stream with an error event in
+//! the client's format. The client's codec says which events carry text and arguments.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use flowgate_contracts::GuardrailStage;
 use serde_json::Value;
 
-use super::answer::during_call_text;
+use super::json_text::{JsonState, restore_json};
 use super::plan::Plan;
+use super::verdict::{Form, apply, detectors, restore, scan};
+use super::window::{Reach, Window};
 use super::{Context, Services};
 use crate::error::ProxyError;
-
-/// Look-behind buffer for streamed text: releases text up to the last whitespace (a placeholder or
-/// an email address never contains whitespace), so a value split across chunks is seen whole.
-#[derive(Debug, Default)]
-pub(crate) struct StreamText {
-    held: String,
-}
-
-/// Longest run without whitespace that is held back before it is released anyway.
-const MAX_HOLD: usize = 256;
-
-impl StreamText {
-    /// Adds a delta; returns the part that can be released now.
-    pub(crate) fn push(&mut self, delta: &str) -> String {
-        self.held.push_str(delta);
-        let cut = match self.held.rfind(char::is_whitespace) {
-            Some(index) => index + self.held[index..].chars().next().map_or(1, char::len_utf8),
-            None if self.held.len() > MAX_HOLD => self.held.len(),
-            None => 0,
-        };
-        let rest = self.held.split_off(cut);
-        std::mem::replace(&mut self.held, rest)
-    }
-
-    /// Everything still held (at the end of the stream).
-    pub(crate) fn finish(&mut self) -> String {
-        std::mem::take(&mut self.held)
-    }
-}
 
 /// What the stream guard learned, read by the audit record when the response ends.
 #[derive(Debug, Default)]
@@ -49,52 +25,97 @@ pub(crate) struct StreamOutcome {
     pub blocked: bool,
 }
 
+/// One streamed text: the answer's text, or the arguments of one tool call (JSON text).
+#[derive(Debug, Default)]
+struct Lane {
+    window: Window,
+    /// For tool-call arguments: where the released JSON text ends.
+    json: Option<JsonState>,
+}
+
+/// Which lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LaneId {
+    Text,
+    Tool(u64),
+}
+
 struct Guard {
     services: Services,
     plan: Plan,
     codec: &'static dyn crate::translate::Codec,
     reader: Box<dyn crate::translate::TextEvents>,
-    key_id: String,
     tenant_id: String,
-    model: String,
-    route: String,
-    text: StreamText,
+    /// Whether a during-call scan runs (otherwise only placeholders are restored).
+    scans: bool,
+    reach: Reach,
+    text: Lane,
+    tools: BTreeMap<u64, Lane>,
     parser: crate::sse::SseParser,
     outcome: Arc<std::sync::Mutex<StreamOutcome>>,
     done: bool,
 }
 
 impl Guard {
-    fn context(&self) -> (String, String, String, String) {
-        (self.key_id.clone(), self.tenant_id.clone(), self.model.clone(), self.route.clone())
-    }
-
-    async fn process(&mut self, text: &str) -> Result<String, ProxyError> {
-        let (key_id, tenant_id, model, route) = self.context();
-        let context = Context { key_id: &key_id, tenant_id: &tenant_id, model: &model, route: &route };
+    /// Releases what `lane` can release (everything, when `all`), checked and restored.
+    async fn release(&mut self, id: LaneId, all: bool) -> Result<String, ProxyError> {
+        let lane = match id {
+            LaneId::Text => &mut self.text,
+            LaneId::Tool(call) => {
+                self.tools.entry(call).or_insert_with(|| Lane { json: Some(JsonState::default()), ..Lane::default() })
+            }
+        };
+        let cut = if all { lane.window.held() } else { lane.window.releasable(&self.reach) };
+        if cut == 0 {
+            return Ok(String::new());
+        }
+        let findings = if self.scans {
+            scan(&self.services, &self.plan, GuardrailStage::DuringCall, &lane.window.scan_text(), &self.tenant_id)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let (piece, local) = lane.window.release(cut, &findings);
         let before = self.plan.actions.len();
-        let result = during_call_text(&self.services, &mut self.plan, text, context).await;
-        let new: Vec<Value> = self.plan.actions[before..].to_vec();
+        let form = match lane.json.as_mut() {
+            Some(state) => Form::Json(state),
+            None => Form::Plain,
+        };
+        let json = matches!(form, Form::Json(_));
+        let result = apply(&mut self.plan, GuardrailStage::DuringCall, &piece, &local, form);
+        let new: Vec<Value> = self.plan.actions.get(before..).unwrap_or_default().to_vec();
         if !new.is_empty() {
             self.outcome.lock().unwrap_or_else(std::sync::PoisonError::into_inner).actions.extend(new);
         }
-        result
+        let mut text = result?.unwrap_or(piece);
+        if self.plan.restore_output {
+            text = if json { restore_json(&text, &self.plan.restore) } else { restore(&text, &self.plan.restore) };
+        }
+        Ok(text)
     }
 
-    /// The synthetic event that releases `text`, if there is any.
-    fn flush_event(&self, text: &str) -> Option<bytes::Bytes> {
-        (!text.is_empty()).then(|| self.reader.text_event(text))
+    /// The synthetic event that releases `text` on `id`, if there is any.
+    fn flush_event(&self, id: LaneId, text: &str) -> Option<bytes::Bytes> {
+        (!text.is_empty()).then(|| match id {
+            LaneId::Text => self.reader.text_event(text),
+            LaneId::Tool(call) => self.reader.tool_arguments_event(call, text),
+        })
     }
 
-    /// Releases what the look-behind buffer still holds (a text block or the answer ends).
-    async fn flush(&mut self) -> Result<Option<bytes::Bytes>, ProxyError> {
-        let tail = self.text.finish();
-        let tail = self.process(&tail).await?;
-        Ok(self.flush_event(&tail))
+    /// Releases everything still held (a text block, a tool call or the answer ends).
+    async fn flush(&mut self) -> Result<Vec<bytes::Bytes>, ProxyError> {
+        let mut out = Vec::new();
+        let ids: Vec<LaneId> =
+            std::iter::once(LaneId::Text).chain(self.tools.keys().map(|call| LaneId::Tool(*call))).collect();
+        for id in ids {
+            let text = self.release(id, true).await?;
+            out.extend(self.flush_event(id, &text));
+        }
+        Ok(out)
     }
 
-    /// Rewrites one event: its text delta passes the look-behind buffer and the guardrails; at a
-    /// boundary, held text is released before it.
+    /// Rewrites one event: its text delta and argument fragments pass their windows and the
+    /// guardrails; at a boundary, held text is released before it.
     async fn on_event(&mut self, event: crate::sse::SseEvent) -> Result<Vec<bytes::Bytes>, ProxyError> {
         let mut out = Vec::new();
         let Ok(mut value) = serde_json::from_str::<Value>(&event.data) else {
@@ -105,12 +126,25 @@ impl Guard {
             return Ok(out);
         };
         let role = self.reader.classify(&event, Some(&value));
-        if let Some(pointer) = role.text {
-            let delta = value.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned();
-            let released = self.text.push(&delta);
-            let processed = self.process(&released).await?;
-            if let Some(slot) = value.pointer_mut(pointer) {
-                *slot = Value::String(processed);
+        let lanes = role
+            .text
+            .map(|pointer| (LaneId::Text, pointer.to_owned()))
+            .into_iter()
+            .chain(role.tool_arguments.into_iter().map(|(call, pointer)| (LaneId::Tool(call), pointer)));
+        for (id, pointer) in lanes {
+            let delta = value.pointer(&pointer).and_then(Value::as_str).unwrap_or_default();
+            match id {
+                LaneId::Text => self.text.window.push(delta),
+                LaneId::Tool(call) => self
+                    .tools
+                    .entry(call)
+                    .or_insert_with(|| Lane { json: Some(JsonState::default()), ..Lane::default() })
+                    .window
+                    .push(delta),
+            }
+            let released = self.release(id, false).await?;
+            if let Some(slot) = value.pointer_mut(&pointer) {
+                *slot = Value::String(released);
             }
         }
         if role.boundary {
@@ -119,11 +153,19 @@ impl Guard {
         out.push(crate::sse::encode(event.event.as_deref(), &value.to_string()));
         Ok(out)
     }
+
+    /// Ends the stream with `error`'s events.
+    fn fail(&mut self, error: &ProxyError) -> Vec<bytes::Bytes> {
+        self.outcome.lock().unwrap_or_else(std::sync::PoisonError::into_inner).blocked = true;
+        self.done = true;
+        self.codec.error_events(error)
+    }
 }
 
-/// Wraps a streamed response so every text delta passes the during-call guardrails (with
-/// look-behind) before it reaches the client. A block ends the stream with an error event in the
-/// client's format (`guardrail_blocked`), which also cancels the upstream request.
+/// Wraps a streamed response so every text delta and tool-call argument fragment passes the
+/// during-call guardrails (through a sliding window) before it reaches the client. A block ends
+/// the stream with an error event in the client's format (`guardrail_blocked`), which also
+/// cancels the upstream request.
 pub(crate) fn guard_stream(
     response: axum::response::Response,
     services: Services,
@@ -134,16 +176,18 @@ pub(crate) fn guard_stream(
 ) -> axum::response::Response {
     use futures_util::StreamExt;
     let (parts, body) = response.into_parts();
+    let detectors =
+        if plan.has(GuardrailStage::DuringCall) { detectors(&plan, GuardrailStage::DuringCall) } else { Vec::new() };
     let guard = Guard {
         services,
-        plan,
         codec: format.codec(),
         reader: format.codec().text_events(),
-        key_id: context.key_id.to_owned(),
         tenant_id: context.tenant_id.to_owned(),
-        model: context.model.to_owned(),
-        route: context.route.to_owned(),
-        text: StreamText::default(),
+        scans: !detectors.is_empty(),
+        reach: Reach::new(&detectors, plan.restore_output && !plan.restore.is_empty()),
+        plan,
+        text: Lane::default(),
+        tools: BTreeMap::new(),
         parser: crate::sse::SseParser::default(),
         outcome,
         done: false,
@@ -159,10 +203,11 @@ pub(crate) fn guard_stream(
                 Some(Err(error)) => return Some((Err(std::io::Error::other(error)), (upstream, guard))),
                 None => {
                     guard.done = true;
-                    let tail = guard.text.finish();
-                    let tail = guard.process(&tail).await.unwrap_or_default();
-                    let out = guard.flush_event(&tail).unwrap_or_default();
-                    return Some((Ok(out), (upstream, guard)));
+                    let out = match guard.flush().await {
+                        Ok(out) => out,
+                        Err(error) => guard.fail(&error),
+                    };
+                    return Some((Ok(bytes::Bytes::from(out.concat())), (upstream, guard)));
                 }
             };
             let events = match guard.parser.push(&chunk) {
@@ -174,9 +219,7 @@ pub(crate) fn guard_stream(
                 match guard.on_event(event).await {
                     Ok(bytes) => out.extend(bytes),
                     Err(error) => {
-                        guard.outcome.lock().unwrap_or_else(std::sync::PoisonError::into_inner).blocked = true;
-                        guard.done = true;
-                        out.extend(guard.codec.error_events(&error));
+                        out.extend(guard.fail(&error));
                         break;
                     }
                 }

@@ -9,6 +9,7 @@ use flowgate_contracts::{GuardrailKind, GuardrailStage};
 use flowgate_proto::compliance::{Finding, ScanRequest};
 use serde_json::{Value, json};
 
+use super::json_text::{JsonState, redact_json};
 use super::plan::{Active, Plan};
 use super::{SEPARATOR, Services, blocked, unavailable};
 use crate::error::ProxyError;
@@ -104,7 +105,7 @@ pub(super) async fn scan(
 }
 
 /// Assigns placeholders across the request: the same value gets the same placeholder.
-fn placeholder(restore: &mut Vec<(String, String)>, kind: &str, value: &str) -> String {
+pub(super) fn placeholder(restore: &mut Vec<(String, String)>, kind: &str, value: &str) -> String {
     if let Some((placeholder, _)) =
         restore.iter().find(|(p, v)| v == value && p.starts_with(&format!("<{}_", kind.to_ascii_uppercase())))
     {
@@ -136,14 +137,49 @@ pub(super) fn redact(text: &str, findings: &[&Finding], restore: &mut Vec<(Strin
     out
 }
 
+/// How a checked text is written: plain text, or JSON text (tool-call arguments) that must stay
+/// valid JSON; `state` is where a piece of JSON text starts (see [`JsonState`]).
+#[derive(Debug)]
+pub(super) enum Form<'a> {
+    /// Plain text.
+    Plain,
+    /// JSON text, or a piece of it.
+    Json(&'a mut JsonState),
+}
+
 /// Applies the verdicts of the active guardrails at `stage` to `findings` over `text`: blocks, or
-/// returns the redacted text (when anything was redacted).
+/// returns the redacted text (when anything was redacted). A JSON text's state moves past it.
 pub(super) fn apply(
     plan: &mut Plan,
     stage: GuardrailStage,
     text: &str,
     findings: &[Finding],
+    form: Form<'_>,
 ) -> Result<Option<String>, ProxyError> {
+    let to_redact = decide(plan, stage, findings);
+    let to_redact = match to_redact {
+        Ok(to_redact) => to_redact,
+        Err(error) => {
+            if let Form::Json(state) = form {
+                state.advance(text);
+            }
+            return Err(error);
+        }
+    };
+    match form {
+        Form::Plain if to_redact.is_empty() => Ok(None),
+        Form::Plain => Ok(Some(redact(text, &to_redact, &mut plan.restore))),
+        Form::Json(state) if to_redact.is_empty() => {
+            state.advance(text);
+            Ok(None)
+        }
+        Form::Json(state) => Ok(Some(redact_json(text, &to_redact, &mut plan.restore, state))),
+    }
+}
+
+/// Each active guardrail's verdict at `stage` on the findings it owns, recorded in the plan's
+/// actions: the findings to redact, or the block.
+fn decide<'f>(plan: &mut Plan, stage: GuardrailStage, findings: &'f [Finding]) -> Result<Vec<&'f Finding>, ProxyError> {
     let mut to_redact: Vec<&Finding> = Vec::new();
     let mut actions = Vec::new();
     for active in plan.active.iter().filter(|a| a.guardrail.supports(stage)) {
@@ -179,10 +215,7 @@ pub(super) fn apply(
         }
     }
     plan.actions.extend(actions);
-    if to_redact.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(redact(text, &to_redact, &mut plan.restore)))
+    Ok(to_redact)
 }
 
 /// Findings of one scan over the joined segments, split back per segment (offsets made local).

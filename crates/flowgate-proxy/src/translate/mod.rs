@@ -76,22 +76,58 @@ pub(crate) struct RequestFields {
 }
 
 /// What one stream event is to a reader of the answer's text (the stream guard).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct EventRole {
     /// The JSON pointer to the event's text delta, when it carries one.
     pub text: Option<&'static str>,
-    /// Text held back so far must be released before this event (a text block or the answer
-    /// ends here).
+    /// The fragments of tool-call arguments (JSON text) the event carries: the call each belongs
+    /// to (its index in the answer) and the JSON pointer to the fragment.
+    pub tool_arguments: Vec<(u64, String)>,
+    /// Text held back so far must be released before this event (a text block, a tool call or
+    /// the answer ends here).
     pub boundary: bool,
 }
 
-/// Follows a stream in one format for the stream guard: says what each event is, and writes a
-/// synthetic event that carries released text.
+/// Follows a stream in one format for the stream guard: says what each event is, and writes
+/// synthetic events that carry released text.
 pub(crate) trait TextEvents: Send {
     /// The role of one event; `value` is its data parsed as JSON, when it is JSON.
     fn classify(&mut self, event: &SseEvent, value: Option<&Value>) -> EventRole;
     /// An event that carries `text` as a text delta at the current position of the stream.
     fn text_event(&self, text: &str) -> Bytes;
+    /// An event that carries `json` as a fragment of the arguments of tool call `call`.
+    fn tool_arguments_event(&self, call: u64, json: &str) -> Bytes;
+}
+
+/// One text of a request that guardrails check: where it is, who wrote it, and what it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TextPointer {
+    /// JSON pointer into the request.
+    pub pointer: String,
+    /// Who wrote it: the message's role (`system`, `user`, `assistant`), or `tool` for a tool
+    /// result.
+    pub role: String,
+    /// Plain text, or tool-call arguments.
+    pub kind: TextKind,
+}
+
+/// What a checked text is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TextKind {
+    /// A string of text.
+    Text,
+    /// Tool-call arguments: JSON, as text (a string holding JSON) or as a JSON value.
+    ToolArguments,
+}
+
+impl TextKind {
+    /// The name HTTP guardrails see (`text`, `tool_arguments`).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::ToolArguments => "tool_arguments",
+        }
+    }
 }
 
 /// Everything format-specific, for one wire format. See the module documentation.
@@ -106,8 +142,9 @@ pub(crate) trait Codec: Send + Sync + std::fmt::Debug {
         &[]
     }
 
-    /// JSON pointers to the prompt texts of a request (what guardrails scan and may rewrite).
-    fn prompt_pointers(&self, body: &Value) -> Vec<String>;
+    /// Where the texts of a request are (what guardrails scan and may rewrite), with their roles:
+    /// every message's text, tool results, and the arguments of tool calls in earlier turns.
+    fn prompt_pointers(&self, body: &Value) -> Vec<TextPointer>;
 
     /// The prompt part of a request, as the audit trail stores it for tenants that keep prompts.
     fn prompt_document(&self, body: &Value) -> Value;
@@ -131,6 +168,10 @@ pub(crate) trait Codec: Send + Sync + std::fmt::Debug {
 
     /// JSON pointers to the texts of a whole answer (pointers to absent fields resolve to nothing).
     fn answer_pointers(&self, answer: &Value) -> Vec<String>;
+
+    /// JSON pointers to the arguments of the tool calls of a whole answer (a string holding JSON,
+    /// or a JSON value).
+    fn tool_argument_pointers(&self, answer: &Value) -> Vec<String>;
 
     /// The pointer to the text delta of one stream event, when it carries one.
     fn delta_pointer(&self, event: &Value) -> Option<&'static str>;
@@ -281,25 +322,48 @@ fn first_u64(body: &Value, fields: &[&str]) -> Option<u64> {
     fields.iter().find_map(|field| body.get(*field).and_then(Value::as_u64))
 }
 
-/// Text segments of a chat-shaped request body: each string content (or text part, or text inside
-/// a tool result) of each message, plus `system`, `prompt` and `input`, as JSON pointers.
-pub(crate) fn chat_prompt_pointers(body: &Value) -> Vec<String> {
+/// The texts of a chat-shaped request body, as JSON pointers with roles: each string content (or
+/// text part) of each message; tool results (OpenAI `role: tool` messages, Anthropic
+/// `tool_result` blocks, string or text blocks); the arguments of tool calls in earlier assistant
+/// turns (OpenAI `tool_calls[].function.arguments` and `function_call.arguments`, Anthropic
+/// `tool_use` `input`); `system` first, and `prompt` and `input`. In conversation order.
+pub(crate) fn chat_prompt_pointers(body: &Value) -> Vec<TextPointer> {
     let mut pointers = Vec::new();
+    let mut push = |pointer: String, role: &str, kind: TextKind| {
+        pointers.push(TextPointer { pointer, role: role.to_owned(), kind });
+    };
+    top_level(body, "system", "system", &mut push);
     if let Some(messages) = body.get("messages").and_then(Value::as_array) {
         for (i, message) in messages.iter().enumerate() {
+            let role = match message.get("role").and_then(Value::as_str) {
+                Some("function") => "tool",
+                Some(role) => role,
+                None => "user",
+            };
             match message.get("content") {
-                Some(Value::String(_)) => pointers.push(format!("/messages/{i}/content")),
+                Some(Value::String(_)) => push(format!("/messages/{i}/content"), role, TextKind::Text),
                 Some(Value::Array(parts)) => {
                     for (j, part) in parts.iter().enumerate() {
+                        let part_type = part.get("type").and_then(Value::as_str);
+                        let part_role = if part_type == Some("tool_result") { "tool" } else { role };
                         if part.get("text").is_some_and(Value::is_string) {
-                            pointers.push(format!("/messages/{i}/content/{j}/text"));
+                            push(format!("/messages/{i}/content/{j}/text"), part_role, TextKind::Text);
+                        }
+                        if part_type == Some("tool_use") && part.get("input").is_some() {
+                            push(format!("/messages/{i}/content/{j}/input"), role, TextKind::ToolArguments);
                         }
                         match part.get("content") {
-                            Some(Value::String(_)) => pointers.push(format!("/messages/{i}/content/{j}/content")),
+                            Some(Value::String(_)) => {
+                                push(format!("/messages/{i}/content/{j}/content"), "tool", TextKind::Text);
+                            }
                             Some(Value::Array(inner)) => {
                                 for (k, block) in inner.iter().enumerate() {
                                     if block.get("text").is_some_and(Value::is_string) {
-                                        pointers.push(format!("/messages/{i}/content/{j}/content/{k}/text"));
+                                        push(
+                                            format!("/messages/{i}/content/{j}/content/{k}/text"),
+                                            "tool",
+                                            TextKind::Text,
+                                        );
                                     }
                                 }
                             }
@@ -309,24 +373,40 @@ pub(crate) fn chat_prompt_pointers(body: &Value) -> Vec<String> {
                 }
                 _ => {}
             }
-        }
-    }
-    for field in ["system", "prompt", "input"] {
-        match body.get(field) {
-            Some(Value::String(_)) => pointers.push(format!("/{field}")),
-            Some(Value::Array(items)) => {
-                for (i, item) in items.iter().enumerate() {
-                    if item.is_string() {
-                        pointers.push(format!("/{field}/{i}"));
-                    } else if item.get("text").is_some_and(Value::is_string) {
-                        pointers.push(format!("/{field}/{i}/text"));
+            if let Some(calls) = message.get("tool_calls").and_then(Value::as_array) {
+                for (j, call) in calls.iter().enumerate() {
+                    if call.pointer("/function/arguments").is_some_and(|a| !a.is_null()) {
+                        push(format!("/messages/{i}/tool_calls/{j}/function/arguments"), role, TextKind::ToolArguments);
                     }
                 }
             }
-            _ => {}
+            if message.pointer("/function_call/arguments").is_some_and(|a| !a.is_null()) {
+                push(format!("/messages/{i}/function_call/arguments"), role, TextKind::ToolArguments);
+            }
         }
     }
+    for (field, role) in [("prompt", "user"), ("input", "user")] {
+        top_level(body, field, role, &mut push);
+    }
     pointers
+}
+
+/// The texts of a top-level field (`system`, `prompt`, `input`): a string, or an array of strings
+/// or of blocks with `text`.
+fn top_level(body: &Value, field: &str, role: &str, push: &mut impl FnMut(String, &str, TextKind)) {
+    match body.get(field) {
+        Some(Value::String(_)) => push(format!("/{field}"), role, TextKind::Text),
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                if item.is_string() {
+                    push(format!("/{field}/{i}"), role, TextKind::Text);
+                } else if item.get("text").is_some_and(Value::is_string) {
+                    push(format!("/{field}/{i}/text"), role, TextKind::Text);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The prompt fields of a chat-shaped request (`system`, `messages`, `prompt`, `input`).

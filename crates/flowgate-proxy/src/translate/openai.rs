@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::{ApiFormat, Codec, EventRole, RequestFields, StreamTransform, TextEvents, Usage, unix_now};
+use super::{ApiFormat, Codec, EventRole, RequestFields, StreamTransform, TextEvents, TextPointer, Usage, unix_now};
 use crate::error::ProxyError;
 use crate::mock::{self, MockAnswer, MockParams};
 use crate::sse::{SseEvent, encode};
@@ -45,7 +45,7 @@ impl Codec for OpenAi {
         super::chat_fields(endpoint, body, include_usage, &["max_tokens", "max_completion_tokens"])
     }
 
-    fn prompt_pointers(&self, body: &Value) -> Vec<String> {
+    fn prompt_pointers(&self, body: &Value) -> Vec<TextPointer> {
         super::chat_prompt_pointers(body)
     }
 
@@ -83,6 +83,22 @@ impl Codec for OpenAi {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    fn tool_argument_pointers(&self, answer: &Value) -> Vec<String> {
+        let mut pointers = Vec::new();
+        for (i, choice) in answer.get("choices").and_then(Value::as_array).into_iter().flatten().enumerate() {
+            let calls = choice.pointer("/message/tool_calls").and_then(Value::as_array);
+            for (j, call) in calls.into_iter().flatten().enumerate() {
+                if call.pointer("/function/arguments").is_some_and(Value::is_string) {
+                    pointers.push(format!("/choices/{i}/message/tool_calls/{j}/function/arguments"));
+                }
+            }
+            if choice.pointer("/message/function_call/arguments").is_some_and(Value::is_string) {
+                pointers.push(format!("/choices/{i}/message/function_call/arguments"));
+            }
+        }
+        pointers
     }
 
     fn delta_pointer(&self, event: &Value) -> Option<&'static str> {
@@ -257,7 +273,7 @@ struct ChunkReader {
 impl TextEvents for ChunkReader {
     fn classify(&mut self, event: &SseEvent, value: Option<&Value>) -> EventRole {
         let Some(value) = value else {
-            return EventRole { text: None, boundary: event.data == DONE };
+            return EventRole { boundary: event.data == DONE, ..EventRole::default() };
         };
         let choices = value.get("choices").and_then(Value::as_array);
         if choices.is_some_and(|c| !c.is_empty()) {
@@ -265,12 +281,32 @@ impl TextEvents for ChunkReader {
         }
         let finishing = value.pointer("/choices/0/finish_reason").is_some_and(|f| !f.is_null())
             || choices.is_some_and(Vec::is_empty);
-        EventRole { text: OpenAi.delta_pointer(value), boundary: finishing }
+        let calls = value.pointer("/choices/0/delta/tool_calls").and_then(Value::as_array);
+        let tool_arguments = calls
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .filter(|(_, call)| call.pointer("/function/arguments").is_some_and(Value::is_string))
+            .map(|(j, call)| {
+                let index = call.get("index").and_then(Value::as_u64).unwrap_or(j as u64);
+                (index, format!("/choices/0/delta/tool_calls/{j}/function/arguments"))
+            })
+            .collect();
+        EventRole { text: OpenAi.delta_pointer(value), tool_arguments, boundary: finishing }
     }
 
     fn text_event(&self, text: &str) -> Bytes {
         let mut chunk = self.template.clone().unwrap_or_else(|| json!({"object": "chat.completion.chunk"}));
         chunk["choices"] = json!([{"index": 0, "delta": {"content": text}, "finish_reason": null}]);
+        if let Some(object) = chunk.as_object_mut() {
+            object.remove("usage");
+        }
+        encode(None, &chunk.to_string())
+    }
+
+    fn tool_arguments_event(&self, call: u64, json: &str) -> Bytes {
+        let mut chunk = self.template.clone().unwrap_or_else(|| json!({"object": "chat.completion.chunk"}));
+        chunk["choices"] = json!([{"index": 0, "delta": {"tool_calls": [{"index": call, "function": {"arguments": json}}]}, "finish_reason": null}]);
         if let Some(object) = chunk.as_object_mut() {
             object.remove("usage");
         }

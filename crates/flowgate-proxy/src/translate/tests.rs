@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::mock::MockParams;
+use crate::mock::{MockAnswer, MockParams};
 use crate::sse::SseParser;
 
 fn events(chunks: &[Bytes]) -> Vec<SseEvent> {
@@ -30,6 +30,32 @@ fn answer_text(codec: &dyn Codec, answer: &Value) -> String {
 
 /// Every format, as upstream and as client.
 const FORMATS: [ApiFormat; 2] = [ApiFormat::OpenAi, ApiFormat::Anthropic];
+
+/// The arguments of the tool calls of a whole answer of `codec`'s format, read through its
+/// pointers, as JSON.
+fn tool_arguments(codec: &dyn Codec, answer: &Value) -> Vec<Value> {
+    codec
+        .tool_argument_pointers(answer)
+        .iter()
+        .filter_map(|p| answer.pointer(p))
+        .map(|v| v.as_str().map_or_else(|| v.clone(), |s| serde_json::from_str(s).unwrap()))
+        .collect()
+}
+
+/// The arguments a stream of `codec`'s format carries, per call, read by its stream guard reader.
+fn streamed_arguments(codec: &dyn Codec, events: &[SseEvent]) -> std::collections::BTreeMap<u64, String> {
+    let mut reader = codec.text_events();
+    let mut calls = std::collections::BTreeMap::<u64, String>::new();
+    for event in events {
+        let value = serde_json::from_str::<Value>(&event.data).ok();
+        let role = reader.classify(event, value.as_ref());
+        for (call, pointer) in role.tool_arguments {
+            let fragment = value.as_ref().and_then(|v| v.pointer(&pointer)).and_then(Value::as_str).unwrap();
+            calls.entry(call).or_default().push_str(fragment);
+        }
+    }
+    calls
+}
 
 /// Runs every stream event through `transform`, parsing what it writes.
 fn run(transform: &mut dyn StreamTransform, events: &[SseEvent]) -> Vec<SseEvent> {
@@ -61,7 +87,10 @@ fn contract(format: ApiFormat, request: &Value) {
     streamed["stream"] = json!(true);
     assert!(codec.request_fields(Endpoint::Chat, &streamed).unwrap().stream);
     let pointers = codec.prompt_pointers(request);
-    assert!(pointers.iter().any(|p| request.pointer(p) == Some(&json!("hello there"))), "{pointers:?}");
+    assert!(
+        pointers.iter().any(|p| request.pointer(&p.pointer) == Some(&json!("hello there")) && p.role == "user"),
+        "{pointers:?}"
+    );
     assert!(codec.prompt_document(request).to_string().contains("hello there"));
 
     // Through the hub and back, the conversation survives.
@@ -142,6 +171,48 @@ fn contract(format: ApiFormat, request: &Value) {
     assert_eq!(text, answer.text);
     assert!(boundaries >= 1);
     assert_eq!(streamed_text(codec, &events(&[reader.text_event("held back")])), "held back");
+
+    // Tool calls: the arguments of earlier assistant turns and the tool results a client sends
+    // back are prompt texts; an answer's arguments are where the codec says, whole and streamed,
+    // in this format and through the hub; a synthetic event carries released arguments.
+    let arguments = json!({"to": "jane@x.io", "note": "call me later"});
+    let history = json!({"model": "m", "max_tokens": 20, "messages": [
+        {"role": "user", "content": "hello there"},
+        {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "send", "arguments": arguments.to_string()}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sent to jane@x.io"},
+    ]});
+    let native = codec.request_from_hub(&history, "m").unwrap();
+    let pointers = codec.prompt_pointers(&native);
+    let as_json = |v: &Value| v.as_str().map_or_else(|| v.clone(), |s| serde_json::from_str(s).unwrap());
+    assert!(
+        pointers.iter().any(|p| p.kind == TextKind::ToolArguments
+            && p.role == "assistant"
+            && native.pointer(&p.pointer).map(as_json) == Some(arguments.clone())),
+        "{pointers:?} in {native}"
+    );
+    assert!(
+        pointers.iter().any(|p| p.role == "tool" && native.pointer(&p.pointer) == Some(&json!("sent to jane@x.io"))),
+        "{pointers:?} in {native}"
+    );
+    let call = MockAnswer {
+        text: String::new(),
+        tool_call: Some(("call_1".into(), "send".into(), arguments.to_string())),
+        usage: Usage::default(),
+    };
+    let body = codec.mock_body(&call, "m");
+    assert_eq!(tool_arguments(codec, &body), vec![arguments.clone()]);
+    assert_eq!(tool_arguments(ApiFormat::OpenAi.codec(), &codec.response_to_hub(&body)), vec![arguments.clone()]);
+    let wire = events(&codec.mock_events(&call, "m", &params, false));
+    let streamed = streamed_arguments(codec, &wire);
+    assert_eq!(streamed.len(), 1, "{streamed:?}");
+    let (index, text) = streamed.iter().next().unwrap();
+    assert_eq!(serde_json::from_str::<Value>(text).unwrap(), arguments);
+    let mut to_hub = codec.stream_to_hub("m", true);
+    let hub_streamed = streamed_arguments(ApiFormat::OpenAi.codec(), &run(to_hub.as_mut(), &wire));
+    assert_eq!(hub_streamed.values().collect::<Vec<_>>(), vec![text]);
+    let synthetic = events(&[codec.text_events().tool_arguments_event(*index, "{\"a\":")]);
+    assert_eq!(streamed_arguments(codec, &synthetic).get(index).map(String::as_str), Some("{\"a\":"));
 
     // Errors: a JSON body that names the code, and stream events that carry it.
     let error = ProxyError::GuardrailBlocked { message: "no".into() };
@@ -224,18 +295,25 @@ mod anthropic {
     }
 
     #[test]
-    fn prompt_pointers_reach_tool_results() {
+    fn prompt_pointers_reach_tool_results_and_tool_calls() {
         let body = json!({
             "system": "sys",
             "messages": [
                 {"role": "user", "content": "plain"},
-                {"role": "user", "content": [{"type": "text", "text": "part"}, {"type": "tool_result", "tool_use_id": "t", "content": "res"}]}
+                {"role": "user", "content": [{"type": "text", "text": "part"}, {"type": "tool_result", "tool_use_id": "t", "content": "res"}]},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t2", "name": "send", "input": {"to": "x"}}]}
             ]
         });
-        assert_eq!(
-            ApiFormat::Anthropic.codec().prompt_pointers(&body),
-            vec!["/messages/0/content", "/messages/1/content/0/text", "/messages/1/content/1/content", "/system"]
-        );
+        let found: Vec<(String, String)> =
+            ApiFormat::Anthropic.codec().prompt_pointers(&body).into_iter().map(|p| (p.pointer, p.role)).collect();
+        let expected = [
+            ("/system", "system"),
+            ("/messages/0/content", "user"),
+            ("/messages/1/content/0/text", "user"),
+            ("/messages/1/content/1/content", "tool"),
+            ("/messages/2/content/0/input", "assistant"),
+        ];
+        assert_eq!(found, expected.map(|(p, r)| (p.to_owned(), r.to_owned())));
     }
 
     #[test]

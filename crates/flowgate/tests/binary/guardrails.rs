@@ -411,3 +411,331 @@ async fn an_unreadable_stored_policy_fails_closed() {
     );
     assert!(!logs.contains(&key), "the key itself is never logged");
 }
+
+/// One value of each PII entity type the built-in detector knows (`PII_ENTITIES`), as models write
+/// them: spaced, dashed, dotted.
+const PII_VALUES: [(&str, &str); 7] = [
+    ("email", "jane.doe@example.com"),
+    ("phone", "+1 415 555 0100"),
+    ("payment_card", "4111 1111 1111 1111"),
+    ("iban", "DE89 3704 0044 0532 0130 00"),
+    ("ssn", "123-45-6789"),
+    ("ip_address", "10.1.2.3"),
+    ("ip_address", "fe80::1ff:fe23:4567:890a"),
+];
+
+/// The same sentence about `value` once for every byte position, split there into two chunks.
+fn split_at_every_byte(value: &str) -> (String, Vec<String>) {
+    let sentence = format!("Account: {value}. ");
+    let mut pieces = Vec::new();
+    for at in 1..sentence.len() {
+        pieces.push(sentence[..at].to_owned());
+        pieces.push(sentence[at..].to_owned());
+    }
+    (sentence.repeat(sentence.len() - 1), pieces)
+}
+
+/// The sentence about `value` twice, one byte per chunk.
+fn byte_by_byte(value: &str) -> (String, Vec<String>) {
+    let text = format!("Account: {value}. Again {value} here.");
+    let pieces = text.chars().map(String::from).collect();
+    (text, pieces)
+}
+
+fn stream_text(events: &[(Option<String>, String)]) -> String {
+    events
+        .iter()
+        .filter_map(|(_, d)| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|e| {
+            e.pointer("/choices/0/delta/content")
+                .or_else(|| e.pointer("/delta/text"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// Personal data streamed token by token (a card number, a phone number or an IBAN with spaces)
+/// is caught whatever the chunking: every entity type, split at every byte position, and one byte
+/// per chunk (in the Anthropic format, translated from an OpenAI upstream).
+#[tokio::test]
+async fn streamed_pii_is_caught_split_at_every_byte_position() {
+    let server = MockServer::start().await;
+    let mut cases = Vec::new();
+    for (i, (kind, value)) in PII_VALUES.iter().enumerate() {
+        for (mode, (text, pieces)) in [("splits", split_at_every_byte(value)), ("bytes", byte_by_byte(value))] {
+            let pieces: Vec<&str> = pieces.iter().map(String::as_str).collect();
+            Mock::given(method("POST"))
+                .and(wiremock::matchers::body_string_contains(format!("stream {i} {mode}")))
+                .respond_with(
+                    ResponseTemplate::new(200)
+                        .insert_header("content-type", "text/event-stream")
+                        .set_body_string(sse_answer(&pieces)),
+                )
+                .mount(&server)
+                .await;
+            let placeholder = format!("<{}_1>", kind.to_ascii_uppercase());
+            cases.push((i, mode, *value, text.replace(value, &placeholder)));
+        }
+    }
+    let gateway = spawn_app(&config_for(&server)).await;
+    let (_, key) = gateway
+        .create_key(json!({"guardrail_policy": {"mandatory_guardrails": ["pii-redact"],
+            "guardrail_config_overrides": {"pii-redact": {"restore_output": false}}}}))
+        .await;
+    for (i, mode, value, expected) in cases {
+        let prompt = format!("stream {i} {mode}");
+        let (path, request) = if mode == "bytes" {
+            (
+                "/anthropic/v1/messages",
+                json!({"model": "m", "max_tokens": 500, "stream": true,
+                "messages": [{"role": "user", "content": prompt}]}),
+            )
+        } else {
+            let mut request = ask("m", &prompt);
+            request["stream"] = json!(true);
+            ("/v1/chat/completions", request)
+        };
+        let events = sse_events(gateway.post(path, &key, &request).await).await;
+        let text = stream_text(&events);
+        assert!(!text.contains(value), "{value} ({mode}) escaped: {text}");
+        assert_eq!(text, expected, "{value} ({mode})");
+    }
+}
+
+fn openai_tool_answer(arguments: &str) -> Value {
+    json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "up",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null,
+            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "send", "arguments": arguments}}]}}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}})
+}
+
+fn sse_tool_call(arguments: &str, bytes_per_chunk: usize) -> String {
+    let chunk = |delta: Value, finish: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "up",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        )
+    };
+    let mut body = chunk(
+        json!({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+            "function": {"name": "send", "arguments": ""}}]}),
+        Value::Null,
+    );
+    let chars: Vec<char> = arguments.chars().collect();
+    for piece in chars.chunks(bytes_per_chunk) {
+        let piece: String = piece.iter().collect();
+        body.push_str(&chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}), Value::Null));
+    }
+    body.push_str(&chunk(json!({}), json!("tool_calls")));
+    body.push_str("data: [DONE]\n\n");
+    body
+}
+
+/// Checks redacted arguments: valid JSON, values replaced by placeholders, nothing left in clear.
+fn assert_redacted_arguments(arguments: &Value, what: &str) {
+    let text = arguments.as_str().map_or_else(|| arguments.to_string(), str::to_owned);
+    assert!(!text.contains(EMAIL) && !text.contains("4111") && !text.contains("555 0100"), "{what}: {text}");
+    let parsed: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {text}"));
+    assert_eq!(parsed["to"], "<EMAIL_1>", "{what}: {parsed}");
+    assert_eq!(parsed["card"], "<PAYMENT_CARD_1>", "{what}: {parsed}");
+    assert_eq!(parsed["note"], "call <PHONE_1> now", "{what}: {parsed}");
+}
+
+/// Output guardrails cover tool-call arguments: OpenAI `tool_calls` and Anthropic `tool_use`
+/// input, in JSON answers and in streams (split across chunks), redacted inside JSON values so
+/// the arguments stay JSON.
+#[tokio::test]
+async fn tool_call_arguments_are_guarded_in_answers_and_streams() {
+    let arguments = format!(r#"{{"to": "{EMAIL}", "card": 4111111111111111, "note": "call +1 415 555 0100 now"}}"#);
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::body_string_contains("\"stream\":true"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "text/event-stream")
+                .set_body_string(sse_tool_call(&arguments, 3)),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(openai_tool_answer(&arguments)))
+        .mount(&server)
+        .await;
+    let gateway = spawn_app(&config_for(&server)).await;
+    let (_, key) = gateway
+        .create_key(json!({"guardrail_policy": {"mandatory_guardrails": ["pii-redact"],
+            "guardrail_config_overrides": {"pii-redact": {"restore_output": false}}}}))
+        .await;
+
+    let body: Value = gateway.post("/v1/chat/completions", &key, &ask("m", "send it")).await.json().await.unwrap();
+    assert_redacted_arguments(&body["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], "OpenAI JSON");
+
+    let anthropic = json!({"model": "m", "max_tokens": 50, "messages": [{"role": "user", "content": "send it"}]});
+    let body: Value = gateway.post("/anthropic/v1/messages", &key, &anthropic).await.json().await.unwrap();
+    let input = body["content"].as_array().unwrap().iter().find(|b| b["type"] == "tool_use").unwrap()["input"].clone();
+    assert_redacted_arguments(&input, "Anthropic JSON");
+
+    let mut streamed = ask("m", "send it");
+    streamed["stream"] = json!(true);
+    let events = sse_events(gateway.post("/v1/chat/completions", &key, &streamed).await).await;
+    let fragments: String = events
+        .iter()
+        .filter_map(|(_, d)| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|e| {
+            e.pointer("/choices/0/delta/tool_calls/0/function/arguments").and_then(Value::as_str).map(str::to_owned)
+        })
+        .collect();
+    assert_redacted_arguments(&json!(fragments), "OpenAI stream");
+    assert_eq!(events.last().unwrap().1, "[DONE]");
+
+    let mut anthropic_stream = anthropic.clone();
+    anthropic_stream["stream"] = json!(true);
+    let events = sse_events(gateway.post("/anthropic/v1/messages", &key, &anthropic_stream).await).await;
+    let fragments: String = events
+        .iter()
+        .filter_map(|(_, d)| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|e| e.pointer("/delta/partial_json").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    assert_redacted_arguments(&json!(fragments), "Anthropic stream");
+}
+
+/// The pre-call scan covers what a client sends back in a tool loop: the arguments of earlier
+/// tool calls and the tool results (OpenAI and Anthropic shapes); redacted arguments stay JSON.
+#[tokio::test]
+async fn tool_calls_and_tool_results_sent_back_are_scanned_before_the_call() {
+    let upstream = upstream_answering(ResponseTemplate::new(200).set_body_json(openai_answer("done"))).await;
+    let gateway = spawn_app(&config_for(&upstream)).await;
+    let (_, key) = gateway.create_key(json!({"guardrail_policy": {"mandatory_guardrails": ["pii-redact"]}})).await;
+    let arguments = json!({"to": EMAIL, "card": CARD}).to_string();
+    let openai = json!({"model": "m", "messages": [
+        {"role": "user", "content": "send it"},
+        {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "send", "arguments": arguments}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sent; reply from +1 415 555 0100"},
+    ]});
+    assert_eq!(gateway.post("/v1/chat/completions", &key, &openai).await.status(), 200);
+    let anthropic = json!({"model": "m", "max_tokens": 50, "messages": [
+        {"role": "user", "content": "send it"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "send", "input": {"to": EMAIL, "card": CARD}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "sent; reply from +1 415 555 0100"}]}]},
+    ]});
+    assert_eq!(gateway.post("/anthropic/v1/messages", &key, &anthropic).await.status(), 200);
+    let requests = upstream.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 2);
+    for request in requests {
+        let body = String::from_utf8_lossy(&request.body).into_owned();
+        assert!(
+            !body.contains(EMAIL) && !body.contains("4111") && !body.contains("555 0100"),
+            "reached the provider: {body}"
+        );
+        let sent: Value = serde_json::from_str(&body).unwrap();
+        let arguments = sent["messages"][1]["tool_calls"][0]["function"]["arguments"].as_str().unwrap();
+        let arguments: Value = serde_json::from_str(arguments).unwrap_or_else(|e| panic!("{e}: {arguments}"));
+        assert_eq!(arguments, json!({"to": "<EMAIL_1>", "card": "<PAYMENT_CARD_1>"}));
+    }
+}
+
+/// An HTTP guardrail server: `/check` records what it receives and blocks a conversation where any
+/// message contains "forbidden"; `/odd` answers a verdict that is not one of the documented ones.
+async fn conversation_guardrail(seen: Arc<Mutex<Vec<Value>>>) -> String {
+    let app = axum::Router::new()
+        .route(
+            "/check",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let seen = seen.clone();
+                async move {
+                    let forbidden = body["messages"]
+                        .as_array()
+                        .is_some_and(|m| m.iter().any(|m| m["text"].as_str().is_some_and(|t| t.contains("forbidden"))));
+                    seen.lock().unwrap().push(body);
+                    axum::Json(if forbidden {
+                        json!({"action": "block", "reason": "house rules"})
+                    } else {
+                        json!({"action": "allow"})
+                    })
+                }
+            }),
+        )
+        .route("/odd", axum::routing::post(|| async { axum::Json(json!({"action": "permit"})) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+async fn create_http_guardrail(gateway: &flowgate_test_utils::TestApp, name: &str, url: &str, fail_open: bool) {
+    let created = http_client()
+        .post(format!("{}/api/guardrails", gateway.api()))
+        .bearer_auth(&gateway.admin_key)
+        .json(&json!({"name": name, "kind": "http", "stages": ["pre_call"], "http_url": url,
+            "http_timeout_ms": 2000, "fail_open": fail_open}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+}
+
+/// Posts `body` until the answer is `done` (the proxy picks up new catalog entries through the
+/// change channel); returns the last answer's status and body.
+async fn post_until(
+    gateway: &flowgate_test_utils::TestApp,
+    key: &str,
+    body: &Value,
+    done: impl Fn(u16, &Value) -> bool,
+) -> (u16, Value) {
+    let mut last = (0, Value::Null);
+    for _ in 0..50 {
+        let response = gateway.post("/v1/chat/completions", key, body).await;
+        last = (response.status().as_u16(), response.json().await.unwrap_or(Value::Null));
+        if done(last.0, &last.1) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    last
+}
+
+/// HTTP guardrails get the whole conversation (the system prompt and earlier turns too, each
+/// with its role), and a verdict other than the documented ones is an error: the request fails
+/// closed, or goes on when the guardrail is `fail_open`.
+#[tokio::test]
+async fn http_guardrails_see_the_whole_conversation_and_unknown_verdicts_fail_closed() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let base = conversation_guardrail(seen.clone()).await;
+    let upstream = upstream_answering(ResponseTemplate::new(200).set_body_json(openai_answer("ok"))).await;
+    let gateway = spawn_app(&config_for(&upstream)).await;
+    create_http_guardrail(&gateway, "conversation", &format!("{base}/check"), false).await;
+    create_http_guardrail(&gateway, "odd", &format!("{base}/odd"), false).await;
+    create_http_guardrail(&gateway, "odd-open", &format!("{base}/odd"), true).await;
+
+    let (_, key) = gateway.create_key(json!({"guardrail_policy": {"mandatory_guardrails": ["conversation"]}})).await;
+    let hidden = json!({"model": "m", "messages": [
+        {"role": "system", "content": "the forbidden plan"},
+        {"role": "user", "content": "go on"},
+    ]});
+    let (status, body) = post_until(&gateway, &key, &hidden, |status, _| status == 400).await;
+    assert_eq!(status, 400, "a system prompt does not bypass the guardrail: {body}");
+    assert_eq!(body["error"]["code"], "guardrail_blocked");
+    let request = seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        request["messages"],
+        json!([{"role": "system", "type": "text", "text": "the forbidden plan"}, {"role": "user", "type": "text", "text": "go on"}])
+    );
+    assert_eq!(request["stage"], "pre_call");
+    let earlier = json!({"model": "m", "messages": [
+        {"role": "user", "content": "forbidden things"}, {"role": "assistant", "content": "no"}, {"role": "user", "content": "please"},
+    ]});
+    assert_eq!(gateway.post("/v1/chat/completions", &key, &earlier).await.status(), 400, "nor does an earlier turn");
+    assert_eq!(gateway.post("/v1/chat/completions", &key, &ask("m", "all fine")).await.status(), 200);
+
+    let (_, strict) = gateway.create_key(json!({"guardrail_policy": {"mandatory_guardrails": ["odd"]}})).await;
+    let verdict = |_: u16, body: &Value| body["error"]["message"].as_str().is_some_and(|m| m.contains("verdict"));
+    let (status, body) = post_until(&gateway, &strict, &ask("m", "hello"), verdict).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("guardrail_unavailable")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("`odd`"), "{body}");
+    let (_, open) = gateway.create_key(json!({"guardrail_policy": {"mandatory_guardrails": ["odd-open"]}})).await;
+    let (status, body) = post_until(&gateway, &open, &ask("m", "hello"), |status, _| status == 200).await;
+    assert_eq!(status, 200, "a fail_open guardrail lets the request go on: {body}");
+}

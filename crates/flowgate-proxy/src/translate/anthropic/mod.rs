@@ -8,7 +8,7 @@ pub(crate) mod stream;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::{Codec, EventRole, RequestFields, StreamTransform, TextEvents, Usage};
+use super::{Codec, EventRole, RequestFields, StreamTransform, TextEvents, TextPointer, Usage};
 use crate::error::ProxyError;
 use crate::mock::{self, MockAnswer, MockParams};
 use crate::sse::{SseEvent, encode};
@@ -96,7 +96,7 @@ impl Codec for Anthropic {
         &["anthropic-version", "anthropic-beta"]
     }
 
-    fn prompt_pointers(&self, body: &Value) -> Vec<String> {
+    fn prompt_pointers(&self, body: &Value) -> Vec<TextPointer> {
         super::chat_prompt_pointers(body)
     }
 
@@ -130,6 +130,17 @@ impl Codec for Anthropic {
             .and_then(Value::as_array)
             .map(|blocks| (0..blocks.len()).map(|i| format!("/content/{i}/text")).collect())
             .unwrap_or_default()
+    }
+
+    fn tool_argument_pointers(&self, answer: &Value) -> Vec<String> {
+        let blocks = answer.get("content").and_then(Value::as_array);
+        blocks
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .filter(|(_, b)| b.get("type").and_then(Value::as_str) == Some("tool_use") && b.get("input").is_some())
+            .map(|(i, _)| format!("/content/{i}/input"))
+            .collect()
     }
 
     fn delta_pointer(&self, event: &Value) -> Option<&'static str> {
@@ -249,23 +260,37 @@ impl Codec for Anthropic {
 }
 
 /// Reads Anthropic events for the stream guard; remembers the open text block, where a synthetic
-/// text delta goes.
+/// text delta goes, and the open tool-use blocks, whose `input_json_delta`s carry arguments.
 #[derive(Debug, Default)]
 struct BlockReader {
     text_block: Option<u64>,
+    tool_blocks: Vec<u64>,
 }
 
 impl TextEvents for BlockReader {
     fn classify(&mut self, event: &SseEvent, value: Option<&Value>) -> EventRole {
         let Some(value) = value else { return EventRole::default() };
         let kind = event.event.as_deref().unwrap_or_default();
-        if kind == "content_block_start" && value.pointer("/content_block/type").and_then(Value::as_str) == Some("text")
-        {
-            self.text_block = value.get("index").and_then(Value::as_u64);
+        let index = value.get("index").and_then(Value::as_u64);
+        if kind == "content_block_start" {
+            match value.pointer("/content_block/type").and_then(Value::as_str) {
+                Some("text") => self.text_block = index,
+                Some("tool_use") => self.tool_blocks.extend(index),
+                _ => {}
+            }
         }
         let text = if kind == "content_block_delta" { Anthropic.delta_pointer(value) } else { None };
-        let closes_text = kind == "content_block_stop" && value.get("index").and_then(Value::as_u64) == self.text_block;
-        EventRole { text, boundary: closes_text || kind == "message_delta" || kind == "message_stop" }
+        let mut tool_arguments = Vec::new();
+        if kind == "content_block_delta"
+            && value.pointer("/delta/type").and_then(Value::as_str) == Some("input_json_delta")
+            && value.pointer("/delta/partial_json").is_some_and(Value::is_string)
+            && let Some(index) = index
+        {
+            tool_arguments.push((index, "/delta/partial_json".to_owned()));
+        }
+        let closes = kind == "content_block_stop"
+            && index.is_some_and(|i| Some(i) == self.text_block || self.tool_blocks.contains(&i));
+        EventRole { text, tool_arguments, boundary: closes || kind == "message_delta" || kind == "message_stop" }
     }
 
     fn text_event(&self, text: &str) -> Bytes {
@@ -273,6 +298,13 @@ impl TextEvents for BlockReader {
         event(
             "content_block_delta",
             &json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}),
+        )
+    }
+
+    fn tool_arguments_event(&self, call: u64, json: &str) -> Bytes {
+        event(
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": call, "delta": {"type": "input_json_delta", "partial_json": json}}),
         )
     }
 }
