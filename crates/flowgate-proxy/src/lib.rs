@@ -20,6 +20,8 @@ mod cache;
 mod context;
 mod error;
 mod forward;
+#[cfg(test)]
+mod fuzz;
 mod guardrails;
 mod limits;
 mod metrics;
