@@ -83,7 +83,10 @@ def test_a_system_turn_inside_messages_reaches_an_openai_model(claude: anthropic
 def test_bad_fields_and_keys_are_named_in_anthropic_errors(stack, claude: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.BadRequestError) as bad:
         claude.messages.create(
-            model="claude-test", max_tokens=10, temperature=1.5, messages=[{"role": "user", "content": "x"}]
+            model="claude-test",
+            max_tokens=10,
+            messages=[{"role": "user", "content": "x"}],
+            extra_body={"temperature": 1.5},
         )
     assert "temperature" in str(bad.value)
     bad_key = anthropic.Anthropic(api_key="sk-fg-nope", base_url=f"{stack.proxy_url}/anthropic", max_retries=0)
