@@ -68,3 +68,28 @@ def test_errors_are_raised_as_the_sdk_expects(stack, claude: anthropic.Anthropic
     bad = anthropic.Anthropic(api_key="sk-fg-nope", base_url=f"{stack.proxy_url}/anthropic", max_retries=0)
     with pytest.raises(anthropic.AuthenticationError):
         bad.messages.create(model="claude-test", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+
+
+def test_a_system_turn_inside_messages_reaches_an_openai_model(claude: anthropic.Anthropic) -> None:
+    # Claude Code sends `role: "system"` inside `messages`; the SDK passes it as given.
+    message = claude.messages.create(
+        model="gpt-test",
+        max_tokens=50,
+        messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi there"}],  # type: ignore[list-item]
+    )
+    assert message.content[0].text == "Mock answer to: hi there"
+
+
+def test_bad_fields_and_keys_are_named_in_anthropic_errors(stack, claude: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        claude.messages.create(
+            model="claude-test",
+            max_tokens=10,
+            messages=[{"role": "user", "content": "x"}],
+            extra_body={"temperature": 1.5},
+        )
+    assert "temperature" in str(bad.value)
+    bad_key = anthropic.Anthropic(api_key="sk-fg-nope", base_url=f"{stack.proxy_url}/anthropic", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as refused:
+        bad_key.messages.create(model="claude-test", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert "x-api-key" in str(refused.value)

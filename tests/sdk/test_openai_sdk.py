@@ -115,3 +115,15 @@ def test_a_key_limited_to_some_models(stack) -> None:
     assert [m.id for m in client.models.list()] == ["gpt-test"]
     with pytest.raises(openai.PermissionDeniedError):
         client.chat.completions.create(model="claude-test", messages=[{"role": "user", "content": "x"}])
+
+
+def test_bad_fields_are_named_in_param(oai: openai.OpenAI) -> None:
+    for fields, param in [({"n": 0}, "n"), ({"max_tokens": 0}, "max_tokens"), ({"top_p": 3}, "top_p")]:
+        with pytest.raises(openai.BadRequestError) as bad:
+            oai.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "x"}], **fields)
+        assert bad.value.param == param
+    # Fields the gateway does not know pass through (the SDK's `extra_body`).
+    reply = oai.chat.completions.create(
+        model="gpt-test", messages=[{"role": "user", "content": "x"}], extra_body={"a_field_from_next_month": 1}
+    )
+    assert reply.choices[0].message.content == "Mock answer to: x"

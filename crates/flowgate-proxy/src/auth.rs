@@ -22,7 +22,7 @@ use flowgate_contracts::{GuardrailPolicy, PolicyError};
 use flowgate_db::{Notification, SharedState};
 use flowgate_proto::keys::{ResolveKeyRequest, VirtualKey};
 
-use crate::error::ProxyError;
+use crate::error::{KeyProblem, ProxyError};
 use crate::peers::KeysPeer;
 use flowgate_common::tasks::Tasks;
 
@@ -150,8 +150,8 @@ impl Authenticator {
     pub(crate) async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<KeyInfo>, ProxyError> {
         let token = flowgate_common::auth::bearer_token(headers)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| ProxyError::Unauthorized("missing API key: send Authorization: Bearer <key>".to_owned()))?;
-        keys::parse(token).map_err(|_| ProxyError::Unauthorized("invalid API key".to_owned()))?;
+            .ok_or(ProxyError::Unauthorized(KeyProblem::Missing))?;
+        keys::parse(token).map_err(|_| ProxyError::Unauthorized(KeyProblem::Invalid))?;
         let hash = self.hasher.hash(token);
         let peer = self.peer.clone();
         let lookup_hash = hash.clone();
@@ -166,13 +166,13 @@ impl Authenticator {
                 tracing::error!(code = ?status.code(), message = status.message(), "key lookup failed");
                 ProxyError::Unavailable { message: "key store unavailable".to_owned(), retry_after_secs: Some(1) }
             })?;
-        let info = resolved.ok_or_else(|| ProxyError::Unauthorized("invalid API key".to_owned()))?;
+        let info = resolved.ok_or(ProxyError::Unauthorized(KeyProblem::Invalid))?;
         if info.key.revoked {
-            return Err(ProxyError::Unauthorized("API key has been revoked".to_owned()));
+            return Err(ProxyError::Unauthorized(KeyProblem::Revoked));
         }
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if info.key.expires_at > 0 && u64::try_from(info.key.expires_at).unwrap_or(0) <= now {
-            return Err(ProxyError::Unauthorized("API key has expired".to_owned()));
+            return Err(ProxyError::Unauthorized(KeyProblem::Expired));
         }
         Ok(info)
     }

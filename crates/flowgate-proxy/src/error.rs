@@ -4,12 +4,32 @@
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 
+use crate::rate_headers::ProviderHeaders;
+
+/// Why a virtual key was refused. Each codec words it for its clients (an Anthropic client is
+/// told about `x-api-key`); the `Display` form is OpenAI's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum KeyProblem {
+    /// No key in `Authorization: Bearer` or `x-api-key`.
+    #[error("missing API key: send `Authorization: Bearer <key>` (or `x-api-key: <key>`)")]
+    Missing,
+    /// Malformed (format or checksum) or unknown.
+    #[error("invalid API key")]
+    Invalid,
+    /// Revoked.
+    #[error("API key has been revoked")]
+    Revoked,
+    /// Past its expiry.
+    #[error("API key has expired")]
+    Expired,
+}
+
 /// Everything that can stop a proxied request. Messages are safe to show to the caller.
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum ProxyError {
     /// No key, a malformed key, or an unknown / revoked / expired one.
     #[error("{0}")]
-    Unauthorized(String),
+    Unauthorized(KeyProblem),
     /// The key may not use this model, or the client IP is not allowed.
     #[error("{0}")]
     Forbidden(String),
@@ -51,6 +71,17 @@ pub(crate) enum ProxyError {
         message: String,
         /// Upstream's error type/code, when given.
         code: Option<String>,
+        /// The provider's `retry-after` and rate-limit headers (on 429, 503, 529), passed on.
+        headers: ProviderHeaders,
+    },
+    /// The provider refused the deployment's own credentials (its 401 or 403): the operator's
+    /// problem, not the caller's. The provider's message is not shown (it may quote the key).
+    #[error(
+        "the provider rejected the gateway's credentials for model `{model}`; the gateway operator must fix the deployment's API key"
+    )]
+    UpstreamAuthFailed {
+        /// The model name the client asked for.
+        model: String,
     },
     /// The upstream did not answer in time.
     #[error("{0}")]
@@ -74,6 +105,17 @@ pub(crate) enum ProxyError {
     GuardrailUnavailable {
         /// What failed.
         message: String,
+    },
+    /// No such route (a path the gateway does not serve).
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    /// A known route asked with the wrong method.
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed {
+        /// The method asked.
+        method: String,
+        /// The path asked.
+        path: String,
     },
     /// A stream broke after it had started (timeout, bad event, upstream gone): reported in the
     /// stream, never as a status.
@@ -100,9 +142,10 @@ impl ProxyError {
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BadRequest { .. } | Self::GuardrailBlocked { .. } => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::ModelNotFound(_) => StatusCode::NOT_FOUND,
+            Self::ModelNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Upstream { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
-            Self::StreamFailed { .. } => StatusCode::BAD_GATEWAY,
+            Self::StreamFailed { .. } | Self::UpstreamAuthFailed { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Unavailable { .. } | Self::GuardrailUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -118,7 +161,10 @@ impl ProxyError {
             Self::BadRequest { .. } => "invalid_request",
             Self::PayloadTooLarge { .. } => "request_too_large",
             Self::ModelNotFound(_) => "model_not_found",
+            Self::RouteNotFound(_) => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Upstream { code, .. } => code.as_deref().unwrap_or("upstream_error"),
+            Self::UpstreamAuthFailed { .. } => "upstream_auth_failed",
             Self::UpstreamTimeout(_) => "upstream_timeout",
             Self::Unavailable { .. } => "upstream_unavailable",
             Self::GuardrailBlocked { .. } => "guardrail_blocked",
@@ -144,6 +190,11 @@ impl ProxyError {
                 Some(*retry_after_secs)
             }
             Self::Unavailable { retry_after_secs, .. } => *retry_after_secs,
+            Self::Upstream { headers: provider, .. } => {
+                // The provider's own `retry-after` and rate-limit figures, as it sent them.
+                provider.apply(&mut headers);
+                None
+            }
             _ => None,
         };
         if let Some(secs) = retry_after {
@@ -169,6 +220,37 @@ mod tests {
         assert_eq!(anthropic["type"], "error");
         assert_eq!(anthropic["error"]["type"], "not_found_error");
         assert_eq!(error.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn a_provider_refusing_our_key_is_a_502_in_both_formats() {
+        let error = ProxyError::UpstreamAuthFailed { model: "gpt".into() };
+        assert_eq!(error.status(), StatusCode::BAD_GATEWAY);
+        let openai = ApiFormat::OpenAi.codec().error_body(&error);
+        assert_eq!(openai["error"]["code"], "upstream_auth_failed");
+        assert_eq!(openai["error"]["type"], "api_error");
+        let anthropic = ApiFormat::Anthropic.codec().error_body(&error);
+        assert_eq!(anthropic["error"]["type"], "api_error");
+        assert_eq!(anthropic["error"]["code"], "upstream_auth_failed");
+    }
+
+    #[test]
+    fn a_providers_retry_after_reaches_the_client() {
+        let mut upstream = HeaderMap::new();
+        upstream.insert("retry-after", HeaderValue::from_static("30"));
+        upstream.insert("x-ratelimit-reset-tokens", HeaderValue::from_static("6m0s"));
+        let error = ProxyError::Upstream {
+            status: 529,
+            message: "overloaded".into(),
+            code: Some("overloaded_error".into()),
+            headers: ProviderHeaders::from_response(529, &upstream),
+        };
+        for format in [ApiFormat::OpenAi, ApiFormat::Anthropic] {
+            let response = format.error_response(error.clone());
+            assert_eq!(response.status(), 529);
+            assert_eq!(response.headers()["retry-after"], "30");
+            assert_eq!(response.headers()["x-ratelimit-reset-tokens"], "6m0s");
+        }
     }
 
     #[test]

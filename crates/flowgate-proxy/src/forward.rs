@@ -78,7 +78,10 @@ fn backoff(attempt: u32, hint: Option<Duration>) -> Duration {
     base.mul_f64(rand::rng().random_range(0.5..1.0))
 }
 
-fn into_proxy_error(error: AttemptError) -> ProxyError {
+fn into_proxy_error(error: AttemptError, model: &str) -> ProxyError {
+    if error.credentials_rejected() {
+        return ProxyError::UpstreamAuthFailed { model: model.to_owned() };
+    }
     match error {
         AttemptError::Connect(message) => {
             ProxyError::Unavailable { message: format!("upstream unreachable: {message}"), retry_after_secs: None }
@@ -86,7 +89,9 @@ fn into_proxy_error(error: AttemptError) -> ProxyError {
         AttemptError::Timeout(after) => {
             ProxyError::UpstreamTimeout(format!("upstream did not answer within {after:?}"))
         }
-        AttemptError::Status { status, message, code, .. } => ProxyError::Upstream { status, message, code },
+        AttemptError::Status { status, message, code, headers, .. } => {
+            ProxyError::Upstream { status, message, code, headers }
+        }
         AttemptError::Unsupported(message) => ProxyError::bad_request(message),
     }
 }
@@ -165,11 +170,29 @@ pub(crate) async fn forward(
                         .attempts
                         .get_or_create(&AttemptLabels { deployment: deployment.id.clone(), outcome: error.kind() })
                         .inc();
-                    if !error.retryable() {
-                        return Err(into_proxy_error(error));
+                    let credentials_rejected = error.credentials_rejected();
+                    if !error.retryable() && !credentials_rejected {
+                        return Err(into_proxy_error(error, call.model));
                     }
-                    tracing::warn!(deployment = %deployment.id, error = %error, "upstream attempt failed");
-                    if deployment.stats.record_failure(router.allowed_fails, cooldown) {
+                    // A provider refusing the deployment's key will refuse every request: the
+                    // deployment cools down at once and another one (or a fallback) is tried.
+                    let allowed_fails = if credentials_rejected {
+                        if let AttemptError::Status { status, code, .. } = &error {
+                            // The provider's message is not logged: it may quote part of the key.
+                            tracing::error!(
+                                deployment = %deployment.id,
+                                model = %deployment.model_name,
+                                status,
+                                code = code.as_deref().unwrap_or_default(),
+                                "the provider rejected the deployment's API key (upstream_auth_failed)"
+                            );
+                        }
+                        1
+                    } else {
+                        tracing::warn!(deployment = %deployment.id, error = %error, "upstream attempt failed");
+                        router.allowed_fails
+                    };
+                    if deployment.stats.record_failure(allowed_fails, cooldown) {
                         tracing::warn!(deployment = %deployment.id, cooldown_secs = router.cooldown_time.as_secs_f64(), "deployment cooling down");
                         upstream
                             .metrics
@@ -182,7 +205,7 @@ pub(crate) async fn forward(
                         _ => None,
                     };
                     last_error = Some(error);
-                    if attempt < max {
+                    if attempt < max && !credentials_rejected {
                         tokio::time::sleep(backoff(attempt, hint)).await;
                     }
                 }
@@ -192,7 +215,7 @@ pub(crate) async fn forward(
         fallbacks.push(model);
     }
     match last_error {
-        Some(error) => Err(into_proxy_error(error)),
+        Some(error) => Err(into_proxy_error(error, call.model)),
         None => {
             let retry = table.cooldown_remaining(call.model).map(|d| d.as_secs().max(1));
             Err(ProxyError::Unavailable {

@@ -20,6 +20,8 @@ mod cache;
 mod context;
 mod error;
 mod forward;
+#[cfg(test)]
+mod fuzz;
 mod guardrails;
 mod limits;
 mod metrics;
@@ -109,6 +111,17 @@ fn openai_routes() -> Router<ProxyState> {
         .route("/embeddings", post(pipeline::embeddings))
         .route("/models", get(pipeline::list_models_openai))
         .route("/guardrails", get(pipeline::list_guardrails))
+        .fallback(pipeline::unknown_route)
+        .method_not_allowed_fallback(pipeline::method_not_allowed)
+}
+
+/// The Anthropic routes, under `/anthropic`: errors here, unknown paths included, are Anthropic's.
+fn anthropic_routes() -> Router<ProxyState> {
+    Router::new()
+        .route("/v1/messages", post(pipeline::anthropic_messages))
+        .route("/v1/models", get(pipeline::list_models_anthropic))
+        .fallback(pipeline::unknown_route)
+        .method_not_allowed_fallback(pipeline::method_not_allowed)
 }
 
 /// `/health` summary of the deployments: counts by state, and each deployment's state.
@@ -198,9 +211,9 @@ impl Application {
             .nest("/v1", openai_routes())
             .nest("/oai/v1", openai_routes())
             .nest("/cursor/v1", openai_routes())
+            .nest("/anthropic", anthropic_routes())
             .route("/chat/completions", post(pipeline::chat_completions))
-            .route("/anthropic/v1/messages", post(pipeline::anthropic_messages))
-            .route("/anthropic/v1/models", get(pipeline::list_models_anthropic))
+            .method_not_allowed_fallback(pipeline::method_not_allowed)
             .with_state(state.clone());
         let port = settings.proxy.port;
         let host = ServiceHost::bind(

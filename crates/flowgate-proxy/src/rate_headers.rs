@@ -46,3 +46,70 @@ impl RateHeaders {
         }
     }
 }
+
+/// A provider's `retry-after` and rate-limit headers on a 429, 503 or 529, passed on to the
+/// client as the provider sent them: `retry-after`, `retry-after-ms`, `x-ratelimit-*` (OpenAI)
+/// and `anthropic-ratelimit-*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ProviderHeaders(Vec<(axum::http::HeaderName, axum::http::HeaderValue)>);
+
+/// Most provider headers kept (a provider sends about a dozen).
+const MAX_PROVIDER_HEADERS: usize = 32;
+
+impl ProviderHeaders {
+    /// Whether a provider header is one that reaches the client.
+    fn passes(name: &str) -> bool {
+        name == "retry-after"
+            || name == "retry-after-ms"
+            || name.starts_with("x-ratelimit-")
+            || name.starts_with("anthropic-ratelimit-")
+    }
+
+    /// The headers that reach the client, from an upstream answer with `status`; none unless the
+    /// status says "come back later" (429, 503, 529).
+    pub(crate) fn from_response(status: u16, headers: &axum::http::HeaderMap) -> Self {
+        if !matches!(status, 429 | 503 | 529) {
+            return Self::default();
+        }
+        Self(
+            headers
+                .iter()
+                .filter(|(name, _)| Self::passes(name.as_str()))
+                .take(MAX_PROVIDER_HEADERS)
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
+        )
+    }
+
+    /// Writes the headers into `headers` (replacing ones of the same name).
+    pub(crate) fn apply(&self, headers: &mut axum::http::HeaderMap) {
+        for (name, value) in &self.0 {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue};
+
+    use super::*;
+
+    #[test]
+    fn provider_headers_pass_only_on_come_back_later_statuses() {
+        let mut upstream = HeaderMap::new();
+        upstream.insert("retry-after", HeaderValue::from_static("12"));
+        upstream.insert("x-ratelimit-remaining-requests", HeaderValue::from_static("0"));
+        upstream.insert("anthropic-ratelimit-tokens-reset", HeaderValue::from_static("2026-01-01T00:00:00Z"));
+        upstream.insert("set-cookie", HeaderValue::from_static("provider=1"));
+        for status in [429, 503, 529] {
+            let mut out = HeaderMap::new();
+            ProviderHeaders::from_response(status, &upstream).apply(&mut out);
+            assert_eq!(out["retry-after"], "12", "{status}");
+            assert_eq!(out["x-ratelimit-remaining-requests"], "0");
+            assert_eq!(out["anthropic-ratelimit-tokens-reset"], "2026-01-01T00:00:00Z");
+            assert!(out.get("set-cookie").is_none(), "only rate-limit headers pass");
+        }
+        assert_eq!(ProviderHeaders::from_response(500, &upstream), ProviderHeaders::default());
+    }
+}

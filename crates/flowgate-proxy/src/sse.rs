@@ -22,7 +22,14 @@ pub(crate) const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Debug, Default)]
 pub(crate) struct SseParser {
     buffer: BytesMut,
+    /// How much of `buffer` has been searched for a boundary: a large event arriving in small
+    /// chunks is searched once, not once per chunk.
+    scanned: usize,
 }
+
+/// The longest boundary (`\r\n\r\n`) less one: a boundary that starts this close to the end of
+/// what was searched may have been cut by the chunk's end.
+const BOUNDARY_OVERLAP: usize = 3;
 
 /// The upstream sent an event larger than [`MAX_EVENT_BYTES`].
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -58,9 +65,16 @@ impl SseParser {
     pub(crate) fn push(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, EventTooLarge> {
         self.buffer.extend_from_slice(chunk);
         let mut events = Vec::new();
-        while let Some((end, next)) = find_boundary(&self.buffer) {
-            let block = self.buffer.split_to(next);
-            if let Some(event) = parse_block(&block[..end]) {
+        loop {
+            // No boundary starts before `from`: it would have been found by an earlier search.
+            let from = self.scanned.saturating_sub(BOUNDARY_OVERLAP);
+            let Some((end, next)) = find_boundary(self.buffer.get(from..).unwrap_or_default()) else {
+                self.scanned = self.buffer.len();
+                break;
+            };
+            let block = self.buffer.split_to(from + next);
+            self.scanned = 0;
+            if let Some(event) = parse_block(block.get(..from + end).unwrap_or_default()) {
                 events.push(event);
             }
         }
@@ -73,6 +87,7 @@ impl SseParser {
     /// Flushes a final event that was not followed by a blank line.
     pub(crate) fn finish(&mut self) -> Option<SseEvent> {
         let block = std::mem::take(&mut self.buffer);
+        self.scanned = 0;
         parse_block(&block)
     }
 }
@@ -156,6 +171,21 @@ mod tests {
         let mut parser = SseParser::default();
         let events = parser.push(&encode(Some("ping"), "a\nb")).unwrap();
         assert_eq!(events, vec![SseEvent { event: Some("ping".into()), data: "a\nb".into() }]);
+    }
+
+    #[test]
+    fn a_large_event_in_small_chunks_is_searched_once() {
+        // Searching the whole buffer again for every chunk would take minutes here.
+        let started = std::time::Instant::now();
+        let mut parser = SseParser::default();
+        assert!(parser.push(b"data: ").unwrap().is_empty());
+        for chunk in vec![b'x'; 8 << 20].chunks(1024) {
+            assert!(parser.push(chunk).unwrap().is_empty());
+        }
+        let events = parser.push(b"\r\n\r\n").unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].data.len(), 8 << 20);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub(crate) enum AttemptError {
         code: Option<String>,
         /// `Retry-After`, if given.
         retry_after: Option<Duration>,
+        /// The provider's `retry-after` and rate-limit headers, for the client.
+        headers: crate::rate_headers::ProviderHeaders,
     },
     /// This deployment cannot serve this endpoint (e.g. embeddings on Anthropic).
     #[error("{0}")]
@@ -77,12 +79,19 @@ impl AttemptError {
         }
     }
 
+    /// Whether the provider refused the deployment's credentials (401, 403): the deployment is
+    /// misconfigured, so it cools down at once and another deployment may be tried.
+    pub(crate) fn credentials_rejected(&self) -> bool {
+        matches!(self, Self::Status { status: 401 | 403, .. })
+    }
+
     /// A short label for metrics.
     pub(crate) fn kind(&self) -> &'static str {
         match self {
             Self::Connect(_) => "connect",
             Self::Timeout(_) => "timeout",
             Self::Status { status: 429, .. } => "rate_limited",
+            Self::Status { status: 401 | 403, .. } => "credentials_rejected",
             Self::Status { status, .. } if *status >= 500 => "server_error",
             Self::Status { .. } => "client_error",
             Self::Unsupported(_) => "unsupported",
@@ -129,7 +138,8 @@ fn upstream_message(body: &[u8]) -> (String, Option<String>) {
 
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+    // `try_from`: a huge value (`1e300`) is no reason to panic.
+    value.trim().parse::<f64>().ok().and_then(|secs| Duration::try_from_secs_f64(secs).ok())
 }
 
 /// Sends `body` (already in the upstream's format, model set) to `deployment`.
@@ -200,13 +210,14 @@ pub(crate) async fn send(
     let format = crate::upstream::upstream_format(deployment.provider);
     if !status.is_success() {
         let retry_after = retry_after(response.headers());
+        let headers = crate::rate_headers::ProviderHeaders::from_response(status.as_u16(), response.headers());
         let body = tokio::time::timeout(Duration::from_secs(10), response.bytes())
             .await
             .ok()
             .and_then(Result::ok)
             .unwrap_or_default();
         let (message, code) = upstream_message(&body);
-        return Err(AttemptError::Status { status: status.as_u16(), message, code, retry_after });
+        return Err(AttemptError::Status { status: status.as_u16(), message, code, retry_after, headers });
     }
     if stream {
         let bytes = response.bytes_stream().map(|chunk| chunk.map_err(|e| std::io::Error::other(e.without_url())));
@@ -245,4 +256,37 @@ fn mock_response(deployment: &Deployment, endpoint: Endpoint, body: &Value, stre
         Endpoint::Completions => UpstreamBody::Full(Bytes::from(mock::completion(body, model, params).to_string())),
     };
     UpstreamResponse { format: ApiFormat::OpenAi, body }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_without_panicking_on_any_value() {
+        let hint = |value: &'static str| {
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::RETRY_AFTER, reqwest::header::HeaderValue::from_static(value));
+            retry_after(&headers)
+        };
+        assert_eq!(hint("2"), Some(Duration::from_secs(2)));
+        assert_eq!(hint(" 0.5 "), Some(Duration::from_millis(500)));
+        for odd in ["1e300", "-1", "NaN", "inf", "Wed, 21 Oct 2015 07:28:00 GMT"] {
+            assert_eq!(hint(odd), None, "{odd}");
+        }
+    }
+
+    #[test]
+    fn a_provider_refusing_the_key_is_told_apart() {
+        let status = |status| AttemptError::Status {
+            status,
+            message: String::new(),
+            code: None,
+            retry_after: None,
+            headers: crate::rate_headers::ProviderHeaders::default(),
+        };
+        assert!(status(401).credentials_rejected() && status(403).credentials_rejected());
+        assert!(!status(400).credentials_rejected() && !status(429).credentials_rejected());
+        assert_eq!(status(401).kind(), "credentials_rejected");
+    }
 }

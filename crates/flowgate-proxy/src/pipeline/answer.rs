@@ -121,6 +121,7 @@ pub(crate) fn full_body(client: ApiFormat, upstream: ApiFormat, bytes: Bytes) ->
             status: 502,
             message: "upstream returned a body that is not JSON".to_owned(),
             code: Some("bad_upstream_response".to_owned()),
+            headers: crate::rate_headers::ProviderHeaders::default(),
         })
     };
     if client == upstream {

@@ -29,8 +29,8 @@ pub(crate) mod respond;
 use std::net::SocketAddr;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::extract::{ConnectInfo, OriginalUri, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 
 use crate::context::{AuditGuard, Ingress, RequestContext};
@@ -173,6 +173,23 @@ pub(crate) async fn list_models_anthropic(
     headers: HeaderMap,
 ) -> Response {
     list_models(state, ApiFormat::Anthropic, peer, headers).await
+}
+
+/// The format a path's errors are answered in: Anthropic's under `/anthropic/`, OpenAI's
+/// elsewhere.
+fn format_of_path(path: &str) -> ApiFormat {
+    if path == "/anthropic" || path.starts_with("/anthropic/") { ApiFormat::Anthropic } else { ApiFormat::OpenAi }
+}
+
+/// A path the gateway does not serve, under one of its API prefixes: a 404 in that API's format.
+pub(crate) async fn unknown_route(OriginalUri(uri): OriginalUri) -> Response {
+    format_of_path(uri.path()).error_response(ProxyError::RouteNotFound(uri.path().to_owned()))
+}
+
+/// A known path asked with the wrong method: a 405 (with `Allow`) in the path's API format.
+pub(crate) async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> Response {
+    format_of_path(uri.path())
+        .error_response(ProxyError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_owned() })
 }
 
 /// `GET /v1/guardrails`: the guardrails this key may use (forbidden ones are hidden).

@@ -35,15 +35,20 @@ async fn read_json(body: Body, limit: usize) -> Result<(Value, usize), ProxyErro
             ProxyError::bad_request(format!("cannot read request body: {error}"))
         }
     })?;
+    Ok((json_object(&bytes)?, bytes.len()))
+}
+
+/// A request body's bytes as a JSON object (any other bytes are a 400).
+pub(crate) fn json_object(bytes: &[u8]) -> Result<Value, ProxyError> {
     if bytes.is_empty() {
         return Err(ProxyError::bad_request("request body is empty; expected a JSON object"));
     }
     let value: Value =
-        serde_json::from_slice(&bytes).map_err(|error| ProxyError::bad_request(format!("invalid JSON: {error}")))?;
+        serde_json::from_slice(bytes).map_err(|error| ProxyError::bad_request(format!("invalid JSON: {error}")))?;
     if !value.is_object() {
         return Err(ProxyError::bad_request("request body must be a JSON object"));
     }
-    Ok((value, bytes.len()))
+    Ok(value)
 }
 
 /// Reads and checks the request; the model asked for goes into the context and the record.

@@ -14,6 +14,7 @@
 //! to it in [`ApiFormat::codec`], a route, and its contract tests (see `tests.rs`).
 
 pub(crate) mod anthropic;
+mod checks;
 pub(crate) mod openai;
 mod stream;
 

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use super::checks::{Rules, check};
 use super::{ApiFormat, Codec, EventRole, RequestFields, StreamTransform, TextEvents, TextPointer, Usage, unix_now};
 use crate::error::ProxyError;
 use crate::mock::{self, MockAnswer, MockParams};
@@ -24,6 +25,8 @@ fn error_type(error: &ProxyError) -> &'static str {
         | ProxyError::BadRequest { .. }
         | ProxyError::PayloadTooLarge { .. }
         | ProxyError::ModelNotFound(_)
+        | ProxyError::RouteNotFound(_)
+        | ProxyError::MethodNotAllowed { .. }
         | ProxyError::GuardrailBlocked { .. } => "invalid_request_error",
         ProxyError::Forbidden(_) => "permission_error",
         ProxyError::RateLimited { .. } => "rate_limit_error",
@@ -33,16 +36,30 @@ fn error_type(error: &ProxyError) -> &'static str {
             _ => "api_error",
         },
         ProxyError::UpstreamTimeout(_)
+        | ProxyError::UpstreamAuthFailed { .. }
         | ProxyError::Unavailable { .. }
         | ProxyError::GuardrailUnavailable { .. }
         | ProxyError::StreamFailed { .. } => "api_error",
     }
 }
 
+/// The fields an OpenAI request is checked for before it is forwarded.
+const RULES: Rules = Rules {
+    output_limits: &["max_tokens", "max_completion_tokens"],
+    output_required: false,
+    counts: &["n", "best_of"],
+    temperature_max: 2.0,
+    roles: &["system", "developer", "user", "assistant", "tool", "function"],
+    content_optional: &["assistant"],
+    content_fields: &[],
+};
+
 impl Codec for OpenAi {
     fn request_fields(&self, endpoint: Endpoint, body: &Value) -> Result<RequestFields, ProxyError> {
         let include_usage = body.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
-        super::chat_fields(endpoint, body, include_usage, &["max_tokens", "max_completion_tokens"])
+        let fields = super::chat_fields(endpoint, body, include_usage, RULES.output_limits)?;
+        check(endpoint, body, &RULES)?;
+        Ok(fields)
     }
 
     fn prompt_pointers(&self, body: &Value) -> Vec<TextPointer> {

@@ -67,10 +67,80 @@ fn run(transform: &mut dyn StreamTransform, events: &[SseEvent]) -> Vec<SseEvent
     self::events(&out)
 }
 
+/// `body` is refused with a 400 that names `param`, in `param` and in the message (an Anthropic
+/// error body carries only the message).
+fn assert_rejected(codec: &dyn Codec, body: &Value, param: &str) {
+    let error = codec.request_fields(Endpoint::Chat, body).unwrap_err();
+    assert!(matches!(error, ProxyError::BadRequest { .. }), "{error:?}");
+    assert_eq!(error.param(), Some(param), "{body}");
+    assert!(error.to_string().contains(param), "{error}");
+}
+
+/// `request` with `field` set to `value`.
+fn with(request: &Value, field: &str, value: Value) -> Value {
+    let mut body = request.clone();
+    body[field] = value;
+    body
+}
+
+/// `request` with `message` appended to its conversation.
+fn with_message(request: &Value, message: Value) -> (Value, usize) {
+    let mut body = request.clone();
+    let messages = body["messages"].as_array_mut().unwrap();
+    messages.push(message);
+    let index = messages.len() - 1;
+    (body, index)
+}
+
+/// The checks every codec makes on the fields the gateway knows, before anything is forwarded.
+fn validation_contract(format: ApiFormat, request: &Value) {
+    let codec = format.codec();
+    for bad in [json!(0), json!(-3), json!("12"), json!(1.5), json!(true), json!({})] {
+        assert_rejected(codec, &with(request, "max_tokens", bad), "max_tokens");
+    }
+    for bad in [json!(-0.1), json!("hot"), json!(5), json!([1])] {
+        assert_rejected(codec, &with(request, "temperature", bad), "temperature");
+    }
+    for bad in [json!(1.5), json!(-1), json!("x")] {
+        assert_rejected(codec, &with(request, "top_p", bad), "top_p");
+    }
+    for (field, edge) in
+        [("max_tokens", json!(1)), ("temperature", json!(0)), ("top_p", json!(1)), ("top_p", json!(0.5))]
+    {
+        codec.request_fields(Endpoint::Chat, &with(request, field, edge)).unwrap();
+    }
+    for field in ["temperature", "top_p"] {
+        codec.request_fields(Endpoint::Chat, &with(request, field, Value::Null)).unwrap();
+    }
+
+    let (body, i) = with_message(request, json!(7));
+    assert_rejected(codec, &body, &format!("messages[{i}]"));
+    let (body, i) = with_message(request, json!({"role": "wizard", "content": "x"}));
+    assert_rejected(codec, &body, &format!("messages[{i}].role"));
+    let (body, i) = with_message(request, json!({"content": "x"}));
+    assert_rejected(codec, &body, &format!("messages[{i}].role"));
+    let (body, i) = with_message(request, json!({"role": "user", "content": 5}));
+    assert_rejected(codec, &body, &format!("messages[{i}].content"));
+    let (body, i) = with_message(request, json!({"role": "user"}));
+    assert_rejected(codec, &body, &format!("messages[{i}].content"));
+    let (body, i) =
+        with_message(request, json!({"role": "user", "content": [{"type": "text", "text": "a"}, {"text": "b"}]}));
+    assert_rejected(codec, &body, &format!("messages[{i}].content[1].type"));
+    let (body, _) = with_message(request, json!({"role": "user", "content": [{"type": "text", "text": "typed"}]}));
+    codec.request_fields(Endpoint::Chat, &body).unwrap();
+
+    // Fields the gateway does not know pass, and reach an upstream of the same format unchanged.
+    let extra = json!({"nested": [1, {"deep": null}], "flag": true});
+    let body = with(request, "a_field_from_next_month", extra.clone());
+    codec.request_fields(Endpoint::Chat, &body).unwrap();
+    assert_eq!(crate::translate::request(format, format, &body, "up").unwrap()["a_field_from_next_month"], extra);
+}
+
 /// What every codec must satisfy. `request` is a chat request in the codec's format whose last
 /// user message is "hello there".
 fn contract(format: ApiFormat, request: &Value) {
     let codec = format.codec();
+    validation_contract(format, request);
 
     // Requests: the pipeline's fields, and the checks on them.
     let fields = codec.request_fields(Endpoint::Chat, request).unwrap();
@@ -250,6 +320,35 @@ mod openai {
     }
 
     #[test]
+    fn checks_n_and_the_openai_ranges_and_roles() {
+        let codec = ApiFormat::OpenAi.codec();
+        for bad in [json!(0), json!(-1), json!("2"), json!(2.5)] {
+            assert_rejected(codec, &with(&request(), "n", bad), "n");
+        }
+        codec.request_fields(Endpoint::Chat, &with(&request(), "n", json!(3))).unwrap();
+        assert_rejected(codec, &with(&request(), "max_completion_tokens", json!(0)), "max_completion_tokens");
+        codec.request_fields(Endpoint::Chat, &with(&request(), "temperature", json!(1.7))).unwrap();
+        assert_rejected(codec, &with(&request(), "temperature", json!(2.1)), "temperature");
+        // An assistant turn that only calls tools has no content.
+        let (body, _) = with_message(&request(), json!({"role": "assistant", "content": null, "tool_calls": []}));
+        codec.request_fields(Endpoint::Chat, &body).unwrap();
+        let (body, _) = with_message(&request(), json!({"role": "assistant", "tool_calls": []}));
+        codec.request_fields(Endpoint::Chat, &body).unwrap();
+        for role in ["system", "developer", "tool", "function"] {
+            let (body, _) = with_message(&request(), json!({"role": role, "content": "x", "tool_call_id": "c"}));
+            codec.request_fields(Endpoint::Chat, &body).unwrap();
+        }
+        let (body, i) = with_message(&request(), json!({"role": "tool", "content": null, "tool_call_id": "c"}));
+        assert_rejected(codec, &body, &format!("messages[{i}].content"));
+        // Text completions: the sampling fields are checked, there are no messages.
+        let error = codec
+            .request_fields(Endpoint::Completions, &json!({"model": "m", "prompt": "x", "best_of": 0}))
+            .unwrap_err();
+        assert_eq!(error.param(), Some("best_of"));
+        codec.request_fields(Endpoint::Completions, &json!({"model": "m", "prompt": "x", "n": 2})).unwrap();
+    }
+
+    #[test]
     fn only_chat_streams() {
         let body = json!({"model": "m", "prompt": "x", "stream": true});
         let error = ApiFormat::OpenAi.codec().request_fields(Endpoint::Completions, &body).unwrap_err();
@@ -292,6 +391,43 @@ mod anthropic {
         let codec = ApiFormat::Anthropic.codec();
         assert_eq!(codec.passthrough_headers(), ["anthropic-version", "anthropic-beta"]);
         assert_eq!(codec.request_fields(Endpoint::Chat, &request()).unwrap().max_output_tokens, Some(50));
+    }
+
+    #[test]
+    fn max_tokens_is_required_and_the_anthropic_ranges_hold() {
+        let codec = ApiFormat::Anthropic.codec();
+        let mut body = request();
+        body.as_object_mut().unwrap().remove("max_tokens");
+        assert_rejected(codec, &body, "max_tokens");
+        let rendered = codec.error_body(&codec.request_fields(Endpoint::Chat, &body).unwrap_err());
+        assert_eq!(rendered["error"]["type"], "invalid_request_error");
+        assert!(rendered["error"]["message"].as_str().unwrap().contains("max_tokens"), "{rendered}");
+        assert_rejected(codec, &with(&request(), "max_tokens", Value::Null), "max_tokens");
+        assert_rejected(codec, &with(&request(), "temperature", json!(1.5)), "temperature");
+        assert_rejected(codec, &with(&request(), "system", json!(3)), "system");
+        assert_rejected(codec, &with(&request(), "system", json!([{"text": "untyped"}])), "system[0].type");
+        let cached = json!([{"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}]);
+        codec.request_fields(Endpoint::Chat, &with(&request(), "system", cached)).unwrap();
+        // A system turn inside `messages` (Claude Code) is accepted; every turn has content.
+        let (body, _) = with_message(&request(), json!({"role": "system", "content": "rules"}));
+        codec.request_fields(Endpoint::Chat, &body).unwrap();
+        let (body, i) = with_message(&request(), json!({"role": "assistant", "content": null}));
+        assert_rejected(codec, &body, &format!("messages[{i}].content"));
+        let (body, i) = with_message(&request(), json!({"role": "developer", "content": "x"}));
+        assert_rejected(codec, &body, &format!("messages[{i}].role"));
+    }
+
+    #[test]
+    fn a_refused_key_is_named_x_api_key() {
+        use crate::error::KeyProblem;
+        let codec = ApiFormat::Anthropic.codec();
+        for problem in [KeyProblem::Missing, KeyProblem::Invalid, KeyProblem::Revoked, KeyProblem::Expired] {
+            let body = codec.error_body(&ProxyError::Unauthorized(problem));
+            assert_eq!(body["error"]["type"], "authentication_error");
+            assert!(body["error"]["message"].as_str().unwrap().contains("x-api-key"), "{body}");
+        }
+        let openai = ApiFormat::OpenAi.codec().error_body(&ProxyError::Unauthorized(KeyProblem::Missing));
+        assert!(openai["error"]["message"].as_str().unwrap().contains("Authorization: Bearer"), "{openai}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod gateway;
 mod grpc;
 mod guardrails;
 mod guardrails_api;
+mod input;
 mod keys;
 mod limits;
 mod modes;

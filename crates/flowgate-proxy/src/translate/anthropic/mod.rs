@@ -8,8 +8,9 @@ pub(crate) mod stream;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use super::checks::{Rules, check};
 use super::{Codec, EventRole, RequestFields, StreamTransform, TextEvents, TextPointer, Usage};
-use crate::error::ProxyError;
+use crate::error::{KeyProblem, ProxyError};
 use crate::mock::{self, MockAnswer, MockParams};
 use crate::sse::{SseEvent, encode};
 use crate::wire::Endpoint;
@@ -27,7 +28,8 @@ fn error_type(error: &ProxyError) -> &'static str {
         ProxyError::BadRequest { .. } | ProxyError::PayloadTooLarge { .. } | ProxyError::GuardrailBlocked { .. } => {
             "invalid_request_error"
         }
-        ProxyError::ModelNotFound(_) => "not_found_error",
+        ProxyError::ModelNotFound(_) | ProxyError::RouteNotFound(_) => "not_found_error",
+        ProxyError::MethodNotAllowed { .. } => "invalid_request_error",
         ProxyError::Upstream { status, .. } => match status {
             401 => "authentication_error",
             403 => "permission_error",
@@ -39,9 +41,25 @@ fn error_type(error: &ProxyError) -> &'static str {
             _ => "api_error",
         },
         ProxyError::Unavailable { .. } => "overloaded_error",
-        ProxyError::UpstreamTimeout(_) | ProxyError::GuardrailUnavailable { .. } | ProxyError::StreamFailed { .. } => {
-            "api_error"
+        ProxyError::UpstreamTimeout(_)
+        | ProxyError::UpstreamAuthFailed { .. }
+        | ProxyError::GuardrailUnavailable { .. }
+        | ProxyError::StreamFailed { .. } => "api_error",
+    }
+}
+
+/// The message an Anthropic client reads: its SDKs send the key in `x-api-key`, so a refused key
+/// is named that way.
+fn message(error: &ProxyError) -> String {
+    match error {
+        ProxyError::Unauthorized(problem) => match problem {
+            KeyProblem::Missing => "x-api-key header is required (or `Authorization: Bearer <key>`)",
+            KeyProblem::Invalid => "invalid x-api-key",
+            KeyProblem::Revoked => "x-api-key: API key has been revoked",
+            KeyProblem::Expired => "x-api-key: API key has expired",
         }
+        .to_owned(),
+        other => other.to_string(),
     }
 }
 
@@ -87,9 +105,23 @@ fn event(name: &str, data: &Value) -> Bytes {
     encode(Some(name), &data.to_string())
 }
 
+/// The fields an Anthropic request is checked for before it is forwarded. `system` turns inside
+/// `messages` are accepted (Claude Code sends them); see `request::anthropic_to_openai`.
+const RULES: Rules = Rules {
+    output_limits: &["max_tokens"],
+    output_required: true,
+    counts: &[],
+    temperature_max: 1.0,
+    roles: &["user", "assistant", "system"],
+    content_optional: &[],
+    content_fields: &["system"],
+};
+
 impl Codec for Anthropic {
     fn request_fields(&self, endpoint: Endpoint, body: &Value) -> Result<RequestFields, ProxyError> {
-        super::chat_fields(endpoint, body, false, &["max_tokens"])
+        let fields = super::chat_fields(endpoint, body, false, RULES.output_limits)?;
+        check(endpoint, body, &RULES)?;
+        Ok(fields)
     }
 
     fn passthrough_headers(&self) -> &'static [&'static str] {
@@ -172,7 +204,7 @@ impl Codec for Anthropic {
 
     fn error_body(&self, error: &ProxyError) -> Value {
         // Anthropic has no `code`; ours (guardrail_blocked, budget_exceeded, ...) rides along.
-        json!({"type": "error", "error": {"type": error_type(error), "message": error.to_string(), "code": error.code()}})
+        json!({"type": "error", "error": {"type": error_type(error), "message": message(error), "code": error.code()}})
     }
 
     fn error_events(&self, error: &ProxyError) -> Vec<Bytes> {

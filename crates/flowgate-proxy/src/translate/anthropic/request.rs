@@ -233,6 +233,14 @@ pub(crate) fn anthropic_to_openai(body: &Value, upstream_model: &str) -> Result<
         let role = message.get("role").and_then(Value::as_str).unwrap_or_default();
         let content = message.get("content").unwrap_or(&Value::Null);
         match (role, content) {
+            // Not in Anthropic's API, but sent by clients such as Claude Code: an OpenAI-format
+            // model takes it as the system message it is, where it stands in the conversation.
+            ("system", _) => {
+                let text = anthropic_text(content);
+                if !text.is_empty() {
+                    messages.push(json!({"role": "system", "content": text}));
+                }
+            }
             ("user" | "assistant", Value::String(text)) => messages.push(json!({"role": role, "content": text})),
             ("user", Value::Array(blocks)) => {
                 let mut parts = Vec::new();

@@ -76,3 +76,26 @@ fn malformed_requests_are_bad_requests_naming_the_field() {
     let error = anthropic_to_openai(&json!([1, 2]), "m").unwrap_err();
     assert!(matches!(error, ProxyError::BadRequest { .. }));
 }
+
+#[test]
+fn a_system_turn_inside_messages_becomes_an_openai_system_message() {
+    // Claude Code sends `role: "system"` inside `messages`.
+    let body = json!({
+        "model": "claude", "max_tokens": 10, "system": "top",
+        "messages": [
+            {"role": "system", "content": [{"type": "text", "text": "inline rules"}]},
+            {"role": "user", "content": "hi"},
+            {"role": "system", "content": "later rules"}
+        ]
+    });
+    let out = anthropic_to_openai(&body, "gpt").unwrap();
+    assert_eq!(
+        out["messages"],
+        json!([
+            {"role": "system", "content": "top"},
+            {"role": "system", "content": "inline rules"},
+            {"role": "user", "content": "hi"},
+            {"role": "system", "content": "later rules"}
+        ])
+    );
+}
