@@ -17,6 +17,7 @@ mod gateway;
 mod grpc;
 mod guardrails;
 mod guardrails_api;
+mod internal;
 mod keys;
 mod limits;
 mod modes;
