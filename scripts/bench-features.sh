@@ -96,7 +96,9 @@ ADMIN_KEY="fg-admin-bench-$(python3 -c 'import secrets; print(secrets.token_hex(
 HASH_SECRET="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
 REDIS_ENV=()
 [ -z "$REDIS" ] || REDIS_ENV=(REDIS_URL="$REDIS")
-COMMON_ENV=(ADMIN_API_KEY="$ADMIN_KEY" FLOWGATE__SECURITY__KEY_HASH_SECRET="$HASH_SECRET" "${REDIS_ENV[@]}")
+# One internal token for every process: proxy S calls A's services over gRPC with it.
+COMMON_ENV=(ADMIN_API_KEY="$ADMIN_KEY" FLOWGATE__SECURITY__KEY_HASH_SECRET="$HASH_SECRET"
+  FLOWGATE__SECURITY__INTERNAL_TOKEN="bench-internal-token-$$-0123456789" "${REDIS_ENV[@]}")
 # With --postgres: one throwaway database per gateway, dropped when the run ends.
 PG_DATABASES=()
 drop_databases() {

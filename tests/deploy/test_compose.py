@@ -17,7 +17,12 @@ from deploy_support import REPO_ROOT, SERVICES
 COMPOSE_FILE = REPO_ROOT / "docker-compose.simple.yaml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
 FLOWGATE_SERVICES = ("migrate", *SERVICES)
-SECRET_VARS = ("ADMIN_API_KEY", "POSTGRES_PASSWORD", "FLOWGATE__SECURITY__KEY_HASH_SECRET")
+SECRET_VARS = (
+    "ADMIN_API_KEY",
+    "POSTGRES_PASSWORD",
+    "FLOWGATE__SECURITY__KEY_HASH_SECRET",
+    "FLOWGATE__SECURITY__INTERNAL_TOKEN",
+)
 MIB = 1024 * 1024
 
 
@@ -185,6 +190,9 @@ def test_services_get_secrets_and_datastores(config):
         env = s[name]["environment"]
         assert env["ADMIN_API_KEY"] == values["ADMIN_API_KEY"]
         assert env["FLOWGATE__SECURITY__KEY_HASH_SECRET"] == values["FLOWGATE__SECURITY__KEY_HASH_SECRET"]
+        assert env["FLOWGATE__SECURITY__INTERNAL_TOKEN"] == values["FLOWGATE__SECURITY__INTERNAL_TOKEN"]
+        # The binary binds 127.0.0.1 by default; the containers must be reachable by their peers.
+        assert env["FLOWGATE__SERVER__HOST"] == "0.0.0.0"
         assert env["DATABASE_URL"] == f"postgres://flowgate:{values['POSTGRES_PASSWORD']}@postgres:5432/flowgate"
         assert env["REDIS_URL"].startswith("redis://redis:6379")
         assert env["LOG_FORMAT"] == "json"
@@ -196,9 +204,17 @@ def test_every_service_shares_datastores_secrets_and_log_format(config):
     """Every service reaches the same PostgreSQL and Redis (the proxy writes spend and audit rows,
     policy reads rule sets, all subscribe to Redis channels), gets the admin key, and hashes
     virtual keys with the one secret: a proxy and an api-server with different hash secrets would
-    reject every key the api-server issues."""
+    reject every key the api-server issues. The internal token is one too: a service refuses
+    internal gRPC calls carrying another."""
     s = config["services"]
-    shared = ("DATABASE_URL", "REDIS_URL", "ADMIN_API_KEY", "FLOWGATE__SECURITY__KEY_HASH_SECRET", "LOG_FORMAT")
+    shared = (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "ADMIN_API_KEY",
+        "FLOWGATE__SECURITY__KEY_HASH_SECRET",
+        "FLOWGATE__SECURITY__INTERNAL_TOKEN",
+        "LOG_FORMAT",
+    )
     for var in shared:
         values = {name: s[name]["environment"].get(var) for name in SERVICES}
         assert None not in values.values(), (var, values)

@@ -145,6 +145,8 @@ def test_entrypoint_healthcheck_and_data_dir(stages):
     assert json.loads(exec_form) == ["flowgate", "healthcheck"]
     assert "--interval=" in healthcheck and "--timeout=" in healthcheck
     assert "FLOWGATE_DATA_DIR=/data" in runtime.all("ENV")
+    # The binary binds 127.0.0.1 by default; the image makes every mode reachable from outside.
+    assert "FLOWGATE__SERVER__HOST=0.0.0.0" in runtime.all("ENV")
     assert json.loads(runtime.last("VOLUME")) == ["/data"]
     exposed = {int(p) for e in runtime.all("EXPOSE") for p in e.split()}
     assert exposed == {spec["port"] for spec in SERVICES.values()}

@@ -14,6 +14,14 @@ import pytest
 from deploy_support import CHART_DIR, SERVICES, Manifests, flowgate_binary, free_port
 
 KUBE_VERSION = "1.33.0"
+# Environment every Flowgate pod reads from a Secret, never from a literal value.
+SECRET_VARS = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "ADMIN_API_KEY",
+    "FLOWGATE__SECURITY__KEY_HASH_SECRET",
+    "FLOWGATE__SECURITY__INTERNAL_TOKEN",
+)
 HELM_SEVERITY_WARNING = 2
 
 # Variants every structural test runs against.
@@ -239,9 +247,11 @@ def test_environment_of_every_pod(variants):
         for name, dep in deployments(m).items():
             env = env_of(container(dep))
             assert env["SERVICE_TYPE"]["value"] == name
-            for secret_var in ("DATABASE_URL", "REDIS_URL", "ADMIN_API_KEY", "FLOWGATE__SECURITY__KEY_HASH_SECRET"):
+            for secret_var in SECRET_VARS:
                 assert "value" not in env[secret_var], (variant, name, secret_var)
                 assert env[secret_var]["valueFrom"]["secretKeyRef"]["name"], (variant, name, secret_var)
+            # The binary binds 127.0.0.1 by default; a pod is reached on its pod IP.
+            assert env["FLOWGATE__SERVER__HOST"]["value"] == "0.0.0.0", (variant, name)
             assert env["LOG_FORMAT"]["value"] == "json"
             assert env["FLOWGATE_CONFIG"]["value"] == "/etc/flowgate/config.yaml"
             assert env["FLOWGATE_DATA_DIR"]["value"] == "/data"
@@ -262,7 +272,7 @@ def test_every_service_shares_datastores_secrets_and_log_format(variants):
     the migrate Job uses the same DATABASE_URL, and everything logs JSON."""
     for variant, m in variants.items():
         envs = {name: env_of(container(dep)) for name, dep in deployments(m).items()}
-        for var in ("DATABASE_URL", "REDIS_URL", "ADMIN_API_KEY", "FLOWGATE__SECURITY__KEY_HASH_SECRET"):
+        for var in SECRET_VARS:
             refs = {name: env[var]["valueFrom"]["secretKeyRef"] for name, env in envs.items()}
             assert len({(r["name"], r["key"]) for r in refs.values()}) == 1, (variant, var, refs)
         for env in envs.values():
@@ -270,6 +280,8 @@ def test_every_service_shares_datastores_secrets_and_log_format(variants):
         ref = envs["proxy"]["FLOWGATE__SECURITY__KEY_HASH_SECRET"]["valueFrom"]["secretKeyRef"]
         assert ref["key"] == "key-hash-secret", variant
         assert ref["name"] == envs["api-server"]["ADMIN_API_KEY"]["valueFrom"]["secretKeyRef"]["name"], variant
+        token = envs["proxy"]["FLOWGATE__SECURITY__INTERNAL_TOKEN"]["valueFrom"]["secretKeyRef"]
+        assert token == {"name": ref["name"], "key": "internal-token"}, variant
         (job,) = m.kind("Job")
         migrate_env = env_of(job["spec"]["template"]["spec"]["containers"][0])
         assert (
@@ -293,6 +305,8 @@ def test_secrets_by_reference_in_production(variants, production_values):
     assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "flowgate-datastores", "key": "database-url"}
     assert env["REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "flowgate-datastores", "key": "redis-url"}
     assert env["ADMIN_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "flowgate-auth", "key": "admin-api-key"}
+    internal = env["FLOWGATE__SECURITY__INTERNAL_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert internal == {"name": "flowgate-auth", "key": "internal-token"}
     assert {"StatefulSet"} & {o["kind"] for o in m.objects} == set()
 
 
@@ -305,6 +319,8 @@ def test_bundled_datastores_for_a_trial(variants):
     assert {"flowgate-postgresql", "flowgate-redis", "flowgate-auth"} <= set(secrets)
     env = env_of(container(m.component("Deployment", "proxy")))
     assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "flowgate-postgresql", "key": "database-url"}
+    # The generated auth Secret holds the internal token beside the admin key and the hash secret.
+    assert {"admin-api-key", "key-hash-secret", "internal-token"} <= set(secrets["flowgate-auth"]["data"])
     # Kept on uninstall: the key-hash secret and the password the data volume was initialised with.
     for name in ("flowgate-auth", "flowgate-postgresql"):
         assert secrets[name]["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep", name
@@ -489,6 +505,7 @@ def test_config_map_is_accepted_by_flowgate(variants, spawn, tmp_path, variant):
         "FLOWGATE_DATA_DIR": str(tmp_path / "data"),
         "ADMIN_API_KEY": "test-admin",
         "FLOWGATE__SECURITY__KEY_HASH_SECRET": "chart-config-test-key-hash-secret-0123456789",
+        "FLOWGATE__SECURITY__INTERNAL_TOKEN": "chart-config-test-internal-token-0123456789",
         "FLOWGATE__PROXY__PORT": str(port),
         "FLOWGATE__PROXY__TRUSTED_PROXIES": proxy_env["FLOWGATE__PROXY__TRUSTED_PROXIES"]["value"],
         # Provider keys the model list references as os.environ/NAME (never called here).

@@ -94,6 +94,8 @@ pub struct Dependencies {
     pub hasher: flowgate_common::keys::KeyHasher,
     /// Admin bearer token for the management API.
     pub admin_key: Arc<SecretString>,
+    /// Every gRPC call but the health service's must carry it.
+    pub internal_token: flowgate_common::internal::InternalToken,
     /// Process metrics.
     pub metrics: Metrics,
 }
@@ -121,9 +123,10 @@ impl Application {
             .build()
             .map_err(|error| InitError::HttpClient(error.to_string()))?;
         let resolver = KeyResolver::new(deps.database.clone());
-        let grpc = grpc_routes(
+        let (grpc, grpc_health) = grpc_routes(
             tonic::service::Routes::new(KeyServiceServer::new(resolver.clone())),
             &[<KeyServiceServer<KeyResolver> as tonic::server::NamedService>::NAME],
+            &deps.internal_token,
         )
         .await;
         let state = state::AppState {
@@ -147,7 +150,8 @@ impl Application {
             Duration::from_secs(settings.server.shutdown_grace_secs),
         )
         .await
-        .map_err(|source| InitError::Bind { service: SERVICE, port, source })?;
+        .map_err(|source| InitError::Bind { service: SERVICE, port, source })?
+        .with_grpc_health(grpc_health);
         Ok(Self { host, resolver })
     }
 

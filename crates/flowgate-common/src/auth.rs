@@ -16,13 +16,15 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The bearer token of a request, from `Authorization: Bearer ...` or `x-api-key`.
+/// The bearer token of a request, from `Authorization: Bearer ...` (the scheme in any case) or
+/// `x-api-key`. Header values that are not visible ASCII are ignored. Never panics, whatever the
+/// bytes (`tests/input_properties.rs`).
 pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
-    if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        let value = value.trim();
-        if let Some(token) = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")) {
-            return Some(token.trim());
-        }
+    if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+        && let Some((scheme, token)) = value.trim().split_once(' ')
+        && scheme.eq_ignore_ascii_case("bearer")
+    {
+        return Some(token.trim());
     }
     headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
 }
@@ -64,5 +66,9 @@ mod tests {
         assert_eq!(bearer_token(&headers), Some("k1"));
         headers.insert(header::AUTHORIZATION, "Bearer k2".parse().unwrap());
         assert_eq!(bearer_token(&headers), Some("k2"));
+        headers.insert(header::AUTHORIZATION, "BEARER  k3 ".parse().unwrap());
+        assert_eq!(bearer_token(&headers), Some("k3"), "the scheme is case-insensitive (RFC 9110)");
+        headers.insert(header::AUTHORIZATION, "Basic k4".parse().unwrap());
+        assert_eq!(bearer_token(&headers), Some("k1"), "another scheme: x-api-key");
     }
 }

@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`auth`]: admin-key checks and the management JSON error shape.
 //! - [`budget`]: budget periods (daily, weekly, monthly, total) and their UTC bounds.
+//! - [`internal`]: the shared token every internal gRPC call carries, and its check.
 //! - [`keys`]: the virtual-key format, checksum and keyed hash.
 //! - [`secretbox`]: secrets sealed at rest (ChaCha20-Poly1305 under a key derived from the server
 //!   secret).
@@ -16,6 +17,7 @@
 
 pub mod auth;
 pub mod budget;
+pub mod internal;
 pub mod keys;
 pub mod metrics;
 pub mod secretbox;

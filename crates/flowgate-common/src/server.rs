@@ -21,6 +21,7 @@ use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::internal::{HEALTH_PATH_PREFIX, InternalToken};
 use crate::metrics::{HttpLabels, Metrics};
 
 /// Header set on every response so operators (and the Caddy routing test) can tell which service
@@ -122,23 +123,43 @@ async fn health(State(state): State<BaseState>) -> Json<serde_json::Value> {
     Json(body)
 }
 
-async fn readyz(State(state): State<BaseState>) -> Response {
+/// The outcome of a service's readiness checks: what `/readyz` answers and what drives the gRPC
+/// health status.
+struct Readiness {
+    ready: bool,
+    /// `(name, required, result)` of each check, in order.
+    results: Vec<(String, bool, Result<(), String>)>,
+}
+
+/// Runs `state`'s checks (concurrently, each bounded) and records each dependency's state in the
+/// `dependency_up` metric.
+async fn readiness(state: &BaseState) -> Readiness {
     let required: std::collections::HashMap<String, bool> =
         state.checks.iter().map(|c| (c.name().to_owned(), c.required())).collect();
-    let results = futures_join_all(state.checks.iter().cloned()).await;
-    let ready = results.iter().all(|(name, result)| result.is_ok() || !required.get(name).copied().unwrap_or(true));
-    for (name, result) in &results {
+    let results: Vec<(String, bool, Result<(), String>)> = futures_join_all(state.checks.iter().cloned())
+        .await
+        .into_iter()
+        .map(|(name, result)| {
+            let required = required.get(&name).copied().unwrap_or(true);
+            (name, required, result)
+        })
+        .collect();
+    let ready = results.iter().all(|(_, required, result)| result.is_ok() || !required);
+    for (name, _, result) in &results {
         let labels = crate::metrics::DependencyLabels { service: state.service, dependency: name.clone() };
         state.metrics.dependency_up.get_or_create(&labels).set(i64::from(result.is_ok()));
     }
+    Readiness { ready, results }
+}
+
+async fn readyz(State(state): State<BaseState>) -> Response {
+    let Readiness { ready, results } = readiness(&state).await;
     let checks: serde_json::Map<String, serde_json::Value> = results
         .into_iter()
-        .map(|(name, result)| {
+        .map(|(name, required, result)| {
             let value = match result {
                 Ok(()) => serde_json::json!({"status": "ok"}),
-                Err(reason) if !required.get(&name).copied().unwrap_or(true) => {
-                    serde_json::json!({"status": "degraded", "reason": reason})
-                }
+                Err(reason) if !required => serde_json::json!({"status": "degraded", "reason": reason}),
                 Err(reason) => serde_json::json!({"status": "down", "reason": reason}),
             };
             (name, value)
@@ -231,6 +252,8 @@ pub struct ServiceHost {
     listener: TcpListener,
     router: Router,
     grace: Duration,
+    base: BaseState,
+    grpc_health: Option<GrpcHealth>,
 }
 
 impl ServiceHost {
@@ -247,9 +270,18 @@ impl ServiceHost {
         let metrics = base.metrics.clone();
         // The gRPC router brings a fallback that answers any unknown path in gRPC; replace it so
         // REST clients get a JSON 404 (gRPC clients map HTTP 404 to UNIMPLEMENTED).
-        let router = instrument(router.merge(base_routes(base)).fallback(not_found), name, metrics);
+        let router = instrument(router.merge(base_routes(base.clone())).fallback(not_found), name, metrics);
         let listener = bind(host, port).await?;
-        Ok(Self { name, listener, router, grace })
+        Ok(Self { name, listener, router, grace, base, grpc_health: None })
+    }
+
+    /// Reports this service's readiness (the `/readyz` checks) through the standard gRPC health
+    /// service of [`grpc_routes`]: `SERVING` while ready, `NOT_SERVING` otherwise and while
+    /// draining.
+    #[must_use]
+    pub fn with_grpc_health(mut self, health: GrpcHealth) -> Self {
+        self.grpc_health = Some(health);
+        self
     }
 
     /// The bound address (the real port when 0 was asked).
@@ -257,19 +289,208 @@ impl ServiceHost {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown`, then drains for the grace period.
+    /// Serves until `shutdown`, then drains for the grace period. With gRPC health, the readiness
+    /// checks run once before the first request is accepted and every
+    /// [`GRPC_HEALTH_INTERVAL`] beside the server.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        serve(self.name, self.listener, self.router, shutdown, self.grace).await
+        let Some(health) = self.grpc_health else {
+            return serve(self.name, self.listener, self.router, shutdown, self.grace).await;
+        };
+        health.refresh(&self.base).await;
+        let follower = health.follow(self.base, shutdown.clone());
+        let server = serve(self.name, self.listener, self.router, shutdown, self.grace);
+        tokio::pin!(follower, server);
+        tokio::select! {
+            // Stopped (drained, or failed): nothing left to report.
+            result = &mut server => result,
+            // Asked to stop: NOT_SERVING is reported; the drain goes on.
+            () = &mut follower => server.await,
+        }
+    }
+}
+
+/// How often a service's readiness checks drive its gRPC health status.
+pub const GRPC_HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The gRPC health status of a service's gRPC services (and of the whole server, the empty name),
+/// driven by the same checks as `/readyz` (see [`ServiceHost::with_grpc_health`]). Until the first
+/// check has run, everything is `NOT_SERVING`.
+#[derive(Clone)]
+pub struct GrpcHealth {
+    reporter: tonic_health::server::HealthReporter,
+    names: Arc<[&'static str]>,
+    serving: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl std::fmt::Debug for GrpcHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcHealth").field("names", &self.names).finish_non_exhaustive()
+    }
+}
+
+impl GrpcHealth {
+    /// Sets every name to `SERVING` or `NOT_SERVING` (watchers hear of it).
+    async fn publish(&self, serving: bool) {
+        let status =
+            if serving { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
+        for name in std::iter::once(&"").chain(self.names.iter()) {
+            self.reporter.set_service_status(*name, status).await;
+        }
+    }
+
+    /// Reports `serving` when it differs from what was reported; returns whether it did.
+    async fn set(&self, serving: bool) -> bool {
+        let changed = self.serving.swap(serving, std::sync::atomic::Ordering::Relaxed) != serving;
+        if changed {
+            self.publish(serving).await;
+        }
+        changed
+    }
+
+    /// Runs the readiness checks of `base` and reports the outcome; logs a change.
+    async fn refresh(&self, base: &BaseState) {
+        let Readiness { ready, results } = readiness(base).await;
+        if !self.set(ready).await {
+            return;
+        }
+        if ready {
+            tracing::info!(service = base.service, "ready: gRPC health reports SERVING");
+        } else {
+            let down: Vec<&str> = results
+                .iter()
+                .filter(|(_, required, result)| *required && result.is_err())
+                .map(|(name, _, _)| name.as_str())
+                .collect();
+            tracing::warn!(service = base.service, ?down, "not ready: gRPC health reports NOT_SERVING");
+        }
+    }
+
+    /// Refreshes every [`GRPC_HEALTH_INTERVAL`] until `shutdown`, then reports `NOT_SERVING` for
+    /// the drain.
+    async fn follow(self, base: BaseState, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(GRPC_HEALTH_INTERVAL) => self.refresh(&base).await,
+            }
+        }
+        self.set(false).await;
     }
 }
 
 /// Turns tonic services into an axum router, adding the standard gRPC health service with every
-/// named service (and the empty name, for the whole server) reported as serving.
-pub async fn grpc_routes(routes: tonic::service::Routes, names: &[&'static str]) -> Router {
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
-    for name in names {
-        reporter.set_service_status(*name, tonic_health::ServingStatus::Serving).await;
+/// named service (and the empty name, for the whole server). Every call but the health service's
+/// must carry the internal token ([`InternalToken::verify`]); one without it, or with another,
+/// is answered `UNAUTHENTICATED` before it reaches the service. The health status starts
+/// `NOT_SERVING`; hand the returned [`GrpcHealth`] to [`ServiceHost::with_grpc_health`] so the
+/// readiness checks drive it.
+pub async fn grpc_routes(
+    routes: tonic::service::Routes,
+    names: &[&'static str],
+    token: &InternalToken,
+) -> (Router, GrpcHealth) {
+    let (reporter, service) = tonic_health::server::health_reporter();
+    let health = GrpcHealth {
+        reporter,
+        names: names.to_vec().into(),
+        serving: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    };
+    health.publish(false).await;
+    let token = token.clone();
+    let router = routes.add_service(service).into_axum_router().layer(axum::middleware::from_fn(
+        move |request: Request, next: Next| {
+            let token = token.clone();
+            async move {
+                if !request.uri().path().starts_with(HEALTH_PATH_PREFIX)
+                    && let Err(status) = token.verify(request.headers())
+                {
+                    tracing::warn!(
+                        path = request.uri().path(),
+                        reason = status.message(),
+                        "internal gRPC call refused"
+                    );
+                    return status.into_http::<axum::body::Body>();
+                }
+                next.run(request).await
+            }
+        },
+    ));
+    (router, health)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use secrecy::SecretString;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+
+    use super::*;
+
+    /// A dependency the test turns on and off.
+    struct Switch(Arc<AtomicBool>);
+
+    #[async_trait::async_trait]
+    impl ReadinessCheck for Switch {
+        fn name(&self) -> &str {
+            "switch"
+        }
+
+        async fn check(&self) -> Result<(), String> {
+            if self.0.load(Ordering::Relaxed) { Ok(()) } else { Err("switched off".to_owned()) }
+        }
     }
-    routes.add_service(health).into_axum_router()
+
+    const SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    const NOT_SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+
+    /// Polls the gRPC health of `service` until it is `expected` (at most three check intervals).
+    async fn await_status(client: &mut HealthClient<tonic::transport::Channel>, service: &str, expected: i32) {
+        let deadline = tokio::time::Instant::now() + 3 * GRPC_HEALTH_INTERVAL;
+        loop {
+            let request = HealthCheckRequest { service: service.to_owned() };
+            let status = client.check(request).await.unwrap().into_inner().status;
+            if status == expected {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "`{service}` reports {status}, not {expected}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn grpc_health_follows_the_readiness_checks() {
+        let up = Arc::new(AtomicBool::new(false));
+        let token = InternalToken::new(SecretString::from("unit-test-internal-token".to_owned())).unwrap();
+        let (grpc, health) = grpc_routes(tonic::service::Routes::default(), &["test.v1.Service"], &token).await;
+        let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(Switch(up.clone()))];
+        let base = BaseState { service: "test", metrics: Metrics::new(), checks: Arc::new(checks), details: None };
+        let host = ServiceHost::bind(base, "127.0.0.1", 0, grpc, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .with_grpc_health(health);
+        let url = format!("http://{}", host.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let probe = async {
+            let channel = tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap();
+            let mut client = HealthClient::new(channel);
+            // Not ready from the first request on: the checks ran before the port accepted it.
+            for service in ["", "test.v1.Service"] {
+                let request = HealthCheckRequest { service: service.to_owned() };
+                assert_eq!(client.check(request).await.unwrap().into_inner().status, NOT_SERVING, "{service:?}");
+            }
+            up.store(true, Ordering::Relaxed);
+            await_status(&mut client, "", SERVING).await;
+            await_status(&mut client, "test.v1.Service", SERVING).await;
+            up.store(false, Ordering::Relaxed);
+            await_status(&mut client, "test.v1.Service", NOT_SERVING).await;
+            await_status(&mut client, "", NOT_SERVING).await;
+            up.store(true, Ordering::Relaxed);
+            await_status(&mut client, "", SERVING).await;
+            shutdown.cancel();
+        };
+        let (result, ()) = tokio::join!(host.run_until_stopped(shutdown.clone()), probe);
+        result.unwrap();
+    }
 }

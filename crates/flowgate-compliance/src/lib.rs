@@ -79,6 +79,8 @@ pub struct Dependencies {
     pub shared: SharedState,
     /// Gates the HTTP API.
     pub admin_key: Arc<SecretString>,
+    /// Every gRPC call but the health service's must carry it.
+    pub internal_token: flowgate_common::internal::InternalToken,
     /// Process metrics.
     pub metrics: Metrics,
 }
@@ -529,9 +531,10 @@ impl Application {
                 Scanner::new(None, None)
             }
         };
-        let grpc = grpc_routes(
+        let (grpc, grpc_health) = grpc_routes(
             tonic::service::Routes::new(ComplianceServiceServer::new(scanner.clone())),
             &[<ComplianceServiceServer<Scanner> as tonic::server::NamedService>::NAME],
+            &deps.internal_token,
         )
         .await;
         let router = http_routes(scanner.clone(), deps.admin_key).merge(grpc);
@@ -545,7 +548,8 @@ impl Application {
             Duration::from_secs(settings.server.shutdown_grace_secs),
         )
         .await
-        .map_err(|source| InitError::Bind { service: SERVICE, port, source })?;
+        .map_err(|source| InitError::Bind { service: SERVICE, port, source })?
+        .with_grpc_health(grpc_health);
         Ok(Self { host, scanner })
     }
 

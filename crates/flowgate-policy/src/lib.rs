@@ -85,6 +85,8 @@ pub struct Dependencies {
     pub shared: SharedState,
     /// Gates the HTTP API.
     pub admin_key: Arc<SecretString>,
+    /// Every gRPC call but the health service's must carry it.
+    pub internal_token: flowgate_common::internal::InternalToken,
     /// Process metrics.
     pub metrics: Metrics,
 }
@@ -418,9 +420,10 @@ impl Application {
         let changes = deps.shared.subscribe(POLICIES_CHANGED);
         let loaded = evaluator.reload_all().await?;
         tracing::info!(policies = loaded, "policies loaded");
-        let grpc = grpc_routes(
+        let (grpc, grpc_health) = grpc_routes(
             tonic::service::Routes::new(PolicyServiceServer::new(evaluator.clone())),
             &[<PolicyServiceServer<Evaluator> as tonic::server::NamedService>::NAME],
+            &deps.internal_token,
         )
         .await;
         let admin_key = deps.admin_key;
@@ -441,7 +444,8 @@ impl Application {
             Duration::from_secs(settings.server.shutdown_grace_secs),
         )
         .await
-        .map_err(|source| InitError::Bind { service: SERVICE, port, source })?;
+        .map_err(|source| InitError::Bind { service: SERVICE, port, source })?
+        .with_grpc_health(grpc_health);
         Ok(Self { host, evaluator, changes })
     }
 

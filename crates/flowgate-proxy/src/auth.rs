@@ -4,7 +4,9 @@
 //! secret, and looked up in an in-process cache; a miss asks the api-server (over gRPC, or directly
 //! in `all` mode) and concurrent misses for one key share a single lookup. Revocations, rotations
 //! and edits arrive on the `keys:invalidate` channel and evict the key at once; after a lost Redis
-//! subscription the whole cache is dropped.
+//! subscription the whole cache is dropped. Where that channel cannot reach this process (a split
+//! deployment without Redis), a resolved key is trusted for half a second only, so a revoked key
+//! stops working within a second anyway.
 //!
 //! The key's guardrail policy arrives typed; it is resolved over the tenant's defaults once, when
 //! the key is, and kept with it. A policy the api-server could not read is kept as that error:
@@ -26,8 +28,12 @@ use crate::error::{KeyProblem, ProxyError};
 use crate::peers::KeysPeer;
 use flowgate_common::tasks::Tasks;
 
-/// How long a resolved key is trusted without hearing about it.
+/// How long a resolved key is trusted without hearing about it, where changes are heard of
+/// (`keys:invalidate` over Redis, or from the api-server in this process).
 const CACHE_TTL: Duration = Duration::from_secs(60);
+/// How long a resolved key is trusted where changes cannot be heard of: a proxy calling a remote
+/// api-server with no Redis between them. Half of the second a revocation may take to apply.
+const UNINFORMED_CACHE_TTL: Duration = Duration::from_millis(500);
 
 /// A resolved, usable key.
 #[derive(Debug)]
@@ -108,9 +114,17 @@ impl std::fmt::Debug for Authenticator {
 impl Authenticator {
     /// A cache over `peer`, invalidated through `shared`'s `keys:invalidate` channel.
     pub(crate) fn new(hasher: KeyHasher, peer: KeysPeer, shared: &SharedState, tasks: &Tasks) -> Self {
+        let informed = shared.is_shared() || matches!(peer, crate::peers::Peer::Local(_));
+        let ttl = if informed { CACHE_TTL } else { UNINFORMED_CACHE_TTL };
+        if !informed {
+            tracing::info!(
+                ttl_ms = ttl.as_millis(),
+                "no Redis: key changes cannot reach this proxy, so resolved keys are checked with the api-server again after the TTL"
+            );
+        }
         let cache = moka::future::Cache::builder()
             .max_capacity(100_000)
-            .time_to_live(CACHE_TTL)
+            .time_to_live(ttl)
             .support_invalidation_closures()
             .build();
         let this = Self { hasher, peer, cache };

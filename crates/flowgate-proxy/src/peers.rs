@@ -1,9 +1,11 @@
 //! The services the proxy calls: api-server (key resolution), compliance and policy. Each is either
-//! the same implementation in this process (`all` mode, no network hop) or a gRPC client.
+//! the same implementation in this process (`all` mode, no network hop) or a gRPC client whose
+//! every call carries the internal token.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use flowgate_common::internal::InternalToken;
 use flowgate_common::server::ReadinessCheck;
 use flowgate_proto::compliance::compliance_service_client::ComplianceServiceClient;
 use flowgate_proto::compliance::compliance_service_server::ComplianceService;
@@ -23,6 +25,8 @@ pub enum Peer<S: ?Sized> {
         url: String,
         /// The channel (cheap to clone).
         channel: Channel,
+        /// Sent with every call.
+        token: InternalToken,
     },
 }
 
@@ -30,7 +34,9 @@ impl<S: ?Sized> Clone for Peer<S> {
     fn clone(&self) -> Self {
         match self {
             Self::Local(inner) => Self::Local(inner.clone()),
-            Self::Remote { url, channel } => Self::Remote { url: url.clone(), channel: channel.clone() },
+            Self::Remote { url, channel, token } => {
+                Self::Remote { url: url.clone(), channel: channel.clone(), token: token.clone() }
+            }
         }
     }
 }
@@ -53,8 +59,9 @@ pub struct PeerUrlError {
 }
 
 impl<S: ?Sized> Peer<S> {
-    /// A lazily connected client for `url`: the proxy starts even when the peer is not up yet.
-    pub fn remote(url: &str, timeout: Duration) -> Result<Self, PeerUrlError> {
+    /// A lazily connected client for `url`, sending `token` with every call: the proxy starts even
+    /// when the peer is not up yet.
+    pub fn remote(url: &str, timeout: Duration, token: &InternalToken) -> Result<Self, PeerUrlError> {
         let endpoint = Endpoint::from_shared(url.to_owned())
             .map_err(|e| PeerUrlError { url: url.to_owned(), message: e.to_string() })?
             .connect_timeout(Duration::from_secs(2))
@@ -62,13 +69,14 @@ impl<S: ?Sized> Peer<S> {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true);
-        Ok(Self::Remote { url: url.to_owned(), channel: endpoint.connect_lazy() })
+        Ok(Self::Remote { url: url.to_owned(), channel: endpoint.connect_lazy(), token: token.clone() })
     }
 }
 
-/// A request carrying the current trace context (`traceparent`) as gRPC metadata.
-fn traced<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
+/// A request carrying the internal token and the current trace context (`traceparent`) as gRPC
+/// metadata.
+fn traced<T>(message: T, token: &InternalToken) -> tonic::Request<T> {
+    let mut request = token.request(message);
     for (name, value) in flowgate_telemetry::current_trace_headers() {
         if let (Ok(name), Ok(value)) = (
             tonic::metadata::MetadataKey::<tonic::metadata::Ascii>::from_bytes(name.as_bytes()),
@@ -97,8 +105,8 @@ impl KeysPeer {
             Self::Local(service) => {
                 service.resolve_key(tonic::Request::new(request)).await.map(tonic::Response::into_inner)
             }
-            Self::Remote { channel, .. } => KeyServiceClient::new(channel.clone())
-                .resolve_key(traced(request))
+            Self::Remote { channel, token, .. } => KeyServiceClient::new(channel.clone())
+                .resolve_key(traced(request, token))
                 .await
                 .map(tonic::Response::into_inner),
         }
@@ -113,8 +121,8 @@ impl CompliancePeer {
     ) -> Result<flowgate_proto::compliance::ScanResponse, tonic::Status> {
         match self {
             Self::Local(service) => service.scan(tonic::Request::new(request)).await.map(tonic::Response::into_inner),
-            Self::Remote { channel, .. } => ComplianceServiceClient::new(channel.clone())
-                .scan(traced(request))
+            Self::Remote { channel, token, .. } => ComplianceServiceClient::new(channel.clone())
+                .scan(traced(request, token))
                 .await
                 .map(tonic::Response::into_inner),
         }
@@ -131,8 +139,8 @@ impl PolicyPeer {
             Self::Local(service) => {
                 service.evaluate(tonic::Request::new(request)).await.map(tonic::Response::into_inner)
             }
-            Self::Remote { channel, .. } => PolicyServiceClient::new(channel.clone())
-                .evaluate(traced(request))
+            Self::Remote { channel, token, .. } => PolicyServiceClient::new(channel.clone())
+                .evaluate(traced(request, token))
                 .await
                 .map(tonic::Response::into_inner),
         }

@@ -157,9 +157,28 @@ pub struct FlowgateProcess {
     readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Environment every spawned test process gets: JSON logs, free ports, its own data dir.
+/// The internal token ([`base_env`] gives it to every process and app): what internal gRPC calls
+/// must carry, e.g. through [`internal_request`].
+pub const TEST_INTERNAL_TOKEN: &str = "flowgate-test-internal-token-0123456789";
+
+/// `message` as an internal gRPC call: with `authorization: Bearer` [`TEST_INTERNAL_TOKEN`].
+pub fn internal_request<T>(message: T) -> tonic::Request<T> {
+    request_with_token(message, TEST_INTERNAL_TOKEN)
+}
+
+/// `message` as a gRPC call carrying `authorization: Bearer {token}`.
+pub fn request_with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let value = format!("Bearer {token}").parse().expect("a token is ASCII");
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
+/// Environment every spawned test process gets: JSON logs, free ports, its own data dir, the
+/// internal token.
 pub fn base_env(data_dir: &Path) -> Vec<(String, String)> {
     [
+        ("FLOWGATE__SECURITY__INTERNAL_TOKEN", TEST_INTERNAL_TOKEN.to_owned()),
         ("LOG_FORMAT", "json".to_owned()),
         ("LOG_LEVEL", "info".to_owned()),
         ("FLOWGATE_DATA_DIR", data_dir.display().to_string()),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use flowgate_common::Settings;
+use flowgate_common::internal::InternalToken;
 use flowgate_common::keys::KeyHasher;
 use flowgate_common::metrics::Metrics;
 use flowgate_db::{Database, SharedState, migrate};
@@ -56,6 +57,23 @@ fn hash_secret(settings: &Settings, generate: bool) -> anyhow::Result<SecretStri
     Ok(secret)
 }
 
+/// The shared token of internal gRPC calls: the configured one, or in `all` mode (`generate`) one
+/// made for this process alone (its proxy calls the other services in process; their gRPC ports
+/// then answer only callers given the token, which is no one). Every other mode needs it.
+fn internal_token(settings: &Settings, generate: bool) -> anyhow::Result<InternalToken> {
+    if let Some(token) = &settings.security.internal_token {
+        // Checked while loading the settings; this only wraps it.
+        return InternalToken::new(token.clone())
+            .map_err(|error| anyhow::anyhow!("security.internal_token (FLOWGATE__SECURITY__INTERNAL_TOKEN) {error}"));
+    }
+    anyhow::ensure!(
+        generate,
+        "`security.internal_token` (FLOWGATE__SECURITY__INTERNAL_TOKEN) is required in this mode: the same secret \
+         on every service, so internal gRPC calls are authenticated (see docs/security.md)"
+    );
+    InternalToken::generate().context("generating the internal token")
+}
+
 fn grpc_timeout(settings: &Settings) -> Duration {
     Duration::from_secs(settings.compliance.timeout_secs.max(1))
 }
@@ -88,6 +106,7 @@ pub(crate) async fn run(mode: Mode, settings: Settings) -> anyhow::Result<()> {
                 database: connect_database(&settings).await?,
                 shared: SharedState::new(settings.redis.url.as_ref(), &settings.redis.prefix)?,
                 admin_key: admin_key(&settings, false)?,
+                internal_token: internal_token(&settings, false)?,
                 metrics,
             };
             let app = flowgate_compliance::Application::build(&settings, deps).await?;
@@ -98,6 +117,7 @@ pub(crate) async fn run(mode: Mode, settings: Settings) -> anyhow::Result<()> {
                 database: connect_database(&settings).await?,
                 shared: SharedState::new(settings.redis.url.as_ref(), &settings.redis.prefix)?,
                 admin_key: admin_key(&settings, false)?,
+                internal_token: internal_token(&settings, false)?,
                 metrics,
             };
             let app = flowgate_policy::Application::build(&settings, deps).await?;
@@ -111,6 +131,7 @@ pub(crate) async fn run(mode: Mode, settings: Settings) -> anyhow::Result<()> {
                 shared: SharedState::new(settings.redis.url.as_ref(), &settings.redis.prefix)?,
                 hasher: KeyHasher::new(&hash_secret(&settings, false)?),
                 admin_key: admin_key(&settings, false)?,
+                internal_token: internal_token(&settings, false)?,
                 metrics,
             };
             let app = flowgate_api_server::Application::build(&settings, deps).await?;
@@ -118,15 +139,16 @@ pub(crate) async fn run(mode: Mode, settings: Settings) -> anyhow::Result<()> {
         }
         Mode::Proxy => {
             let hasher = KeyHasher::new(&hash_secret(&settings, false)?);
+            let token = internal_token(&settings, false)?;
             let timeout = grpc_timeout(&settings);
             let database = connect_database(&settings).await?;
             let deps = flowgate_proxy::Dependencies {
                 database,
                 shared: SharedState::new(settings.redis.url.as_ref(), &settings.redis.prefix)?,
-                keys: Peer::remote(&settings.proxy.api_server_url, timeout)?,
+                keys: Peer::remote(&settings.proxy.api_server_url, timeout, &token)?,
                 hasher,
-                compliance: Peer::remote(&settings.proxy.compliance_url, timeout)?,
-                policy: Peer::remote(&settings.proxy.policy_url, timeout)?,
+                compliance: Peer::remote(&settings.proxy.compliance_url, timeout, &token)?,
+                policy: Peer::remote(&settings.proxy.policy_url, timeout, &token)?,
                 metrics,
             };
             let app = flowgate_proxy::Application::build(&settings, deps).await?;
@@ -192,8 +214,9 @@ pub struct AllAddrs {
 
 impl AllInOne {
     /// Connects and migrates the database, loads (or, when not configured, generates into the data
-    /// directory) the admin key and key-hash secret, and builds the four services around one shared
-    /// state, the proxy calling the others in process.
+    /// directory) the admin key and key-hash secret, takes the configured internal token (or makes
+    /// one for this process), and builds the four services around one shared state, the proxy
+    /// calling the others in process.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let metrics = Metrics::new();
         let database = connect_database(settings).await?;
@@ -203,6 +226,7 @@ impl AllInOne {
         }
         let admin = admin_key(settings, true)?;
         let hasher = KeyHasher::new(&hash_secret(settings, true)?);
+        let token = internal_token(settings, true)?;
         // One shared state for both, so key invalidations reach the proxy directly.
         let shared = SharedState::new(settings.redis.url.as_ref(), &settings.redis.prefix)?;
         let api = flowgate_api_server::Application::build(
@@ -212,6 +236,7 @@ impl AllInOne {
                 shared: shared.clone(),
                 hasher: hasher.clone(),
                 admin_key: admin.clone(),
+                internal_token: token.clone(),
                 metrics: metrics.clone(),
             },
         )
@@ -222,6 +247,7 @@ impl AllInOne {
                 database: database.clone(),
                 shared: shared.clone(),
                 admin_key: admin.clone(),
+                internal_token: token.clone(),
                 metrics: metrics.clone(),
             },
         )
@@ -232,6 +258,7 @@ impl AllInOne {
                 database: database.clone(),
                 shared: shared.clone(),
                 admin_key: admin.clone(),
+                internal_token: token.clone(),
                 metrics: metrics.clone(),
             },
         )

@@ -153,6 +153,15 @@ The environment every Flowgate container gets. Call with (dict "root" $ "compone
     secretKeyRef:
       name: {{ include "flowgate.authSecretName" $root }}
       key: {{ $root.Values.auth.keyHashSecretKey }}
+{{- /* Every internal gRPC call (proxy -> api-server, compliance, policy) carries this token. */}}
+- name: FLOWGATE__SECURITY__INTERNAL_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "flowgate.authSecretName" $root }}
+      key: {{ $root.Values.auth.internalTokenKey }}
+{{- /* The binary binds 127.0.0.1 unless told otherwise; a pod is reached on its pod IP. */}}
+- name: FLOWGATE__SERVER__HOST
+  value: "0.0.0.0"
 - name: FLOWGATE_CONFIG
   value: /etc/flowgate/config.yaml
 - name: FLOWGATE_DATA_DIR

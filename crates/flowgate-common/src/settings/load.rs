@@ -61,6 +61,9 @@ impl Settings {
             if !path.is_file() {
                 return Err(ConfigError::File { path: path.clone(), message: "no such file".to_owned() });
             }
+            if let Ok(text) = std::fs::read_to_string(path) {
+                super::guard::check(&text).map_err(|refusal| refusal.into_error(path))?;
+            }
             builder = builder.add_source(config::File::from(path.as_path()).format(config::FileFormat::Yaml));
         }
         // List-valued keys are split on commas here; everything else goes through `config`'s

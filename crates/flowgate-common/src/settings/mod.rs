@@ -15,12 +15,14 @@
 //! - `sections`: the sections every service reads, with their defaults;
 //! - `model_list`: the LiteLLM-compatible `model_list` and `router_settings`;
 //! - `values`: values parsed once while loading ([`Cidr`], [`Seconds`]);
-//! - `validation`: start-up checks that types alone cannot make.
+//! - `validation`: start-up checks that types alone cannot make;
+//! - `guard`: limits a YAML file is held to before it is loaded (nesting, aliases).
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod guard;
 mod load;
 mod model_list;
 mod sections;

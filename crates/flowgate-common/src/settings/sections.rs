@@ -12,7 +12,8 @@ use super::values::Cidr;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
-    /// Address to bind. Default `0.0.0.0`.
+    /// Address every service binds. Default `127.0.0.1`: nothing is reachable from another
+    /// machine until asked. The container image sets `0.0.0.0` (`FLOWGATE__SERVER__HOST`).
     pub host: String,
     /// Seconds in-flight requests (streams included) get to finish after SIGTERM. Default 30.
     pub shutdown_grace_secs: u64,
@@ -20,7 +21,7 @@ pub struct ServerSettings {
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self { host: "0.0.0.0".to_owned(), shutdown_grace_secs: 30 }
+        Self { host: "127.0.0.1".to_owned(), shutdown_grace_secs: 30 }
     }
 }
 
@@ -163,6 +164,10 @@ pub struct SecuritySettings {
     /// Server secret for the keyed hash of virtual keys. Unset in `all` mode: generated once into
     /// the data directory.
     pub key_hash_secret: Option<SecretString>,
+    /// Shared token every internal gRPC call carries (`FLOWGATE__SECURITY__INTERNAL_TOKEN`): at
+    /// least 16 printable ASCII characters, the same on every service. Required by every service
+    /// mode but `all`, which makes one in process when unset. See docs/security.md.
+    pub internal_token: Option<SecretString>,
 }
 
 /// Defaults for virtual keys that set no limit of their own.

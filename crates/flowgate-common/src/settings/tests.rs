@@ -249,3 +249,26 @@ fn the_documented_reference_configuration_loads() {
         assert!(doc.contains(name), "{name} is documented");
     }
 }
+
+#[test]
+fn services_bind_loopback_unless_told_otherwise() {
+    assert_eq!(load(None, &[]).unwrap().server.host, "127.0.0.1");
+    assert_eq!(load(None, &[("FLOWGATE__SERVER__HOST", "0.0.0.0")]).unwrap().server.host, "0.0.0.0");
+}
+
+#[test]
+fn the_internal_token_is_read_checked_and_never_shown() {
+    let settings = load(None, &[("FLOWGATE__SECURITY__INTERNAL_TOKEN", "internal-token-0123456789")]).unwrap();
+    let token = settings.security.internal_token.as_ref().unwrap();
+    assert_eq!(token.expose_secret(), "internal-token-0123456789");
+    assert!(!format!("{settings:?}").contains("internal-token-0123456789"));
+    assert!(load(None, &[]).unwrap().security.internal_token.is_none());
+    for bad in ["", "too-short", "has spaces in the middle of it", "nön-ascii-0123456789"] {
+        let error = load(None, &[("FLOWGATE__SECURITY__INTERNAL_TOKEN", bad)]).unwrap_err().to_string();
+        assert!(error.contains("security.internal_token"), "{bad:?}: {error}");
+        assert!(bad.is_empty() || !error.contains(bad), "the token is not echoed: {error}");
+    }
+    let file = yaml("security:\n  internal_token: 12345\n");
+    let error = load(Some(&file), &[]).unwrap_err().to_string();
+    assert!(error.contains("security.internal_token"), "{error}");
+}

@@ -20,6 +20,11 @@ impl Settings {
         if !(0.0..=1.0).contains(&self.telemetry.trace_sample_ratio) {
             return Err(ConfigError::field("telemetry.trace_sample_ratio", "must be between 0 and 1"));
         }
+        if let Some(token) = &self.security.internal_token {
+            use secrecy::ExposeSecret;
+            crate::internal::check_token(token.expose_secret())
+                .map_err(|error| ConfigError::field("security.internal_token", error.to_string()))?;
+        }
         if self.compliance.timeout_secs == 0 {
             return Err(ConfigError::field("compliance.timeout_secs", "must be at least 1"));
         }

@@ -5,7 +5,7 @@
 
 use flowgate_proto::compliance::compliance_service_client::ComplianceServiceClient;
 use flowgate_proto::compliance::{ScanRequest, ScanResponse};
-use flowgate_test_utils::{TestApp, http_client};
+use flowgate_test_utils::{TestApp, http_client, internal_request};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "compliance-test-admin";
@@ -32,12 +32,12 @@ async fn get(app: &TestApp, path: &str) -> Value {
 async fn grpc_scan(app: &TestApp, text: &str, detectors: &[&str], tenant: &str) -> ScanResponse {
     let mut client = ComplianceServiceClient::connect(app.compliance_url.clone()).await.unwrap();
     client
-        .scan(ScanRequest {
+        .scan(internal_request(ScanRequest {
             text: text.into(),
             detectors: detectors.iter().map(|d| (*d).to_owned()).collect(),
             tenant_id: tenant.into(),
             redact: true,
-        })
+        }))
         .await
         .unwrap()
         .into_inner()

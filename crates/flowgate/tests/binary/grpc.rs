@@ -6,7 +6,7 @@ use flowgate_proto::keys::ResolveKeyRequest;
 use flowgate_proto::keys::key_service_client::KeyServiceClient;
 use flowgate_proto::policy::policy_service_client::PolicyServiceClient;
 use flowgate_proto::policy::{Decision, EvaluateRequest, FindingSummary};
-use flowgate_test_utils::{FlowgateProcess, TempDir, base_env};
+use flowgate_test_utils::{FlowgateProcess, TempDir, base_env, internal_request};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
@@ -18,12 +18,12 @@ async fn grpc_services_answer_over_the_network() {
 
     let mut compliance = ComplianceServiceClient::connect(process.url("compliance")).await.unwrap();
     let scan = compliance
-        .scan(ScanRequest {
+        .scan(internal_request(ScanRequest {
             text: "write to jane@example.com".into(),
             detectors: vec![],
             tenant_id: String::new(),
             redact: true,
-        })
+        }))
         .await
         .unwrap()
         .into_inner();
@@ -31,18 +31,23 @@ async fn grpc_services_answer_over_the_network() {
     assert_eq!(scan.findings[0].kind, "email");
     assert_eq!(scan.redacted_text, "write to <EMAIL_1>");
     let unknown = compliance
-        .scan(ScanRequest { text: "x".into(), detectors: vec!["nope".into()], tenant_id: String::new(), redact: false })
+        .scan(internal_request(ScanRequest {
+            text: "x".into(),
+            detectors: vec!["nope".into()],
+            tenant_id: String::new(),
+            redact: false,
+        }))
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::InvalidArgument);
 
     let mut policy = PolicyServiceClient::connect(process.url("policy")).await.unwrap();
     let decision = policy
-        .evaluate(EvaluateRequest {
+        .evaluate(internal_request(EvaluateRequest {
             stage: "pre_call".into(),
             findings: vec![FindingSummary { kind: "prompt_injection".into(), count: 1, max_score: 0.97 }],
             ..EvaluateRequest::default()
-        })
+        }))
         .await
         .unwrap()
         .into_inner();
@@ -50,9 +55,10 @@ async fn grpc_services_answer_over_the_network() {
     assert_eq!(decision.matched_rule, "deny-prompt-injection");
 
     let mut keys = KeyServiceClient::connect(process.url("api-server")).await.unwrap();
-    let missing = keys.resolve_key(ResolveKeyRequest { key_hash: vec![7; 32] }).await.unwrap().into_inner();
+    let missing =
+        keys.resolve_key(internal_request(ResolveKeyRequest { key_hash: vec![7; 32] })).await.unwrap().into_inner();
     assert!(missing.key.is_none(), "no key has this hash");
-    let bad = keys.resolve_key(ResolveKeyRequest { key_hash: vec![1; 3] }).await.unwrap_err();
+    let bad = keys.resolve_key(internal_request(ResolveKeyRequest { key_hash: vec![1; 3] })).await.unwrap_err();
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
 
     for service in ["api-server", "compliance", "policy"] {

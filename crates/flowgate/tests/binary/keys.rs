@@ -10,7 +10,9 @@ use flowgate_db::Database;
 use flowgate_db::sqlx::{self, Column, Row};
 use flowgate_proto::keys::key_service_client::KeyServiceClient;
 use flowgate_proto::keys::{ResolveKeyRequest, VirtualKey};
-use flowgate_test_utils::{FlowgateProcess, TempDir, ThrowawayDb, base_env, http_client, redis_url, require_redis};
+use flowgate_test_utils::{
+    FlowgateProcess, TempDir, ThrowawayDb, base_env, http_client, internal_request, redis_url, require_redis,
+};
 use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -157,7 +159,7 @@ impl Target {
     async fn resolve(&self, plaintext: &str) -> Option<VirtualKey> {
         let mut client = KeyServiceClient::connect(self.api.clone()).await.unwrap();
         let request = ResolveKeyRequest { key_hash: self.hasher.hash(plaintext) };
-        client.resolve_key(request).await.unwrap().into_inner().key
+        client.resolve_key(internal_request(request)).await.unwrap().into_inner().key
     }
 
     /// Asserts `needle` appears in no column of any `virtual_keys` row, nor anywhere in the SQLite

@@ -18,6 +18,7 @@ mod grpc;
 mod guardrails;
 mod guardrails_api;
 mod input;
+mod internal;
 mod keys;
 mod limits;
 mod modes;

@@ -8,7 +8,7 @@ use flowgate_db::Database;
 use flowgate_db::sqlx;
 use flowgate_proto::policy::policy_service_client::PolicyServiceClient;
 use flowgate_proto::policy::{Decision, EvaluateRequest, EvaluateResponse, FindingSummary};
-use flowgate_test_utils::{TestApp, http_client};
+use flowgate_test_utils::{TestApp, http_client, internal_request};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "policy-test-admin";
@@ -77,7 +77,7 @@ impl Target {
     ) -> Result<EvaluateResponse, tonic::Status> {
         let mut client = PolicyServiceClient::connect(self.app.policy_url.clone()).await.unwrap();
         client
-            .evaluate(EvaluateRequest {
+            .evaluate(internal_request(EvaluateRequest {
                 key_id: "key-1".into(),
                 tenant_id: "acme".into(),
                 model: model.into(),
@@ -85,7 +85,7 @@ impl Target {
                 stage: "pre_call".into(),
                 findings: vec![FindingSummary { kind: kind.into(), count: 1, max_score: score }],
                 policy_id: policy.into(),
-            })
+            }))
             .await
             .map(tonic::Response::into_inner)
     }
@@ -135,7 +135,7 @@ async fn stored_policies_deny_reroute_and_flag_over_grpc() {
     assert_eq!((flagged.decision(), flagged.matched_rule.as_str()), (Decision::Flag, "flag-findings"));
     let mut client = PolicyServiceClient::connect(target.app.policy_url.clone()).await.unwrap();
     let clean = client
-        .evaluate(EvaluateRequest { policy_id: "strict".into(), ..EvaluateRequest::default() })
+        .evaluate(internal_request(EvaluateRequest { policy_id: "strict".into(), ..EvaluateRequest::default() }))
         .await
         .unwrap()
         .into_inner();
