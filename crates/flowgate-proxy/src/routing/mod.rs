@@ -15,6 +15,7 @@ use axum::http::{HeaderName, HeaderValue};
 use flowgate_common::Settings;
 use flowgate_common::settings::{ModelEntry, Provider, RouterSettings, RoutingStrategy};
 use rand::Rng;
+use rand::seq::IndexedRandom;
 use secrecy::SecretString;
 
 use crate::mock::MockParams;
@@ -294,49 +295,57 @@ impl RoutingTable {
             deployments.iter().filter(|d| d.stats.cooldown_remaining().is_none()).collect();
         let fresh: Vec<&Arc<Deployment>> = healthy.iter().copied().filter(|d| !tried.contains(&d.id)).collect();
         let candidates = if fresh.is_empty() { healthy } else { fresh };
-        if candidates.is_empty() {
-            return None;
+        let live = |d: &Deployment| (d.stats.in_flight(), d.stats.latency());
+        choose(self.router.routing_strategy, &candidates, &mut rand::rng(), live).cloned()
+    }
+}
+
+/// The strategy's choice among `candidates`, or `None` when there are none. `live` reads a
+/// deployment's in-flight count and latency; it is called exactly once per candidate, so counters
+/// that change while a request is being routed (other requests start and end) can never leave the
+/// choice empty: every decision is made on one snapshot. No indexing, no draw from an empty range.
+pub(crate) fn choose<'a, R: Rng>(
+    strategy: RoutingStrategy,
+    candidates: &[&'a Arc<Deployment>],
+    rng: &mut R,
+    mut live: impl FnMut(&Deployment) -> (u32, Option<Duration>),
+) -> Option<&'a Arc<Deployment>> {
+    match strategy {
+        RoutingStrategy::SimpleShuffle => {
+            let total: f64 = candidates.iter().map(|d| d.weight).sum();
+            if !(total > 0.0 && total.is_finite()) {
+                return candidates.choose(rng).copied();
+            }
+            let mut point = rng.random_range(0.0..total);
+            for d in candidates {
+                if point < d.weight {
+                    return Some(*d);
+                }
+                point -= d.weight;
+            }
+            // Rounding left the point past the last weight.
+            candidates.last().copied()
         }
-        let mut rng = rand::rng();
-        let chosen = match self.router.routing_strategy {
-            RoutingStrategy::SimpleShuffle => {
-                let total: f64 = candidates.iter().map(|d| d.weight).sum();
-                if total <= 0.0 {
-                    candidates[rng.random_range(0..candidates.len())]
-                } else {
-                    let mut point = rng.random_range(0.0..total);
-                    let mut chosen = candidates[candidates.len() - 1];
-                    for d in &candidates {
-                        if point < d.weight {
-                            chosen = d;
-                            break;
-                        }
-                        point -= d.weight;
-                    }
-                    chosen
-                }
+        RoutingStrategy::LeastBusy => {
+            let snapshot: Vec<(&'a Arc<Deployment>, u32)> = candidates.iter().map(|d| (*d, live(d).0)).collect();
+            let least = snapshot.iter().map(|(_, n)| *n).min()?;
+            let tied: Vec<&'a Arc<Deployment>> =
+                snapshot.iter().filter(|(_, n)| *n == least).map(|(d, _)| *d).collect();
+            tied.choose(rng).copied()
+        }
+        RoutingStrategy::LatencyBasedRouting => {
+            // Unmeasured deployments first (so each gets measured), then the fastest, with 5%
+            // exploration so a recovered deployment is noticed.
+            let snapshot: Vec<(&'a Arc<Deployment>, Option<Duration>)> =
+                candidates.iter().map(|d| (*d, live(d).1)).collect();
+            if let Some((unmeasured, _)) = snapshot.iter().find(|(_, latency)| latency.is_none()) {
+                Some(*unmeasured)
+            } else if !candidates.is_empty() && rng.random_bool(0.05) {
+                candidates.choose(rng).copied()
+            } else {
+                snapshot.iter().min_by_key(|(_, latency)| latency.unwrap_or(Duration::MAX)).map(|(d, _)| *d)
             }
-            RoutingStrategy::LeastBusy => {
-                let least = candidates.iter().map(|d| d.stats.in_flight()).min().unwrap_or(0);
-                let tied: Vec<_> = candidates.iter().filter(|d| d.stats.in_flight() == least).collect();
-                tied[rng.random_range(0..tied.len())]
-            }
-            RoutingStrategy::LatencyBasedRouting => {
-                // Unmeasured deployments first (so each gets measured), then the fastest, with 5%
-                // exploration so a recovered deployment is noticed.
-                if let Some(unmeasured) = candidates.iter().find(|d| d.stats.latency().is_none()) {
-                    unmeasured
-                } else if rng.random_bool(0.05) {
-                    candidates[rng.random_range(0..candidates.len())]
-                } else {
-                    candidates
-                        .iter()
-                        .min_by_key(|d| d.stats.latency().unwrap_or(Duration::MAX))
-                        .unwrap_or(&candidates[0])
-                }
-            }
-        };
-        Some(chosen.clone())
+        }
     }
 }
 
