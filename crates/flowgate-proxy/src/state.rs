@@ -36,6 +36,8 @@ pub(crate) struct RequestLimits {
     pub(crate) stream_timeout: Duration,
     /// Peers whose `X-Forwarded-For` is believed.
     pub(crate) trusted_proxies: Vec<(IpAddr, u8)>,
+    /// Most answers (`n`, `best_of`) one request may ask for.
+    pub(crate) max_n: u64,
 }
 
 /// The parts the state is built from.

@@ -165,12 +165,21 @@ pub struct SecuritySettings {
     pub key_hash_secret: Option<SecretString>,
 }
 
-/// Defaults for virtual keys that set no limit of their own.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Defaults for virtual keys that set no limit of their own, and limits on one request.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitSettings {
     /// Requests per hour per key (`RATE_LIMIT_REQUESTS_PER_HOUR`). 0 = unlimited. Default 0.
     pub requests_per_hour: u32,
+    /// Most answers one request may ask for (`n`, and the legacy completions' `best_of`); more is
+    /// answered 400. Each answer is reserved against the budget. Default 16.
+    pub max_n: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self { requests_per_hour: 0, max_n: 16 }
+    }
 }
 
 /// Response caching.

@@ -208,6 +208,23 @@ async fn spend_survives_a_restart_and_still_counts_against_the_budget() {
     assert_eq!(response.status(), 429, "spend from before the restart still counts");
 }
 
+/// `n` multiplies what a request may cost: each answer is reserved against the budget, and more
+/// answers than `limits.max_n` is refused before anything is reserved.
+#[tokio::test]
+async fn n_is_capped_and_each_answer_counts_against_the_budget() {
+    let gateway = TestApp::builder(PRICED).env("FLOWGATE__LIMITS__MAX_N", "8").spawn().await;
+    let (_, key) = gateway.create_key(json!({"budget_usd": 0.0001})).await;
+    let mut request = chat("priced");
+    request["n"] = json!(9);
+    let response = gateway.post("/v1/chat/completions", &key, &request).await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["param"], "n", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("at most 8"), "{body}");
+    request["n"] = json!(8);
+    assert_eq!(gateway.post("/v1/chat/completions", &key, &request).await.status(), 200);
+}
+
 fn uuid_like() -> String {
     format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
 }
