@@ -6,7 +6,8 @@
 -- settled counter (0 when none), then per request its n deltas.
 -- Returns per request: status (0 admitted, i rejected at claim i, -i: claim i's settled counter
 -- does not exist and nothing was applied), then per claim its value (after the claim when
--- admitted, as found otherwise) and settled amount.
+-- admitted, as found otherwise), settled amount and the amount taken (the delta, except for a
+-- budget, which takes what is left of it when that is less; 0 when rejected).
 local out = {}
 local a = 2
 local kb = 0
@@ -29,16 +30,27 @@ for _ = 1, tonumber(ARGV[1]) do
     delta[j] = {}
     for i = 1, n do delta[j][i] = tonumber(ARGV[d + (j - 1) * n + i - 1]) end
   end
-  local function fits(i, after, last)
-    if limit[i] <= 0 then return true end
-    if kind[i] == 't' then return after - last < limit[i] end
-    return settled[i] + after <= limit[i]
+  -- What a claim of d on counter i, now at cur, takes: d, or for a budget what is left of it
+  -- when less (a budget admits while anything is left); nil when it does not fit.
+  local function take(i, cur, d)
+    if limit[i] <= 0 then return d end
+    if kind[i] == 't' then
+      if cur < limit[i] then return d end
+      return nil
+    end
+    if kind[i] == 'b' then
+      local room = limit[i] - settled[i] - cur
+      if room > 0 then return math.min(d, room) end
+      return nil
+    end
+    if cur + d <= limit[i] then return d end
+    return nil
   end
-  local status, value = {}, {}
+  local status, value, taken = {}, {}, {}
   if unloaded > 0 then
     for j = 1, k do
-      status[j], value[j] = -unloaded, {}
-      for i = 1, n do value[j][i] = 0 end
+      status[j], value[j], taken[j] = -unloaded, {}, {}
+      for i = 1, n do value[j][i], taken[j][i] = 0, 0 end
     end
   else
     local sum, after, all = {}, {}, true
@@ -46,16 +58,18 @@ for _ = 1, tonumber(ARGV[1]) do
       sum[i] = 0
       for j = 1, k do sum[i] = sum[i] + delta[j][i] end
       after[i] = redis.call('INCRBY', KEYS[kb + i], sum[i])
-      all = all and fits(i, after[i], delta[k][i])
+      -- The whole bundle fits when its last request fits whole after all the others.
+      all = all and take(i, after[i] - delta[k][i], delta[k][i]) == delta[k][i]
     end
     local final = after
     if all then
       local later = {}
       for i = 1, n do later[i] = 0 end
       for j = k, 1, -1 do
-        status[j], value[j] = 0, {}
+        status[j], value[j], taken[j] = 0, {}, {}
         for i = 1, n do
           value[j][i] = after[i] - later[i]
+          taken[j][i] = delta[j][i]
           later[i] = later[i] + delta[j][i]
         end
       end
@@ -63,15 +77,19 @@ for _ = 1, tonumber(ARGV[1]) do
       local current = {}
       for i = 1, n do current[i] = after[i] - sum[i] end
       for j = 1, k do
-        status[j] = 0
+        status[j], taken[j] = 0, {}
         for i = 1, n do
-          if not fits(i, current[i] + delta[j][i], delta[j][i]) then
+          local t = take(i, current[i], delta[j][i])
+          if t == nil then
             status[j] = i
             break
           end
+          taken[j][i] = t
         end
         if status[j] == 0 then
-          for i = 1, n do current[i] = current[i] + delta[j][i] end
+          for i = 1, n do current[i] = current[i] + taken[j][i] end
+        else
+          for i = 1, n do taken[j][i] = 0 end
         end
         value[j] = {}
         for i = 1, n do value[j][i] = current[i] end
@@ -97,6 +115,7 @@ for _ = 1, tonumber(ARGV[1]) do
     for i = 1, n do
       out[#out + 1] = value[j][i]
       out[#out + 1] = settled[i]
+      out[#out + 1] = taken[j][i]
     end
   end
   a = d + k * n

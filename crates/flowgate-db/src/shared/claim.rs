@@ -24,7 +24,9 @@ pub enum ClaimKind {
     /// so a crashed process's claims disappear after `ttl` without new traffic.
     InFlight,
     /// A budget reservation: the claim's counter holds reservations, `settled_key` the settled
-    /// amount; admitted when settled + reserved + delta ≤ limit. Every claim renews the expiry.
+    /// amount; admitted while anything is left (settled + reserved < limit), taking the delta or,
+    /// when less is left, what is left (see [`ClaimOutcome::taken`]). Every claim renews the
+    /// expiry.
     Budget {
         /// Counter of settled spend.
         settled_key: String,
@@ -59,6 +61,9 @@ pub struct ClaimOutcome {
     pub values: Vec<i64>,
     /// Per claim: the settled amount of a budget claim (0 for other kinds).
     pub settled: Vec<i64>,
+    /// Per claim: what it added to its counter (its delta, or for a budget the part of it that was
+    /// left); what settling gives back. Empty when nothing was applied.
+    pub taken: Vec<i64>,
 }
 
 impl ClaimOutcome {
@@ -160,11 +165,15 @@ impl Redis {
                     Err(error) => Err(error.clone()),
                 };
                 let admitted = outcome.as_ref().is_ok_and(ClaimOutcome::admitted);
+                let taken = match (&outcome, admitted) {
+                    (Ok(outcome), true) => outcome.taken.clone(),
+                    _ => Vec::new(),
+                };
                 if reply.send(outcome).is_err() && admitted {
                     // The request went away while its claims were on the wire: give them back.
-                    abandoned.extend(claims.into_iter().map(|claim| Adjustment {
+                    abandoned.extend(claims.into_iter().zip(taken).map(|(claim, taken)| Adjustment {
                         key: claim.key,
-                        delta: -claim.delta,
+                        delta: -taken,
                         ttl: claim.ttl,
                         refresh: false,
                     }));
@@ -280,10 +289,10 @@ fn claim_reply(reply: &[i64], groups: &[&[Claim]], bundles: &[Vec<usize>]) -> Re
     let mut outcomes = vec![ClaimOutcome::default(); groups.len()];
     for &index in bundles.iter().flatten() {
         let count = groups.get(index).map_or(0, |claims| claims.len());
-        let (Some((&status, values)), true) = (rest.split_first(), rest.len() > 2 * count) else {
+        let (Some((&status, values)), true) = (rest.split_first(), rest.len() > 3 * count) else {
             return Err(malformed());
         };
-        let (pairs, next) = values.split_at(2 * count);
+        let (triples, next) = values.split_at(3 * count);
         rest = next;
         let position = |i: i64| usize::try_from(i).unwrap_or(1).saturating_sub(1);
         let outcome = outcomes.get_mut(index).ok_or_else(malformed)?;
@@ -293,8 +302,9 @@ fn claim_reply(reply: &[i64], groups: &[&[Claim]], bundles: &[Vec<usize>]) -> Re
             ClaimOutcome {
                 rejected: (status > 0).then(|| position(status)),
                 unloaded: None,
-                values: pairs.iter().step_by(2).copied().collect(),
-                settled: pairs.iter().skip(1).step_by(2).copied().collect(),
+                values: triples.iter().step_by(3).copied().collect(),
+                settled: triples.iter().skip(1).step_by(3).copied().collect(),
+                taken: if status == 0 { triples.iter().skip(2).step_by(3).copied().collect() } else { Vec::new() },
             }
         };
     }

@@ -108,25 +108,36 @@ impl LocalStore {
                     },
                     _ => 0,
                 };
-                let fits = claim.limit <= 0
-                    || match claim.kind {
-                        ClaimKind::TokenWindow => value < claim.limit,
+                // What the claim takes: its delta or, for a budget, what is left of the budget
+                // when that is less (a budget admits while anything is left); `None`: no fit.
+                let take = if claim.limit <= 0 {
+                    Some(claim.delta)
+                } else {
+                    match claim.kind {
+                        ClaimKind::TokenWindow => (value < claim.limit).then_some(claim.delta),
                         ClaimKind::Budget { .. } => {
-                            settled.saturating_add(value).saturating_add(claim.delta) <= claim.limit
+                            let room = claim.limit.saturating_sub(settled).saturating_sub(value);
+                            (room > 0).then(|| claim.delta.min(room))
                         }
-                        ClaimKind::Window | ClaimKind::InFlight => value.saturating_add(claim.delta) <= claim.limit,
-                    };
-                if !fits && outcome.rejected.is_none() {
+                        ClaimKind::Window | ClaimKind::InFlight => {
+                            (value.saturating_add(claim.delta) <= claim.limit).then_some(claim.delta)
+                        }
+                    }
+                };
+                if take.is_none() && outcome.rejected.is_none() {
                     outcome.rejected = Some(outcome.values.len());
                 }
                 outcome.values.push(value);
                 outcome.settled.push(settled);
+                outcome.taken.push(take.unwrap_or(0));
             }
             if outcome.rejected.is_none() {
-                for (claim, value) in claims.iter().zip(&mut outcome.values) {
+                for ((claim, value), taken) in claims.iter().zip(&mut outcome.values).zip(&outcome.taken) {
                     let refresh = matches!(claim.kind, ClaimKind::InFlight | ClaimKind::Budget { .. });
-                    *value = map.add(&claim.key, claim.delta, claim.ttl, refresh, now);
+                    *value = map.add(&claim.key, *taken, claim.ttl, refresh, now);
                 }
+            } else {
+                outcome.taken.clear();
             }
             outcome
         })

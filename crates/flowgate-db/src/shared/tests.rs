@@ -126,7 +126,7 @@ async fn concurrent_reservations_never_exceed_the_limit() {
             admitted += usize::from(result.unwrap());
         }
         assert_eq!(admitted, 20, "(300 - 100) / 10 reservations fit ({state:?})");
-        // Settling: settled += actual, reserved -= estimate.
+        // Settling: settled += actual, reserved -= what was taken.
         let ttl = Duration::from_secs(60);
         state
             .adjust(&[
@@ -137,6 +137,10 @@ async fn concurrent_reservations_never_exceed_the_limit() {
             .unwrap();
         let outcome = state.claim(&[budget(0, 300)]).await.unwrap();
         assert_eq!((outcome.rejected, outcome.values, outcome.settled), (None, vec![190], vec![107]), "{state:?}");
+        // 3 is left: an estimate of 10 is admitted and reserves those 3; then nothing is left.
+        let last = state.claim(&[budget(10, 300)]).await.unwrap();
+        assert_eq!((last.rejected, last.taken), (None, vec![3]), "{state:?}");
+        assert_eq!(state.claim(&[budget(1, 300)]).await.unwrap().rejected, Some(0), "{state:?}");
     }
 }
 

@@ -5,11 +5,13 @@
 //! (`max_parallel_requests`), and a USD budget per period. Windows are fixed and aligned to the
 //! clock (`rl:{key}:m:{minute}`), so replicas agree without coordination.
 //!
-//! Budgets hold under concurrency: before forwarding, the request's estimated cost is *reserved*
-//! (admitted only if settled + reserved + estimate ≤ budget, atomically: one Lua script in Redis,
-//! one lock in process); after the answer the reservation is replaced by the actual cost. A burst
-//! can therefore overspend only by what admitted requests cost beyond their estimates. Settled
-//! spend is also written to the database in batches, and read back when a period is first seen.
+//! Budgets hold under concurrency: a request is admitted while anything is left of the budget
+//! (settled + reserved < budget) and *reserves* its estimated cost, or what is left when that is
+//! less, atomically (one Lua script in Redis, one lock in process); after the answer the
+//! reservation is replaced by the actual cost. The budget can be spent to the last nano-dollar,
+//! and a burst overspends by at most what admitted requests cost beyond their reservations (once
+//! nothing is left, nothing more is admitted). Settled spend is also written to the database in
+//! batches, and read back when a period is first seen.
 //!
 //! When Redis is unreachable, requests keep flowing on in-process counters: a warning is logged,
 //! `flowgate_shared_state_fallbacks_total` rises, and Redis is tried again after two seconds.
@@ -331,14 +333,10 @@ impl Limiter {
                 Some(Limit::Budget { whose, budget_usd, period, period_end, .. }) => {
                     let retry =
                         period_end.map_or(86_400, |end| u64::try_from((end - now) / 1000).unwrap_or(86_400).max(1));
-                    #[expect(clippy::cast_precision_loss, reason = "display only")]
-                    let spent = outcome.settled.get(index).copied().unwrap_or(0) as f64
-                        / crate::routing::pricing::NANOS_PER_USD;
+                    let spent = outcome.settled.get(index).copied().unwrap_or(0);
+                    let reserved = outcome.values.get(index).copied().unwrap_or(0);
                     limited(
-                        format!(
-                            "{whose} budget of ${budget_usd:.2} per {} period exhausted (spent ${spent:.4})",
-                            period.as_str()
-                        ),
+                        budget_message(whose, *budget_usd, *period, spent, reserved, *period_end),
                         "budget_exceeded",
                         retry,
                         RateHeaders::default(),
@@ -349,7 +347,7 @@ impl Limiter {
         }
         // Admitted: every claim is held until `settle` (or the drop guard) gives it back. The
         // claims' keys move into the admission, which settles the same counters.
-        for ((claim, limit), value) in claims.into_iter().zip(what).zip(&outcome.values) {
+        for (index, ((claim, limit), value)) in claims.into_iter().zip(what).zip(&outcome.values).enumerate() {
             match limit {
                 Limit::Parallel => admission.parallel_key = Some(claim.key),
                 Limit::Requests { reset, .. } => {
@@ -364,10 +362,12 @@ impl Limiter {
                 }
                 Limit::Budget { row, period_start, .. } => {
                     let ClaimKind::Budget { settled_key } = claim.kind else { continue };
+                    // What was reserved: the estimate, or what was left of the budget when less.
+                    let reserved = outcome.taken.get(index).copied().unwrap_or(estimated_cost);
                     admission.held.push(Held {
                         row,
                         period_start,
-                        estimate: estimated_cost,
+                        estimate: reserved,
                         reserved_key: claim.key,
                         settled_key,
                     });
@@ -413,6 +413,44 @@ enum Limit {
         /// The spend row: the key id, or `tenant:{id}`.
         row: String,
     },
+}
+
+/// An amount of USD for a message: cents at least, and up to six decimals where they matter
+/// (`$1.00`, `$0.0001`, `$0.000123`).
+fn dollars(usd: f64) -> String {
+    let text = format!("{usd:.6}");
+    let trimmed = text.trim_end_matches('0');
+    let decimals = trimmed.split_once('.').map_or(0, |(_, d)| d.len());
+    if decimals >= 2 { format!("${trimmed}") } else { format!("${usd:.2}") }
+}
+
+/// The 429 message of an exhausted budget: whose budget, its amount and period, what is spent (and
+/// reserved by requests in flight), and when the period ends.
+fn budget_message(
+    whose: &str,
+    budget_usd: f64,
+    period: BudgetPeriod,
+    spent_nanos: i64,
+    reserved_nanos: i64,
+    period_end: Option<i64>,
+) -> String {
+    #[expect(clippy::cast_precision_loss, reason = "display only")]
+    let usd = |nanos: i64| dollars(nanos as f64 / crate::routing::pricing::NANOS_PER_USD);
+    let in_flight = if reserved_nanos > 0 {
+        format!(" and {} reserved by requests in flight", usd(reserved_nanos))
+    } else {
+        String::new()
+    };
+    let ends = match period_end {
+        Some(end) => format!("the period ends at {}", flowgate_common::budget::utc_timestamp(end)),
+        None => "the period never ends".to_owned(),
+    };
+    format!(
+        "{whose} budget of {} per {} period exhausted: spent {}{in_flight}; {ends}",
+        dollars(budget_usd),
+        period.as_str(),
+        usd(spent_nanos),
+    )
 }
 
 fn limited(message: String, code: &'static str, retry_after_secs: u64, headers: RateHeaders) -> ProxyError {

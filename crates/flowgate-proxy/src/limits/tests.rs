@@ -111,14 +111,20 @@ async fn a_claim_that_fails_one_limit_takes_none_of_the_others() {
     assert_eq!(second.headers.requests.unwrap().remaining, 3, "the rejected request took no request slot");
     assert_eq!(second.headers.tokens.unwrap().remaining, 40, "nor tokens: 50 used + 10 estimated");
 
-    // Over the budget (0.4 spent + 0.6 reserved + anything > 1): the windows are left alone.
+    // Nothing left of the budget (0.4 spent + 0.6 reserved = 1): the windows are left alone.
     let (code, message, _, _) = rejection(f.limiter.admit(&key, 0, 1).await);
     assert_eq!(code, "budget_exceeded");
-    assert_eq!(message, "key budget of $1.00 per total period exhausted (spent $0.4000)");
+    assert_eq!(
+        message,
+        "key budget of $1.00 per total period exhausted: spent $0.40 and $0.60 reserved by requests in flight; \
+         the period never ends"
+    );
+    // Given back (the request failed): 0.6 is left again.
+    drop(second);
     let third = f.limiter.admit(&key, 0, 0).await.unwrap();
     assert_eq!(third.headers.requests.unwrap().remaining, 2, "the budget rejection took no request slot");
-    assert_eq!(third.headers.tokens.unwrap().remaining, 40, "nor tokens");
-    drop((second, third));
+    assert_eq!(third.headers.tokens.unwrap().remaining, 50, "nor tokens: 50 used");
+    drop(third);
 }
 
 #[tokio::test]
@@ -148,17 +154,19 @@ async fn settling_gives_back_the_unused_reservation_and_charges_the_actual_cost(
     let f = fixture(0).await;
     let key = key(|k| k.budget_usd = 1.0);
     let admitted = f.limiter.admit(&key, 0, 6 * USD / 10).await.unwrap();
-    let (code, _, _, _) = rejection(f.limiter.admit(&key, 0, 5 * USD / 10).await);
-    assert_eq!(code, "budget_exceeded", "0.6 reserved + 0.5 is over the budget of 1");
-
-    admitted.settle(Some((usage(700, 300), USD / 10)));
-    // 0.1 settled: exactly 0.9 more fits, and not a nano-dollar beyond.
-    let (_, message, _, _) = rejection(f.limiter.admit(&key, 0, 9 * USD / 10 + 1).await);
-    assert!(message.ends_with("(spent $0.1000)"), "{message}");
-    let rest = f.limiter.admit(&key, 0, 9 * USD / 10).await.unwrap();
-
+    // 0.4 is left: an estimate of 0.5 is admitted and reserves those 0.4; then nothing is left.
+    let rest = f.limiter.admit(&key, 0, 5 * USD / 10).await.unwrap();
+    let (code, _, _, _) = rejection(f.limiter.admit(&key, 0, 0).await);
+    assert_eq!(code, "budget_exceeded", "0.6 + 0.4 reserved: nothing is left of the budget of 1");
     // An admission dropped unsettled (the request failed) gives its reservation back, uncharged.
     drop(rest);
+
+    admitted.settle(Some((usage(700, 300), USD / 10)));
+    // 0.1 settled: 0.9 is left, to the last nano-dollar; an estimate beyond it reserves the rest.
+    let all = f.limiter.admit(&key, 0, 5 * USD).await.unwrap();
+    let (_, message, _, _) = rejection(f.limiter.admit(&key, 0, 1).await);
+    assert!(message.contains("spent $0.10 and $0.90 reserved by requests in flight"), "{message}");
+    drop(all);
     let again = f.limiter.admit(&key, 0, 9 * USD / 10).await.unwrap();
     again.settle(None);
 
@@ -212,8 +220,8 @@ async fn the_parallel_slot_is_released_when_an_admission_is_dropped_or_settled()
     let d = f.limiter.admit(&key, 0, USD / 2).await.unwrap();
     drop((c, d));
     // Both dropped: both slots and the whole budget are free again.
-    let e = f.limiter.admit(&key, 0, USD).await.unwrap();
     let g = f.limiter.admit(&key, 0, 0).await.unwrap();
+    let e = f.limiter.admit(&key, 0, USD).await.unwrap();
     drop((e, g));
 }
 
@@ -287,11 +295,13 @@ async fn a_tenant_budget_caps_the_tenants_keys_together() {
         k.tenant_budget_usd = 1.0;
     });
     let held = f.limiter.admit(&first, 0, 7 * USD / 10).await.unwrap();
-    let (code, message, _, _) = rejection(f.limiter.admit(&second, 0, 4 * USD / 10).await);
+    let rest = f.limiter.admit(&second, 0, 4 * USD / 10).await.unwrap();
+    let (code, message, _, _) = rejection(f.limiter.admit(&second, 0, 1).await);
     assert_eq!(code, "budget_exceeded");
     assert!(message.starts_with("tenant budget of $1.00"), "{message}");
     f.limiter.admit(&other_tenant, 0, 4 * USD / 10).await.unwrap();
     held.settle(Some((Usage::default(), 2 * USD / 10)));
+    drop(rest);
     f.limiter.admit(&second, 0, 8 * USD / 10).await.unwrap();
 }
 
@@ -312,7 +322,55 @@ async fn spend_recorded_in_the_database_counts_when_a_period_is_first_seen() {
     .execute(f.database.pool())
     .await
     .unwrap();
-    let (_, message, _, _) = rejection(f.limiter.admit(&key, 0, 2 * USD / 10).await);
-    assert!(message.ends_with("(spent $0.9000)"), "{message}");
-    f.limiter.admit(&key, 0, USD / 10).await.unwrap();
+    let _last = f.limiter.admit(&key, 0, 2 * USD / 10).await.unwrap();
+    let (_, message, _, _) = rejection(f.limiter.admit(&key, 0, 1).await);
+    assert!(message.contains("spent $0.90 and $0.10 reserved"), "{message}");
+}
+
+/// The issue's case: a key with a budget of $0.05 whose worst-case estimate is higher than the
+/// whole budget is still served while anything is left; the budget is spent to the last cent and
+/// overspent by at most one request's cost beyond its reservation.
+#[tokio::test]
+async fn a_small_budget_is_spent_to_the_last_cent_and_overspent_by_at_most_one_request() {
+    let f = fixture(0).await;
+    let key = key(|k| {
+        k.budget_usd = 0.05;
+        k.budget_period = "monthly".to_owned();
+    });
+    let cent = USD / 100;
+    let mut spent = 0;
+    let mut served = 0;
+    loop {
+        // Estimated at $0.20 (far over the budget), each request actually costs $0.02.
+        match f.limiter.admit(&key, 0, 20 * cent).await {
+            Ok(admission) => {
+                admission.settle(Some((usage(10, 10), 2 * cent)));
+                spent += 2 * cent;
+                served += 1;
+            }
+            Err(error) => {
+                let (code, message, retry, _) = rejection(Err(error));
+                assert_eq!(code, "budget_exceeded");
+                assert!(
+                    message.starts_with("key budget of $0.05 per monthly period exhausted: spent $0.06;"),
+                    "{message}"
+                );
+                assert!(message.contains("the period ends at 20"), "{message}");
+                assert!(retry > 0 && retry <= 31 * 86_400, "{retry}");
+                break;
+            }
+        }
+        assert!(served < 10, "the budget must stop the key");
+    }
+    assert_eq!(served, 3, "$0.00, $0.02 and $0.04 spent: something was left each time");
+    assert!(spent - 5 * cent <= 2 * cent, "overspent by at most one request");
+}
+
+#[test]
+fn amounts_in_messages_show_cents_or_the_digits_that_matter() {
+    assert_eq!(dollars(1.0), "$1.00");
+    assert_eq!(dollars(0.4), "$0.40");
+    assert_eq!(dollars(0.0001), "$0.0001");
+    assert_eq!(dollars(0.000_123_4), "$0.000123");
+    assert_eq!(dollars(12.5), "$12.50");
 }
