@@ -182,6 +182,27 @@ impl Default for LimitSettings {
     }
 }
 
+/// What a request to a model without a price does for a key (or tenant) with a budget.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnpricedModels {
+    /// Served, at $0: the budget does not see it.
+    Allow,
+    /// Refused with 403 `model_unpriced`, so no request escapes its budget.
+    #[default]
+    Deny,
+}
+
+/// Budgets.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetSettings {
+    /// Models with no price (neither `input_cost_per_token` / `output_cost_per_token` nor the
+    /// built-in table; `mock` deployments are free, not unpriced), for keys whose key or tenant has
+    /// a budget: `deny` (default) or `allow`. Keys without a budget may always use them.
+    pub unpriced: UnpricedModels,
+}
+
 /// Response caching.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

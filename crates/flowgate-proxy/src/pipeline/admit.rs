@@ -64,7 +64,13 @@ pub(crate) async fn admit(
     request: &Parsed,
     table: &RoutingTable,
 ) -> Result<(Admission, u64), ProxyError> {
-    check_choices(&request.body, state.limits().max_n)?;
+    let limits = state.limits();
+    check_choices(&request.body, limits.max_n)?;
+    let key = &cx.key.key;
+    if limits.deny_unpriced && (key.budget_usd > 0.0 || key.tenant_budget_usd > 0.0) && table.serves_unpriced(&cx.model)
+    {
+        return Err(ProxyError::ModelUnpriced(cx.model.clone()));
+    }
     let (prompt_estimate, cost_estimate) = estimate(table, &cx.model, request);
     let admission = state.limiter().admit(&cx.key, prompt_estimate, cost_estimate).await?;
     Ok((admission, prompt_estimate))

@@ -6,7 +6,7 @@
 
 pub(crate) mod pricing;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -178,6 +178,8 @@ pub(crate) struct RoutingTable {
     /// Model names in configuration order (for `/v1/models`).
     pub names: Vec<String>,
     fallbacks: HashMap<String, Vec<String>>,
+    /// Model names that may be served by an unpriced deployment (their own, or a fallback's).
+    unpriced: HashSet<String>,
     /// Strategy and retry settings.
     pub router: RouterSettings,
 }
@@ -248,7 +250,44 @@ impl RoutingTable {
                 }
             }
         }
-        Self { models, names, fallbacks, router }
+        let unpriced_models: HashSet<&String> = models
+            .iter()
+            .filter(|(_, deployments)| deployments.iter().any(|d| !pricing::is_priced(d)))
+            .map(|(name, _)| name)
+            .collect();
+        let unpriced = models
+            .keys()
+            .filter(|name| {
+                unpriced_models.contains(name)
+                    || fallbacks.get(*name).is_some_and(|to| to.iter().any(|f| unpriced_models.contains(f)))
+            })
+            .cloned()
+            .collect();
+        Self { models, names, fallbacks, unpriced, router }
+    }
+
+    /// Deployments without a price (see [`pricing::is_priced`]), in configuration order.
+    pub(crate) fn unpriced_deployments(&self) -> impl Iterator<Item = &Arc<Deployment>> {
+        self.deployments().filter(|d| !pricing::is_priced(d))
+    }
+
+    /// Whether a request for `model` may be answered by an unpriced deployment (of the model or
+    /// of one of its fallbacks), and so cost $0 whatever it uses.
+    pub(crate) fn serves_unpriced(&self, model: &str) -> bool {
+        self.unpriced.contains(model)
+    }
+
+    /// Logs a warning for every unpriced deployment (at start and when the model list changes).
+    pub(crate) fn warn_unpriced(&self) {
+        for d in self.unpriced_deployments() {
+            tracing::warn!(
+                deployment = %d.id,
+                model = %d.model_name,
+                upstream_model = %d.upstream_model,
+                "no price for this deployment (set input_cost_per_token / output_cost_per_token): its requests cost $0, \
+                 and keys with a budget are refused it unless budgets.unpriced is allow"
+            );
+        }
     }
 
     /// True when `model` is configured.
@@ -265,10 +304,7 @@ impl RoutingTable {
     /// a request is estimated at before a deployment is chosen.
     pub(crate) fn max_prices(&self, model: &str) -> (f64, f64) {
         self.models.get(model).map_or((0.0, 0.0), |deployments| {
-            deployments
-                .iter()
-                .map(|d| crate::routing::pricing::prices(d))
-                .fold((0.0, 0.0), |(a, b), (x, y)| (a.max(x), b.max(y)))
+            deployments.iter().map(|d| pricing::prices(d)).fold((0.0, 0.0), |(a, b), (x, y)| (a.max(x), b.max(y)))
         })
     }
 

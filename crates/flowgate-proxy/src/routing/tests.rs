@@ -419,3 +419,26 @@ mod concurrent_counters {
         }
     }
 }
+
+#[test]
+fn unpriced_deployments_are_known_with_the_models_that_may_reach_them() {
+    let table = table(
+        "model_list:
+  - {model_name: tabled, litellm_params: {model: openai/gpt-4o-mini, api_base: 'http://127.0.0.1:9'}}
+  - {model_name: configured, litellm_params: {model: openai/my-finetune, api_base: 'http://127.0.0.1:9', input_cost_per_token: 0, output_cost_per_token: 0}}
+  - {model_name: demo, litellm_params: {model: mock/anything}}
+  - {model_name: mixed, litellm_params: {model: openai/gpt-4o, api_base: 'http://127.0.0.1:9'}}
+  - {model_name: mixed, litellm_params: {model: openai/my-own-model, api_base: 'http://127.0.0.1:9'}}
+  - {model_name: free, litellm_params: {model: hosted_vllm/llama, api_base: 'http://127.0.0.1:9'}}
+router_settings:
+  fallbacks: [{tabled: [free]}]
+",
+    );
+    let unpriced: Vec<&str> = table.unpriced_deployments().map(|d| d.id.as_str()).collect();
+    assert_eq!(unpriced, vec!["mixed/4", "free/5"], "a price of 0 set on purpose and mock are priced");
+    assert!(table.serves_unpriced("mixed"), "one unpriced deployment is enough");
+    assert!(table.serves_unpriced("free"));
+    assert!(table.serves_unpriced("tabled"), "its fallback is unpriced");
+    assert!(!table.serves_unpriced("configured"));
+    assert!(!table.serves_unpriced("demo"));
+}

@@ -25,7 +25,7 @@ fn error_type(error: &ProxyError) -> &'static str {
         | ProxyError::PayloadTooLarge { .. }
         | ProxyError::ModelNotFound(_)
         | ProxyError::GuardrailBlocked { .. } => "invalid_request_error",
-        ProxyError::Forbidden(_) => "permission_error",
+        ProxyError::Forbidden(_) | ProxyError::ModelUnpriced(_) => "permission_error",
         ProxyError::RateLimited { .. } => "rate_limit_error",
         ProxyError::Upstream { status, .. } => match status {
             429 => "rate_limit_error",

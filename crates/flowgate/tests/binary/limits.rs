@@ -259,6 +259,53 @@ async fn a_budget_below_the_worst_case_estimate_is_spent_then_says_why_it_stoppe
     assert!(message.contains("the period ends at 20"), "{message}");
 }
 
+/// A model with no price costs $0: the proxy says so at start and in `/health`, and refuses it to
+/// keys under a budget (their own or their tenant's) unless `budgets.unpriced: allow`.
+#[tokio::test]
+async fn unpriced_models_are_reported_and_refused_to_keys_under_a_budget() {
+    // Nothing listens on port 9: a request that gets past admission fails upstream (502/503/504).
+    let config = "model_list:
+  - {model_name: own-model, litellm_params: {model: openai/our-finetune, api_base: 'http://127.0.0.1:9'}}
+  - {model_name: priced, litellm_params: {model: mock/priced, input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}}
+";
+    let gateway = spawn_app(config).await;
+    assert!(gateway.log_text().contains("no price for this deployment"), "a warning at start");
+    let health: Value =
+        http_client().get(format!("{}/health", gateway.proxy())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["unpriced_models"], json!(["own-model"]), "{health}");
+
+    let (_, budgeted) = gateway.create_key(json!({"budget_usd": 5.0})).await;
+    let response = gateway.post("/v1/chat/completions", &budgeted, &chat("own-model")).await;
+    assert_eq!(response.status(), 403);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "model_unpriced", "{body}");
+    assert_eq!(body["error"]["param"], "model");
+    assert!(body["error"]["message"].as_str().unwrap().contains("own-model"), "{body}");
+    let anthropic = json!({"model": "own-model", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]});
+    let response = gateway.post("/anthropic/v1/messages", &budgeted, &anthropic).await;
+    assert_eq!(response.status(), 403);
+    assert_eq!(response.json::<Value>().await.unwrap()["error"]["type"], "permission_error");
+    assert_eq!(gateway.post("/v1/chat/completions", &budgeted, &chat("priced")).await.status(), 200);
+
+    // A tenant's budget applies to its keys too.
+    let (status, tenant) = gateway
+        .admin(reqwest::Method::POST, "/api/enterprise/tenants", Some(&json!({"name": "t", "budget_usd": 10})))
+        .await;
+    assert_eq!(status, 201, "{tenant}");
+    let (_, tenant_key) = gateway.create_key(json!({"tenant_id": tenant["id"]})).await;
+    assert_eq!(gateway.post("/v1/chat/completions", &tenant_key, &chat("own-model")).await.status(), 403);
+
+    // Without a budget, nothing is refused for want of a price.
+    let (_, free) = gateway.create_key(json!({})).await;
+    let status = gateway.post("/v1/chat/completions", &free, &chat("own-model")).await.status().as_u16();
+    assert!((502..=504).contains(&status), "past admission, then the unreachable upstream: {status}");
+
+    let allowing = TestApp::builder(config).env("FLOWGATE__BUDGETS__UNPRICED", "allow").spawn().await;
+    let (_, budgeted) = allowing.create_key(json!({"budget_usd": 5.0})).await;
+    let status = allowing.post("/v1/chat/completions", &budgeted, &chat("own-model")).await.status().as_u16();
+    assert!((502..=504).contains(&status), "budgets.unpriced: allow lets it through: {status}");
+}
+
 fn uuid_like() -> String {
     format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
 }

@@ -22,7 +22,7 @@ pub(crate) struct Anthropic;
 fn error_type(error: &ProxyError) -> &'static str {
     match error {
         ProxyError::Unauthorized(_) => "authentication_error",
-        ProxyError::Forbidden(_) => "permission_error",
+        ProxyError::Forbidden(_) | ProxyError::ModelUnpriced(_) => "permission_error",
         ProxyError::RateLimited { .. } => "rate_limit_error",
         ProxyError::BadRequest { .. } | ProxyError::PayloadTooLarge { .. } | ProxyError::GuardrailBlocked { .. } => {
             "invalid_request_error"
