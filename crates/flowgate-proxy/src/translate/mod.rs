@@ -149,6 +149,11 @@ pub(crate) trait Codec: Send + Sync + std::fmt::Debug {
     /// A reader of this format's streams for the stream guard.
     fn text_events(&self) -> Box<dyn TextEvents>;
 
+    /// The JSON members (as `"name":`) whose string values in this format's stream events are
+    /// generated text (text, tool-call arguments, reasoning): what a stream that reports no usage
+    /// is charged for (see `pipeline::answer`).
+    fn generated_text_members(&self) -> &'static [&'static str];
+
     // ---- errors and listings
 
     /// The JSON error body for `error`.

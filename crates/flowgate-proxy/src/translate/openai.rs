@@ -90,6 +90,10 @@ impl Codec for OpenAi {
         event.pointer(pointer).is_some_and(Value::is_string).then_some(pointer)
     }
 
+    fn generated_text_members(&self) -> &'static [&'static str] {
+        &["\"content\":", "\"arguments\":", "\"reasoning_content\":", "\"refusal\":"]
+    }
+
     fn passthrough(&self, include_usage: bool) -> Box<dyn StreamTransform> {
         Box::new(Passthrough::new(include_usage))
     }

@@ -139,6 +139,10 @@ impl Codec for Anthropic {
         .then_some(pointer)
     }
 
+    fn generated_text_members(&self) -> &'static [&'static str] {
+        &["\"text\":", "\"partial_json\":", "\"thinking\":"]
+    }
+
     fn passthrough(&self, _include_usage: bool) -> Box<dyn StreamTransform> {
         Box::new(stream::Passthrough::default())
     }
