@@ -179,6 +179,9 @@ impl Application {
                 settings.limits.requests_per_hour,
                 &deps.metrics,
                 &tasks,
+                // A reservation never given back outlives the longest request it can belong to.
+                crate::limits::RESERVATION_TTL
+                    .max(Duration::from_secs(settings.proxy.stream_timeout_secs) + Duration::from_secs(60)),
             ),
             cache: crate::cache::ResponseCache::new(&settings.cache, &deps.shared, &deps.metrics),
             limits: RequestLimits {

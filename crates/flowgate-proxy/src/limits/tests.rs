@@ -29,15 +29,20 @@ impl Drop for Fixture {
 }
 
 async fn fixture(default_requests_per_hour: u32) -> Fixture {
+    fixture_over(SharedState::local("test:"), default_requests_per_hour, RESERVATION_TTL).await
+}
+
+async fn fixture_over(shared: SharedState, default_requests_per_hour: u32, reservation_ttl: Duration) -> Fixture {
     let dir = std::env::temp_dir().join(format!("flowgate-limits-{:x}", rand::random::<u64>()));
     let database = Database::connect(None, &dir, 2, Duration::from_secs(5)).await.unwrap();
     migrate::run(&database).await.unwrap();
     let limiter = Limiter::new(
-        SharedState::local("test:"),
+        shared,
         database.clone(),
         default_requests_per_hour,
         &Metrics::new(),
         &flowgate_common::tasks::Tasks::default(),
+        reservation_ttl,
     );
     Fixture { limiter, database, dir }
 }
@@ -373,4 +378,139 @@ fn amounts_in_messages_show_cents_or_the_digits_that_matter() {
     assert_eq!(dollars(0.0001), "$0.0001");
     assert_eq!(dollars(0.000_123_4), "$0.000123");
     assert_eq!(dollars(12.5), "$12.50");
+}
+
+/// Shared Redis behind a TCP gate that a test closes and opens (the shared server itself is never
+/// stopped), and a direct view of the same keys. `None` (skip) without Redis outside CI.
+async fn gated_redis() -> Option<(flowgate_test_utils::TcpGate, SharedState, SharedState)> {
+    if !flowgate_test_utils::require_redis().await {
+        return None;
+    }
+    let url = flowgate_test_utils::redis_url();
+    let target = url.trim_start_matches("redis://").split('/').next().unwrap_or("127.0.0.1:6379").to_owned();
+    let gate = flowgate_test_utils::TcpGate::start(&target).await;
+    let prefix = format!("blip-{:x}:", rand::random::<u64>());
+    let gated = secrecy::SecretString::from(format!("redis://127.0.0.1:{}", gate.port));
+    let through_gate = SharedState::new(Some(&gated), &prefix).unwrap();
+    let direct = SharedState::new(Some(&secrecy::SecretString::from(url)), &prefix).unwrap();
+    Some((gate, through_gate, direct))
+}
+
+async fn counter(direct: &SharedState, key: &str) -> i64 {
+    direct.get(key).await.unwrap().map_or(0, |v| String::from_utf8_lossy(&v).parse().unwrap())
+}
+
+/// Polls until `key` reads `expected` (at most 10 s).
+async fn until_counter(direct: &SharedState, key: &str, expected: i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = counter(direct, key).await;
+        if found == expected {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{key} reads {found}, expected {expected}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the limiter has met the outage (at most 5 s).
+async fn until_resting(limiter: &Limiter) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !limiter.resting() {
+        assert!(std::time::Instant::now() < deadline, "the outage was never noticed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Redis unreachable in the middle of a burst, then back with its data kept: the settlements that
+/// could not reach it are replayed (the reservations they give back, the spend they settle, and
+/// the spend settled on in-process counters meanwhile), so nothing stays held and no spend is lost;
+/// a slot and a reservation that are never given back (a replica that died) expire on their own.
+#[tokio::test]
+async fn limits_do_not_drift_across_a_redis_blip() {
+    let Some((gate, shared, direct)) = gated_redis().await else { return };
+    let f = fixture_over(shared, 0, Duration::from_secs(6)).await;
+    let key = key(|k| {
+        k.budget_usd = 1.0;
+        k.max_parallel_requests = 3;
+    });
+    let id = key.key.id.clone();
+    let (settled, reserved, parallel) =
+        (format!("spend:{id}:0:settled"), format!("spend:{id}:0:reserved"), format!("rl:{id}:parallel"));
+    let cent = USD / 100;
+    let before = f.limiter.admit(&key, 0, 10 * cent).await.unwrap();
+    before.settle(Some((usage(1, 1), cent)));
+    until_counter(&direct, &settled, cent).await;
+
+    let a = f.limiter.admit(&key, 0, 10 * cent).await.unwrap();
+    let b = f.limiter.admit(&key, 0, 10 * cent).await.unwrap();
+    // A replica that dies holding a slot and a reservation: never given back.
+    let crashed = f.limiter.admit(&key, 0, 10 * cent).await.unwrap();
+    assert!(!a.local && !b.local && !crashed.local, "claimed in Redis");
+    std::mem::forget(crashed);
+    assert_eq!((counter(&direct, &parallel).await, counter(&direct, &reserved).await), (3, 30 * cent));
+
+    gate.set_open(false);
+    a.settle(Some((usage(1, 1), 2 * cent)));
+    until_resting(&f.limiter).await;
+    // Requests go on, on the in-process counters.
+    let during = f.limiter.admit(&key, 0, 10 * cent).await.unwrap();
+    assert!(during.local, "Redis is unreachable");
+    during.settle(Some((usage(1, 1), 3 * cent)));
+    gate.set_open(true);
+    b.settle(Some((usage(1, 1), 4 * cent)));
+
+    // Everything reaches Redis once it answers again: 1 + 2 + 3 + 4 cents settled, a's and b's
+    // slots and reservations given back; only the crashed replica's are held.
+    until_counter(&direct, &settled, 10 * cent).await;
+    until_counter(&direct, &reserved, 10 * cent).await;
+    assert_eq!(counter(&direct, &parallel).await, 1);
+    f.limiter.flush().await;
+    let recorded: i64 = sqlx::query("SELECT spent_nanos FROM spend WHERE key_id = $1 AND period_start = 0")
+        .bind(id.clone())
+        .fetch_one(f.database.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 10 * cent);
+
+    // The crashed replica's slot and reservation expire on their own (6 s after they were made),
+    // although the key keeps claiming.
+    let started = std::time::Instant::now();
+    loop {
+        let admission = f.limiter.admit(&key, 0, cent).await.unwrap();
+        let held = (counter(&direct, &parallel).await, counter(&direct, &reserved).await);
+        drop(admission);
+        if held == (1, cent) {
+            break;
+        }
+        assert_eq!(held, (2, 11 * cent), "the crashed replica's claims and this one");
+        assert!(started.elapsed() < Duration::from_secs(12), "the crashed replica's claims never expired");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// After an outage, spend in Redis is reconciled with the database: a Redis that came back with
+/// less than was recorded (restarted from an older snapshot) is raised to the recorded figure.
+#[tokio::test]
+async fn spend_is_reconciled_with_the_database_after_an_outage() {
+    let Some((gate, shared, direct)) = gated_redis().await else { return };
+    let f = fixture_over(shared, 0, Duration::from_secs(60)).await;
+    let key = key(|k| k.budget_usd = 1.0);
+    let settled = format!("spend:{}:0:settled", key.key.id);
+    let cent = USD / 100;
+    let first = f.limiter.admit(&key, 0, 10 * cent).await.unwrap();
+    first.settle(Some((usage(1, 1), 5 * cent)));
+    until_counter(&direct, &settled, 5 * cent).await;
+    let second = f.limiter.admit(&key, 0, 10 * cent).await.unwrap();
+
+    gate.set_open(false);
+    second.settle(Some((usage(1, 1), 2 * cent)));
+    until_resting(&f.limiter).await;
+    // Redis restarts from a snapshot taken before any spend.
+    direct.set_ex(&settled, b"0", Duration::from_secs(600)).await.unwrap();
+    gate.set_open(true);
+
+    // The replayed 2 cents, raised to the database's 7.
+    until_counter(&direct, &settled, 7 * cent).await;
 }

@@ -30,7 +30,7 @@ fn budget(delta: i64, limit: i64) -> Claim {
 }
 
 fn give_back(claim: &Claim) -> Adjustment {
-    Adjustment { key: claim.key.clone(), delta: -claim.delta, ttl: claim.ttl, refresh: false }
+    Adjustment { key: claim.key.clone(), delta: -claim.delta, ttl: claim.ttl, refresh: false, reservation: None }
 }
 
 fn claim(state: &SharedState, claims: &[Claim]) -> ClaimOutcome {
@@ -56,13 +56,27 @@ fn a_budget_admits_while_anything_is_left_and_reserves_at_most_that() {
     let admitted = claim(&state, &[window("rpm", 10), budget(20, 100)]);
     assert_eq!(
         admitted,
-        ClaimOutcome { rejected: None, unloaded: None, values: vec![1, 10], settled: vec![0, 90], taken: vec![1, 10] }
+        ClaimOutcome {
+            rejected: None,
+            unloaded: None,
+            values: vec![1, 10],
+            settled: vec![0, 90],
+            taken: vec![1, 10],
+            reservation: admitted.reservation,
+        }
     );
     // Nothing is left: the budget (claim 1) rejects, and the window before it is not charged.
     let rejected = claim(&state, &[window("rpm", 10), budget(1, 100)]);
     assert_eq!(
         rejected,
-        ClaimOutcome { rejected: Some(1), unloaded: None, values: vec![1, 10], settled: vec![0, 90], taken: vec![] }
+        ClaimOutcome {
+            rejected: Some(1),
+            unloaded: None,
+            values: vec![1, 10],
+            settled: vec![0, 90],
+            taken: vec![],
+            reservation: rejected.reservation,
+        }
     );
     assert_eq!(counter(&state, "rpm"), Some(1), "nothing of a rejected claim is applied");
     // Not even a request estimated at nothing gets in once the budget is used up.
@@ -96,9 +110,9 @@ fn settling_gives_back_what_was_claimed() {
     assert_eq!(rest.taken, vec![20], "the second reservation takes the 20 left");
     assert_eq!(claim(&state, &[budget(1, 50)]).rejected, Some(0), "nothing is left");
     assert!(state.adjust_in_process(&[
-        Adjustment { key: "settled".to_owned(), delta: 25, ttl: TTL, refresh: true },
+        Adjustment { key: "settled".to_owned(), delta: 25, ttl: TTL, refresh: true, reservation: None },
         give_back(&budget(30, 50)),
-        Adjustment { key: "reserved".to_owned(), delta: -20, ttl: TTL, refresh: false },
+        Adjustment { key: "reserved".to_owned(), delta: -20, ttl: TTL, refresh: false, reservation: None },
     ]));
     let after = claim(&state, &[budget(25, 50)]);
     assert_eq!((after.rejected, after.values, after.settled), (None, vec![25], vec![25]));
@@ -141,14 +155,14 @@ fn requests_with_the_same_counters_share_a_bundle_in_order() {
 }
 
 #[test]
-fn script_arguments_list_keys_then_counters_then_deltas() {
+fn script_arguments_list_keys_then_counters_then_deltas_and_ids() {
     let first = [window("rpm", 5), budget(7, 100)];
     let second = [window("rpm", 5), budget(9, 100)];
     let groups: Vec<&[Claim]> = vec![&first, &second];
     let bundles = bundle(&groups);
     let mut command = redis::cmd("EVALSHA");
     command.arg("sha");
-    claim_arguments(&mut command, &groups, &bundles);
+    claim_arguments(&mut command, &groups, &[41, 42], &bundles, 1_000);
     let args: Vec<String> = command
         .args_iter()
         .map(|arg| match arg {
@@ -160,11 +174,11 @@ fn script_arguments_list_keys_then_counters_then_deltas() {
     let expected = [
         "EVALSHA", "sha",
         "3", "rpm", "reserved", "settled",       // KEYS: counters, then settled counters
-        "1",                                     // one bundle
+        "1", "1000",                             // one bundle, the time
         "2", "1", "2",                           // 2 counters, 1 settled counter, 2 requests
         "w", "5", "60000", "0",                  // the window
         "b", "100", "60000", "3",                // the budget, settled at KEYS[3]
-        "1", "7", "1", "9",                      // each request's deltas
+        "1", "7", "41", "1", "9", "42",          // each request's deltas and reservation id
     ];
     assert_eq!(args, expected);
 }
@@ -180,12 +194,12 @@ fn script_replies_are_read_per_request_and_short_ones_refused() {
     let outcomes = claim_reply(&reply, &groups, &bundles).unwrap();
     assert_eq!(
         outcomes[0],
-        ClaimOutcome { rejected: None, unloaded: None, values: vec![11], settled: vec![40], taken: vec![1] }
+        ClaimOutcome { values: vec![11], settled: vec![40], taken: vec![1], ..ClaimOutcome::default() }
     );
     assert_eq!(outcomes[1], ClaimOutcome { unloaded: Some(0), ..ClaimOutcome::default() });
     assert_eq!(
         outcomes[2],
-        ClaimOutcome { rejected: Some(0), unloaded: None, values: vec![10], settled: vec![40], taken: vec![] }
+        ClaimOutcome { rejected: Some(0), values: vec![10], settled: vec![40], ..ClaimOutcome::default() }
     );
     let short = claim_reply(&reply[..11], &groups, &bundles).unwrap_err();
     assert!(matches!(short, SharedError::Command(_)), "{short:?}");
