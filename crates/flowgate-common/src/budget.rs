@@ -102,6 +102,15 @@ pub fn period_bounds(period: BudgetPeriod, now_ms: i64) -> (i64, Option<i64>) {
     }
 }
 
+/// `ms` (unix milliseconds) as an RFC 3339 UTC timestamp to the second, e.g.
+/// `2026-04-01T00:00:00Z`.
+pub fn utc_timestamp(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
 fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let year = if month <= 2 { year - 1 } else { year };
@@ -135,6 +144,13 @@ mod tests {
     /// Unix millis of a UTC date and time.
     fn at(year: i64, month: u32, day: u32, hour: i64, minute: i64) -> i64 {
         (days_from_civil(year, month, day) * 24 * 60 + hour * 60 + minute) * 60_000
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_timestamp(at(2026, 4, 1, 0, 0)), "2026-04-01T00:00:00Z");
+        assert_eq!(utc_timestamp(at(2024, 2, 29, 23, 59) + 59_999), "2024-02-29T23:59:59Z");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// Columns of `audit_records`, in table order: what the proxy writes and the api-server reads.
 /// Each is a field of [`AuditRecord`] with the same name (checked by a test).
 /// `prompt` and `response` are only filled for tenants that store (redacted) prompts.
-pub const AUDIT_COLUMNS: [&str; 25] = [
+pub const AUDIT_COLUMNS: [&str; 26] = [
     "request_id",
     "ts",
     "tenant_id",
@@ -33,6 +33,7 @@ pub const AUDIT_COLUMNS: [&str; 25] = [
     "guardrail_actions",
     "prompt",
     "response",
+    "usage_estimated",
 ];
 
 /// One request, as the audit trail keeps it. Field names are the column names
@@ -76,6 +77,11 @@ pub struct AuditRecord {
     pub completion_tokens: i64,
     /// Cost in nano-dollars.
     pub cost_nanos: i64,
+    /// The tokens (and so the cost) are the gateway's estimate, not the provider's count: a stream
+    /// that ended without reporting usage (prompt ≈ request bytes / 4, completion ≈ streamed
+    /// text bytes / 4). Records written before this field existed read as `false`.
+    #[serde(default)]
+    pub usage_estimated: bool,
     /// Served from cache.
     pub cache_hit: bool,
     /// Streamed.

@@ -33,6 +33,13 @@ pub(crate) enum ProxyError {
     /// The key may not use this model, or the client IP is not allowed.
     #[error("{0}")]
     Forbidden(String),
+    /// The model has no price, and the key (or its tenant) has a budget that would not see its
+    /// cost (`budgets.unpriced: deny`).
+    #[error(
+        "model `{0}` has no price, so its cost cannot be counted against this key's budget; the operator can set \
+         its price (input_cost_per_token / output_cost_per_token) or budgets.unpriced: allow"
+    )]
+    ModelUnpriced(String),
     /// A rate limit or budget stopped the request.
     #[error("{message}")]
     RateLimited {
@@ -138,7 +145,7 @@ impl ProxyError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::ModelUnpriced(_) => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BadRequest { .. } | Self::GuardrailBlocked { .. } => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -157,6 +164,7 @@ impl ProxyError {
         match self {
             Self::Unauthorized(_) => "invalid_api_key",
             Self::Forbidden(_) => "forbidden",
+            Self::ModelUnpriced(_) => "model_unpriced",
             Self::RateLimited { code, .. } | Self::StreamFailed { code, .. } => code,
             Self::BadRequest { .. } => "invalid_request",
             Self::PayloadTooLarge { .. } => "request_too_large",
@@ -176,7 +184,7 @@ impl ProxyError {
     pub(crate) fn param(&self) -> Option<&str> {
         match self {
             Self::BadRequest { param, .. } => param.as_deref(),
-            Self::ModelNotFound(_) => Some("model"),
+            Self::ModelNotFound(_) | Self::ModelUnpriced(_) => Some("model"),
             _ => None,
         }
     }

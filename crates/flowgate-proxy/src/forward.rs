@@ -54,12 +54,12 @@ pub(crate) struct Forwarded {
 pub(crate) fn upstream_body(call: &Call<'_>, deployment: &Deployment) -> Result<Value, ProxyError> {
     let target = upstream::upstream_format(deployment.provider);
     let mut body = translate::request(call.format, target, call.body, &deployment.upstream_model)?;
-    // Usage is needed for spend, so OpenAI-format streams always ask for it; a client that did not
-    // ask does not see the extra chunk.
+    // Usage is needed for spend, so every OpenAI-format stream asks for it (Azure included: its
+    // API has `stream_options` since 2024-09-01); a client that did not ask does not see the extra
+    // chunk. A stream that still ends without usage is charged an estimate (see `finish`).
     if call.stream
         && call.endpoint == Endpoint::Chat
         && target == ApiFormat::OpenAi
-        && deployment.provider != flowgate_common::settings::Provider::Azure
         && let Some(object) = body.as_object_mut()
     {
         let options = object.entry("stream_options").or_insert_with(|| Value::Object(serde_json::Map::new()));
@@ -222,6 +222,55 @@ pub(crate) async fn forward(
                 message: format!("every deployment of `{}` is cooling down after failures", call.model),
                 retry_after_secs: retry,
             })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use flowgate_common::Settings;
+    use flowgate_common::settings::Sources;
+    use serde_json::json;
+
+    use super::*;
+    use crate::routing::HealthRegistry;
+
+    #[test]
+    fn every_openai_format_stream_asks_for_usage_azure_included() {
+        let path = std::env::temp_dir().join(format!("flowgate-forward-{}.yaml", rand::random::<u64>()));
+        std::fs::write(
+            &path,
+            "model_list:
+  - {model_name: azure, litellm_params: {model: azure/dep, api_base: 'https://x.openai.azure.com', api_version: '2024-10-21'}}
+  - {model_name: openai, litellm_params: {model: openai/gpt-4o-mini}}
+  - {model_name: vllm, litellm_params: {model: hosted_vllm/llama, api_base: 'http://127.0.0.1:9'}}
+  - {model_name: claude, litellm_params: {model: anthropic/claude-3-5-haiku-latest}}
+",
+        )
+        .unwrap();
+        let settings = Settings::load(&Sources { config_file: Some(path.clone()), env: HashMap::new() }).unwrap();
+        std::fs::remove_file(path).unwrap();
+        let table = RoutingTable::build(&settings, &HealthRegistry::default());
+        let request = json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+        for stream in [true, false] {
+            let call = Call {
+                format: ApiFormat::OpenAi,
+                endpoint: Endpoint::Chat,
+                model: "m",
+                body: &request,
+                stream,
+                passthrough: Vec::new(),
+            };
+            for model in ["azure", "openai", "vllm"] {
+                let deployment = table.pick(model, &[]).unwrap();
+                let body = upstream_body(&call, &deployment).unwrap();
+                let asked = body.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
+                assert_eq!(asked, stream, "{model}, stream {stream}: {body}");
+            }
+            let claude = upstream_body(&call, &table.pick("claude", &[]).unwrap()).unwrap();
+            assert!(claude.get("stream_options").is_none(), "Anthropic sends usage unasked");
         }
     }
 }

@@ -147,7 +147,13 @@ fn provider_summary(state: &ProxyState) -> serde_json::Value {
             })
         })
         .collect();
-    serde_json::json!({"providers": {"healthy": healthy, "cooling_down": cooling, "deployments": deployments}})
+    // Models whose requests would cost $0 (no configured or built-in price); a warning was logged.
+    let mut unpriced: Vec<&str> = table.unpriced_deployments().map(|d| d.model_name.as_str()).collect();
+    unpriced.dedup();
+    serde_json::json!({
+        "providers": {"healthy": healthy, "cooling_down": cooling, "deployments": deployments},
+        "unpriced_models": unpriced,
+    })
 }
 
 impl Application {
@@ -155,6 +161,7 @@ impl Application {
     pub async fn build(settings: &Settings, deps: Dependencies) -> Result<Self, InitError> {
         let health = HealthRegistry::default();
         let table = RoutingTable::build(settings, &health);
+        table.warn_unpriced();
         let http = upstream::http_client().map_err(|e| InitError::HttpClient(e.to_string()))?;
         // Background work (catalog reloads, key invalidation, the spend and audit writers, prompt
         // redaction) runs under supervision; a writer that died makes `/readyz` fail.
@@ -185,12 +192,17 @@ impl Application {
                 settings.limits.requests_per_hour,
                 &deps.metrics,
                 &tasks,
+                // A reservation never given back outlives the longest request it can belong to.
+                crate::limits::RESERVATION_TTL
+                    .max(Duration::from_secs(settings.proxy.stream_timeout_secs) + Duration::from_secs(60)),
             ),
             cache: crate::cache::ResponseCache::new(&settings.cache, &deps.shared, &deps.metrics, &tasks),
             limits: RequestLimits {
                 max_body_bytes: settings.proxy.max_body_bytes,
                 stream_timeout: Duration::from_secs(settings.proxy.stream_timeout_secs),
                 trusted_proxies: settings.proxy.trusted_proxies.iter().map(|c| (c.addr(), c.prefix_len())).collect(),
+                max_n: u64::from(settings.limits.max_n),
+                deny_unpriced: settings.budgets.unpriced == flowgate_common::settings::UnpricedModels::Deny,
             },
         });
         let checks: Vec<Arc<dyn ReadinessCheck>> = vec![
@@ -230,7 +242,11 @@ impl Application {
 
     /// Replaces the routing table (model list changed at run time). Health is kept per deployment id.
     pub fn reload(&self, settings: &Settings) {
-        self.state.swap_table(|health| RoutingTable::build(settings, health));
+        self.state.swap_table(|health| {
+            let table = RoutingTable::build(settings, health);
+            table.warn_unpriced();
+            table
+        });
     }
 
     /// The bound address.

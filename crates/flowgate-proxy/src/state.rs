@@ -36,6 +36,10 @@ pub(crate) struct RequestLimits {
     pub(crate) stream_timeout: Duration,
     /// Peers whose `X-Forwarded-For` is believed.
     pub(crate) trusted_proxies: Vec<(IpAddr, u8)>,
+    /// Most answers (`n`, `best_of`) one request may ask for.
+    pub(crate) max_n: u64,
+    /// Refuse unpriced models to keys under a budget (`budgets.unpriced: deny`).
+    pub(crate) deny_unpriced: bool,
 }
 
 /// The parts the state is built from.

@@ -313,6 +313,7 @@ pub(crate) struct AuditItem {
     total_tokens: i64,
     cost_usd: f64,
     cost_nanos: i64,
+    usage_estimated: bool,
     cache_hit: bool,
     stream: bool,
     retries: i64,
@@ -325,7 +326,7 @@ pub(crate) struct AuditItem {
 }
 
 /// CSV columns, in order: every field of [`AuditItem`].
-pub(crate) const CSV_COLUMNS: [&str; 28] = [
+pub(crate) const CSV_COLUMNS: [&str; 29] = [
     "request_id",
     "ts",
     "ts_ms",
@@ -347,6 +348,7 @@ pub(crate) const CSV_COLUMNS: [&str; 28] = [
     "total_tokens",
     "cost_usd",
     "cost_nanos",
+    "usage_estimated",
     "cache_hit",
     "stream",
     "retries",
@@ -384,6 +386,7 @@ impl From<AuditRecord> for AuditItem {
             prompt_tokens: r.prompt_tokens,
             completion_tokens: r.completion_tokens,
             cost_nanos: r.cost_nanos,
+            usage_estimated: r.usage_estimated,
             retries: r.retries,
             prompt: r.prompt,
             response: r.response,

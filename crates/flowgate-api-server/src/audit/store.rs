@@ -47,6 +47,7 @@ fn record(row: &AnyRow) -> Result<AuditRecord, sqlx::Error> {
         prompt_tokens: row.try_get("prompt_tokens")?,
         completion_tokens: row.try_get("completion_tokens")?,
         cost_nanos: row.try_get("cost_nanos")?,
+        usage_estimated: row.try_get::<i64, _>("usage_estimated")? != 0,
         cache_hit: row.try_get::<i64, _>("cache_hit")? != 0,
         stream: row.try_get::<i64, _>("stream")? != 0,
         retries: row.try_get("retries")?,

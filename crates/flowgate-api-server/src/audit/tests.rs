@@ -90,6 +90,7 @@ fn sample() -> AuditRecord {
         prompt_tokens: 3,
         completion_tokens: 4,
         cost_nanos: 1_500_000_000,
+        usage_estimated: true,
         cache_hit: true,
         stream: false,
         retries: 0,
@@ -106,6 +107,7 @@ fn items_have_friendly_types_and_hide_absent_prompts() {
     assert_eq!(item["ts"], "2030-01-01T00:00:00.25Z");
     assert_eq!(item["cost_usd"], 1.5);
     assert_eq!(item["cache_hit"], true);
+    assert_eq!(item["usage_estimated"], true);
     assert_eq!(item["total_tokens"], 7);
     assert_eq!(item["guardrail_actions"][0]["action"], "redact");
     assert!(item.get("response").is_none() && item.get("prompt").is_some());

@@ -35,9 +35,9 @@ mod tests;
 pub use load::{ENV_CONFIG, ENV_PREFIX, SEED_ENV, Sources};
 pub use model_list::{ModelEntry, ModelParams, Provider, RouterSettings, RoutingStrategy};
 pub use sections::{
-    ApiServerSettings, AuditSettings, CacheSettings, ComplianceSettings, DatabaseSettings, LimitSettings, LogFormat,
-    McpSettings, PolicySettings, ProxySettings, RedisSettings, SecuritySettings, ServerSettings, StorageSettings,
-    TelemetrySettings,
+    ApiServerSettings, AuditSettings, BudgetSettings, CacheSettings, ComplianceSettings, DatabaseSettings,
+    LimitSettings, LogFormat, McpSettings, PolicySettings, ProxySettings, RedisSettings, SecuritySettings,
+    ServerSettings, StorageSettings, TelemetrySettings, UnpricedModels,
 };
 pub use values::{Cidr, Seconds, parse_cidr};
 
@@ -92,6 +92,8 @@ pub struct Settings {
     pub security: SecuritySettings,
     /// Default limits for virtual keys.
     pub limits: LimitSettings,
+    /// How budgets treat what cannot be priced.
+    pub budgets: BudgetSettings,
     /// Response caching.
     pub cache: CacheSettings,
     /// MCP gateway switch.

@@ -170,12 +170,42 @@ pub struct SecuritySettings {
     pub internal_token: Option<SecretString>,
 }
 
-/// Defaults for virtual keys that set no limit of their own.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Defaults for virtual keys that set no limit of their own, and limits on one request.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitSettings {
     /// Requests per hour per key (`RATE_LIMIT_REQUESTS_PER_HOUR`). 0 = unlimited. Default 0.
     pub requests_per_hour: u32,
+    /// Most answers one request may ask for (`n`, and the legacy completions' `best_of`); more is
+    /// answered 400. Each answer is reserved against the budget. Default 16.
+    pub max_n: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self { requests_per_hour: 0, max_n: 16 }
+    }
+}
+
+/// What a request to a model without a price does for a key (or tenant) with a budget.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnpricedModels {
+    /// Served, at $0: the budget does not see it.
+    Allow,
+    /// Refused with 403 `model_unpriced`, so no request escapes its budget.
+    #[default]
+    Deny,
+}
+
+/// Budgets.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetSettings {
+    /// Models with no price (neither `input_cost_per_token` / `output_cost_per_token` nor the
+    /// built-in table; `mock` deployments are free, not unpriced), for keys whose key or tenant has
+    /// a budget: `deny` (default) or `allow`. Keys without a budget may always use them.
+    pub unpriced: UnpricedModels,
 }
 
 /// Response caching.

@@ -272,3 +272,20 @@ fn the_internal_token_is_read_checked_and_never_shown() {
     let error = load(Some(&file), &[]).unwrap_err().to_string();
     assert!(error.contains("security.internal_token"), "{error}");
 }
+
+#[test]
+fn request_and_budget_limits_default_and_load_and_bad_ones_name_the_field() {
+    let defaults = load(None, &[]).unwrap();
+    assert_eq!(defaults.limits.max_n, 16);
+    assert_eq!(defaults.budgets.unpriced, crate::settings::UnpricedModels::Deny);
+    let file = yaml("limits:\n  max_n: 4\nbudgets:\n  unpriced: allow\n");
+    let settings = load(Some(&file), &[]).unwrap();
+    assert_eq!(settings.limits.max_n, 4);
+    assert_eq!(settings.budgets.unpriced, crate::settings::UnpricedModels::Allow);
+    let env = load(None, &[("FLOWGATE__BUDGETS__UNPRICED", "allow")]).unwrap();
+    assert_eq!(env.budgets.unpriced, crate::settings::UnpricedModels::Allow);
+    let error = load(Some(&yaml("budgets:\n  unpriced: maybe\n")), &[]).unwrap_err().to_string();
+    assert!(error.contains("budgets.unpriced"), "{error}");
+    let error = load(Some(&yaml("limits:\n  max_n: 0\n")), &[]).unwrap_err().to_string();
+    assert!(error.contains("limits.max_n"), "{error}");
+}

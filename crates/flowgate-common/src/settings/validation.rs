@@ -28,6 +28,9 @@ impl Settings {
         if self.compliance.timeout_secs == 0 {
             return Err(ConfigError::field("compliance.timeout_secs", "must be at least 1"));
         }
+        if self.limits.max_n == 0 {
+            return Err(ConfigError::field("limits.max_n", "must be at least 1"));
+        }
         if self.proxy.max_body_bytes < 1024 {
             return Err(ConfigError::field("proxy.max_body_bytes", "must be at least 1024"));
         }

@@ -20,11 +20,14 @@ pub enum ClaimKind {
     /// A token window: admitted while the counter before this claim is below the limit (the
     /// estimate may take it past). The expiry is set when the window opens and kept.
     TokenWindow,
-    /// Requests in flight: admitted when counter + delta ≤ limit. Every claim renews the expiry,
-    /// so a crashed process's claims disappear after `ttl` without new traffic.
+    /// Requests in flight: admitted when counter + delta ≤ limit. Each admitted claim is a
+    /// reservation that expires on its own `ttl` after it was made, however busy the counter (a
+    /// crashed process's claims, or lost settlements, stop counting then).
     InFlight,
     /// A budget reservation: the claim's counter holds reservations, `settled_key` the settled
-    /// amount; admitted when settled + reserved + delta ≤ limit. Every claim renews the expiry.
+    /// amount; admitted while anything is left (settled + reserved < limit), taking the delta or,
+    /// when less is left, what is left (see [`ClaimOutcome::taken`]). Like [`Self::InFlight`], each
+    /// reservation expires on its own `ttl` after it was made.
     Budget {
         /// Counter of settled spend.
         settled_key: String,
@@ -59,6 +62,13 @@ pub struct ClaimOutcome {
     pub values: Vec<i64>,
     /// Per claim: the settled amount of a budget claim (0 for other kinds).
     pub settled: Vec<i64>,
+    /// Per claim: what it added to its counter (its delta, or for a budget the part of it that was
+    /// left); what settling gives back. Empty when nothing was applied.
+    pub taken: Vec<i64>,
+    /// The id of this claim's reservations (its in-flight and budget claims): give them back with
+    /// [`Adjustment::reservation`] set to it. Unique per claim in the process (and, from a random
+    /// start, across processes).
+    pub reservation: u64,
 }
 
 impl ClaimOutcome {
@@ -79,6 +89,17 @@ pub struct Adjustment {
     pub ttl: Duration,
     /// Renew the expiry of an existing counter too.
     pub refresh: bool,
+    /// Gives back the reservation of this id (see [`ClaimOutcome::reservation`]) on an in-flight
+    /// or budget counter; `delta` is minus what it took. Applied only while the reservation is
+    /// held: one that expired, or was already given back, is not given back again.
+    pub reservation: Option<u64>,
+}
+
+impl Adjustment {
+    /// The reservation's member in the counter's sorted set of deadlines (see `claim.lua`).
+    pub(super) fn member(&self) -> Option<String> {
+        self.reservation.map(|id| format!("{id}:{}", self.delta.saturating_neg()))
+    }
 }
 
 /// [`SharedState::claim`](super::SharedState::claim) in Redis, for a batch of requests at once.
@@ -101,6 +122,12 @@ const CLAIM_BATCH: usize = 64;
 /// Where a queued request's claim outcome goes.
 type ClaimReply = oneshot::Sender<Result<ClaimOutcome, SharedError>>;
 
+/// The settle script (see `settle.lua`), sent like the claim script.
+const SETTLE_SCRIPT: &str = include_str!("settle.lua");
+
+/// SHA1 of [`SETTLE_SCRIPT`].
+static SETTLE_SHA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// Claims waiting for the script, and whether a task is sending them.
 /// Clears the queue's `sending` mark when the sender unwinds.
 struct ResetOnPanic<'a>(&'a std::sync::Mutex<ClaimQueue>);
@@ -115,7 +142,7 @@ impl Drop for ResetOnPanic<'_> {
 
 #[derive(Default)]
 pub(super) struct ClaimQueue {
-    waiting: Vec<(Vec<Claim>, ClaimReply)>,
+    waiting: Vec<(u64, Vec<Claim>, ClaimReply)>,
     sending: bool,
 }
 
@@ -123,11 +150,11 @@ impl Redis {
     /// Queues one request's `claims` (keys already prefixed) and waits for their outcome. One task
     /// sends at a time, all claims that queued up while its previous call was on the wire: under
     /// load many requests share one script call, and a lone request's claims go at once.
-    pub(super) async fn claim(self: &Arc<Self>, claims: Vec<Claim>) -> Result<ClaimOutcome, SharedError> {
+    pub(super) async fn claim(self: &Arc<Self>, id: u64, claims: Vec<Claim>) -> Result<ClaimOutcome, SharedError> {
         let (reply, outcome) = oneshot::channel();
         let start = {
             let mut queue = self.claims.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            queue.waiting.push((claims, reply));
+            queue.waiting.push((id, claims, reply));
             !std::mem::replace(&mut queue.sending, true)
         };
         if start {
@@ -149,10 +176,11 @@ impl Redis {
                 let take = queue.waiting.len().min(CLAIM_BATCH);
                 queue.waiting.drain(..take).collect()
             };
-            let groups: Vec<&[Claim]> = batch.iter().map(|(claims, _)| claims.as_slice()).collect();
-            let outcomes = self.claim_groups(&groups).await;
+            let groups: Vec<&[Claim]> = batch.iter().map(|(_, claims, _)| claims.as_slice()).collect();
+            let ids: Vec<u64> = batch.iter().map(|(id, _, _)| *id).collect();
+            let outcomes = self.claim_groups(&groups, &ids).await;
             let mut abandoned = Vec::new();
-            for (index, (claims, reply)) in batch.into_iter().enumerate() {
+            for (index, (id, claims, reply)) in batch.into_iter().enumerate() {
                 let outcome = match &outcomes {
                     Ok(outcomes) => outcomes.get(index).cloned().ok_or_else(|| {
                         SharedError::Command(format!("claim script answered {} groups for {index}", outcomes.len()))
@@ -160,11 +188,16 @@ impl Redis {
                     Err(error) => Err(error.clone()),
                 };
                 let admitted = outcome.as_ref().is_ok_and(ClaimOutcome::admitted);
+                let taken = match (&outcome, admitted) {
+                    (Ok(outcome), true) => outcome.taken.clone(),
+                    _ => Vec::new(),
+                };
                 if reply.send(outcome).is_err() && admitted {
                     // The request went away while its claims were on the wire: give them back.
-                    abandoned.extend(claims.into_iter().map(|claim| Adjustment {
+                    abandoned.extend(claims.into_iter().zip(taken).map(|(claim, taken)| Adjustment {
+                        reservation: matches!(claim.kind, ClaimKind::InFlight | ClaimKind::Budget { .. }).then_some(id),
                         key: claim.key,
-                        delta: -claim.delta,
+                        delta: -taken,
                         ttl: claim.ttl,
                         refresh: false,
                     }));
@@ -178,16 +211,21 @@ impl Redis {
         }
     }
 
-    /// Runs the claim script over `groups` (one request's claims each, keys already prefixed),
-    /// bundled by counters; answers per group, in order. EVALSHA: the script is sent (SCRIPT
+    /// Runs the claim script over `groups` (one request's claims each, keys already prefixed, with
+    /// its reservation id in `ids`), bundled by counters; answers per group, in order. EVALSHA: the script is sent (SCRIPT
     /// LOAD) once per process and again only when the server lost it (a restart or SCRIPT FLUSH),
     /// not with every call.
-    pub(super) async fn claim_groups(&self, groups: &[&[Claim]]) -> Result<Vec<ClaimOutcome>, SharedError> {
+    pub(super) async fn claim_groups(
+        &self,
+        groups: &[&[Claim]],
+        ids: &[u64],
+    ) -> Result<Vec<ClaimOutcome>, SharedError> {
         let bundles = bundle(groups);
+        let now = crate::now_millis();
         let command = |sha: &str| {
             let mut command = redis::cmd("EVALSHA");
             command.arg(sha);
-            claim_arguments(&mut command, groups, &bundles);
+            claim_arguments(&mut command, groups, ids, &bundles, now);
             command
         };
         let reply: Vec<i64> = self
@@ -205,7 +243,49 @@ impl Redis {
                 }
             })
             .await?;
-        claim_reply(&reply, groups, &bundles)
+        let mut outcomes = claim_reply(&reply, groups, &bundles)?;
+        for (outcome, id) in outcomes.iter_mut().zip(ids) {
+            outcome.reservation = *id;
+        }
+        Ok(outcomes)
+    }
+
+    /// Applies `changes` (keys already prefixed) in one call of the settle script.
+    pub(super) async fn settle(&self, changes: &[Adjustment]) -> Result<(), SharedError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let command = |sha: &str| {
+            let mut command = redis::cmd("EVALSHA");
+            command.arg(sha).arg(changes.len());
+            for change in changes {
+                command.arg(&change.key);
+            }
+            for change in changes {
+                command
+                    .arg(change.delta)
+                    .arg(millis(change.ttl))
+                    .arg(u8::from(change.refresh))
+                    .arg(change.member().unwrap_or_default());
+            }
+            command
+        };
+        let _: i64 = self
+            .run(async |c| match SETTLE_SHA.get() {
+                Some(sha) => match command(sha).query_async(c).await {
+                    Err(error) if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                        let sha = load_script(c, SETTLE_SCRIPT, &SETTLE_SHA).await?;
+                        command(&sha).query_async(c).await
+                    }
+                    reply => reply,
+                },
+                None => {
+                    let sha = load_script(c, SETTLE_SCRIPT, &SETTLE_SHA).await?;
+                    command(&sha).query_async(c).await
+                }
+            })
+            .await?;
+        Ok(())
     }
 }
 
@@ -229,8 +309,9 @@ pub(super) fn bundle(groups: &[&[Claim]]) -> Vec<Vec<usize>> {
     bundles
 }
 
-/// The claim script's KEYS and ARGV for `groups` in `bundles` (see `claim.lua`).
-fn claim_arguments(command: &mut redis::Cmd, groups: &[&[Claim]], bundles: &[Vec<usize>]) {
+/// The claim script's KEYS and ARGV for `groups` (with reservation `ids`) in `bundles`, at `now`
+/// (unix ms; see `claim.lua`).
+fn claim_arguments(command: &mut redis::Cmd, groups: &[&[Claim]], ids: &[u64], bundles: &[Vec<usize>], now: i64) {
     let group = |index: usize| groups.get(index).copied().unwrap_or_default();
     let first = |bundle: &[usize]| bundle.first().map_or(&[][..], |&index| group(index));
     let settled = |claims: &[Claim]| claims.iter().filter(|c| matches!(c.kind, ClaimKind::Budget { .. })).count();
@@ -246,7 +327,7 @@ fn claim_arguments(command: &mut redis::Cmd, groups: &[&[Claim]], bundles: &[Vec
             }
         }
     }
-    command.arg(bundles.len());
+    command.arg(bundles.len()).arg(now);
     let mut base = 0;
     for bundle in bundles {
         let claims = first(bundle);
@@ -268,6 +349,7 @@ fn claim_arguments(command: &mut redis::Cmd, groups: &[&[Claim]], bundles: &[Vec
             for claim in group(index) {
                 command.arg(claim.delta);
             }
+            command.arg(ids.get(index).copied().unwrap_or_default());
         }
         base = settled_index;
     }
@@ -280,10 +362,10 @@ fn claim_reply(reply: &[i64], groups: &[&[Claim]], bundles: &[Vec<usize>]) -> Re
     let mut outcomes = vec![ClaimOutcome::default(); groups.len()];
     for &index in bundles.iter().flatten() {
         let count = groups.get(index).map_or(0, |claims| claims.len());
-        let (Some((&status, values)), true) = (rest.split_first(), rest.len() > 2 * count) else {
+        let (Some((&status, values)), true) = (rest.split_first(), rest.len() > 3 * count) else {
             return Err(malformed());
         };
-        let (pairs, next) = values.split_at(2 * count);
+        let (triples, next) = values.split_at(3 * count);
         rest = next;
         let position = |i: i64| usize::try_from(i).unwrap_or(1).saturating_sub(1);
         let outcome = outcomes.get_mut(index).ok_or_else(malformed)?;
@@ -293,8 +375,10 @@ fn claim_reply(reply: &[i64], groups: &[&[Claim]], bundles: &[Vec<usize>]) -> Re
             ClaimOutcome {
                 rejected: (status > 0).then(|| position(status)),
                 unloaded: None,
-                values: pairs.iter().step_by(2).copied().collect(),
-                settled: pairs.iter().skip(1).step_by(2).copied().collect(),
+                values: triples.iter().step_by(3).copied().collect(),
+                settled: triples.iter().skip(1).step_by(3).copied().collect(),
+                taken: if status == 0 { triples.iter().skip(2).step_by(3).copied().collect() } else { Vec::new() },
+                reservation: 0,
             }
         };
     }
@@ -302,25 +386,17 @@ fn claim_reply(reply: &[i64], groups: &[&[Claim]], bundles: &[Vec<usize>]) -> Re
 }
 
 async fn load_claim_script(conn: &mut MultiplexedConnection) -> redis::RedisResult<String> {
-    let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(CLAIM_SCRIPT).query_async(conn).await?;
-    let _ = CLAIM_SHA.set(sha.clone());
-    Ok(sha)
+    load_script(conn, CLAIM_SCRIPT, &CLAIM_SHA).await
 }
 
-/// One atomic pipeline applying `changes`, with keys through `key`.
-pub(super) fn adjust_pipeline(changes: &[Adjustment], key: impl Fn(&str) -> String) -> redis::Pipeline {
-    let mut pipe = redis::pipe();
-    pipe.atomic();
-    for change in changes {
-        let key = key(&change.key);
-        pipe.cmd("INCRBY").arg(&key).arg(change.delta).ignore();
-        let expire = pipe.cmd("PEXPIRE").arg(&key).arg(millis(change.ttl));
-        if !change.refresh {
-            expire.arg("NX");
-        }
-        expire.ignore();
-    }
-    pipe
+async fn load_script(
+    conn: &mut MultiplexedConnection,
+    script: &str,
+    sha: &std::sync::OnceLock<String>,
+) -> redis::RedisResult<String> {
+    let loaded: String = redis::cmd("SCRIPT").arg("LOAD").arg(script).query_async(conn).await?;
+    let _ = sha.set(loaded.clone());
+    Ok(loaded)
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 //! - `in_process`: the locked map, with the claim and settle rules applied under its lock.
 //! - `pubsub`: [`Notification`]s, the process's broadcast channels and the Redis subscriptions.
 //! - `claim`: [`Claim`], [`Adjustment`] and friends, and the batching and bundling of concurrent
-//!   Redis claims into one call of the claim script (`claim.lua`).
+//!   Redis claims into one call of the claim script (`claim.lua`); settlements go through the
+//!   settle script (`settle.lua`). In-flight and budget reservations expire one by one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +56,19 @@ pub struct SharedState {
     inner: Inner,
     prefix: Arc<str>,
     channels: Arc<Channels>,
+    /// The next claim's reservation id (from a random start, so processes sharing a Redis do not
+    /// meet).
+    reservations: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// A random start for reservation ids.
+fn random_start() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    hasher.write_u128(nanos);
+    hasher.write_u32(std::process::id());
+    hasher.finish()
 }
 
 #[derive(Clone)]
@@ -83,7 +97,12 @@ impl SharedState {
             }
             None => Inner::Local(Arc::new(LocalStore::new())),
         };
-        Ok(Self { inner, prefix: Arc::from(prefix), channels: Arc::default() })
+        Ok(Self {
+            inner,
+            prefix: Arc::from(prefix),
+            channels: Arc::default(),
+            reservations: Arc::new(std::sync::atomic::AtomicU64::new(random_start())),
+        })
     }
 
     /// In-process state only; what a process uses without Redis, and the fallback when Redis is
@@ -165,6 +184,18 @@ impl SharedState {
         }
     }
 
+    /// Raises the counter at `key` to `value` (expiring after `ttl`) when it holds less or is
+    /// absent; a larger value is kept. What reconciling a counter with its source of truth does.
+    pub async fn raise(&self, key: &str, value: i64, ttl: Duration) -> Result<(), SharedError> {
+        match &self.inner {
+            Inner::Redis(server) => server.raise(self.key(key), value, ttl).await,
+            Inner::Local(store) => {
+                store.raise(key, value, ttl);
+                Ok(())
+            }
+        }
+    }
+
     /// Publishes `message` on `channel` to every subscriber, in every process sharing this Redis
     /// (or, in process, to this process's subscribers).
     pub async fn publish(&self, channel: &str, message: &str) -> Result<(), SharedError> {
@@ -191,6 +222,10 @@ impl SharedState {
         })
     }
 
+    fn next_reservation(&self) -> u64 {
+        self.reservations.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// `claims` with their Redis keys (prefixed counters and settled counters).
     fn prefixed(&self, claims: &[Claim]) -> Vec<Claim> {
         let claim = |claim: &Claim| Claim {
@@ -209,8 +244,8 @@ impl SharedState {
     /// script call shared with the requests claiming at the same moment.
     pub async fn claim(&self, claims: &[Claim]) -> Result<ClaimOutcome, SharedError> {
         match &self.inner {
-            Inner::Redis(server) => server.claim(self.prefixed(claims)).await,
-            Inner::Local(store) => Ok(store.claim(claims)),
+            Inner::Redis(server) => server.claim(self.next_reservation(), self.prefixed(claims)).await,
+            Inner::Local(store) => Ok(store.claim(self.next_reservation(), claims)),
         }
     }
 
@@ -230,7 +265,7 @@ impl SharedState {
     /// without doing anything when it is in Redis.
     pub fn claim_in_process(&self, claims: &[Claim]) -> Option<ClaimOutcome> {
         let Inner::Local(store) = &self.inner else { return None };
-        Some(store.claim(claims))
+        Some(store.claim(self.next_reservation(), claims))
     }
 
     /// Applies `changes` at once, without a task or an `await`, when the state is in process;

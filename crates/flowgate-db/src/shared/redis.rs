@@ -7,7 +7,7 @@ use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
 use super::SharedError;
-use super::claim::{Adjustment, ClaimQueue, adjust_pipeline};
+use super::claim::{Adjustment, ClaimQueue};
 
 /// How long connecting to Redis, and each command, may take before the call fails (and the
 /// callers fall back to in-process state).
@@ -129,10 +129,28 @@ impl Redis {
         Ok(set.is_some())
     }
 
-    /// Applies `changes` in one atomic pipeline, with keys through `key`.
+    /// Applies `changes` at once (one call of the settle script), with keys through `key`.
     pub(super) async fn adjust(&self, changes: &[Adjustment], key: impl Fn(&str) -> String) -> Result<(), SharedError> {
-        let pipe = adjust_pipeline(changes, key);
-        self.run(async |c| pipe.query_async(c).await).await
+        let prefixed: Vec<Adjustment> =
+            changes.iter().map(|change| Adjustment { key: key(&change.key), ..change.clone() }).collect();
+        self.settle(&prefixed).await
+    }
+
+    pub(super) async fn raise(&self, key: String, value: i64, ttl: Duration) -> Result<(), SharedError> {
+        // Rare (after an outage): a plain EVAL, not worth caching.
+        let command = redis::cmd("EVAL")
+            .arg(
+                "local v = tonumber(redis.call('GET', KEYS[1]) or '0') \
+                 if v == nil or v < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end \
+                 return 0",
+            )
+            .arg(1)
+            .arg(key)
+            .arg(value)
+            .arg(millis(ttl))
+            .to_owned();
+        let _: i64 = self.run(async |c| command.query_async(c).await).await?;
+        Ok(())
     }
 
     pub(super) async fn publish(&self, channel: String, message: &str) -> Result<(), SharedError> {

@@ -126,17 +126,21 @@ async fn concurrent_reservations_never_exceed_the_limit() {
             admitted += usize::from(result.unwrap());
         }
         assert_eq!(admitted, 20, "(300 - 100) / 10 reservations fit ({state:?})");
-        // Settling: settled += actual, reserved -= estimate.
+        // Settling: settled += actual, reserved -= what was taken.
         let ttl = Duration::from_secs(60);
         state
             .adjust(&[
-                Adjustment { key: "settled".to_owned(), delta: 7, ttl, refresh: true },
-                Adjustment { key: "reserved".to_owned(), delta: -10, ttl, refresh: false },
+                Adjustment { key: "settled".to_owned(), delta: 7, ttl, refresh: true, reservation: None },
+                Adjustment { key: "reserved".to_owned(), delta: -10, ttl, refresh: false, reservation: None },
             ])
             .await
             .unwrap();
         let outcome = state.claim(&[budget(0, 300)]).await.unwrap();
         assert_eq!((outcome.rejected, outcome.values, outcome.settled), (None, vec![190], vec![107]), "{state:?}");
+        // 3 is left: an estimate of 10 is admitted and reserves those 3; then nothing is left.
+        let last = state.claim(&[budget(10, 300)]).await.unwrap();
+        assert_eq!((last.rejected, last.taken), (None, vec![3]), "{state:?}");
+        assert_eq!(state.claim(&[budget(1, 300)]).await.unwrap().rejected, Some(0), "{state:?}");
     }
 }
 
@@ -263,7 +267,12 @@ async fn a_bundled_batch_decides_as_claims_one_after_the_other() {
         }
         let prefixed: Vec<Vec<Claim>> = groups.iter().map(|claims| redis.prefixed(claims)).collect();
         let batch: Vec<&[Claim]> = prefixed.iter().map(Vec::as_slice).collect();
-        let outcomes = server.claim_groups(&batch).await.unwrap();
+        let ids: Vec<u64> = (0..batch.len() as u64).collect();
+        let mut outcomes = server.claim_groups(&batch, &ids).await.unwrap();
+        // Reservation ids are the caller's: compare the decisions.
+        for outcome in outcomes.iter_mut().chain(expected.iter_mut()) {
+            outcome.reservation = 0;
+        }
         assert_eq!(outcomes, expected, "round {round}: {groups:?}");
         for outcome in &outcomes {
             decided[usize::from(outcome.rejected.is_some())] += 1;
@@ -278,7 +287,7 @@ async fn a_bundled_batch_decides_as_claims_one_after_the_other() {
             );
         }
         // Release some in-flight slots so later rounds admit again.
-        let release = [Adjustment { key: "f".to_owned(), delta: -next(4), ttl, refresh: false }];
+        let release = [Adjustment { key: "f".to_owned(), delta: -next(4), ttl, refresh: false, reservation: None }];
         for state in [local, redis] {
             let value =
                 state.get("f").await.unwrap().map_or(0, |v| String::from_utf8_lossy(&v).parse::<i64>().unwrap());
@@ -287,4 +296,57 @@ async fn a_bundled_batch_decides_as_claims_one_after_the_other() {
         }
     }
     assert!(decided[0] > 20 && decided[1] > 20, "admitted and rejected: {decided:?}");
+}
+
+fn flight(ttl: Duration) -> Claim {
+    Claim { key: "f".to_owned(), delta: 1, limit: 2, ttl, kind: ClaimKind::InFlight }
+}
+
+fn give_back(outcome: &ClaimOutcome) -> Adjustment {
+    Adjustment {
+        key: "f".to_owned(),
+        delta: -1,
+        ttl: Duration::from_secs(60),
+        refresh: false,
+        reservation: Some(outcome.reservation),
+    }
+}
+
+/// A slot that is never given back (its process died, its settlement was lost) stops counting at
+/// its own deadline, even while steady traffic keeps claiming on the same counter.
+#[tokio::test]
+async fn every_reservation_expires_on_its_own_however_busy_the_counter() {
+    for state in backends().await {
+        let leaked = state.claim(&[flight(Duration::from_millis(800))]).await.unwrap();
+        assert!(leaked.admitted(), "{state:?}");
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(2_200) {
+            let busy = state.claim(&[flight(Duration::from_secs(60))]).await.unwrap();
+            assert!(busy.admitted(), "the other slot is free ({state:?})");
+            state.adjust(&[give_back(&busy)]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let a = state.claim(&[flight(Duration::from_secs(60))]).await.unwrap();
+        let b = state.claim(&[flight(Duration::from_secs(60))]).await.unwrap();
+        assert!(a.admitted() && b.admitted(), "the leaked slot expired: both slots are free ({state:?})");
+    }
+}
+
+/// Giving a reservation back twice (a replayed settlement), or after it expired, takes nothing
+/// more than it held.
+#[tokio::test]
+async fn a_reservation_is_given_back_once_and_not_after_it_expired() {
+    for state in backends().await {
+        let five = |ttl| Claim { limit: 5, ..flight(ttl) };
+        let a = state.claim(&[five(Duration::from_secs(60))]).await.unwrap();
+        let _b = state.claim(&[five(Duration::from_secs(60))]).await.unwrap();
+        state.adjust(&[give_back(&a)]).await.unwrap();
+        state.adjust(&[give_back(&a)]).await.unwrap();
+        let c = state.claim(&[five(Duration::from_millis(300))]).await.unwrap();
+        assert_eq!(c.values, vec![2], "b and c; a was given back once ({state:?})");
+        tokio::time::sleep(Duration::from_millis(1_400)).await;
+        state.adjust(&[give_back(&c)]).await.unwrap();
+        let d = state.claim(&[five(Duration::from_secs(60))]).await.unwrap();
+        assert_eq!(d.values, vec![2], "b and d: c expired, and giving it back late took nothing ({state:?})");
+    }
 }

@@ -368,7 +368,7 @@ struct Writer {
 /// is in the dead-letter file with its error).
 const REJECTIONS_LOGGED: usize = 10;
 
-/// Rows per INSERT statement at most (25 parameters a row: far below SQLite's 32,766 and
+/// Rows per INSERT statement at most (26 parameters a row: far below SQLite's 32,766 and
 /// PostgreSQL's 65,535).
 const ROWS_PER_STATEMENT: usize = 256;
 
@@ -502,7 +502,8 @@ async fn insert_chunks(
                 .bind(fallbacks.as_ref())
                 .bind(guardrail_actions.as_ref())
                 .bind(r.prompt.as_deref())
-                .bind(r.response.as_deref());
+                .bind(r.response.as_deref())
+                .bind(i64::from(r.usage_estimated));
         }
         query.execute(&mut **conn).await?;
     }

@@ -5,16 +5,27 @@
 //! (`max_parallel_requests`), and a USD budget per period. Windows are fixed and aligned to the
 //! clock (`rl:{key}:m:{minute}`), so replicas agree without coordination.
 //!
-//! Budgets hold under concurrency: before forwarding, the request's estimated cost is *reserved*
-//! (admitted only if settled + reserved + estimate ≤ budget, atomically: one Lua script in Redis,
-//! one lock in process); after the answer the reservation is replaced by the actual cost. A burst
-//! can therefore overspend only by what admitted requests cost beyond their estimates. Settled
-//! spend is also written to the database in batches, and read back when a period is first seen.
+//! Budgets hold under concurrency: a request is admitted while anything is left of the budget
+//! (settled + reserved < budget) and *reserves* its estimated cost, or what is left when that is
+//! less, atomically (one Lua script in Redis, one lock in process); after the answer the
+//! reservation is replaced by the actual cost. The budget can be spent to the last nano-dollar,
+//! and a burst overspends by at most what admitted requests cost beyond their reservations (once
+//! nothing is left, nothing more is admitted). Settled spend is also written to the database in
+//! batches, and read back when a period is first seen.
 //!
 //! When Redis is unreachable, requests keep flowing on in-process counters: a warning is logged,
 //! `flowgate_shared_state_fallbacks_total` rises, and Redis is tried again after two seconds.
+//! Limits do not drift across such a blip:
+//! - every in-flight slot and budget reservation expires on its own (a deadline per reservation in
+//!   shared state), so one that is never given back (a crashed replica, a lost settlement) stops
+//!   counting after the reservation TTL, however busy the key;
+//! - a settlement that cannot reach Redis is kept and replayed when Redis answers again (a
+//!   reservation that expired meanwhile is not given back twice), and so is the spend settled on
+//!   in-process counters during the outage;
+//! - after such an outage, the settled spend of every budget touched is reconciled with the
+//!   database, the source of truth: Redis keeps the larger of the two.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -32,8 +43,11 @@ use crate::wire::Usage;
 
 /// How long Redis is left alone after a failure before it is tried again.
 const REDIS_RETRY_AFTER: Duration = Duration::from_secs(2);
-/// Reservations of a crashed process expire after this long without new reservations.
-const RESERVATION_TTL: Duration = Duration::from_secs(600);
+/// The shortest life of a reservation (an in-flight slot, a budget reservation) that is never
+/// given back; the proxy makes it at least its stream timeout plus a minute.
+pub(crate) const RESERVATION_TTL: Duration = Duration::from_secs(600);
+/// How often settlements kept during a Redis outage are tried again.
+const REPLAY_EVERY: Duration = Duration::from_secs(1);
 /// Settled spend kept in shared state after a period's last use.
 const SETTLED_TTL: Duration = Duration::from_secs(35 * 86_400);
 
@@ -56,11 +70,13 @@ struct Inner {
     pending_spend: Arc<Mutex<Pending>>,
     /// Asks the writer to write now; answered once written.
     flush_tx: mpsc::UnboundedSender<oneshot::Sender<()>>,
-    /// Settlements on their way to Redis, summed per counter.
+    /// Settlements on their way to Redis (or kept for it during an outage), summed per counter.
     settling: Mutex<Settling>,
-    fallbacks: Counter,
-    /// The settlement sender runs as a supervised job.
+    /// How long a reservation lives when nothing gives it back.
+    reservation_ttl: Duration,
+    /// Runs the settlement sender.
     tasks: flowgate_common::tasks::Tasks,
+    fallbacks: Counter,
 }
 
 /// Clears `Settling::sending` when the sender unwinds.
@@ -79,9 +95,13 @@ impl Drop for ResetOnPanic<'_> {
 /// settlements of many requests go out as one pipeline, and a lone request's at once.
 #[derive(Default)]
 struct Settling {
-    /// Per counter: summed delta, longest expiry, whether any change renews the expiry.
-    changes: HashMap<String, (i64, Duration, bool)>,
+    /// Per counter (and reservation, for one given back): summed delta, longest expiry, whether
+    /// any change renews the expiry.
+    changes: HashMap<(String, Option<u64>), (i64, Duration, bool)>,
     sending: bool,
+    /// Settled-spend counters changed while Redis was unreachable: reconciled with the database
+    /// once the kept settlements have reached Redis.
+    reconcile: HashSet<String>,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -104,6 +124,10 @@ struct Held {
 #[derive(Debug)]
 pub(crate) struct Admission {
     limiter: Limiter,
+    /// Its reservations' id (in-flight slot, budget reservations), to give them back.
+    reservation: u64,
+    /// Claimed on the in-process counters (Redis was unreachable): settled there too.
+    local: bool,
     held: Vec<Held>,
     tenant_id: String,
     parallel_key: Option<String>,
@@ -126,6 +150,7 @@ impl Limiter {
         default_requests_per_hour: u32,
         metrics: &flowgate_common::metrics::Metrics,
         tasks: &flowgate_common::tasks::Tasks,
+        reservation_ttl: Duration,
     ) -> Self {
         let (flush_tx, flush_rx) = mpsc::unbounded_channel();
         let fallbacks = Counter::default();
@@ -145,10 +170,14 @@ impl Limiter {
             pending_spend: pending_spend.clone(),
             flush_tx,
             settling: Mutex::default(),
-            fallbacks,
+            reservation_ttl,
             tasks: tasks.clone(),
+            fallbacks,
         });
         tasks.spawn("spend-writer", write_spend(database, pending_spend, flush_rx));
+        if inner.shared.is_shared() {
+            tasks.spawn("settlement-replay", replay(Arc::downgrade(&inner)));
+        }
         Self(inner)
     }
 
@@ -166,6 +195,23 @@ impl Limiter {
         down
     }
 
+    /// Whether Redis is resting after a failure.
+    fn resting(&self) -> bool {
+        self.0.redis_down_until_ms.load(Ordering::Relaxed) > u64::try_from(now_ms()).unwrap_or(0)
+    }
+
+    /// Redis failed: leave it alone for a while (in-process counters meanwhile).
+    fn mark_down(&self, error: &SharedError) {
+        let inner = &self.0;
+        let retry = u64::try_from(REDIS_RETRY_AFTER.as_millis()).unwrap_or(0);
+        let until = u64::try_from(now_ms()).unwrap_or(0) + retry;
+        let previous = inner.redis_down_until_ms.swap(until, Ordering::Relaxed);
+        if previous < until.saturating_sub(retry) {
+            tracing::warn!(%error, "Redis unreachable: rate limits and budgets use in-process counters until it returns");
+        }
+        inner.fallbacks.inc();
+    }
+
     /// Runs `op` on Redis, or on the in-process state while Redis is down.
     async fn run<T, F, Fut>(&self, op: F) -> T
     where
@@ -177,15 +223,7 @@ impl Limiter {
         if !self.use_local() {
             match op(inner.shared.clone()).await {
                 Ok(value) => return value,
-                Err(error) => {
-                    let retry = u64::try_from(REDIS_RETRY_AFTER.as_millis()).unwrap_or(0);
-                    let until = u64::try_from(now_ms()).unwrap_or(0) + retry;
-                    let previous = inner.redis_down_until_ms.swap(until, Ordering::Relaxed);
-                    if previous < until.saturating_sub(retry) {
-                        tracing::warn!(%error, "Redis unreachable: rate limits and budgets use in-process counters until it returns");
-                    }
-                    inner.fallbacks.inc();
-                }
+                Err(error) => self.mark_down(&error),
             }
         }
         match op(inner.local.clone()).await {
@@ -199,37 +237,42 @@ impl Limiter {
 
     /// Loads a period's settled spend from the database into shared state (where the claim found
     /// none: the period's first request since it expired there, or since a restart without Redis).
-    async fn load_settled(&self, row: &str, period_start: i64, settled: &str) {
-        let spent = sqlx::query("SELECT spent_nanos FROM spend WHERE key_id = $1 AND period_start = $2")
-            .bind(row.to_owned())
-            .bind(period_start)
-            .fetch_optional(self.0.database.pool())
-            .await;
-        let spent = match spent {
-            Ok(row) => row.and_then(|r| r.try_get::<i64, _>(0).ok()).unwrap_or(0),
-            Err(error) => {
-                tracing::warn!(%error, "cannot read recorded spend; counting this period from zero");
-                0
-            }
-        };
-        self.run(|s| async move { s.set_nx(settled, spent, SETTLED_TTL).await }).await;
+    async fn load_settled(&self, row: &str, period_start: i64, settled: &str, local: bool) {
+        let spent = recorded_spend(&self.0.database, row, period_start).await.unwrap_or_else(|error| {
+            tracing::warn!(%error, "cannot read recorded spend; counting this period from zero");
+            0
+        });
+        if local {
+            let _ = self.0.local.set_nx(settled, spent, SETTLED_TTL).await;
+        } else {
+            self.run(|s| async move { s.set_nx(settled, spent, SETTLED_TTL).await }).await;
+        }
     }
 
-    /// Claims `claims` atomically, loading settled spend that shared state does not have yet.
-    /// In process this is a plain function call; with Redis one round trip (more only when a
-    /// period's settled spend has to be loaded first).
-    async fn claim(&self, claims: &[Claim], what: &[Limit]) -> ClaimOutcome {
+    /// Claims `claims` atomically, loading settled spend that shared state does not have yet;
+    /// says whether the claim was made on the in-process counters (Redis unreachable). In process
+    /// this is a plain function call; with Redis one round trip (more only when a period's settled
+    /// spend has to be loaded first).
+    async fn claim(&self, claims: &[Claim], what: &[Limit]) -> (ClaimOutcome, bool) {
         // Each budget is loaded at most once; then the claim either fits or is rejected.
         for _ in 0..=what.len() {
-            let outcome = if self.use_local() {
+            let mut local = self.use_local();
+            let outcome = if local {
                 self.0.local.claim_in_process(claims).unwrap_or_default()
             } else {
-                self.run(|s| async move { s.claim(claims).await }).await
+                match self.0.shared.claim(claims).await {
+                    Ok(outcome) => outcome,
+                    Err(error) => {
+                        self.mark_down(&error);
+                        local = true;
+                        self.0.local.claim_in_process(claims).unwrap_or_default()
+                    }
+                }
             };
-            let Some(index) = outcome.unloaded else { return outcome };
+            let Some(index) = outcome.unloaded else { return (outcome, local) };
             match (what.get(index), claims.get(index).map(|c| &c.kind)) {
                 (Some(Limit::Budget { row, period_start, .. }), Some(ClaimKind::Budget { settled_key })) => {
-                    self.load_settled(row, *period_start, settled_key).await;
+                    self.load_settled(row, *period_start, settled_key, local).await;
                 }
                 _ => break,
             }
@@ -237,7 +280,7 @@ impl Limiter {
         // Shared state keeps losing what was just loaded (a Redis evicting or flapping): let the
         // request through rather than fail it, as when shared state is unreachable.
         tracing::warn!("budget state could not be loaded into shared state; request admitted without limits");
-        ClaimOutcome::default()
+        (ClaimOutcome::default(), true)
     }
 
     /// Checks and claims every limit of `key` for one request with `estimated_tokens` prompt tokens
@@ -255,8 +298,11 @@ impl Limiter {
         let hour = now / 3_600_000;
         let secs_to_minute = u64::try_from(60 - (now / 1000) % 60).unwrap_or(60);
         let secs_to_hour = u64::try_from(3600 - (now / 1000) % 3600).unwrap_or(3600);
+        let ttl = self.0.reservation_ttl;
         let mut admission = Admission {
             limiter: self.clone(),
+            reservation: 0,
+            local: true,
             held: Vec::new(),
             tenant_id: String::new(),
             parallel_key: None,
@@ -272,7 +318,7 @@ impl Limiter {
                 key: format!("rl:{id}:parallel"),
                 delta: 1,
                 limit: i64::from(vk.max_parallel_requests),
-                ttl: RESERVATION_TTL,
+                ttl,
                 kind: ClaimKind::InFlight,
             });
             what.push(Limit::Parallel);
@@ -308,7 +354,7 @@ impl Limiter {
                 key: format!("spend:{row}:{period_start}:reserved"),
                 delta: estimated_cost,
                 limit: usd_to_nanos(budget_usd),
-                ttl: RESERVATION_TTL,
+                ttl,
                 kind: ClaimKind::Budget { settled_key: settled },
             });
             what.push(Limit::Budget { whose, budget_usd, period, period_start, period_end, row });
@@ -316,7 +362,9 @@ impl Limiter {
         if claims.is_empty() {
             return Ok(admission);
         }
-        let outcome = self.claim(&claims, &what).await;
+        let (outcome, local) = self.claim(&claims, &what).await;
+        admission.reservation = outcome.reservation;
+        admission.local = local;
         if let Some(index) = outcome.rejected {
             let found = outcome.values.get(index).copied().unwrap_or(0);
             let limit = claims.get(index).map_or(0, |c| c.limit);
@@ -345,14 +393,10 @@ impl Limiter {
                 Some(Limit::Budget { whose, budget_usd, period, period_end, .. }) => {
                     let retry =
                         period_end.map_or(86_400, |end| u64::try_from((end - now) / 1000).unwrap_or(86_400).max(1));
-                    #[expect(clippy::cast_precision_loss, reason = "display only")]
-                    let spent = outcome.settled.get(index).copied().unwrap_or(0) as f64
-                        / crate::routing::pricing::NANOS_PER_USD;
+                    let spent = outcome.settled.get(index).copied().unwrap_or(0);
+                    let reserved = outcome.values.get(index).copied().unwrap_or(0);
                     limited(
-                        format!(
-                            "{whose} budget of ${budget_usd:.2} per {} period exhausted (spent ${spent:.4})",
-                            period.as_str()
-                        ),
+                        budget_message(whose, *budget_usd, *period, spent, reserved, *period_end),
                         "budget_exceeded",
                         retry,
                         RateHeaders::default(),
@@ -363,7 +407,7 @@ impl Limiter {
         }
         // Admitted: every claim is held until `settle` (or the drop guard) gives it back. The
         // claims' keys move into the admission, which settles the same counters.
-        for ((claim, limit), value) in claims.into_iter().zip(what).zip(&outcome.values) {
+        for (index, ((claim, limit), value)) in claims.into_iter().zip(what).zip(&outcome.values).enumerate() {
             match limit {
                 Limit::Parallel => admission.parallel_key = Some(claim.key),
                 Limit::Requests { reset, .. } => {
@@ -378,10 +422,12 @@ impl Limiter {
                 }
                 Limit::Budget { row, period_start, .. } => {
                     let ClaimKind::Budget { settled_key } = claim.kind else { continue };
+                    // What was reserved: the estimate, or what was left of the budget when less.
+                    let reserved = outcome.taken.get(index).copied().unwrap_or(estimated_cost);
                     admission.held.push(Held {
                         row,
                         period_start,
-                        estimate: estimated_cost,
+                        estimate: reserved,
                         reserved_key: claim.key,
                         settled_key,
                     });
@@ -429,6 +475,44 @@ enum Limit {
     },
 }
 
+/// An amount of USD for a message: cents at least, and up to six decimals where they matter
+/// (`$1.00`, `$0.0001`, `$0.000123`).
+fn dollars(usd: f64) -> String {
+    let text = format!("{usd:.6}");
+    let trimmed = text.trim_end_matches('0');
+    let decimals = trimmed.split_once('.').map_or(0, |(_, d)| d.len());
+    if decimals >= 2 { format!("${trimmed}") } else { format!("${usd:.2}") }
+}
+
+/// The 429 message of an exhausted budget: whose budget, its amount and period, what is spent (and
+/// reserved by requests in flight), and when the period ends.
+fn budget_message(
+    whose: &str,
+    budget_usd: f64,
+    period: BudgetPeriod,
+    spent_nanos: i64,
+    reserved_nanos: i64,
+    period_end: Option<i64>,
+) -> String {
+    #[expect(clippy::cast_precision_loss, reason = "display only")]
+    let usd = |nanos: i64| dollars(nanos as f64 / crate::routing::pricing::NANOS_PER_USD);
+    let in_flight = if reserved_nanos > 0 {
+        format!(" and {} reserved by requests in flight", usd(reserved_nanos))
+    } else {
+        String::new()
+    };
+    let ends = match period_end {
+        Some(end) => format!("the period ends at {}", flowgate_common::budget::utc_timestamp(end)),
+        None => "the period never ends".to_owned(),
+    };
+    format!(
+        "{whose} budget of {} per {} period exhausted: spent {}{in_flight}; {ends}",
+        dollars(budget_usd),
+        period.as_str(),
+        usd(spent_nanos),
+    )
+}
+
 fn limited(message: String, code: &'static str, retry_after_secs: u64, headers: RateHeaders) -> ProxyError {
     ProxyError::RateLimited { message, code, retry_after_secs, headers }
 }
@@ -447,12 +531,19 @@ impl Admission {
             let record = cost > 0 || actual.is_some();
             let mut pending = self.limiter.0.pending_spend.lock().unwrap_or_else(PoisonError::into_inner);
             for held in std::mem::take(&mut self.held) {
-                changes.push(Adjustment { key: held.settled_key, delta: cost, ttl: SETTLED_TTL, refresh: true });
+                changes.push(Adjustment {
+                    key: held.settled_key,
+                    delta: cost,
+                    ttl: SETTLED_TTL,
+                    refresh: true,
+                    reservation: None,
+                });
                 changes.push(Adjustment {
                     key: held.reserved_key,
                     delta: -held.estimate,
                     ttl: RESERVATION_TTL,
                     refresh: false,
+                    reservation: Some(self.reservation),
                 });
                 if record {
                     merge(&mut pending, (held.row, held.period_start), (&self.tenant_id, cost, usage, 1));
@@ -462,10 +553,22 @@ impl Admission {
         if let Some((window_key, estimate)) = self.tpm.take() {
             let actual_tokens = i64::try_from(usage.prompt_tokens + usage.completion_tokens).unwrap_or(0);
             let delta = if actual.is_some() { actual_tokens - estimate } else { -estimate };
-            changes.push(Adjustment { key: window_key, delta, ttl: Duration::from_secs(65), refresh: false });
+            changes.push(Adjustment {
+                key: window_key,
+                delta,
+                ttl: Duration::from_secs(65),
+                refresh: false,
+                reservation: None,
+            });
         }
         if let Some(parallel_key) = self.parallel_key.take() {
-            changes.push(Adjustment { key: parallel_key, delta: -1, ttl: RESERVATION_TTL, refresh: false });
+            changes.push(Adjustment {
+                key: parallel_key,
+                delta: -1,
+                ttl: RESERVATION_TTL,
+                refresh: false,
+                reservation: Some(self.reservation),
+            });
         }
         changes
     }
@@ -475,7 +578,7 @@ impl Admission {
     /// At once when the counters are in process, on a task when they are in Redis.
     pub(crate) fn settle(mut self, actual: Option<(Usage, i64)>) {
         let changes = self.changes(actual);
-        self.limiter.apply(changes);
+        self.limiter.apply(changes, self.local);
     }
 }
 
@@ -484,30 +587,51 @@ impl Drop for Admission {
         // Abandoned before settling (settling takes every claim): give everything back.
         if self.holds_claims() {
             let changes = self.changes(None);
-            self.limiter.apply(changes);
+            self.limiter.apply(changes, self.local);
         }
     }
 }
 
 impl Limiter {
-    /// Applies settlement `changes`: at once when the counters are in process; queued for the
-    /// sending task when they are in Redis.
-    fn apply(&self, changes: Vec<Adjustment>) {
+    /// Applies settlement `changes` of an admission claimed `local`ly (in process) or in Redis.
+    /// Local ones are applied at once, and the spend they settle is also kept for Redis (so
+    /// Redis learns what was spent during its outage). Redis ones are queued for the sending
+    /// task, and kept while Redis is unreachable: they are never applied to the in-process
+    /// counters, which never held them.
+    fn apply(&self, changes: Vec<Adjustment>, local: bool) {
         if changes.is_empty() {
             return;
         }
-        if self.use_local() {
-            self.0.local.adjust_in_process(&changes);
-            return;
+        let inner = &self.0;
+        if local {
+            inner.local.adjust_in_process(&changes);
+            if !inner.shared.is_shared() {
+                return;
+            }
         }
-        let mut settling = self.0.settling.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut settling = inner.settling.lock().unwrap_or_else(PoisonError::into_inner);
         for change in changes {
-            let entry = settling.changes.entry(change.key).or_insert((0, Duration::ZERO, false));
+            // Settled spend renews its expiry (and gives back no reservation).
+            let settled = change.refresh && change.reservation.is_none();
+            if local && !settled {
+                continue;
+            }
+            if local {
+                settling.reconcile.insert(change.key.clone());
+            }
+            let entry = settling.changes.entry((change.key, change.reservation)).or_insert((0, Duration::ZERO, false));
             entry.0 += change.delta;
             entry.1 = entry.1.max(change.ttl);
             entry.2 |= change.refresh;
         }
-        if !settling.sending && tokio::runtime::Handle::try_current().is_ok() {
+        if !settling.sending && !settling.changes.is_empty() && !self.resting() {
+            self.start_sending(&mut settling);
+        }
+    }
+
+    /// Starts the sending task (the caller holds the lock and saw no task running).
+    fn start_sending(&self, settling: &mut Settling) {
+        if tokio::runtime::Handle::try_current().is_ok() {
             settling.sending = true;
             let limiter = self.clone();
             self.0.tasks.job("settlement-sender", async move { limiter.send_settlements().await });
@@ -515,7 +639,7 @@ impl Limiter {
     }
 
     /// Sends queued settlements until none are left: each round, all that queued up meanwhile in
-    /// one pipeline.
+    /// one call. When Redis fails, what was not sent is kept for the replay (and Redis rests).
     async fn send_settlements(&self) {
         // A panic must not leave the queue marked as being sent: the next settlement starts a sender.
         let _reset = ResetOnPanic(&self.0.settling);
@@ -531,15 +655,113 @@ impl Limiter {
                     .drain()
                     // A change of nothing that does not renew an expiry has no effect.
                     .filter(|(_, (delta, _, refresh))| *delta != 0 || *refresh)
-                    .map(|(key, (delta, ttl, refresh))| Adjustment { key, delta, ttl, refresh })
+                    .map(|((key, reservation), (delta, ttl, refresh))| Adjustment {
+                        key,
+                        delta,
+                        ttl,
+                        refresh,
+                        reservation,
+                    })
                     .collect()
             };
-            if !changes.is_empty() {
-                let changes = &changes;
-                self.run(|s| async move { s.adjust(changes).await }).await;
+            if changes.is_empty() {
+                continue;
+            }
+            if let Err(error) = self.0.shared.adjust(&changes).await {
+                self.mark_down(&error);
+                let mut settling = self.0.settling.lock().unwrap_or_else(PoisonError::into_inner);
+                for change in changes {
+                    if change.refresh && change.reservation.is_none() {
+                        settling.reconcile.insert(change.key.clone());
+                    }
+                    let entry =
+                        settling.changes.entry((change.key, change.reservation)).or_insert((0, Duration::ZERO, false));
+                    entry.0 += change.delta;
+                    entry.1 = entry.1.max(change.ttl);
+                    entry.2 |= change.refresh;
+                }
+                settling.sending = false;
+                return;
             }
         }
     }
+
+    /// After an outage, once the kept settlements have reached Redis: writes the pending spend to
+    /// the database, then raises each touched settled-spend counter to the database's figure when
+    /// Redis has less (it missed spend, or lost its data). Redis keeps a larger figure: it may
+    /// hold other replicas' spend that is not written yet.
+    async fn reconcile(&self) {
+        let keys: Vec<String> = {
+            let mut settling = self.0.settling.lock().unwrap_or_else(PoisonError::into_inner);
+            if !settling.changes.is_empty() || settling.sending || settling.reconcile.is_empty() {
+                return;
+            }
+            settling.reconcile.drain().collect()
+        };
+        let (tx, rx) = oneshot::channel();
+        if self.0.flush_tx.send(tx).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
+        }
+        let mut failed = Vec::new();
+        for key in keys {
+            let Some((row, period_start)) = settled_row(&key) else { continue };
+            let result = match recorded_spend(&self.0.database, row, period_start).await {
+                Ok(spent) => self.0.shared.raise(&key, spent, SETTLED_TTL).await.map_err(|e| e.to_string()),
+                Err(error) => Err(error.to_string()),
+            };
+            if let Err(error) = result {
+                tracing::warn!(%error, "cannot reconcile spend with the database yet; trying again");
+                failed.push(key);
+            }
+        }
+        if failed.is_empty() {
+            tracing::info!("Redis is back: kept settlements replayed and spend reconciled with the database");
+        } else {
+            self.0.settling.lock().unwrap_or_else(PoisonError::into_inner).reconcile.extend(failed);
+        }
+    }
+}
+
+/// Replays settlements kept during a Redis outage once Redis may be tried again, then reconciles
+/// the spend they touched; ends with the limiter.
+async fn replay(inner: std::sync::Weak<Inner>) {
+    loop {
+        tokio::time::sleep(REPLAY_EVERY).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let limiter = Limiter(inner);
+        if limiter.resting() {
+            continue;
+        }
+        let (kept, reconcile) = {
+            let mut settling = limiter.0.settling.lock().unwrap_or_else(PoisonError::into_inner);
+            let kept = !settling.sending && !settling.changes.is_empty();
+            settling.sending |= kept;
+            (kept, !settling.reconcile.is_empty())
+        };
+        if kept {
+            limiter.send_settlements().await;
+        }
+        if reconcile {
+            limiter.reconcile().await;
+        }
+    }
+}
+
+/// The (row, period start) of a settled-spend counter `spend:{row}:{period_start}:settled`.
+fn settled_row(key: &str) -> Option<(&str, i64)> {
+    let inner = key.strip_prefix("spend:")?.strip_suffix(":settled")?;
+    let (row, period_start) = inner.rsplit_once(':')?;
+    Some((row, period_start.parse().ok()?))
+}
+
+/// Spend recorded in the database for a row's period (0 when none).
+async fn recorded_spend(database: &Database, row: &str, period_start: i64) -> Result<i64, sqlx::Error> {
+    let found = sqlx::query("SELECT spent_nanos FROM spend WHERE key_id = $1 AND period_start = $2")
+        .bind(row.to_owned())
+        .bind(period_start)
+        .fetch_optional(database.pool())
+        .await?;
+    Ok(found.and_then(|r| r.try_get::<i64, _>(0).ok()).unwrap_or(0))
 }
 
 mod spend;

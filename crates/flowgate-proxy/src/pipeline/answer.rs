@@ -60,6 +60,37 @@ fn collect_delta(answer: &mut String, codec: &dyn Codec, data: &str) {
     }
 }
 
+/// Bytes of generated text in one stream event's data: the lengths (as written, escapes
+/// included) of the string values of `members` (`"name":`, see
+/// [`Codec::generated_text_members`]). A scan for a few short patterns, no parsing: it runs on
+/// every event of every stream, for the estimate of a stream that reports no usage.
+fn generated_bytes(data: &str, members: &[&str]) -> u64 {
+    let mut total = 0;
+    for member in members {
+        let mut rest = data;
+        while let Some(at) = rest.find(member) {
+            let value = rest.get(at + member.len()..).unwrap_or_default().trim_start();
+            let Some(string) = value.strip_prefix('"') else {
+                rest = value;
+                continue;
+            };
+            let bytes = string.as_bytes();
+            let mut end = 0;
+            while let Some(&byte) = bytes.get(end) {
+                match byte {
+                    b'\\' => end += 2,
+                    b'"' => break,
+                    _ => end += 1,
+                }
+            }
+            let end = end.min(bytes.len());
+            total += end as u64;
+            rest = string.get(end..).unwrap_or_default();
+        }
+    }
+    total
+}
+
 /// A whole answer as the client's JSON response.
 pub(crate) fn json_response(body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
@@ -100,6 +131,7 @@ pub(crate) fn stream_response(
         first_byte: None,
         deadline: Box::pin(tokio::time::sleep(plan.timeout)),
         answer: finish.collects_answer().then(String::new),
+        generated: 0,
         upstream_codec: plan.upstream.codec(),
         finish: Some(finish),
         _in_flight: in_flight,
@@ -167,6 +199,8 @@ struct TranslatedStream {
     deadline: Pin<Box<tokio::time::Sleep>>,
     /// The answer's text so far, when collected.
     answer: Option<String>,
+    /// Bytes of generated text seen in the upstream's events (for a stream without usage).
+    generated: u64,
     upstream_codec: &'static dyn Codec,
     finish: Option<Finish>,
     _in_flight: InFlight,
@@ -180,6 +214,7 @@ impl TranslatedStream {
                 completed,
                 ttft: self.first_byte,
                 answer: self.answer.take(),
+                streamed_text_bytes: Some(self.generated),
             });
         }
     }
@@ -218,7 +253,9 @@ impl Stream for TranslatedStream {
             match this.upstream.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => match this.parser.push(&chunk) {
                     Ok(events) => {
+                        let members = this.upstream_codec.generated_text_members();
                         for event in &events {
+                            this.generated += generated_bytes(&event.data, members);
                             if let Some(answer) = this.answer.as_mut() {
                                 collect_delta(answer, this.upstream_codec, &event.data);
                             }
@@ -231,6 +268,7 @@ impl Stream for TranslatedStream {
                 Poll::Ready(Some(Err(error))) => this.fail("upstream_disconnected", error.to_string()),
                 Poll::Ready(None) => {
                     if let Some(event) = this.parser.finish() {
+                        this.generated += generated_bytes(&event.data, this.upstream_codec.generated_text_members());
                         if let Some(answer) = this.answer.as_mut() {
                             collect_delta(answer, this.upstream_codec, &event.data);
                         }
@@ -264,5 +302,32 @@ impl Drop for TranslatedStream {
             }
             self.end(completed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_text_is_counted_in_the_members_that_carry_it() {
+        let openai = ApiFormat::OpenAi.codec().generated_text_members();
+        let chunk = r#"{"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":"héllo \"x\""},"finish_reason":null}]}"#;
+        assert_eq!(generated_bytes(chunk, openai), "héllo \\\"x\\\"".len() as u64);
+        let tool =
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"f","arguments":"{\"a\": 1}"}}]}}]}"#;
+        assert_eq!(generated_bytes(tool, openai), r#"{\"a\": 1}"#.len() as u64);
+        assert_eq!(generated_bytes(r#"{"choices":[{"delta":{"content":null}}]}"#, openai), 0);
+        assert_eq!(generated_bytes(r#"{"choices":[{"delta":{"content": "ab"}}],"x":{"content":"cd"}}"#, openai), 4);
+        assert_eq!(generated_bytes("[DONE]", openai), 0);
+        // Cut short (no closing quote), or ending in a lone backslash: counted to the end, no panic.
+        assert_eq!(generated_bytes(r#"{"content":"abc"#, openai), 3);
+        assert_eq!(generated_bytes("{\"content\":\"ab\\", openai), 3);
+        let anthropic = ApiFormat::Anthropic.codec().generated_text_members();
+        let delta = r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#;
+        assert_eq!(generated_bytes(delta, anthropic), 5);
+        let json =
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"q\":"}}"#;
+        assert_eq!(generated_bytes(json, anthropic), 7);
     }
 }

@@ -30,6 +30,29 @@ pub(crate) struct Summary {
     /// The answer's text, when it was asked for (tenants that store prompts): the text of every
     /// choice or content block, or of every streamed delta, up to `ANSWER_CAP` bytes.
     pub(crate) answer: Option<String>,
+    /// For a stream: the bytes of generated text it carried (what it is charged for when it
+    /// reports no usage). `None` for a whole answer.
+    pub(crate) streamed_text_bytes: Option<u64>,
+}
+
+/// The usage a response is charged for, and whether it is an estimate. A stream that reported no
+/// usage (a provider that ignores `stream_options`, a stream cut short) must not be free: a count
+/// it did not report is estimated, the prompt at the admission's estimate (about four bytes of
+/// request per token) and the completion at four bytes of streamed text per token. A whole
+/// answer's usage is taken as reported.
+pub(crate) fn charged_usage(reported: Usage, streamed_text_bytes: Option<u64>, prompt_estimate: u64) -> (Usage, bool) {
+    let Some(text_bytes) = streamed_text_bytes else { return (reported, false) };
+    let mut usage = reported;
+    let mut estimated = false;
+    if usage.prompt_tokens == 0 && prompt_estimate > 0 {
+        usage.prompt_tokens = prompt_estimate;
+        estimated = true;
+    }
+    if usage.completion_tokens == 0 && text_bytes > 0 {
+        usage.completion_tokens = text_bytes.div_ceil(4);
+        estimated = true;
+    }
+    (usage, estimated)
 }
 
 /// A prompt to store with the record (tenants with `store_prompts`), redacted first.
@@ -76,7 +99,7 @@ impl Finish {
         let Self { admission, deployment, prompt_estimate, state, model, mut audit, stored_prompt, stream_outcome } =
             self;
         let metrics = state.metrics();
-        let usage = summary.usage;
+        let (usage, usage_estimated) = charged_usage(summary.usage, summary.streamed_text_bytes, prompt_estimate);
         let mut cost = pricing::cost_nanos(&deployment, usage);
         if !summary.completed {
             // An abandoned stream is charged at least its prompt: disconnecting must not be free.
@@ -96,6 +119,7 @@ impl Finish {
         record.prompt_tokens = i64::try_from(usage.prompt_tokens).unwrap_or(i64::MAX);
         record.completion_tokens = i64::try_from(usage.completion_tokens).unwrap_or(i64::MAX);
         record.cost_nanos = cost;
+        record.usage_estimated = usage_estimated;
         record.ttft_ms = summary.ttft.map(|t| t.as_secs_f64() * 1000.0);
         let blocked = match &stream_outcome {
             Some(outcome) => {
@@ -148,4 +172,28 @@ pub(crate) fn rejected(metrics: &ProxyMetrics, mut audit: AuditGuard, error: &Pr
     audit.reject(error);
     metrics.count_guardrail_actions(&audit.record().guardrail_actions);
     audit.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(prompt_tokens: u64, completion_tokens: u64) -> Usage {
+        Usage { prompt_tokens, completion_tokens }
+    }
+
+    #[test]
+    fn a_stream_without_usage_is_charged_an_estimate() {
+        // Reported usage is charged as reported, streamed or not.
+        assert_eq!(charged_usage(usage(10, 20), Some(400), 50), (usage(10, 20), false));
+        assert_eq!(charged_usage(usage(10, 20), None, 50), (usage(10, 20), false));
+        // A whole answer without usage is taken as it is.
+        assert_eq!(charged_usage(usage(0, 0), None, 50), (usage(0, 0), false));
+        // A stream without usage: the prompt estimate, and a token per 4 bytes of text.
+        assert_eq!(charged_usage(usage(0, 0), Some(401), 50), (usage(50, 101), true));
+        // Only the prompt reported (an Anthropic stream cut after message_start).
+        assert_eq!(charged_usage(usage(12, 0), Some(8), 50), (usage(12, 2), true));
+        // No text at all: the prompt still costs.
+        assert_eq!(charged_usage(usage(0, 0), Some(0), 50), (usage(50, 0), true));
+    }
 }

@@ -87,7 +87,7 @@ pub(crate) async fn respond(state: &ProxyState, mut cx: RequestContext, forwardi
             }
             let finish = finish_of(state, cx, admission, deployment, prompt_estimate, stored_prompt, None);
             let answer = answer::collected_text(client, &body, finish.collects_answer());
-            finish.done(Summary { usage, completed: true, ttft: None, answer });
+            finish.done(Summary { usage, completed: true, ttft: None, answer, streamed_text_bytes: None });
             answer::json_response(body)
         }
         UpstreamBody::Stream(events) => {

@@ -6,7 +6,7 @@
 
 pub(crate) mod pricing;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use axum::http::{HeaderName, HeaderValue};
 use flowgate_common::Settings;
 use flowgate_common::settings::{ModelEntry, Provider, RouterSettings, RoutingStrategy};
 use rand::Rng;
+use rand::seq::IndexedRandom;
 use secrecy::SecretString;
 
 use crate::mock::MockParams;
@@ -177,6 +178,8 @@ pub(crate) struct RoutingTable {
     /// Model names in configuration order (for `/v1/models`).
     pub names: Vec<String>,
     fallbacks: HashMap<String, Vec<String>>,
+    /// Model names that may be served by an unpriced deployment (their own, or a fallback's).
+    unpriced: HashSet<String>,
     /// Strategy and retry settings.
     pub router: RouterSettings,
 }
@@ -247,7 +250,44 @@ impl RoutingTable {
                 }
             }
         }
-        Self { models, names, fallbacks, router }
+        let unpriced_models: HashSet<&String> = models
+            .iter()
+            .filter(|(_, deployments)| deployments.iter().any(|d| !pricing::is_priced(d)))
+            .map(|(name, _)| name)
+            .collect();
+        let unpriced = models
+            .keys()
+            .filter(|name| {
+                unpriced_models.contains(name)
+                    || fallbacks.get(*name).is_some_and(|to| to.iter().any(|f| unpriced_models.contains(f)))
+            })
+            .cloned()
+            .collect();
+        Self { models, names, fallbacks, unpriced, router }
+    }
+
+    /// Deployments without a price (see [`pricing::is_priced`]), in configuration order.
+    pub(crate) fn unpriced_deployments(&self) -> impl Iterator<Item = &Arc<Deployment>> {
+        self.deployments().filter(|d| !pricing::is_priced(d))
+    }
+
+    /// Whether a request for `model` may be answered by an unpriced deployment (of the model or
+    /// of one of its fallbacks), and so cost $0 whatever it uses.
+    pub(crate) fn serves_unpriced(&self, model: &str) -> bool {
+        self.unpriced.contains(model)
+    }
+
+    /// Logs a warning for every unpriced deployment (at start and when the model list changes).
+    pub(crate) fn warn_unpriced(&self) {
+        for d in self.unpriced_deployments() {
+            tracing::warn!(
+                deployment = %d.id,
+                model = %d.model_name,
+                upstream_model = %d.upstream_model,
+                "no price for this deployment (set input_cost_per_token / output_cost_per_token): its requests cost $0, \
+                 and keys with a budget are refused it unless budgets.unpriced is allow"
+            );
+        }
     }
 
     /// True when `model` is configured.
@@ -264,10 +304,7 @@ impl RoutingTable {
     /// a request is estimated at before a deployment is chosen.
     pub(crate) fn max_prices(&self, model: &str) -> (f64, f64) {
         self.models.get(model).map_or((0.0, 0.0), |deployments| {
-            deployments
-                .iter()
-                .map(|d| crate::routing::pricing::prices(d))
-                .fold((0.0, 0.0), |(a, b), (x, y)| (a.max(x), b.max(y)))
+            deployments.iter().map(|d| pricing::prices(d)).fold((0.0, 0.0), |(a, b), (x, y)| (a.max(x), b.max(y)))
         })
     }
 
@@ -294,49 +331,57 @@ impl RoutingTable {
             deployments.iter().filter(|d| d.stats.cooldown_remaining().is_none()).collect();
         let fresh: Vec<&Arc<Deployment>> = healthy.iter().copied().filter(|d| !tried.contains(&d.id)).collect();
         let candidates = if fresh.is_empty() { healthy } else { fresh };
-        if candidates.is_empty() {
-            return None;
+        let live = |d: &Deployment| (d.stats.in_flight(), d.stats.latency());
+        choose(self.router.routing_strategy, &candidates, &mut rand::rng(), live).cloned()
+    }
+}
+
+/// The strategy's choice among `candidates`, or `None` when there are none. `live` reads a
+/// deployment's in-flight count and latency; it is called exactly once per candidate, so counters
+/// that change while a request is being routed (other requests start and end) can never leave the
+/// choice empty: every decision is made on one snapshot. No indexing, no draw from an empty range.
+pub(crate) fn choose<'a, R: Rng>(
+    strategy: RoutingStrategy,
+    candidates: &[&'a Arc<Deployment>],
+    rng: &mut R,
+    mut live: impl FnMut(&Deployment) -> (u32, Option<Duration>),
+) -> Option<&'a Arc<Deployment>> {
+    match strategy {
+        RoutingStrategy::SimpleShuffle => {
+            let total: f64 = candidates.iter().map(|d| d.weight).sum();
+            if !(total > 0.0 && total.is_finite()) {
+                return candidates.choose(rng).copied();
+            }
+            let mut point = rng.random_range(0.0..total);
+            for d in candidates {
+                if point < d.weight {
+                    return Some(*d);
+                }
+                point -= d.weight;
+            }
+            // Rounding left the point past the last weight.
+            candidates.last().copied()
         }
-        let mut rng = rand::rng();
-        let chosen = match self.router.routing_strategy {
-            RoutingStrategy::SimpleShuffle => {
-                let total: f64 = candidates.iter().map(|d| d.weight).sum();
-                if total <= 0.0 {
-                    candidates[rng.random_range(0..candidates.len())]
-                } else {
-                    let mut point = rng.random_range(0.0..total);
-                    let mut chosen = candidates[candidates.len() - 1];
-                    for d in &candidates {
-                        if point < d.weight {
-                            chosen = d;
-                            break;
-                        }
-                        point -= d.weight;
-                    }
-                    chosen
-                }
+        RoutingStrategy::LeastBusy => {
+            let snapshot: Vec<(&'a Arc<Deployment>, u32)> = candidates.iter().map(|d| (*d, live(d).0)).collect();
+            let least = snapshot.iter().map(|(_, n)| *n).min()?;
+            let tied: Vec<&'a Arc<Deployment>> =
+                snapshot.iter().filter(|(_, n)| *n == least).map(|(d, _)| *d).collect();
+            tied.choose(rng).copied()
+        }
+        RoutingStrategy::LatencyBasedRouting => {
+            // Unmeasured deployments first (so each gets measured), then the fastest, with 5%
+            // exploration so a recovered deployment is noticed.
+            let snapshot: Vec<(&'a Arc<Deployment>, Option<Duration>)> =
+                candidates.iter().map(|d| (*d, live(d).1)).collect();
+            if let Some((unmeasured, _)) = snapshot.iter().find(|(_, latency)| latency.is_none()) {
+                Some(*unmeasured)
+            } else if !candidates.is_empty() && rng.random_bool(0.05) {
+                candidates.choose(rng).copied()
+            } else {
+                snapshot.iter().min_by_key(|(_, latency)| latency.unwrap_or(Duration::MAX)).map(|(d, _)| *d)
             }
-            RoutingStrategy::LeastBusy => {
-                let least = candidates.iter().map(|d| d.stats.in_flight()).min().unwrap_or(0);
-                let tied: Vec<_> = candidates.iter().filter(|d| d.stats.in_flight() == least).collect();
-                tied[rng.random_range(0..tied.len())]
-            }
-            RoutingStrategy::LatencyBasedRouting => {
-                // Unmeasured deployments first (so each gets measured), then the fastest, with 5%
-                // exploration so a recovered deployment is noticed.
-                if let Some(unmeasured) = candidates.iter().find(|d| d.stats.latency().is_none()) {
-                    unmeasured
-                } else if rng.random_bool(0.05) {
-                    candidates[rng.random_range(0..candidates.len())]
-                } else {
-                    candidates
-                        .iter()
-                        .min_by_key(|d| d.stats.latency().unwrap_or(Duration::MAX))
-                        .unwrap_or(&candidates[0])
-                }
-            }
-        };
-        Some(chosen.clone())
+        }
     }
 }
 

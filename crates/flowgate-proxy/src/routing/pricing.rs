@@ -1,6 +1,8 @@
 //! What a request costs: the deployment's configured per-token prices, or a built-in table for
 //! well-known models, in integer nano-dollars (1 USD = 1e9) so spend adds up exactly.
 
+use flowgate_common::settings::Provider;
+
 use super::Deployment;
 use crate::wire::Usage;
 
@@ -35,13 +37,28 @@ const PRICES_PER_MILLION: &[(&str, f64, f64)] = &[
 /// Nano-dollars per USD.
 pub(crate) const NANOS_PER_USD: f64 = 1e9;
 
+/// The built-in prices of an upstream model (nano-dollars per token: input, output), if it has any.
+fn table_prices(upstream_model: &str) -> Option<(f64, f64)> {
+    PRICES_PER_MILLION
+        .iter()
+        .filter(|(prefix, _, _)| upstream_model.starts_with(prefix))
+        .max_by_key(|(prefix, _, _)| prefix.len())
+        .map(|(_, input, output)| (input * 1e3, output * 1e3))
+}
+
+/// Whether `deployment` has a price: configured, or in the built-in table. A `mock` deployment is
+/// free rather than unpriced. An unpriced deployment's requests cost $0 without a word, so the
+/// proxy warns about them and may refuse them to keys under a budget (`budgets.unpriced`).
+pub(crate) fn is_priced(deployment: &Deployment) -> bool {
+    deployment.provider == Provider::Mock
+        || deployment.input_cost_per_token.is_some()
+        || deployment.output_cost_per_token.is_some()
+        || table_prices(&deployment.upstream_model).is_some()
+}
+
 /// Per-token prices of `deployment` in nano-dollars (input, output).
 pub(crate) fn prices(deployment: &Deployment) -> (f64, f64) {
-    let table = PRICES_PER_MILLION
-        .iter()
-        .filter(|(prefix, _, _)| deployment.upstream_model.starts_with(prefix))
-        .max_by_key(|(prefix, _, _)| prefix.len())
-        .map_or((0.0, 0.0), |(_, input, output)| (input * 1e3, output * 1e3));
+    let table = table_prices(&deployment.upstream_model).unwrap_or((0.0, 0.0));
     (
         deployment.input_cost_per_token.map_or(table.0, |usd| usd * NANOS_PER_USD),
         deployment.output_cost_per_token.map_or(table.1, |usd| usd * NANOS_PER_USD),

@@ -328,3 +328,117 @@ router_settings:
     assert_eq!(table.chain("c"), vec!["c"]);
     assert_eq!(table.names, vec!["m", "a", "b", "c"], "names keep configuration order");
 }
+
+mod concurrent_counters {
+    //! The strategies decide on one snapshot of the live counters: whatever the in-flight counts
+    //! and latencies read while a pick is under way (other requests start and end meanwhile), a
+    //! pick among candidates never panics and always returns one of them.
+
+    use std::cell::RefCell;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn with_deployments(weights: &[u32], strategy: &str) -> RoutingTable {
+        let mut yaml = String::from("model_list:\n");
+        for (i, weight) in weights.iter().enumerate() {
+            yaml.push_str(&format!("  - {{model_name: m, litellm_params: {{model: mock/d{i}, weight: {weight}}}}}\n"));
+        }
+        yaml.push_str(&format!("router_settings: {{routing_strategy: {strategy}}}\n"));
+        table(&yaml)
+    }
+
+    fn strategy() -> impl Strategy<Value = RoutingStrategy> {
+        prop_oneof![
+            Just(RoutingStrategy::SimpleShuffle),
+            Just(RoutingStrategy::LeastBusy),
+            Just(RoutingStrategy::LatencyBasedRouting),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Every read of a counter may see a different value (a counter changing between reads).
+        #[test]
+        fn a_pick_among_candidates_always_returns_one_of_them(
+            strategy in strategy(),
+            weights in prop::collection::vec(0u32..4, 1..6),
+            reads in prop::collection::vec((0u32..4, prop::option::of(1u64..500)), 1..64),
+            seed in any::<u64>(),
+        ) {
+            let table = with_deployments(&weights, "simple-shuffle");
+            let deployments: Vec<Arc<Deployment>> = table.deployments().cloned().collect();
+            let candidates: Vec<&Arc<Deployment>> = deployments.iter().collect();
+            let next = RefCell::new(reads.iter().cycle());
+            let live = |_: &Deployment| {
+                let (in_flight, latency) = next.borrow_mut().next().copied().unwrap_or_default();
+                (in_flight, latency.map(Duration::from_millis))
+            };
+            let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+            let chosen = choose(strategy, &candidates, &mut rng, live);
+            let chosen = chosen.map(|d| d.id.clone());
+            prop_assert!(chosen.is_some(), "nothing chosen among {} candidates", candidates.len());
+            prop_assert!(deployments.iter().any(|d| Some(&d.id) == chosen.as_ref()));
+        }
+
+        /// No candidates: no choice, and no panic.
+        #[test]
+        fn no_candidates_no_choice(strategy in strategy(), seed in any::<u64>()) {
+            let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+            prop_assert!(choose(strategy, &[], &mut rng, |_| (0, None)).is_none());
+        }
+    }
+
+    /// The same through `pick`, with real requests starting and ending on other threads.
+    #[test]
+    fn least_busy_picks_while_other_threads_start_and_end_requests() {
+        let table = Arc::new(with_deployments(&[1, 1, 1], "least-busy"));
+        let deployments: Vec<Arc<Deployment>> = table.deployments().cloned().collect();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let churn: Vec<_> = deployments
+            .iter()
+            .map(|d| {
+                let (d, stop) = (d.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let guard = d.stats.begin();
+                        std::hint::spin_loop();
+                        drop(guard);
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..50_000 {
+            assert!(table.pick("m", &[]).is_some());
+        }
+        stop.store(true, Ordering::Relaxed);
+        for thread in churn {
+            thread.join().unwrap();
+        }
+    }
+}
+
+#[test]
+fn unpriced_deployments_are_known_with_the_models_that_may_reach_them() {
+    let table = table(
+        "model_list:
+  - {model_name: tabled, litellm_params: {model: openai/gpt-4o-mini, api_base: 'http://127.0.0.1:9'}}
+  - {model_name: configured, litellm_params: {model: openai/my-finetune, api_base: 'http://127.0.0.1:9', input_cost_per_token: 0, output_cost_per_token: 0}}
+  - {model_name: demo, litellm_params: {model: mock/anything}}
+  - {model_name: mixed, litellm_params: {model: openai/gpt-4o, api_base: 'http://127.0.0.1:9'}}
+  - {model_name: mixed, litellm_params: {model: openai/my-own-model, api_base: 'http://127.0.0.1:9'}}
+  - {model_name: free, litellm_params: {model: hosted_vllm/llama, api_base: 'http://127.0.0.1:9'}}
+router_settings:
+  fallbacks: [{tabled: [free]}]
+",
+    );
+    let unpriced: Vec<&str> = table.unpriced_deployments().map(|d| d.id.as_str()).collect();
+    assert_eq!(unpriced, vec!["mixed/4", "free/5"], "a price of 0 set on purpose and mock are priced");
+    assert!(table.serves_unpriced("mixed"), "one unpriced deployment is enough");
+    assert!(table.serves_unpriced("free"));
+    assert!(table.serves_unpriced("tabled"), "its fallback is unpriced");
+    assert!(!table.serves_unpriced("configured"));
+    assert!(!table.serves_unpriced("demo"));
+}

@@ -197,6 +197,11 @@ pub(crate) trait Codec: Send + Sync + std::fmt::Debug {
     /// the client closes the connection before the upstream's body has ended.
     fn ends_stream(&self, event: &[u8]) -> bool;
 
+    /// The JSON members (as `"name":`) whose string values in this format's stream events are
+    /// generated text (text, tool-call arguments, reasoning): what a stream that reports no usage
+    /// is charged for (see `pipeline::answer`).
+    fn generated_text_members(&self) -> &'static [&'static str];
+
     // ---- errors and listings
 
     /// The JSON error body for `error`.

@@ -28,7 +28,7 @@ fn error_type(error: &ProxyError) -> &'static str {
         | ProxyError::RouteNotFound(_)
         | ProxyError::MethodNotAllowed { .. }
         | ProxyError::GuardrailBlocked { .. } => "invalid_request_error",
-        ProxyError::Forbidden(_) => "permission_error",
+        ProxyError::Forbidden(_) | ProxyError::ModelUnpriced(_) => "permission_error",
         ProxyError::RateLimited { .. } => "rate_limit_error",
         ProxyError::Upstream { status, .. } => match status {
             429 => "rate_limit_error",
@@ -121,6 +121,10 @@ impl Codec for OpenAi {
     fn delta_pointer(&self, event: &Value) -> Option<&'static str> {
         let pointer = "/choices/0/delta/content";
         event.pointer(pointer).is_some_and(Value::is_string).then_some(pointer)
+    }
+
+    fn generated_text_members(&self) -> &'static [&'static str] {
+        &["\"content\":", "\"arguments\":", "\"reasoning_content\":", "\"refusal\":"]
     }
 
     fn passthrough(&self, include_usage: bool) -> Box<dyn StreamTransform> {

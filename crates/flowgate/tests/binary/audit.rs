@@ -429,3 +429,72 @@ async fn a_stream_read_to_its_end_is_complete_even_if_the_client_leaves_before_t
         assert!((cost - 80_000).abs() <= 2, "{path} {model}: cost {cost} is not the usage's");
     }
 }
+
+/// A stream whose provider reports no usage is not free: the upstream was asked for usage (Azure
+/// included), and when none came the record carries an estimate from the streamed text, marked
+/// `usage_estimated`, in the table and in the api-server's answer.
+#[tokio::test]
+async fn a_stream_without_usage_is_charged_an_estimate_marked_as_such() {
+    use wiremock::matchers::{body_partial_json, method};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let upstream = MockServer::start().await;
+    let chunk = |delta: Value, finish: Value| {
+        let chunk = json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "dep",
+                           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        format!("data: {chunk}\n\n")
+    };
+    // 14 bytes of text as written: "abcd" "efgh" "ij\"l" (the escaped quote is 2 bytes) "m".
+    let mut body = chunk(json!({"role": "assistant", "content": ""}), Value::Null);
+    for text in ["abcd", "efgh", "ij\"l", "m"] {
+        body.push_str(&chunk(json!({"content": text}), Value::Null));
+    }
+    body.push_str(&chunk(json!({}), json!("stop")));
+    body.push_str("data: [DONE]\n\n");
+    // Only a request that asks for usage is answered.
+    Mock::given(method("POST"))
+        .and(body_partial_json(json!({"stream": true, "stream_options": {"include_usage": true}})))
+        .respond_with(
+            ResponseTemplate::new(200).insert_header("content-type", "text/event-stream").set_body_string(body),
+        )
+        .mount(&upstream)
+        .await;
+    let config = format!(
+        "model_list:
+  - {{model_name: azure, litellm_params: {{model: azure/dep, api_base: '{}', api_version: '2024-10-21', api_key: k, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}}}}
+  - {{model_name: m, litellm_params: {{model: mock/m, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}}}}
+",
+        upstream.uri()
+    );
+    let gateway = spawn_app(&config).await;
+    let (_, key) = gateway.create_key(json!({})).await;
+    let response = gateway.post("/v1/chat/completions", &key, &chat("azure", true)).await;
+    assert_eq!(response.status(), 200);
+    let estimated_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let text = response.text().await.unwrap();
+    assert!(text.contains("abcd") && text.trim_end().ends_with("data: [DONE]"), "{text}");
+    let response = gateway.post("/v1/chat/completions", &key, &chat("m", true)).await;
+    let counted_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let _ = response.text().await.unwrap();
+
+    let rows = wait_for_rows(gateway.data_dir(), 2).await;
+    let by_id = |id: &str| rows.iter().find(|r| r.get::<String, _>("request_id") == id).unwrap();
+    let estimated = by_id(&estimated_id);
+    assert_eq!(estimated.get::<i64, _>("status"), 200);
+    assert_eq!(estimated.get::<i64, _>("usage_estimated"), 1);
+    assert_eq!(estimated.get::<i64, _>("completion_tokens"), 4, "14 bytes of text / 4, rounded up");
+    let prompt_tokens = estimated.get::<i64, _>("prompt_tokens");
+    assert!(prompt_tokens > 5, "the request body / 4: {prompt_tokens}");
+    let cost = estimated.get::<i64, _>("cost_nanos");
+    assert!((cost - (prompt_tokens * 1_000 + 4 * 2_000)).abs() <= 1, "charged the estimate: {cost}");
+    assert!(estimated.get::<Option<String>, _>("error_code").is_none(), "the stream completed");
+    let counted = by_id(&counted_id);
+    assert_eq!(counted.get::<i64, _>("usage_estimated"), 0, "a stream that reports usage is charged its usage");
+
+    let (status, page) = gateway.admin(Method::GET, "/api/audit?limit=10", None).await;
+    assert_eq!(status, 200);
+    let items = page["items"].as_array().unwrap();
+    let item = |id: &str| items.iter().find(|i| i["request_id"] == id).unwrap().clone();
+    assert_eq!(item(&estimated_id)["usage_estimated"], true);
+    assert_eq!(item(&counted_id)["usage_estimated"], false);
+}

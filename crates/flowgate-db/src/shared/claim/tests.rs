@@ -30,7 +30,7 @@ fn budget(delta: i64, limit: i64) -> Claim {
 }
 
 fn give_back(claim: &Claim) -> Adjustment {
-    Adjustment { key: claim.key.clone(), delta: -claim.delta, ttl: claim.ttl, refresh: false }
+    Adjustment { key: claim.key.clone(), delta: -claim.delta, ttl: claim.ttl, refresh: false, reservation: None }
 }
 
 fn claim(state: &SharedState, claims: &[Claim]) -> ClaimOutcome {
@@ -49,19 +49,38 @@ fn load_settled(state: &SharedState, amount: i64) {
 }
 
 #[test]
-fn a_budget_at_its_limit_rejects_the_whole_claim() {
+fn a_budget_admits_while_anything_is_left_and_reserves_at_most_that() {
     let state = SharedState::local("");
     load_settled(&state, 90);
-    // 90 settled + 20 > 100: the budget (claim 1) rejects, and the window before it is not charged.
-    let rejected = claim(&state, &[window("rpm", 10), budget(20, 100)]);
-    assert_eq!(rejected, ClaimOutcome { rejected: Some(1), unloaded: None, values: vec![0, 0], settled: vec![0, 90] });
-    assert_eq!(counter(&state, "rpm"), None, "nothing of a rejected claim is applied");
-    // 90 + 10 fits exactly; after it, one more nano-dollar does not.
-    let admitted = claim(&state, &[window("rpm", 10), budget(10, 100)]);
-    assert_eq!(admitted, ClaimOutcome { rejected: None, unloaded: None, values: vec![1, 10], settled: vec![0, 90] });
-    let full = claim(&state, &[budget(1, 100), window("rpm", 10)]);
-    assert_eq!((full.rejected, full.values), (Some(0), vec![10, 1]));
-    assert_eq!(counter(&state, "rpm"), Some(1));
+    // 10 is left of 100: an estimate of 20 is admitted and reserves the 10 that are left.
+    let admitted = claim(&state, &[window("rpm", 10), budget(20, 100)]);
+    assert_eq!(
+        admitted,
+        ClaimOutcome {
+            rejected: None,
+            unloaded: None,
+            values: vec![1, 10],
+            settled: vec![0, 90],
+            taken: vec![1, 10],
+            reservation: admitted.reservation,
+        }
+    );
+    // Nothing is left: the budget (claim 1) rejects, and the window before it is not charged.
+    let rejected = claim(&state, &[window("rpm", 10), budget(1, 100)]);
+    assert_eq!(
+        rejected,
+        ClaimOutcome {
+            rejected: Some(1),
+            unloaded: None,
+            values: vec![1, 10],
+            settled: vec![0, 90],
+            taken: vec![],
+            reservation: rejected.reservation,
+        }
+    );
+    assert_eq!(counter(&state, "rpm"), Some(1), "nothing of a rejected claim is applied");
+    // Not even a request estimated at nothing gets in once the budget is used up.
+    assert_eq!(claim(&state, &[budget(0, 100)]).rejected, Some(0));
 }
 
 #[test]
@@ -83,14 +102,17 @@ fn settling_gives_back_what_was_claimed() {
     assert!(state.adjust_in_process(&[give_back(&flight(1))]));
     assert_eq!(claim(&state, &[flight(1)]).values, vec![1]);
 
-    // Budget: a reservation of 30 settles at 25 (settled += actual, reserved -= estimate), which
-    // leaves exactly room for 25 more.
+    // Budget: a reservation of 30 settles at 25 (settled += actual, reserved -= what was taken),
+    // which leaves exactly 25.
     load_settled(&state, 0);
-    assert!(claim(&state, &[budget(30, 50)]).admitted());
-    assert_eq!(claim(&state, &[budget(30, 50)]).rejected, Some(0), "30 + 30 > 50");
+    assert_eq!(claim(&state, &[budget(30, 50)]).taken, vec![30]);
+    let rest = claim(&state, &[budget(30, 50)]);
+    assert_eq!(rest.taken, vec![20], "the second reservation takes the 20 left");
+    assert_eq!(claim(&state, &[budget(1, 50)]).rejected, Some(0), "nothing is left");
     assert!(state.adjust_in_process(&[
-        Adjustment { key: "settled".to_owned(), delta: 25, ttl: TTL, refresh: true },
+        Adjustment { key: "settled".to_owned(), delta: 25, ttl: TTL, refresh: true, reservation: None },
         give_back(&budget(30, 50)),
+        Adjustment { key: "reserved".to_owned(), delta: -20, ttl: TTL, refresh: false, reservation: None },
     ]));
     let after = claim(&state, &[budget(25, 50)]);
     assert_eq!((after.rejected, after.values, after.settled), (None, vec![25], vec![25]));
@@ -133,14 +155,14 @@ fn requests_with_the_same_counters_share_a_bundle_in_order() {
 }
 
 #[test]
-fn script_arguments_list_keys_then_counters_then_deltas() {
+fn script_arguments_list_keys_then_counters_then_deltas_and_ids() {
     let first = [window("rpm", 5), budget(7, 100)];
     let second = [window("rpm", 5), budget(9, 100)];
     let groups: Vec<&[Claim]> = vec![&first, &second];
     let bundles = bundle(&groups);
     let mut command = redis::cmd("EVALSHA");
     command.arg("sha");
-    claim_arguments(&mut command, &groups, &bundles);
+    claim_arguments(&mut command, &groups, &[41, 42], &bundles, 1_000);
     let args: Vec<String> = command
         .args_iter()
         .map(|arg| match arg {
@@ -152,11 +174,11 @@ fn script_arguments_list_keys_then_counters_then_deltas() {
     let expected = [
         "EVALSHA", "sha",
         "3", "rpm", "reserved", "settled",       // KEYS: counters, then settled counters
-        "1",                                     // one bundle
+        "1", "1000",                             // one bundle, the time
         "2", "1", "2",                           // 2 counters, 1 settled counter, 2 requests
         "w", "5", "60000", "0",                  // the window
         "b", "100", "60000", "3",                // the budget, settled at KEYS[3]
-        "1", "7", "1", "9",                      // each request's deltas
+        "1", "7", "41", "1", "9", "42",          // each request's deltas and reservation id
     ];
     assert_eq!(args, expected);
 }
@@ -167,12 +189,18 @@ fn script_replies_are_read_per_request_and_short_ones_refused() {
     let groups: Vec<&[Claim]> = vec![&one, &one, &one];
     let bundles = vec![vec![0, 2], vec![1]];
     // Bundle order: request 0 (admitted), request 2 (rejected at claim 1), then request 1
-    // (unloaded at claim 1).
-    let reply = [0, 11, 40, 1, 10, 40, -1, 0, 0];
+    // (unloaded at claim 1). Per claim: value, settled, taken.
+    let reply = [0, 11, 40, 1, 1, 10, 40, 0, -1, 0, 0, 0];
     let outcomes = claim_reply(&reply, &groups, &bundles).unwrap();
-    assert_eq!(outcomes[0], ClaimOutcome { rejected: None, unloaded: None, values: vec![11], settled: vec![40] });
+    assert_eq!(
+        outcomes[0],
+        ClaimOutcome { values: vec![11], settled: vec![40], taken: vec![1], ..ClaimOutcome::default() }
+    );
     assert_eq!(outcomes[1], ClaimOutcome { unloaded: Some(0), ..ClaimOutcome::default() });
-    assert_eq!(outcomes[2], ClaimOutcome { rejected: Some(0), unloaded: None, values: vec![10], settled: vec![40] });
-    let short = claim_reply(&reply[..8], &groups, &bundles).unwrap_err();
+    assert_eq!(
+        outcomes[2],
+        ClaimOutcome { rejected: Some(0), values: vec![10], settled: vec![40], ..ClaimOutcome::default() }
+    );
+    let short = claim_reply(&reply[..11], &groups, &bundles).unwrap_err();
     assert!(matches!(short, SharedError::Command(_)), "{short:?}");
 }

@@ -23,7 +23,7 @@ pub(crate) struct Anthropic;
 fn error_type(error: &ProxyError) -> &'static str {
     match error {
         ProxyError::Unauthorized(_) => "authentication_error",
-        ProxyError::Forbidden(_) => "permission_error",
+        ProxyError::Forbidden(_) | ProxyError::ModelUnpriced(_) => "permission_error",
         ProxyError::RateLimited { .. } => "rate_limit_error",
         ProxyError::BadRequest { .. } | ProxyError::PayloadTooLarge { .. } | ProxyError::GuardrailBlocked { .. } => {
             "invalid_request_error"
@@ -180,6 +180,10 @@ impl Codec for Anthropic {
         (event.pointer("/delta/type").and_then(Value::as_str) == Some("text_delta")
             && event.pointer(pointer).is_some_and(Value::is_string))
         .then_some(pointer)
+    }
+
+    fn generated_text_members(&self) -> &'static [&'static str] {
+        &["\"text\":", "\"partial_json\":", "\"thinking\":"]
     }
 
     fn passthrough(&self, _include_usage: bool) -> Box<dyn StreamTransform> {
