@@ -95,7 +95,7 @@ bench_compare() {
   cat >"$TMP/config.yaml" <<EOF
 model_list:
   - model_name: bench
-    litellm_params: {model: openai/bench, api_base: "http://127.0.0.1:$p_fast/v1", api_key: unused}
+    litellm_params: {model: openai/bench, api_base: "http://127.0.0.1:$p_fast/v1", api_key: unused, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
 EOF
   ADMIN_KEY="fg-admin-bench-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
   local body='{"model":"bench","messages":[{"role":"system","content":"You are a benchmark."},{"role":"user","content":"Say something short."}],"max_tokens":64}'

@@ -163,9 +163,9 @@ PID_STREAM=$LAST_PID
 cat >"$TMP/config.yaml" <<EOF
 model_list:
   - model_name: bench
-    litellm_params: {model: openai/bench, api_base: "http://127.0.0.1:$P_FAST/v1", api_key: unused}
+    litellm_params: {model: openai/bench, api_base: "http://127.0.0.1:$P_FAST/v1", api_key: unused, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
   - model_name: bench-stream
-    litellm_params: {model: openai/bench-stream, api_base: "http://127.0.0.1:$P_STREAM/v1", api_key: unused}
+    litellm_params: {model: openai/bench-stream, api_base: "http://127.0.0.1:$P_STREAM/v1", api_key: unused, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
 EOF
 ADMIN_KEY="fg-admin-bench-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 mkdir -p "$TMP/data"

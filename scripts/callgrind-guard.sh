@@ -87,9 +87,9 @@ PID_MOCK=$LAST_PID
 cat >"$TMP/config.yaml" <<EOF
 model_list:
   - model_name: bench
-    litellm_params: {model: openai/bench, api_base: "http://127.0.0.1:$P_MOCK/v1", api_key: unused}
+    litellm_params: {model: openai/bench, api_base: "http://127.0.0.1:$P_MOCK/v1", api_key: unused, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
   - model_name: bench-anthropic
-    litellm_params: {model: anthropic/bench, api_base: "http://127.0.0.1:$P_MOCK", api_key: unused}
+    litellm_params: {model: anthropic/bench, api_base: "http://127.0.0.1:$P_MOCK", api_key: unused, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
 EOF
 ADMIN_KEY="fg-admin-guard-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 mkdir -p "$TMP/data"
