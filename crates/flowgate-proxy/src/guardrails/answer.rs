@@ -43,8 +43,8 @@ pub(crate) async fn post_call_json(
     if plan.restore_output {
         for segment in &mut segments {
             segment.text = match segment.kind {
-                TextKind::Text => restore(&segment.text, &plan.restore),
-                TextKind::ToolArguments => restore_json(&segment.text, &plan.restore),
+                TextKind::Text => restore(&segment.text, plan.restorable()),
+                TextKind::ToolArguments => restore_json(&segment.text, plan.restorable()),
             };
         }
     }

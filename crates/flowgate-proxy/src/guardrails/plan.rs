@@ -31,6 +31,9 @@ pub(crate) struct Plan {
     pub(crate) restore: Vec<(String, String)>,
     /// Whether originals are put back in the answer.
     pub(crate) restore_output: bool,
+    /// How many of `restore` were made before the call (the prompt's): only those are put back
+    /// in the answer; a value the answer-side guardrails redact stays redacted.
+    pub(crate) restorable: usize,
     /// Audit entries: `{guardrail, action, findings}`.
     pub(crate) actions: Vec<Value>,
     /// Model to use instead (policy reroute).
@@ -38,6 +41,11 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
+    /// The placeholders the answer may have put back: the prompt's own values.
+    pub(crate) fn restorable(&self) -> &[(String, String)] {
+        self.restore.get(..self.restorable).unwrap_or(&self.restore)
+    }
+
     /// True when nothing needs to run.
     pub(crate) fn is_empty(&self) -> bool {
         self.active.is_empty() && self.policy_id.is_none()

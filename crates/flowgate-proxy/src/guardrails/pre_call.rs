@@ -93,5 +93,7 @@ pub(crate) async fn pre_call(
             _ => {}
         }
     }
+    // The prompt's placeholders: the only ones the answer may have put back.
+    plan.restorable = plan.restore.len();
     Ok(())
 }

@@ -89,7 +89,8 @@ impl Guard {
         }
         let mut text = result?.unwrap_or(piece);
         if self.plan.restore_output {
-            text = if json { restore_json(&text, &self.plan.restore) } else { restore(&text, &self.plan.restore) };
+            text =
+                if json { restore_json(&text, self.plan.restorable()) } else { restore(&text, self.plan.restorable()) };
         }
         Ok(text)
     }
@@ -184,7 +185,7 @@ pub(crate) fn guard_stream(
         reader: format.codec().text_events(),
         tenant_id: context.tenant_id.to_owned(),
         scans: !detectors.is_empty(),
-        reach: Reach::new(&detectors, plan.restore_output && !plan.restore.is_empty()),
+        reach: Reach::new(&detectors, plan.restore_output && !plan.restorable().is_empty()),
         plan,
         text: Lane::default(),
         tools: BTreeMap::new(),

@@ -739,3 +739,21 @@ async fn http_guardrails_see_the_whole_conversation_and_unknown_verdicts_fail_cl
     let (status, body) = post_until(&gateway, &open, &ask("m", "hello"), |status, _| status == 200).await;
     assert_eq!(status, 200, "a fail_open guardrail lets the request go on: {body}");
 }
+
+/// `restore_output` puts back the prompt's own values only: a value the answer-side scan redacts
+/// (here an address the prompt never had) stays redacted, with the default configuration.
+#[tokio::test]
+async fn restore_output_puts_back_the_prompts_values_only() {
+    let upstream = upstream_answering(
+        ResponseTemplate::new(200).set_body_json(openai_answer("Reply to <EMAIL_1>, copy leak@corp.example")),
+    )
+    .await;
+    let gateway = spawn_app(&config_for(&upstream)).await;
+    let (_, key) = gateway.create_key(json!({"guardrail_policy": {"mandatory_guardrails": ["pii-redact"]}})).await;
+    let response = gateway.post("/v1/chat/completions", &key, &ask("m", &format!("mail {EMAIL}"))).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let answer = body["choices"][0]["message"]["content"].as_str().unwrap().to_owned();
+    assert!(answer.starts_with(&format!("Reply to {EMAIL}")), "{answer}");
+    assert!(!answer.contains("leak@corp.example"), "an address the answer-side scan redacted came back: {answer}");
+}
