@@ -18,6 +18,9 @@
 #                     commit and REASON (commit that file with a message saying why)
 #   --json FILE       also write the measurement as JSON
 #   --keep            keep the temporary directory (callgrind dumps, logs)
+#   --mix all|plain   all (default): the four-request mix below, compared with the baseline;
+#                     plain: only request 1 (what scripts/bench.sh sends), reported and not
+#                     compared (the baseline is for the mix)
 #
 # What runs: `flowgate mock-upstream` (natively) and `flowgate all` under callgrind with
 # instrumentation off at start (--instr-atstart=no), embedded SQLite in a temp dir, audit on,
@@ -49,6 +52,7 @@ TOLERANCE=10
 UPDATE=""
 JSON_OUT=""
 KEEP=0
+MIX=all
 abs_path() { case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$CALLER_PWD/$1" ;; esac; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -58,12 +62,15 @@ while [ $# -gt 0 ]; do
     --update) UPDATE=$2; shift 2 ;;
     --json) JSON_OUT=$(abs_path "$2"); shift 2 ;;
     --keep) KEEP=1; shift ;;
+    --mix) MIX=$2; shift 2 ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "callgrind-guard: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 case "$REQUESTS" in ''|*[!0-9]*) die "--requests must be a positive multiple of 4" ;; esac
 if [ "$REQUESTS" -eq 0 ] || [ $((REQUESTS % 4)) != 0 ]; then die "--requests must be a positive multiple of 4"; fi
+case "$MIX" in all|plain) ;; *) die "--mix must be all or plain" ;; esac
+[ "$MIX" = all ] || [ -z "$UPDATE" ] || die "--update takes the baseline from --mix all only"
 case "$TOLERANCE" in ''|*[!0-9.]*) die "--tolerance must be a number (percent)" ;; esac
 [ -n "$UPDATE" ] || [ -f "$BASELINE_FILE" ] || die "no baseline at $BASELINE_FILE (create one with --update REASON)"
 
@@ -124,19 +131,20 @@ KEY=$(create_key "http://127.0.0.1:$P_API" "$ADMIN_KEY" \
 cat >"$TMP/client.py" <<'EOF'
 import http.client, json, sys
 port, key, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+kinds = 1 if len(sys.argv) > 4 and sys.argv[4] == "plain" else 4
 msgs = [{"role": "system", "content": "You are a benchmark."}, {"role": "user", "content": "Say something short."}]
 bodies = [json.dumps({"model": m, "messages": msgs, "max_tokens": 64, **({"stream": True} if s else {})}).encode()
           for m, s in (("bench", False), ("bench", True), ("bench-anthropic", False), ("bench-anthropic", True))]
 headers = {"Authorization": "Bearer " + key, "Content-Type": "application/json"}
 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
 for i in range(n):
-    body = bodies[i % 4]
+    body = bodies[i % kinds]
     conn.request("POST", "/v1/chat/completions", body=body, headers=headers)
     r = conn.getresponse()
     data = r.read()
     if r.status != 200 or b"Flowgate" not in data:
-        sys.exit(f"request {i} (kind {i % 4}): HTTP {r.status}: {data[:300]!r}")
-    if i % 4 in (1, 3) and b"[DONE]" not in data:
+        sys.exit(f"request {i} (kind {i % kinds}): HTTP {r.status}: {data[:300]!r}")
+    if i % kinds in (1, 3) and b"[DONE]" not in data:
         sys.exit(f"request {i}: stream without its end marker: {data[-200:]!r}")
 EOF
 IDLE_S=0
@@ -156,7 +164,7 @@ wait_quiet
 log "measuring: $REQUESTS requests (plain, streamed, translated, translated streamed) under callgrind"
 callgrind_control -i on "$PID_GW" >"$TMP/control.log" 2>&1 || die "callgrind_control -i on failed: $(cat "$TMP/control.log")"
 LOAD_STARTED=$(date +%s)
-python3 "$TMP/client.py" "$P_PROXY" "$KEY" "$REQUESTS" || die "the request sequence failed; see $TMP/gateway.log"
+python3 "$TMP/client.py" "$P_PROXY" "$KEY" "$REQUESTS" "$MIX" || die "the request sequence failed; see $TMP/gateway.log"
 LOAD_S=$(( $(date +%s) - LOAD_STARTED ))
 wait_quiet
 callgrind_control -d "$PID_GW" >>"$TMP/control.log" 2>&1 || die "callgrind_control -d failed: $(cat "$TMP/control.log")"
@@ -174,9 +182,9 @@ VALGRIND_VERSION=$(valgrind --version 2>/dev/null || echo unknown)
 ELAPSED=$(( $(date +%s) - STARTED ))
 
 python3 - "$DUMP" "$REQUESTS" "$BASELINE_FILE" "$TOLERANCE" "$UPDATE" "$COMMIT" "$JSON_OUT" "$LOAD_S" "$IDLE_S" "$ELAPSED" "$AUDITED" \
-  "$CODE_COMMIT" "$VALGRIND_VERSION" "$BIN" <<'EOF'
+  "$CODE_COMMIT" "$VALGRIND_VERSION" "$BIN" "$MIX" <<'EOF'
 import json, os, sys, datetime
-dump, n, baseline_file, tol, update, commit, json_out, load_s, idle_s, elapsed, audited, code_commit, vg, binary = sys.argv[1:15]
+dump, n, baseline_file, tol, update, commit, json_out, load_s, idle_s, elapsed, audited, code_commit, vg, binary, mix = sys.argv[1:16]
 n, tol = int(n), float(tol) / 100
 events, total = None, None
 for line in open(dump, errors="replace"):
@@ -191,11 +199,14 @@ result = {"instructions_total": total, "requests": n, "instructions_per_request"
           "load_s": int(load_s), "idle_wait_s": int(idle_s), "elapsed_s": int(elapsed), "commit": commit, "code_commit": code_commit,
           "audit_records_reported": audited}
 print(f"instructions (Ir, all threads) in the window: {total:,}")
-print(f"requests: {n} (plain, streamed, translated, translated streamed, repeated)")
+print(f"requests: {n} " + ("(plain only)" if mix == "plain" else "(plain, streamed, translated, translated streamed, repeated)"))
+result["mix"] = mix
 print(f"instructions per request: {per_req:,.0f}")
 print(f"load {load_s} s under callgrind, idle wait {idle_s} s, whole run {elapsed} s")
 status = 0
-if update:
+if mix != "all":
+    print("mix plain: reported only (the baseline is for the four-request mix)")
+elif update:
     base = {"instructions_per_request": round(per_req), "requests": n, "commit": commit, "code_commit": code_commit,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"), "why": update,
             "valgrind": vg, "binary": binary,

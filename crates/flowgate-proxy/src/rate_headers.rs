@@ -28,19 +28,27 @@ impl RateHeaders {
 
     /// Writes the headers into `headers`.
     pub(crate) fn apply(&self, headers: &mut axum::http::HeaderMap) {
-        use axum::http::HeaderValue;
-        for (figures, [limit, remaining, reset]) in [
-            (
-                self.requests,
-                ["x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"],
-            ),
-            (self.tokens, ["x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"]),
-        ] {
+        use axum::http::HeaderName;
+        const REQUESTS: [HeaderName; 3] = [
+            HeaderName::from_static("x-ratelimit-limit-requests"),
+            HeaderName::from_static("x-ratelimit-remaining-requests"),
+            HeaderName::from_static("x-ratelimit-reset-requests"),
+        ];
+        const TOKENS: [HeaderName; 3] = [
+            HeaderName::from_static("x-ratelimit-limit-tokens"),
+            HeaderName::from_static("x-ratelimit-remaining-tokens"),
+            HeaderName::from_static("x-ratelimit-reset-tokens"),
+        ];
+        for (figures, [limit, remaining, reset]) in [(self.requests, REQUESTS), (self.tokens, TOKENS)] {
             let Some(figures) = figures else { continue };
-            headers.insert(limit, HeaderValue::from(figures.limit));
-            headers.insert(remaining, HeaderValue::from(figures.remaining));
+            headers.insert(limit, figures.limit.into());
+            headers.insert(remaining, figures.remaining.into());
             // OpenAI's format: a duration such as `17s`.
-            if let Ok(value) = HeaderValue::try_from(format!("{}s", figures.reset_secs)) {
+            let mut digits = itoa::Buffer::new();
+            let mut text = bytes::BytesMut::with_capacity(21);
+            text.extend_from_slice(digits.format(figures.reset_secs).as_bytes());
+            text.extend_from_slice(b"s");
+            if let Ok(value) = axum::http::HeaderValue::from_maybe_shared(text.freeze()) {
                 headers.insert(reset, value);
             }
         }

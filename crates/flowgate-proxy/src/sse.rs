@@ -37,25 +37,17 @@ const BOUNDARY_OVERLAP: usize = 3;
 pub(crate) struct EventTooLarge;
 
 fn find_boundary(buffer: &[u8]) -> Option<(usize, usize)> {
-    // An event ends at a blank line: "\n\n", "\r\n\r\n" or "\r\r".
-    let mut i = 0;
-    while i < buffer.len() {
-        match buffer[i] {
-            b'\n' if buffer.get(i + 1) == Some(&b'\n') => return Some((i, i + 2)),
-            b'\n' if buffer.get(i + 1) == Some(&b'\r') && buffer.get(i + 2) == Some(&b'\n') => {
-                return Some((i, i + 3));
-            }
-            b'\r'
-                if buffer.get(i + 1) == Some(&b'\n')
-                    && buffer.get(i + 2) == Some(&b'\r')
-                    && buffer.get(i + 3) == Some(&b'\n') =>
-            {
-                return Some((i, i + 4));
-            }
-            b'\r' if buffer.get(i + 1) == Some(&b'\r') => return Some((i, i + 2)),
-            _ => {}
+    // An event ends at a blank line: "\n\n", "\r\n\r\n" or "\r\r" (and "\n\r\n"). Line
+    // ends are found with a vectorised search; only they are looked at closely.
+    let mut from = 0;
+    while let Some(at) = buffer.get(from..).and_then(|rest| memchr::memchr2(b'\n', b'\r', rest)) {
+        let i = from + at;
+        match buffer.get(i..).unwrap_or_default() {
+            [b'\n', b'\n', ..] | [b'\r', b'\r', ..] => return Some((i, i + 2)),
+            [b'\n', b'\r', b'\n', ..] => return Some((i, i + 3)),
+            [b'\r', b'\n', b'\r', b'\n', ..] => return Some((i, i + 4)),
+            _ => from = i + 1,
         }
-        i += 1;
     }
     None
 }
@@ -93,10 +85,19 @@ impl SseParser {
 }
 
 fn parse_block(block: &[u8]) -> Option<SseEvent> {
-    let text = String::from_utf8_lossy(block);
+    // Valid UTF-8 (the usual case) is borrowed as it is; anything else is repaired.
+    let text = match std::str::from_utf8(block) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(block),
+    };
     let mut event = None;
     let mut data: Option<String> = None;
-    for line in text.split(['\n', '\r']) {
+    let mut rest: &str = &text;
+    while !rest.is_empty() {
+        let end = memchr::memchr2(b'\n', b'\r', rest.as_bytes()).unwrap_or(rest.len());
+        // Line ends are ASCII, so both sides are on character boundaries.
+        let line = rest.get(..end).unwrap_or_default();
+        rest = rest.get(end + 1..).unwrap_or_default();
         if line.is_empty() || line.starts_with(':') {
             continue;
         }
@@ -133,6 +134,24 @@ pub(crate) fn encode(event: Option<&str>, data: &str) -> Bytes {
         out.push('\n');
     }
     out.push('\n');
+    Bytes::from(out)
+}
+
+/// One event whose data is `value` as JSON (compact JSON is one line), written straight into the
+/// event's bytes.
+pub(crate) fn encode_json(event: Option<&str>, value: &serde_json::Value) -> Bytes {
+    let mut out = Vec::with_capacity(256);
+    if let Some(name) = event {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"data: ");
+    // Writing a `Value` into a `Vec` cannot fail.
+    if serde_json::to_writer(&mut out, value).is_err() {
+        out.extend_from_slice(b"null");
+    }
+    out.extend_from_slice(b"\n\n");
     Bytes::from(out)
 }
 

@@ -115,6 +115,10 @@ pub(crate) fn http_client() -> Result<reqwest::Client, reqwest::Error> {
         .pool_max_idle_per_host(1024)
         .connect_timeout(Duration::from_secs(10))
         .tcp_keepalive(Duration::from_secs(30))
+        // A provider API does not redirect, and retries are the router's (with other
+        // deployments, back-off and cooldowns): without these layers a request costs less.
+        .redirect(reqwest::redirect::Policy::none())
+        .retry(reqwest::retry::never())
         .build()
 }
 
@@ -157,25 +161,8 @@ pub(crate) async fn send(
         }
         return Ok(mock_response(deployment, endpoint, &body, stream));
     }
-    let url = match (deployment.provider, endpoint) {
-        (Provider::Anthropic, Endpoint::Chat) => format!("{}/v1/messages", deployment.base_url),
-        (Provider::Anthropic, _) => {
-            return Err(AttemptError::Unsupported(format!(
-                "model `{}` is served by Anthropic, which has no {} endpoint",
-                deployment.model_name,
-                if endpoint == Endpoint::Embeddings { "embeddings" } else { "text completions" }
-            )));
-        }
-        (Provider::Azure, _) => format!(
-            "{}/openai/deployments/{}/{}?api-version={}",
-            deployment.base_url,
-            deployment.upstream_model,
-            openai_path(endpoint),
-            deployment.api_version.as_deref().unwrap_or_default()
-        ),
-        (Provider::OpenAi | Provider::Mock, _) => format!("{}/{}", deployment.base_url, openai_path(endpoint)),
-    };
-    let mut request = client.post(url).json(&body);
+    let url = deployment.urls.get_or_parse(endpoint, stream, || url_of(deployment, endpoint))?;
+    let mut request = client.post(url.clone()).json(&body);
     if let Some(key) = &deployment.api_key {
         request = match deployment.provider {
             Provider::Anthropic => request.header("x-api-key", key.expose_secret()),
@@ -227,6 +214,60 @@ pub(crate) async fn send(
         Err(_) => Err(AttemptError::Timeout(deployment.timeout)),
         Ok(Err(error)) => Err(AttemptError::Connect(error.without_url().to_string())),
         Ok(Ok(bytes)) => Ok(UpstreamResponse { format, body: UpstreamBody::Full(bytes) }),
+    }
+}
+
+/// The URL of `endpoint` at `deployment`, as text.
+fn url_of(deployment: &Deployment, endpoint: Endpoint) -> Result<String, AttemptError> {
+    Ok(match (deployment.provider, endpoint) {
+        (Provider::Anthropic, Endpoint::Chat) => format!("{}/v1/messages", deployment.base_url),
+        (Provider::Anthropic, _) => {
+            return Err(AttemptError::Unsupported(format!(
+                "model `{}` is served by Anthropic, which has no {} endpoint",
+                deployment.model_name,
+                if endpoint == Endpoint::Embeddings { "embeddings" } else { "text completions" }
+            )));
+        }
+        (Provider::Azure, _) => format!(
+            "{}/openai/deployments/{}/{}?api-version={}",
+            deployment.base_url,
+            deployment.upstream_model,
+            openai_path(endpoint),
+            deployment.api_version.as_deref().unwrap_or_default()
+        ),
+        (Provider::OpenAi | Provider::Mock, _) => format!("{}/{}", deployment.base_url, openai_path(endpoint)),
+    })
+}
+
+/// A deployment's upstream URLs, parsed on first use and kept: parsing one costs more than the
+/// rest of building the request. One slot per endpoint and streaming flag (a provider may
+/// stream from another URL); a URL must depend on nothing else of the request.
+#[derive(Debug, Default)]
+pub(crate) struct UrlCache([std::sync::OnceLock<reqwest::Url>; 6]);
+
+impl UrlCache {
+    /// The URL for `endpoint` (streamed or not), made by `make` the first time.
+    fn get_or_parse(
+        &self,
+        endpoint: Endpoint,
+        stream: bool,
+        make: impl FnOnce() -> Result<String, AttemptError>,
+    ) -> Result<&reqwest::Url, AttemptError> {
+        let slot = match endpoint {
+            Endpoint::Chat => 0,
+            Endpoint::Completions => 2,
+            Endpoint::Embeddings => 4,
+        } + usize::from(stream);
+        let Some(cell) = self.0.get(slot) else {
+            return Err(AttemptError::Unsupported(format!("no URL slot for {endpoint:?}")));
+        };
+        if let Some(url) = cell.get() {
+            return Ok(url);
+        }
+        let text = make()?;
+        let url = reqwest::Url::parse(&text)
+            .map_err(|error| AttemptError::Connect(format!("invalid upstream URL for this deployment: {error}")))?;
+        Ok(cell.get_or_init(|| url))
     }
 }
 

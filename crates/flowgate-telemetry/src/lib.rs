@@ -5,6 +5,10 @@
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use std::io::IsTerminal as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tracing_subscriber::filter::{LevelFilter, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -43,6 +47,9 @@ pub enum InitError {
     AlreadyInitialised(String),
 }
 
+/// Whether spans are exported (OTLP configured): without it there is no trace context to pass on.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
 /// Keeps the trace pipeline alive; call [`Guard::shutdown`] before exit to flush spans.
 #[derive(Debug)]
 pub struct Guard {
@@ -65,6 +72,11 @@ impl Guard {
 pub fn init(config: &Config) -> Result<Guard, InitError> {
     let filter = EnvFilter::try_new(&config.log_level)
         .map_err(|error| InitError::Filter { directive: config.log_level.clone(), message: error.to_string() })?;
+    // Spans cost a formatted copy of their fields in the log layer, for every request. Log lines
+    // show them only at debug level or finer; otherwise the log layer skips spans (events are
+    // logged as before), and with no exporter either, a request's spans are never built.
+    let spans_in_logs = filter.max_level_hint().is_none_or(|level| level >= LevelFilter::DEBUG);
+    let log_spans = filter_fn(move |metadata| spans_in_logs || !metadata.is_span());
     let fmt_layer = if config.json {
         tracing_subscriber::fmt::layer()
             .json()
@@ -72,9 +84,15 @@ pub fn init(config: &Config) -> Result<Guard, InitError> {
             .with_current_span(false)
             .with_span_list(false)
             .with_writer(std::io::stderr)
+            .with_filter(log_spans)
             .boxed()
     } else {
-        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed()
+        // Colours only on a terminal: files and log collectors get plain text.
+        tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .with_filter(log_spans)
+            .boxed()
     };
 
     let (provider, otel_layer) = match &config.otlp_endpoint {
@@ -96,6 +114,7 @@ pub fn init(config: &Config) -> Result<Guard, InitError> {
             );
             opentelemetry::global::set_tracer_provider(provider.clone());
             let tracer = provider.tracer("flowgate");
+            EXPORTING.store(true, Ordering::Relaxed);
             (Some(provider), Some(tracing_opentelemetry::layer().with_tracer(tracer)))
         }
         None => (None, None),
@@ -125,6 +144,9 @@ pub fn set_parent_from(span: &tracing::Span, headers: &http::HeaderMap) {
 /// an upstream HTTP call). Empty when trace export is off.
 pub fn current_trace_headers() -> Vec<(String, String)> {
     use tracing_opentelemetry::OpenTelemetrySpanExt;
+    if !EXPORTING.load(Ordering::Relaxed) {
+        return Vec::new();
+    }
     let context = tracing::Span::current().context();
     let mut injector = PairInjector(Vec::new());
     opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&context, &mut injector));

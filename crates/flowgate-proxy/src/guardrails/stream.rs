@@ -151,7 +151,7 @@ impl Guard {
         if role.boundary {
             out.extend(self.flush().await?);
         }
-        out.push(crate::sse::encode(event.event.as_deref(), &value.to_string()));
+        out.push(crate::sse::encode_json(event.event.as_deref(), &value));
         Ok(out)
     }
 

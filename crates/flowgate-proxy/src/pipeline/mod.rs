@@ -134,7 +134,9 @@ macro_rules! data_route {
             ConnectInfo(peer): ConnectInfo<SocketAddr>,
             request: Request,
         ) -> Response {
-            handle(state, Ingress { format: $format, endpoint: $endpoint }, peer, request).await
+            // The pipeline's future is several kilobytes: boxed where it is made, it is not
+            // copied again each time the layers above move the handler's future.
+            Box::pin(handle(state, Ingress { format: $format, endpoint: $endpoint }, peer, request)).await
         }
     };
 }

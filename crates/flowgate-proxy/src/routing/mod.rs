@@ -169,6 +169,8 @@ pub(crate) struct Deployment {
     pub mock: MockParams,
     /// Live health.
     pub stats: Arc<DeploymentStats>,
+    /// Its URLs, parsed once each.
+    pub urls: crate::upstream::UrlCache,
 }
 
 /// Model names → deployments, fallbacks and router settings.
@@ -220,6 +222,7 @@ fn deployment(
             chunk_delay: Duration::from_millis(params.mock_chunk_delay_ms.unwrap_or(0)),
             chunks: params.mock_chunks,
         },
+        urls: crate::upstream::UrlCache::default(),
     })
 }
 

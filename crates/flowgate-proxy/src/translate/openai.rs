@@ -154,7 +154,7 @@ impl Codec for OpenAi {
     }
 
     fn error_events(&self, error: &ProxyError) -> Vec<Bytes> {
-        vec![encode(None, &self.error_body(error).to_string()), encode(None, DONE)]
+        vec![crate::sse::encode_json(None, &self.error_body(error)), encode(None, DONE)]
     }
 
     fn model_list(&self, names: &[String]) -> Value {
@@ -203,7 +203,7 @@ impl Codec for OpenAi {
                 "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": created, "model": model,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}],
             });
-            encode(None, &chunk.to_string())
+            crate::sse::encode_json(None, &chunk)
         };
         let mut out = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
         let finish = if let Some((id, name, arguments)) = &answer.tool_call {
@@ -227,7 +227,7 @@ impl Codec for OpenAi {
                 "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": created, "model": model,
                 "choices": [], "usage": answer.usage.to_openai(),
             });
-            out.push(encode(None, &usage.to_string()));
+            out.push(crate::sse::encode_json(None, &usage));
         }
         out.push(encode(None, DONE));
         out
@@ -250,6 +250,11 @@ impl Passthrough {
     }
 }
 
+/// `"usage"`, searched for in every streamed event (built once: a searcher's set-up costs more
+/// than the search itself on an event this size).
+static USAGE_MEMBER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
+
 impl StreamTransform for Passthrough {
     fn on_event(&mut self, event: &SseEvent) -> Vec<Bytes> {
         let raw = encode(event.event.as_deref(), &event.data);
@@ -258,7 +263,7 @@ impl StreamTransform for Passthrough {
             return vec![raw];
         }
         // Cheap check before parsing: only chunks that mention usage need a look.
-        if event.data.contains("\"usage\"")
+        if USAGE_MEMBER.find(event.data.as_bytes()).is_some()
             && let Ok(value) = serde_json::from_str::<Value>(&event.data)
             && let Some(usage) = value.get("usage").and_then(Usage::from_openai)
         {
@@ -322,7 +327,7 @@ impl TextEvents for ChunkReader {
         if let Some(object) = chunk.as_object_mut() {
             object.remove("usage");
         }
-        encode(None, &chunk.to_string())
+        crate::sse::encode_json(None, &chunk)
     }
 
     fn tool_arguments_event(&self, call: u64, json: &str) -> Bytes {
@@ -331,6 +336,6 @@ impl TextEvents for ChunkReader {
         if let Some(object) = chunk.as_object_mut() {
             object.remove("usage");
         }
-        encode(None, &chunk.to_string())
+        crate::sse::encode_json(None, &chunk)
     }
 }

@@ -12,7 +12,7 @@ use super::checks::{Rules, check};
 use super::{Codec, EventRole, RequestFields, StreamTransform, TextEvents, TextPointer, Usage};
 use crate::error::{KeyProblem, ProxyError};
 use crate::mock::{self, MockAnswer, MockParams};
-use crate::sse::{SseEvent, encode};
+use crate::sse::SseEvent;
 use crate::wire::Endpoint;
 
 /// The Anthropic codec.
@@ -102,7 +102,7 @@ pub(crate) fn finish_reason_from_anthropic(reason: &str) -> &'static str {
 }
 
 fn event(name: &str, data: &Value) -> Bytes {
-    encode(Some(name), &data.to_string())
+    crate::sse::encode_json(Some(name), data)
 }
 
 /// The fields an Anthropic request is checked for before it is forwarded. `system` turns inside

@@ -91,7 +91,7 @@ impl AnthropicToOpenAi {
             "model": self.model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": null}],
         });
-        encode(None, &chunk.to_string())
+        crate::sse::encode_json(None, &chunk)
     }
 }
 
@@ -172,7 +172,7 @@ impl StreamTransform for AnthropicToOpenAi {
                     "code": "upstream_error",
                 }});
                 self.completed = true;
-                vec![encode(None, &error.to_string()), encode(None, "[DONE]")]
+                vec![crate::sse::encode_json(None, &error), encode(None, "[DONE]")]
             }
             _ => Vec::new(),
         }
@@ -203,7 +203,7 @@ impl AnthropicToOpenAi {
                 "choices": [],
                 "usage": self.usage.to_openai(),
             });
-            out.push(encode(None, &chunk.to_string()));
+            out.push(crate::sse::encode_json(None, &chunk));
         }
         out.push(encode(None, "[DONE]"));
         out
@@ -243,7 +243,7 @@ impl OpenAiToAnthropic {
     }
 
     fn event(name: &str, data: &Value) -> Bytes {
-        encode(Some(name), &data.to_string())
+        crate::sse::encode_json(Some(name), data)
     }
 
     fn start(&mut self, id: &str, out: &mut Vec<Bytes>) {
