@@ -52,7 +52,7 @@ pub(crate) struct Forwarded {
 
 /// The request body for `deployment`, in its format, with its model name.
 pub(crate) fn upstream_body(call: &Call<'_>, deployment: &Deployment) -> Result<Value, ProxyError> {
-    let target = upstream::upstream_format(deployment.provider);
+    let target = deployment.format_for(call.endpoint);
     let mut body = translate::request(call.format, target, call.body, &deployment.upstream_model)?;
     // Usage is needed for spend, so every OpenAI-format stream asks for it (Azure included: its
     // API has `stream_options` since 2024-09-01); a client that did not ask does not see the extra

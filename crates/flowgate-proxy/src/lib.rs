@@ -108,6 +108,7 @@ fn openai_routes() -> Router<ProxyState> {
     Router::new()
         .route("/chat/completions", post(pipeline::chat_completions))
         .route("/completions", post(pipeline::completions))
+        .route("/responses", post(pipeline::responses).get(pipeline::responses_websocket))
         .route("/embeddings", post(pipeline::embeddings))
         .route("/models", get(pipeline::list_models_openai))
         .route("/guardrails", get(pipeline::list_guardrails))

@@ -1,7 +1,7 @@
 //! `flowgate mock-upstream`: an HTTP server that speaks the OpenAI API (`/v1/chat/completions`,
-//! `/v1/completions`, `/v1/embeddings`, `/v1/models`) and the Anthropic API (`/v1/messages`) with
-//! the `mock` provider's deterministic answers. It stands in for a real provider in demos,
-//! integration tests and the benchmark (as the "direct to upstream" target).
+//! `/v1/completions`, `/v1/embeddings`, `/v1/models`, `/v1/responses`) and the Anthropic API
+//! (`/v1/messages`) with the `mock` provider's deterministic answers. It stands in for a real
+//! provider in demos, integration tests and the benchmark (as the "direct to upstream" target).
 
 use std::sync::Arc;
 
@@ -74,6 +74,14 @@ async fn messages(State(params): State<Arc<MockParams>>, body: Bytes) -> Respons
     answer(ApiFormat::Anthropic.codec(), &body, &params).await
 }
 
+async fn responses(State(params): State<Arc<MockParams>>, body: Bytes) -> Response {
+    let body = match parse(&body) {
+        Ok(body) => body,
+        Err(response) => return *response,
+    };
+    answer(ApiFormat::Responses.codec(), &body, &params).await
+}
+
 async fn embeddings(State(params): State<Arc<MockParams>>, body: Bytes) -> Response {
     match parse(&body) {
         Ok(body) => {
@@ -107,5 +115,7 @@ pub fn router(params: MockParams) -> Router {
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
         .route("/v1/messages", post(messages))
+        .route("/v1/responses", post(responses))
+        .route("/responses", post(responses))
         .with_state(Arc::new(params))
 }

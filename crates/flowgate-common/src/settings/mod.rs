@@ -33,7 +33,7 @@ mod values;
 mod tests;
 
 pub use load::{ENV_CONFIG, ENV_PREFIX, SEED_ENV, Sources};
-pub use model_list::{ModelEntry, ModelParams, Provider, RouterSettings, RoutingStrategy};
+pub use model_list::{ModelEntry, ModelParams, Provider, RouterSettings, RoutingStrategy, UpstreamApi};
 pub use sections::{
     ApiServerSettings, AuditSettings, BudgetSettings, CacheSettings, ComplianceSettings, DatabaseSettings,
     LimitSettings, LogFormat, McpSettings, PolicySettings, ProxySettings, RedisSettings, SecuritySettings,

@@ -143,6 +143,26 @@ data_route!(chat_completions, ApiFormat::OpenAi, Endpoint::Chat);
 data_route!(completions, ApiFormat::OpenAi, Endpoint::Completions);
 data_route!(embeddings, ApiFormat::OpenAi, Endpoint::Embeddings);
 data_route!(anthropic_messages, ApiFormat::Anthropic, Endpoint::Chat);
+data_route!(responses, ApiFormat::Responses, Endpoint::Chat);
+
+/// `GET /v1/responses`: the Codex CLI first tries the Responses API over a WebSocket (an upgrade
+/// with `OpenAI-Beta: responses_websockets=...`). The gateway does not serve it: the upgrade is
+/// answered 426 at once, without reading a key, so the client falls back to HTTP (`POST
+/// /v1/responses`, streamed) with no wait. A plain GET is a 405, as for any POST-only route.
+pub(crate) async fn responses_websocket(method: Method, OriginalUri(uri): OriginalUri, headers: HeaderMap) -> Response {
+    let upgrade = headers
+        .get(axum::http::header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"));
+    if !upgrade {
+        return method_not_allowed(method, OriginalUri(uri)).await;
+    }
+    let body = serde_json::json!({"error": {
+        "message": "this gateway serves the Responses API over HTTP only: POST /v1/responses (stream: true for events)",
+        "type": "invalid_request_error", "param": null, "code": "websocket_not_supported",
+    }});
+    (axum::http::StatusCode::UPGRADE_REQUIRED, axum::Json(body)).into_response()
+}
 
 /// `GET /v1/models` and `GET /anthropic/v1/models`: the models this key may use, in the route's
 /// format.

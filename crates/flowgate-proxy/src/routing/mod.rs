@@ -145,6 +145,8 @@ pub(crate) struct Deployment {
     pub model_name: String,
     /// Who serves it.
     pub provider: Provider,
+    /// The format it is called in (Chat Completions, Anthropic Messages or Responses).
+    pub format: crate::translate::ApiFormat,
     /// The provider's model name.
     pub upstream_model: String,
     /// Base URL (no trailing slash); empty for `mock`.
@@ -204,6 +206,7 @@ fn deployment(
         id,
         model_name: entry.model_name.clone(),
         provider,
+        format: crate::upstream::upstream_format(provider, params.api.unwrap_or_default()),
         upstream_model: upstream.to_owned(),
         base_url: params.base_url().unwrap_or_default(),
         api_key: params.api_key.clone(),
@@ -221,6 +224,18 @@ fn deployment(
             chunks: params.mock_chunks,
         },
     })
+}
+
+impl Deployment {
+    /// The format a request to `endpoint` is sent in: the deployment's, except that the legacy
+    /// completions and embeddings endpoints of a Responses deployment are OpenAI's.
+    pub(crate) fn format_for(&self, endpoint: crate::wire::Endpoint) -> crate::translate::ApiFormat {
+        use crate::translate::ApiFormat;
+        match self.format {
+            ApiFormat::Responses if endpoint != crate::wire::Endpoint::Chat => ApiFormat::OpenAi,
+            format => format,
+        }
+    }
 }
 
 impl RoutingTable {

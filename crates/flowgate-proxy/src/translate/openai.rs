@@ -316,7 +316,7 @@ impl TextEvents for ChunkReader {
         EventRole { text: OpenAi.delta_pointer(value), tool_arguments, boundary: finishing }
     }
 
-    fn text_event(&self, text: &str) -> Bytes {
+    fn text_event(&mut self, text: &str) -> Bytes {
         let mut chunk = self.template.clone().unwrap_or_else(|| json!({"object": "chat.completion.chunk"}));
         chunk["choices"] = json!([{"index": 0, "delta": {"content": text}, "finish_reason": null}]);
         if let Some(object) = chunk.as_object_mut() {
@@ -325,7 +325,7 @@ impl TextEvents for ChunkReader {
         encode(None, &chunk.to_string())
     }
 
-    fn tool_arguments_event(&self, call: u64, json: &str) -> Bytes {
+    fn tool_arguments_event(&mut self, call: u64, json: &str) -> Bytes {
         let mut chunk = self.template.clone().unwrap_or_else(|| json!({"object": "chat.completion.chunk"}));
         chunk["choices"] = json!([{"index": 0, "delta": {"tool_calls": [{"index": call, "function": {"arguments": json}}]}, "finish_reason": null}]);
         if let Some(object) = chunk.as_object_mut() {
