@@ -111,7 +111,10 @@ fn check_input(body: &Value) -> Result<(), ProxyError> {
         let kind = object.get("type").and_then(Value::as_str);
         let role = object.get("role");
         if kind.is_none() && role.is_none() {
-            return Err(bad(format!("`input[{i}].type` is required: a string"), format!("input[{i}].type")));
+            return Err(bad(
+                format!("`input[{i}].role` is required: an item without a `type` is a message"),
+                format!("input[{i}].role"),
+            ));
         }
         if kind.is_none_or(|k| k == "message") {
             match role.and_then(Value::as_str) {
@@ -191,8 +194,8 @@ pub(crate) fn content_text(content: &Value) -> String {
 }
 
 impl Codec for Responses {
-    fn request_fields(&self, endpoint: Endpoint, body: &Value) -> Result<RequestFields, ProxyError> {
-        debug_assert_eq!(endpoint, Endpoint::Chat);
+    fn request_fields(&self, _endpoint: Endpoint, body: &Value) -> Result<RequestFields, ProxyError> {
+        // One endpoint: `/v1/responses`.
         fields(body)
     }
 
