@@ -18,6 +18,7 @@ mod audit;
 mod auth;
 mod cache;
 mod context;
+mod conversations;
 mod error;
 mod forward;
 #[cfg(test)]
@@ -109,6 +110,8 @@ fn openai_routes() -> Router<ProxyState> {
         .route("/chat/completions", post(pipeline::chat_completions))
         .route("/completions", post(pipeline::completions))
         .route("/responses", post(pipeline::responses).get(pipeline::responses_websocket))
+        .route("/responses/{id}", get(pipeline::get_response).delete(pipeline::delete_response))
+        .route("/responses/{id}/input_items", get(pipeline::response_input_items))
         .route("/embeddings", post(pipeline::embeddings))
         .route("/models", get(pipeline::list_models_openai))
         .route("/guardrails", get(pipeline::list_guardrails))
@@ -198,6 +201,12 @@ impl Application {
                     .max(Duration::from_secs(settings.proxy.stream_timeout_secs) + Duration::from_secs(60)),
             ),
             cache: crate::cache::ResponseCache::new(&settings.cache, &deps.shared, &deps.metrics, &tasks),
+            conversations: crate::conversations::Conversations::new(
+                deps.database.clone(),
+                &deps.hasher,
+                settings.responses.retention_hours,
+                &tasks,
+            ),
             limits: RequestLimits {
                 max_body_bytes: settings.proxy.max_body_bytes,
                 stream_timeout: Duration::from_secs(settings.proxy.stream_timeout_secs),

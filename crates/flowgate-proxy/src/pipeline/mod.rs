@@ -5,7 +5,8 @@
 //!    [`RequestContext`];
 //! 2. [`parse`]: the body (size limit → 413, JSON → 400) and the fields the codec reads;
 //! 3. [`authorise`]: client IP against the key's allowlist, model against `allowed_models`, model
-//!    routable;
+//!    routable; then [`conversation`]: a Responses continuation (`previous_response_id`) expanded
+//!    from the stored conversation;
 //! 4. [`guard`]: the guardrail plan and the pre-call scan (may rewrite the body or reroute);
 //! 5. [`admit`]: rate limits and budgets, claimed together;
 //! 6. [`cache`]: an exact-match hit is answered here;
@@ -21,6 +22,7 @@ pub(crate) mod answer;
 pub(crate) mod authenticate;
 pub(crate) mod authorise;
 pub(crate) mod cache;
+pub(crate) mod conversation;
 pub(crate) mod finish;
 pub(crate) mod guard;
 pub(crate) mod parse;
@@ -92,6 +94,7 @@ async fn stages(
     let table = state.table();
     let mut request = parse::parse(state, cx, headers, body).await?;
     authorise::authorise(cx, &table)?;
+    conversation::expand(state, cx, &mut request).await?;
     let plan = guard::pre_call(state, cx, headers, &mut request, &table).await?;
     let (admission, prompt_estimate) = admit::admit(state, cx, &request, &table).await?;
     let cache_key = cache::key(state, cx, &request, plan.as_ref());
@@ -193,6 +196,80 @@ pub(crate) async fn list_models_anthropic(
     headers: HeaderMap,
 ) -> Response {
     list_models(state, ApiFormat::Anthropic, peer, headers).await
+}
+
+/// `GET /v1/responses/{id}`: a stored response of the key's tenant.
+pub(crate) async fn get_response(
+    State(state): State<ProxyState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let key = authenticate::authenticated(&state, &headers, peer).await?;
+        let stored = state.conversations().load(&key.key.tenant_id, &id).await?;
+        stored.map(|stored| stored.response).ok_or(ProxyError::ResponseNotFound(id))
+    }
+    .await;
+    match result {
+        Ok(response) => axum::Json(response).into_response(),
+        Err(error) => ApiFormat::Responses.error_response(error),
+    }
+}
+
+/// `DELETE /v1/responses/{id}`: forgets a stored response of the key's tenant.
+pub(crate) async fn delete_response(
+    State(state): State<ProxyState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let key = authenticate::authenticated(&state, &headers, peer).await?;
+        if state.conversations().delete(&key.key.tenant_id, &id).await? {
+            Ok(id)
+        } else {
+            Err(ProxyError::ResponseNotFound(id))
+        }
+    }
+    .await;
+    match result {
+        Ok(id) => axum::Json(serde_json::json!({"id": id, "object": "response", "deleted": true})).into_response(),
+        Err(error) => ApiFormat::Responses.error_response(error),
+    }
+}
+
+/// The query of `GET /v1/responses/{id}/input_items`.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct InputItemsQuery {
+    order: Option<String>,
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+/// `GET /v1/responses/{id}/input_items`: the input items a stored response answered.
+pub(crate) async fn response_input_items(
+    State(state): State<ProxyState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<InputItemsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let key = authenticate::authenticated(&state, &headers, peer).await?;
+        let stored = state.conversations().load(&key.key.tenant_id, &id).await?;
+        stored.ok_or(ProxyError::ResponseNotFound(id))
+    }
+    .await;
+    match result {
+        Ok(stored) => {
+            let asc = query.order.as_deref() == Some("asc");
+            let limit = query.limit.unwrap_or(20).clamp(1, 100);
+            axum::Json(crate::conversations::input_items_page(stored.input, asc, limit, query.after.as_deref()))
+                .into_response()
+        }
+        Err(error) => ApiFormat::Responses.error_response(error),
+    }
 }
 
 /// The format a path's errors are answered in: Anthropic's under `/anthropic/`, OpenAI's

@@ -26,6 +26,7 @@ fn error_type(error: &ProxyError) -> &'static str {
         | ProxyError::PayloadTooLarge { .. }
         | ProxyError::ModelNotFound(_)
         | ProxyError::RouteNotFound(_)
+        | ProxyError::ResponseNotFound(_)
         | ProxyError::MethodNotAllowed { .. }
         | ProxyError::GuardrailBlocked { .. } => "invalid_request_error",
         ProxyError::Forbidden(_) | ProxyError::ModelUnpriced(_) => "permission_error",

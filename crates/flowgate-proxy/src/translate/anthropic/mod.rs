@@ -28,7 +28,9 @@ fn error_type(error: &ProxyError) -> &'static str {
         ProxyError::BadRequest { .. } | ProxyError::PayloadTooLarge { .. } | ProxyError::GuardrailBlocked { .. } => {
             "invalid_request_error"
         }
-        ProxyError::ModelNotFound(_) | ProxyError::RouteNotFound(_) => "not_found_error",
+        ProxyError::ModelNotFound(_) | ProxyError::RouteNotFound(_) | ProxyError::ResponseNotFound(_) => {
+            "not_found_error"
+        }
         ProxyError::MethodNotAllowed { .. } => "invalid_request_error",
         ProxyError::Upstream { status, .. } => match status {
             401 => "authentication_error",
