@@ -248,7 +248,8 @@ fn openai_path(endpoint: Endpoint) -> &'static str {
 }
 
 fn mock_response(deployment: &Deployment, endpoint: Endpoint, body: &Value, stream: bool) -> UpstreamResponse {
-    let model = &deployment.upstream_model;
+    // The model the request names (a wildcard deployment's is the one asked).
+    let model = body.get("model").and_then(Value::as_str).unwrap_or(&deployment.upstream_model);
     let params = &deployment.mock;
     let format = deployment.format_for(endpoint);
     let body = match endpoint {

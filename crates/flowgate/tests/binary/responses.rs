@@ -275,3 +275,112 @@ async fn the_audit_record_names_the_route_and_counts_the_tokens() {
     assert!(row.get::<i64, _>("prompt_tokens") > 0);
     assert!(row.get::<i64, _>("completion_tokens") > 0);
 }
+
+#[tokio::test]
+async fn stored_responses_are_continued_read_listed_and_deleted_within_their_tenant() {
+    let upstream = mock_upstream(MockParams::default()).await;
+    let gateway = spawn_app(&config(&upstream).await).await;
+    let (status, tenant) = gateway
+        .admin(reqwest::Method::POST, "/api/enterprise/tenants", Some(&json!({"name": "keeps", "store_prompts": true})))
+        .await;
+    assert_eq!(status, 201, "{tenant}");
+    let (_, key) = gateway.create_key(json!({"tenant_id": tenant["id"]})).await;
+    let (_, same_tenant) = gateway.create_key(json!({"tenant_id": tenant["id"]})).await;
+    let (_, other) = gateway.create_key(json!({})).await;
+
+    let first: Value = gateway
+        .post("/v1/responses", &key, &json!({"model": "claude", "input": "weather in Paris?", "tools": [weather()]}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = first["id"].as_str().unwrap().to_owned();
+    let call = first["output"][0].clone();
+    assert_eq!(call["type"], "function_call", "{first}");
+    // Readable at once, by any key of the tenant, by no other.
+    let client = http_client();
+    let get = |key: String, path: String| {
+        let client = client.clone();
+        let url = format!("{}{path}", gateway.proxy());
+        async move { client.get(url).bearer_auth(key).send().await.unwrap() }
+    };
+    let fetched = get(same_tenant.clone(), format!("/v1/responses/{id}")).await;
+    assert_eq!(fetched.status(), 200);
+    assert_eq!(fetched.json::<Value>().await.unwrap()["output"][0]["call_id"], call["call_id"]);
+    let response = get(other.clone(), format!("/v1/responses/{id}")).await;
+    assert_eq!(response.status(), 404);
+    assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "response_not_found");
+
+    // The continuation sends only the tool's output; the upstream gets the whole conversation.
+    let next = json!({"model": "chat-up", "previous_response_id": id, "stream": true,
+        "input": [{"type": "function_call_output", "call_id": call["call_id"], "output": "sunny"}]});
+    let events = parsed(&sse_events(gateway.post("/v1/responses", &key, &next).await).await);
+    let completed = &events.last().unwrap().1["response"];
+    assert_eq!(output_text(completed), "Mock answer to: weather in Paris?");
+    let second = completed["id"].as_str().unwrap().to_owned();
+    let items: Value =
+        get(key.clone(), format!("/v1/responses/{second}/input_items?order=asc")).await.json().await.unwrap();
+    let kinds: Vec<&str> = items["data"].as_array().unwrap().iter().map(|i| i["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["message", "function_call", "function_call_output"]);
+    let page: Value =
+        get(key.clone(), format!("/v1/responses/{second}/input_items?limit=1")).await.json().await.unwrap();
+    assert_eq!(page["data"][0]["type"], "function_call_output");
+    assert_eq!(page["has_more"], true);
+
+    // Another tenant cannot continue it; after a delete nobody can.
+    let response = gateway
+        .post("/v1/responses", &other, &json!({"model": "local", "previous_response_id": second, "input": "x"}))
+        .await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.json::<Value>().await.unwrap()["error"]["param"], "previous_response_id");
+    let deleted =
+        client.delete(format!("{}/v1/responses/{second}", gateway.proxy())).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(deleted.json::<Value>().await.unwrap(), json!({"id": second, "object": "response", "deleted": true}));
+    assert_eq!(get(key.clone(), format!("/v1/responses/{second}")).await.status(), 404);
+
+    // `store: false`, and tenants that keep no prompts: nothing kept.
+    let unstored: Value = gateway
+        .post("/v1/responses", &key, &json!({"model": "local", "input": "x", "store": false}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(get(key.clone(), format!("/v1/responses/{}", unstored["id"].as_str().unwrap())).await.status(), 404);
+    let theirs: Value =
+        gateway.post("/v1/responses", &other, &json!({"model": "local", "input": "x"})).await.json().await.unwrap();
+    assert_eq!(get(other.clone(), format!("/v1/responses/{}", theirs["id"].as_str().unwrap())).await.status(), 404);
+
+    // At rest the conversation is sealed: the prompt is nowhere in the database file.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let file = std::fs::read(gateway.data_dir().join("flowgate.db")).unwrap();
+    assert!(!file.windows(b"weather in Paris".len()).any(|w| w == b"weather in Paris"), "stored in the clear");
+}
+
+#[tokio::test]
+async fn a_wildcard_deployment_forwards_any_model_name_to_its_provider() {
+    let upstream = mock_upstream(MockParams::default()).await;
+    let gateway = spawn_app(&format!(
+        "model_list:
+  - {{model_name: 'anthropic/*', litellm_params: {{model: 'anthropic/*', api_base: '{upstream}', api_key: k}}}}
+  - {{model_name: 'claude-*', litellm_params: {{model: 'anthropic/claude-*', api_base: '{upstream}', api_key: k}}}}
+  - {{model_name: '*', litellm_params: {{model: 'openai/*', api_base: '{upstream}/v1', api_key: k}}}}
+  - {{model_name: exact, litellm_params: {{model: mock/exact}}}}
+budgets: {{unpriced: allow}}
+"
+    ))
+    .await;
+    let (_, key) = gateway.create_key(json!({})).await;
+    for (asked, provider_model) in [
+        ("anthropic/claude-opus-4-8", "claude-opus-4-8"),
+        ("claude-sonnet-4-5", "claude-sonnet-4-5"),
+        ("gpt-anything", "gpt-anything"),
+        ("exact", "exact"),
+    ] {
+        let request = json!({"model": asked, "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]});
+        let response = gateway.post("/anthropic/v1/messages", &key, &request).await;
+        assert_eq!(response.status(), 200, "{asked}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["model"], provider_model, "{asked}: {body}");
+        assert_eq!(body["content"][0]["text"], "Mock answer to: hi");
+    }
+}
