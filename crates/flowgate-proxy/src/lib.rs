@@ -123,6 +123,7 @@ fn openai_routes() -> Router<ProxyState> {
 fn anthropic_routes() -> Router<ProxyState> {
     Router::new()
         .route("/v1/messages", post(pipeline::anthropic_messages))
+        .route("/v1/messages/count_tokens", post(pipeline::anthropic_count_tokens))
         .route("/v1/models", get(pipeline::list_models_anthropic))
         .fallback(pipeline::unknown_route)
         .method_not_allowed_fallback(pipeline::method_not_allowed)

@@ -297,7 +297,8 @@ fn api_responses_is_for_openai_azure_and_mock_deployments() {
     let file = yaml("model_list:\n  - model_name: a\n    litellm_params:\n      model: mock/x\n      api: responses\n");
     let settings = load(Some(&file), &[]).unwrap();
     assert_eq!(settings.model_list[0].litellm_params.api, Some(crate::settings::UpstreamApi::Responses));
-    let file = yaml("model_list:\n  - model_name: a\n    litellm_params:\n      model: anthropic/x\n      api: responses\n");
+    let file =
+        yaml("model_list:\n  - model_name: a\n    litellm_params:\n      model: anthropic/x\n      api: responses\n");
     let error = load(Some(&file), &[]).unwrap_err().to_string();
     assert!(error.contains("model_list[0].litellm_params.api"), "{error}");
     let file = yaml("model_list:\n  - model_name: a\n    litellm_params:\n      model: mock/x\n      api: soap\n");

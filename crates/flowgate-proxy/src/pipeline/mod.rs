@@ -272,6 +272,75 @@ pub(crate) async fn response_input_items(
     }
 }
 
+/// `POST /anthropic/v1/messages/count_tokens`: what Claude Code and the Anthropic SDKs ask before
+/// a request. For a model served by Anthropic, Anthropic's own count (the request passed on, model
+/// replaced, with the client's `anthropic-version` and `anthropic-beta`); for any other model an
+/// estimate in the same shape: a quarter of the bytes of `system`, `messages` and `tools` as JSON
+/// (the gateway's prompt estimate). Key, IP allowlist and `allowed_models` apply; nothing is
+/// generated, so nothing is charged or audited.
+pub(crate) async fn anthropic_count_tokens(
+    State(state): State<ProxyState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let result = async {
+        let key = authenticate::authenticated(&state, &headers, peer).await?;
+        if body.len() > state.limits().max_body_bytes {
+            return Err(ProxyError::PayloadTooLarge { limit: state.limits().max_body_bytes });
+        }
+        let mut request = parse::json_object(&body)?;
+        let model = match request.get("model") {
+            Some(serde_json::Value::String(model)) if !model.is_empty() => model.clone(),
+            _ => {
+                return Err(ProxyError::BadRequest {
+                    message: "`model` is required".into(),
+                    param: Some("model".into()),
+                });
+            }
+        };
+        if !key.allows_model(&model) {
+            return Err(ProxyError::Forbidden(format!("this key may not use model `{model}`")));
+        }
+        let table = state.table();
+        let deployment = table.pick(&model, &[]).ok_or_else(|| ProxyError::ModelNotFound(model.clone()))?;
+        if deployment.provider != flowgate_common::settings::Provider::Anthropic {
+            let bytes: usize = ["system", "messages", "tools"]
+                .iter()
+                .filter_map(|field| request.get(*field))
+                .map(|value| serde_json::to_vec(value).map_or(0, |v| v.len()))
+                .sum();
+            return Ok(axum::Json(serde_json::json!({"input_tokens": bytes.div_ceil(4).max(1)})).into_response());
+        }
+        request["model"] = serde_json::Value::String(deployment.upstream_model_for(&model).into_owned());
+        let mut call = state
+            .upstream()
+            .http
+            .post(format!("{}/v1/messages/count_tokens", deployment.base_url))
+            .json(&request)
+            .timeout(deployment.timeout);
+        if let Some(secret) = &deployment.api_key {
+            use secrecy::ExposeSecret;
+            call = call.header("x-api-key", secret.expose_secret());
+        }
+        let version = headers.get("anthropic-version").and_then(|v| v.to_str().ok()).unwrap_or("2023-06-01");
+        call = call.header("anthropic-version", version);
+        if let Some(beta) = headers.get("anthropic-beta").and_then(|v| v.to_str().ok()) {
+            call = call.header("anthropic-beta", beta);
+        }
+        let answer = call.send().await.map_err(|error| ProxyError::Unavailable {
+            message: format!("upstream unreachable: {}", error.without_url()),
+            retry_after_secs: None,
+        })?;
+        let status =
+            axum::http::StatusCode::from_u16(answer.status().as_u16()).unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
+        let bytes = answer.bytes().await.unwrap_or_default();
+        Ok((status, [(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response())
+    }
+    .await;
+    result.unwrap_or_else(|error| ApiFormat::Anthropic.error_response(error))
+}
+
 /// The format a path's errors are answered in: Anthropic's under `/anthropic/`, OpenAI's
 /// elsewhere.
 fn format_of_path(path: &str) -> ApiFormat {

@@ -384,3 +384,43 @@ budgets: {{unpriced: allow}}
         assert_eq!(body["content"][0]["text"], "Mock answer to: hi");
     }
 }
+
+#[tokio::test]
+async fn anthropic_token_counts_are_passed_through_or_estimated_in_one_shape() {
+    let upstream = mock_upstream(MockParams::default()).await;
+    let gateway = spawn_app(&config(&upstream).await).await;
+    let (_, key) = gateway.create_key(json!({"allowed_models": ["claude", "local"]})).await;
+    let messages = json!([{"role": "user", "content": "count the tokens of this prompt, please"}]);
+    let client = http_client();
+    let count = |model: &str| {
+        let request = client
+            .post(format!("{}/anthropic/v1/messages/count_tokens", gateway.proxy()))
+            .header("x-api-key", &key)
+            .header("anthropic-version", "2023-06-01")
+            .header("anthropic-beta", "token-counting-2024-11-01")
+            .json(&json!({"model": model, "messages": messages}));
+        async move { request.send().await.unwrap() }
+    };
+    // Anthropic's own count (the mock's is odd), and an estimate for any other model.
+    let counted: Value = count("claude").await.json().await.unwrap();
+    let anthropic = counted["input_tokens"].as_u64().unwrap();
+    assert_eq!(anthropic % 2, 1, "{counted}");
+    let estimated: Value = count("local").await.json().await.unwrap();
+    assert!(estimated["input_tokens"].as_u64().unwrap() > 0, "{estimated}");
+    assert_eq!(estimated.as_object().unwrap().len(), 1);
+    let refused = count("chat-up").await;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(refused.json::<Value>().await.unwrap()["type"], "error");
+    // The models listing is Anthropic's shape.
+    let models: Value = client
+        .get(format!("{}/anthropic/v1/models", gateway.proxy()))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["data"][0]["type"], "model", "{models}");
+    assert_eq!(models["has_more"], false);
+}
