@@ -27,6 +27,8 @@ model_list:
     litellm_params: {model: openai/gpt-upstream, api_base: "{upstream}/v1", api_key: upstream-key}
   - model_name: claude-test
     litellm_params: {model: anthropic/claude-upstream, api_base: "{upstream}", api_key: upstream-key}
+  - model_name: resp-test
+    litellm_params: {model: openai/resp-upstream, api_base: "{upstream}/v1", api_key: upstream-key, api: responses}
   - model_name: local-mock
     litellm_params: {model: mock/local, mock_response: "The quick brown fox jumps over the lazy dog"}
   - model_name: embed-test

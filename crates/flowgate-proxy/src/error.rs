@@ -116,6 +116,9 @@ pub(crate) enum ProxyError {
     /// No such route (a path the gateway does not serve).
     #[error("no route for {0}")]
     RouteNotFound(String),
+    /// No stored response with this id for the key's tenant (`GET /v1/responses/{id}`).
+    #[error("no stored response with id `{0}` (never stored, deleted, expired, or another tenant's)")]
+    ResponseNotFound(String),
     /// A known route asked with the wrong method.
     #[error("{method} is not allowed on {path}")]
     MethodNotAllowed {
@@ -149,7 +152,7 @@ impl ProxyError {
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BadRequest { .. } | Self::GuardrailBlocked { .. } => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::ModelNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            Self::ModelNotFound(_) | Self::RouteNotFound(_) | Self::ResponseNotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Upstream { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
             Self::StreamFailed { .. } | Self::UpstreamAuthFailed { .. } => StatusCode::BAD_GATEWAY,
@@ -170,6 +173,7 @@ impl ProxyError {
             Self::PayloadTooLarge { .. } => "request_too_large",
             Self::ModelNotFound(_) => "model_not_found",
             Self::RouteNotFound(_) => "not_found",
+            Self::ResponseNotFound(_) => "response_not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Upstream { code, .. } => code.as_deref().unwrap_or("upstream_error"),
             Self::UpstreamAuthFailed { .. } => "upstream_auth_failed",

@@ -51,9 +51,9 @@ pub(crate) struct Forwarded {
 }
 
 /// The request body for `deployment`, in its format, with its model name.
-pub(crate) fn upstream_body(call: &Call<'_>, deployment: &Deployment) -> Result<Value, ProxyError> {
-    let target = upstream::upstream_format(deployment.provider);
-    let mut body = translate::request(call.format, target, call.body, &deployment.upstream_model)?;
+pub(crate) fn upstream_body(call: &Call<'_>, deployment: &Deployment, model: &str) -> Result<Value, ProxyError> {
+    let target = deployment.format_for(call.endpoint);
+    let mut body = translate::request(call.format, target, call.body, &deployment.upstream_model_for(model))?;
     // Usage is needed for spend, so every OpenAI-format stream asks for it (Azure included: its
     // API has `stream_options` since 2024-09-01); a client that did not ask does not see the extra
     // chunk. A stream that still ends without usage is charged an estimate (see `finish`).
@@ -119,7 +119,7 @@ pub(crate) async fn forward(
             let max = *budget.get_or_insert(deployment.max_retries);
             tried.push(deployment.id.clone());
             attempts += 1;
-            let body = upstream_body(call, &deployment)?;
+            let body = upstream_body(call, &deployment, &model)?;
             let in_flight = deployment.stats.begin();
             let started = Instant::now();
             let span = tracing::info_span!(
@@ -129,7 +129,7 @@ pub(crate) async fn forward(
                 attempt,
                 gen_ai.system = %format!("{:?}", deployment.provider).to_lowercase(),
                 gen_ai.request.model = %call.model,
-                gen_ai.response.model = %deployment.upstream_model,
+                gen_ai.response.model = %deployment.upstream_model_for(&model),
                 gen_ai.operation.name = if call.endpoint == Endpoint::Embeddings { "embeddings" } else { "chat" },
             );
             let result = tracing::Instrument::instrument(
@@ -265,11 +265,11 @@ mod tests {
             };
             for model in ["azure", "openai", "vllm"] {
                 let deployment = table.pick(model, &[]).unwrap();
-                let body = upstream_body(&call, &deployment).unwrap();
+                let body = upstream_body(&call, &deployment, model).unwrap();
                 let asked = body.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
                 assert_eq!(asked, stream, "{model}, stream {stream}: {body}");
             }
-            let claude = upstream_body(&call, &table.pick("claude", &[]).unwrap()).unwrap();
+            let claude = upstream_body(&call, &table.pick("claude", &[]).unwrap(), "claude").unwrap();
             assert!(claude.get("stream_options").is_none(), "Anthropic sends usage unasked");
         }
     }

@@ -18,6 +18,7 @@ mod audit;
 mod auth;
 mod cache;
 mod context;
+mod conversations;
 mod error;
 mod forward;
 #[cfg(test)]
@@ -108,6 +109,9 @@ fn openai_routes() -> Router<ProxyState> {
     Router::new()
         .route("/chat/completions", post(pipeline::chat_completions))
         .route("/completions", post(pipeline::completions))
+        .route("/responses", post(pipeline::responses).get(pipeline::responses_websocket))
+        .route("/responses/{id}", get(pipeline::get_response).delete(pipeline::delete_response))
+        .route("/responses/{id}/input_items", get(pipeline::response_input_items))
         .route("/embeddings", post(pipeline::embeddings))
         .route("/models", get(pipeline::list_models_openai))
         .route("/guardrails", get(pipeline::list_guardrails))
@@ -119,6 +123,7 @@ fn openai_routes() -> Router<ProxyState> {
 fn anthropic_routes() -> Router<ProxyState> {
     Router::new()
         .route("/v1/messages", post(pipeline::anthropic_messages))
+        .route("/v1/messages/count_tokens", post(pipeline::anthropic_count_tokens))
         .route("/v1/models", get(pipeline::list_models_anthropic))
         .fallback(pipeline::unknown_route)
         .method_not_allowed_fallback(pipeline::method_not_allowed)
@@ -197,6 +202,12 @@ impl Application {
                     .max(Duration::from_secs(settings.proxy.stream_timeout_secs) + Duration::from_secs(60)),
             ),
             cache: crate::cache::ResponseCache::new(&settings.cache, &deps.shared, &deps.metrics, &tasks),
+            conversations: crate::conversations::Conversations::new(
+                deps.database.clone(),
+                &deps.hasher,
+                settings.responses.retention_hours,
+                &tasks,
+            ),
             limits: RequestLimits {
                 max_body_bytes: settings.proxy.max_body_bytes,
                 stream_timeout: Duration::from_secs(settings.proxy.stream_timeout_secs),

@@ -3,7 +3,8 @@
 //! the `flowgate mock-upstream` HTTP server (which speaks both the OpenAI and the Anthropic format,
 //! so it can stand in for either provider).
 //!
-//! Answers: `mock_response` if configured, else `Mock answer to: <last user message>`. When the
+//! Answers: `mock_response` if configured, else `Mock answer to: <last user message>` (JSON shaped
+//! by the schema when the request asks for structured output). When the
 //! request offers tools (and `tool_choice` is not `none`), the answer is a call to the first tool
 //! with arguments built from its JSON schema (`"mock"` for strings, `1` for numbers, ...).
 
@@ -40,11 +41,13 @@ pub struct MockAnswer {
     pub usage: Usage,
 }
 
+/// The text of the last user turn that has text (an Anthropic turn that only carries tool
+/// results has none).
 fn last_user_text(messages: &[Value]) -> String {
     messages
         .iter()
         .rev()
-        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        .filter(|m| m.get("role").and_then(Value::as_str) == Some("user"))
         .map(|m| match m.get("content") {
             Some(Value::String(text)) => text.clone(),
             Some(Value::Array(parts)) => {
@@ -52,6 +55,7 @@ fn last_user_text(messages: &[Value]) -> String {
             }
             _ => String::new(),
         })
+        .find(|text| !text.is_empty())
         .unwrap_or_default()
 }
 
@@ -107,10 +111,15 @@ pub(crate) fn answer(
             usage: Usage { prompt_tokens, completion_tokens: approx_tokens(&arguments) },
         };
     }
-    let text = params.response.clone().unwrap_or_else(|| {
-        let asked: String = last_user_text(messages).chars().take(200).collect();
-        format!("Mock answer to: {asked}")
-    });
+    // Structured output: an answer shaped by the schema asked for.
+    let schema = body.pointer("/response_format/json_schema/schema").filter(|_| params.response.is_none());
+    let text = match schema {
+        Some(schema) => example_for(schema).to_string(),
+        None => params.response.clone().unwrap_or_else(|| {
+            let asked: String = last_user_text(messages).chars().take(200).collect();
+            format!("Mock answer to: {asked}")
+        }),
+    };
     let completion_tokens = text.split_whitespace().count().max(1) as u64;
     MockAnswer { text, tool_call: None, usage: Usage { prompt_tokens, completion_tokens } }
 }

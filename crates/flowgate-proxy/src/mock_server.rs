@@ -1,7 +1,7 @@
 //! `flowgate mock-upstream`: an HTTP server that speaks the OpenAI API (`/v1/chat/completions`,
-//! `/v1/completions`, `/v1/embeddings`, `/v1/models`) and the Anthropic API (`/v1/messages`) with
-//! the `mock` provider's deterministic answers. It stands in for a real provider in demos,
-//! integration tests and the benchmark (as the "direct to upstream" target).
+//! `/v1/completions`, `/v1/embeddings`, `/v1/models`, `/v1/responses`) and the Anthropic API
+//! (`/v1/messages`) with the `mock` provider's deterministic answers. It stands in for a real
+//! provider in demos, integration tests and the benchmark (as the "direct to upstream" target).
 
 use std::sync::Arc;
 
@@ -74,6 +74,26 @@ async fn messages(State(params): State<Arc<MockParams>>, body: Bytes) -> Respons
     answer(ApiFormat::Anthropic.codec(), &body, &params).await
 }
 
+async fn responses(State(params): State<Arc<MockParams>>, body: Bytes) -> Response {
+    let body = match parse(&body) {
+        Ok(body) => body,
+        Err(response) => return *response,
+    };
+    answer(ApiFormat::Responses.codec(), &body, &params).await
+}
+
+/// Anthropic's token count: a quarter of the bytes of the conversation (marked as the mock's by
+/// an odd number, so a test can tell it from the gateway's estimate).
+async fn count_tokens(body: Bytes) -> Response {
+    match parse(&body) {
+        Ok(body) => {
+            let bytes = body.get("messages").map_or(0, |m| m.to_string().len());
+            Json(json!({"input_tokens": (bytes / 4) | 1})).into_response()
+        }
+        Err(response) => *response,
+    }
+}
+
 async fn embeddings(State(params): State<Arc<MockParams>>, body: Bytes) -> Response {
     match parse(&body) {
         Ok(body) => {
@@ -107,5 +127,8 @@ pub fn router(params: MockParams) -> Router {
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
         .route("/v1/messages", post(messages))
+        .route("/v1/messages/count_tokens", post(count_tokens))
+        .route("/v1/responses", post(responses))
+        .route("/responses", post(responses))
         .with_state(Arc::new(params))
 }

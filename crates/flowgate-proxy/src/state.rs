@@ -12,6 +12,7 @@ use flowgate_common::tasks::Tasks;
 use crate::audit::AuditSink;
 use crate::auth::Authenticator;
 use crate::cache::ResponseCache;
+use crate::conversations::Conversations;
 use crate::guardrails::{Catalog, Services};
 use crate::limits::Limiter;
 use crate::metrics::ProxyMetrics;
@@ -55,6 +56,7 @@ pub(crate) struct Parts {
     pub(crate) audit: AuditSink,
     pub(crate) limiter: Limiter,
     pub(crate) cache: ResponseCache,
+    pub(crate) conversations: Conversations,
     pub(crate) limits: RequestLimits,
 }
 
@@ -73,6 +75,7 @@ struct Inner {
     audit: AuditSink,
     limiter: Limiter,
     cache: ResponseCache,
+    conversations: Conversations,
     limits: RequestLimits,
 }
 
@@ -83,7 +86,20 @@ pub(crate) struct ProxyState(Arc<Inner>);
 impl ProxyState {
     /// The state made of `parts`.
     pub(crate) fn new(parts: Parts) -> Self {
-        let Parts { tasks, table, health, upstream, auth, catalog, guard, audit, limiter, cache, limits } = parts;
+        let Parts {
+            tasks,
+            table,
+            health,
+            upstream,
+            auth,
+            catalog,
+            guard,
+            audit,
+            limiter,
+            cache,
+            conversations,
+            limits,
+        } = parts;
         Self(Arc::new(Inner {
             tasks,
             table: ArcSwap::from_pointee(table),
@@ -95,6 +111,7 @@ impl ProxyState {
             audit,
             limiter,
             cache,
+            conversations,
             limits,
         }))
     }
@@ -152,6 +169,11 @@ impl ProxyState {
     /// The exact-match response cache.
     pub(crate) fn cache(&self) -> &ResponseCache {
         &self.0.cache
+    }
+
+    /// The Responses API's conversation state.
+    pub(crate) fn conversations(&self) -> &Conversations {
+        &self.0.conversations
     }
 
     /// Request-shape limits.

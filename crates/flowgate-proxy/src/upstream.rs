@@ -13,7 +13,7 @@ use crate::mock;
 use crate::routing::Deployment;
 use crate::translate::ApiFormat;
 pub(crate) use crate::wire::Endpoint;
-use flowgate_common::settings::Provider;
+use flowgate_common::settings::{Provider, UpstreamApi};
 
 /// An upstream body: whole, or a byte stream (SSE).
 pub(crate) enum UpstreamBody {
@@ -99,11 +99,13 @@ impl AttemptError {
     }
 }
 
-/// The upstream format a deployment speaks.
-pub(crate) fn upstream_format(provider: Provider) -> ApiFormat {
-    match provider {
-        Provider::Anthropic => ApiFormat::Anthropic,
-        Provider::OpenAi | Provider::Azure | Provider::Mock => ApiFormat::OpenAi,
+/// The upstream format a deployment speaks: its provider's, or the Responses API where the
+/// deployment says `api: responses`.
+pub(crate) fn upstream_format(provider: Provider, api: UpstreamApi) -> ApiFormat {
+    match (provider, api) {
+        (Provider::Anthropic, _) => ApiFormat::Anthropic,
+        (Provider::OpenAi | Provider::Azure | Provider::Mock, UpstreamApi::Responses) => ApiFormat::Responses,
+        (Provider::OpenAi | Provider::Azure | Provider::Mock, UpstreamApi::Chat) => ApiFormat::OpenAi,
     }
 }
 
@@ -194,7 +196,7 @@ pub(crate) async fn send(
         Ok(Ok(response)) => response,
     };
     let status = response.status();
-    let format = crate::upstream::upstream_format(deployment.provider);
+    let format = deployment.format_for(endpoint);
     if !status.is_success() {
         let retry_after = retry_after(response.headers());
         let headers = crate::rate_headers::ProviderHeaders::from_response(status.as_u16(), response.headers());
@@ -219,8 +221,15 @@ pub(crate) async fn send(
 
 /// The URL of `endpoint` at `deployment`, as text.
 fn url_of(deployment: &Deployment, endpoint: Endpoint) -> Result<String, AttemptError> {
+    let responses = deployment.format == ApiFormat::Responses && endpoint == Endpoint::Chat;
     Ok(match (deployment.provider, endpoint) {
         (Provider::Anthropic, Endpoint::Chat) => format!("{}/v1/messages", deployment.base_url),
+        (Provider::Azure, _) if responses => format!(
+            "{}/openai/responses?api-version={}",
+            deployment.base_url,
+            deployment.api_version.as_deref().unwrap_or_default()
+        ),
+        (Provider::OpenAi | Provider::Mock, _) if responses => format!("{}/responses", deployment.base_url),
         (Provider::Anthropic, _) => {
             return Err(AttemptError::Unsupported(format!(
                 "model `{}` is served by Anthropic, which has no {} endpoint",
@@ -280,11 +289,13 @@ fn openai_path(endpoint: Endpoint) -> &'static str {
 }
 
 fn mock_response(deployment: &Deployment, endpoint: Endpoint, body: &Value, stream: bool) -> UpstreamResponse {
-    let model = &deployment.upstream_model;
+    // The model the request names (a wildcard deployment's is the one asked).
+    let model = body.get("model").and_then(Value::as_str).unwrap_or(&deployment.upstream_model);
     let params = &deployment.mock;
+    let format = deployment.format_for(endpoint);
     let body = match endpoint {
         Endpoint::Chat => {
-            let codec = ApiFormat::OpenAi.codec();
+            let codec = format.codec();
             let answer = codec.mock_answer(body, params);
             if stream {
                 let include_usage = body.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
@@ -296,7 +307,7 @@ fn mock_response(deployment: &Deployment, endpoint: Endpoint, body: &Value, stre
         Endpoint::Embeddings => UpstreamBody::Full(Bytes::from(mock::embeddings(body, model).to_string())),
         Endpoint::Completions => UpstreamBody::Full(Bytes::from(mock::completion(body, model, params).to_string())),
     };
-    UpstreamResponse { format: ApiFormat::OpenAi, body }
+    UpstreamResponse { format, body }
 }
 
 #[cfg(test)]

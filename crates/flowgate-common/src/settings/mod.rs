@@ -33,11 +33,11 @@ mod values;
 mod tests;
 
 pub use load::{ENV_CONFIG, ENV_PREFIX, SEED_ENV, Sources};
-pub use model_list::{ModelEntry, ModelParams, Provider, RouterSettings, RoutingStrategy};
+pub use model_list::{ModelEntry, ModelParams, Provider, RouterSettings, RoutingStrategy, UpstreamApi};
 pub use sections::{
     ApiServerSettings, AuditSettings, BudgetSettings, CacheSettings, ComplianceSettings, DatabaseSettings,
-    LimitSettings, LogFormat, McpSettings, PolicySettings, ProxySettings, RedisSettings, SecuritySettings,
-    ServerSettings, StorageSettings, TelemetrySettings, UnpricedModels,
+    LimitSettings, LogFormat, McpSettings, PolicySettings, ProxySettings, RedisSettings, ResponsesSettings,
+    SecuritySettings, ServerSettings, StorageSettings, TelemetrySettings, UnpricedModels,
 };
 pub use values::{Cidr, Seconds, parse_cidr};
 
@@ -102,6 +102,8 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// The audit trail.
     pub audit: AuditSettings,
+    /// The Responses API's conversation state.
+    pub responses: ResponsesSettings,
     /// LiteLLM-compatible model deployments.
     pub model_list: Vec<ModelEntry>,
     /// LiteLLM-compatible routing settings.

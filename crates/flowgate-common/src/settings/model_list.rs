@@ -39,6 +39,12 @@ pub struct ModelParams {
     /// Azure `api-version`.
     #[serde(default)]
     pub api_version: Option<String>,
+    /// The API the deployment is called with: `chat` (Chat Completions, the default) or
+    /// `responses` (the OpenAI Responses API, for OpenAI, Azure and mock deployments). A
+    /// `responses` deployment gets Responses requests as they were sent (built-in tools and every
+    /// item type included) and chat or Anthropic requests translated.
+    #[serde(default)]
+    pub api: Option<UpstreamApi>,
     /// Requests per minute this deployment accepts; used by routing. Unset: unlimited.
     #[serde(default)]
     pub rpm: Option<u32>,
@@ -75,6 +81,18 @@ pub struct ModelParams {
     /// `mock` provider: how many chunks a streamed answer has. Default: one per word.
     #[serde(default)]
     pub mock_chunks: Option<u32>,
+}
+
+/// The API a deployment is called with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamApi {
+    /// Chat Completions (`/chat/completions`; Anthropic deployments: Messages).
+    #[default]
+    #[serde(alias = "chat_completions")]
+    Chat,
+    /// The OpenAI Responses API (`/responses`).
+    Responses,
 }
 
 /// Load-balancing strategy over the deployments of one model name.

@@ -256,6 +256,21 @@ impl Default for AuditSettings {
     }
 }
 
+/// The Responses API's conversation state.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResponsesSettings {
+    /// Hours a response kept with `store` can be continued (`previous_response_id`) or read back
+    /// (`GET /v1/responses/{id}`). Default 720 (30 days, as OpenAI keeps them); 0 keeps none.
+    pub retention_hours: u64,
+}
+
+impl Default for ResponsesSettings {
+    fn default() -> Self {
+        Self { retention_hours: 720 }
+    }
+}
+
 /// Log output.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -240,8 +240,10 @@ fn the_documented_reference_configuration_loads() {
     let file = yaml(&doc[start..end]);
     let settings =
         load(Some(&file), &[("OPENAI_API_KEY", "k1"), ("ANTHROPIC_API_KEY", "k2"), ("AZURE_API_KEY", "k3")]).unwrap();
-    assert_eq!(settings.model_list.len(), 5);
+    assert_eq!(settings.model_list.len(), 6);
+    assert_eq!(settings.model_list[1].litellm_params.api, Some(crate::settings::UpstreamApi::Responses));
     let defaults = load(None, &[]).unwrap();
+    assert_eq!(settings.responses.retention_hours, defaults.responses.retention_hours);
     assert_eq!(settings.proxy.max_body_bytes, defaults.proxy.max_body_bytes, "the reference shows the defaults");
     assert_eq!(settings.server.shutdown_grace_secs, defaults.server.shutdown_grace_secs);
     assert_eq!(settings.redis.prefix, defaults.redis.prefix);
@@ -288,4 +290,17 @@ fn request_and_budget_limits_default_and_load_and_bad_ones_name_the_field() {
     assert!(error.contains("budgets.unpriced"), "{error}");
     let error = load(Some(&yaml("limits:\n  max_n: 0\n")), &[]).unwrap_err().to_string();
     assert!(error.contains("limits.max_n"), "{error}");
+}
+
+#[test]
+fn api_responses_is_for_openai_azure_and_mock_deployments() {
+    let file = yaml("model_list:\n  - model_name: a\n    litellm_params:\n      model: mock/x\n      api: responses\n");
+    let settings = load(Some(&file), &[]).unwrap();
+    assert_eq!(settings.model_list[0].litellm_params.api, Some(crate::settings::UpstreamApi::Responses));
+    let file =
+        yaml("model_list:\n  - model_name: a\n    litellm_params:\n      model: anthropic/x\n      api: responses\n");
+    let error = load(Some(&file), &[]).unwrap_err().to_string();
+    assert!(error.contains("model_list[0].litellm_params.api"), "{error}");
+    let file = yaml("model_list:\n  - model_name: a\n    litellm_params:\n      model: mock/x\n      api: soap\n");
+    assert!(load(Some(&file), &[]).unwrap_err().to_string().contains("api"));
 }

@@ -60,6 +60,12 @@ impl Settings {
             if params.api_base.as_ref().is_some_and(|b| !(b.starts_with("http://") || b.starts_with("https://"))) {
                 return Err(ConfigError::field(at("litellm_params.api_base"), "must start with http:// or https://"));
             }
+            if params.api == Some(super::UpstreamApi::Responses) && provider == Provider::Anthropic {
+                return Err(ConfigError::field(
+                    at("litellm_params.api"),
+                    "`responses` is for OpenAI, Azure and mock deployments; Anthropic speaks Messages",
+                ));
+            }
             if provider == Provider::Azure && params.api_version.is_none() {
                 return Err(ConfigError::field(at("litellm_params.api_version"), "is required for azure"));
             }

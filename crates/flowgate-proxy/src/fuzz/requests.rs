@@ -11,7 +11,7 @@ use crate::mock::MockParams;
 use crate::pipeline::{answer, parse};
 use crate::translate::{self, ApiFormat, Endpoint};
 
-const FORMATS: [ApiFormat; 2] = [ApiFormat::OpenAi, ApiFormat::Anthropic];
+const FORMATS: [ApiFormat; 3] = [ApiFormat::OpenAi, ApiFormat::Anthropic, ApiFormat::Responses];
 const ENDPOINTS: [Endpoint; 3] = [Endpoint::Chat, Endpoint::Completions, Endpoint::Embeddings];
 
 /// A refusal is a 400 that names its parameter when it can.
@@ -172,6 +172,65 @@ fn request() -> impl Strategy<Value = Value> {
         })
 }
 
+/// A Responses input item, plausible or not: messages with typed parts, function calls and their
+/// outputs, reasoning, hosted tools' items, anything.
+fn responses_item() -> impl Strategy<Value = Value> {
+    let role = prop::sample::select(vec!["user", "assistant", "system", "developer", "wizard"]);
+    let part_type =
+        prop::sample::select(vec!["input_text", "output_text", "input_image", "input_file", "refusal", "audio"]);
+    let parts = prop::collection::vec(
+        (part_type, json_value())
+            .prop_map(|(kind, value)| json!({"type": kind, "text": value, "image_url": value, "file_id": value})),
+        0..3,
+    );
+    let content = prop_oneof![json_value(), parts.prop_map(Value::Array), "[^\r]{0,12}".prop_map(Value::String)];
+    let kind = prop::sample::select(vec![
+        "message",
+        "function_call",
+        "function_call_output",
+        "reasoning",
+        "web_search_call",
+        "custom_tool_call",
+        "item_reference",
+    ]);
+    (prop::option::of(kind), role, content, json_value(), json_value()).prop_map(|(kind, role, content, arguments, output)| {
+        let mut item = json!({"role": role, "content": content, "call_id": "c", "name": "f", "arguments": arguments, "output": output, "id": "x"});
+        if let Some(kind) = kind {
+            item["type"] = json!(kind);
+        }
+        item
+    })
+}
+
+/// A nearly valid Responses request: a model and an input, tools, plus fields set to anything.
+fn responses_request() -> impl Strategy<Value = Value> {
+    let input = prop_oneof![
+        "[^\r]{0,12}".prop_map(Value::String),
+        prop::collection::vec(responses_item(), 0..5).prop_map(Value::Array),
+        json_value(),
+    ];
+    let tool_type = prop::sample::select(vec!["function", "web_search", "custom", "file_search"]);
+    let tools = prop::collection::vec(
+        (tool_type, json_value())
+            .prop_map(|(kind, parameters)| json!({"type": kind, "name": "f", "parameters": parameters})),
+        0..3,
+    );
+    (input, prop::option::of(tools), prop::collection::vec((key(), json_value()), 0..4), prop::option::of(json_value()))
+        .prop_map(|(input, tools, extra, choice)| {
+            let mut body = json!({"model": "m", "input": input});
+            if let Some(tools) = tools {
+                body["tools"] = Value::Array(tools);
+            }
+            if let Some(choice) = choice {
+                body["tool_choice"] = choice;
+            }
+            for (field, value) in extra {
+                set(&mut body, &field, value);
+            }
+            body
+        })
+}
+
 /// A whole answer of either format, well-formed or not.
 fn answer_body() -> impl Strategy<Value = Value> {
     let openai = (content(), prop::option::of(tool_calls()), prop::option::of(json_value()), usage()).prop_map(
@@ -185,7 +244,12 @@ fn answer_body() -> impl Strategy<Value = Value> {
         json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "m", "content": content,
             "stop_reason": stop, "usage": usage})
     });
-    prop_oneof![openai, anthropic, json_value()]
+    let responses =
+        (prop::collection::vec(responses_item(), 0..4), json_value(), usage()).prop_map(|(output, status, usage)| {
+            json!({"id": "resp_1", "object": "response", "model": "m", "output": output, "status": status,
+            "incomplete_details": {"reason": status}, "usage": usage})
+        });
+    prop_oneof![openai, anthropic, responses, json_value()]
 }
 
 /// An upstream answer's bytes into the client's format: Ok, or the 502 for a body that is not
@@ -221,6 +285,11 @@ proptest! {
 
     #[test]
     fn nearly_valid_requests_are_read_or_refused_and_translate_both_ways(body in request()) {
+        exercise_body(&body);
+    }
+
+    #[test]
+    fn nearly_valid_responses_requests_are_read_or_refused_and_translate(body in responses_request()) {
         exercise_body(&body);
     }
 
@@ -268,7 +337,13 @@ fn the_request_corpus_parses_without_panicking() {
         exercise_bytes(&bytes);
         // The corpus holds valid requests of each format: they are read, not refused.
         let body = parse::json_object(&bytes).unwrap_or_else(|error| panic!("{name}: {error}"));
-        let format = if name.starts_with("anthropic") { ApiFormat::Anthropic } else { ApiFormat::OpenAi };
+        let format = if name.starts_with("anthropic") {
+            ApiFormat::Anthropic
+        } else if name.starts_with("responses") {
+            ApiFormat::Responses
+        } else {
+            ApiFormat::OpenAi
+        };
         if !name.contains("invalid") {
             format.codec().request_fields(Endpoint::Chat, &body).unwrap_or_else(|error| panic!("{name}: {error}"));
         }

@@ -19,6 +19,17 @@ const EVENT_NAMES: &[&str] = &[
     "error",
     "ping",
     "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.function_call_arguments.delta",
+    "response.function_call_arguments.done",
+    "response.output_item.done",
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
 ];
 
 fn small_or_any() -> impl Strategy<Value = Value> {
@@ -74,6 +85,31 @@ fn openai_chunk() -> impl Strategy<Value = Value> {
     )
 }
 
+/// A Responses event body, plausible or not.
+fn responses_event() -> impl Strategy<Value = Value> {
+    (
+        prop::sample::select(EVENT_NAMES),
+        small_or_any(),
+        prop::sample::select(vec!["message", "function_call", "reasoning", "web_search_call"]),
+        text(),
+        usage(),
+        json_value(),
+    )
+        .prop_map(|(kind, index, item_type, text, usage, anything)| {
+            json!({
+                "type": kind, "sequence_number": index, "output_index": index, "content_index": 0, "item_id": "x",
+                "delta": text, "text": text, "arguments": text,
+                "item": {"type": item_type, "id": "x", "call_id": "c", "name": "f", "arguments": text,
+                    "content": [{"type": "output_text", "text": text}]},
+                "part": {"type": "output_text", "text": text},
+                "response": {"id": "resp_1", "model": "m", "usage": usage, "output": [
+                    {"type": item_type, "content": [{"type": "output_text", "text": text}], "arguments": text}],
+                    "incomplete_details": anything, "error": anything},
+                "code": anything, "message": text,
+            })
+        })
+}
+
 /// An event as the SSE parser hands it over (no `\r` anywhere, no `\n` in the name).
 fn event() -> impl Strategy<Value = SseEvent> {
     let data = prop_oneof![
@@ -82,6 +118,7 @@ fn event() -> impl Strategy<Value = SseEvent> {
         json_value().prop_map(|v| v.to_string()),
         anthropic_event().prop_map(|v| v.to_string()),
         openai_chunk().prop_map(|v| v.to_string()),
+        responses_event().prop_map(|v| v.to_string()),
     ];
     let name = prop_oneof![
         Just(None),
@@ -115,8 +152,9 @@ proptest! {
 
     #[test]
     fn every_transform_takes_any_event_sequence(events in prop::collection::vec(event(), 0..24)) {
-        for from in [ApiFormat::OpenAi, ApiFormat::Anthropic] {
-            for to in [ApiFormat::OpenAi, ApiFormat::Anthropic] {
+        let formats = [ApiFormat::OpenAi, ApiFormat::Anthropic, ApiFormat::Responses];
+        for from in formats {
+            for to in formats {
                 for include_usage in [false, true] {
                     run(translate::stream(from, to, "m", include_usage).as_mut(), &events);
                 }
@@ -135,6 +173,11 @@ proptest! {
                 }
                 let written = reader.text_event("held");
                 prop_assert!(written.ends_with(b"\n\n"));
+                let written = reader.tool_arguments_event(0, "{");
+                prop_assert!(written.ends_with(b"\n\n"));
+                if let Some(mut value) = value.clone() {
+                    reader.rewrite(&mut value);
+                }
                 let _delta = value.as_ref().and_then(|v| codec.delta_pointer(v));
             }
         }

@@ -96,7 +96,7 @@ impl Guard {
     }
 
     /// The synthetic event that releases `text` on `id`, if there is any.
-    fn flush_event(&self, id: LaneId, text: &str) -> Option<bytes::Bytes> {
+    fn flush_event(&mut self, id: LaneId, text: &str) -> Option<bytes::Bytes> {
         (!text.is_empty()).then(|| match id {
             LaneId::Text => self.reader.text_event(text),
             LaneId::Tool(call) => self.reader.tool_arguments_event(call, text),
@@ -151,6 +151,7 @@ impl Guard {
         if role.boundary {
             out.extend(self.flush().await?);
         }
+        self.reader.rewrite(&mut value);
         out.push(crate::sse::encode_json(event.event.as_deref(), &value));
         Ok(out)
     }

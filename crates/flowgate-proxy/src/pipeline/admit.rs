@@ -108,6 +108,7 @@ mod tests {
             fields: RequestFields { model: "m".into(), stream: false, include_usage: false, max_output_tokens },
             body,
             cache_control: crate::cache::Control { read: true, write: true },
+            conversation: None,
         }
     }
 

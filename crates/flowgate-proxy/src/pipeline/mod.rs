@@ -5,7 +5,8 @@
 //!    [`RequestContext`];
 //! 2. [`parse`]: the body (size limit → 413, JSON → 400) and the fields the codec reads;
 //! 3. [`authorise`]: client IP against the key's allowlist, model against `allowed_models`, model
-//!    routable;
+//!    routable; then [`conversation`]: a Responses continuation (`previous_response_id`) expanded
+//!    from the stored conversation;
 //! 4. [`guard`]: the guardrail plan and the pre-call scan (may rewrite the body or reroute);
 //! 5. [`admit`]: rate limits and budgets, claimed together;
 //! 6. [`cache`]: an exact-match hit is answered here;
@@ -21,6 +22,7 @@ pub(crate) mod answer;
 pub(crate) mod authenticate;
 pub(crate) mod authorise;
 pub(crate) mod cache;
+pub(crate) mod conversation;
 pub(crate) mod finish;
 pub(crate) mod guard;
 pub(crate) mod parse;
@@ -92,6 +94,7 @@ async fn stages(
     let table = state.table();
     let mut request = parse::parse(state, cx, headers, body).await?;
     authorise::authorise(cx, &table)?;
+    conversation::expand(state, cx, &mut request).await?;
     let plan = guard::pre_call(state, cx, headers, &mut request, &table).await?;
     let (admission, prompt_estimate) = admit::admit(state, cx, &request, &table).await?;
     let cache_key = cache::key(state, cx, &request, plan.as_ref());
@@ -145,6 +148,26 @@ data_route!(chat_completions, ApiFormat::OpenAi, Endpoint::Chat);
 data_route!(completions, ApiFormat::OpenAi, Endpoint::Completions);
 data_route!(embeddings, ApiFormat::OpenAi, Endpoint::Embeddings);
 data_route!(anthropic_messages, ApiFormat::Anthropic, Endpoint::Chat);
+data_route!(responses, ApiFormat::Responses, Endpoint::Chat);
+
+/// `GET /v1/responses`: the Codex CLI first tries the Responses API over a WebSocket (an upgrade
+/// with `OpenAI-Beta: responses_websockets=...`). The gateway does not serve it: the upgrade is
+/// answered 426 at once, without reading a key, so the client falls back to HTTP (`POST
+/// /v1/responses`, streamed) with no wait. A plain GET is a 405, as for any POST-only route.
+pub(crate) async fn responses_websocket(method: Method, OriginalUri(uri): OriginalUri, headers: HeaderMap) -> Response {
+    let upgrade = headers
+        .get(axum::http::header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"));
+    if !upgrade {
+        return method_not_allowed(method, OriginalUri(uri)).await;
+    }
+    let body = serde_json::json!({"error": {
+        "message": "this gateway serves the Responses API over HTTP only: POST /v1/responses (stream: true for events)",
+        "type": "invalid_request_error", "param": null, "code": "websocket_not_supported",
+    }});
+    (axum::http::StatusCode::UPGRADE_REQUIRED, axum::Json(body)).into_response()
+}
 
 /// `GET /v1/models` and `GET /anthropic/v1/models`: the models this key may use, in the route's
 /// format.
@@ -175,6 +198,149 @@ pub(crate) async fn list_models_anthropic(
     headers: HeaderMap,
 ) -> Response {
     list_models(state, ApiFormat::Anthropic, peer, headers).await
+}
+
+/// `GET /v1/responses/{id}`: a stored response of the key's tenant.
+pub(crate) async fn get_response(
+    State(state): State<ProxyState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let key = authenticate::authenticated(&state, &headers, peer).await?;
+        let stored = state.conversations().load(&key.key.tenant_id, &id).await?;
+        stored.map(|stored| stored.response).ok_or(ProxyError::ResponseNotFound(id))
+    }
+    .await;
+    match result {
+        Ok(response) => axum::Json(response).into_response(),
+        Err(error) => ApiFormat::Responses.error_response(error),
+    }
+}
+
+/// `DELETE /v1/responses/{id}`: forgets a stored response of the key's tenant.
+pub(crate) async fn delete_response(
+    State(state): State<ProxyState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let key = authenticate::authenticated(&state, &headers, peer).await?;
+        if state.conversations().delete(&key.key.tenant_id, &id).await? {
+            Ok(id)
+        } else {
+            Err(ProxyError::ResponseNotFound(id))
+        }
+    }
+    .await;
+    match result {
+        Ok(id) => axum::Json(serde_json::json!({"id": id, "object": "response", "deleted": true})).into_response(),
+        Err(error) => ApiFormat::Responses.error_response(error),
+    }
+}
+
+/// The query of `GET /v1/responses/{id}/input_items`.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct InputItemsQuery {
+    order: Option<String>,
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+/// `GET /v1/responses/{id}/input_items`: the input items a stored response answered.
+pub(crate) async fn response_input_items(
+    State(state): State<ProxyState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<InputItemsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let key = authenticate::authenticated(&state, &headers, peer).await?;
+        let stored = state.conversations().load(&key.key.tenant_id, &id).await?;
+        stored.ok_or(ProxyError::ResponseNotFound(id))
+    }
+    .await;
+    match result {
+        Ok(stored) => {
+            let asc = query.order.as_deref() == Some("asc");
+            let limit = query.limit.unwrap_or(20).clamp(1, 100);
+            axum::Json(crate::conversations::input_items_page(stored.input, asc, limit, query.after.as_deref()))
+                .into_response()
+        }
+        Err(error) => ApiFormat::Responses.error_response(error),
+    }
+}
+
+/// `POST /anthropic/v1/messages/count_tokens`: what Claude Code and the Anthropic SDKs ask before
+/// a request. For a model served by Anthropic, Anthropic's own count (the request passed on, model
+/// replaced, with the client's `anthropic-version` and `anthropic-beta`); for any other model an
+/// estimate in the same shape: a quarter of the bytes of `system`, `messages` and `tools` as JSON
+/// (the gateway's prompt estimate). Key, IP allowlist and `allowed_models` apply; nothing is
+/// generated, so nothing is charged or audited.
+pub(crate) async fn anthropic_count_tokens(
+    State(state): State<ProxyState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let result = async {
+        let key = authenticate::authenticated(&state, &headers, peer).await?;
+        if body.len() > state.limits().max_body_bytes {
+            return Err(ProxyError::PayloadTooLarge { limit: state.limits().max_body_bytes });
+        }
+        let mut request = parse::json_object(&body)?;
+        let model = match request.get("model") {
+            Some(serde_json::Value::String(model)) if !model.is_empty() => model.clone(),
+            _ => {
+                return Err(ProxyError::BadRequest {
+                    message: "`model` is required".into(),
+                    param: Some("model".into()),
+                });
+            }
+        };
+        if !key.allows_model(&model) {
+            return Err(ProxyError::Forbidden(format!("this key may not use model `{model}`")));
+        }
+        let table = state.table();
+        let deployment = table.pick(&model, &[]).ok_or_else(|| ProxyError::ModelNotFound(model.clone()))?;
+        if deployment.provider != flowgate_common::settings::Provider::Anthropic {
+            let bytes: usize = ["system", "messages", "tools"]
+                .iter()
+                .filter_map(|field| request.get(*field))
+                .map(|value| serde_json::to_vec(value).map_or(0, |v| v.len()))
+                .sum();
+            return Ok(axum::Json(serde_json::json!({"input_tokens": bytes.div_ceil(4).max(1)})).into_response());
+        }
+        request["model"] = serde_json::Value::String(deployment.upstream_model_for(&model).into_owned());
+        let mut call = state
+            .upstream()
+            .http
+            .post(format!("{}/v1/messages/count_tokens", deployment.base_url))
+            .json(&request)
+            .timeout(deployment.timeout);
+        if let Some(secret) = &deployment.api_key {
+            use secrecy::ExposeSecret;
+            call = call.header("x-api-key", secret.expose_secret());
+        }
+        let version = headers.get("anthropic-version").and_then(|v| v.to_str().ok()).unwrap_or("2023-06-01");
+        call = call.header("anthropic-version", version);
+        if let Some(beta) = headers.get("anthropic-beta").and_then(|v| v.to_str().ok()) {
+            call = call.header("anthropic-beta", beta);
+        }
+        let answer = call.send().await.map_err(|error| ProxyError::Unavailable {
+            message: format!("upstream unreachable: {}", error.without_url()),
+            retry_after_secs: None,
+        })?;
+        let status =
+            axum::http::StatusCode::from_u16(answer.status().as_u16()).unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
+        let bytes = answer.bytes().await.unwrap_or_default();
+        Ok((status, [(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response())
+    }
+    .await;
+    result.unwrap_or_else(|error| ApiFormat::Anthropic.error_response(error))
 }
 
 /// The format a path's errors are answered in: Anthropic's under `/anthropic/`, OpenAI's

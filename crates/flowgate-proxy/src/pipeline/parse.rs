@@ -22,6 +22,9 @@ pub(crate) struct Parsed {
     pub(crate) fields: RequestFields,
     /// What the request allows the cache to do.
     pub(crate) cache_control: Control,
+    /// A Responses request's whole input (a continuation expanded), kept with its answer when it
+    /// is stored (see `conversations`).
+    pub(crate) conversation: Option<Vec<Value>>,
 }
 
 /// The body as a JSON object, and its size in bytes.
@@ -66,5 +69,5 @@ pub(crate) async fn parse(
     cx.requested_model.clone_from(&fields.model);
     cx.model.clone_from(&fields.model);
     let cache_control = cache::control(headers, &mut body);
-    Ok(Parsed { body, len, fields, cache_control })
+    Ok(Parsed { body, len, fields, cache_control, conversation: None })
 }

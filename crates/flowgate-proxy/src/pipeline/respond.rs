@@ -38,7 +38,11 @@ pub(crate) struct Forwarding {
 
 /// Answers the client.
 pub(crate) async fn respond(state: &ProxyState, mut cx: RequestContext, forwarding: Forwarding) -> Response {
-    let Forwarding { request, plan, admission, prompt_estimate, cache_key, forwarded } = forwarding;
+    let Forwarding { mut request, plan, admission, prompt_estimate, cache_key, forwarded } = forwarding;
+    let kept = request.conversation.take().and_then(|input| {
+        let owner = (cx.tenant_id(), cx.key_id(), cx.requested_model.as_str());
+        state.conversations().pending(&request.body, cx.key.key.tenant_store_prompts, owner, input)
+    });
     let Forwarded { response: upstream, deployment, in_flight, upstream_latency, attempts, fallbacks } = forwarded;
     tracing::debug!(deployment = %deployment.id, attempts, "forwarded");
     let record = cx.audit.record();
@@ -127,6 +131,9 @@ pub(crate) async fn respond(state: &ProxyState, mut cx: RequestContext, forwardi
         } else {
             response.headers_mut().insert("x-flowgate-cache", HeaderValue::from_static("miss"));
         }
+    }
+    if let Some(kept) = kept {
+        response = kept.store_after(response);
     }
     limit_headers.apply(response.headers_mut());
     response

@@ -145,6 +145,8 @@ pub(crate) struct Deployment {
     pub model_name: String,
     /// Who serves it.
     pub provider: Provider,
+    /// The format it is called in (Chat Completions, Anthropic Messages or Responses).
+    pub format: crate::translate::ApiFormat,
     /// The provider's model name.
     pub upstream_model: String,
     /// Base URL (no trailing slash); empty for `mock`.
@@ -206,6 +208,7 @@ fn deployment(
         id,
         model_name: entry.model_name.clone(),
         provider,
+        format: crate::upstream::upstream_format(provider, params.api.unwrap_or_default()),
         upstream_model: upstream.to_owned(),
         base_url: params.base_url().unwrap_or_default(),
         api_key: params.api_key.clone(),
@@ -224,6 +227,30 @@ fn deployment(
         },
         urls: crate::upstream::UrlCache::default(),
     })
+}
+
+impl Deployment {
+    /// The provider's model name for a request for `model`: the configured one, or, for a
+    /// wildcard deployment (`model: anthropic/*`), the part of the asked name the deployment's
+    /// wildcard matched (`model_name: anthropic/*` asked `anthropic/claude-x` → `claude-x`;
+    /// `model_name: "*"` asked `claude-opus-4-8` → `claude-opus-4-8`).
+    pub(crate) fn upstream_model_for<'a>(&'a self, model: &'a str) -> std::borrow::Cow<'a, str> {
+        let Some(upstream_prefix) = self.upstream_model.strip_suffix('*') else {
+            return std::borrow::Cow::Borrowed(&self.upstream_model);
+        };
+        let asked = self.model_name.strip_suffix('*').and_then(|prefix| model.strip_prefix(prefix)).unwrap_or(model);
+        std::borrow::Cow::Owned(format!("{upstream_prefix}{asked}"))
+    }
+
+    /// The format a request to `endpoint` is sent in: the deployment's, except that the legacy
+    /// completions and embeddings endpoints of a Responses deployment are OpenAI's.
+    pub(crate) fn format_for(&self, endpoint: crate::wire::Endpoint) -> crate::translate::ApiFormat {
+        use crate::translate::ApiFormat;
+        match self.format {
+            ApiFormat::Responses if endpoint != crate::wire::Endpoint::Chat => ApiFormat::OpenAi,
+            format => format,
+        }
+    }
 }
 
 impl RoutingTable {
@@ -277,7 +304,7 @@ impl RoutingTable {
     /// Whether a request for `model` may be answered by an unpriced deployment (of the model or
     /// of one of its fallbacks), and so cost $0 whatever it uses.
     pub(crate) fn serves_unpriced(&self, model: &str) -> bool {
-        self.unpriced.contains(model)
+        self.unpriced.contains(self.resolve(model))
     }
 
     /// Logs a warning for every unpriced deployment (at start and when the model list changes).
@@ -293,9 +320,24 @@ impl RoutingTable {
         }
     }
 
-    /// True when `model` is configured.
+    /// The configured model name that serves a request for `model`: the name itself, else the
+    /// wildcard deployment name (`anthropic/*`, `claude-*`, `*`) with the longest prefix of it, as
+    /// LiteLLM matches them.
+    pub(crate) fn resolve<'a>(&'a self, model: &'a str) -> &'a str {
+        if self.models.contains_key(model) {
+            return model;
+        }
+        self.names
+            .iter()
+            .filter_map(|name| name.strip_suffix('*').map(|prefix| (name, prefix)))
+            .filter(|(_, prefix)| model.starts_with(prefix))
+            .max_by_key(|(_, prefix)| prefix.len())
+            .map_or(model, |(name, _)| name.as_str())
+    }
+
+    /// True when `model` is configured (by name or by a wildcard).
     pub(crate) fn contains(&self, model: &str) -> bool {
-        self.models.contains_key(model)
+        self.models.contains_key(self.resolve(model))
     }
 
     /// Every deployment, in configuration order.
@@ -306,7 +348,7 @@ impl RoutingTable {
     /// The highest per-token prices (nano-dollars: input, output) among `model`'s deployments: what
     /// a request is estimated at before a deployment is chosen.
     pub(crate) fn max_prices(&self, model: &str) -> (f64, f64) {
-        self.models.get(model).map_or((0.0, 0.0), |deployments| {
+        self.models.get(self.resolve(model)).map_or((0.0, 0.0), |deployments| {
             deployments.iter().map(|d| pricing::prices(d)).fold((0.0, 0.0), |(a, b), (x, y)| (a.max(x), b.max(y)))
         })
     }
@@ -314,7 +356,7 @@ impl RoutingTable {
     /// `model` followed by its fallbacks.
     pub(crate) fn chain(&self, model: &str) -> Vec<String> {
         let mut chain = vec![model.to_owned()];
-        if let Some(fallbacks) = self.fallbacks.get(model) {
+        if let Some(fallbacks) = self.fallbacks.get(self.resolve(model)) {
             chain.extend(fallbacks.iter().filter(|f| self.contains(f)).cloned());
         }
         chain
@@ -322,14 +364,14 @@ impl RoutingTable {
 
     /// The shortest remaining cooldown among `model`'s deployments, when all are cooling down.
     pub(crate) fn cooldown_remaining(&self, model: &str) -> Option<Duration> {
-        let deployments = self.models.get(model)?;
+        let deployments = self.models.get(self.resolve(model))?;
         deployments.iter().map(|d| d.stats.cooldown_remaining()).collect::<Option<Vec<_>>>()?.into_iter().min()
     }
 
     /// Picks a deployment of `model` by the configured strategy, skipping deployments cooling down
     /// and, while others remain, those in `tried`.
     pub(crate) fn pick(&self, model: &str, tried: &[String]) -> Option<Arc<Deployment>> {
-        let deployments = self.models.get(model)?;
+        let deployments = self.models.get(self.resolve(model))?;
         let healthy: Vec<&Arc<Deployment>> =
             deployments.iter().filter(|d| d.stats.cooldown_remaining().is_none()).collect();
         let fresh: Vec<&Arc<Deployment>> = healthy.iter().copied().filter(|d| !tried.contains(&d.id)).collect();

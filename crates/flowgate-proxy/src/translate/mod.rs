@@ -16,6 +16,7 @@
 pub(crate) mod anthropic;
 mod checks;
 pub(crate) mod openai;
+pub(crate) mod responses;
 mod stream;
 
 #[cfg(test)]
@@ -38,6 +39,8 @@ pub(crate) enum ApiFormat {
     OpenAi,
     /// Anthropic Messages: `/anthropic/v1/*`.
     Anthropic,
+    /// OpenAI Responses: `/v1/responses` (and the `/oai/v1`, `/cursor/v1` aliases).
+    Responses,
 }
 
 impl ApiFormat {
@@ -46,6 +49,7 @@ impl ApiFormat {
         match self {
             Self::OpenAi => &openai::OpenAi,
             Self::Anthropic => &anthropic::Anthropic,
+            Self::Responses => &responses::Responses,
         }
     }
 
@@ -95,9 +99,13 @@ pub(crate) trait TextEvents: Send {
     /// The role of one event; `value` is its data parsed as JSON, when it is JSON.
     fn classify(&mut self, event: &SseEvent, value: Option<&Value>) -> EventRole;
     /// An event that carries `text` as a text delta at the current position of the stream.
-    fn text_event(&self, text: &str) -> Bytes;
+    fn text_event(&mut self, text: &str) -> Bytes;
     /// An event that carries `json` as a fragment of the arguments of tool call `call`.
-    fn tool_arguments_event(&self, call: u64, json: &str) -> Bytes;
+    fn tool_arguments_event(&mut self, call: u64, json: &str) -> Bytes;
+    /// One event as the guard is about to write it (its deltas already released): a format whose
+    /// events repeat a whole text (Responses' `.done` events and final response) puts the
+    /// released text there, so that nothing the guardrails rewrote reaches the client unchanged.
+    fn rewrite(&mut self, _event: &mut Value) {}
 }
 
 /// One text of a request that guardrails check: where it is, who wrote it, and what it is.

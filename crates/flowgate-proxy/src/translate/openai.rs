@@ -26,6 +26,7 @@ fn error_type(error: &ProxyError) -> &'static str {
         | ProxyError::PayloadTooLarge { .. }
         | ProxyError::ModelNotFound(_)
         | ProxyError::RouteNotFound(_)
+        | ProxyError::ResponseNotFound(_)
         | ProxyError::MethodNotAllowed { .. }
         | ProxyError::GuardrailBlocked { .. } => "invalid_request_error",
         ProxyError::Forbidden(_) | ProxyError::ModelUnpriced(_) => "permission_error",
@@ -321,7 +322,7 @@ impl TextEvents for ChunkReader {
         EventRole { text: OpenAi.delta_pointer(value), tool_arguments, boundary: finishing }
     }
 
-    fn text_event(&self, text: &str) -> Bytes {
+    fn text_event(&mut self, text: &str) -> Bytes {
         let mut chunk = self.template.clone().unwrap_or_else(|| json!({"object": "chat.completion.chunk"}));
         chunk["choices"] = json!([{"index": 0, "delta": {"content": text}, "finish_reason": null}]);
         if let Some(object) = chunk.as_object_mut() {
@@ -330,7 +331,7 @@ impl TextEvents for ChunkReader {
         crate::sse::encode_json(None, &chunk)
     }
 
-    fn tool_arguments_event(&self, call: u64, json: &str) -> Bytes {
+    fn tool_arguments_event(&mut self, call: u64, json: &str) -> Bytes {
         let mut chunk = self.template.clone().unwrap_or_else(|| json!({"object": "chat.completion.chunk"}));
         chunk["choices"] = json!([{"index": 0, "delta": {"tool_calls": [{"index": call, "function": {"arguments": json}}]}, "finish_reason": null}]);
         if let Some(object) = chunk.as_object_mut() {

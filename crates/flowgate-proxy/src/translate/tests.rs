@@ -29,7 +29,7 @@ fn answer_text(codec: &dyn Codec, answer: &Value) -> String {
 }
 
 /// Every format, as upstream and as client.
-const FORMATS: [ApiFormat; 2] = [ApiFormat::OpenAi, ApiFormat::Anthropic];
+const FORMATS: [ApiFormat; 3] = [ApiFormat::OpenAi, ApiFormat::Anthropic, ApiFormat::Responses];
 
 /// The arguments of the tool calls of a whole answer of `codec`'s format, read through its
 /// pointers, as JSON.
@@ -83,10 +83,16 @@ fn with(request: &Value, field: &str, value: Value) -> Value {
     body
 }
 
-/// `request` with `message` appended to its conversation.
+/// The field that holds a request's conversation in `format` (`messages`, or Responses' `input`).
+fn conversation(format: ApiFormat) -> &'static str {
+    if format == ApiFormat::Responses { "input" } else { "messages" }
+}
+
+/// `request` with `message` appended to its conversation (in `messages`, or `input`).
 fn with_message(request: &Value, message: Value) -> (Value, usize) {
     let mut body = request.clone();
-    let messages = body["messages"].as_array_mut().unwrap();
+    let field = if body.get("input").is_some_and(Value::is_array) { "input" } else { "messages" };
+    let messages = body[field].as_array_mut().unwrap();
     messages.push(message);
     let index = messages.len() - 1;
     (body, index)
@@ -95,6 +101,7 @@ fn with_message(request: &Value, message: Value) -> (Value, usize) {
 /// The checks every codec makes on the fields the gateway knows, before anything is forwarded.
 fn validation_contract(format: ApiFormat, request: &Value) {
     let codec = format.codec();
+    let messages = conversation(format);
     for bad in [json!(0), json!(-3), json!("12"), json!(1.5), json!(true), json!({})] {
         assert_rejected(codec, &with(request, "max_tokens", bad), "max_tokens");
     }
@@ -114,18 +121,18 @@ fn validation_contract(format: ApiFormat, request: &Value) {
     }
 
     let (body, i) = with_message(request, json!(7));
-    assert_rejected(codec, &body, &format!("messages[{i}]"));
+    assert_rejected(codec, &body, &format!("{messages}[{i}]"));
     let (body, i) = with_message(request, json!({"role": "wizard", "content": "x"}));
-    assert_rejected(codec, &body, &format!("messages[{i}].role"));
+    assert_rejected(codec, &body, &format!("{messages}[{i}].role"));
     let (body, i) = with_message(request, json!({"content": "x"}));
-    assert_rejected(codec, &body, &format!("messages[{i}].role"));
+    assert_rejected(codec, &body, &format!("{messages}[{i}].role"));
     let (body, i) = with_message(request, json!({"role": "user", "content": 5}));
-    assert_rejected(codec, &body, &format!("messages[{i}].content"));
+    assert_rejected(codec, &body, &format!("{messages}[{i}].content"));
     let (body, i) = with_message(request, json!({"role": "user"}));
-    assert_rejected(codec, &body, &format!("messages[{i}].content"));
+    assert_rejected(codec, &body, &format!("{messages}[{i}].content"));
     let (body, i) =
         with_message(request, json!({"role": "user", "content": [{"type": "text", "text": "a"}, {"text": "b"}]}));
-    assert_rejected(codec, &body, &format!("messages[{i}].content[1].type"));
+    assert_rejected(codec, &body, &format!("{messages}[{i}].content[1].type"));
     let (body, _) = with_message(request, json!({"role": "user", "content": [{"type": "text", "text": "typed"}]}));
     codec.request_fields(Endpoint::Chat, &body).unwrap();
 
@@ -478,4 +485,282 @@ fn a_chain_through_the_hub_keeps_text_and_usage() {
     assert_eq!(streamed_text(codec, &out), answer.text);
     assert_eq!(chain.usage(), answer.usage);
     assert!(chain.completed());
+}
+
+mod responses {
+    use super::*;
+    use crate::translate::responses::stream::EventReader;
+
+    fn request() -> Value {
+        json!({"model": "m", "instructions": "be brief", "input": [{"role": "user", "content": [{"type": "input_text", "text": "hello there"}]}]})
+    }
+
+    /// A fixture of `fixtures/wire/`, as events.
+    fn fixture(name: &str) -> Vec<SseEvent> {
+        let path = format!("{}/fixtures/wire/{name}", env!("CARGO_MANIFEST_DIR"));
+        events(&[Bytes::from(std::fs::read(path).unwrap())])
+    }
+
+    fn by_type(events: &[SseEvent]) -> Vec<String> {
+        events.iter().map(|e| e.event.clone().unwrap_or_else(|| "(data)".into())).collect()
+    }
+
+    #[test]
+    fn satisfies_the_codec_contract() {
+        contract(ApiFormat::Responses, &request());
+    }
+
+    #[test]
+    fn input_is_a_string_or_items_and_the_limits_are_read() {
+        let codec = ApiFormat::Responses.codec();
+        let plain = json!({"model": "m", "input": "hi", "max_output_tokens": 64, "stream": true});
+        let fields = codec.request_fields(Endpoint::Chat, &plain).unwrap();
+        assert_eq!(fields.max_output_tokens, Some(64));
+        assert!(fields.stream);
+        assert_rejected(codec, &with(&plain, "max_output_tokens", json!(0)), "max_output_tokens");
+        assert_rejected(codec, &json!({"model": "m"}), "input");
+        assert_rejected(codec, &json!({"model": "m", "input": 3}), "input");
+        // A continuation may send no new input.
+        codec.request_fields(Endpoint::Chat, &json!({"model": "m", "previous_response_id": "resp_1"})).unwrap();
+        assert_rejected(codec, &with(&plain, "instructions", json!(["x"])), "instructions");
+        assert_rejected(codec, &with(&plain, "tools", json!({})), "tools");
+        // Items other than messages pass the shape check; the translation decides.
+        let items = json!({"model": "m", "input": [
+            {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c", "output": "ok"},
+            {"type": "web_search_call", "id": "ws", "status": "completed"},
+        ]});
+        codec.request_fields(Endpoint::Chat, &items).unwrap();
+        let error = crate::translate::request(ApiFormat::Responses, ApiFormat::OpenAi, &items, "up").unwrap_err();
+        assert!(error.to_string().contains("web_search_call"), "{error}");
+        assert_eq!(error.param(), Some("input[2]"));
+        // An upstream that speaks Responses gets it as sent.
+        let same = crate::translate::request(ApiFormat::Responses, ApiFormat::Responses, &items, "up").unwrap();
+        assert_eq!(same["input"], items["input"]);
+        // Through the hub to Anthropic, the same refusal.
+        let error = crate::translate::request(ApiFormat::Responses, ApiFormat::Anthropic, &items, "up").unwrap_err();
+        assert!(error.to_string().contains("web_search_call"), "{error}");
+    }
+
+    #[test]
+    fn prompt_pointers_reach_instructions_items_tool_calls_and_outputs() {
+        let body = json!({"model": "m", "instructions": "sys", "input": [
+            {"role": "developer", "content": "dev"},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "part"}, {"type": "input_image", "image_url": "http://x"}]},
+            {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{\"to\":\"x\"}"},
+            {"type": "function_call_output", "call_id": "c", "output": "res"},
+            {"type": "reasoning", "id": "rs", "summary": []},
+        ]});
+        let found: Vec<(String, String, TextKind)> = ApiFormat::Responses
+            .codec()
+            .prompt_pointers(&body)
+            .into_iter()
+            .map(|p| (p.pointer, p.role, p.kind))
+            .collect();
+        let expected = [
+            ("/instructions", "system", TextKind::Text),
+            ("/input/0/content", "system", TextKind::Text),
+            ("/input/1/content/0/text", "user", TextKind::Text),
+            ("/input/2/arguments", "assistant", TextKind::ToolArguments),
+            ("/input/3/output", "tool", TextKind::Text),
+        ];
+        assert_eq!(found, expected.map(|(p, r, k)| (p.to_owned(), r.to_owned(), k)));
+        let plain = json!({"model": "m", "input": "just text"});
+        assert_eq!(ApiFormat::Responses.codec().prompt_pointers(&plain)[0].pointer, "/input");
+    }
+
+    #[test]
+    fn whole_answers_carry_usage_with_reasoning_tokens_both_ways() {
+        let path = format!("{}/fixtures/wire/openai-responses-function-call.json", env!("CARGO_MANIFEST_DIR"));
+        let answer: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let codec = ApiFormat::Responses.codec();
+        assert_eq!(codec.usage(&answer["usage"]), Usage { prompt_tokens: 291, completion_tokens: 23 });
+        let chat = codec.response_to_hub(&answer);
+        assert_eq!(chat["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(chat["choices"][0]["message"]["tool_calls"][0]["id"], "call_unLAR8MvFNptuiZK6K6HCy5k");
+        assert_eq!(chat["choices"][0]["message"]["reasoning_content"], "Looking up the weather.");
+        assert_eq!(chat["usage"]["completion_tokens_details"]["reasoning_tokens"], 7);
+        assert_eq!(chat["usage"]["prompt_tokens_details"]["cached_tokens"], 256);
+        let back = codec.response_from_hub(&chat);
+        assert_eq!(back["usage"]["output_tokens_details"]["reasoning_tokens"], 7);
+        assert_eq!(back["usage"]["input_tokens_details"]["cached_tokens"], 256);
+        let kinds: Vec<&str> = back["output"].as_array().unwrap().iter().map(|i| i["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["reasoning", "function_call"]);
+        assert_eq!(back["output"][1]["call_id"], "call_unLAR8MvFNptuiZK6K6HCy5k");
+        assert!(back["id"].as_str().unwrap().starts_with("resp_"));
+        // To an Anthropic client, through the hub.
+        let anthropic = crate::translate::response(ApiFormat::Responses, ApiFormat::Anthropic, &answer);
+        assert_eq!(anthropic["stop_reason"], "tool_use");
+        assert_eq!(anthropic["content"][0]["input"], json!({"location": "Paris, France"}));
+        // A length stop is an incomplete response, and back.
+        let cut = json!({"id": "c", "model": "m", "choices": [{"message": {"role": "assistant", "content": "ab"}, "finish_reason": "length"}], "usage": {"prompt_tokens": 1, "completion_tokens": 2}});
+        let incomplete = codec.response_from_hub(&cut);
+        assert_eq!(incomplete["status"], "incomplete");
+        assert_eq!(incomplete["incomplete_details"]["reason"], "max_output_tokens");
+        assert_eq!(codec.response_to_hub(&incomplete)["choices"][0]["finish_reason"], "length");
+    }
+
+    #[test]
+    fn a_provider_stream_passes_through_with_its_usage_and_end() {
+        let wire = fixture("openai-responses-text.sse");
+        let mut passthrough = ApiFormat::Responses.codec().passthrough(false);
+        assert_eq!(run(passthrough.as_mut(), &wire), wire);
+        assert!(passthrough.completed());
+        assert_eq!(passthrough.usage(), Usage { prompt_tokens: 13, completion_tokens: 19 });
+    }
+
+    #[test]
+    fn a_provider_stream_reaches_chat_and_anthropic_clients() {
+        let codec = ApiFormat::Responses.codec();
+        let text = fixture("openai-responses-text.sse");
+        let mut to_chat = crate::translate::stream(ApiFormat::Responses, ApiFormat::OpenAi, "m", true);
+        let chat = run(to_chat.as_mut(), &text);
+        assert_eq!(streamed_text(ApiFormat::OpenAi.codec(), &chat), "Double bubble bath, write to jane@example.com");
+        assert_eq!(chat.last().unwrap().data, "[DONE]");
+        assert!(to_chat.completed());
+        assert_eq!(to_chat.usage(), Usage { prompt_tokens: 13, completion_tokens: 19 });
+        let usage_chunk: Value = serde_json::from_str(&chat[chat.len() - 2].data).unwrap();
+        assert_eq!(usage_chunk["usage"]["total_tokens"], 32);
+
+        let calls = fixture("openai-responses-function-call.sse");
+        let mut to_chat = codec.stream_to_hub("m", false);
+        let chat = run(to_chat.as_mut(), &calls);
+        let arguments = streamed_arguments(ApiFormat::OpenAi.codec(), &chat);
+        assert_eq!(arguments.get(&0).map(String::as_str), Some("{\"location\":\"Paris, France\"}"));
+        let finish: Vec<Value> = chat
+            .iter()
+            .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+            .filter_map(|v| v.pointer("/choices/0/finish_reason").filter(|f| !f.is_null()).cloned())
+            .collect();
+        assert_eq!(finish, [json!("tool_calls")]);
+
+        let mut to_anthropic = crate::translate::stream(ApiFormat::Responses, ApiFormat::Anthropic, "m", false);
+        let anthropic = run(to_anthropic.as_mut(), &calls);
+        let arguments = streamed_arguments(ApiFormat::Anthropic.codec(), &anthropic);
+        assert_eq!(arguments.values().next().map(String::as_str), Some("{\"location\":\"Paris, France\"}"));
+        assert_eq!(anthropic.last().unwrap().event.as_deref(), Some("message_stop"));
+    }
+
+    #[test]
+    fn an_anthropic_stream_reaches_a_responses_client_event_by_event() {
+        let wire = fixture("anthropic-thinking-tool-use.sse");
+        let mut transform = crate::translate::stream(ApiFormat::Anthropic, ApiFormat::Responses, "claude", false);
+        let mut per_event = Vec::new();
+        for event in &wire {
+            per_event.push(events(&transform.on_event(event)));
+        }
+        let tail = events(&transform.finish());
+        assert!(tail.is_empty(), "{tail:?}");
+        // Each input_json_delta with JSON in it is one function_call_arguments.delta, as it arrives.
+        let deltas: Vec<String> = per_event
+            .iter()
+            .flatten()
+            .filter(|e| e.event.as_deref() == Some("response.function_call_arguments.delta"))
+            .map(|e| serde_json::from_str::<Value>(&e.data).unwrap()["delta"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(deltas, ["{\"location\":", " \"San Fra", "ncisco, CA\"", "}"]);
+        let out: Vec<SseEvent> = per_event.into_iter().flatten().collect();
+        let kinds = by_type(&out);
+        assert_eq!(kinds.first().map(String::as_str), Some("response.created"));
+        assert_eq!(kinds.last().map(String::as_str), Some("response.completed"));
+        for kind in [
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+        ] {
+            assert!(kinds.iter().any(|k| k == kind), "{kind} missing in {kinds:?}");
+        }
+        // Sequence numbers count up from 0, one per event.
+        let numbers: Vec<u64> = out
+            .iter()
+            .map(|e| serde_json::from_str::<Value>(&e.data).unwrap()["sequence_number"].as_u64().unwrap())
+            .collect();
+        assert_eq!(numbers, (0..out.len() as u64).collect::<Vec<_>>());
+        let completed: Value = serde_json::from_str(&out.last().unwrap().data).unwrap();
+        let output = completed["response"]["output"].as_array().unwrap();
+        assert_eq!(output[0]["type"], "message");
+        assert_eq!(output[0]["content"][0]["text"], "Okay, let's check the weather for San Francisco, CA:");
+        assert_eq!(output[1]["type"], "function_call");
+        assert_eq!(output[1]["call_id"], "toolu_01T1x1fJ34qAmk2tNTrN7Up6");
+        assert_eq!(output[1]["arguments"], "{\"location\": \"San Francisco, CA\"}");
+        assert_eq!(completed["response"]["usage"]["input_tokens"], 472);
+        assert_eq!(completed["response"]["usage"]["output_tokens"], 89);
+        assert!(transform.completed());
+    }
+
+    #[test]
+    fn an_upstream_error_mid_stream_fails_the_response() {
+        let mut transform = ApiFormat::Responses.codec().stream_from_hub("m");
+        let chunk = |data: &str| SseEvent { event: None, data: data.to_owned() };
+        let mut out = Vec::new();
+        out.extend(
+            transform.on_event(&chunk(r#"{"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"par"}}]}"#)),
+        );
+        out.extend(transform.on_event(&chunk(r#"{"error":{"message":"overloaded","code":"server_error"}}"#)));
+        out.extend(transform.on_event(&chunk("[DONE]")));
+        out.extend(transform.finish());
+        let out = events(&out);
+        let kinds = by_type(&out);
+        assert_eq!(&kinds[kinds.len() - 2..], ["error", "response.failed"]);
+        assert_eq!(out.iter().filter(|e| e.event.as_deref() == Some("response.failed")).count(), 1);
+        let failed: Value = serde_json::from_str(&out.last().unwrap().data).unwrap();
+        assert_eq!(failed["response"]["error"]["code"], "server_error");
+        // A stream that breaks off before any finish is failed too, never completed.
+        let mut cut = ApiFormat::Responses.codec().stream_from_hub("m");
+        let mut out =
+            cut.on_event(&chunk(r#"{"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"par"}}]}"#));
+        out.extend(cut.finish());
+        assert_eq!(by_type(&events(&out)).last().map(String::as_str), Some("response.failed"));
+        assert!(!cut.completed());
+    }
+
+    #[test]
+    fn the_stream_guard_reader_puts_released_text_into_the_events_that_repeat_it() {
+        let wire = fixture("openai-responses-text.sse");
+        let mut reader = EventReader::default();
+        let mut written = Vec::new();
+        for event in &wire {
+            let mut value: Value = serde_json::from_str(&event.data).unwrap();
+            let role = reader.classify(event, Some(&value));
+            if role.text.is_some() {
+                // The guard held this delta back, redacted.
+                value["delta"] = json!(value["delta"].as_str().unwrap().replace("jane@example.com", "[EMAIL]"));
+            }
+            reader.rewrite(&mut value);
+            written.push(value);
+        }
+        let whole = "Double bubble bath, write to [EMAIL]";
+        let done = written.iter().find(|v| v["type"] == "response.output_text.done").unwrap();
+        assert_eq!(done["text"], whole);
+        let part = written.iter().find(|v| v["type"] == "response.content_part.done").unwrap();
+        assert_eq!(part["part"]["text"], whole);
+        let item = written.iter().rfind(|v| v["type"] == "response.output_item.done").unwrap();
+        assert_eq!(item["item"]["content"][0]["text"], whole);
+        let completed = written.last().unwrap();
+        assert_eq!(completed["response"]["output"][1]["content"][0]["text"], whole);
+        // Released text goes to the open message item.
+        let synthetic = events(&[reader.text_event("tail")]);
+        let value: Value = serde_json::from_str(&synthetic[0].data).unwrap();
+        assert_eq!(value["item_id"], "msg_68af40310a4c8193aff0e2ad2b3aa98905438e46b5f69a3b");
+        assert_eq!(value["output_index"], 1);
+    }
+
+    #[test]
+    fn error_shape_and_stream_framing() {
+        let codec = ApiFormat::Responses.codec();
+        let body = codec.error_body(&ProxyError::ModelNotFound("gpt-9".into()));
+        assert_eq!(body["error"]["code"], "model_not_found");
+        let framed = events(&codec.error_events(&ProxyError::GuardrailBlocked { message: "no".into() }));
+        assert_eq!(by_type(&framed), ["error", "response.failed"]);
+        let error: Value = serde_json::from_str(&framed[0].data).unwrap();
+        assert_eq!(error["code"], "guardrail_blocked");
+        assert!(codec.ends_stream(&crate::sse::encode(Some("response.failed"), "{}")));
+        assert!(codec.ends_stream(&crate::sse::encode(Some("response.incomplete"), "{}")));
+        assert!(!codec.ends_stream(&crate::sse::encode(Some("response.completed_x"), "{}")));
+    }
 }

@@ -24,5 +24,6 @@ mod limits;
 mod modes;
 mod policy;
 mod proxy;
+mod responses;
 mod shutdown;
 mod tracing;

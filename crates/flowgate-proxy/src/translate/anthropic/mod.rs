@@ -28,7 +28,9 @@ fn error_type(error: &ProxyError) -> &'static str {
         ProxyError::BadRequest { .. } | ProxyError::PayloadTooLarge { .. } | ProxyError::GuardrailBlocked { .. } => {
             "invalid_request_error"
         }
-        ProxyError::ModelNotFound(_) | ProxyError::RouteNotFound(_) => "not_found_error",
+        ProxyError::ModelNotFound(_) | ProxyError::RouteNotFound(_) | ProxyError::ResponseNotFound(_) => {
+            "not_found_error"
+        }
         ProxyError::MethodNotAllowed { .. } => "invalid_request_error",
         ProxyError::Upstream { status, .. } => match status {
             401 => "authentication_error",
@@ -329,7 +331,7 @@ impl TextEvents for BlockReader {
         EventRole { text, tool_arguments, boundary: closes || kind == "message_delta" || kind == "message_stop" }
     }
 
-    fn text_event(&self, text: &str) -> Bytes {
+    fn text_event(&mut self, text: &str) -> Bytes {
         let index = self.text_block.unwrap_or(0);
         event(
             "content_block_delta",
@@ -337,7 +339,7 @@ impl TextEvents for BlockReader {
         )
     }
 
-    fn tool_arguments_event(&self, call: u64, json: &str) -> Bytes {
+    fn tool_arguments_event(&mut self, call: u64, json: &str) -> Bytes {
         event(
             "content_block_delta",
             &json!({"type": "content_block_delta", "index": call, "delta": {"type": "input_json_delta", "partial_json": json}}),
