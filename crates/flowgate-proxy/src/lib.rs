@@ -10,7 +10,8 @@
 //!   `guardrails`: the guardrail stage's catalog, plan, scans and stream guard; `cache`: the
 //!   exact-match response cache; `audit`: the audit writer.
 //! - `forward` and `routing`: deployment choice, retries, fallbacks, health, prices.
-//! - `upstream`: provider calls; [`mock`]: the built-in `mock` provider; [`mock_server`]: the same
+//! - `upstream`: provider calls; `providers`: the providers with a wire format of their own
+//!   (Gemini, Bedrock: URLs, SigV4, event-stream framing); [`mock`]: the built-in `mock` provider; [`mock_server`]: the same
 //!   answers over HTTP.
 //! - Leaves: `wire` (endpoint, usage, clock), `rate_headers`, `sse`, `error`.
 
@@ -29,6 +30,7 @@ pub mod mock;
 pub mod mock_server;
 pub mod peers;
 mod pipeline;
+pub mod providers;
 mod rate_headers;
 mod routing;
 mod sse;

@@ -78,11 +78,22 @@ fn grpc_timeout(settings: &Settings) -> Duration {
     Duration::from_secs(settings.compliance.timeout_secs.max(1))
 }
 
+/// Logs, once at start, what the LiteLLM compatibility pass mapped and every field it ignored.
+fn report_litellm_fields(settings: &Settings) {
+    for mapped in &settings.compat.mapped {
+        tracing::info!(field = %mapped.from, setting = %mapped.to, "LiteLLM setting understood");
+    }
+    for ignored in &settings.compat.ignored {
+        match &ignored.value {
+            Some(value) => tracing::warn!(field = %ignored.path, value = %value, "not supported, ignored"),
+            None => tracing::warn!(field = %ignored.path, "not supported, ignored"),
+        }
+    }
+}
+
 /// Runs `mode` until SIGTERM/SIGINT (or, for `migrate`, until done).
 pub(crate) async fn run(mode: Mode, settings: Settings) -> anyhow::Result<()> {
-    if settings.litellm_settings.is_some() || settings.general_settings.is_some() {
-        tracing::warn!("litellm_settings and general_settings are accepted for compatibility and ignored");
-    }
+    report_litellm_fields(&settings);
     if mode == Mode::Migrate {
         let database = connect_database(&settings).await?;
         let outcome = migrate::run(&database).await.context("applying migrations")?;
