@@ -93,7 +93,10 @@ fn report_litellm_fields(settings: &Settings) {
 
 /// Runs `mode` until SIGTERM/SIGINT (or, for `migrate`, until done).
 pub(crate) async fn run(mode: Mode, settings: Settings) -> anyhow::Result<()> {
-    report_litellm_fields(&settings);
+    if mode != Mode::All {
+        // `all` reports them in `AllInOne::build`, which tests run too.
+        report_litellm_fields(&settings);
+    }
     if mode == Mode::Migrate {
         let database = connect_database(&settings).await?;
         let outcome = migrate::run(&database).await.context("applying migrations")?;
@@ -229,6 +232,7 @@ impl AllInOne {
     /// one for this process), and builds the four services around one shared state, the proxy
     /// calling the others in process.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        report_litellm_fields(settings);
         let metrics = Metrics::new();
         let database = connect_database(settings).await?;
         let outcome = migrate::run(&database).await.context("applying migrations")?;

@@ -373,7 +373,7 @@ fn router_settings_limits_aliases_and_policies_are_read() {
     assert_eq!(router.model_group_alias["claude-3-haiku"].model(), "claude");
     assert!(router.model_group_alias["hidden-small"].hidden());
     assert!(router.enable_pre_call_checks);
-    assert_eq!(settings.redis.url.as_ref().unwrap().expose_secret(), "redis://:pw@127.0.0.1:6379");
+    assert_eq!(settings.redis.url.as_ref().unwrap().expose_secret(), "redis://127.0.0.1:6379");
     let backup = &settings.model_list[1];
     assert_eq!((backup.rpm(), backup.tpm()), (Some(50), Some(100_000)), "entry-level rpm / tpm");
     assert_eq!(backup.litellm_params.provider().unwrap().0, Provider::Anthropic);

@@ -170,6 +170,13 @@ pub(crate) fn error(provider: Provider, error: AttemptError, headers: &reqwest::
     let AttemptError::Status { status, message, code, retry_after, headers: provider_headers } = error else {
         return error;
     };
+    // Gemini answers a key it does not accept with 400 INVALID_ARGUMENT ("API key not valid"):
+    // that is the deployment's credentials, not the caller's request.
+    let status = if provider == Provider::Gemini && status == 400 && message.contains("API key not valid") {
+        401
+    } else {
+        status
+    };
     let code = match provider {
         // `x-amzn-errortype: ThrottlingException:http://internal.amazon.com/...`
         Provider::Bedrock => headers
@@ -194,11 +201,7 @@ pub(crate) async fn answer(
     if stream {
         let upstream =
             response.bytes_stream().map(|chunk| chunk.map_err(|e| std::io::Error::other(e.without_url()))).boxed();
-        let decoder: Box<dyn Decoder> = match deployment.provider {
-            Provider::Bedrock => Box::new(BedrockDecoder::new(&model)),
-            _ => Box::new(GeminiDecoder::new(&model)),
-        };
-        return first_event(upstream, decoder, timeout).await;
+        return first_event(upstream, decoder(deployment.provider, &model), timeout).await;
     }
     let bytes = match tokio::time::timeout(timeout, response.bytes()).await {
         Err(_) => return Err(AttemptError::Timeout(timeout)),
@@ -221,8 +224,16 @@ pub(crate) async fn answer(
     Ok(UpstreamResponse { format: ApiFormat::OpenAi, body: UpstreamBody::Full(Bytes::from(hub.to_string())) })
 }
 
+/// The stream decoder of `provider` (Gemini's SSE, or Bedrock's event stream) into hub SSE.
+pub(crate) fn decoder(provider: Provider, model: &str) -> Box<dyn Decoder> {
+    match provider {
+        Provider::Bedrock => Box::new(BedrockDecoder::new(model)),
+        _ => Box::new(GeminiDecoder::new(model)),
+    }
+}
+
 /// Turns a provider's stream bytes into hub SSE bytes.
-trait Decoder: Send {
+pub(crate) trait Decoder: Send {
     /// Handles a chunk of the upstream body.
     fn push(&mut self, chunk: &[u8]) -> Vec<Bytes>;
     /// The upstream body ended.
