@@ -1,6 +1,8 @@
-//! Providers with a wire format of their own (Gemini, Bedrock): the request is translated from
-//! the hub by the format's module in `translate/` and sent with the provider's URL scheme and
-//! authentication (an API key header; SigV4 for Bedrock); the answer is translated back to the hub
+//! Providers with a wire format of their own (Gemini, Bedrock, Vertex AI): the request is
+//! translated from the hub by the format's module in `translate/` (Vertex AI: Gemini's for Google's
+//! models, the Anthropic codec for Claude) and sent with the provider's URL scheme and
+//! authentication (an API key header; SigV4 for Bedrock; an OAuth2 token minted from a service
+//! account for Vertex AI, `vertex.rs`); the answer is translated back to the hub
 //! before anything else sees it. To the rest of the proxy these are OpenAI-format upstreams, so
 //! every ingress format reaches them through the hub.
 //!
@@ -11,6 +13,7 @@
 
 pub mod eventstream;
 pub mod sigv4;
+pub(crate) mod vertex;
 
 use std::time::Duration;
 
@@ -30,7 +33,7 @@ use flowgate_common::settings::Provider;
 
 /// Whether `provider` speaks a format translated here.
 pub(crate) fn is_native(provider: Provider) -> bool {
-    matches!(provider, Provider::Gemini | Provider::Bedrock)
+    matches!(provider, Provider::Gemini | Provider::Bedrock | Provider::VertexAi)
 }
 
 fn unsupported(deployment: &Deployment, what: &str) -> AttemptError {
@@ -100,6 +103,7 @@ pub(crate) async fn request(
             let payload = bedrock::request_from_hub(body).map_err(bad)?;
             bedrock_request(client, deployment, &payload, stream)?
         }
+        Provider::VertexAi => vertex_request(client, deployment, endpoint, body, stream).await?,
         other => {
             return Err(AttemptError::Unsupported(format!("provider {} is not served here", other.as_str())));
         }
@@ -111,6 +115,46 @@ pub(crate) async fn request(
         request = request.header(name, value);
     }
     Ok(request)
+}
+
+/// A Vertex AI request: Gemini's format for Google's models, Anthropic's (`rawPredict`) for
+/// Claude, with a bearer token of the deployment's service account.
+async fn vertex_request(
+    client: &reqwest::Client,
+    deployment: &Deployment,
+    endpoint: Endpoint,
+    body: &Value,
+    stream: bool,
+) -> Result<reqwest::RequestBuilder, AttemptError> {
+    let bad = |error: crate::error::ProxyError| AttemptError::Unsupported(error.to_string());
+    let target = deployment.vertex.as_ref().ok_or_else(|| {
+        AttemptError::Unsupported(format!("model `{}` has no Vertex AI settings", deployment.model_name))
+    })?;
+    let credentials = target.credentials.as_ref().map_err(|error| {
+        AttemptError::Unsupported(format!(
+            "model `{}` cannot be reached: its vertex_credentials cannot be used ({error})",
+            deployment.model_name
+        ))
+    })?;
+    let model = &deployment.upstream_model;
+    let (method, payload) = match endpoint {
+        Endpoint::Chat if vertex::is_claude(model) => {
+            let mut payload = ApiFormat::Anthropic.codec().request_from_hub(body, model).map_err(bad)?;
+            if let Some(object) = payload.as_object_mut() {
+                object.remove("model");
+                object.insert("anthropic_version".to_owned(), Value::String("vertex-2023-10-16".to_owned()));
+            }
+            (if stream { "streamRawPredict" } else { "rawPredict" }, payload)
+        }
+        Endpoint::Chat if stream => ("streamGenerateContent?alt=sse", gemini::request_from_hub(body).map_err(bad)?),
+        Endpoint::Chat => ("generateContent", gemini::request_from_hub(body).map_err(bad)?),
+        Endpoint::Embeddings | Endpoint::Completions => {
+            return Err(unsupported(deployment, "embeddings or text completions (on Vertex AI)"));
+        }
+    };
+    let token = credentials.token(client, deployment.timeout).await?;
+    let url = vertex::url(&deployment.base_url, &target.project, &target.location, model, method);
+    Ok(client.post(url).bearer_auth(token.expose_secret()).json(&payload))
 }
 
 /// A SigV4-signed Converse request.
@@ -217,7 +261,8 @@ pub(crate) async fn answer(
     };
     let hub = match (deployment.provider, endpoint) {
         (Provider::Gemini, Endpoint::Embeddings) => gemini::embeddings_response(&value, &model),
-        (Provider::Gemini, _) => gemini::response_to_hub(&value, &model)
+        (Provider::VertexAi, _) if vertex::is_claude(&model) => ApiFormat::Anthropic.codec().response_to_hub(&value),
+        (Provider::Gemini | Provider::VertexAi, _) => gemini::response_to_hub(&value, &model)
             .map_err(|blocked| status_error(400, blocked.0, "content_policy_violation"))?,
         _ => bedrock::response_to_hub(&value, &model),
     };
@@ -228,7 +273,10 @@ pub(crate) async fn answer(
 pub(crate) fn decoder(provider: Provider, model: &str) -> Box<dyn Decoder> {
     match provider {
         Provider::Bedrock => Box::new(BedrockDecoder::new(model)),
-        _ => Box::new(GeminiDecoder::new(model)),
+        Provider::VertexAi if vertex::is_claude(model) => {
+            Box::new(SseDecoder::new(ApiFormat::Anthropic.codec().stream_to_hub(model, true)))
+        }
+        _ => Box::new(SseDecoder::new(Box::new(GeminiToHub::new(model)))),
     }
 }
 
@@ -240,19 +288,19 @@ pub(crate) trait Decoder: Send {
     fn finish(&mut self) -> Vec<Bytes>;
 }
 
-/// Gemini's SSE → hub.
-struct GeminiDecoder {
+/// An SSE stream → hub (Gemini's events, or Anthropic's from Claude on Vertex AI).
+struct SseDecoder {
     parser: SseParser,
-    transform: GeminiToHub,
+    transform: Box<dyn StreamTransform>,
 }
 
-impl GeminiDecoder {
-    fn new(model: &str) -> Self {
-        Self { parser: SseParser::default(), transform: GeminiToHub::new(model) }
+impl SseDecoder {
+    fn new(transform: Box<dyn StreamTransform>) -> Self {
+        Self { parser: SseParser::default(), transform }
     }
 }
 
-impl Decoder for GeminiDecoder {
+impl Decoder for SseDecoder {
     fn push(&mut self, chunk: &[u8]) -> Vec<Bytes> {
         match self.parser.push(chunk) {
             Ok(events) => events.iter().flat_map(|event| self.transform.on_event(event)).collect(),

@@ -202,6 +202,8 @@ pub(crate) struct Deployment {
     pub organization: Option<String>,
     /// Bedrock's AWS credentials and region.
     pub aws: Option<AwsCredentials>,
+    /// Vertex AI's project, location and service account.
+    pub vertex: Option<crate::providers::vertex::Target>,
     /// Weight for `simple-shuffle`.
     pub weight: f64,
     /// Requests per minute the deployment accepts; at the limit the router skips it.
@@ -281,6 +283,20 @@ fn deployment(
         _ => None,
     };
     let timeout = params.timeout.unwrap_or(router.timeout).duration();
+    let vertex = (provider == Provider::VertexAi).then(|| {
+        let credentials = match &params.vertex_credentials {
+            Some(source) => crate::providers::vertex::Credentials::read(source).map(Arc::new),
+            None => Err("no vertex_credentials".to_owned()),
+        };
+        if let Err(error) = &credentials {
+            tracing::error!(deployment = %id, error = %error, "vertex_credentials cannot be used; this deployment's requests will fail");
+        }
+        crate::providers::vertex::Target {
+            project: params.vertex_project.clone().unwrap_or_default(),
+            location: params.vertex_location.clone().unwrap_or_default(),
+            credentials,
+        }
+    });
     let extra_headers = params
         .extra_headers
         .iter()
@@ -297,6 +313,7 @@ fn deployment(
         api_version: params.api_version.clone(),
         organization: params.organization.clone(),
         aws,
+        vertex,
         weight,
         rpm: entry.rpm(),
         tpm: entry.tpm(),

@@ -581,3 +581,242 @@ async fn bedrock_errors_are_mapped_throttling_429_bad_signature_502() {
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["code"], "upstream_auth_failed", "{error}");
 }
+
+/// A fake Vertex AI: a token endpoint that checks the JWT bearer grant (RS256 with the service
+/// account's key, its claims), and the model endpoints, which check the token.
+async fn fake_vertex(seen: Seen, tokens_minted: Arc<std::sync::atomic::AtomicUsize>) -> String {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+
+    let account = json_fixture("vertex/service_account.json");
+    let pem = account["private_key"].as_str().unwrap();
+    let der: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let key = ring::signature::RsaKeyPair::from_pkcs8(&STANDARD.decode(der).unwrap()).unwrap();
+    let public = Arc::new(key.public().as_ref().to_vec());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let token_uri = format!("{base}/token");
+
+    let token = {
+        let token_uri = token_uri.clone();
+        move |body: String| {
+            let (public, token_uri, minted) = (public.clone(), token_uri.clone(), tokens_minted.clone());
+            async move {
+                let refuse = |why: &str| {
+                    Response::builder()
+                        .status(400)
+                        .body(Body::from(json!({"error": "invalid_grant", "error_description": why}).to_string()))
+                        .unwrap()
+                };
+                let form: Vec<(&str, &str)> = body.split('&').filter_map(|p| p.split_once('=')).collect();
+                if form.iter().find(|(k, _)| *k == "grant_type").map(|(_, v)| *v)
+                    != Some("urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer")
+                {
+                    return refuse("unsupported grant_type");
+                }
+                let Some((_, jwt)) = form.iter().find(|(k, _)| *k == "assertion") else {
+                    return refuse("no assertion");
+                };
+                let parts: Vec<&str> = jwt.split('.').collect();
+                if parts.len() != 3 {
+                    return refuse("not a JWT");
+                }
+                let header: Value =
+                    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap_or_default()).unwrap_or_default();
+                let claims: Value =
+                    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap_or_default()).unwrap_or_default();
+                let signature = URL_SAFE_NO_PAD.decode(parts[2]).unwrap_or_default();
+                let verifier = ring::signature::UnparsedPublicKey::new(
+                    &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+                    public.as_slice(),
+                );
+                if header["alg"] != "RS256"
+                    || verifier.verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &signature).is_err()
+                {
+                    return refuse("Invalid JWT Signature.");
+                }
+                let lifetime = claims["exp"].as_u64().unwrap_or(0).saturating_sub(claims["iat"].as_u64().unwrap_or(0));
+                if claims["iss"] != "flowgate-test@flowgate-test.iam.gserviceaccount.com"
+                    || claims["aud"] != token_uri.as_str()
+                    || claims["scope"] != "https://www.googleapis.com/auth/cloud-platform"
+                    || lifetime != 3600
+                {
+                    return refuse("bad claims");
+                }
+                minted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Response::builder()
+                    .header("content-type", "application/json")
+                    .body(Body::from(
+                        json!({"access_token": "ya29.test-token", "expires_in": 3599, "token_type": "Bearer"})
+                            .to_string(),
+                    ))
+                    .unwrap()
+            }
+        }
+    };
+    let model = move |uri: Uri, headers: HeaderMap, body: Bytes| {
+        let seen = seen.clone();
+        async move {
+            if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer ya29.test-token") {
+                return gemini_error(
+                    StatusCode::UNAUTHORIZED,
+                    "Request had invalid authentication credentials.",
+                    "UNAUTHENTICATED",
+                );
+            }
+            let path = uri.path_and_query().map(ToString::to_string).unwrap_or_default();
+            let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+            seen.lock().unwrap().push((path.clone(), request.clone()));
+            let sse = |text: String| {
+                Response::builder().header("content-type", "text/event-stream").body(Body::from(text)).unwrap()
+            };
+            if path.contains("/publishers/anthropic/") {
+                if request["anthropic_version"] != "vertex-2023-10-16" || request.get("model").is_some() {
+                    return gemini_error(
+                        StatusCode::BAD_REQUEST,
+                        "anthropic_version: vertex-2023-10-16 is required; model is in the URL",
+                        "INVALID_ARGUMENT",
+                    );
+                }
+                if path.ends_with(":streamRawPredict") {
+                    let events = [
+                        (
+                            "message_start",
+                            json!({"type": "message_start", "message": {"id": "msg_vrtx_01", "type": "message", "role": "assistant", "model": "claude-3-5-haiku@20241022", "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 15, "output_tokens": 1}}}),
+                        ),
+                        (
+                            "content_block_start",
+                            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                        ),
+                        (
+                            "content_block_delta",
+                            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Paris is"}}),
+                        ),
+                        (
+                            "content_block_delta",
+                            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": " the capital of France."}}),
+                        ),
+                        ("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
+                        (
+                            "message_delta",
+                            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 9}}),
+                        ),
+                        ("message_stop", json!({"type": "message_stop"})),
+                    ];
+                    return sse(events.iter().map(|(name, data)| format!("event: {name}\ndata: {data}\n\n")).collect());
+                }
+                return Response::builder()
+                    .header("content-type", "application/json")
+                    .body(Body::from(fixture("vertex/claude_message.json")))
+                    .unwrap();
+            }
+            if path.ends_with(":streamGenerateContent?alt=sse") {
+                return sse(fixture("gemini/stream_text.sse"));
+            }
+            Response::builder()
+                .header("content-type", "application/json")
+                .body(Body::from(fixture("gemini/generate_text.json")))
+                .unwrap()
+        }
+    };
+    let app = axum::Router::new().route("/token", axum::routing::post(token)).route(
+        "/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{model}",
+        axum::routing::post(model),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+#[tokio::test]
+async fn vertex_ai_mints_a_token_from_the_service_account_and_serves_gemini_and_claude() {
+    let seen = Seen::default();
+    let minted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let base = fake_vertex(seen.clone(), minted.clone()).await;
+    let mut account = json_fixture("vertex/service_account.json");
+    account["token_uri"] = json!(format!("{base}/token"));
+    let app = TestApp::builder(format!(
+        "model_list:
+  - model_name: vertex-gemini
+    litellm_params:
+      model: vertex_ai/gemini-2.0-flash
+      vertex_project: flowgate-test
+      vertex_location: us-central1
+      vertex_credentials: os.environ/VERTEX_SERVICE_ACCOUNT
+      api_base: {base}
+  - model_name: vertex-claude
+    litellm_params:
+      model: vertex_ai/claude-3-5-haiku@20241022
+      vertex_project: flowgate-test
+      vertex_location: us-east5
+      vertex_credentials: os.environ/VERTEX_SERVICE_ACCOUNT
+      api_base: {base}
+"
+    ))
+    .env("VERTEX_SERVICE_ACCOUNT", &account.to_string())
+    .spawn()
+    .await;
+    let (_, key) = app.create_key(json!({})).await;
+
+    let response = app.chat(&key, "vertex-gemini", "Capital of France?").await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["choices"][0]["message"]["content"], "Paris is the capital of France.");
+    assert_eq!(
+        seen.lock().unwrap().last().unwrap().0,
+        "/v1/projects/flowgate-test/locations/us-central1/publishers/google/models/gemini-2.0-flash:generateContent"
+    );
+
+    let body = json!({"model": "vertex-claude", "max_tokens": 50, "messages": [{"role": "user", "content": "Capital of France?"}]});
+    let answer: Value = app.post("/anthropic/v1/messages", &key, &body).await.json().await.unwrap();
+    assert_eq!(answer["content"][0]["text"], "Paris is the capital of France.", "{answer}");
+    assert_eq!(answer["usage"]["input_tokens"], 15);
+    let mut streamed = json!({"model": "vertex-claude", "stream": true, "messages": [{"role": "user", "content": "Capital of France?"}]});
+    let response = app.post("/v1/chat/completions", &key, &streamed).await;
+    assert_eq!(response.status(), 200);
+    let text: String = sse_events(response)
+        .await
+        .iter()
+        .filter_map(|(_, d)| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| v.pointer("/choices/0/delta/content").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    assert_eq!(text, "Paris is the capital of France.");
+    assert!(
+        seen.lock()
+            .unwrap()
+            .last()
+            .unwrap()
+            .0
+            .ends_with("/publishers/anthropic/models/claude-3-5-haiku@20241022:streamRawPredict")
+    );
+    streamed["model"] = json!("vertex-gemini");
+    let response = app.post("/v1/chat/completions", &key, &streamed).await;
+    assert_eq!(response.status(), 200);
+    assert!(sse_events(response).await.iter().any(|(_, d)| d.contains("capital")));
+
+    // Five requests, one token per deployment: a token is kept until it nears expiry.
+    assert_eq!(minted.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_vertex_service_account_the_token_endpoint_refuses_is_upstream_auth_failed() {
+    let seen = Seen::default();
+    let base = fake_vertex(seen.clone(), Arc::default()).await;
+    let mut account = json_fixture("vertex/service_account.json");
+    account["token_uri"] = json!(format!("{base}/token"));
+    account["client_email"] = json!("someone-else@flowgate-test.iam.gserviceaccount.com");
+    let app = TestApp::builder(format!(
+        "model_list:
+  - model_name: vertex-gemini
+    litellm_params: {{model: vertex_ai/gemini-2.0-flash, vertex_project: p, vertex_location: us-central1, vertex_credentials: os.environ/VERTEX_SERVICE_ACCOUNT, api_base: '{base}'}}
+"
+    ))
+    .env("VERTEX_SERVICE_ACCOUNT", &account.to_string())
+    .spawn()
+    .await;
+    let (_, key) = app.create_key(json!({})).await;
+    let response = app.chat(&key, "vertex-gemini", "hi").await;
+    assert_eq!(response.status(), 502);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "upstream_auth_failed", "{error}");
+    assert!(seen.lock().unwrap().is_empty(), "no model call without a token");
+}
