@@ -153,7 +153,7 @@ pub(crate) async fn forward(
                 otel.kind = "client",
                 deployment = %deployment.id,
                 attempt,
-                gen_ai.system = %format!("{:?}", deployment.provider).to_lowercase(),
+                gen_ai.system = deployment.provider.as_str(),
                 gen_ai.request.model = %call.model,
                 gen_ai.response.model = %deployment.upstream_model,
                 gen_ai.operation.name = if call.endpoint == Endpoint::Embeddings { "embeddings" } else { "chat" },
@@ -243,6 +243,7 @@ pub(crate) async fn forward(
                     last_error = Some(error);
                     // `retry_policy` sets the retries of this kind of failure, over `num_retries`.
                     let max = class_retries.unwrap_or(max);
+                    budget = Some(max);
                     if attempt >= max {
                         break;
                     }

@@ -143,7 +143,7 @@ fn provider_summary(state: &ProxyState) -> serde_json::Value {
                 serde_json::json!({"state": "healthy"})
             };
             serde_json::json!({
-                "id": d.id, "model": d.model_name, "provider": format!("{:?}", d.provider).to_lowercase(),
+                "id": d.id, "model": d.model_name, "provider": d.provider.as_str(),
                 "status": status, "requests": requests, "errors": errors,
                 "latency_ms": d.stats.latency().map(|l| l.as_secs_f64() * 1000.0),
             })

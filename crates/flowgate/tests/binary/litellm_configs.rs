@@ -162,3 +162,116 @@ async fn a_deployment_at_its_rpm_is_skipped_and_a_model_whose_deployments_all_ar
     assert_eq!(body["error"]["code"], "rate_limit_exceeded");
     assert!(body["error"]["message"].as_str().unwrap().contains("rpm"), "{body}");
 }
+
+/// An OpenAI-compatible upstream that answers every request 429, counting them.
+async fn always_throttled(calls: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> String {
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move || {
+            let calls = calls.clone();
+            async move {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                (
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    axum::Json(json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}})),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/v1")
+}
+
+#[tokio::test]
+async fn retry_policy_and_allowed_fails_policy_apply_per_kind_of_failure() {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let base = always_throttled(calls.clone()).await;
+    let app = flowgate_test_utils::spawn_app(&format!(
+        "model_list:
+  - {{model_name: m, litellm_params: {{model: openai/x, api_base: '{base}', api_key: k}}}}
+router_settings:
+  num_retries: 0
+  allowed_fails: 1
+  retry_policy: {{RateLimitErrorRetries: 2}}
+  allowed_fails_policy: {{RateLimitErrorAllowedFails: 100}}
+"
+    ))
+    .await;
+    let (_, key) = app.create_key(json!({})).await;
+    for round in 1..=2 {
+        let response = app.chat(&key, "m", "hi").await;
+        assert_eq!(response.status(), 429, "round {round}");
+        // Three attempts a request (RateLimitErrorRetries: 2 over num_retries: 0), and no
+        // cooldown after them (RateLimitErrorAllowedFails: 100 over allowed_fails: 1).
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3 * round, "round {round}");
+    }
+}
+
+/// An OpenAI-compatible upstream that records each request's headers and body and answers.
+async fn recording_upstream(seen: std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, Value)>>>) -> String {
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<Value>| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push((headers, body));
+                axum::Json(json!({
+                    "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "x",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+                }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/v1")
+}
+
+#[tokio::test]
+async fn litellm_params_reach_the_provider_defaults_under_the_clients_values() {
+    let seen = std::sync::Arc::default();
+    let base = recording_upstream(std::sync::Arc::clone(&seen)).await;
+    let app = TestApp::builder(format!(
+        "model_list:
+  - model_name: company
+    litellm_params:
+      model: company-model
+      custom_llm_provider: openai
+      api_base: {base}
+      api_key: os.environ/COMPANY_KEY
+      organization: org-example
+      extra_headers: {{X-Team: os.environ/TEAM}}
+      temperature: 0.2
+      max_tokens: 64
+      stop: [END]
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 0.000001
+environment_variables:
+  TEAM: platform
+"
+    ))
+    .env("COMPANY_KEY", "sk-company")
+    .spawn()
+    .await;
+    let (_, key) = app.create_key(json!({})).await;
+    let body = json!({"model": "company", "temperature": 0.9, "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(app.post("/v1/chat/completions", &key, &body).await.status(), 200);
+    let anthropic_body = json!({"model": "company", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(app.post("/anthropic/v1/messages", &key, &anthropic_body).await.status(), 200);
+    let seen = seen.lock().unwrap();
+    let (headers, request) = &seen[0];
+    assert_eq!(headers["authorization"], "Bearer sk-company");
+    assert_eq!(headers["openai-organization"], "org-example");
+    assert_eq!(headers["x-team"], "platform", "environment_variables feed os.environ/");
+    assert_eq!(request["model"], "company-model");
+    assert_eq!(request["temperature"], 0.9, "the client's value wins");
+    assert_eq!(request["max_tokens"], 64, "the deployment's default");
+    assert_eq!(request["stop"], json!(["END"]));
+    let (_, request) = &seen[1];
+    assert_eq!(request["max_tokens"], 10, "an Anthropic client's own limit wins too");
+    assert_eq!(request["temperature"], 0.2);
+}
