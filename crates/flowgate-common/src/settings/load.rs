@@ -113,9 +113,10 @@ impl Settings {
         Ok(settings)
     }
 
-    /// Deployments without `api_key` (or AWS credentials) take their provider's usual environment
-    /// variables, as LiteLLM does: `OPENAI_API_KEY`, `ANTHROPIC_API_KEY`, `GEMINI_API_KEY`,
-    /// `AWS_ACCESS_KEY_ID`, ...
+    /// Deployments without `api_key` (or AWS or Vertex AI credentials) take their provider's usual
+    /// environment variables, as LiteLLM does: `OPENAI_API_KEY`, `ANTHROPIC_API_KEY`,
+    /// `GEMINI_API_KEY`, `AWS_ACCESS_KEY_ID`, `AWS_REGION_NAME`, `GOOGLE_APPLICATION_CREDENTIALS`,
+    /// `VERTEXAI_PROJECT`, `VERTEXAI_LOCATION`, ...
     fn provider_keys_from_env(&mut self, env: &HashMap<String, String>) {
         let get = |name: &str| env.get(name).filter(|v| !v.is_empty()).cloned();
         for entry in &mut self.model_list {
@@ -124,6 +125,18 @@ impl Settings {
                 && let Some(value) = params.key_env_var().and_then(get)
             {
                 params.api_key = Some(SecretString::from(value));
+            }
+            if params.prefix_and_name().0 == "vertex_ai" {
+                if params.vertex_credentials.is_none() {
+                    params.vertex_credentials = get("GOOGLE_APPLICATION_CREDENTIALS").map(SecretString::from);
+                }
+                if params.vertex_project.is_none() {
+                    params.vertex_project = get("VERTEXAI_PROJECT").or_else(|| get("GOOGLE_CLOUD_PROJECT"));
+                }
+                if params.vertex_location.is_none() {
+                    params.vertex_location = get("VERTEXAI_LOCATION");
+                }
+                continue;
             }
             if params.prefix_and_name().0 != "bedrock" {
                 continue;
@@ -136,7 +149,8 @@ impl Settings {
                 }
             }
             if params.aws_region_name.is_none() {
-                params.aws_region_name = get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION"));
+                params.aws_region_name =
+                    get("AWS_REGION_NAME").or_else(|| get("AWS_REGION")).or_else(|| get("AWS_DEFAULT_REGION"));
             }
         }
     }

@@ -160,19 +160,20 @@ pub struct ModelParams {
     /// Bedrock: AWS session token for temporary credentials (else `AWS_SESSION_TOKEN`).
     #[serde(default)]
     pub aws_session_token: Option<SecretString>,
-    /// Bedrock: AWS region (else `AWS_REGION`, `AWS_DEFAULT_REGION`).
+    /// Bedrock: AWS region (else `AWS_REGION_NAME`, `AWS_REGION`, `AWS_DEFAULT_REGION`).
     #[serde(default)]
     pub aws_region_name: Option<String>,
     /// Bedrock: endpoint instead of `https://bedrock-runtime.{region}.amazonaws.com`.
     #[serde(default)]
     pub aws_bedrock_runtime_endpoint: Option<String>,
-    /// Vertex AI: the Google Cloud project.
+    /// Vertex AI: the Google Cloud project (else `VERTEXAI_PROJECT`, `GOOGLE_CLOUD_PROJECT`).
     #[serde(default)]
     pub vertex_project: Option<String>,
-    /// Vertex AI: the region (`us-central1`, ...).
+    /// Vertex AI: the region (`us-central1`, ...; else `VERTEXAI_LOCATION`).
     #[serde(default)]
     pub vertex_location: Option<String>,
-    /// Vertex AI: a service-account key, as a JSON file path or the JSON itself.
+    /// Vertex AI: a service-account key, as a JSON file path or the JSON itself (else
+    /// `GOOGLE_APPLICATION_CREDENTIALS`).
     #[serde(default)]
     pub vertex_credentials: Option<SecretString>,
     /// `mock` provider: fixed answer text. Default: echoes the last user message.

@@ -512,3 +512,30 @@ fn the_litellm_field_lists_match_the_structs() {
         assert!(!super::litellm::PARAM_FIELDS.contains(name), "{name}");
     }
 }
+
+#[test]
+fn vertex_and_bedrock_settings_come_from_the_usual_variables_when_the_file_names_none() {
+    let file = yaml(
+        "model_list:
+  - {model_name: v, litellm_params: {model: vertex_ai/gemini-2.0-flash}}
+  - {model_name: b, litellm_params: {model: bedrock/amazon.nova-lite-v1:0}}
+",
+    );
+    let env = [
+        ("GOOGLE_APPLICATION_CREDENTIALS", "/secrets/sa.json"),
+        ("VERTEXAI_PROJECT", "proj"),
+        ("VERTEXAI_LOCATION", "europe-west4"),
+        ("AWS_ACCESS_KEY_ID", "AKID"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ("AWS_REGION_NAME", "ap-northeast-1"),
+    ];
+    let settings = load(Some(&file), &env).unwrap();
+    let vertex = &settings.model_list[0].litellm_params;
+    assert_eq!(vertex.vertex_credentials.as_ref().unwrap().expose_secret(), "/secrets/sa.json");
+    assert_eq!(vertex.base_url().unwrap(), "https://europe-west4-aiplatform.googleapis.com");
+    let bedrock = &settings.model_list[1].litellm_params;
+    assert_eq!(bedrock.base_url().unwrap(), "https://bedrock-runtime.ap-northeast-1.amazonaws.com");
+    // Without them, the error names the missing setting.
+    let error = load(Some(&file), &[]).unwrap_err().to_string();
+    assert!(error.contains("model_list[0].litellm_params.vertex_project"), "{error}");
+}

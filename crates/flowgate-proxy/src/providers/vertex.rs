@@ -99,6 +99,7 @@ impl Credentials {
     }
 
     /// A valid access token: the kept one, or a new one from the token endpoint.
+    #[tracing::instrument(name = "vertex_token", skip_all, fields(account = %self.client_email))]
     pub(crate) async fn token(
         &self,
         client: &reqwest::Client,
