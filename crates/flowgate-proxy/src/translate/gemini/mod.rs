@@ -32,6 +32,43 @@ use crate::wire::{MAX_REPORTED_TOKENS, Usage, unix_now};
 #[error("{0}")]
 pub(crate) struct Blocked(pub(crate) String);
 
+/// Between a tool call's id and the thought signature Gemini attached to the call. Thinking
+/// models (Gemini 2.5 and 3) want the signature back with the call in the next turn; clients only
+/// keep the id, so it rides there, in URL-safe base64 (`call_0__thought__CiQB...`), and is taken
+/// out again when the call comes back.
+const THOUGHT_SEPARATOR: &str = "__thought__";
+
+/// A tool call id carrying `signature` (standard base64, as Gemini sends it).
+fn id_with_signature(id: &str, signature: &str) -> String {
+    let url_safe: String = signature
+        .chars()
+        .filter(|c| *c != '=')
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            other => other,
+        })
+        .collect();
+    format!("{id}{THOUGHT_SEPARATOR}{url_safe}")
+}
+
+/// The thought signature a tool call id carries, as Gemini wants it back (standard base64).
+fn signature_of(id: &str) -> Option<String> {
+    let (_, url_safe) = id.split_once(THOUGHT_SEPARATOR)?;
+    let mut signature: String = url_safe
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            other => other,
+        })
+        .collect();
+    while !signature.len().is_multiple_of(4) {
+        signature.push('=');
+    }
+    Some(signature)
+}
+
 /// Finish reasons that mean a safety or policy filter stopped the answer.
 const BLOCKING_FINISH: &[&str] =
     &["SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE"];
@@ -154,10 +191,14 @@ pub(crate) fn request_from_hub(body: &Value) -> Result<Value, ProxyError> {
                         Some(value @ Value::Object(_)) => value.clone(),
                         _ => json!({}),
                     };
+                    let mut part = json!({"functionCall": {"name": name, "args": args}});
                     if let Some(id) = call.get("id").and_then(Value::as_str) {
                         call_names.push((id.to_owned(), name.to_owned()));
+                        if let Some(signature) = signature_of(id) {
+                            part["thoughtSignature"] = Value::String(signature);
+                        }
                     }
-                    parts.push(json!({"functionCall": {"name": name, "args": args}}));
+                    parts.push(part);
                 }
                 push_content(&mut contents, "model", parts);
             }
@@ -319,6 +360,10 @@ fn candidate_parts(candidate: &Value, first_call: usize) -> (String, Vec<Value>)
         if let Some(call) = part.get("functionCall") {
             let index = first_call + calls.len();
             let id = call.get("id").and_then(Value::as_str).map_or_else(|| format!("call_{index}"), str::to_owned);
+            let id = match part.get("thoughtSignature").and_then(Value::as_str) {
+                Some(signature) => id_with_signature(&id, signature),
+                None => id,
+            };
             let args = call.get("args").cloned().unwrap_or_else(|| json!({}));
             calls.push(json!({
                 "id": id,

@@ -166,3 +166,22 @@ fn embeddings_go_through_batch_embed_contents() {
         embeddings_response(&json!({"embeddings": [{"values": [0.1, 0.2]}, {"values": [0.3]}]}), "text-embedding-004");
     assert_eq!(answer["data"][1], json!({"object": "embedding", "index": 1, "embedding": [0.3]}));
 }
+
+#[test]
+fn a_thought_signature_rides_in_the_tool_call_id_and_goes_back_with_the_call() {
+    // Gemini 3 attaches a signature to a function call and wants it back in the next turn.
+    let answer = json!({"candidates": [{"content": {"role": "model", "parts": [
+        {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": "CiQB+/x9Zz=="}
+    ]}, "finishReason": "STOP"}]});
+    let hub = response_to_hub(&answer, "gemini-3-pro").unwrap();
+    let id = hub["choices"][0]["message"]["tool_calls"][0]["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("call_0__thought__") && !id.contains('+') && !id.contains('/') && !id.contains('='), "{id}");
+    let next = json!({"messages": [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": id, "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+        {"role": "tool", "tool_call_id": id, "content": "sunny"}
+    ]});
+    let request = request_from_hub(&next).unwrap();
+    assert_eq!(request["contents"][1]["parts"][0]["thoughtSignature"], "CiQB+/x9Zz==");
+    assert_eq!(request["contents"][2]["parts"][0]["functionResponse"]["name"], "get_weather");
+}
