@@ -10,19 +10,22 @@
 //!   `guardrails`: the guardrail stage's catalog, plan, scans and stream guard; `cache`: the
 //!   exact-match response cache; `audit`: the audit writer.
 //! - `forward` and `routing`: deployment choice, retries, fallbacks, health, prices.
-//! - `upstream`: provider calls; `providers`: the providers with a wire format of their own
-//!   (Gemini, Bedrock: URLs, SigV4, event-stream framing); [`mock`]: the built-in `mock` provider; [`mock_server`]: the same
+//! - `upstream`: provider calls, and (`upstream/providers.rs`) the providers with a wire format of
+//!   their own (Gemini, Bedrock, Vertex AI); [`aws`]: SigV4 and the event-stream framing;
+//!   `google_auth`: service-account tokens; [`mock`]: the built-in `mock` provider; [`mock_server`]: the same
 //!   answers over HTTP.
-//! - Leaves: `wire` (endpoint, usage, clock), `rate_headers`, `sse`, `error`.
+//! - Leaves: `wire` (endpoint, usage, clock), `rate_headers`, `sse`, `error`, `aws`, `google_auth`.
 
 mod audit;
 mod auth;
+pub mod aws;
 mod cache;
 mod context;
 mod error;
 mod forward;
 #[cfg(test)]
 mod fuzz;
+mod google_auth;
 mod guardrails;
 mod limits;
 mod metrics;
@@ -30,7 +33,6 @@ pub mod mock;
 pub mod mock_server;
 pub mod peers;
 mod pipeline;
-pub mod providers;
 mod rate_headers;
 mod routing;
 mod sse;

@@ -9,6 +9,8 @@ use futures_util::stream::BoxStream;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 
+pub(crate) mod providers;
+
 use crate::mock;
 use crate::routing::{Deployment, FallbackTrigger};
 use crate::translate::ApiFormat;
@@ -142,7 +144,7 @@ impl AttemptError {
 
 /// The upstream format a deployment speaks, as the rest of the proxy sees it. Gemini, Bedrock
 /// and Vertex AI speak their own wire formats, translated from and to the hub at the edge
-/// (`providers.rs`), so to the pipeline they are hub-format upstreams.
+/// (`upstream/providers.rs`), so to the pipeline they are hub-format upstreams.
 pub(crate) fn upstream_format(provider: Provider) -> ApiFormat {
     match provider {
         Provider::Anthropic => ApiFormat::Anthropic,
@@ -206,9 +208,9 @@ pub(crate) async fn send(
         return Ok(mock_response(deployment, endpoint, &body, stream));
     }
     let timeout = if stream { deployment.stream_timeout } else { deployment.timeout };
-    let native = crate::providers::is_native(deployment.provider);
+    let native = providers::is_native(deployment.provider);
     let request = if native {
-        crate::providers::request(client, deployment, endpoint, &body, stream).await?
+        providers::request(client, deployment, endpoint, &body, stream).await?
     } else {
         standard_request(client, deployment, endpoint, &body, stream, passthrough)?
     };
@@ -230,14 +232,10 @@ pub(crate) async fn send(
             .unwrap_or_default();
         let (message, code) = upstream_message(&body);
         let error = AttemptError::Status { status: status.as_u16(), message, code, retry_after, headers };
-        return Err(if native {
-            crate::providers::error(deployment.provider, error, &response_headers)
-        } else {
-            error
-        });
+        return Err(if native { providers::error(deployment.provider, error, &response_headers) } else { error });
     }
     if native {
-        return crate::providers::answer(deployment, endpoint, response, stream, timeout).await;
+        return providers::answer(deployment, endpoint, response, stream, timeout).await;
     }
     if stream {
         let bytes = response.bytes_stream().map(|chunk| chunk.map_err(|e| std::io::Error::other(e.without_url())));

@@ -9,9 +9,10 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::{config, corpus, json_value, mutated_corpus};
-use crate::providers::{decoder, eventstream};
+use crate::aws::eventstream;
 use crate::sse::SseParser;
 use crate::translate::{bedrock, gemini};
+use crate::upstream::providers::decoder;
 
 /// Every hub event a decoder wrote is an SSE event with JSON data or `[DONE]`.
 fn assert_hub_events(chunks: &[Bytes]) {

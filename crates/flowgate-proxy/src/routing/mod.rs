@@ -203,7 +203,7 @@ pub(crate) struct Deployment {
     /// Bedrock's AWS credentials and region.
     pub aws: Option<AwsCredentials>,
     /// Vertex AI's project, location and service account.
-    pub vertex: Option<crate::providers::vertex::Target>,
+    pub vertex: Option<VertexTarget>,
     /// Weight for `simple-shuffle`.
     pub weight: f64,
     /// Requests per minute the deployment accepts; at the limit the router skips it.
@@ -243,6 +243,17 @@ pub(crate) struct AwsCredentials {
     pub session_token: Option<SecretString>,
     /// The region (`us-east-1`).
     pub region: String,
+}
+
+/// Where a Vertex AI deployment lives, and its service account.
+#[derive(Debug)]
+pub(crate) struct VertexTarget {
+    /// The Google Cloud project.
+    pub project: String,
+    /// The region (`us-central1`, `global`, ...).
+    pub location: String,
+    /// The service account (its token kept between requests), or why its key cannot be read.
+    pub credentials: Result<Arc<crate::google_auth::Credentials>, String>,
 }
 
 /// Model names → deployments, fallbacks and router settings.
@@ -285,13 +296,13 @@ fn deployment(
     let timeout = params.timeout.unwrap_or(router.timeout).duration();
     let vertex = (provider == Provider::VertexAi).then(|| {
         let credentials = match &params.vertex_credentials {
-            Some(source) => crate::providers::vertex::Credentials::read(source).map(Arc::new),
+            Some(source) => crate::google_auth::Credentials::read(source).map(Arc::new),
             None => Err("no vertex_credentials".to_owned()),
         };
         if let Err(error) = &credentials {
             tracing::error!(deployment = %id, error = %error, "vertex_credentials cannot be used; this deployment's requests will fail");
         }
-        crate::providers::vertex::Target {
+        VertexTarget {
             project: params.vertex_project.clone().unwrap_or_default(),
             location: params.vertex_location.clone().unwrap_or_default(),
             credentials,

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
-use flowgate_proxy::providers::{eventstream, sigv4};
+use flowgate_proxy::aws::{eventstream, sigv4};
 use flowgate_test_utils::{TestApp, spawn_app};
 use serde_json::{Value, json};
 

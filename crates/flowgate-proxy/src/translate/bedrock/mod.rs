@@ -1,7 +1,7 @@
 //! Amazon Bedrock's Converse API (`/model/{id}/converse`, `/converse-stream`), an upstream
 //! format: requests are translated from the hub (OpenAI Chat Completions) and answers and streams
-//! back to it, at the upstream edge (`providers.rs`). The stream's binary framing is decoded by
-//! `providers::eventstream`; this module reads the decoded events.
+//! back to it, at the upstream edge (`upstream/providers.rs`). The stream's binary framing is decoded by
+//! `aws::eventstream`; this module reads the decoded events.
 //!
 //! What maps to what: `system` messages → `system` blocks; `user` / `assistant` → `messages` with
 //! `text`, `image` and `toolUse` blocks; `tool` results → `toolResult` blocks in a user message;

@@ -1,6 +1,6 @@
 //! The Gemini API's wire format (`generateContent`, `streamGenerateContent?alt=sse`,
 //! `batchEmbedContents`), an upstream format: requests are translated from the hub (OpenAI Chat
-//! Completions) and answers and streams back to it, at the upstream edge (`providers.rs`). The
+//! Completions) and answers and streams back to it, at the upstream edge (`upstream/providers.rs`). The
 //! same format serves Gemini models on Vertex AI.
 //!
 //! What maps to what:

@@ -1,8 +1,8 @@
 //! Providers with a wire format of their own (Gemini, Bedrock, Vertex AI): the request is
 //! translated from the hub by the format's module in `translate/` (Vertex AI: Gemini's for Google's
 //! models, the Anthropic codec for Claude) and sent with the provider's URL scheme and
-//! authentication (an API key header; SigV4 for Bedrock; an OAuth2 token minted from a service
-//! account for Vertex AI, `vertex.rs`); the answer is translated back to the hub
+//! authentication (an API key header; SigV4 for Bedrock, `aws/`; an OAuth2 token minted from a
+//! service account for Vertex AI, `google_auth.rs`); the answer is translated back to the hub
 //! before anything else sees it. To the rest of the proxy these are OpenAI-format upstreams, so
 //! every ingress format reaches them through the hub.
 //!
@@ -10,10 +10,6 @@
 //! before the answer is handed on, so a prompt the provider refuses at once (a safety block, a
 //! throttling exception in the stream) is an ordinary error status: retried, cooled down or sent
 //! to `content_policy_fallbacks` like any other.
-
-pub mod eventstream;
-pub mod sigv4;
-pub(crate) mod vertex;
 
 use std::time::Duration;
 
@@ -23,6 +19,8 @@ use futures_util::stream::BoxStream;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 
+use crate::aws::{eventstream, sigv4};
+use crate::google_auth::TokenError;
 use crate::routing::Deployment;
 use crate::sse::SseParser;
 use crate::translate::bedrock::{self, BedrockToHub};
@@ -138,7 +136,7 @@ async fn vertex_request(
     })?;
     let model = &deployment.upstream_model;
     let (method, payload) = match endpoint {
-        Endpoint::Chat if vertex::is_claude(model) => {
+        Endpoint::Chat if is_claude(model) => {
             let mut payload = ApiFormat::Anthropic.codec().request_from_hub(body, model).map_err(bad)?;
             if let Some(object) = payload.as_object_mut() {
                 object.remove("model");
@@ -152,9 +150,32 @@ async fn vertex_request(
             return Err(unsupported(deployment, "embeddings or text completions (on Vertex AI)"));
         }
     };
-    let token = credentials.token(client, deployment.timeout).await?;
-    let url = vertex::url(&deployment.base_url, &target.project, &target.location, model, method);
+    let token = credentials.token(client, deployment.timeout).await.map_err(|error| match error {
+        TokenError::Timeout(after) => AttemptError::Timeout(after),
+        TokenError::Connect(message) => AttemptError::Connect(message),
+        // The token endpoint refusing the service account is the deployment's credentials.
+        TokenError::Refused(_) | TokenError::Sign => AttemptError::Status {
+            status: 401,
+            message: format!("Vertex AI: {error}"),
+            code: Some("upstream_auth_failed".to_owned()),
+            retry_after: None,
+            headers: crate::rate_headers::ProviderHeaders::default(),
+        },
+    })?;
+    let url = vertex_url(&deployment.base_url, &target.project, &target.location, model, method);
     Ok(client.post(url).bearer_auth(token.expose_secret()).json(&payload))
+}
+
+/// The URL of `model`'s `method` on Vertex AI: Google's models under `publishers/google`,
+/// Claude under `publishers/anthropic`.
+fn vertex_url(base: &str, project: &str, location: &str, model: &str, method: &str) -> String {
+    let publisher = if is_claude(model) { "anthropic" } else { "google" };
+    format!("{base}/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{model}:{method}")
+}
+
+/// Whether `model` is served by Anthropic's API on Vertex AI.
+fn is_claude(model: &str) -> bool {
+    model.starts_with("claude")
 }
 
 /// A SigV4-signed Converse request.
@@ -261,7 +282,7 @@ pub(crate) async fn answer(
     };
     let hub = match (deployment.provider, endpoint) {
         (Provider::Gemini, Endpoint::Embeddings) => gemini::embeddings_response(&value, &model),
-        (Provider::VertexAi, _) if vertex::is_claude(&model) => ApiFormat::Anthropic.codec().response_to_hub(&value),
+        (Provider::VertexAi, _) if is_claude(&model) => ApiFormat::Anthropic.codec().response_to_hub(&value),
         (Provider::Gemini | Provider::VertexAi, _) => gemini::response_to_hub(&value, &model)
             .map_err(|blocked| status_error(400, blocked.0, "content_policy_violation"))?,
         _ => bedrock::response_to_hub(&value, &model),
@@ -273,7 +294,7 @@ pub(crate) async fn answer(
 pub(crate) fn decoder(provider: Provider, model: &str) -> Box<dyn Decoder> {
     match provider {
         Provider::Bedrock => Box::new(BedrockDecoder::new(model)),
-        Provider::VertexAi if vertex::is_claude(model) => {
+        Provider::VertexAi if is_claude(model) => {
             Box::new(SseDecoder::new(ApiFormat::Anthropic.codec().stream_to_hub(model, true)))
         }
         _ => Box::new(SseDecoder::new(Box::new(GeminiToHub::new(model)))),
@@ -468,4 +489,36 @@ fn translated_rest(
         }
     })
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vertex_urls_name_the_publisher_of_the_model() {
+        assert_eq!(
+            vertex_url(
+                "https://us-east5-aiplatform.googleapis.com",
+                "p",
+                "us-east5",
+                "claude-3-5-haiku@20241022",
+                "rawPredict"
+            ),
+            "https://us-east5-aiplatform.googleapis.com/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-3-5-haiku@20241022:rawPredict"
+        );
+        assert!(
+            vertex_url("b", "p", "l", "gemini-2.0-flash", "generateContent")
+                .contains("/publishers/google/models/gemini-2.0-flash:")
+        );
+    }
+
+    #[test]
+    fn gemini_base_urls_get_an_api_version_unless_they_name_one() {
+        assert_eq!(
+            gemini_base("https://generativelanguage.googleapis.com"),
+            "https://generativelanguage.googleapis.com/v1beta"
+        );
+        assert_eq!(gemini_base("http://127.0.0.1:1/v1"), "http://127.0.0.1:1/v1");
+    }
 }

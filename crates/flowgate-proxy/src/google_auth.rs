@@ -1,4 +1,5 @@
-//! Vertex AI: service-account credentials and the OAuth2 access tokens minted from them.
+//! Google service-account credentials and the OAuth2 access tokens minted from them, for Vertex
+//! AI. A leaf: it depends on nothing else in the crate.
 //!
 //! A service-account key (`vertex_credentials`: the JSON itself, or the path of its file) holds an
 //! RSA private key (PKCS#8 PEM), the account's email and its token endpoint. An access token is
@@ -17,17 +18,21 @@ use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-use crate::upstream::AttemptError;
-
-/// Where a Vertex AI deployment lives, and its service account.
-#[derive(Debug)]
-pub(crate) struct Target {
-    /// The Google Cloud project.
-    pub(crate) project: String,
-    /// The region (`us-central1`, `global`, ...).
-    pub(crate) location: String,
-    /// The service account, or why its key could not be read.
-    pub(crate) credentials: Result<std::sync::Arc<Credentials>, String>,
+/// Why no token could be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum TokenError {
+    /// The token endpoint did not answer in time.
+    #[error("the token endpoint did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The token endpoint could not be reached.
+    #[error("cannot reach the token endpoint: {0}")]
+    Connect(String),
+    /// The token endpoint refused the service account.
+    #[error("the token endpoint refused the service account: {0}")]
+    Refused(String),
+    /// The request could not be signed.
+    #[error("signing the token request failed")]
+    Sign,
 }
 
 /// What a token is minted for.
@@ -84,7 +89,7 @@ impl Credentials {
     }
 
     /// The JWT of the bearer grant, issued at `now` (seconds since the epoch).
-    fn assertion(&self, now: u64) -> Result<String, String> {
+    fn assertion(&self, now: u64) -> Result<String, TokenError> {
         let header = URL_SAFE_NO_PAD.encode(json!({"alg": "RS256", "typ": "JWT"}).to_string());
         let claims = URL_SAFE_NO_PAD.encode(
             json!({"iss": self.client_email, "scope": SCOPE, "aud": self.token_uri, "iat": now, "exp": now + 3600})
@@ -94,52 +99,41 @@ impl Credentials {
         let mut signature = vec![0; self.key.public().modulus_len()];
         self.key
             .sign(&RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), signed.as_bytes(), &mut signature)
-            .map_err(|_| "signing the token request failed".to_owned())?;
+            .map_err(|_| TokenError::Sign)?;
         Ok(format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature)))
     }
 
     /// A valid access token: the kept one, or a new one from the token endpoint.
     #[tracing::instrument(name = "vertex_token", skip_all, fields(account = %self.client_email))]
-    pub(crate) async fn token(
-        &self,
-        client: &reqwest::Client,
-        timeout: Duration,
-    ) -> Result<SecretString, AttemptError> {
+    pub(crate) async fn token(&self, client: &reqwest::Client, timeout: Duration) -> Result<SecretString, TokenError> {
         let mut kept = self.token.lock().await;
         if let Some((token, refresh_at)) = kept.as_ref()
             && Instant::now() < *refresh_at
         {
             return Ok(token.clone());
         }
-        let assertion = self.assertion(crate::wire::unix_now()).map_err(AttemptError::Unsupported)?;
-        let form = [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.as_str())];
-        let body = serde_urlencoded(&form);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let assertion = self.assertion(now)?;
+        let body = form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &assertion)]);
         let request = client
             .post(&self.token_uri)
             .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(body)
             .send();
         let response = match tokio::time::timeout(timeout, request).await {
-            Err(_) => return Err(AttemptError::Timeout(timeout)),
-            Ok(Err(error)) => return Err(AttemptError::Connect(format!("token endpoint: {}", error.without_url()))),
+            Err(_) => return Err(TokenError::Timeout(timeout)),
+            Ok(Err(error)) => return Err(TokenError::Connect(error.without_url().to_string())),
             Ok(Ok(response)) => response,
         };
         let status = response.status();
         let answer: Value = response.json().await.unwrap_or(Value::Null);
         let Some(token) = answer.get("access_token").and_then(Value::as_str).filter(|_| status.is_success()) else {
-            // The token endpoint refusing the service account is the deployment's credentials.
             let reason = answer
                 .get("error_description")
                 .or_else(|| answer.get("error"))
                 .and_then(Value::as_str)
                 .unwrap_or("no access_token");
-            return Err(AttemptError::Status {
-                status: 401,
-                message: format!("the Vertex AI token endpoint refused the service account: {reason}"),
-                code: Some("upstream_auth_failed".to_owned()),
-                retry_after: None,
-                headers: crate::rate_headers::ProviderHeaders::default(),
-            });
+            return Err(TokenError::Refused(reason.to_owned()));
         };
         let lifetime = Duration::from_secs(answer.get("expires_in").and_then(Value::as_u64).unwrap_or(3600));
         let token = SecretString::from(token.to_owned());
@@ -148,14 +142,21 @@ impl Credentials {
     }
 }
 
-/// `application/x-www-form-urlencoded` of `pairs` (values of the JWT alphabet and a URN need only
-/// `:` encoded, but everything outside the unreserved set is).
-fn serde_urlencoded(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", super::sigv4::uri_encode(k, false), super::sigv4::uri_encode(v, false)))
-        .collect::<Vec<_>>()
-        .join("&")
+/// `application/x-www-form-urlencoded` of `pairs`: everything outside the unreserved set
+/// percent-encoded.
+fn form(pairs: &[(&str, &str)]) -> String {
+    let encode = |text: &str| {
+        text.bytes()
+            .map(|byte| {
+                if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+                    char::from(byte).to_string()
+                } else {
+                    format!("%{byte:02X}")
+                }
+            })
+            .collect::<String>()
+    };
+    pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
 }
 
 /// The DER bytes inside a PEM block.
@@ -168,18 +169,6 @@ fn pem_body(pem: &str) -> Option<Vec<u8>> {
         .take_while(|line| !line.starts_with("-----END"))
         .collect();
     base64::engine::general_purpose::STANDARD.decode(body).ok()
-}
-
-/// The URL of `model`'s `method` on Vertex AI: Google's models under `publishers/google`,
-/// Claude under `publishers/anthropic`.
-pub(crate) fn url(base: &str, project: &str, location: &str, model: &str, method: &str) -> String {
-    let publisher = if model.starts_with("claude") { "anthropic" } else { "google" };
-    format!("{base}/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{model}:{method}")
-}
-
-/// Whether `model` is served by Anthropic's API on Vertex AI.
-pub(crate) fn is_claude(model: &str) -> bool {
-    model.starts_with("claude")
 }
 
 #[cfg(test)]
@@ -209,23 +198,5 @@ mod tests {
         assert!(Credentials::read(&SecretString::from(text)).is_ok());
         let error = Credentials::read(&SecretString::from("{\"client_email\": \"x\"}".to_owned())).unwrap_err();
         assert!(error.contains("private_key"), "{error}");
-    }
-
-    #[test]
-    fn claude_and_gemini_models_have_their_publishers() {
-        assert_eq!(
-            url(
-                "https://us-east5-aiplatform.googleapis.com",
-                "p",
-                "us-east5",
-                "claude-3-5-haiku@20241022",
-                "rawPredict"
-            ),
-            "https://us-east5-aiplatform.googleapis.com/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-3-5-haiku@20241022:rawPredict"
-        );
-        assert!(
-            url("b", "p", "l", "gemini-2.0-flash", "generateContent")
-                .contains("/publishers/google/models/gemini-2.0-flash:")
-        );
     }
 }
