@@ -33,7 +33,22 @@ impl Settings {
                 }
                 let _ = writeln!(out);
                 let mut facts = Vec::new();
-                facts.push(format!("key {}", if params.api_key.is_some() { "set" } else { "none" }));
+                let credentials = match params.prefix_and_name().0 {
+                    "bedrock" if params.aws_access_key_id.is_some() && params.aws_secret_access_key.is_some() => {
+                        format!(
+                            "AWS credentials set{}",
+                            if params.aws_session_token.is_some() { " (with session token)" } else { "" }
+                        )
+                    }
+                    "bedrock" => "AWS credentials none".to_owned(),
+                    "vertex_ai" => format!(
+                        "service account {}, project {}",
+                        if params.vertex_credentials.is_some() { "set" } else { "none" },
+                        params.vertex_project.as_deref().unwrap_or("-")
+                    ),
+                    _ => format!("key {}", if params.api_key.is_some() { "set" } else { "none" }),
+                };
+                facts.push(credentials);
                 if let Some(rpm) = entry.rpm() {
                     facts.push(format!("rpm {rpm}"));
                 }

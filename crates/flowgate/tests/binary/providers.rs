@@ -184,10 +184,19 @@ async fn gemini_answers_openai_clients_whole_and_streamed_with_usage() {
     let usage = chunks.iter().find_map(|c| c.get("usage").filter(|u| !u.is_null())).unwrap();
     assert_eq!((usage["prompt_tokens"].as_u64(), usage["completion_tokens"].as_u64()), (Some(11), Some(7)));
     assert_eq!(events.last().unwrap().1, "[DONE]");
-    let seen = seen.lock().unwrap();
-    let (path, request) = seen.last().unwrap();
-    assert_eq!(path, "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse");
-    assert_eq!(request["generationConfig"]["temperature"], 0.9, "the client's value wins over the default");
+    {
+        let seen = seen.lock().unwrap();
+        let (path, request) = seen.last().unwrap();
+        assert_eq!(path, "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse");
+        assert_eq!(request["generationConfig"]["temperature"], 0.9, "the client's value wins over the default");
+    }
+
+    // A client that did not ask for usage gets no usage chunk (the spend is counted all the same).
+    let mut quiet = body.clone();
+    quiet["stream"] = json!(true);
+    let events = sse_events(app.post("/v1/chat/completions", &key, &quiet).await).await;
+    assert!(events.iter().all(|(_, data)| !data.contains("\"usage\"")), "{events:?}");
+    assert_eq!(events.last().unwrap().1, "[DONE]");
 }
 
 #[tokio::test]
