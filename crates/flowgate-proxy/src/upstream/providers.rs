@@ -112,6 +112,10 @@ pub(crate) async fn request(
     for (name, value) in &deployment.extra_headers {
         request = request.header(name, value);
     }
+    // W3C trace context (not signed: a proxy in between may rewrite it).
+    for (name, value) in flowgate_telemetry::current_trace_headers() {
+        request = request.header(name, value);
+    }
     Ok(request)
 }
 
