@@ -136,6 +136,7 @@ pub(super) const ROUTER_FIELDS: &[&str] = &[
     "timeout",
     "stream_timeout",
     "fallbacks",
+    "default_fallbacks",
     "allowed_fails",
     "allowed_fails_policy",
     "cooldown_time",
@@ -302,7 +303,7 @@ fn litellm_settings(
             continue;
         }
         match name.as_str() {
-            "fallbacks" | "context_window_fallbacks" | "content_policy_fallbacks" => {
+            "fallbacks" | "context_window_fallbacks" | "content_policy_fallbacks" | "default_fallbacks" => {
                 append_list(root, &name, resolved(value, &path, env)?);
                 compat.mapped.push(Mapped { from: path, to: format!("router_settings.{name}") });
             }

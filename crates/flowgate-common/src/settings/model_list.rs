@@ -385,6 +385,8 @@ pub struct RouterSettings {
     /// Model names to try, in order, when every deployment of a model failed:
     /// `[{gpt-4o-mini: [claude-haiku]}]`.
     pub fallbacks: Vec<BTreeMap<String, Vec<String>>>,
+    /// Model names tried, in order, by every model that has no `fallbacks` of its own.
+    pub default_fallbacks: Vec<String>,
     /// Failures within a minute before a deployment is cooled down. Default 3.
     pub allowed_fails: u32,
     /// Failures per kind before a deployment cools down, over `allowed_fails`.
@@ -413,6 +415,7 @@ impl Default for RouterSettings {
             timeout: Seconds::from_secs(600),
             stream_timeout: None,
             fallbacks: Vec::new(),
+            default_fallbacks: Vec::new(),
             allowed_fails: 3,
             allowed_fails_policy: AllowedFailsPolicy::default(),
             cooldown_time: Seconds::from_secs(30),

@@ -159,6 +159,14 @@ impl Settings {
                 }
             }
         }
+        for (index, name) in router.default_fallbacks.iter().enumerate() {
+            if !self.model_list.iter().any(|m| &m.model_name == name) && !router.model_group_alias.contains_key(name) {
+                return Err(ConfigError::field(
+                    format!("router_settings.default_fallbacks[{index}]"),
+                    format!("model `{name}` is not in model_list"),
+                ));
+            }
+        }
         for (alias, target) in &router.model_group_alias {
             let at = format!("router_settings.model_group_alias.{alias}");
             if !self.model_list.iter().any(|m| m.model_name == target.model()) {

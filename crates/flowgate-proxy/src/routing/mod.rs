@@ -404,6 +404,7 @@ impl RoutingTable {
             .filter(|name| {
                 unpriced_models.contains(name)
                     || every_fallback.get(*name).is_some_and(|to| to.iter().any(|f| unpriced_models.contains(f)))
+                    || router.default_fallbacks.iter().any(|f| unpriced_models.contains(f))
             })
             .cloned()
             .collect();
@@ -452,12 +453,11 @@ impl RoutingTable {
         })
     }
 
-    /// `model` followed by its fallbacks.
+    /// `model` followed by its fallbacks (`default_fallbacks` when it has none of its own).
     pub(crate) fn chain(&self, model: &str) -> Vec<String> {
         let mut chain = vec![model.to_owned()];
-        if let Some(fallbacks) = self.fallbacks.get(model) {
-            chain.extend(fallbacks.iter().filter(|f| self.contains(f)).cloned());
-        }
+        let fallbacks = self.fallbacks.get(model).unwrap_or(&self.router.default_fallbacks);
+        chain.extend(fallbacks.iter().filter(|f| self.contains(f) && *f != model).cloned());
         chain
     }
 
@@ -471,9 +471,9 @@ impl RoutingTable {
         };
         specific
             .or_else(|| self.fallbacks.get(model))
-            .into_iter()
-            .flatten()
-            .filter(|f| self.contains(f))
+            .unwrap_or(&self.router.default_fallbacks)
+            .iter()
+            .filter(|f| self.contains(f) && *f != model)
             .cloned()
             .collect()
     }

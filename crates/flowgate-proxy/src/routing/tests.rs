@@ -531,3 +531,21 @@ router_settings:
     assert!(!table.serves_unpriced("configured"));
     assert!(!table.serves_unpriced("demo"));
 }
+
+#[test]
+fn default_fallbacks_serve_models_without_fallbacks_of_their_own() {
+    let table = table(
+        "model_list:
+  - {model_name: m, litellm_params: {model: mock/m}}
+  - {model_name: a, litellm_params: {model: mock/a}}
+  - {model_name: safe, litellm_params: {model: mock/safe}}
+router_settings:
+  fallbacks: [{a: [m]}]
+  default_fallbacks: [safe]
+",
+    );
+    assert_eq!(table.chain("m"), vec!["m", "safe"]);
+    assert_eq!(table.chain("a"), vec!["a", "m"], "a list of its own wins");
+    assert_eq!(table.chain("safe"), vec!["safe"], "never itself");
+    assert_eq!(table.fallbacks_for("m", FallbackTrigger::ContentPolicy), vec!["safe"]);
+}
