@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::error::ProxyError;
 use crate::metrics::{AttemptLabels, DeploymentLabels, ModelLabels};
-use crate::routing::{Deployment, InFlight, RoutingTable};
+use crate::routing::{Deployment, FallbackTrigger, InFlight, RoutingTable};
 use crate::state::Upstream;
 use crate::translate::{self, ApiFormat};
 use crate::upstream::{self, AttemptError, Endpoint, UpstreamResponse};
@@ -31,6 +31,8 @@ pub(crate) struct Call<'a> {
     pub stream: bool,
     /// Client headers passed upstream (`anthropic-version`, `anthropic-beta`).
     pub passthrough: Vec<(String, String)>,
+    /// The prompt's estimated size in tokens (`enable_pre_call_checks`).
+    pub prompt_tokens: u64,
 }
 
 /// A successful forward: the upstream answer and where it came from.
@@ -53,7 +55,13 @@ pub(crate) struct Forwarded {
 /// The request body for `deployment`, in its format, with its model name.
 pub(crate) fn upstream_body(call: &Call<'_>, deployment: &Deployment, model: &str) -> Result<Value, ProxyError> {
     let target = deployment.format_for(call.endpoint);
-    let mut body = translate::request(call.format, target, call.body, &deployment.upstream_model_for(model))?;
+    let mut body = translate::defaults::request_with_defaults(
+        call.format,
+        target,
+        call.body,
+        &deployment.upstream_model_for(model),
+        &deployment.request_defaults,
+    )?;
     // Usage is needed for spend, so every OpenAI-format stream asks for it (Azure included: its
     // API has `stream_options` since 2024-09-01); a client that did not ask does not see the extra
     // chunk. A stream that still ends without usage is charged an estimate (see `finish`).
@@ -106,16 +114,34 @@ pub(crate) async fn forward(
         return Err(ProxyError::ModelNotFound(call.model.to_owned()));
     }
     let router = &table.router;
-    let cooldown = router.cooldown_time.duration();
+    let cooldown = if router.disable_cooldowns { Duration::ZERO } else { router.cooldown_time.duration() };
     let mut last_error: Option<AttemptError> = None;
     let mut attempts = 0u32;
     let mut fallbacks = Vec::new();
-    for model in table.chain(call.model) {
+    let mut queue: std::collections::VecDeque<String> = table.chain(call.model).into();
+    let mut switch_to: Option<FallbackTrigger> = None;
+    while let Some(model) = queue.pop_front() {
         let mut tried: Vec<String> = Vec::new();
         let mut budget: Option<u32> = None;
         let mut attempt = 0u32;
+        if table.too_long_for(&model, call.prompt_tokens) {
+            tracing::info!(model = %model, prompt_tokens = call.prompt_tokens, "prompt exceeds every deployment's context window");
+            last_error = Some(AttemptError::Status {
+                status: 400,
+                message: format!(
+                    "the prompt (about {} tokens) exceeds the context window of every deployment of `{model}`",
+                    call.prompt_tokens
+                ),
+                code: Some("context_length_exceeded".to_owned()),
+                retry_after: None,
+                headers: crate::rate_headers::ProviderHeaders::default(),
+            });
+            switch_to = Some(FallbackTrigger::ContextWindow);
+            budget = Some(0);
+            attempt = 1;
+        }
         while budget.is_none_or(|max| attempt <= max) {
-            let Some(deployment) = table.pick(&model, &tried) else { break };
+            let Some(deployment) = table.pick_fitting(&model, &tried, Some(call.prompt_tokens)) else { break };
             let max = *budget.get_or_insert(deployment.max_retries);
             tried.push(deployment.id.clone());
             attempts += 1;
@@ -127,7 +153,7 @@ pub(crate) async fn forward(
                 otel.kind = "client",
                 deployment = %deployment.id,
                 attempt,
-                gen_ai.system = %format!("{:?}", deployment.provider).to_lowercase(),
+                gen_ai.system = deployment.provider.as_str(),
                 gen_ai.request.model = %call.model,
                 gen_ai.response.model = %deployment.upstream_model_for(&model),
                 gen_ai.operation.name = if call.endpoint == Endpoint::Embeddings { "embeddings" } else { "chat" },
@@ -171,7 +197,17 @@ pub(crate) async fn forward(
                         .get_or_create(&AttemptLabels { deployment: deployment.id.clone(), outcome: error.kind() })
                         .inc();
                     let credentials_rejected = error.credentials_rejected();
-                    if !error.retryable() && !credentials_rejected {
+                    let class = error.class();
+                    let class_retries = router.retry_policy.0.get(class);
+                    if let Some(trigger) = error.fallback_trigger() {
+                        // A prompt too long or content refused: another deployment of the same
+                        // model would say the same; its fallback list for this reason is tried.
+                        tracing::info!(deployment = %deployment.id, ?trigger, "trying the fallbacks for this failure");
+                        last_error = Some(error);
+                        switch_to = Some(trigger);
+                        break;
+                    }
+                    if !error.retryable() && !credentials_rejected && class_retries.is_none_or(|n| n == 0) {
                         return Err(into_proxy_error(error, call.model));
                     }
                     // A provider refusing the deployment's key will refuse every request: the
@@ -187,10 +223,10 @@ pub(crate) async fn forward(
                                 "the provider rejected the deployment's API key (upstream_auth_failed)"
                             );
                         }
-                        1
+                        router.allowed_fails_policy.0.get(class).unwrap_or(1)
                     } else {
                         tracing::warn!(deployment = %deployment.id, error = %error, "upstream attempt failed");
-                        router.allowed_fails
+                        router.allowed_fails_policy.0.get(class).unwrap_or(router.allowed_fails)
                     };
                     if deployment.stats.record_failure(allowed_fails, cooldown) {
                         tracing::warn!(deployment = %deployment.id, cooldown_secs = router.cooldown_time.as_secs_f64(), "deployment cooling down");
@@ -205,17 +241,41 @@ pub(crate) async fn forward(
                         _ => None,
                     };
                     last_error = Some(error);
-                    if attempt < max && !credentials_rejected {
+                    // `retry_policy` sets the retries of this kind of failure, over `num_retries`.
+                    let max = class_retries.unwrap_or(max);
+                    budget = Some(max);
+                    if attempt >= max {
+                        break;
+                    }
+                    if !credentials_rejected {
                         tokio::time::sleep(backoff(attempt, hint)).await;
                     }
                 }
             }
             attempt += 1;
         }
+        if let Some(trigger) = switch_to.take() {
+            // The model failed for a reason with its own fallback list: that list replaces the
+            // rest of the chain.
+            queue = table
+                .fallbacks_for(&model, trigger)
+                .into_iter()
+                .filter(|m| !fallbacks.contains(m) && *m != model)
+                .collect();
+        }
         fallbacks.push(model);
     }
     match last_error {
         Some(error) => Err(into_proxy_error(error, call.model)),
+        None if let Some(wait) = table.limited_for(call.model) => Err(ProxyError::RateLimited {
+            message: format!(
+                "every deployment of `{}` is at its requests- or tokens-per-minute limit (rpm / tpm)",
+                call.model
+            ),
+            code: "rate_limit_exceeded",
+            retry_after_secs: wait.as_secs().max(1),
+            headers: crate::rate_headers::RateHeaders::default(),
+        }),
         None => {
             let retry = table.cooldown_remaining(call.model).map(|d| d.as_secs().max(1));
             Err(ProxyError::Unavailable {
@@ -262,6 +322,7 @@ mod tests {
                 body: &request,
                 stream,
                 passthrough: Vec::new(),
+                prompt_tokens: 10,
             };
             for model in ["azure", "openai", "vllm"] {
                 let deployment = table.pick(model, &[]).unwrap();

@@ -10,12 +10,15 @@
 //!   `guardrails`: the guardrail stage's catalog, plan, scans and stream guard; `cache`: the
 //!   exact-match response cache; `audit`: the audit writer.
 //! - `forward` and `routing`: deployment choice, retries, fallbacks, health, prices.
-//! - `upstream`: provider calls; [`mock`]: the built-in `mock` provider; [`mock_server`]: the same
+//! - `upstream`: provider calls, and (`upstream/providers.rs`) the providers with a wire format of
+//!   their own (Gemini, Bedrock, Vertex AI); [`aws`]: SigV4 and the event-stream framing;
+//!   `google_auth`: service-account tokens; [`mock`]: the built-in `mock` provider; [`mock_server`]: the same
 //!   answers over HTTP.
-//! - Leaves: `wire` (endpoint, usage, clock), `rate_headers`, `sse`, `error`.
+//! - Leaves: `wire` (endpoint, usage, clock), `rate_headers`, `sse`, `error`, `aws`, `google_auth`.
 
 mod audit;
 mod auth;
+pub mod aws;
 mod cache;
 mod context;
 mod conversations;
@@ -23,6 +26,7 @@ mod error;
 mod forward;
 #[cfg(test)]
 mod fuzz;
+mod google_auth;
 mod guardrails;
 mod limits;
 mod metrics;
@@ -146,7 +150,7 @@ fn provider_summary(state: &ProxyState) -> serde_json::Value {
                 serde_json::json!({"state": "healthy"})
             };
             serde_json::json!({
-                "id": d.id, "model": d.model_name, "provider": format!("{:?}", d.provider).to_lowercase(),
+                "id": d.id, "model": d.model_name, "provider": d.provider.as_str(),
                 "status": status, "requests": requests, "errors": errors,
                 "latency_ms": d.stats.latency().map(|l| l.as_secs_f64() * 1000.0),
             })

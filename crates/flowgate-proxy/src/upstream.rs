@@ -9,11 +9,13 @@ use futures_util::stream::BoxStream;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 
+pub(crate) mod providers;
+
 use crate::mock;
-use crate::routing::Deployment;
+use crate::routing::{Deployment, FallbackTrigger};
 use crate::translate::ApiFormat;
 pub(crate) use crate::wire::Endpoint;
-use flowgate_common::settings::{Provider, UpstreamApi};
+use flowgate_common::settings::{FailureClass, Provider, UpstreamApi};
 
 /// An upstream body: whole, or a byte stream (SSE).
 pub(crate) enum UpstreamBody {
@@ -85,6 +87,47 @@ impl AttemptError {
         matches!(self, Self::Status { status: 401 | 403, .. })
     }
 
+    /// The kind of failure, as `retry_policy` and `allowed_fails_policy` name them.
+    pub(crate) fn class(&self) -> FailureClass {
+        match self {
+            Self::Connect(_) => FailureClass::InternalServer,
+            Self::Timeout(_) => FailureClass::Timeout,
+            Self::Status { status: 401 | 403, .. } => FailureClass::Authentication,
+            Self::Status { status: 408, .. } => FailureClass::Timeout,
+            Self::Status { status: 429, .. } => FailureClass::RateLimit,
+            Self::Status { .. } if self.fallback_trigger() == Some(FallbackTrigger::ContentPolicy) => {
+                FailureClass::ContentPolicyViolation
+            }
+            Self::Status { status, .. } if *status >= 500 => FailureClass::InternalServer,
+            Self::Status { .. } | Self::Unsupported(_) => FailureClass::BadRequest,
+        }
+    }
+
+    /// Whether this failure has its own fallback list: a prompt longer than the context window
+    /// (`context_window_fallbacks`), or content the provider refused (`content_policy_fallbacks`).
+    /// Read from the error code the providers send, or their wording.
+    pub(crate) fn fallback_trigger(&self) -> Option<FallbackTrigger> {
+        let Self::Status { status: 400 | 413 | 422, message, code, .. } = self else { return None };
+        let code = code.as_deref().unwrap_or_default();
+        let message = message.to_ascii_lowercase();
+        if code == "context_length_exceeded"
+            || message.contains("context length")
+            || message.contains("context window")
+            || message.contains("prompt is too long")
+            || message.contains("input is too long")
+            || message.contains("maximum context")
+        {
+            return Some(FallbackTrigger::ContextWindow);
+        }
+        if matches!(code, "content_filter" | "content_policy_violation")
+            || message.contains("content management policy")
+            || message.contains("content policy")
+        {
+            return Some(FallbackTrigger::ContentPolicy);
+        }
+        None
+    }
+
     /// A short label for metrics.
     pub(crate) fn kind(&self) -> &'static str {
         match self {
@@ -100,12 +143,22 @@ impl AttemptError {
 }
 
 /// The upstream format a deployment speaks: its provider's, or the Responses API where the
-/// deployment says `api: responses`.
+/// deployment says `api: responses`. Gemini, Bedrock and Vertex AI speak their own wire formats,
+/// translated from and to the hub at the edge (`upstream/providers.rs`), so to the pipeline they
+/// are hub-format upstreams.
 pub(crate) fn upstream_format(provider: Provider, api: UpstreamApi) -> ApiFormat {
     match (provider, api) {
         (Provider::Anthropic, _) => ApiFormat::Anthropic,
         (Provider::OpenAi | Provider::Azure | Provider::Mock, UpstreamApi::Responses) => ApiFormat::Responses,
-        (Provider::OpenAi | Provider::Azure | Provider::Mock, UpstreamApi::Chat) => ApiFormat::OpenAi,
+        (
+            Provider::OpenAi
+            | Provider::Azure
+            | Provider::Mock
+            | Provider::Gemini
+            | Provider::Bedrock
+            | Provider::VertexAi,
+            _,
+        ) => ApiFormat::OpenAi,
     }
 }
 
@@ -163,14 +216,69 @@ pub(crate) async fn send(
         }
         return Ok(mock_response(deployment, endpoint, &body, stream));
     }
+    let timeout = if stream { deployment.stream_timeout } else { deployment.timeout };
+    let native = providers::is_native(deployment.provider);
+    let request = if native {
+        providers::request(client, deployment, endpoint, &body, stream).await?
+    } else {
+        standard_request(client, deployment, endpoint, &body, stream, passthrough)?
+    };
+    let response = match tokio::time::timeout(timeout, request.send()).await {
+        Err(_) => return Err(AttemptError::Timeout(timeout)),
+        Ok(Err(error)) => return Err(AttemptError::Connect(error.without_url().to_string())),
+        Ok(Ok(response)) => response,
+    };
+    let status = response.status();
+    let format = deployment.format_for(endpoint);
+    if !status.is_success() {
+        let retry_after = retry_after(response.headers());
+        let headers = crate::rate_headers::ProviderHeaders::from_response(status.as_u16(), response.headers());
+        let response_headers = response.headers().clone();
+        let body = tokio::time::timeout(Duration::from_secs(10), response.bytes())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let (message, code) = upstream_message(&body);
+        let error = AttemptError::Status { status: status.as_u16(), message, code, retry_after, headers };
+        return Err(if native { providers::error(deployment.provider, error, &response_headers) } else { error });
+    }
+    if native {
+        return providers::answer(deployment, endpoint, response, stream, timeout).await;
+    }
+    if stream {
+        let bytes = response.bytes_stream().map(|chunk| chunk.map_err(|e| std::io::Error::other(e.without_url())));
+        return Ok(UpstreamResponse { format, body: UpstreamBody::Stream(bytes.boxed()) });
+    }
+    match tokio::time::timeout(timeout, response.bytes()).await {
+        Err(_) => Err(AttemptError::Timeout(timeout)),
+        Ok(Err(error)) => Err(AttemptError::Connect(error.without_url().to_string())),
+        Ok(Ok(bytes)) => Ok(UpstreamResponse { format, body: UpstreamBody::Full(bytes) }),
+    }
+}
+
+/// The request to an OpenAI-compatible, Azure or Anthropic deployment.
+fn standard_request(
+    client: &reqwest::Client,
+    deployment: &Deployment,
+    endpoint: Endpoint,
+    body: &Value,
+    stream: bool,
+    passthrough: &[(String, String)],
+) -> Result<reqwest::RequestBuilder, AttemptError> {
     let url = deployment.urls.get_or_parse(endpoint, stream, || url_of(deployment, endpoint))?;
-    let mut request = client.post(url.clone()).json(&body);
+    let mut request = client.post(url.clone()).json(body);
     if let Some(key) = &deployment.api_key {
         request = match deployment.provider {
             Provider::Anthropic => request.header("x-api-key", key.expose_secret()),
             Provider::Azure => request.header("api-key", key.expose_secret()),
-            Provider::OpenAi | Provider::Mock => request.bearer_auth(key.expose_secret()),
+            _ => request.bearer_auth(key.expose_secret()),
         };
+    }
+    if let Some(organization) = &deployment.organization
+        && deployment.provider == Provider::OpenAi
+    {
+        request = request.header("OpenAI-Organization", organization);
     }
     if deployment.provider == Provider::Anthropic {
         let version =
@@ -190,33 +298,7 @@ pub(crate) async fn send(
     for (name, value) in flowgate_telemetry::current_trace_headers() {
         request = request.header(name, value);
     }
-    let response = match tokio::time::timeout(deployment.timeout, request.send()).await {
-        Err(_) => return Err(AttemptError::Timeout(deployment.timeout)),
-        Ok(Err(error)) => return Err(AttemptError::Connect(error.without_url().to_string())),
-        Ok(Ok(response)) => response,
-    };
-    let status = response.status();
-    let format = deployment.format_for(endpoint);
-    if !status.is_success() {
-        let retry_after = retry_after(response.headers());
-        let headers = crate::rate_headers::ProviderHeaders::from_response(status.as_u16(), response.headers());
-        let body = tokio::time::timeout(Duration::from_secs(10), response.bytes())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        let (message, code) = upstream_message(&body);
-        return Err(AttemptError::Status { status: status.as_u16(), message, code, retry_after, headers });
-    }
-    if stream {
-        let bytes = response.bytes_stream().map(|chunk| chunk.map_err(|e| std::io::Error::other(e.without_url())));
-        return Ok(UpstreamResponse { format, body: UpstreamBody::Stream(bytes.boxed()) });
-    }
-    match tokio::time::timeout(deployment.timeout, response.bytes()).await {
-        Err(_) => Err(AttemptError::Timeout(deployment.timeout)),
-        Ok(Err(error)) => Err(AttemptError::Connect(error.without_url().to_string())),
-        Ok(Ok(bytes)) => Ok(UpstreamResponse { format, body: UpstreamBody::Full(bytes) }),
-    }
+    Ok(request)
 }
 
 /// The URL of `endpoint` at `deployment`, as text.
@@ -244,7 +326,7 @@ fn url_of(deployment: &Deployment, endpoint: Endpoint) -> Result<String, Attempt
             openai_path(endpoint),
             deployment.api_version.as_deref().unwrap_or_default()
         ),
-        (Provider::OpenAi | Provider::Mock, _) => format!("{}/{}", deployment.base_url, openai_path(endpoint)),
+        (_, _) => format!("{}/{}", deployment.base_url, openai_path(endpoint)),
     })
 }
 

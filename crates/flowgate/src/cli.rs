@@ -61,6 +61,21 @@ pub enum Command {
     Tenants(crate::admin_cli::TenantsArgs),
     /// Bootstrap: migrate, create the `default` tenant and print a first virtual key (once).
     Init,
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `flowgate config ...`
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum ConfigCommand {
+    /// Load a config file (a Flowgate or LiteLLM proxy config) with this environment, print what
+    /// it understood (models, deployments, limits, routing) and every ignored field; exit
+    /// non-zero when it does not load.
+    Check {
+        /// The YAML file.
+        file: PathBuf,
+    },
 }
 
 /// Options of `flowgate mock-upstream`.
@@ -144,6 +159,8 @@ pub enum Action {
     MockUpstream(MockUpstreamArgs),
     /// A management command (`keys`, `tenants`, `init`).
     Admin(Box<crate::admin_cli::AdminCommand>),
+    /// `config check FILE`.
+    ConfigCheck(PathBuf),
 }
 
 /// Picks the action from the command line, then `SERVICE_TYPE`, then `SCAIGRID_MODE` (values read
@@ -169,6 +186,7 @@ pub fn resolve(cli: &Cli, env: impl Fn(&str) -> Option<String>) -> Result<Action
         Some(Command::Keys(args)) => return Ok(Action::Admin(Box::new(AdminCommand::Keys(args.clone())))),
         Some(Command::Tenants(args)) => return Ok(Action::Admin(Box::new(AdminCommand::Tenants(args.clone())))),
         Some(Command::Init) => return Ok(Action::Admin(Box::new(AdminCommand::Init))),
+        Some(Command::Config(ConfigCommand::Check { file })) => return Ok(Action::ConfigCheck(file.clone())),
         None => from_env()?.ok_or_else(|| {
             format!("no mode given: pass one as the first argument or set SERVICE_TYPE; valid modes: {VALID_MODES}")
         })?,
@@ -209,6 +227,15 @@ mod tests {
         assert!(error.contains("gateway") && error.contains(VALID_MODES), "{error}");
         let error = action(&[], &[]).unwrap_err();
         assert!(error.contains(VALID_MODES), "{error}");
+    }
+
+    #[test]
+    fn config_check_takes_a_file_whatever_the_mode_in_the_environment() {
+        assert_eq!(
+            action(&["config", "check", "litellm.yaml"], &[("SERVICE_TYPE", "proxy")]),
+            Ok(Action::ConfigCheck(PathBuf::from("litellm.yaml")))
+        );
+        assert!(action(&["config", "check"], &[]).is_err(), "the file is required");
     }
 
     #[test]

@@ -78,10 +78,24 @@ fn grpc_timeout(settings: &Settings) -> Duration {
     Duration::from_secs(settings.compliance.timeout_secs.max(1))
 }
 
+/// Logs, once at start, what the LiteLLM compatibility pass mapped and every field it ignored.
+fn report_litellm_fields(settings: &Settings) {
+    for mapped in &settings.compat.mapped {
+        tracing::info!(field = %mapped.from, setting = %mapped.to, "LiteLLM setting understood");
+    }
+    for ignored in &settings.compat.ignored {
+        match &ignored.value {
+            Some(value) => tracing::warn!(field = %ignored.path, value = %value, "not supported, ignored"),
+            None => tracing::warn!(field = %ignored.path, "not supported, ignored"),
+        }
+    }
+}
+
 /// Runs `mode` until SIGTERM/SIGINT (or, for `migrate`, until done).
 pub(crate) async fn run(mode: Mode, settings: Settings) -> anyhow::Result<()> {
-    if settings.litellm_settings.is_some() || settings.general_settings.is_some() {
-        tracing::warn!("litellm_settings and general_settings are accepted for compatibility and ignored");
+    if mode != Mode::All {
+        // `all` reports them in `AllInOne::build`, which tests run too.
+        report_litellm_fields(&settings);
     }
     if mode == Mode::Migrate {
         let database = connect_database(&settings).await?;
@@ -218,6 +232,7 @@ impl AllInOne {
     /// one for this process), and builds the four services around one shared state, the proxy
     /// calling the others in process.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        report_litellm_fields(settings);
         let metrics = Metrics::new();
         let database = connect_database(settings).await?;
         let outcome = migrate::run(&database).await.context("applying migrations")?;

@@ -40,6 +40,9 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let cli::Action::ConfigCheck(file) = &action {
+        return config_check(file);
+    }
     let settings = match flowgate_common::Settings::load(&Sources::from_process(cli.config.clone())) {
         Ok(settings) => settings,
         Err(error) => {
@@ -58,6 +61,7 @@ pub fn main() -> ExitCode {
         cli::Action::Run(mode) => mode,
         cli::Action::Healthcheck(mode) => return runtime.block_on(dispatch::healthcheck(&settings, mode)),
         cli::Action::MockUpstream(args) => return runtime.block_on(dispatch::mock_upstream(args)),
+        cli::Action::ConfigCheck(file) => return config_check(&file),
         cli::Action::Admin(command) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
             return runtime.block_on(admin_cli::run(*command, settings));
@@ -89,6 +93,23 @@ pub fn main() -> ExitCode {
         guard.shutdown();
         code
     })
+}
+
+/// `flowgate config check FILE`: loads `file` with the process environment and prints what it
+/// understood; exit 0 when it loads, 78 (EX_CONFIG) when it does not.
+fn config_check(file: &std::path::Path) -> ExitCode {
+    match flowgate_common::Settings::load(&Sources::from_process(Some(file.to_path_buf()))) {
+        Ok(settings) => {
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(stdout, "{}: loads", file.display());
+            let _ = write!(stdout, "{}", settings.describe());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            report(&format!("{}: configuration error: {error}", file.display()));
+            ExitCode::from(78)
+        }
+    }
 }
 
 /// Prints a message for the operator before logging is set up.

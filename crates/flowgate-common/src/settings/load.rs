@@ -57,18 +57,24 @@ impl Settings {
     /// Loads and validates settings from `sources`, in the documented precedence.
     pub fn load(sources: &Sources) -> Result<Self, ConfigError> {
         let mut builder = config::Config::builder();
+        // `environment_variables` of the file are laid over the process environment.
+        let mut env = sources.env.clone();
+        let mut compat = super::litellm::Compat::default();
         if let Some(path) = &sources.config_file {
-            if !path.is_file() {
-                return Err(ConfigError::File { path: path.clone(), message: "no such file".to_owned() });
-            }
-            if let Ok(text) = std::fs::read_to_string(path) {
-                super::guard::check(&text).map_err(|refusal| refusal.into_error(path))?;
-            }
-            builder = builder.add_source(config::File::from(path.as_path()).format(config::FileFormat::Yaml));
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::File { path: path.clone(), message: e.to_string() })?;
+            super::guard::check(&text).map_err(|refusal| refusal.into_error(path))?;
+            let mut tree = read_yaml(&text).map_err(|message| ConfigError::File { path: path.clone(), message })?;
+            compat = super::litellm::normalise(&mut tree, &mut env)?;
+            super::litellm::resolve_env_references(&mut tree, &env)?;
+            // YAML is a superset of JSON: the normalised tree goes back in as a YAML source.
+            let text = serde_json::to_string(&tree)
+                .map_err(|e| ConfigError::File { path: path.clone(), message: e.to_string() })?;
+            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Yaml));
         }
         // List-valued keys are split on commas here; everything else goes through `config`'s
         // environment source untouched (no number guessing, so a secret of digits stays a string).
-        let mut structured_env = sources.env.clone();
+        let mut structured_env = env.clone();
         let mut lists = Vec::new();
         for key in LIST_KEYS {
             let name = format!("{ENV_PREFIX}__{}", key.replace('.', "__").to_uppercase());
@@ -88,7 +94,7 @@ impl Settings {
             builder = builder.set_override(key, items).map_err(|e| ConfigError::field(key, e.to_string()))?;
         }
         for (name, key) in SEED_ENV {
-            if let Some(value) = sources.env.get(*name).filter(|v| !v.is_empty()) {
+            if let Some(value) = env.get(*name).filter(|v| !v.is_empty()) {
                 builder =
                     builder.set_override(*key, value.as_str()).map_err(|e| ConfigError::field(*key, e.to_string()))?;
             }
@@ -101,26 +107,60 @@ impl Settings {
             let path = error.path().to_string();
             ConfigError::field(path, error.into_inner().to_string())
         })?;
-        settings.resolve_env_references(&sources.env)?;
+        settings.compat = compat;
+        settings.provider_keys_from_env(&env);
         settings.validate()?;
         Ok(settings)
     }
 
-    /// Replaces `os.environ/NAME` in provider keys with the variable's value.
-    fn resolve_env_references(&mut self, env: &HashMap<String, String>) -> Result<(), ConfigError> {
-        use secrecy::ExposeSecret;
-        for (index, entry) in self.model_list.iter_mut().enumerate() {
-            let Some(key) = &entry.litellm_params.api_key else { continue };
-            if let Some(name) = key.expose_secret().strip_prefix("os.environ/") {
-                let value = env.get(name).filter(|v| !v.is_empty()).ok_or_else(|| {
-                    ConfigError::field(
-                        format!("model_list[{index}].litellm_params.api_key"),
-                        format!("environment variable `{name}` is not set"),
-                    )
-                })?;
-                entry.litellm_params.api_key = Some(SecretString::from(value.clone()));
+    /// Deployments without `api_key` (or AWS or Vertex AI credentials) take their provider's usual
+    /// environment variables, as LiteLLM does: `OPENAI_API_KEY`, `ANTHROPIC_API_KEY`,
+    /// `GEMINI_API_KEY`, `AWS_ACCESS_KEY_ID`, `AWS_REGION_NAME`, `GOOGLE_APPLICATION_CREDENTIALS`,
+    /// `VERTEXAI_PROJECT`, `VERTEXAI_LOCATION`, ...
+    fn provider_keys_from_env(&mut self, env: &HashMap<String, String>) {
+        let get = |name: &str| env.get(name).filter(|v| !v.is_empty()).cloned();
+        for entry in &mut self.model_list {
+            let params = &mut entry.litellm_params;
+            if params.api_key.is_none()
+                && let Some(value) = params.key_env_var().and_then(get)
+            {
+                params.api_key = Some(SecretString::from(value));
+            }
+            if params.prefix_and_name().0 == "vertex_ai" {
+                if params.vertex_credentials.is_none() {
+                    params.vertex_credentials = get("GOOGLE_APPLICATION_CREDENTIALS").map(SecretString::from);
+                }
+                if params.vertex_project.is_none() {
+                    params.vertex_project = get("VERTEXAI_PROJECT").or_else(|| get("GOOGLE_CLOUD_PROJECT"));
+                }
+                if params.vertex_location.is_none() {
+                    params.vertex_location = get("VERTEXAI_LOCATION");
+                }
+                continue;
+            }
+            if params.prefix_and_name().0 != "bedrock" {
+                continue;
+            }
+            if params.aws_access_key_id.is_none() && params.aws_secret_access_key.is_none() {
+                params.aws_access_key_id = get("AWS_ACCESS_KEY_ID").map(SecretString::from);
+                params.aws_secret_access_key = get("AWS_SECRET_ACCESS_KEY").map(SecretString::from);
+                if params.aws_session_token.is_none() {
+                    params.aws_session_token = get("AWS_SESSION_TOKEN").map(SecretString::from);
+                }
+            }
+            if params.aws_region_name.is_none() {
+                params.aws_region_name =
+                    get("AWS_REGION_NAME").or_else(|| get("AWS_REGION")).or_else(|| get("AWS_DEFAULT_REGION"));
             }
         }
-        Ok(())
+    }
+}
+
+/// A YAML file as a JSON tree: its first document (an empty file is an empty mapping).
+fn read_yaml(text: &str) -> Result<serde_json::Value, String> {
+    let documents = yaml_rust2::YamlLoader::load_from_str(text).map_err(|e| e.to_string())?;
+    match documents.first() {
+        None | Some(yaml_rust2::Yaml::Null) => Ok(serde_json::Value::Object(serde_json::Map::new())),
+        Some(document) => Ok(super::litellm::yaml_to_json(document)),
     }
 }

@@ -14,6 +14,9 @@
 //! - `load`: the layering and [`Sources`];
 //! - `sections`: the sections every service reads, with their defaults;
 //! - `model_list`: the LiteLLM-compatible `model_list` and `router_settings`;
+//! - `litellm`: the pass that lets a LiteLLM proxy config load as it is (mapped and ignored
+//!   fields, `environment_variables`, `os.environ/` in every string);
+//! - `describe`: what a loaded configuration means, as `flowgate config check` prints it;
 //! - `values`: values parsed once while loading ([`Cidr`], [`Seconds`]);
 //! - `validation`: start-up checks that types alone cannot make;
 //! - `guard`: limits a YAML file is held to before it is loaded (nesting, aliases).
@@ -22,7 +25,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod describe;
 mod guard;
+mod litellm;
 mod load;
 mod model_list;
 mod sections;
@@ -32,8 +37,12 @@ mod values;
 #[cfg(test)]
 mod tests;
 
+pub use litellm::{Compat, Ignored, Mapped};
 pub use load::{ENV_CONFIG, ENV_PREFIX, SEED_ENV, Sources};
-pub use model_list::{ModelEntry, ModelParams, Provider, RouterSettings, RoutingStrategy, UpstreamApi};
+pub use model_list::{
+    AliasTarget, AllowedFailsPolicy, FailureClass, ModelEntry, ModelInfo, ModelParams, PerFailure, Provider,
+    RetryPolicy, RouterSettings, RoutingStrategy, UpstreamApi,
+};
 pub use sections::{
     ApiServerSettings, AuditSettings, BudgetSettings, CacheSettings, ComplianceSettings, DatabaseSettings,
     LimitSettings, LogFormat, McpSettings, PolicySettings, ProxySettings, RedisSettings, ResponsesSettings,
@@ -108,10 +117,10 @@ pub struct Settings {
     pub model_list: Vec<ModelEntry>,
     /// LiteLLM-compatible routing settings.
     pub router_settings: RouterSettings,
-    /// Accepted for LiteLLM config compatibility and ignored (a warning is logged).
-    pub litellm_settings: Option<serde_json::Value>,
-    /// Accepted for LiteLLM config compatibility and ignored (a warning is logged).
-    pub general_settings: Option<serde_json::Value>,
+    /// What the LiteLLM compatibility pass mapped and ignored (`litellm_settings`,
+    /// `general_settings` and LiteLLM's other fields are read there, never kept as sections).
+    #[serde(skip)]
+    pub compat: Compat,
 }
 
 impl Settings {

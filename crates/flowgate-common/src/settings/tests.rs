@@ -304,3 +304,253 @@ fn api_responses_is_for_openai_azure_and_mock_deployments() {
     let file = yaml("model_list:\n  - model_name: a\n    litellm_params:\n      model: mock/x\n      api: soap\n");
     assert!(load(Some(&file), &[]).unwrap_err().to_string().contains("api"));
 }
+
+/// The LiteLLM example configs of `crates/flowgate/tests/fixtures/litellm`.
+fn fixture(name: &str) -> Option<tempfile_path::TempYaml> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../flowgate/tests/fixtures/litellm").join(name);
+    Some(yaml(&std::fs::read_to_string(path).unwrap()))
+}
+
+const FIXTURE_ENV: &[(&str, &str)] = &[
+    ("OPENAI_API_KEY", "sk-openai"),
+    ("OPENAI_API_BASE", "http://127.0.0.1:9/v1"),
+    ("ANTHROPIC_API_KEY", "sk-ant"),
+    ("ANTHROPIC_API_KEY_BACKUP", "sk-ant-2"),
+    ("GROQ_API_KEY", "gsk"),
+    ("TOGETHERAI_API_KEY", "tgk"),
+    ("GEMINI_API_KEY", "gem"),
+    ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+    ("AWS_SECRET_ACCESS_KEY", "secret"),
+    ("AWS_SESSION_TOKEN", "token"),
+    ("AWS_REGION_NAME", "eu-central-1"),
+    ("OPENROUTER_API_KEY", "or"),
+    ("MISTRAL_API_KEY", "mi"),
+    ("DEEPSEEK_API_KEY", "ds"),
+    ("COMPANY_KEY", "co"),
+    ("LITELLM_MASTER_KEY", "sk-master-1234"),
+    ("DATABASE_URL", "sqlite://flowgate-test.db"),
+    ("REDIS_HOST", "127.0.0.1"),
+    ("REDIS_PORT", "6379"),
+    ("REDIS_PASSWORD", "pw"),
+];
+
+#[test]
+fn every_litellm_example_config_loads() {
+    for name in ["quickstart.yaml", "load_balancing.yaml", "providers.yaml", "all_settings.yaml"] {
+        let file = fixture(name);
+        let settings = load(file.as_ref(), FIXTURE_ENV).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!settings.model_list.is_empty(), "{name}");
+        assert!(settings.describe().contains("models:"), "{name}");
+    }
+}
+
+#[test]
+fn litellm_params_request_parameters_become_defaults_and_unknown_ones_are_reported() {
+    let file = fixture("quickstart.yaml");
+    let settings = load(file.as_ref(), &[("OPENAI_API_KEY", "sk-o"), ("LITELLM_MASTER_KEY", "sk-m")]).unwrap();
+    let mini = &settings.model_list[2];
+    assert_eq!(mini.litellm_params.provider().unwrap(), (Provider::OpenAi, "gpt-4o-mini"), "a bare name");
+    assert_eq!(mini.litellm_params.request_defaults.get("temperature"), Some(&serde_json::json!(0.2)));
+    assert_eq!(mini.litellm_params.request_defaults.get("max_tokens"), Some(&serde_json::json!(512)));
+    assert_eq!(mini.litellm_params.organization.as_deref(), Some("org-example"));
+    // environment_variables are applied before os.environ/ is read.
+    let eu = settings.model_list[0].litellm_params.api_key.as_ref().unwrap();
+    assert_eq!(eu.expose_secret(), "eu-key-from-config");
+    // general_settings.master_key is the admin key; litellm_settings map onto the router.
+    assert_eq!(settings.security.admin_api_key.as_ref().unwrap().expose_secret(), "sk-m");
+    assert_eq!(settings.router_settings.num_retries, 3);
+    assert_eq!(settings.router_settings.timeout, Seconds::from_secs(10));
+    assert_eq!(settings.router_settings.context_window_fallbacks.len(), 1);
+    let ignored: Vec<&str> = settings.compat.ignored.iter().map(|i| i.path.as_str()).collect();
+    assert_eq!(ignored, vec!["general_settings.alerting"]);
+    assert!(settings.compat.mapped.iter().any(|m| m.from == "litellm_settings.drop_params"));
+}
+
+#[test]
+fn flowgates_own_setting_wins_over_the_litellm_one() {
+    let file = yaml("security:\n  admin_api_key: mine\ngeneral_settings:\n  master_key: theirs\n");
+    let settings = load(Some(&file), &[]).unwrap();
+    assert_eq!(settings.security.admin_api_key.as_ref().unwrap().expose_secret(), "mine");
+    // The seeds' environment names still win over both.
+    let settings = load(Some(&file), &[("ADMIN_API_KEY", "from-env")]).unwrap();
+    assert_eq!(settings.security.admin_api_key.as_ref().unwrap().expose_secret(), "from-env");
+}
+
+#[test]
+fn router_settings_limits_aliases_and_policies_are_read() {
+    let file = fixture("load_balancing.yaml");
+    let settings = load(file.as_ref(), FIXTURE_ENV).unwrap();
+    let router = &settings.router_settings;
+    assert_eq!(router.routing_strategy, RoutingStrategy::UsageBasedRouting);
+    assert_eq!(router.retry_policy.0.get(crate::settings::FailureClass::RateLimit), Some(3));
+    assert_eq!(router.retry_policy.0.get(crate::settings::FailureClass::BadRequest), Some(0));
+    assert_eq!(router.allowed_fails_policy.0.get(crate::settings::FailureClass::ContentPolicyViolation), Some(1000));
+    assert_eq!(router.model_group_alias["claude-3-haiku"].model(), "claude");
+    assert!(router.model_group_alias["hidden-small"].hidden());
+    assert!(router.enable_pre_call_checks);
+    assert_eq!(settings.redis.url.as_ref().unwrap().expose_secret(), "redis://127.0.0.1:6379");
+    let backup = &settings.model_list[1];
+    assert_eq!((backup.rpm(), backup.tpm()), (Some(50), Some(100_000)), "entry-level rpm / tpm");
+    assert_eq!(backup.litellm_params.provider().unwrap().0, Provider::Anthropic);
+    assert_eq!(backup.model_info.id.as_deref(), Some("claude-backup"));
+    let small = &settings.model_list[2];
+    assert_eq!(small.input_cost_per_token(), Some(0.000_000_05), "prices from model_info");
+    assert_eq!(small.model_info.context_window(), Some(8192));
+    let ignored: Vec<&str> = settings.compat.ignored.iter().map(|i| i.path.as_str()).collect();
+    assert_eq!(ignored, vec!["router_settings.routing_strategy_args"]);
+}
+
+#[test]
+fn provider_presets_have_their_default_base_and_key_variables() {
+    let file = fixture("providers.yaml");
+    let settings = load(file.as_ref(), FIXTURE_ENV).unwrap();
+    let base = |name: &str| {
+        let entry = settings.model_list.iter().find(|m| m.model_name == name).unwrap();
+        (entry.litellm_params.provider().unwrap().0, entry.litellm_params.base_url().unwrap())
+    };
+    assert_eq!(base("gemini-flash"), (Provider::Gemini, "https://generativelanguage.googleapis.com".to_owned()));
+    assert_eq!(base("gemini-pro").0, Provider::Gemini);
+    assert_eq!(
+        base("bedrock-claude"),
+        (Provider::Bedrock, "https://bedrock-runtime.us-west-2.amazonaws.com".to_owned())
+    );
+    assert_eq!(
+        base("bedrock-nova"),
+        (Provider::Bedrock, "https://bedrock-runtime.eu-central-1.amazonaws.com".to_owned())
+    );
+    assert_eq!(base("openrouter-llama").1, "https://openrouter.ai/api/v1");
+    assert_eq!(base("local-llama").1, "http://127.0.0.1:11434/v1");
+    assert_eq!(base("groq-llama").1, "https://api.groq.com/openai/v1");
+    assert_eq!(base("together").1, "https://api.together.xyz/v1");
+    assert_eq!(base("mistral-small").1, "https://api.mistral.ai/v1");
+    assert_eq!(base("deepseek-chat").1, "https://api.deepseek.com/v1");
+    assert_eq!(base("my-company-model"), (Provider::OpenAi, "http://127.0.0.1:8001/v1".to_owned()));
+    let nova = settings.model_list.iter().find(|m| m.model_name == "bedrock-nova").unwrap();
+    assert_eq!(nova.litellm_params.provider().unwrap().1, "us.amazon.nova-pro-v1:0", "bedrock/converse/ names the API");
+    let company = settings.model_list.iter().find(|m| m.model_name == "my-company-model").unwrap();
+    assert_eq!(company.litellm_params.request_defaults.get("stop"), Some(&serde_json::json!(["<|end|>"])));
+    let ignored: Vec<&str> = settings.compat.ignored.iter().map(|i| i.path.as_str()).collect();
+    assert_eq!(
+        ignored,
+        vec!["model_list[11].litellm_params.drop_params", "model_list[11].litellm_params.mock_testing_fallbacks"]
+    );
+    // Keys not written in the file come from the provider's usual variable.
+    let settings = load(
+        Some(&yaml("model_list:\n  - {model_name: g, litellm_params: {model: gemini/gemini-2.0-flash}}\n")),
+        &[("GEMINI_API_KEY", "from-env")],
+    )
+    .unwrap();
+    assert_eq!(settings.model_list[0].litellm_params.api_key.as_ref().unwrap().expose_secret(), "from-env");
+}
+
+#[test]
+fn every_unknown_litellm_field_is_reported_once_with_its_path_and_nothing_is_refused() {
+    let file = fixture("all_settings.yaml");
+    let settings = load(file.as_ref(), FIXTURE_ENV).unwrap();
+    let ignored: Vec<String> = settings
+        .compat
+        .ignored
+        .iter()
+        .map(|i| match &i.value {
+            Some(v) => format!("{} ({v})", i.path),
+            None => i.path.clone(),
+        })
+        .collect();
+    for expected in [
+        "guardrails",
+        "callback_settings",
+        "litellm_settings.callbacks[1] (langfuse)",
+        "litellm_settings.success_callback[0] (langfuse)",
+        "litellm_settings.failure_callback[0] (sentry)",
+        "litellm_settings.turn_off_message_logging",
+        "litellm_settings.cache_params.supported_call_types",
+        "litellm_settings.max_budget",
+        "general_settings.alerting",
+        "general_settings.store_model_in_db",
+    ] {
+        assert!(ignored.iter().any(|i| i == expected), "{expected} not in {ignored:?}");
+    }
+    let mut unique = ignored.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ignored.len(), "each once: {ignored:?}");
+    assert!(settings.cache.enabled);
+    assert_eq!(settings.cache.ttl_secs, 600);
+    assert_eq!(settings.redis.prefix, "litellm.caching:");
+    assert_eq!(settings.telemetry.log_format, LogFormat::Json);
+    assert_eq!(settings.database.max_connections, 20);
+    assert_eq!(settings.router_settings.timeout, Seconds::from_secs(45));
+    // A field Flowgate owns stays strict.
+    let error = load(Some(&yaml("proxy:\n  prot: 1\n")), &[]).unwrap_err().to_string();
+    assert!(error.contains("prot"), "{error}");
+}
+
+#[test]
+fn os_environ_works_in_every_string_and_a_missing_one_names_where_it_was_written() {
+    let file = yaml(
+        "model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/x\n      api_base: os.environ/BASE\n      extra_headers: {X-Team: os.environ/TEAM}\n",
+    );
+    let settings = load(Some(&file), &[("BASE", "http://127.0.0.1:1/v1"), ("TEAM", "blue")]).unwrap();
+    assert_eq!(settings.model_list[0].litellm_params.base_url().unwrap(), "http://127.0.0.1:1/v1");
+    assert_eq!(settings.model_list[0].litellm_params.extra_headers["X-Team"], "blue");
+    let file = yaml("general_settings:\n  master_key: os.environ/NOT_SET_ANYWHERE\n");
+    let error = load(Some(&file), &[]).unwrap_err().to_string();
+    assert!(error.contains("general_settings.master_key") && error.contains("NOT_SET_ANYWHERE"), "{error}");
+    // An ignored field's reference is never read.
+    let file = yaml("general_settings:\n  alerting_webhook: os.environ/NOT_SET_ANYWHERE\n");
+    assert!(load(Some(&file), &[]).is_ok());
+}
+
+#[test]
+fn the_litellm_field_lists_match_the_structs() {
+    // serde lists the fields a struct takes in its unknown-field error.
+    let expected = |error: String| -> Vec<String> {
+        let list = error.split("expected one of ").nth(1).unwrap_or_default();
+        list.split(", ").map(|f| f.trim_matches(|c: char| c == '`' || c.is_whitespace()).to_owned()).collect()
+    };
+    let probe = serde_json::json!({"model": "x", "no_such_field_probe": 1});
+    let error = serde_json::from_value::<ModelParams>(probe).unwrap_err().to_string();
+    let mut fields = expected(error);
+    fields.sort();
+    let mut listed: Vec<String> = super::litellm::PARAM_FIELDS.iter().map(|f| (*f).to_owned()).collect();
+    listed.sort();
+    assert_eq!(fields, listed);
+    let error = serde_json::from_value::<RouterSettings>(serde_json::json!({"no_such_field_probe": 1}))
+        .unwrap_err()
+        .to_string();
+    let mut fields = expected(error);
+    fields.sort();
+    let mut listed: Vec<String> = super::litellm::ROUTER_FIELDS.iter().map(|f| (*f).to_owned()).collect();
+    listed.sort();
+    assert_eq!(fields, listed);
+    for name in super::litellm::REQUEST_PARAMS {
+        assert!(!super::litellm::PARAM_FIELDS.contains(name), "{name}");
+    }
+}
+
+#[test]
+fn vertex_and_bedrock_settings_come_from_the_usual_variables_when_the_file_names_none() {
+    let file = yaml(
+        "model_list:
+  - {model_name: v, litellm_params: {model: vertex_ai/gemini-2.0-flash}}
+  - {model_name: b, litellm_params: {model: bedrock/amazon.nova-lite-v1:0}}
+",
+    );
+    let env = [
+        ("GOOGLE_APPLICATION_CREDENTIALS", "/secrets/sa.json"),
+        ("VERTEXAI_PROJECT", "proj"),
+        ("VERTEXAI_LOCATION", "europe-west4"),
+        ("AWS_ACCESS_KEY_ID", "AKID"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ("AWS_REGION_NAME", "ap-northeast-1"),
+    ];
+    let settings = load(Some(&file), &env).unwrap();
+    let vertex = &settings.model_list[0].litellm_params;
+    assert_eq!(vertex.vertex_credentials.as_ref().unwrap().expose_secret(), "/secrets/sa.json");
+    assert_eq!(vertex.base_url().unwrap(), "https://europe-west4-aiplatform.googleapis.com");
+    let bedrock = &settings.model_list[1].litellm_params;
+    assert_eq!(bedrock.base_url().unwrap(), "https://bedrock-runtime.ap-northeast-1.amazonaws.com");
+    // Without them, the error names the missing setting.
+    let error = load(Some(&file), &[]).unwrap_err().to_string();
+    assert!(error.contains("model_list[0].litellm_params.vertex_project"), "{error}");
+}

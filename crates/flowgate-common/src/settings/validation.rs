@@ -54,8 +54,63 @@ impl Settings {
             if upstream.is_empty() {
                 return Err(ConfigError::field(at("litellm_params.model"), "names no upstream model"));
             }
-            if provider != Provider::Mock && params.base_url().is_none() {
-                return Err(ConfigError::field(at("litellm_params.api_base"), "is required for this provider"));
+            match provider {
+                Provider::Bedrock if params.base_url().is_none() => {
+                    return Err(ConfigError::field(
+                        at("litellm_params.aws_region_name"),
+                        "is required for bedrock (or AWS_REGION, or aws_bedrock_runtime_endpoint)",
+                    ));
+                }
+                Provider::Bedrock if params.aws_access_key_id.is_none() || params.aws_secret_access_key.is_none() => {
+                    return Err(ConfigError::field(
+                        at("litellm_params.aws_access_key_id"),
+                        "bedrock needs aws_access_key_id and aws_secret_access_key (or AWS_ACCESS_KEY_ID and \
+                         AWS_SECRET_ACCESS_KEY)",
+                    ));
+                }
+                Provider::VertexAi => {
+                    for (field, value) in [
+                        ("vertex_project", params.vertex_project.is_some()),
+                        ("vertex_location", params.vertex_location.is_some()),
+                        ("vertex_credentials", params.vertex_credentials.is_some()),
+                    ] {
+                        if !value {
+                            return Err(ConfigError::field(
+                                at(&format!("litellm_params.{field}")),
+                                "is required for vertex_ai",
+                            ));
+                        }
+                    }
+                }
+                Provider::Mock => {}
+                _ if params.base_url().is_none() => {
+                    return Err(ConfigError::field(at("litellm_params.api_base"), "is required for this provider"));
+                }
+                _ => {}
+            }
+            if params.stream_timeout.is_some_and(Seconds::is_zero) {
+                return Err(ConfigError::field(at("litellm_params.stream_timeout"), "must be > 0 seconds"));
+            }
+            if let Some(id) = &entry.model_info.id {
+                if id.trim().is_empty() {
+                    return Err(ConfigError::field(at("model_info.id"), "must not be empty"));
+                }
+                if self.model_list.iter().take(index).any(|other| other.model_info.id.as_ref() == Some(id)) {
+                    return Err(ConfigError::field(
+                        at("model_info.id"),
+                        format!("`{id}` is the id of an earlier deployment"),
+                    ));
+                }
+            }
+            for (name, header) in &params.extra_headers {
+                if http::HeaderName::try_from(name.as_str()).is_err()
+                    || http::HeaderValue::try_from(header.as_str()).is_err()
+                {
+                    return Err(ConfigError::field(
+                        at(&format!("litellm_params.extra_headers.{name}")),
+                        "is not a valid HTTP header",
+                    ));
+                }
             }
             if params.api_base.as_ref().is_some_and(|b| !(b.starts_with("http://") || b.starts_with("https://"))) {
                 return Err(ConfigError::field(at("litellm_params.api_base"), "must start with http:// or https://"));
@@ -78,6 +133,8 @@ impl Settings {
             for (field, cost) in [
                 ("litellm_params.input_cost_per_token", params.input_cost_per_token),
                 ("litellm_params.output_cost_per_token", params.output_cost_per_token),
+                ("model_info.input_cost_per_token", entry.model_info.input_cost_per_token),
+                ("model_info.output_cost_per_token", entry.model_info.output_cost_per_token),
             ] {
                 if cost.is_some_and(|c| !(c.is_finite() && c >= 0.0)) {
                     return Err(ConfigError::field(at(field), "must be a number >= 0"));
@@ -96,7 +153,9 @@ impl Settings {
             for (index, map) in list.iter().enumerate() {
                 for (from, targets) in map {
                     for name in std::iter::once(from).chain(targets) {
-                        if !self.model_list.iter().any(|m| &m.model_name == name) {
+                        if !self.model_list.iter().any(|m| &m.model_name == name)
+                            && !router.model_group_alias.contains_key(name)
+                        {
                             return Err(ConfigError::field(
                                 format!("router_settings.{list_name}[{index}]"),
                                 format!("model `{name}` is not in model_list"),
@@ -105,6 +164,26 @@ impl Settings {
                     }
                 }
             }
+        }
+        for (index, name) in router.default_fallbacks.iter().enumerate() {
+            if !self.model_list.iter().any(|m| &m.model_name == name) && !router.model_group_alias.contains_key(name) {
+                return Err(ConfigError::field(
+                    format!("router_settings.default_fallbacks[{index}]"),
+                    format!("model `{name}` is not in model_list"),
+                ));
+            }
+        }
+        for (alias, target) in &router.model_group_alias {
+            let at = format!("router_settings.model_group_alias.{alias}");
+            if !self.model_list.iter().any(|m| m.model_name == target.model()) {
+                return Err(ConfigError::field(at, format!("model `{}` is not in model_list", target.model())));
+            }
+            if self.model_list.iter().any(|m| &m.model_name == alias) {
+                return Err(ConfigError::field(at, "is already a model_name"));
+            }
+        }
+        if router.stream_timeout.is_some_and(Seconds::is_zero) {
+            return Err(ConfigError::field("router_settings.stream_timeout", "must be > 0 seconds"));
         }
         Ok(())
     }

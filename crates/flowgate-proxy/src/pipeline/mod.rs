@@ -109,6 +109,7 @@ async fn stages(
         body: &request.body,
         stream: request.fields.stream,
         passthrough: passthrough_headers(cx, headers),
+        prompt_tokens: prompt_estimate,
     };
     let forwarded = forward(state.upstream(), &table, &call).await?;
     Ok(Outcome::Forwarded(respond::Forwarding { request, plan, admission, prompt_estimate, cache_key, forwarded }))

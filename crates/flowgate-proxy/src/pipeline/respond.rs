@@ -48,7 +48,7 @@ pub(crate) async fn respond(state: &ProxyState, mut cx: RequestContext, forwardi
     let record = cx.audit.record();
     record.model_used = Some(deployment.model_name.clone());
     record.deployment = Some(deployment.id.clone());
-    record.provider = Some(format!("{:?}", deployment.provider).to_lowercase());
+    record.provider = Some(deployment.provider.as_str().to_owned());
     record.upstream_latency_ms = Some(upstream_latency.as_secs_f64() * 1000.0);
     record.retries = i64::from(attempts.saturating_sub(1));
     record.fallbacks = fallbacks;

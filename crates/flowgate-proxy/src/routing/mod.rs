@@ -35,6 +35,16 @@ pub(crate) struct DeploymentStats {
     /// `Instant` offsets are not atomic; store the cooldown end as microseconds since `epoch`.
     cooldown_until_us: AtomicU64,
     epoch: OnceInstant,
+    /// The current minute of the rpm / tpm window (minutes since `epoch`), and what it has used.
+    window: Mutex<MinuteWindow>,
+}
+
+/// Requests and tokens of one minute, for a deployment's `rpm` / `tpm`.
+#[derive(Debug, Default, Clone, Copy)]
+struct MinuteWindow {
+    minute: u64,
+    requests: u64,
+    tokens: u64,
 }
 
 /// A lazily fixed reference instant.
@@ -81,7 +91,42 @@ impl DeploymentStats {
     pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
+        self.with_window(|window| window.requests += 1);
         InFlight { stats: self.clone() }
+    }
+
+    /// The minute window, rolled over to the current minute, under its lock.
+    fn with_window<T>(&self, f: impl FnOnce(&mut MinuteWindow) -> T) -> T {
+        let minute = self.now_us() / 60_000_000;
+        let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+        if window.minute != minute {
+            *window = MinuteWindow { minute, requests: 0, tokens: 0 };
+        }
+        f(&mut window)
+    }
+
+    /// Counts tokens an answer used against the deployment's `tpm`.
+    pub(crate) fn record_tokens(&self, tokens: u64) {
+        self.with_window(|window| window.tokens = window.tokens.saturating_add(tokens));
+    }
+
+    /// Tokens used this minute.
+    pub(crate) fn tokens_this_minute(&self) -> u64 {
+        self.with_window(|window| window.tokens)
+    }
+
+    /// How long until the deployment is below its `rpm` and `tpm` again; `None` when it is below
+    /// them now.
+    pub(crate) fn limited_for(&self, rpm: Option<u32>, tpm: Option<u32>) -> Option<Duration> {
+        if rpm.is_none() && tpm.is_none() {
+            return None;
+        }
+        let now = self.now_us();
+        let at_limit = self.with_window(|window| {
+            rpm.is_some_and(|rpm| window.requests >= u64::from(rpm))
+                || tpm.is_some_and(|tpm| window.tokens >= u64::from(tpm))
+        });
+        at_limit.then(|| Duration::from_micros(60_000_000 - now % 60_000_000))
     }
 
     /// Records a success and its latency.
@@ -155,10 +200,26 @@ pub(crate) struct Deployment {
     pub api_key: Option<SecretString>,
     /// Azure `api-version`.
     pub api_version: Option<String>,
+    /// OpenAI organization.
+    pub organization: Option<String>,
+    /// Bedrock's AWS credentials and region.
+    pub aws: Option<AwsCredentials>,
+    /// Vertex AI's project, location and service account.
+    pub vertex: Option<VertexTarget>,
     /// Weight for `simple-shuffle`.
     pub weight: f64,
+    /// Requests per minute the deployment accepts; at the limit the router skips it.
+    pub rpm: Option<u32>,
+    /// Tokens per minute the deployment accepts; at the limit the router skips it.
+    pub tpm: Option<u32>,
+    /// Most prompt tokens the model takes (`enable_pre_call_checks`).
+    pub context_window: Option<u64>,
+    /// Request parameters merged under the client's values (OpenAI names).
+    pub request_defaults: serde_json::Map<String, serde_json::Value>,
     /// Timeout until the response head.
     pub timeout: Duration,
+    /// Timeout until the response head of a streamed request.
+    pub stream_timeout: Duration,
     /// Retries after the first attempt.
     pub max_retries: u32,
     /// USD per prompt token, when configured.
@@ -175,6 +236,30 @@ pub(crate) struct Deployment {
     pub urls: crate::upstream::UrlCache,
 }
 
+/// AWS credentials for SigV4 signing, and the region they sign for.
+#[derive(Debug, Clone)]
+pub(crate) struct AwsCredentials {
+    /// The access key id.
+    pub access_key_id: SecretString,
+    /// The secret access key.
+    pub secret_access_key: SecretString,
+    /// The session token of temporary credentials.
+    pub session_token: Option<SecretString>,
+    /// The region (`us-east-1`).
+    pub region: String,
+}
+
+/// Where a Vertex AI deployment lives, and its service account.
+#[derive(Debug)]
+pub(crate) struct VertexTarget {
+    /// The Google Cloud project.
+    pub project: String,
+    /// The region (`us-central1`, `global`, ...).
+    pub location: String,
+    /// The service account (its token kept between requests), or why its key cannot be read.
+    pub credentials: Result<Arc<crate::google_auth::Credentials>, String>,
+}
+
 /// Model names → deployments, fallbacks and router settings.
 #[derive(Debug)]
 pub(crate) struct RoutingTable {
@@ -182,6 +267,10 @@ pub(crate) struct RoutingTable {
     /// Model names in configuration order (for `/v1/models`).
     pub names: Vec<String>,
     fallbacks: HashMap<String, Vec<String>>,
+    /// `context_window_fallbacks`: tried when the prompt does not fit.
+    context_window_fallbacks: HashMap<String, Vec<String>>,
+    /// `content_policy_fallbacks`: tried when the provider refused the content.
+    content_policy_fallbacks: HashMap<String, Vec<String>>,
     /// Model names that may be served by an unpriced deployment (their own, or a fallback's).
     unpriced: HashSet<String>,
     /// Strategy and retry settings.
@@ -196,8 +285,33 @@ fn deployment(
 ) -> Option<Deployment> {
     let params = &entry.litellm_params;
     let (provider, upstream) = params.provider().ok()?;
-    let id = format!("{}/{index}", entry.model_name);
-    let weight = params.weight.or_else(|| params.rpm.map(f64::from)).unwrap_or(1.0);
+    let id = entry.model_info.id.clone().unwrap_or_else(|| format!("{}/{index}", entry.model_name));
+    let weight =
+        params.weight.or_else(|| entry.rpm().map(f64::from)).or_else(|| entry.tpm().map(f64::from)).unwrap_or(1.0);
+    let aws = match (&params.aws_access_key_id, &params.aws_secret_access_key, &params.aws_region_name) {
+        (Some(id), Some(secret), region) if provider == Provider::Bedrock => Some(AwsCredentials {
+            access_key_id: id.clone(),
+            secret_access_key: secret.clone(),
+            session_token: params.aws_session_token.clone(),
+            region: region.clone().unwrap_or_else(|| "us-east-1".to_owned()),
+        }),
+        _ => None,
+    };
+    let timeout = params.timeout.unwrap_or(router.timeout).duration();
+    let vertex = (provider == Provider::VertexAi).then(|| {
+        let credentials = match &params.vertex_credentials {
+            Some(source) => crate::google_auth::Credentials::read(source).map(Arc::new),
+            None => Err("no vertex_credentials".to_owned()),
+        };
+        if let Err(error) = &credentials {
+            tracing::error!(deployment = %id, error = %error, "vertex_credentials cannot be used; this deployment's requests will fail");
+        }
+        VertexTarget {
+            project: params.vertex_project.clone().unwrap_or_default(),
+            location: params.vertex_location.clone().unwrap_or_default(),
+            credentials,
+        }
+    });
     let extra_headers = params
         .extra_headers
         .iter()
@@ -213,11 +327,22 @@ fn deployment(
         base_url: params.base_url().unwrap_or_default(),
         api_key: params.api_key.clone(),
         api_version: params.api_version.clone(),
+        organization: params.organization.clone(),
+        aws,
+        vertex,
         weight,
-        timeout: params.timeout.unwrap_or(router.timeout).duration(),
+        rpm: entry.rpm(),
+        tpm: entry.tpm(),
+        context_window: entry.model_info.context_window(),
+        request_defaults: params.request_defaults.clone(),
+        timeout,
+        stream_timeout: params
+            .stream_timeout
+            .or(router.stream_timeout)
+            .map_or(timeout, flowgate_common::settings::Seconds::duration),
         max_retries: params.max_retries.unwrap_or(router.num_retries),
-        input_cost_per_token: params.input_cost_per_token,
-        output_cost_per_token: params.output_cost_per_token,
+        input_cost_per_token: entry.input_cost_per_token(),
+        output_cost_per_token: entry.output_cost_per_token(),
         extra_headers,
         mock: MockParams {
             response: params.mock_response.clone(),
@@ -267,19 +392,38 @@ impl RoutingTable {
                 models.entry(entry.model_name.clone()).or_default().push(Arc::new(deployment));
             }
         }
-        let mut fallbacks: HashMap<String, Vec<String>> = HashMap::new();
-        for list in [&router.fallbacks, &router.context_window_fallbacks, &router.content_policy_fallbacks] {
-            for map in list {
-                for (from, to) in map {
-                    let entry = fallbacks.entry(from.clone()).or_default();
-                    for name in to {
-                        if !entry.contains(name) {
-                            entry.push(name.clone());
+        for (alias, target) in &router.model_group_alias {
+            if let Some(deployments) = models.get(target.model()).cloned()
+                && !models.contains_key(alias)
+            {
+                models.insert(alias.clone(), deployments);
+                if !target.hidden() {
+                    names.push(alias.clone());
+                }
+            }
+        }
+        let fallback_map = |lists: &[BTreeMapList<'_>]| {
+            let mut fallbacks: HashMap<String, Vec<String>> = HashMap::new();
+            for list in lists {
+                for map in *list {
+                    for (from, to) in map {
+                        let entry = fallbacks.entry(from.clone()).or_default();
+                        for name in to {
+                            if !entry.contains(name) {
+                                entry.push(name.clone());
+                            }
                         }
                     }
                 }
             }
-        }
+            fallbacks
+        };
+        let fallbacks = fallback_map(&[&router.fallbacks]);
+        let context_window_fallbacks = fallback_map(&[&router.context_window_fallbacks]);
+        let content_policy_fallbacks = fallback_map(&[&router.content_policy_fallbacks]);
+        // Any fallback may answer: a model's unpriced check covers all three lists.
+        let every_fallback =
+            fallback_map(&[&router.fallbacks, &router.context_window_fallbacks, &router.content_policy_fallbacks]);
         let unpriced_models: HashSet<&String> = models
             .iter()
             .filter(|(_, deployments)| deployments.iter().any(|d| !pricing::is_priced(d)))
@@ -289,11 +433,12 @@ impl RoutingTable {
             .keys()
             .filter(|name| {
                 unpriced_models.contains(name)
-                    || fallbacks.get(*name).is_some_and(|to| to.iter().any(|f| unpriced_models.contains(f)))
+                    || every_fallback.get(*name).is_some_and(|to| to.iter().any(|f| unpriced_models.contains(f)))
+                    || router.default_fallbacks.iter().any(|f| unpriced_models.contains(f))
             })
             .cloned()
             .collect();
-        Self { models, names, fallbacks, unpriced, router }
+        Self { models, names, fallbacks, context_window_fallbacks, content_policy_fallbacks, unpriced, router }
     }
 
     /// Deployments without a price (see [`pricing::is_priced`]), in configuration order.
@@ -353,13 +498,42 @@ impl RoutingTable {
         })
     }
 
-    /// `model` followed by its fallbacks.
+    /// `model` followed by its fallbacks (`default_fallbacks` when it has none of its own).
     pub(crate) fn chain(&self, model: &str) -> Vec<String> {
         let mut chain = vec![model.to_owned()];
-        if let Some(fallbacks) = self.fallbacks.get(self.resolve(model)) {
-            chain.extend(fallbacks.iter().filter(|f| self.contains(f)).cloned());
-        }
+        let fallbacks = self.fallbacks.get(self.resolve(model)).unwrap_or(&self.router.default_fallbacks);
+        chain.extend(fallbacks.iter().filter(|f| self.contains(f) && *f != model).cloned());
         chain
+    }
+
+    /// The fallbacks of `model` for a failure of kind `trigger`: `context_window_fallbacks` when
+    /// the prompt did not fit, `content_policy_fallbacks` when the content was refused (each
+    /// falling back to `fallbacks` when it names none for the model).
+    pub(crate) fn fallbacks_for(&self, model: &str, trigger: FallbackTrigger) -> Vec<String> {
+        let specific = match trigger {
+            FallbackTrigger::ContextWindow => self.context_window_fallbacks.get(model),
+            FallbackTrigger::ContentPolicy => self.content_policy_fallbacks.get(model),
+        };
+        specific
+            .or_else(|| self.fallbacks.get(model))
+            .unwrap_or(&self.router.default_fallbacks)
+            .iter()
+            .filter(|f| self.contains(f) && *f != model)
+            .cloned()
+            .collect()
+    }
+
+    /// The shortest wait until one of `model`'s deployments is below its rpm / tpm again, when
+    /// every deployment that is not cooling down is at its limit.
+    pub(crate) fn limited_for(&self, model: &str) -> Option<Duration> {
+        let deployments = self.models.get(model)?;
+        deployments
+            .iter()
+            .filter(|d| d.stats.cooldown_remaining().is_none())
+            .map(|d| d.stats.limited_for(d.rpm, d.tpm))
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .min()
     }
 
     /// The shortest remaining cooldown among `model`'s deployments, when all are cooling down.
@@ -371,14 +545,67 @@ impl RoutingTable {
     /// Picks a deployment of `model` by the configured strategy, skipping deployments cooling down
     /// and, while others remain, those in `tried`.
     pub(crate) fn pick(&self, model: &str, tried: &[String]) -> Option<Arc<Deployment>> {
+        self.pick_fitting(model, tried, None)
+    }
+
+    /// [`Self::pick`], skipping also deployments at their rpm / tpm and, with
+    /// `enable_pre_call_checks`, those whose context window is smaller than `prompt_tokens`.
+    pub(crate) fn pick_fitting(
+        &self,
+        model: &str,
+        tried: &[String],
+        prompt_tokens: Option<u64>,
+    ) -> Option<Arc<Deployment>> {
         let deployments = self.models.get(self.resolve(model))?;
-        let healthy: Vec<&Arc<Deployment>> =
-            deployments.iter().filter(|d| d.stats.cooldown_remaining().is_none()).collect();
+        let fits = |d: &Deployment| {
+            !self.router.enable_pre_call_checks
+                || prompt_tokens.zip(d.context_window).is_none_or(|(prompt, window)| prompt <= window)
+        };
+        let healthy: Vec<&Arc<Deployment>> = deployments
+            .iter()
+            .filter(|d| {
+                d.stats.cooldown_remaining().is_none() && d.stats.limited_for(d.rpm, d.tpm).is_none() && fits(d)
+            })
+            .collect();
         let fresh: Vec<&Arc<Deployment>> = healthy.iter().copied().filter(|d| !tried.contains(&d.id)).collect();
         let candidates = if fresh.is_empty() { healthy } else { fresh };
         let live = |d: &Deployment| (d.stats.in_flight(), d.stats.latency());
-        choose(self.router.routing_strategy, &candidates, &mut rand::rng(), live).cloned()
+        match self.router.routing_strategy {
+            RoutingStrategy::UsageBasedRouting => {
+                candidates.iter().min_by_key(|d| d.stats.tokens_this_minute()).map(|d| Arc::clone(d))
+            }
+            RoutingStrategy::CostBasedRouting => candidates
+                .iter()
+                .min_by(|a, b| {
+                    let (ai, ao) = pricing::prices(a);
+                    let (bi, bo) = pricing::prices(b);
+                    (ai + ao).total_cmp(&(bi + bo))
+                })
+                .map(|d| Arc::clone(d)),
+            strategy => choose(strategy, &candidates, &mut rand::rng(), live).cloned(),
+        }
     }
+
+    /// Whether `model`'s deployments that are not cooling down all have a context window smaller
+    /// than `prompt_tokens` (only with `enable_pre_call_checks`).
+    pub(crate) fn too_long_for(&self, model: &str, prompt_tokens: u64) -> bool {
+        self.router.enable_pre_call_checks
+            && self.models.get(model).is_some_and(|deployments| {
+                deployments.iter().all(|d| d.context_window.is_some_and(|window| prompt_tokens > window))
+            })
+    }
+}
+
+/// One `router_settings` fallback list, as configured.
+type BTreeMapList<'a> = &'a Vec<std::collections::BTreeMap<String, Vec<String>>>;
+
+/// Why a model's own deployments gave up, when it picks its fallback list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FallbackTrigger {
+    /// The prompt does not fit the model's context window.
+    ContextWindow,
+    /// The provider refused the content.
+    ContentPolicy,
 }
 
 /// The strategy's choice among `candidates`, or `None` when there are none. `live` reads a
@@ -426,6 +653,10 @@ pub(crate) fn choose<'a, R: Rng>(
             } else {
                 snapshot.iter().min_by_key(|(_, latency)| latency.unwrap_or(Duration::MAX)).map(|(d, _)| *d)
             }
+        }
+        // Chosen by the table, which knows usage and prices; here a weighted draw stands in.
+        RoutingStrategy::UsageBasedRouting | RoutingStrategy::CostBasedRouting => {
+            choose(RoutingStrategy::SimpleShuffle, candidates, rng, live)
         }
     }
 }

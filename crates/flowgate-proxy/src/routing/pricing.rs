@@ -32,13 +32,46 @@ const PRICES_PER_MILLION: &[(&str, f64, f64)] = &[
     ("claude-opus-4", 15.00, 75.00),
     ("claude-3-opus", 15.00, 75.00),
     ("claude-haiku-4", 1.00, 5.00),
+    // Gemini API, standard paid tier, prompts up to 200k tokens (thinking tokens are billed as
+    // output): ai.google.dev/gemini-api/docs/pricing, as listed in December 2026.
+    ("gemini-3-pro", 2.00, 12.00),
+    ("gemini-3-flash", 0.50, 3.00),
+    ("gemini-2.5-pro", 1.25, 10.00),
+    ("gemini-2.5-flash", 0.30, 2.50),
+    ("gemini-2.5-flash-lite", 0.10, 0.40),
+    ("gemini-2.0-flash", 0.10, 0.40),
+    ("gemini-2.0-flash-lite", 0.075, 0.30),
+    ("gemini-1.5-pro", 1.25, 5.00),
+    ("gemini-1.5-flash", 0.075, 0.30),
+    ("gemini-embedding-001", 0.15, 0.0),
+    ("text-embedding-004", 0.0, 0.0),
+    // Amazon Bedrock on-demand, us-east-1 (model ids; a cross-region prefix such as `us.` is
+    // looked past): aws.amazon.com/bedrock/pricing, as listed in December 2026.
+    ("anthropic.claude-3-haiku", 0.25, 1.25),
+    ("anthropic.claude-3-5-haiku", 0.80, 4.00),
+    ("anthropic.claude-haiku-4", 1.00, 5.00),
+    ("anthropic.claude-3-5-sonnet", 3.00, 15.00),
+    ("anthropic.claude-3-7-sonnet", 3.00, 15.00),
+    ("anthropic.claude-sonnet-4", 3.00, 15.00),
+    ("anthropic.claude-opus-4", 15.00, 75.00),
+    ("amazon.nova-micro", 0.035, 0.14),
+    ("amazon.nova-lite", 0.06, 0.24),
+    ("amazon.nova-pro", 0.80, 3.20),
+    ("meta.llama3-1-8b-instruct", 0.22, 0.22),
+    ("meta.llama3-1-70b-instruct", 0.72, 0.72),
+    ("mistral.mistral-large-2407", 2.00, 6.00),
 ];
+
+/// Bedrock's cross-region inference profiles prefix a model id with a geography.
+const REGION_PREFIXES: &[&str] = &["us.", "eu.", "apac.", "us-gov.", "global.", "jp.", "au."];
 
 /// Nano-dollars per USD.
 pub(crate) const NANOS_PER_USD: f64 = 1e9;
 
 /// The built-in prices of an upstream model (nano-dollars per token: input, output), if it has any.
 fn table_prices(upstream_model: &str) -> Option<(f64, f64)> {
+    let upstream_model =
+        REGION_PREFIXES.iter().find_map(|prefix| upstream_model.strip_prefix(prefix)).unwrap_or(upstream_model);
     PRICES_PER_MILLION
         .iter()
         .filter(|(prefix, _, _)| upstream_model.starts_with(prefix))
@@ -73,4 +106,18 @@ pub(crate) fn cost_nanos(deployment: &Deployment, usage: Usage) -> i64 {
     #[expect(clippy::cast_possible_truncation, reason = "clamped to i64 range first")]
     let nanos = nanos.ceil().clamp(0.0, i64::MAX as f64) as i64;
     nanos
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemini_and_bedrock_models_have_prices_and_the_longest_prefix_wins() {
+        assert_eq!(table_prices("gemini-2.5-flash"), Some((0.30 * 1e3, 2.50 * 1e3)));
+        assert_eq!(table_prices("gemini-2.5-flash-lite-preview"), Some((0.10 * 1e3, 0.40 * 1e3)));
+        assert_eq!(table_prices("anthropic.claude-3-5-sonnet-20240620-v1:0"), Some((3e3, 15e3)));
+        assert_eq!(table_prices("us.amazon.nova-pro-v1:0"), Some((0.80 * 1e3, 3.20 * 1e3)));
+        assert_eq!(table_prices("no-such-model"), None);
+    }
 }

@@ -310,7 +310,7 @@ fn pick_skips_tried_deployments_until_all_have_been_tried() {
 }
 
 #[test]
-fn fallback_chains_keep_their_order_merge_the_lists_and_drop_duplicates() {
+fn each_kind_of_failure_has_its_own_fallback_list_in_order_without_repeats() {
     let table = table(
         "model_list:
   - {model_name: m, litellm_params: {model: mock/m}}
@@ -323,10 +323,99 @@ router_settings:
   content_policy_fallbacks: [{m: [b]}]
 ",
     );
-    assert_eq!(table.chain("m"), vec!["m", "b", "a", "c"], "fallbacks first, then the other lists, no repeats");
+    assert_eq!(table.chain("m"), vec!["m", "b", "a"], "only `fallbacks` follow an ordinary failure");
     assert_eq!(table.chain("a"), vec!["a", "c"], "a fallback's own fallbacks are not followed");
     assert_eq!(table.chain("c"), vec!["c"]);
+    assert_eq!(table.fallbacks_for("m", FallbackTrigger::ContextWindow), vec!["c", "a"]);
+    assert_eq!(table.fallbacks_for("m", FallbackTrigger::ContentPolicy), vec!["b"]);
+    assert_eq!(table.fallbacks_for("a", FallbackTrigger::ContextWindow), vec!["c"], "no list of its own: `fallbacks`");
+    assert!(table.fallbacks_for("c", FallbackTrigger::ContentPolicy).is_empty());
     assert_eq!(table.names, vec!["m", "a", "b", "c"], "names keep configuration order");
+}
+
+#[test]
+fn a_deployment_at_its_rpm_is_skipped_until_the_minute_is_over() {
+    let table = table(
+        "model_list:
+  - {model_name: m, litellm_params: {model: mock/a, rpm: 2}}
+  - {model_name: m, rpm: 1000, litellm_params: {model: mock/b}}
+",
+    );
+    let a = table.models["m"].iter().find(|d| d.upstream_model == "a").unwrap().clone();
+    assert_eq!((a.rpm, a.weight), (Some(2), 2.0), "rpm is also the weight");
+    let _first = a.stats.begin();
+    let _second = a.stats.begin();
+    assert!(a.stats.limited_for(a.rpm, a.tpm).is_some_and(|wait| wait <= Duration::from_secs(60)));
+    for _ in 0..50 {
+        assert_eq!(table.pick("m", &[]).unwrap().upstream_model, "b", "a is at its limit");
+    }
+    assert!(table.limited_for("m").is_none(), "b is not");
+    let b = table.models["m"].iter().find(|d| d.upstream_model == "b").unwrap();
+    assert_eq!(b.rpm, Some(1000), "entry-level rpm");
+}
+
+#[test]
+fn a_deployment_at_its_tpm_is_skipped_and_when_all_are_the_model_is_limited() {
+    let table = table("model_list:\n  - {model_name: m, litellm_params: {model: mock/a, tpm: 100}}\n");
+    let a = table.models["m"][0].clone();
+    assert!(table.pick("m", &[]).is_some());
+    a.stats.record_tokens(100);
+    assert!(table.pick("m", &[]).is_none());
+    assert!(table.limited_for("m").is_some());
+}
+
+#[test]
+fn aliases_reach_the_same_deployments_and_hidden_ones_are_not_listed() {
+    let table = table(
+        "model_list:
+  - {model_name: m, litellm_params: {model: mock/a}}
+router_settings:
+  model_group_alias: {shown: m, quiet: {model: m, hidden: true}}
+",
+    );
+    for alias in ["shown", "quiet"] {
+        assert!(table.contains(alias));
+        assert_eq!(table.pick(alias, &[]).unwrap().id, "m/0", "the same deployment, the same health");
+    }
+    assert_eq!(table.names, vec!["m", "shown"]);
+}
+
+#[test]
+fn usage_based_and_cost_based_routing_pick_the_least_used_and_the_cheapest() {
+    let table_of = |strategy: &str| {
+        table(&format!(
+            "model_list:
+  - {{model_name: m, litellm_params: {{model: openai/x, api_base: 'http://127.0.0.1:9', input_cost_per_token: 0.000002, output_cost_per_token: 0.000002}}}}
+  - {{model_name: m, litellm_params: {{model: openai/y, api_base: 'http://127.0.0.1:9', input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}}}}
+router_settings: {{routing_strategy: {strategy}}}
+"
+        ))
+    };
+    let table = table_of("usage-based-routing-v2");
+    table.models["m"][1].stats.record_tokens(500);
+    for _ in 0..20 {
+        assert_eq!(table.pick("m", &[]).unwrap().upstream_model, "x");
+    }
+    let table = table_of("cost-based-routing");
+    for _ in 0..20 {
+        assert_eq!(table.pick("m", &[]).unwrap().upstream_model, "y");
+    }
+}
+
+#[test]
+fn pre_call_checks_skip_deployments_the_prompt_does_not_fit() {
+    let table = table(
+        "model_list:
+  - {model_name: m, litellm_params: {model: mock/small}, model_info: {max_input_tokens: 100}}
+  - {model_name: m, litellm_params: {model: mock/large}, model_info: {max_tokens: 10000}}
+router_settings: {enable_pre_call_checks: true}
+",
+    );
+    for _ in 0..20 {
+        assert_eq!(table.pick_fitting("m", &[], Some(500)).unwrap().upstream_model, "large");
+    }
+    assert!(!table.too_long_for("m", 500));
+    assert!(table.too_long_for("m", 50_000));
 }
 
 mod concurrent_counters {
@@ -441,4 +530,22 @@ router_settings:
     assert!(table.serves_unpriced("tabled"), "its fallback is unpriced");
     assert!(!table.serves_unpriced("configured"));
     assert!(!table.serves_unpriced("demo"));
+}
+
+#[test]
+fn default_fallbacks_serve_models_without_fallbacks_of_their_own() {
+    let table = table(
+        "model_list:
+  - {model_name: m, litellm_params: {model: mock/m}}
+  - {model_name: a, litellm_params: {model: mock/a}}
+  - {model_name: safe, litellm_params: {model: mock/safe}}
+router_settings:
+  fallbacks: [{a: [m]}]
+  default_fallbacks: [safe]
+",
+    );
+    assert_eq!(table.chain("m"), vec!["m", "safe"]);
+    assert_eq!(table.chain("a"), vec!["a", "m"], "a list of its own wins");
+    assert_eq!(table.chain("safe"), vec!["safe"], "never itself");
+    assert_eq!(table.fallbacks_for("m", FallbackTrigger::ContentPolicy), vec!["safe"]);
 }

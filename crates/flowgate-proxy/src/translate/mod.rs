@@ -14,7 +14,10 @@
 //! to it in [`ApiFormat::codec`], a route, and its contract tests (see `tests.rs`).
 
 pub(crate) mod anthropic;
+pub(crate) mod bedrock;
 mod checks;
+pub(crate) mod defaults;
+pub(crate) mod gemini;
 pub(crate) mod openai;
 pub(crate) mod responses;
 mod stream;
