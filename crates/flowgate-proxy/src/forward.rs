@@ -159,7 +159,15 @@ pub(crate) async fn forward(
                 gen_ai.operation.name = if call.endpoint == Endpoint::Embeddings { "embeddings" } else { "chat" },
             );
             let result = tracing::Instrument::instrument(
-                upstream::send(&upstream.http, &deployment, call.endpoint, body, call.stream, &call.passthrough),
+                upstream::send(
+                    &upstream.http,
+                    &upstream.direct,
+                    &deployment,
+                    call.endpoint,
+                    body,
+                    call.stream,
+                    &call.passthrough,
+                ),
                 span,
             )
             .await;

@@ -172,6 +172,7 @@ impl Application {
         let table = RoutingTable::build(settings, &health);
         table.warn_unpriced();
         let http = upstream::http_client().map_err(|e| InitError::HttpClient(e.to_string()))?;
+        let direct = upstream::direct_client().map_err(|e| InitError::HttpClient(e.to_string()))?;
         // Background work (catalog reloads, key invalidation, the spend and audit writers, prompt
         // redaction) runs under supervision; a writer that died makes `/readyz` fail.
         let tasks = Tasks::default();
@@ -179,7 +180,7 @@ impl Application {
             tasks: tasks.clone(),
             table,
             health,
-            upstream: Upstream { http: http.clone(), metrics: ProxyMetrics::register(&deps.metrics) },
+            upstream: Upstream { http: http.clone(), direct, metrics: ProxyMetrics::register(&deps.metrics) },
             auth: Authenticator::new(deps.hasher.clone(), deps.keys.clone(), &deps.shared, &tasks),
             catalog: crate::guardrails::Catalog::start(deps.database.clone(), &deps.shared, &deps.hasher, &tasks),
             guard: crate::guardrails::Services {

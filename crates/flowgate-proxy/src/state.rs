@@ -24,6 +24,8 @@ use crate::routing::{HealthRegistry, RoutingTable};
 pub(crate) struct Upstream {
     /// Pooled upstream HTTP client.
     pub(crate) http: reqwest::Client,
+    /// Pooled client for OpenAI-compatible, Azure and Anthropic deployments.
+    pub(crate) direct: crate::upstream::DirectClient,
     /// Metric families (attempts, latency, cooldowns, fallbacks).
     pub(crate) metrics: ProxyMetrics,
 }

@@ -177,6 +177,41 @@ pub(crate) fn http_client() -> Result<reqwest::Client, reqwest::Error> {
         .build()
 }
 
+/// The client for OpenAI-compatible, Azure and Anthropic deployments: hyper's pooled client used
+/// directly. Per request it does less than `reqwest` (which re-parses the URL three times and runs
+/// a redirect layer on every request): a URI parsed once per deployment and endpoint
+/// ([`UrlCache`]), the body sent as bytes. Keep-alive, HTTP/2 where the server offers it (ALPN),
+/// TCP_NODELAY; TLS is rustls with the platform's roots, as for `reqwest`.
+pub(crate) type DirectClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<Bytes>,
+>;
+
+/// Builds the [`DirectClient`].
+pub(crate) fn direct_client() -> Result<DirectClient, rustls::Error> {
+    use rustls_platform_verifier::BuilderVerifierExt as _;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_keepalive(Some(Duration::from_secs(30)));
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_platform_verifier()?
+        .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .build(connector))
+}
+
 fn upstream_message(body: &[u8]) -> (String, Option<String>) {
     if let Ok(value) = serde_json::from_slice::<Value>(body) {
         let error = value.get("error").unwrap_or(&value);
@@ -204,6 +239,7 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 /// Sends `body` (already in the upstream's format, model set) to `deployment`.
 pub(crate) async fn send(
     client: &reqwest::Client,
+    direct: &DirectClient,
     deployment: &Deployment,
     endpoint: Endpoint,
     body: Value,
@@ -217,19 +253,16 @@ pub(crate) async fn send(
         return Ok(mock_response(deployment, endpoint, &body, stream));
     }
     let timeout = if stream { deployment.stream_timeout } else { deployment.timeout };
-    let native = providers::is_native(deployment.provider);
-    let request = if native {
-        providers::request(client, deployment, endpoint, &body, stream).await?
-    } else {
-        standard_request(client, deployment, endpoint, &body, stream, passthrough)?
-    };
+    if !providers::is_native(deployment.provider) {
+        return send_direct(direct, deployment, endpoint, &body, stream, passthrough, timeout).await;
+    }
+    let request = providers::request(client, deployment, endpoint, &body, stream).await?;
     let response = match tokio::time::timeout(timeout, request.send()).await {
         Err(_) => return Err(AttemptError::Timeout(timeout)),
         Ok(Err(error)) => return Err(AttemptError::Connect(error.without_url().to_string())),
         Ok(Ok(response)) => response,
     };
     let status = response.status();
-    let format = deployment.format_for(endpoint);
     if !status.is_success() {
         let retry_after = retry_after(response.headers());
         let headers = crate::rate_headers::ProviderHeaders::from_response(status.as_u16(), response.headers());
@@ -241,62 +274,131 @@ pub(crate) async fn send(
             .unwrap_or_default();
         let (message, code) = upstream_message(&body);
         let error = AttemptError::Status { status: status.as_u16(), message, code, retry_after, headers };
-        return Err(if native { providers::error(deployment.provider, error, &response_headers) } else { error });
+        return Err(providers::error(deployment.provider, error, &response_headers));
     }
-    if native {
-        return providers::answer(deployment, endpoint, response, stream, timeout).await;
-    }
-    if stream {
-        let bytes = response.bytes_stream().map(|chunk| chunk.map_err(|e| std::io::Error::other(e.without_url())));
-        return Ok(UpstreamResponse { format, body: UpstreamBody::Stream(bytes.boxed()) });
-    }
-    match tokio::time::timeout(timeout, response.bytes()).await {
-        Err(_) => Err(AttemptError::Timeout(timeout)),
-        Ok(Err(error)) => Err(AttemptError::Connect(error.without_url().to_string())),
-        Ok(Ok(bytes)) => Ok(UpstreamResponse { format, body: UpstreamBody::Full(bytes) }),
-    }
+    providers::answer(deployment, endpoint, response, stream, timeout).await
 }
 
-/// The request to an OpenAI-compatible, Azure or Anthropic deployment.
-fn standard_request(
-    client: &reqwest::Client,
+/// Sends a request to an OpenAI-compatible, Azure or Anthropic deployment with the
+/// [`DirectClient`].
+async fn send_direct(
+    client: &DirectClient,
     deployment: &Deployment,
     endpoint: Endpoint,
     body: &Value,
     stream: bool,
     passthrough: &[(String, String)],
-) -> Result<reqwest::RequestBuilder, AttemptError> {
-    let url = deployment.urls.get_or_parse(endpoint, stream, || url_of(deployment, endpoint))?;
-    let mut request = client.post(url.clone()).json(body);
+    timeout: Duration,
+) -> Result<UpstreamResponse, AttemptError> {
+    use http_body_util::BodyExt as _;
+    let request = standard_request(deployment, endpoint, body, stream, passthrough)?;
+    let response = match tokio::time::timeout(timeout, client.request(request)).await {
+        Err(_) => return Err(AttemptError::Timeout(timeout)),
+        Ok(Err(error)) => return Err(AttemptError::Connect(connect_error(&error))),
+        Ok(Ok(response)) => response,
+    };
+    let status = response.status();
+    let format = deployment.format_for(endpoint);
+    if !status.is_success() {
+        let retry_after = retry_after(response.headers());
+        let headers = crate::rate_headers::ProviderHeaders::from_response(status.as_u16(), response.headers());
+        // An error body is read whole, but not forever and not without bound.
+        let limited = http_body_util::Limited::new(response.into_body(), 1024 * 1024);
+        let body = tokio::time::timeout(Duration::from_secs(10), limited.collect())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(http_body_util::Collected::to_bytes)
+            .unwrap_or_default();
+        let (message, code) = upstream_message(&body);
+        return Err(AttemptError::Status { status: status.as_u16(), message, code, retry_after, headers });
+    }
+    if stream {
+        let frames = http_body_util::BodyDataStream::new(response.into_body());
+        let bytes = frames.map(|chunk| chunk.map_err(std::io::Error::other));
+        return Ok(UpstreamResponse { format, body: UpstreamBody::Stream(bytes.boxed()) });
+    }
+    match tokio::time::timeout(timeout, response.into_body().collect()).await {
+        Err(_) => Err(AttemptError::Timeout(timeout)),
+        Ok(Err(error)) => Err(AttemptError::Connect(error.to_string())),
+        Ok(Ok(collected)) => Ok(UpstreamResponse { format, body: UpstreamBody::Full(collected.to_bytes()) }),
+    }
+}
+
+/// A connection failure's message, with its causes (hyper's own says only "client error
+/// (Connect)").
+fn connect_error(error: &hyper_util::client::legacy::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+/// The request to an OpenAI-compatible, Azure or Anthropic deployment.
+fn standard_request(
+    deployment: &Deployment,
+    endpoint: Endpoint,
+    body: &Value,
+    stream: bool,
+    passthrough: &[(String, String)],
+) -> Result<http::Request<http_body_util::Full<Bytes>>, AttemptError> {
+    use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+    let uri = deployment.urls.get_or_parse(endpoint, stream, || url_of(deployment, endpoint))?;
+    let bytes = serde_json::to_vec(body).map_err(|error| AttemptError::Unsupported(error.to_string()))?;
+    let mut request = http::Request::new(http_body_util::Full::new(Bytes::from(bytes)));
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = uri.clone();
+    let headers = request.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let secret = |value: String| {
+        HeaderValue::try_from(value).map(|mut value| {
+            value.set_sensitive(true);
+            value
+        })
+    };
+    let invalid_key = |_| AttemptError::Unsupported("the deployment's API key is not a valid header value".to_owned());
     if let Some(key) = &deployment.api_key {
-        request = match deployment.provider {
-            Provider::Anthropic => request.header("x-api-key", key.expose_secret()),
-            Provider::Azure => request.header("api-key", key.expose_secret()),
-            _ => request.bearer_auth(key.expose_secret()),
+        let key = key.expose_secret();
+        let (name, value) = match deployment.provider {
+            Provider::Anthropic => (HeaderName::from_static("x-api-key"), secret(key.to_owned())),
+            Provider::Azure => (HeaderName::from_static("api-key"), secret(key.to_owned())),
+            _ => (AUTHORIZATION, secret(format!("Bearer {key}"))),
         };
+        headers.insert(name, value.map_err(invalid_key)?);
     }
     if let Some(organization) = &deployment.organization
         && deployment.provider == Provider::OpenAi
+        && let Ok(value) = HeaderValue::try_from(organization.as_str())
     {
-        request = request.header("OpenAI-Organization", organization);
+        headers.insert(HeaderName::from_static("openai-organization"), value);
     }
     if deployment.provider == Provider::Anthropic {
         let version =
             passthrough.iter().find(|(k, _)| k == "anthropic-version").map_or("2023-06-01", |(_, v)| v.as_str());
-        request = request.header("anthropic-version", version);
-        if let Some((_, beta)) = passthrough.iter().find(|(k, _)| k == "anthropic-beta") {
-            request = request.header("anthropic-beta", beta);
+        if let Ok(value) = HeaderValue::try_from(version) {
+            headers.insert(HeaderName::from_static("anthropic-version"), value);
+        }
+        if let Some((_, beta)) = passthrough.iter().find(|(k, _)| k == "anthropic-beta")
+            && let Ok(value) = HeaderValue::try_from(beta.as_str())
+        {
+            headers.insert(HeaderName::from_static("anthropic-beta"), value);
         }
     }
     if stream {
-        request = request.header(reqwest::header::ACCEPT, "text/event-stream");
+        headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
     }
     for (name, value) in &deployment.extra_headers {
-        request = request.header(name, value);
+        headers.insert(name.clone(), value.clone());
     }
     // W3C trace context, so a provider (or a gateway behind us) can join the trace.
     for (name, value) in flowgate_telemetry::current_trace_headers() {
-        request = request.header(name, value);
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            headers.insert(name, value);
+        }
     }
     Ok(request)
 }
@@ -334,7 +436,7 @@ fn url_of(deployment: &Deployment, endpoint: Endpoint) -> Result<String, Attempt
 /// rest of building the request. One slot per endpoint and streaming flag (a provider may
 /// stream from another URL); a URL must depend on nothing else of the request.
 #[derive(Debug, Default)]
-pub(crate) struct UrlCache([std::sync::OnceLock<reqwest::Url>; 6]);
+pub(crate) struct UrlCache([std::sync::OnceLock<http::Uri>; 6]);
 
 impl UrlCache {
     /// The URL for `endpoint` (streamed or not), made by `make` the first time.
@@ -343,7 +445,7 @@ impl UrlCache {
         endpoint: Endpoint,
         stream: bool,
         make: impl FnOnce() -> Result<String, AttemptError>,
-    ) -> Result<&reqwest::Url, AttemptError> {
+    ) -> Result<&http::Uri, AttemptError> {
         let slot = match endpoint {
             Endpoint::Chat => 0,
             Endpoint::Completions => 2,
@@ -356,7 +458,8 @@ impl UrlCache {
             return Ok(url);
         }
         let text = make()?;
-        let url = reqwest::Url::parse(&text)
+        let url = text
+            .parse::<http::Uri>()
             .map_err(|error| AttemptError::Connect(format!("invalid upstream URL for this deployment: {error}")))?;
         Ok(cell.get_or_init(|| url))
     }
