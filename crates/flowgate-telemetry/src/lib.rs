@@ -120,8 +120,13 @@ pub fn init(config: &Config) -> Result<Guard, InitError> {
         None => (None, None),
     };
 
+    // With neither an exporter nor debug logs, spans are refused before the registry makes them
+    // (a per-layer filter alone still lets the registry build and track each one).
+    let span_gate =
+        (!spans_in_logs && config.otlp_endpoint.is_none()).then(|| filter_fn(|metadata| !metadata.is_span()));
     tracing_subscriber::registry()
         .with(filter)
+        .with(span_gate)
         .with(fmt_layer)
         .with(otel_layer)
         .try_init()
