@@ -436,3 +436,23 @@ pub(crate) fn chat_prompt_document(body: &Value) -> Value {
     }
     Value::Object(document)
 }
+
+/// Appends `items` under `key` as a turn of `role` (`{"role": role, key: items}`), merged into the
+/// previous turn when the role repeats: the providers that require alternating roles (Anthropic,
+/// Bedrock, Gemini) get consecutive turns of one role as one.
+pub(crate) fn push_turn(turns: &mut Vec<Value>, role: &str, key: &str, items: Vec<Value>) {
+    if items.is_empty() {
+        return;
+    }
+    if let Some(last) = turns.last_mut()
+        && last.get("role").and_then(Value::as_str) == Some(role)
+        && let Some(existing) = last.get_mut(key).and_then(Value::as_array_mut)
+    {
+        existing.extend(items);
+        return;
+    }
+    let mut turn = serde_json::Map::new();
+    turn.insert("role".to_owned(), Value::String(role.to_owned()));
+    turn.insert(key.to_owned(), Value::Array(items));
+    turns.push(Value::Object(turn));
+}

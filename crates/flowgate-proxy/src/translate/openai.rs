@@ -340,3 +340,16 @@ impl TextEvents for ChunkReader {
         crate::sse::encode_json(None, &chunk)
     }
 }
+
+/// One Chat Completions stream chunk with a single choice, as an SSE event: what every stream
+/// translated into the hub format writes.
+pub(crate) fn chat_chunk(id: &str, created: u64, model: &str, delta: Value, finish_reason: Option<&str>) -> Bytes {
+    let chunk = json!({
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": null}],
+    });
+    crate::sse::encode_json(None, &chunk)
+}

@@ -59,22 +59,6 @@ fn openai_content_to_blocks(content: &Value, index: usize) -> Result<Vec<Value>,
     }
 }
 
-/// Appends `blocks` as a message of `role`, merging with the previous message when the role repeats
-/// (Anthropic requires alternating roles).
-fn push_message(messages: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
-    if blocks.is_empty() {
-        return;
-    }
-    if let Some(last) = messages.last_mut()
-        && last["role"] == role
-        && let Some(existing) = last["content"].as_array_mut()
-    {
-        existing.extend(blocks);
-        return;
-    }
-    messages.push(json!({"role": role, "content": blocks}));
-}
-
 /// OpenAI Chat Completions request → Anthropic Messages request for `upstream_model`.
 pub(crate) fn openai_to_anthropic(body: &Value, upstream_model: &str) -> Result<Value, ProxyError> {
     let input = body.as_object().ok_or_else(|| ProxyError::bad_request("request body must be a JSON object"))?;
@@ -92,7 +76,9 @@ pub(crate) fn openai_to_anthropic(body: &Value, upstream_model: &str) -> Result<
         let content = message.get("content").unwrap_or(&Value::Null);
         match role {
             "system" | "developer" => system.push(openai_text(content)),
-            "user" => push_message(&mut messages, "user", openai_content_to_blocks(content, index)?),
+            "user" => {
+                crate::translate::push_turn(&mut messages, "user", "content", openai_content_to_blocks(content, index)?)
+            }
             "assistant" => {
                 let mut blocks = openai_content_to_blocks(content, index)?;
                 if let Some(calls) = message.get("tool_calls").and_then(Value::as_array) {
@@ -116,14 +102,14 @@ pub(crate) fn openai_to_anthropic(body: &Value, upstream_model: &str) -> Result<
                         }));
                     }
                 }
-                push_message(&mut messages, "assistant", blocks);
+                crate::translate::push_turn(&mut messages, "assistant", "content", blocks);
             }
             "tool" => {
                 let id = message.get("tool_call_id").and_then(Value::as_str).ok_or_else(|| {
                     bad("tool messages need tool_call_id", &format!("messages[{index}].tool_call_id"))
                 })?;
                 let block = json!({"type": "tool_result", "tool_use_id": id, "content": openai_text(content)});
-                push_message(&mut messages, "user", vec![block]);
+                crate::translate::push_turn(&mut messages, "user", "content", vec![block]);
             }
             other => {
                 return Err(bad(format!("unsupported message role `{other}`"), &format!("messages[{index}].role")));

@@ -84,14 +84,7 @@ impl AnthropicToOpenAi {
     }
 
     fn chunk(&self, delta: Value, finish_reason: Option<&str>) -> Bytes {
-        let chunk = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": null}],
-        });
-        crate::sse::encode_json(None, &chunk)
+        crate::translate::openai::chat_chunk(&self.id, self.created, &self.model, delta, finish_reason)
     }
 }
 

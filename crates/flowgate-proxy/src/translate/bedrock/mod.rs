@@ -70,20 +70,6 @@ fn content_blocks(content: &Value, index: usize) -> Result<Vec<Value>, ProxyErro
     }
 }
 
-fn push_message(messages: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
-    if blocks.is_empty() {
-        return;
-    }
-    if let Some(last) = messages.last_mut()
-        && last["role"] == role
-        && let Some(existing) = last["content"].as_array_mut()
-    {
-        existing.extend(blocks);
-        return;
-    }
-    messages.push(json!({"role": role, "content": blocks}));
-}
-
 /// A hub request as a Converse request (the model id is in the URL).
 pub(crate) fn request_from_hub(body: &Value) -> Result<Value, ProxyError> {
     let input = body.as_object().ok_or_else(|| ProxyError::bad_request("request body must be a JSON object"))?;
@@ -116,7 +102,7 @@ pub(crate) fn request_from_hub(body: &Value) -> Result<Value, ProxyError> {
                         "input": input,
                     }}));
                 }
-                push_message(&mut messages, "assistant", blocks);
+                crate::translate::push_turn(&mut messages, "assistant", "content", blocks);
             }
             "tool" | "function" => {
                 let text = text_of(content);
@@ -128,9 +114,9 @@ pub(crate) fn request_from_hub(body: &Value) -> Result<Value, ProxyError> {
                     "toolUseId": message.get("tool_call_id").cloned().unwrap_or(Value::Null),
                     "content": [result],
                 }});
-                push_message(&mut messages, "user", vec![block]);
+                crate::translate::push_turn(&mut messages, "user", "content", vec![block]);
             }
-            _ => push_message(&mut messages, "user", content_blocks(content, index)?),
+            _ => crate::translate::push_turn(&mut messages, "user", "content", content_blocks(content, index)?),
         }
     }
     if messages.is_empty() {

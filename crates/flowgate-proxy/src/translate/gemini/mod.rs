@@ -129,21 +129,6 @@ fn content_parts(content: &Value, index: usize) -> Result<Vec<Value>, ProxyError
     }
 }
 
-/// Appends `parts` as a content of `role`, merged with the previous one when the role repeats.
-fn push_content(contents: &mut Vec<Value>, role: &str, parts: Vec<Value>) {
-    if parts.is_empty() {
-        return;
-    }
-    if let Some(last) = contents.last_mut()
-        && last["role"] == role
-        && let Some(existing) = last["parts"].as_array_mut()
-    {
-        existing.extend(parts);
-        return;
-    }
-    contents.push(json!({"role": role, "parts": parts}));
-}
-
 /// A JSON schema with the members Gemini's `Schema` refuses removed (`$schema`,
 /// `additionalProperties`, `strict`), at every depth.
 fn schema(value: &Value) -> Value {
@@ -200,7 +185,7 @@ pub(crate) fn request_from_hub(body: &Value) -> Result<Value, ProxyError> {
                     }
                     parts.push(part);
                 }
-                push_content(&mut contents, "model", parts);
+                crate::translate::push_turn(&mut contents, "model", "parts", parts);
             }
             "tool" | "function" => {
                 let id = message.get("tool_call_id").and_then(Value::as_str).unwrap_or_default();
@@ -215,13 +200,14 @@ pub(crate) fn request_from_hub(body: &Value) -> Result<Value, ProxyError> {
                     Ok(Value::Object(object)) => Value::Object(object),
                     _ => json!({"content": text}),
                 };
-                push_content(
+                crate::translate::push_turn(
                     &mut contents,
                     "user",
+                    "parts",
                     vec![json!({"functionResponse": {"name": name, "response": response}})],
                 );
             }
-            _ => push_content(&mut contents, "user", content_parts(content, index)?),
+            _ => crate::translate::push_turn(&mut contents, "user", "parts", content_parts(content, index)?),
         }
     }
     if contents.is_empty() {

@@ -45,14 +45,7 @@ impl GeminiToHub {
     }
 
     fn chunk(&self, delta: Value, finish_reason: Option<&str>) -> Bytes {
-        let chunk = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-        });
-        encode(None, &chunk.to_string())
+        crate::translate::openai::chat_chunk(&self.id, self.created, &self.model, delta, finish_reason)
     }
 
     fn error(&mut self, message: &str, code: &str) -> Vec<Bytes> {
