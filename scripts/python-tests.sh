@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 export FLOWGATE_DEPLOY_VENV="${FLOWGATE_DEPLOY_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/flowgate/deploy-venv}"
 scripts/install-deploy-tools.sh
+scripts/install-agent-clients.sh
 "$FLOWGATE_DEPLOY_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 
 export FLOWGATE_BIN="${FLOWGATE_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/debug/flowgate}"

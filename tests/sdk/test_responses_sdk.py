@@ -147,12 +147,28 @@ def test_structured_output(oai: openai.OpenAI, model: str) -> None:
     assert parsed.output_parsed == Weather(city="mock", sunny=True)
 
 
-# Not "resp-test": an upstream that speaks Responses takes hosted tools itself.
+# Not "resp-test": an upstream that speaks Responses takes hosted tools and custom tools itself.
 @pytest.mark.parametrize("model", [m for m in MODELS if m != "resp-test"])
-def test_an_item_a_chat_model_cannot_take_is_named(oai: openai.OpenAI, model: str) -> None:
+def test_what_a_chat_model_cannot_take_is_named(oai: openai.OpenAI, model: str) -> None:
+    # A hosted tool is left out of the offer, and the answer says which.
+    raw = oai.responses.with_raw_response.create(model=model, input="news?", tools=[{"type": "web_search"}, WEATHER])
+    assert raw.headers["x-flowgate-dropped-tools"] == "web_search"
+    assert [item.type for item in raw.parse().output] == ["function_call"], "the function tool was still offered"
+    # A custom tool, or an item that only a Responses model can read, is refused by name.
     with pytest.raises(openai.BadRequestError) as error:
-        oai.responses.create(model=model, input="news?", tools=[{"type": "web_search"}])
-    assert "web_search" in error.value.message
+        oai.responses.create(model=model, input="patch it", tools=[{"type": "custom", "name": "apply_patch"}])
+    assert "custom" in error.value.message and error.value.body["param"] == "tools[0]"
+    with pytest.raises(openai.BadRequestError) as error:
+        oai.responses.create(
+            model=model, input=[{"type": "custom_tool_call", "call_id": "c", "name": "apply_patch", "input": "x"}]
+        )
+    assert "custom_tool_call" in error.value.message
+
+
+def test_a_responses_upstream_gets_hosted_tools_as_sent(oai: openai.OpenAI) -> None:
+    raw = oai.responses.with_raw_response.create(model="resp-test", input="news?", tools=[{"type": "web_search"}])
+    assert "x-flowgate-dropped-tools" not in raw.headers
+    assert raw.parse().status == "completed"
 
 
 @pytest.mark.parametrize("model", MODELS)

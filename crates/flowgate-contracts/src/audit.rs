@@ -2,12 +2,14 @@
 //! columns. The proxy writes records (`audit_records` rows, and NDJSON lines in its spool); the
 //! api-server reads the rows back into the same type.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Columns of `audit_records`, in table order: what the proxy writes and the api-server reads.
 /// Each is a field of [`AuditRecord`] with the same name (checked by a test).
 /// `prompt` and `response` are only filled for tenants that store (redacted) prompts.
-pub const AUDIT_COLUMNS: [&str; 26] = [
+pub const AUDIT_COLUMNS: [&str; 27] = [
     "request_id",
     "ts",
     "tenant_id",
@@ -34,11 +36,12 @@ pub const AUDIT_COLUMNS: [&str; 26] = [
     "prompt",
     "response",
     "usage_estimated",
+    "metadata",
 ];
 
 /// One request, as the audit trail keeps it. Field names are the column names
 /// ([`AUDIT_COLUMNS`]); `fallbacks` and `guardrail_actions` are stored as JSON array text,
-/// booleans as 0/1.
+/// `metadata` as JSON object text, booleans as 0/1.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct AuditRecord {
     /// Request id (UUIDv7), also returned to the client as `x-request-id`.
@@ -98,7 +101,17 @@ pub struct AuditRecord {
     /// The answer, redacted; only for tenants that store prompts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<String>,
+    /// What the client said about itself, by name ([`METADATA_SESSION_ID`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
 }
+
+/// The metadata entry naming the agent session a request belongs to: Claude Code's
+/// `X-Claude-Code-Session-Id` header, or the Codex CLI's `session-id`.
+pub const METADATA_SESSION_ID: &str = "session_id";
+
+/// The request headers an agent client names its session in, in the order they are read.
+pub const SESSION_HEADERS: [&str; 2] = ["x-claude-code-session-id", "session-id"];
 
 #[cfg(test)]
 mod tests {
@@ -106,8 +119,12 @@ mod tests {
 
     #[test]
     fn every_column_is_a_field_and_every_field_a_column() {
-        let record =
-            AuditRecord { prompt: Some(String::new()), response: Some(String::new()), ..AuditRecord::default() };
+        let record = AuditRecord {
+            prompt: Some(String::new()),
+            response: Some(String::new()),
+            metadata: BTreeMap::from([(METADATA_SESSION_ID.to_owned(), "s".to_owned())]),
+            ..AuditRecord::default()
+        };
         let value = serde_json::to_value(record).unwrap();
         let fields: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
         let mut columns = AUDIT_COLUMNS.to_vec();

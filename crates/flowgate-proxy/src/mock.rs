@@ -7,6 +7,11 @@
 //! by the schema when the request asks for structured output). When the
 //! request offers tools (and `tool_choice` is not `none`), the answer is a call to the first tool
 //! with arguments built from its JSON schema (`"mock"` for strings, `1` for numbers, ...).
+//!
+//! A scripted call: when the last user text holds `mock_tool:NAME {json arguments}` and a tool
+//! `NAME` is offered, the answer calls that tool with exactly those arguments, and the answer after
+//! its result is `Tool output: <the result's text>`, so a test can drive an agent client (Codex,
+//! Claude Code) through a real tool round trip and see the tool's output come back.
 
 use std::time::Duration;
 
@@ -84,24 +89,75 @@ fn approx_tokens(text: &str) -> u64 {
     (text.len() as u64).div_ceil(4).max(1)
 }
 
-/// The answer to a chat request whose conversation is `messages` and whose first offered tool
-/// (name, JSON schema) is `tool`; codecs read those from their format.
-pub(crate) fn answer(
-    body: &Value,
-    messages: &[Value],
-    tool: Option<(Option<&Value>, Option<&Value>)>,
-    params: &MockParams,
-) -> MockAnswer {
+/// An offered tool as a codec reads it from its format: its name and its JSON schema.
+pub(crate) type OfferedTool<'a> = (Option<&'a Value>, Option<&'a Value>);
+
+/// The marker of a scripted tool call in the user's text.
+const SCRIPTED: &str = "mock_tool:";
+
+/// The `mock_tool:NAME {arguments}` directive in `text`, if any: the tool's name and its arguments.
+fn scripted_call(text: &str) -> Option<(&str, Value)> {
+    let start = text.find(SCRIPTED)? + SCRIPTED.len();
+    let rest = text.get(start..)?;
+    let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))).unwrap_or(rest.len());
+    let name = rest.get(..end)?;
+    let arguments =
+        serde_json::Deserializer::from_str(rest.get(end..)?.trim_start()).into_iter::<Value>().next()?.ok()?;
+    (!name.is_empty()).then_some((name, arguments))
+}
+
+/// The text of the last tool result in `messages` (an OpenAI `tool` message or Anthropic
+/// `tool_result` blocks).
+fn last_tool_output(messages: &[Value]) -> Option<String> {
+    let last = messages.last()?;
+    let text_of = |content: Option<&Value>| match content {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str).or_else(|| p.as_str()))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    };
+    if last.get("role").and_then(Value::as_str) == Some("tool") {
+        return Some(text_of(last.get("content")));
+    }
+    let blocks = last.get("content").and_then(Value::as_array)?;
+    let results: Vec<String> = blocks
+        .iter()
+        .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+        .map(|b| text_of(b.get("content")))
+        .collect();
+    (!results.is_empty()).then(|| results.join(" "))
+}
+
+/// The answer to a chat request whose conversation is `messages` and whose offered tools
+/// (name, JSON schema) are `tools`, in order; codecs read those from their format (and pass none
+/// when `tool_choice` is `none`).
+pub(crate) fn answer(body: &Value, messages: &[Value], tools: &[OfferedTool<'_>], params: &MockParams) -> MockAnswer {
     let prompt_tokens = approx_tokens(&body.get("messages").map(Value::to_string).unwrap_or_default());
     // After a tool result, answer in text so tool loops end.
-    let after_tool = messages.last().is_some_and(|m| {
-        m.get("role").and_then(Value::as_str) == Some("tool")
-            || m.get("content").and_then(Value::as_array).is_some_and(|blocks| {
-                blocks.iter().any(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
-            })
-    });
-    if let Some((Some(name), schema)) = tool
-        && !after_tool
+    let tool_output = last_tool_output(messages);
+    let user_text = last_user_text(messages);
+    let scripted = scripted_call(&user_text);
+    if let Some((name, arguments)) = &scripted
+        && tool_output.is_none()
+        && tools.iter().any(|(offered, _)| offered.and_then(Value::as_str) == Some(*name))
+    {
+        let arguments = arguments.to_string();
+        return MockAnswer {
+            text: String::new(),
+            tool_call: Some(("call_mock_1".to_owned(), (*name).to_owned(), arguments.clone())),
+            usage: Usage { prompt_tokens, completion_tokens: approx_tokens(&arguments) },
+        };
+    }
+    if let (Some(_), Some(output)) = (&scripted, &tool_output) {
+        let text = format!("Tool output: {}", output.chars().take(500).collect::<String>());
+        let completion_tokens = text.split_whitespace().count().max(1) as u64;
+        return MockAnswer { text, tool_call: None, usage: Usage { prompt_tokens, completion_tokens } };
+    }
+    if let Some((Some(name), schema)) = tools.first().copied()
+        && tool_output.is_none()
     {
         let arguments = example_for(schema.unwrap_or(&json!({"type": "object"}))).to_string();
         let name = name.as_str().unwrap_or("tool").to_owned();
@@ -116,7 +172,7 @@ pub(crate) fn answer(
     let text = match schema {
         Some(schema) => example_for(schema).to_string(),
         None => params.response.clone().unwrap_or_else(|| {
-            let asked: String = last_user_text(messages).chars().take(200).collect();
+            let asked: String = user_text.chars().take(200).collect();
             format!("Mock answer to: {asked}")
         }),
     };
@@ -223,6 +279,35 @@ mod tests {
         let (_, name, arguments) = answer.tool_call.unwrap();
         assert_eq!(name, "weather");
         assert_eq!(serde_json::from_str::<Value>(&arguments).unwrap(), json!({"city": "mock", "days": 1}));
+    }
+
+    #[test]
+    fn a_scripted_call_picks_its_tool_and_echoes_the_result() {
+        let tools = json!([
+            {"type": "function", "function": {"name": "read", "parameters": {"type": "object"}}},
+            {"type": "function", "function": {"name": "exec_command", "parameters": {"type": "object"}}}
+        ]);
+        let asked = "run it: mock_tool:exec_command {\"cmd\": \"echo ok\"} please";
+        let body = json!({"messages": [{"role": "user", "content": asked}], "tools": tools});
+        let (_, name, arguments) = OpenAi.mock_answer(&body, &MockParams::default()).tool_call.unwrap();
+        assert_eq!(
+            (name.as_str(), serde_json::from_str::<Value>(&arguments).unwrap()),
+            ("exec_command", json!({"cmd": "echo ok"}))
+        );
+
+        let after = json!({"messages": [
+            {"role": "user", "content": asked},
+            {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "exec_command", "arguments": arguments}}]},
+            {"role": "tool", "tool_call_id": "c", "content": "ok\n"}
+        ], "tools": tools});
+        let answer = OpenAi.mock_answer(&after, &MockParams::default());
+        assert_eq!((answer.text.as_str(), answer.tool_call), ("Tool output: ok\n", None));
+
+        // A tool that is not offered is not called: the first one is, as without a script.
+        let unknown = json!({"messages": [{"role": "user", "content": "mock_tool:nope {}"}], "tools": tools});
+        assert_eq!(OpenAi.mock_answer(&unknown, &MockParams::default()).tool_call.unwrap().1, "read");
+        assert_eq!(scripted_call("mock_tool: {}"), None);
+        assert_eq!(scripted_call("mock_tool:x {broken"), None);
     }
 
     #[test]

@@ -323,10 +323,11 @@ pub(crate) struct AuditItem {
     prompt: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     response: Option<String>,
+    metadata: Value,
 }
 
 /// CSV columns, in order: every field of [`AuditItem`].
-pub(crate) const CSV_COLUMNS: [&str; 29] = [
+pub(crate) const CSV_COLUMNS: [&str; 30] = [
     "request_id",
     "ts",
     "ts_ms",
@@ -356,6 +357,7 @@ pub(crate) const CSV_COLUMNS: [&str; 29] = [
     "guardrail_actions",
     "prompt",
     "response",
+    "metadata",
 ];
 
 impl From<AuditRecord> for AuditItem {
@@ -390,6 +392,7 @@ impl From<AuditRecord> for AuditItem {
             retries: r.retries,
             prompt: r.prompt,
             response: r.response,
+            metadata: Value::Object(r.metadata.into_iter().map(|(k, v)| (k, Value::String(v))).collect()),
         }
     }
 }

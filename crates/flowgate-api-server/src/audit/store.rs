@@ -19,11 +19,13 @@ pub(crate) fn float(row: &AnyRow, column: &str) -> Result<Option<f64>, sqlx::Err
 
 /// A JSON array column back to its items. The proxy always writes an array; a row that holds
 /// anything else reads as empty (and is logged) rather than failing the whole page.
-fn json_array<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> Result<Vec<T>, sqlx::Error> {
+/// A JSON column (`fallbacks`, `guardrail_actions`: arrays; `metadata`: an object); one that does
+/// not read as its type is logged and read as empty.
+fn json_column<T: serde::de::DeserializeOwned + Default>(row: &AnyRow, column: &str) -> Result<T, sqlx::Error> {
     let text: String = row.try_get(column)?;
     Ok(serde_json::from_str(&text).unwrap_or_else(|error| {
-        tracing::warn!(column, %error, "an audit row holds a column that is not a JSON array");
-        Vec::new()
+        tracing::warn!(column, %error, "an audit row holds a column that is not the JSON it should be");
+        T::default()
     }))
 }
 
@@ -51,10 +53,11 @@ fn record(row: &AnyRow) -> Result<AuditRecord, sqlx::Error> {
         cache_hit: row.try_get::<i64, _>("cache_hit")? != 0,
         stream: row.try_get::<i64, _>("stream")? != 0,
         retries: row.try_get("retries")?,
-        fallbacks: json_array(row, "fallbacks")?,
-        guardrail_actions: json_array(row, "guardrail_actions")?,
+        fallbacks: json_column(row, "fallbacks")?,
+        guardrail_actions: json_column(row, "guardrail_actions")?,
         prompt: row.try_get("prompt")?,
         response: row.try_get("response")?,
+        metadata: json_column(row, "metadata")?,
     })
 }
 

@@ -98,6 +98,7 @@ fn sample() -> AuditRecord {
         guardrail_actions: vec![serde_json::json!({"guardrail": "pii-redact", "action": "redact", "count": 1})],
         prompt: Some("=SUM(A1), \"quoted\"".into()),
         response: None,
+        metadata: [("session_id".to_owned(), "s1".to_owned())].into(),
     }
 }
 
@@ -110,6 +111,7 @@ fn items_have_friendly_types_and_hide_absent_prompts() {
     assert_eq!(item["usage_estimated"], true);
     assert_eq!(item["total_tokens"], 7);
     assert_eq!(item["guardrail_actions"][0]["action"], "redact");
+    assert_eq!(item["metadata"], serde_json::json!({"session_id": "s1"}));
     assert!(item.get("response").is_none() && item.get("prompt").is_some());
     let fields: Vec<&String> = item.as_object().unwrap().keys().collect();
     for field in fields {
@@ -127,6 +129,6 @@ fn csv_quotes_and_defuses_formulas() {
         line.contains(r#",true,false,0,[],"[{""action"":""redact"",""count"":1,""guardrail"":""pii-redact""}]","#),
         "{line}"
     );
-    assert!(line.ends_with(",\"'=SUM(A1), \"\"quoted\"\"\",\r\n"), "{line}");
+    assert!(line.ends_with(",\"'=SUM(A1), \"\"quoted\"\"\",,\"{\"\"session_id\"\":\"\"s1\"\"}\"\r\n"), "{line}");
     assert_eq!(line.matches(',').count() - 3, CSV_COLUMNS.len() - 1, "{line}");
 }

@@ -463,6 +463,13 @@ fn json_array<T: Serialize>(items: &[T]) -> std::borrow::Cow<'static, str> {
     std::borrow::Cow::Owned(serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned()))
 }
 
+fn json_object(map: &std::collections::BTreeMap<String, String>) -> std::borrow::Cow<'static, str> {
+    if map.is_empty() {
+        return std::borrow::Cow::Borrowed("{}");
+    }
+    std::borrow::Cow::Owned(serde_json::to_string(map).unwrap_or_else(|_| "{}".to_owned()))
+}
+
 async fn insert_chunks(
     backend: flowgate_db::Backend,
     conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
@@ -473,10 +480,13 @@ async fn insert_chunks(
         let (chunk, next) = rest.split_at(size);
         rest = next;
         let sql = insert_sql(backend, chunk.len());
-        let json: Vec<_> = chunk.iter().map(|r| (json_array(&r.fallbacks), json_array(&r.guardrail_actions))).collect();
+        let json: Vec<_> = chunk
+            .iter()
+            .map(|r| (json_array(&r.fallbacks), json_array(&r.guardrail_actions), json_object(&r.metadata)))
+            .collect();
         let mut query = sqlx::query(&sql);
         // Text is bound by reference: nothing is copied until the driver encodes it.
-        for (r, (fallbacks, guardrail_actions)) in chunk.iter().zip(&json) {
+        for (r, (fallbacks, guardrail_actions, metadata)) in chunk.iter().zip(&json) {
             query = query
                 .bind(r.request_id.as_str())
                 .bind(r.ts)
@@ -503,7 +513,8 @@ async fn insert_chunks(
                 .bind(guardrail_actions.as_ref())
                 .bind(r.prompt.as_deref())
                 .bind(r.response.as_deref())
-                .bind(i64::from(r.usage_estimated));
+                .bind(i64::from(r.usage_estimated))
+                .bind(metadata.as_ref());
         }
         query.execute(&mut **conn).await?;
     }

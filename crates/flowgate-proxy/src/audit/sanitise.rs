@@ -42,6 +42,7 @@ pub(crate) fn sanitise(record: &mut AuditRecord) {
         guardrail_actions,
         prompt,
         response,
+        metadata,
         ..
     } = record;
     for field in [request_id, route] {
@@ -59,6 +60,18 @@ pub(crate) fn sanitise(record: &mut AuditRecord) {
     for action in guardrail_actions.iter_mut() {
         bound_json(action, 0);
     }
+    // Few entries, short names and values: they come from request headers.
+    while metadata.len() > LIST_CAP {
+        metadata.pop_last();
+    }
+    *metadata = std::mem::take(metadata)
+        .into_iter()
+        .map(|(mut name, mut value)| {
+            short(&mut name);
+            short(&mut value);
+            (name, value)
+        })
+        .collect();
     for text in [prompt, response].into_iter().flatten() {
         clean(text, TEXT_CAP, TEXT_MARK, |c| c == '\0');
     }

@@ -4,11 +4,11 @@ use super::*;
 fn insert_sql_numbers_every_placeholder() {
     let sql = insert_sql(flowgate_db::Backend::Postgres, 2);
     assert!(sql.contains("($1, $2,"));
-    assert!(sql.contains("$52)"));
-    assert!(!sql.contains("$53"));
+    assert!(sql.contains("$54)"));
+    assert!(!sql.contains("$55"));
     assert!(sql.ends_with("ON CONFLICT (request_id) DO NOTHING"));
     let sql = insert_sql(flowgate_db::Backend::Sqlite, 2);
-    assert_eq!(sql.matches('?').count(), 52);
+    assert_eq!(sql.matches('?').count(), 54);
     assert!(!sql.contains('$'));
 }
 

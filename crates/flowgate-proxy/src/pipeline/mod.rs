@@ -28,6 +28,7 @@ pub(crate) mod guard;
 pub(crate) mod parse;
 pub(crate) mod respond;
 
+use flowgate_contracts::audit::{METADATA_SESSION_ID, SESSION_HEADERS};
 use std::net::SocketAddr;
 
 use axum::body::Body;
@@ -49,6 +50,15 @@ enum Outcome {
     Forwarded(respond::Forwarding),
 }
 
+/// The agent session the client names in its headers (Claude Code, Codex), in the audit record's
+/// metadata.
+fn record_session(audit: &mut AuditGuard, headers: &axum::http::HeaderMap) {
+    let session = SESSION_HEADERS.iter().find_map(|name| headers.get(*name)).and_then(|v| v.to_str().ok());
+    if let Some(session) = session.filter(|s| !s.is_empty()) {
+        audit.record().metadata.insert(METADATA_SESSION_ID.to_owned(), session.to_owned());
+    }
+}
+
 /// Runs the pipeline for one request and answers it.
 async fn handle(state: ProxyState, ingress: Ingress, peer: SocketAddr, request: Request) -> Response {
     // Nested routers see the path without their prefix; the audit trail wants the one asked for.
@@ -61,6 +71,7 @@ async fn handle(state: ProxyState, ingress: Ingress, peer: SocketAddr, request: 
     let (parts, body) = request.into_parts();
     let client_ip = crate::auth::client_ip(peer.ip(), &parts.headers, &state.limits().trusted_proxies);
     audit.record().client_ip = Some(client_ip.to_string());
+    record_session(&mut audit, &parts.headers);
     let mut response = match authenticate::authenticate(&state, &parts.headers).await {
         Ok(key) => {
             let cx = RequestContext::new(ingress, client_ip, key, audit);

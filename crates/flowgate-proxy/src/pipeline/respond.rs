@@ -17,6 +17,7 @@ use crate::forward::Forwarded;
 use crate::guardrails::{self, Context as GuardContext, Plan};
 use crate::limits::Admission;
 use crate::state::ProxyState;
+use crate::translate::{ApiFormat, responses};
 use crate::upstream::UpstreamBody;
 
 /// A forwarded request, with what its answer needs.
@@ -61,6 +62,11 @@ pub(crate) async fn respond(state: &ProxyState, mut cx: RequestContext, forwardi
         hold: state.audit().hold(),
     });
     let client = cx.ingress.format;
+    // Hosted tools a chat model could not be offered: named in the answer, never dropped unsaid.
+    let dropped_tools = (client == ApiFormat::Responses && upstream.format != ApiFormat::Responses)
+        .then(|| responses::request::hosted_tool_types(&request.body))
+        .flatten()
+        .and_then(|kinds| HeaderValue::from_str(&kinds).ok());
     let mut response = match upstream.body {
         UpstreamBody::Full(bytes) => {
             let translated = answer::full_body(client, upstream.format, bytes);
@@ -136,6 +142,9 @@ pub(crate) async fn respond(state: &ProxyState, mut cx: RequestContext, forwardi
         response = kept.store_after(response);
     }
     limit_headers.apply(response.headers_mut());
+    if let Some(kinds) = dropped_tools {
+        response.headers_mut().insert(responses::request::DROPPED_TOOLS_HEADER, kinds);
+    }
     response
 }
 

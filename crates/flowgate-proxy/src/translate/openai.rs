@@ -166,13 +166,16 @@ impl Codec for OpenAi {
 
     fn mock_answer(&self, body: &Value, params: &MockParams) -> MockAnswer {
         let messages = body.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-        let tool = body
+        let tools: Vec<_> = body
             .get("tools")
             .and_then(Value::as_array)
-            .and_then(|tools| tools.first())
             .filter(|_| body.get("tool_choice").and_then(Value::as_str) != Some("none"))
-            .and_then(|tool| tool.get("function"));
-        mock::answer(body, messages, tool.map(|f| (f.get("name"), f.get("parameters"))), params)
+            .into_iter()
+            .flatten()
+            .filter_map(|tool| tool.get("function"))
+            .map(|f| (f.get("name"), f.get("parameters")))
+            .collect();
+        mock::answer(body, messages, &tools, params)
     }
 
     fn mock_body(&self, answer: &MockAnswer, model: &str) -> Value {

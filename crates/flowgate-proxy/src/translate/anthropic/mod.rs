@@ -227,12 +227,15 @@ impl Codec for Anthropic {
 
     fn mock_answer(&self, body: &Value, params: &MockParams) -> MockAnswer {
         let messages = body.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-        let tool = body
+        let tools: Vec<_> = body
             .get("tools")
             .and_then(Value::as_array)
-            .and_then(|tools| tools.first())
-            .filter(|_| body.pointer("/tool_choice/type").and_then(Value::as_str) != Some("none"));
-        mock::answer(body, messages, tool.map(|t| (t.get("name"), t.get("input_schema"))), params)
+            .filter(|_| body.pointer("/tool_choice/type").and_then(Value::as_str) != Some("none"))
+            .into_iter()
+            .flatten()
+            .map(|t| (t.get("name"), t.get("input_schema")))
+            .collect();
+        mock::answer(body, messages, &tools, params)
     }
 
     fn mock_body(&self, answer: &MockAnswer, model: &str) -> Value {

@@ -170,30 +170,80 @@ fn messages(body: &Value, mode: Mode) -> Result<Vec<Value>, ProxyError> {
     Ok(messages)
 }
 
-/// Function tools in chat's shape; any other tool type is refused (strict) or left out.
+/// Tool types the provider runs itself (web search, file search, code interpreter, ...): a chat
+/// model cannot run them, so when a Responses request goes to one they are left out of the offer
+/// (the model answers without them) and the answer says so in [`DROPPED_TOOLS_HEADER`].
+const HOSTED_TOOLS: &[&str] = &[
+    "web_search",
+    "web_search_preview",
+    "web_search_preview_2025_03_11",
+    "file_search",
+    "code_interpreter",
+    "computer_use_preview",
+    "image_generation",
+    "mcp",
+    "local_shell",
+];
+
+/// The response header that names the hosted tools left out of a request to a chat model.
+pub(crate) const DROPPED_TOOLS_HEADER: &str = "x-flowgate-dropped-tools";
+
+/// The hosted tool types a Responses request offers (comma-separated, in order, once each), which
+/// a chat-completions upstream cannot run.
+pub(crate) fn hosted_tool_types(body: &Value) -> Option<String> {
+    let tools = body.get("tools")?.as_array()?;
+    let mut kinds: Vec<&str> = Vec::new();
+    for kind in tools.iter().filter_map(|t| t.get("type").and_then(Value::as_str)) {
+        if HOSTED_TOOLS.contains(&kind) && !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    (!kinds.is_empty()).then(|| kinds.join(","))
+}
+
+/// One function tool in chat's shape.
+fn function_tool(tool: &Value) -> Value {
+    let mut function = Map::new();
+    for field in ["name", "description", "parameters", "strict"] {
+        if let Some(value) = tool.get(field).filter(|v| !v.is_null()) {
+            function.insert(field.into(), value.clone());
+        }
+    }
+    json!({"type": "function", "function": function})
+}
+
+/// Function tools in chat's shape. A `namespace` group is flattened into its function tools (chat
+/// has no groups; calls come back by the function's own name). Hosted tools are left out (see
+/// [`HOSTED_TOOLS`]); any other type is refused (strict) or left out.
 fn tools(body: &Value, mode: Mode) -> Result<Option<Vec<Value>>, ProxyError> {
     let Some(tools) = body.get("tools").and_then(Value::as_array) else { return Ok(None) };
     let mut out = Vec::with_capacity(tools.len());
+    let refuse = |kind: Option<&str>, param: String| {
+        bad(
+            format!(
+                "tool type `{}` cannot be served by a chat-completions model (only `function` tools can)",
+                kind.unwrap_or("(none)")
+            ),
+            param,
+        )
+    };
     for (i, tool) in tools.iter().enumerate() {
         match tool.get("type").and_then(Value::as_str) {
-            Some("function") => {
-                let mut function = Map::new();
-                for field in ["name", "description", "parameters", "strict"] {
-                    if let Some(value) = tool.get(field).filter(|v| !v.is_null()) {
-                        function.insert(field.into(), value.clone());
+            Some("function") => out.push(function_tool(tool)),
+            Some("namespace") => {
+                let inner = tool.get("tools").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+                for (j, member) in inner.iter().enumerate() {
+                    match member.get("type").and_then(Value::as_str) {
+                        Some("function") => out.push(function_tool(member)),
+                        other if mode == Mode::Strict => return Err(refuse(other, format!("tools[{i}].tools[{j}]"))),
+                        _ => {}
                     }
                 }
-                out.push(json!({"type": "function", "function": function}));
             }
+            Some(kind) if HOSTED_TOOLS.contains(&kind) => {}
             other => {
                 if mode == Mode::Strict {
-                    return Err(bad(
-                        format!(
-                            "tool type `{}` cannot be served by a chat-completions model (only `function` tools can)",
-                            other.unwrap_or("(none)")
-                        ),
-                        format!("tools[{i}]"),
-                    ));
+                    return Err(refuse(other, format!("tools[{i}]")));
                 }
             }
         }
@@ -480,10 +530,12 @@ mod tests {
 
     #[test]
     fn what_chat_cannot_express_is_refused_by_name() {
-        let body = json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]});
+        let body = json!({"model": "m", "input": "x", "tools": [{"type": "custom", "name": "apply_patch"}]});
         let error = responses_to_chat(&body, "m").unwrap_err();
         assert_eq!(error.param(), Some("tools[0]"));
-        assert!(error.to_string().contains("web_search"), "{error}");
+        assert!(error.to_string().contains("custom"), "{error}");
+        let body = json!({"model": "m", "input": "x", "tools": [{"type": "namespace", "name": "n", "tools": [{"type": "custom", "name": "c"}]}]});
+        assert_eq!(responses_to_chat(&body, "m").unwrap_err().param(), Some("tools[0].tools[0]"));
         let body =
             json!({"model": "m", "input": [{"type": "custom_tool_call", "call_id": "c", "name": "p", "input": "x"}]});
         let error = responses_to_chat(&body, "m").unwrap_err();
@@ -497,6 +549,30 @@ mod tests {
                 [0]["content"],
             "x"
         );
+    }
+
+    #[test]
+    fn namespaces_are_flattened_and_hosted_tools_left_out_and_named() {
+        let body = json!({"model": "m", "input": "x", "tools": [
+            {"type": "web_search", "external_web_access": false},
+            {"type": "function", "name": "exec_command", "parameters": {"type": "object"}},
+            {"type": "namespace", "name": "agents", "description": "sub-agents", "tools": [
+                {"type": "function", "name": "spawn_agent", "parameters": {"type": "object"}},
+                {"type": "function", "name": "close_agent"}
+            ]},
+            {"type": "file_search"},
+            {"type": "web_search"}
+        ]});
+        let chat = responses_to_chat(&body, "m").unwrap();
+        let names: Vec<&str> =
+            chat["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["exec_command", "spawn_agent", "close_agent"]);
+        assert_eq!(hosted_tool_types(&body).as_deref(), Some("web_search,file_search"));
+        assert_eq!(hosted_tool_types(&json!({"tools": [{"type": "function", "name": "f"}]})), None);
+        // Only hosted tools: none is offered at all.
+        let only = json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}], "tool_choice": "auto"});
+        let chat = responses_to_chat(&only, "m").unwrap();
+        assert!(chat.get("tools").is_none() && chat.get("tool_choice").is_none(), "{chat}");
     }
 
     #[test]
