@@ -13,6 +13,11 @@
 //! `previous_response_id` is removed, so every upstream (chat, Anthropic or Responses) gets the
 //! whole conversation and nothing depends on the provider having kept it. As in OpenAI's API, the
 //! earlier request's `instructions` are not carried over.
+//!
+//! Affinity: a response answered by a deployment that speaks Responses itself is kept with that
+//! deployment's id. Its continuation goes back to that deployment, `previous_response_id` as sent
+//! (the provider has the conversation, and its cache of it), while the deployment is configured
+//! and not cooling down; otherwise it is expanded as above and any deployment may answer.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -65,6 +70,7 @@ struct Written {
     tenant_id: String,
     input: Vec<Value>,
     response: Value,
+    deployment: Option<String>,
 }
 
 /// A stored response, opened.
@@ -74,6 +80,20 @@ pub(crate) struct Stored {
     pub(crate) input: Vec<Value>,
     /// The response object.
     pub(crate) response: Value,
+    /// The deployment that answered it, when that deployment speaks Responses itself.
+    pub(crate) deployment: Option<String>,
+}
+
+/// A Responses request's input once its continuation is read.
+#[derive(Debug)]
+pub(crate) struct Expansion {
+    /// Bytes the earlier turns add to the prompt (for the estimate).
+    pub(crate) added: usize,
+    /// The whole conversation: what a kept answer is stored with.
+    pub(crate) input: Vec<Value>,
+    /// The deployment the continuation must go to (affinity); the request then keeps its
+    /// `previous_response_id` and its own `input`.
+    pub(crate) pinned: Option<String>,
 }
 
 /// What a response to be kept needs once it has been answered.
@@ -84,6 +104,7 @@ pub(crate) struct Pending {
     key_id: String,
     model: String,
     input: Vec<Value>,
+    deployment: Option<String>,
 }
 
 fn storage_error(error: &sqlx::Error) -> ProxyError {
@@ -141,19 +162,24 @@ impl Conversations {
         use sqlx::Row;
         let writing = self.inner.writing.lock().unwrap_or_else(PoisonError::into_inner).get(id).cloned();
         if let Some(written) = writing {
-            return Ok((written.tenant_id == tenant_id)
-                .then(|| Stored { input: written.input.clone(), response: written.response.clone() }));
+            return Ok((written.tenant_id == tenant_id).then(|| Stored {
+                input: written.input.clone(),
+                response: written.response.clone(),
+                deployment: written.deployment.clone(),
+            }));
         }
-        let row =
-            sqlx::query("SELECT sealed FROM stored_responses WHERE id = $1 AND tenant_id = $2 AND expires_at > $3")
-                .bind(id)
-                .bind(tenant_id)
-                .bind(flowgate_db::now_millis())
-                .fetch_optional(self.inner.database.pool())
-                .await
-                .map_err(|e| storage_error(&e))?;
+        let row = sqlx::query(
+            "SELECT sealed, deployment FROM stored_responses WHERE id = $1 AND tenant_id = $2 AND expires_at > $3",
+        )
+        .bind(id)
+        .bind(tenant_id)
+        .bind(flowgate_db::now_millis())
+        .fetch_optional(self.inner.database.pool())
+        .await
+        .map_err(|e| storage_error(&e))?;
         let Some(row) = row else { return Ok(None) };
         let sealed: Vec<u8> = row.try_get("sealed").map_err(|e| storage_error(&e))?;
+        let deployment: Option<String> = row.try_get("deployment").map_err(|e| storage_error(&e))?;
         let opened = secretbox::open(&self.inner.seal, &sealed).map_err(|error| {
             tracing::error!(%error, id, "a stored response cannot be opened (was the server secret changed?)");
             ProxyError::Unavailable { message: "the stored response cannot be read".into(), retry_after_secs: None }
@@ -166,7 +192,8 @@ impl Conversations {
             Some(Value::Array(items)) => items,
             _ => Vec::new(),
         };
-        Ok(Some(Stored { input, response: document.get_mut("response").map(Value::take).unwrap_or(Value::Null) }))
+        let response = document.get_mut("response").map(Value::take).unwrap_or(Value::Null);
+        Ok(Some(Stored { input, response, deployment }))
     }
 
     /// Deletes the stored response `id` of `tenant_id`; whether there was one.
@@ -192,14 +219,25 @@ impl Conversations {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Continues `previous_response_id`, when the request names one: the stored conversation, the
-    /// stored output and the new input become `input`. Returns the bytes added (for the
-    /// estimate), and the whole input (what a kept answer is stored with).
-    pub(crate) async fn expand(&self, tenant_id: &str, body: &mut Value) -> Result<(usize, Vec<Value>), ProxyError> {
-        let Some(object) = body.as_object_mut() else { return Ok((0, Vec::new())) };
-        let previous = match object.remove("previous_response_id") {
-            Some(Value::String(id)) => id,
-            _ => return Ok((0, items_of(object.get("input")))),
+    /// Continues `previous_response_id`, when the request names one. When the response was
+    /// answered by a deployment that `available` says can take the continuation, the request is
+    /// left as it is and pinned to it; otherwise the stored conversation, the stored output and the
+    /// new input become `input`.
+    pub(crate) async fn expand(
+        &self,
+        tenant_id: &str,
+        body: &mut Value,
+        available: impl Fn(&str) -> bool,
+    ) -> Result<Expansion, ProxyError> {
+        let Some(object) = body.as_object_mut() else {
+            return Ok(Expansion { added: 0, input: Vec::new(), pinned: None });
+        };
+        let previous = match object.get("previous_response_id") {
+            Some(Value::String(id)) => id.clone(),
+            _ => {
+                object.remove("previous_response_id");
+                return Ok(Expansion { added: 0, input: items_of(object.get("input")), pinned: None });
+            }
         };
         let stored = if self.enabled() { self.load(tenant_id, &previous).await? } else { None };
         let Some(stored) = stored else { return Err(not_found(&previous)) };
@@ -209,8 +247,12 @@ impl Conversations {
         }
         let added = serde_json::to_vec(&input).map_or(0, |bytes| bytes.len());
         input.extend(items_of(object.get("input")));
+        if let Some(deployment) = stored.deployment.filter(|id| available(id)) {
+            return Ok(Expansion { added, input, pinned: Some(deployment) });
+        }
+        object.remove("previous_response_id");
         object.insert("input".to_owned(), Value::Array(input.clone()));
-        Ok((added, input))
+        Ok(Expansion { added, input, pinned: None })
     }
 
     /// What to keep of a request once answered, when it is to be kept: the key's tenant keeps
@@ -229,6 +271,7 @@ impl Conversations {
             key_id: owner.1.to_owned(),
             model: owner.2.to_owned(),
             input,
+            deployment: None,
         })
     }
 
@@ -251,6 +294,13 @@ impl Conversations {
 }
 
 impl Pending {
+    /// Records that `deployment`, which speaks Responses itself, answered: its continuation goes
+    /// back to it.
+    pub(crate) fn answered_by(mut self, deployment: &str) -> Self {
+        self.deployment = Some(deployment.to_owned());
+        self
+    }
+
     /// Keeps `response` (the response object as the client got it), on a job.
     fn save(self, mut response: Value) {
         let Some(id) = response.get("id").and_then(Value::as_str).map(str::to_owned) else { return };
@@ -259,7 +309,12 @@ impl Pending {
         }
         let store = self.store.clone();
         let document = json!({"input": self.input, "response": response}).to_string();
-        let written = Written { tenant_id: self.tenant_id.clone(), input: self.input, response };
+        let written = Written {
+            tenant_id: self.tenant_id.clone(),
+            input: self.input,
+            response,
+            deployment: self.deployment.clone(),
+        };
         store.inner.writing.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), Arc::new(written));
         store.inner.tasks.clone().job("store-response", async move {
             let sealed = match secretbox::seal(&store.inner.seal, &document) {
@@ -273,8 +328,8 @@ impl Pending {
             let now = flowgate_db::now_millis();
             let expires = now.saturating_add(i64::try_from(store.inner.retention.as_millis()).unwrap_or(i64::MAX));
             let result = sqlx::query(
-                "INSERT INTO stored_responses (id, tenant_id, key_id, model, created_at, expires_at, sealed) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO stored_responses (id, tenant_id, key_id, model, created_at, expires_at, sealed, deployment) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(&id)
             .bind(&self.tenant_id)
@@ -283,6 +338,7 @@ impl Pending {
             .bind(now)
             .bind(expires)
             .bind(sealed)
+            .bind(self.deployment.as_deref())
             .execute(store.inner.database.pool())
             .await;
             if let Err(error) = result {

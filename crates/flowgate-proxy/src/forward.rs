@@ -33,6 +33,9 @@ pub(crate) struct Call<'a> {
     pub passthrough: Vec<(String, String)>,
     /// The prompt's estimated size in tokens (`enable_pre_call_checks`).
     pub prompt_tokens: u64,
+    /// The only deployment that may answer: a Responses continuation whose conversation that
+    /// deployment keeps (no other deployment or fallback model could read it).
+    pub pinned: Option<&'a str>,
 }
 
 /// A successful forward: the upstream answer and where it came from.
@@ -118,7 +121,8 @@ pub(crate) async fn forward(
     let mut last_error: Option<AttemptError> = None;
     let mut attempts = 0u32;
     let mut fallbacks = Vec::new();
-    let mut queue: std::collections::VecDeque<String> = table.chain(call.model).into();
+    let mut queue: std::collections::VecDeque<String> =
+        if call.pinned.is_some() { vec![call.model.to_owned()] } else { table.chain(call.model) }.into();
     let mut switch_to: Option<FallbackTrigger> = None;
     while let Some(model) = queue.pop_front() {
         let mut tried: Vec<String> = Vec::new();
@@ -141,7 +145,11 @@ pub(crate) async fn forward(
             attempt = 1;
         }
         while budget.is_none_or(|max| attempt <= max) {
-            let Some(deployment) = table.pick_fitting(&model, &tried, Some(call.prompt_tokens)) else { break };
+            let picked = match call.pinned {
+                Some(id) => table.available_deployment(&model, id),
+                None => table.pick_fitting(&model, &tried, Some(call.prompt_tokens)),
+            };
+            let Some(deployment) = picked else { break };
             let max = *budget.get_or_insert(deployment.max_retries);
             tried.push(deployment.id.clone());
             attempts += 1;
@@ -331,6 +339,7 @@ mod tests {
                 stream,
                 passthrough: Vec::new(),
                 prompt_tokens: 10,
+                pinned: None,
             };
             for model in ["azure", "openai", "vllm"] {
                 let deployment = table.pick(model, &[]).unwrap();

@@ -109,6 +109,7 @@ mod tests {
             body,
             cache_control: crate::cache::Control { read: true, write: true },
             conversation: None,
+            pinned: None,
         }
     }
 

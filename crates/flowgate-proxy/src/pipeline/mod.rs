@@ -121,6 +121,7 @@ async fn stages(
         stream: request.fields.stream,
         passthrough: passthrough_headers(cx, headers),
         prompt_tokens: prompt_estimate,
+        pinned: request.pinned.as_deref(),
     };
     let forwarded = forward(state.upstream(), &table, &call).await?;
     Ok(Outcome::Forwarded(respond::Forwarding { request, plan, admission, prompt_estimate, cache_key, forwarded }))

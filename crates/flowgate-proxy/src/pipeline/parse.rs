@@ -25,6 +25,8 @@ pub(crate) struct Parsed {
     /// A Responses request's whole input (a continuation expanded), kept with its answer when it
     /// is stored (see `conversations`).
     pub(crate) conversation: Option<Vec<Value>>,
+    /// The deployment a Responses continuation must go to (affinity; see `conversations`).
+    pub(crate) pinned: Option<String>,
 }
 
 /// The body as a JSON object, and its size in bytes.
@@ -69,5 +71,5 @@ pub(crate) async fn parse(
     cx.requested_model.clone_from(&fields.model);
     cx.model.clone_from(&fields.model);
     let cache_control = cache::control(headers, &mut body);
-    Ok(Parsed { body, len, fields, cache_control, conversation: None })
+    Ok(Parsed { body, len, fields, cache_control, conversation: None, pinned: None })
 }

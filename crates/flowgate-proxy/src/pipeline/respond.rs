@@ -45,6 +45,8 @@ pub(crate) async fn respond(state: &ProxyState, mut cx: RequestContext, forwardi
         state.conversations().pending(&request.body, cx.key.key.tenant_store_prompts, owner, input)
     });
     let Forwarded { response: upstream, deployment, in_flight, upstream_latency, attempts, fallbacks } = forwarded;
+    // A Responses upstream keeps the conversation too: its continuation goes back to it.
+    let kept = kept.map(|k| if upstream.format == ApiFormat::Responses { k.answered_by(&deployment.id) } else { k });
     tracing::debug!(deployment = %deployment.id, attempts, "forwarded");
     let record = cx.audit.record();
     record.model_used = Some(deployment.model_name.clone());

@@ -586,6 +586,13 @@ impl RoutingTable {
         }
     }
 
+    /// `model`'s deployment `id`, while it is configured and not cooling down: where a
+    /// conversation kept by a Responses upstream goes on (affinity).
+    pub(crate) fn available_deployment(&self, model: &str, id: &str) -> Option<Arc<Deployment>> {
+        let deployments = self.models.get(self.resolve(model))?;
+        deployments.iter().find(|d| d.id == id && d.stats.cooldown_remaining().is_none()).cloned()
+    }
+
     /// Whether `model`'s deployments that are not cooling down all have a context window smaller
     /// than `prompt_tokens` (only with `enable_pre_call_checks`).
     pub(crate) fn too_long_for(&self, model: &str, prompt_tokens: u64) -> bool {

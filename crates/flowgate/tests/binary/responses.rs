@@ -119,7 +119,7 @@ async fn every_upstream_kind_answers_whole_and_streamed_with_tools() {
 }
 
 #[tokio::test]
-async fn what_a_chat_upstream_cannot_do_is_a_400_naming_it_and_a_responses_upstream_gets_it_all() {
+async fn what_a_chat_upstream_cannot_do_is_named_and_a_responses_upstream_gets_it_all() {
     let server = MockServer::start().await;
     let answer = json!({"id": "resp_up_1", "object": "response", "created_at": 1, "status": "completed", "model": "resp",
         "output": [{"type": "web_search_call", "id": "ws_1", "status": "completed"},
@@ -134,12 +134,17 @@ async fn what_a_chat_upstream_cannot_do_is_a_400_naming_it_and_a_responses_upstr
         .await;
     let gateway = spawn_app(&config(&server.uri()).await).await;
     let (_, key) = gateway.create_key(json!({})).await;
-    let hosted = json!({"model": "chat-up", "input": "weather?", "tools": [{"type": "web_search"}], "include": ["web_search_call.action.sources"]});
-    let response = gateway.post("/v1/responses", &key, &hosted).await;
+    let custom = json!({"model": "chat-up", "input": "patch it", "tools": [{"type": "custom", "name": "apply_patch"}]});
+    let response = gateway.post("/v1/responses", &key, &custom).await;
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["param"], "tools[0]");
-    assert!(body["error"]["message"].as_str().unwrap().contains("web_search"), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("custom"), "{body}");
+    // A hosted tool is left out of a chat model's offer, and the answer names it.
+    let hosted = json!({"model": "local", "input": "weather?", "tools": [{"type": "web_search"}], "include": ["web_search_call.action.sources"]});
+    let response = gateway.post("/v1/responses", &key, &hosted).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-flowgate-dropped-tools"], "web_search");
     let item = json!({"model": "local", "input": [{"type": "custom_tool_call", "call_id": "c", "name": "apply_patch", "input": "x"}]});
     let body: Value = gateway.post("/v1/responses", &key, &item).await.json().await.unwrap();
     assert!(body["error"]["message"].as_str().unwrap().contains("custom_tool_call"), "{body}");
@@ -423,4 +428,100 @@ async fn anthropic_token_counts_are_passed_through_or_estimated_in_one_shape() {
         .unwrap();
     assert_eq!(models["data"][0]["type"], "model", "{models}");
     assert_eq!(models["has_more"], false);
+}
+
+/// A Responses upstream that answers with ids of its own (`resp_{name}_{n}`).
+async fn responses_upstream(name: &'static str) -> MockServer {
+    let server = MockServer::start().await;
+    let count = std::sync::atomic::AtomicUsize::new(0);
+    Mock::given(method("POST"))
+        .and(path("/v1/responses"))
+        .respond_with(move |_: &wiremock::Request| {
+            let n = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ResponseTemplate::new(200).set_body_json(json!({
+                "id": format!("resp_{name}_{n}"), "object": "response", "created_at": 1, "status": "completed",
+                "model": "up", "output": [{"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+                "content": [{"type": "output_text", "text": format!("from {name}"), "annotations": []}]}],
+                "usage": {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}}))
+        })
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test]
+async fn a_continuation_goes_back_to_the_responses_deployment_that_kept_it_while_it_is_there() {
+    let (a, b) = (responses_upstream("a").await, responses_upstream("b").await);
+    let config = format!(
+        "model_list:
+  - {{model_name: resp, litellm_params: {{model: openai/up, api_base: '{}/v1', api_key: k, api: responses}}}}
+  - {{model_name: resp, litellm_params: {{model: openai/up, api_base: '{}/v1', api_key: k, api: responses}}}}
+router_settings: {{num_retries: 1, cooldown_time: 60}}
+",
+        a.uri(),
+        b.uri()
+    );
+    let gateway = spawn_app(&config).await;
+    let (_, tenant) = gateway
+        .admin(reqwest::Method::POST, "/api/enterprise/tenants", Some(&json!({"name": "keeps", "store_prompts": true})))
+        .await;
+    let (_, key) = gateway.create_key(json!({"tenant_id": tenant["id"]})).await;
+    let first: Value =
+        gateway.post("/v1/responses", &key, &json!({"model": "resp", "input": "hello"})).await.json().await.unwrap();
+    let id = first["id"].as_str().unwrap().to_owned();
+    let (kept, other) = if id.starts_with("resp_a_") { (&a, &b) } else { (&b, &a) };
+
+    // Every continuation goes to the deployment that answered, as sent: the provider has the
+    // conversation, so only the new input travels.
+    let mut previous = id.clone();
+    for turn in 0..4 {
+        let next = json!({"model": "resp", "previous_response_id": previous, "input": format!("turn {turn}")});
+        let answer: Value = gateway.post("/v1/responses", &key, &next).await.json().await.unwrap();
+        let sent = sent_to(kept).await;
+        let last = sent.last().unwrap();
+        assert_eq!(last["previous_response_id"], json!(previous), "{last}");
+        assert_eq!(last["input"], json!(format!("turn {turn}")), "only the new input: {last}");
+        previous = answer["id"].as_str().unwrap().to_owned();
+        assert_eq!(previous.get(..7), id.get(..7), "turn {turn} went to the other deployment");
+    }
+    assert_eq!(sent_to(other).await.len(), 0, "the other deployment was never asked");
+
+    // The kept deployment's credentials are refused (it cools down at once): the continuation is
+    // expanded from what the gateway stored and answered by the other deployment.
+    kept.reset().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/responses"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": {"message": "bad key"}})))
+        .mount(kept)
+        .await;
+    for _ in 0..20 {
+        let _ = gateway.post("/v1/responses", &key, &json!({"model": "resp", "input": "x", "store": false})).await;
+        if !kept.received_requests().await.unwrap().is_empty() {
+            break;
+        }
+    }
+    assert!(!kept.received_requests().await.unwrap().is_empty(), "the kept deployment was tried and cooled down");
+    let next = json!({"model": "resp", "previous_response_id": previous, "input": "after the outage"});
+    let response = gateway.post("/v1/responses", &key, &next).await;
+    assert_eq!(response.status(), 200);
+    let sent = sent_to(other).await;
+    let last = sent.last().unwrap();
+    assert!(last.get("previous_response_id").is_none(), "expanded, not passed on: {last}");
+    let texts: Vec<String> = last["input"].as_array().unwrap().iter().map(|item| item.to_string()).collect();
+    assert!(
+        texts.first().unwrap().contains("hello") && texts.last().unwrap().contains("after the outage"),
+        "{texts:?}"
+    );
+    assert_eq!(texts.len(), 1 + 2 * 5, "the first question, five answers, four turns and the new one");
+}
+
+/// The request bodies `server` received, in order.
+async fn sent_to(server: &MockServer) -> Vec<Value> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap())
+        .collect()
 }
