@@ -127,3 +127,21 @@ def test_bad_fields_are_named_in_param(oai: openai.OpenAI) -> None:
         model="gpt-test", messages=[{"role": "user", "content": "x"}], extra_body={"a_field_from_next_month": 1}
     )
     assert reply.choices[0].message.content == "Mock answer to: x"
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_streamed_legacy_completion(oai: openai.OpenAI, include_usage: bool) -> None:
+    stream = oai.completions.create(
+        model="gpt-test",
+        prompt="once upon",
+        stream=True,
+        stream_options={"include_usage": True} if include_usage else openai.NOT_GIVEN,
+    )
+    pieces, usage = [], None
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        pieces.extend(choice.text for choice in chunk.choices)
+    assert "".join(pieces) == "Mock completion of: once upon"
+    assert len([p for p in pieces if p]) > 1, "the text arrived in pieces"
+    assert (usage is not None and usage.completion_tokens == 5) == include_usage

@@ -58,6 +58,12 @@ pub(crate) struct Forwarded {
 /// The request body for `deployment`, in its format, with its model name.
 pub(crate) fn upstream_body(call: &Call<'_>, deployment: &Deployment, model: &str) -> Result<Value, ProxyError> {
     let target = deployment.format_for(call.endpoint);
+    if call.endpoint == Endpoint::Completions && target != ApiFormat::OpenAi {
+        return Err(ProxyError::bad_request(format!(
+            "`{model}` is served by a {} deployment, which has no text completions API: use /v1/chat/completions",
+            deployment.provider.as_str()
+        )));
+    }
     let mut body = translate::defaults::request_with_defaults(
         call.format,
         target,
@@ -69,7 +75,7 @@ pub(crate) fn upstream_body(call: &Call<'_>, deployment: &Deployment, model: &st
     // API has `stream_options` since 2024-09-01); a client that did not ask does not see the extra
     // chunk. A stream that still ends without usage is charged an estimate (see `finish`).
     if call.stream
-        && call.endpoint == Endpoint::Chat
+        && matches!(call.endpoint, Endpoint::Chat | Endpoint::Completions)
         && target == ApiFormat::OpenAi
         && let Some(object) = body.as_object_mut()
     {

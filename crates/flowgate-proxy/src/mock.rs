@@ -235,8 +235,8 @@ pub fn embeddings(body: &Value, model: &str) -> Value {
     json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 }
 
-/// A legacy text completion.
-pub fn completion(body: &Value, model: &str, params: &MockParams) -> Value {
+/// The text of a legacy completion and its usage.
+fn completion_text(body: &Value, params: &MockParams) -> (String, Usage) {
     let prompt = match body.get("prompt") {
         Some(Value::String(text)) => text.clone(),
         Some(other) => other.to_string(),
@@ -247,12 +247,41 @@ pub fn completion(body: &Value, model: &str, params: &MockParams) -> Value {
         .clone()
         .unwrap_or_else(|| format!("Mock completion of: {}", prompt.chars().take(200).collect::<String>()));
     let completion_tokens = text.split_whitespace().count() as u64;
-    let prompt_tokens = approx_tokens(&prompt);
+    (text, Usage { prompt_tokens: approx_tokens(&prompt), completion_tokens })
+}
+
+/// A legacy text completion.
+pub fn completion(body: &Value, model: &str, params: &MockParams) -> Value {
+    let (text, usage) = completion_text(body, params);
     json!({
         "id": "cmpl-mock", "object": "text_completion", "created": unix_now(), "model": model,
         "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": null}],
-        "usage": Usage { prompt_tokens, completion_tokens }.to_openai(),
+        "usage": usage.to_openai(),
     })
+}
+
+/// A legacy text completion streamed as OpenAI streams it: `text_completion` chunks with the
+/// text in `choices[0].text`, the last with `finish_reason`, a usage chunk with no choices when
+/// `stream_options.include_usage` asks for it, then `[DONE]`.
+pub fn completion_events(body: &Value, model: &str, params: &MockParams) -> Vec<Bytes> {
+    let (text, usage) = completion_text(body, params);
+    let created = unix_now();
+    let chunk = |choices: Value| {
+        let chunk = json!({"id": "cmpl-mock", "object": "text_completion", "created": created, "model": model, "choices": choices});
+        crate::sse::encode_json(None, &chunk)
+    };
+    let mut out: Vec<Bytes> = pieces(&text, params.chunks)
+        .into_iter()
+        .map(|piece| chunk(json!([{"index": 0, "text": piece, "finish_reason": null, "logprobs": null}])))
+        .collect();
+    out.push(chunk(json!([{"index": 0, "text": "", "finish_reason": "stop", "logprobs": null}])));
+    if body.pointer("/stream_options/include_usage") == Some(&Value::Bool(true)) {
+        let chunk = json!({"id": "cmpl-mock", "object": "text_completion", "created": created, "model": model,
+            "choices": [], "usage": usage.to_openai()});
+        out.push(crate::sse::encode_json(None, &chunk));
+    }
+    out.push(crate::sse::encode(None, "[DONE]"));
+    out
 }
 
 #[cfg(test)]

@@ -106,6 +106,9 @@ async fn embeddings(State(params): State<Arc<MockParams>>, body: Bytes) -> Respo
 
 async fn completions(State(params): State<Arc<MockParams>>, body: Bytes) -> Response {
     match parse(&body) {
+        Ok(body) if body.get("stream") == Some(&Value::Bool(true)) => {
+            sse(mock::completion_events(&body, &model_of(&body), &params), &params)
+        }
         Ok(body) => {
             wait(&params).await;
             Json(mock::completion(&body, &model_of(&body), &params)).into_response()

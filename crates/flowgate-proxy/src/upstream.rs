@@ -490,6 +490,9 @@ fn mock_response(deployment: &Deployment, endpoint: Endpoint, body: &Value, stre
             }
         }
         Endpoint::Embeddings => UpstreamBody::Full(Bytes::from(mock::embeddings(body, model).to_string())),
+        Endpoint::Completions if stream => {
+            UpstreamBody::Stream(mock::timed(mock::completion_events(body, model, params), params))
+        }
         Endpoint::Completions => UpstreamBody::Full(Bytes::from(mock::completion(body, model, params).to_string())),
     };
     UpstreamResponse { format, body }

@@ -314,9 +314,9 @@ fn stream_field(endpoint: Endpoint, body: &Value) -> Result<bool, ProxyError> {
             });
         }
     };
-    if stream && endpoint != Endpoint::Chat {
+    if stream && endpoint == Endpoint::Embeddings {
         return Err(ProxyError::BadRequest {
-            message: "streaming is supported for chat only".into(),
+            message: "embeddings are not streamed".into(),
             param: Some("stream".into()),
         });
     }

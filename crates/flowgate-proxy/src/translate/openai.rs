@@ -120,12 +120,14 @@ impl Codec for OpenAi {
     }
 
     fn delta_pointer(&self, event: &Value) -> Option<&'static str> {
-        let pointer = "/choices/0/delta/content";
-        event.pointer(pointer).is_some_and(Value::is_string).then_some(pointer)
+        // A chat chunk's text, or a legacy completion chunk's.
+        ["/choices/0/delta/content", "/choices/0/text"]
+            .into_iter()
+            .find(|pointer| event.pointer(pointer).is_some_and(Value::is_string))
     }
 
     fn generated_text_members(&self) -> &'static [&'static str] {
-        &["\"content\":", "\"arguments\":", "\"reasoning_content\":", "\"refusal\":"]
+        &["\"content\":", "\"arguments\":", "\"reasoning_content\":", "\"refusal\":", "\"text\":"]
     }
 
     fn passthrough(&self, include_usage: bool) -> Box<dyn StreamTransform> {
@@ -327,7 +329,11 @@ impl TextEvents for ChunkReader {
 
     fn text_event(&mut self, text: &str) -> Bytes {
         let mut chunk = self.template.clone().unwrap_or_else(|| json!({"object": "chat.completion.chunk"}));
-        chunk["choices"] = json!([{"index": 0, "delta": {"content": text}, "finish_reason": null}]);
+        chunk["choices"] = if chunk.get("object").and_then(Value::as_str) == Some("text_completion") {
+            json!([{"index": 0, "text": text, "finish_reason": null, "logprobs": null}])
+        } else {
+            json!([{"index": 0, "delta": {"content": text}, "finish_reason": null}])
+        };
         if let Some(object) = chunk.as_object_mut() {
             object.remove("usage");
         }

@@ -757,3 +757,41 @@ async fn restore_output_puts_back_the_prompts_values_only() {
     assert!(answer.starts_with(&format!("Reply to {EMAIL}")), "{answer}");
     assert!(!answer.contains("leak@corp.example"), "an address the answer-side scan redacted came back: {answer}");
 }
+
+/// A legacy completions stream is guarded like a chat stream: text split across
+/// `text_completion` chunks is redacted, and rewritten chunks keep the completions shape.
+#[tokio::test]
+async fn streamed_legacy_completions_are_guarded() {
+    let server = MockServer::start().await;
+    let pieces = ["Write to jane.d", "oe@exam", "ple.com today", "."];
+    let mut body = String::new();
+    for piece in pieces {
+        let chunk = json!({"id": "cmpl-1", "object": "text_completion", "created": 1, "model": "up",
+            "choices": [{"index": 0, "text": piece, "finish_reason": null, "logprobs": null}]});
+        body.push_str(&format!("data: {chunk}\n\n"));
+    }
+    let last = json!({"id": "cmpl-1", "object": "text_completion", "created": 1, "model": "up",
+        "choices": [{"index": 0, "text": "", "finish_reason": "stop", "logprobs": null}]});
+    body.push_str(&format!("data: {last}\n\ndata: [DONE]\n\n"));
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::path("/v1/completions"))
+        .respond_with(
+            ResponseTemplate::new(200).insert_header("content-type", "text/event-stream").set_body_string(body),
+        )
+        .mount(&server)
+        .await;
+    let gateway = spawn_app(&config_for(&server)).await;
+    let (_, key) = gateway
+        .create_key(json!({"guardrail_policy": {"mandatory_guardrails": ["pii-redact"],
+            "guardrail_config_overrides": {"pii-redact": {"restore_output": false}}}}))
+        .await;
+    let request = json!({"model": "m", "prompt": "whom?", "stream": true});
+    let events = sse_events(gateway.post("/v1/completions", &key, &request).await).await;
+    let chunks: Vec<Value> = events.iter().filter_map(|(_, d)| serde_json::from_str(d).ok()).collect();
+    let text: String = chunks.iter().filter_map(|c| c.pointer("/choices/0/text").and_then(Value::as_str)).collect();
+    assert_eq!(text, "Write to <EMAIL_1> today.");
+    assert!(
+        chunks.iter().all(|c| c["object"] == "text_completion" && c.pointer("/choices/0/delta").is_none()),
+        "{chunks:?}"
+    );
+}

@@ -416,3 +416,65 @@ async fn sigterm_lets_an_in_flight_stream_finish() {
     assert_eq!(events.last().unwrap().1, "[DONE]", "the stream completed during the drain");
     assert_eq!(gateway.process.wait(Duration::from_secs(20)).await, Some(0));
 }
+
+#[tokio::test]
+async fn legacy_completions_stream_and_are_charged_from_the_usage_the_gateway_asked_for() {
+    let upstream = mock_upstream(MockParams { chunks: Some(3), ..MockParams::default() }).await;
+    let config = format!(
+        "model_list:
+  - {{model_name: text, litellm_params: {{model: openai/davinci, api_base: '{upstream}/v1', api_key: k, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}}}}
+  - {{model_name: claude, litellm_params: {{model: anthropic/claude-x, api_base: '{upstream}', api_key: k}}}}
+"
+    );
+    let gateway = spawn_app(&config).await;
+    let (key_id, key) = gateway.create_key(json!({})).await;
+    let request = json!({"model": "text", "prompt": "once upon", "stream": true});
+    let response = gateway.post("/v1/completions", &key, &request).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let events = sse_events(response).await;
+    assert_eq!(events.last().unwrap().1, "[DONE]");
+    let chunks: Vec<Value> = events.iter().filter_map(|(_, d)| serde_json::from_str(d).ok()).collect();
+    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["text"].as_str()).collect();
+    assert_eq!(text, "Mock completion of: once upon");
+    assert!(
+        chunks.iter().all(|c| c["object"] == "text_completion" && c.get("usage").is_none()),
+        "usage not asked: hidden"
+    );
+    // Asked for, the usage chunk comes last, with no choices.
+    let asked =
+        json!({"model": "text", "prompt": "once upon", "stream": true, "stream_options": {"include_usage": true}});
+    let events = sse_events(gateway.post("/v1/completions", &key, &asked).await).await;
+    let usage: Value = serde_json::from_str(&events[events.len() - 2].1).unwrap();
+    assert_eq!(
+        (usage["choices"].as_array().map(Vec::len), usage["usage"]["completion_tokens"].as_u64()),
+        (Some(0), Some(5))
+    );
+
+    // Both streams were charged the provider's count, not an estimate.
+    let mut records = Vec::new();
+    for _ in 0..100 {
+        let (_, page) = gateway.admin(reqwest::Method::GET, &format!("/api/audit?key_id={key_id}"), None).await;
+        records = page["items"].as_array().cloned().unwrap_or_default();
+        if records.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(records.len(), 2, "{records:?}");
+    for record in &records {
+        assert_eq!((record["route"].as_str(), record["stream"].as_bool()), (Some("/v1/completions"), Some(true)));
+        assert_eq!((record["completion_tokens"].as_i64(), record["usage_estimated"].as_bool()), (Some(5), Some(false)));
+        assert!(record["cost_nanos"].as_i64().unwrap() > 0, "{record}");
+    }
+
+    // A model whose provider has no completions API: a 400 that says so.
+    let response =
+        gateway.post("/v1/completions", &key, &json!({"model": "claude", "prompt": "x", "stream": true})).await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("no text completions API"), "{body}");
+    // Embeddings are never streamed.
+    let response = gateway.post("/v1/embeddings", &key, &json!({"model": "text", "input": "x", "stream": true})).await;
+    assert_eq!(response.status(), 400);
+}
