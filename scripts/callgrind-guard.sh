@@ -18,9 +18,12 @@
 #                     commit and REASON (commit that file with a message saying why)
 #   --json FILE       also write the measurement as JSON
 #   --keep            keep the temporary directory (callgrind dumps, logs)
-#   --mix all|plain   all (default): the four-request mix below, compared with the baseline;
-#                     plain: only request 1 (what scripts/bench.sh sends), reported and not
-#                     compared (the baseline is for the mix)
+#   --mix MIX         all (default): the four-request mix below, compared with the baseline;
+#                     plain: only request 1 (what scripts/bench.sh sends); chat: requests 1 and 2
+#                     (plain and streamed chat); responses: the same question as a Responses API
+#                     request (POST /v1/responses, plain and streamed) to the same chat upstream,
+#                     translated both ways. Other mixes are reported and not compared: run chat
+#                     and responses with the same binary to read the cost of the translation.
 #
 # What runs: `flowgate mock-upstream` (natively) and `flowgate all` under callgrind with
 # instrumentation off at start (--instr-atstart=no), embedded SQLite in a temp dir, audit on,
@@ -69,7 +72,7 @@ while [ $# -gt 0 ]; do
 done
 case "$REQUESTS" in ''|*[!0-9]*) die "--requests must be a positive multiple of 4" ;; esac
 if [ "$REQUESTS" -eq 0 ] || [ $((REQUESTS % 4)) != 0 ]; then die "--requests must be a positive multiple of 4"; fi
-case "$MIX" in all|plain) ;; *) die "--mix must be all or plain" ;; esac
+case "$MIX" in all|plain|chat|responses) ;; *) die "--mix must be all, plain, chat or responses" ;; esac
 [ "$MIX" = all ] || [ -z "$UPDATE" ] || die "--update takes the baseline from --mix all only"
 case "$TOLERANCE" in ''|*[!0-9.]*) die "--tolerance must be a number (percent)" ;; esac
 [ -n "$UPDATE" ] || [ -f "$BASELINE_FILE" ] || die "no baseline at $BASELINE_FILE (create one with --update REASON)"
@@ -131,20 +134,30 @@ KEY=$(create_key "http://127.0.0.1:$P_API" "$ADMIN_KEY" \
 cat >"$TMP/client.py" <<'EOF'
 import http.client, json, sys
 port, key, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-kinds = 1 if len(sys.argv) > 4 and sys.argv[4] == "plain" else 4
+mix = sys.argv[4] if len(sys.argv) > 4 else "all"
 msgs = [{"role": "system", "content": "You are a benchmark."}, {"role": "user", "content": "Say something short."}]
-bodies = [json.dumps({"model": m, "messages": msgs, "max_tokens": 64, **({"stream": True} if s else {})}).encode()
-          for m, s in (("bench", False), ("bench", True), ("bench-anthropic", False), ("bench-anthropic", True))]
+def chat(m, s):
+    return ("/v1/chat/completions", json.dumps({"model": m, "messages": msgs, "max_tokens": 64, **({"stream": True} if s else {})}).encode(), s)
+def responses(s):
+    body = {"model": "bench", "instructions": msgs[0]["content"], "input": msgs[1]["content"], "max_output_tokens": 64,
+            "store": False, **({"stream": True} if s else {})}
+    return ("/v1/responses", json.dumps(body).encode(), s)
+requests = {
+    "all": [chat("bench", False), chat("bench", True), chat("bench-anthropic", False), chat("bench-anthropic", True)],
+    "plain": [chat("bench", False)],
+    "chat": [chat("bench", False), chat("bench", True)],
+    "responses": [responses(False), responses(True)],
+}[mix]
 headers = {"Authorization": "Bearer " + key, "Content-Type": "application/json"}
 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
 for i in range(n):
-    body = bodies[i % kinds]
-    conn.request("POST", "/v1/chat/completions", body=body, headers=headers)
+    path, body, streamed = requests[i % len(requests)]
+    conn.request("POST", path, body=body, headers=headers)
     r = conn.getresponse()
     data = r.read()
     if r.status != 200 or b"Flowgate" not in data:
-        sys.exit(f"request {i} (kind {i % kinds}): HTTP {r.status}: {data[:300]!r}")
-    if i % kinds in (1, 3) and b"[DONE]" not in data:
+        sys.exit(f"request {i} ({path}): HTTP {r.status}: {data[:300]!r}")
+    if streamed and b"[DONE]" not in data and b"response.completed" not in data:
         sys.exit(f"request {i}: stream without its end marker: {data[-200:]!r}")
 EOF
 IDLE_S=0
@@ -159,7 +172,7 @@ wait_quiet() {
   IDLE_S=$((SECONDS - start))
 }
 log "warmup: one pass of the mix (4 requests x 5)"
-python3 "$TMP/client.py" "$P_PROXY" "$KEY" 20 || die "warmup failed; see $TMP/gateway.log"
+python3 "$TMP/client.py" "$P_PROXY" "$KEY" 20 "$MIX" || die "warmup failed; see $TMP/gateway.log"
 wait_quiet
 log "measuring: $REQUESTS requests (plain, streamed, translated, translated streamed) under callgrind"
 callgrind_control -i on "$PID_GW" >"$TMP/control.log" 2>&1 || die "callgrind_control -i on failed: $(cat "$TMP/control.log")"
@@ -199,13 +212,15 @@ result = {"instructions_total": total, "requests": n, "instructions_per_request"
           "load_s": int(load_s), "idle_wait_s": int(idle_s), "elapsed_s": int(elapsed), "commit": commit, "code_commit": code_commit,
           "audit_records_reported": audited}
 print(f"instructions (Ir, all threads) in the window: {total:,}")
-print(f"requests: {n} " + ("(plain only)" if mix == "plain" else "(plain, streamed, translated, translated streamed, repeated)"))
+print(f"requests: {n} " + {"plain": "(plain chat only)", "chat": "(plain and streamed chat)",
+                           "responses": "(plain and streamed Responses, translated to chat)"}.get(
+    mix, "(plain, streamed, translated, translated streamed, repeated)"))
 result["mix"] = mix
 print(f"instructions per request: {per_req:,.0f}")
 print(f"load {load_s} s under callgrind, idle wait {idle_s} s, whole run {elapsed} s")
 status = 0
 if mix != "all":
-    print("mix plain: reported only (the baseline is for the four-request mix)")
+    print(f"mix {mix}: reported only (the baseline is for the four-request mix)")
 elif update:
     base = {"instructions_per_request": round(per_req), "requests": n, "commit": commit, "code_commit": code_commit,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"), "why": update,

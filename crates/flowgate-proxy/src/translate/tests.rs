@@ -760,4 +760,15 @@ mod responses {
         assert!(codec.ends_stream(&crate::sse::encode(Some("response.incomplete"), "{}")));
         assert!(!codec.ends_stream(&crate::sse::encode(Some("response.completed_x"), "{}")));
     }
+
+    #[test]
+    fn anthropic_thinking_reaches_a_responses_client_as_a_reasoning_item() {
+        let answer = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+            "stop_reason": "end_turn", "usage": {"input_tokens": 3, "output_tokens": 7},
+            "content": [{"type": "thinking", "thinking": "Sky first.", "signature": "sig"}, {"type": "text", "text": "Blue."}]});
+        let out = crate::translate::response(ApiFormat::Anthropic, ApiFormat::Responses, &answer);
+        let kinds: Vec<&str> = out["output"].as_array().unwrap().iter().filter_map(|i| i["type"].as_str()).collect();
+        assert_eq!(kinds, ["reasoning", "message"], "{out}");
+        assert!(out["output"][0].to_string().contains("Sky first."), "{out}");
+    }
 }

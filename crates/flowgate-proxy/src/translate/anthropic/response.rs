@@ -13,8 +13,17 @@ pub(crate) fn anthropic_to_openai(response: &Value) -> Value {
         .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
         .filter_map(|b| b.get("text").and_then(Value::as_str))
         .collect();
+    let thinking: String = blocks
+        .iter()
+        .filter(|b| b.get("type").and_then(Value::as_str) == Some("thinking"))
+        .filter_map(|b| b.get("thinking").and_then(Value::as_str))
+        .collect();
     let calls = tool_calls_from_blocks(&blocks);
     let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) }});
+    // Extended thinking as OpenAI-compatible servers give reasoning (without the signature).
+    if !thinking.is_empty() {
+        message["reasoning_content"] = Value::String(thinking);
+    }
     if !calls.is_empty() {
         message["tool_calls"] = Value::Array(calls);
     }
@@ -89,6 +98,18 @@ mod tests {
         assert_eq!(out["choices"][0]["message"]["content"], Value::Null);
         assert_eq!(out["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], "{\"a\":1}");
         assert_eq!(out["usage"], json!({"prompt_tokens": 15, "completion_tokens": 3, "total_tokens": 18}));
+    }
+
+    #[test]
+    fn thinking_becomes_reasoning_content() {
+        let answer = json!({"id": "m", "model": "c", "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 2},
+            "content": [{"type": "thinking", "thinking": "Let me think.", "signature": "sig"},
+                        {"type": "redacted_thinking", "data": "x"}, {"type": "text", "text": "Done."}]});
+        let chat = anthropic_to_openai(&answer);
+        assert_eq!(chat["choices"][0]["message"]["reasoning_content"], "Let me think.");
+        assert_eq!(chat["choices"][0]["message"]["content"], "Done.");
+        let plain = json!({"id": "m", "content": [{"type": "text", "text": "Done."}]});
+        assert!(anthropic_to_openai(&plain)["choices"][0]["message"].get("reasoning_content").is_none());
     }
 
     #[test]

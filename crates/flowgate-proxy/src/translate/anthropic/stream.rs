@@ -130,6 +130,12 @@ impl StreamTransform for AnthropicToOpenAi {
                         let text = delta.get("text").cloned().unwrap_or(Value::String(String::new()));
                         vec![self.chunk(json!({"content": text}), None)]
                     }
+                    // Extended thinking, as OpenAI-compatible servers stream reasoning (the
+                    // signature, which only Anthropic can check, has no place in chat).
+                    Some("thinking_delta") => {
+                        let thinking = delta.get("thinking").cloned().unwrap_or(Value::String(String::new()));
+                        vec![self.chunk(json!({"reasoning_content": thinking}), None)]
+                    }
                     Some("input_json_delta") => {
                         let block_index = value.get("index").and_then(Value::as_u64).unwrap_or(0);
                         let Some(&tool_index) = self.tool_index.get(&block_index) else { return Vec::new() };

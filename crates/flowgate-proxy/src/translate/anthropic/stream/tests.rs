@@ -125,3 +125,29 @@ fn anthropic_passthrough_keeps_events_and_reads_usage() {
     assert_eq!(out, events(ANTHROPIC_TOOL_STREAM));
     assert_eq!(transform.usage(), Usage { prompt_tokens: 12, completion_tokens: 20 });
 }
+
+#[test]
+fn thinking_deltas_become_reasoning_content_and_signatures_stay_out() {
+    let wire = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"claude\",\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"First, \"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"the sky.\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"EqQBCgIYAhIM\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"Blue.\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":9}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    );
+    let out = run(&mut AnthropicToOpenAi::new("claude", true), wire);
+    let chunks: Vec<Value> =
+        out.iter().filter(|e| e.data != "[DONE]").map(|e| serde_json::from_str(&e.data).unwrap()).collect();
+    let field = |name: &str| -> String {
+        chunks.iter().filter_map(|c| c.pointer(&format!("/choices/0/delta/{name}")).and_then(Value::as_str)).collect()
+    };
+    assert_eq!(field("reasoning_content"), "First, the sky.");
+    assert_eq!(field("content"), "Blue.");
+    assert!(out.iter().all(|e| !e.data.contains("EqQBCgIYAhIM")), "the signature is Anthropic's only");
+}
