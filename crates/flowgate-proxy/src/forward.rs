@@ -142,7 +142,10 @@ pub(crate) async fn forward(
             attempt = 1;
         }
         while budget.is_none_or(|max| attempt <= max) {
-            let Some(deployment) = table.pick_fitting(&model, &tried, Some(call.prompt_tokens)) else { break };
+            let Some(deployment) = table.pick_fitting(&model, &tried, Some(call.prompt_tokens), Some(call.endpoint))
+            else {
+                break;
+            };
             if !upstream.limiter.claim_deployment(&deployment).await {
                 // The replicas together are at this deployment's rpm / tpm: its stats say so now,
                 // so the next pick passes it over (a bounded number of times, should the minute

@@ -4,8 +4,11 @@
 //! The table is immutable and swapped whole (`ArcSwap`) when the model list changes at run time;
 //! health lives in a [`HealthRegistry`] keyed by deployment id, so it survives swaps.
 
+mod mode;
 pub(crate) mod pricing;
 mod stats;
+
+pub(crate) use mode::{ModelMode, endpoint_name as mode_endpoint_name};
 
 pub(crate) use stats::{DeploymentStats, InFlight, SHARED_WINDOW_TTL, unix_minute};
 
@@ -67,6 +70,8 @@ pub(crate) struct Deployment {
     pub tpm: Option<u32>,
     /// Most prompt tokens the model takes (`enable_pre_call_checks`).
     pub context_window: Option<u64>,
+    /// Which endpoints it serves (`model_info.mode`).
+    pub mode: ModelMode,
     /// Request parameters merged under the client's values (OpenAI names).
     pub request_defaults: serde_json::Map<String, serde_json::Value>,
     /// Timeout until the response head.
@@ -187,6 +192,7 @@ fn deployment(
         rpm: entry.rpm(),
         tpm: entry.tpm(),
         context_window: entry.model_info.context_window(),
+        mode: ModelMode::parse(entry.model_info.mode.as_deref()),
         request_defaults: params.request_defaults.clone(),
         timeout,
         stream_timeout: params
@@ -398,21 +404,34 @@ impl RoutingTable {
     /// Picks a deployment of `model` by the configured strategy, skipping deployments cooling down
     /// and, while others remain, those in `tried`.
     pub(crate) fn pick(&self, model: &str, tried: &[String]) -> Option<Arc<Deployment>> {
-        self.pick_fitting(model, tried, None)
+        self.pick_fitting(model, tried, None, None)
     }
 
-    /// [`Self::pick`], skipping also deployments at their rpm / tpm and, with
-    /// `enable_pre_call_checks`, those whose context window is smaller than `prompt_tokens`.
+    /// Why `model` cannot serve requests to `endpoint`: the mode of its deployments, when none of
+    /// them serves it (`model_info.mode`). `None` when one does, or the model is unknown.
+    pub(crate) fn wrong_mode(&self, model: &str, endpoint: crate::wire::Endpoint) -> Option<&str> {
+        let deployments = self.models.get(self.resolve(model))?;
+        if deployments.iter().any(|d| d.mode.serves(endpoint)) {
+            return None;
+        }
+        deployments.iter().find_map(|d| d.mode.name())
+    }
+
+    /// [`Self::pick`], skipping also deployments at their rpm / tpm, those whose mode does not
+    /// serve `endpoint` (when given) and, with `enable_pre_call_checks`, those whose context window
+    /// is smaller than `prompt_tokens`.
     pub(crate) fn pick_fitting(
         &self,
         model: &str,
         tried: &[String],
         prompt_tokens: Option<u64>,
+        endpoint: Option<crate::wire::Endpoint>,
     ) -> Option<Arc<Deployment>> {
         let deployments = self.models.get(self.resolve(model))?;
         let fits = |d: &Deployment| {
-            !self.router.enable_pre_call_checks
-                || prompt_tokens.zip(d.context_window).is_none_or(|(prompt, window)| prompt <= window)
+            endpoint.is_none_or(|endpoint| d.mode.serves(endpoint))
+                && (!self.router.enable_pre_call_checks
+                    || prompt_tokens.zip(d.context_window).is_none_or(|(prompt, window)| prompt <= window))
         };
         let healthy: Vec<&Arc<Deployment>> = deployments
             .iter()

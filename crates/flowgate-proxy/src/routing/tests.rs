@@ -427,7 +427,7 @@ router_settings: {enable_pre_call_checks: true}
 ",
     );
     for _ in 0..20 {
-        assert_eq!(table.pick_fitting("m", &[], Some(500)).unwrap().upstream_model, "large");
+        assert_eq!(table.pick_fitting("m", &[], Some(500), None).unwrap().upstream_model, "large");
     }
     assert!(!table.too_long_for("m", 500));
     assert!(table.too_long_for("m", 50_000));

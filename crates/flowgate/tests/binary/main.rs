@@ -23,6 +23,7 @@ mod internal;
 mod keys;
 mod limits;
 mod litellm_configs;
+mod model_modes;
 mod modes;
 mod policy;
 mod providers;
