@@ -26,6 +26,7 @@ mod litellm_configs;
 mod model_modes;
 mod modes;
 mod policy;
+mod provider_embeddings;
 mod providers;
 mod proxy;
 mod responses;
