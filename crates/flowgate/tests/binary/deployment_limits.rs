@@ -69,6 +69,22 @@ async fn replicas_sharing_redis_count_a_deployments_rpm_and_tpm_together() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(seen, 429, "the second replica sees the tokens the first one used");
+
+    // Only deployments with limits have shared counters; the others never touch Redis.
+    let keys = redis_keys(&format!("{prefix}dl:*"));
+    assert!(keys.iter().any(|k| k.starts_with(&format!("{prefix}dl:by-requests/0:")) && k.ends_with(":r")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.starts_with(&format!("{prefix}dl:by-tokens/1:")) && k.ends_with(":t")), "{keys:?}");
+    assert!(!keys.iter().any(|k| k.contains("unlimited")), "{keys:?}");
+}
+
+/// The keys of the test Redis matching `pattern`.
+fn redis_keys(pattern: &str) -> Vec<String> {
+    let url = flowgate_test_utils::redis_url();
+    let output = std::process::Command::new("redis-cli")
+        .args(["-u", &url, "--scan", "--pattern", pattern])
+        .output()
+        .expect("redis-cli is installed beside the test Redis");
+    String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
 }
 
 #[tokio::test]
