@@ -134,6 +134,7 @@ pub(crate) async fn forward(
         let mut tried: Vec<String> = Vec::new();
         let mut budget: Option<u32> = None;
         let mut attempt = 0u32;
+        let mut shared_limited = 0u32;
         if table.too_long_for(&model, call.prompt_tokens) {
             tracing::info!(model = %model, prompt_tokens = call.prompt_tokens, "prompt exceeds every deployment's context window");
             last_error = Some(AttemptError::Status {
@@ -153,9 +154,19 @@ pub(crate) async fn forward(
         while budget.is_none_or(|max| attempt <= max) {
             let picked = match call.pinned {
                 Some(id) => table.available_deployment(&model, id),
-                None => table.pick_fitting(&model, &tried, Some(call.prompt_tokens)),
+                None => table.pick_fitting(&model, &tried, Some(call.prompt_tokens), Some(call.endpoint)),
             };
             let Some(deployment) = picked else { break };
+            if !upstream.limiter.claim_deployment(&deployment).await {
+                // The replicas together are at this deployment's rpm / tpm: its stats say so now,
+                // so the next pick passes it over (a bounded number of times, should the minute
+                // turn meanwhile).
+                shared_limited += 1;
+                if shared_limited > 8 {
+                    break;
+                }
+                continue;
+            }
             let max = *budget.get_or_insert(deployment.max_retries);
             tried.push(deployment.id.clone());
             attempts += 1;

@@ -176,11 +176,26 @@ impl Application {
         // Background work (catalog reloads, key invalidation, the spend and audit writers, prompt
         // redaction) runs under supervision; a writer that died makes `/readyz` fail.
         let tasks = Tasks::default();
+        let limiter = crate::limits::Limiter::new(
+            deps.shared.clone(),
+            deps.database.clone(),
+            settings.limits.requests_per_hour,
+            &deps.metrics,
+            &tasks,
+            // A reservation never given back outlives the longest request it can belong to.
+            crate::limits::RESERVATION_TTL
+                .max(Duration::from_secs(settings.proxy.stream_timeout_secs) + Duration::from_secs(60)),
+        );
         let state = ProxyState::new(Parts {
             tasks: tasks.clone(),
             table,
             health,
-            upstream: Upstream { http: http.clone(), direct, metrics: ProxyMetrics::register(&deps.metrics) },
+            upstream: Upstream {
+                http: http.clone(),
+                direct,
+                metrics: ProxyMetrics::register(&deps.metrics),
+                limiter: limiter.clone(),
+            },
             auth: Authenticator::new(deps.hasher.clone(), deps.keys.clone(), &deps.shared, &tasks),
             catalog: crate::guardrails::Catalog::start(deps.database.clone(), &deps.shared, &deps.hasher, &tasks),
             guard: crate::guardrails::Services {
@@ -196,16 +211,7 @@ impl Application {
                 &deps.metrics,
                 &tasks,
             ),
-            limiter: crate::limits::Limiter::new(
-                deps.shared.clone(),
-                deps.database.clone(),
-                settings.limits.requests_per_hour,
-                &deps.metrics,
-                &tasks,
-                // A reservation never given back outlives the longest request it can belong to.
-                crate::limits::RESERVATION_TTL
-                    .max(Duration::from_secs(settings.proxy.stream_timeout_secs) + Duration::from_secs(60)),
-            ),
+            limiter: limiter.clone(),
             cache: crate::cache::ResponseCache::new(&settings.cache, &deps.shared, &deps.metrics, &tasks),
             conversations: crate::conversations::Conversations::new(
                 deps.database.clone(),

@@ -28,6 +28,8 @@ pub(crate) struct Upstream {
     pub(crate) direct: crate::upstream::DirectClient,
     /// Metric families (attempts, latency, cooldowns, fallbacks).
     pub(crate) metrics: ProxyMetrics,
+    /// Shared state, for deployment rpm / tpm counted across replicas.
+    pub(crate) limiter: Limiter,
 }
 
 /// Request-shape limits.

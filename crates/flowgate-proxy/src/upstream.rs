@@ -276,7 +276,7 @@ pub(crate) async fn send(
         let error = AttemptError::Status { status: status.as_u16(), message, code, retry_after, headers };
         return Err(providers::error(deployment.provider, error, &response_headers));
     }
-    providers::answer(deployment, endpoint, response, stream, timeout).await
+    providers::answer(deployment, endpoint, &body, response, stream, timeout).await
 }
 
 /// Sends a request to an OpenAI-compatible, Azure or Anthropic deployment with the

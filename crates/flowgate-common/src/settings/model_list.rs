@@ -58,7 +58,8 @@ pub struct ModelInfo {
     /// `{model_name}/{index}`.
     #[serde(default)]
     pub id: Option<String>,
-    /// `chat`, `completion`, `embedding`, ... (informational).
+    /// `chat`, `completion`, `responses`, `embedding`, `image_generation`, `audio_*`, ...: which
+    /// endpoints the deployment serves (see docs/configuration.md). Unset: every endpoint.
     #[serde(default)]
     pub mode: Option<String>,
     /// The model the prices are looked up for when the upstream name is not in the table.

@@ -84,6 +84,12 @@ proptest! {
             let _ = gemini::response_to_hub(event, "m");
             let _ = gemini::request_from_hub(event);
             let _ = gemini::embeddings_request(event, "m");
+            let _ = gemini::embeddings_response(event, "m", 1);
+            let _ = gemini::vertex_embeddings_request(event);
+            let _ = gemini::vertex_embeddings_response(event, "m", 1);
+            let _ = bedrock::embeddings_request(event, "amazon.titan-embed-text-v2:0");
+            let _ = bedrock::embeddings_request(event, "cohere.embed-english-v3");
+            let _ = bedrock::embeddings_response(event, "m", Some(1), 1);
             let _ = bedrock::request_from_hub(event);
             let _ = bedrock::response_to_hub(event, "m");
         }

@@ -764,6 +764,7 @@ async fn recorded_spend(database: &Database, row: &str, period_start: i64) -> Re
     Ok(found.and_then(|r| r.try_get::<i64, _>(0).ok()).unwrap_or(0))
 }
 
+mod deployments;
 mod spend;
 
 use self::spend::{Pending, merge, write_spend};

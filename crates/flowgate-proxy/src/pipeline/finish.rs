@@ -107,7 +107,9 @@ impl Finish {
                 .max(pricing::cost_nanos(&deployment, Usage { prompt_tokens: prompt_estimate, completion_tokens: 0 }));
         }
         admission.settle(Some((usage, cost)));
-        deployment.stats.record_tokens(usage.prompt_tokens.saturating_add(usage.completion_tokens));
+        let tokens = usage.prompt_tokens.saturating_add(usage.completion_tokens);
+        deployment.stats.record_tokens(tokens);
+        state.limiter().count_deployment_tokens(&deployment, tokens);
         metrics.tokens.get_or_create(&TokenLabels { model: model.clone(), kind: "prompt" }).inc_by(usage.prompt_tokens);
         metrics
             .tokens
@@ -162,7 +164,9 @@ impl Finish {
         let Self { admission, deployment, state, mut audit, .. } = self;
         let cost = pricing::cost_nanos(&deployment, usage);
         admission.settle(Some((usage, cost)));
-        deployment.stats.record_tokens(usage.prompt_tokens.saturating_add(usage.completion_tokens));
+        let tokens = usage.prompt_tokens.saturating_add(usage.completion_tokens);
+        deployment.stats.record_tokens(tokens);
+        state.limiter().count_deployment_tokens(&deployment, tokens);
         audit.record().cost_nanos = cost;
         rejected(state.metrics(), audit, error);
     }

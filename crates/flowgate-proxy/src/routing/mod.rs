@@ -4,12 +4,17 @@
 //! The table is immutable and swapped whole (`ArcSwap`) when the model list changes at run time;
 //! health lives in a [`HealthRegistry`] keyed by deployment id, so it survives swaps.
 
+mod mode;
 pub(crate) mod pricing;
+mod stats;
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+pub(crate) use mode::{ModelMode, endpoint_name as mode_endpoint_name};
+
+pub(crate) use stats::{DeploymentStats, InFlight, SHARED_WINDOW_TTL, unix_minute};
+
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::{HeaderName, HeaderValue};
 use flowgate_common::Settings;
@@ -19,155 +24,6 @@ use rand::seq::IndexedRandom;
 use secrecy::SecretString;
 
 use crate::mock::MockParams;
-
-/// Window over which failures count towards `allowed_fails`.
-const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-
-/// Live health of one deployment.
-#[derive(Debug, Default)]
-pub(crate) struct DeploymentStats {
-    in_flight: AtomicU32,
-    /// Exponentially weighted moving average of latency to the response head, in microseconds.
-    ewma_latency_us: AtomicU64,
-    requests: AtomicU64,
-    errors: AtomicU64,
-    recent_failures: Mutex<VecDeque<Instant>>,
-    /// `Instant` offsets are not atomic; store the cooldown end as microseconds since `epoch`.
-    cooldown_until_us: AtomicU64,
-    epoch: OnceInstant,
-    /// The current minute of the rpm / tpm window (minutes since `epoch`), and what it has used.
-    window: Mutex<MinuteWindow>,
-}
-
-/// Requests and tokens of one minute, for a deployment's `rpm` / `tpm`.
-#[derive(Debug, Default, Clone, Copy)]
-struct MinuteWindow {
-    minute: u64,
-    requests: u64,
-    tokens: u64,
-}
-
-/// A lazily fixed reference instant.
-#[derive(Debug)]
-struct OnceInstant(Instant);
-
-impl Default for OnceInstant {
-    fn default() -> Self {
-        Self(Instant::now())
-    }
-}
-
-impl DeploymentStats {
-    fn now_us(&self) -> u64 {
-        u64::try_from(self.epoch.0.elapsed().as_micros()).unwrap_or(u64::MAX)
-    }
-
-    /// Requests currently in flight.
-    pub(crate) fn in_flight(&self) -> u32 {
-        self.in_flight.load(Ordering::Relaxed)
-    }
-
-    /// Smoothed latency to the response head; `None` before the first success.
-    pub(crate) fn latency(&self) -> Option<Duration> {
-        match self.ewma_latency_us.load(Ordering::Relaxed) {
-            0 => None,
-            us => Some(Duration::from_micros(us)),
-        }
-    }
-
-    /// Total requests and errors since start.
-    pub(crate) fn totals(&self) -> (u64, u64) {
-        (self.requests.load(Ordering::Relaxed), self.errors.load(Ordering::Relaxed))
-    }
-
-    /// Remaining cooldown, if cooling down.
-    pub(crate) fn cooldown_remaining(&self) -> Option<Duration> {
-        let until = self.cooldown_until_us.load(Ordering::Relaxed);
-        let now = self.now_us();
-        (until > now).then(|| Duration::from_micros(until - now))
-    }
-
-    /// Marks the start of a request; the guard ends it.
-    pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.with_window(|window| window.requests += 1);
-        InFlight { stats: self.clone() }
-    }
-
-    /// The minute window, rolled over to the current minute, under its lock.
-    fn with_window<T>(&self, f: impl FnOnce(&mut MinuteWindow) -> T) -> T {
-        let minute = self.now_us() / 60_000_000;
-        let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
-        if window.minute != minute {
-            *window = MinuteWindow { minute, requests: 0, tokens: 0 };
-        }
-        f(&mut window)
-    }
-
-    /// Counts tokens an answer used against the deployment's `tpm`.
-    pub(crate) fn record_tokens(&self, tokens: u64) {
-        self.with_window(|window| window.tokens = window.tokens.saturating_add(tokens));
-    }
-
-    /// Tokens used this minute.
-    pub(crate) fn tokens_this_minute(&self) -> u64 {
-        self.with_window(|window| window.tokens)
-    }
-
-    /// How long until the deployment is below its `rpm` and `tpm` again; `None` when it is below
-    /// them now.
-    pub(crate) fn limited_for(&self, rpm: Option<u32>, tpm: Option<u32>) -> Option<Duration> {
-        if rpm.is_none() && tpm.is_none() {
-            return None;
-        }
-        let now = self.now_us();
-        let at_limit = self.with_window(|window| {
-            rpm.is_some_and(|rpm| window.requests >= u64::from(rpm))
-                || tpm.is_some_and(|tpm| window.tokens >= u64::from(tpm))
-        });
-        at_limit.then(|| Duration::from_micros(60_000_000 - now % 60_000_000))
-    }
-
-    /// Records a success and its latency.
-    pub(crate) fn record_success(&self, latency: Duration) {
-        let sample = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
-        let old = self.ewma_latency_us.load(Ordering::Relaxed);
-        let new = if old == 0 { sample } else { (old * 4 + sample) / 5 };
-        self.ewma_latency_us.store(new.max(1), Ordering::Relaxed);
-    }
-
-    /// Records a failure; cools the deployment down after `allowed_fails` within a minute.
-    /// Returns true when this failure started a cooldown.
-    pub(crate) fn record_failure(&self, allowed_fails: u32, cooldown: Duration) -> bool {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now();
-        let mut recent = self.recent_failures.lock().unwrap_or_else(PoisonError::into_inner);
-        while recent.front().is_some_and(|t| now.duration_since(*t) > FAILURE_WINDOW) {
-            recent.pop_front();
-        }
-        recent.push_back(now);
-        if recent.len() >= allowed_fails.max(1) as usize && !cooldown.is_zero() {
-            recent.clear();
-            let until = self.now_us().saturating_add(u64::try_from(cooldown.as_micros()).unwrap_or(u64::MAX));
-            self.cooldown_until_us.store(until, Ordering::Relaxed);
-            return true;
-        }
-        false
-    }
-}
-
-/// Decrements the in-flight count when dropped (also on client disconnect).
-#[derive(Debug)]
-pub(crate) struct InFlight {
-    stats: Arc<DeploymentStats>,
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
 
 /// Health of every deployment ever configured, by id.
 #[derive(Debug, Default)]
@@ -214,6 +70,8 @@ pub(crate) struct Deployment {
     pub tpm: Option<u32>,
     /// Most prompt tokens the model takes (`enable_pre_call_checks`).
     pub context_window: Option<u64>,
+    /// Which endpoints it serves (`model_info.mode`).
+    pub mode: ModelMode,
     /// Request parameters merged under the client's values (OpenAI names).
     pub request_defaults: serde_json::Map<String, serde_json::Value>,
     /// Timeout until the response head.
@@ -334,6 +192,7 @@ fn deployment(
         rpm: entry.rpm(),
         tpm: entry.tpm(),
         context_window: entry.model_info.context_window(),
+        mode: ModelMode::parse(entry.model_info.mode.as_deref()),
         request_defaults: params.request_defaults.clone(),
         timeout,
         stream_timeout: params
@@ -545,21 +404,34 @@ impl RoutingTable {
     /// Picks a deployment of `model` by the configured strategy, skipping deployments cooling down
     /// and, while others remain, those in `tried`.
     pub(crate) fn pick(&self, model: &str, tried: &[String]) -> Option<Arc<Deployment>> {
-        self.pick_fitting(model, tried, None)
+        self.pick_fitting(model, tried, None, None)
     }
 
-    /// [`Self::pick`], skipping also deployments at their rpm / tpm and, with
-    /// `enable_pre_call_checks`, those whose context window is smaller than `prompt_tokens`.
+    /// Why `model` cannot serve requests to `endpoint`: the mode of its deployments, when none of
+    /// them serves it (`model_info.mode`). `None` when one does, or the model is unknown.
+    pub(crate) fn wrong_mode(&self, model: &str, endpoint: crate::wire::Endpoint) -> Option<&str> {
+        let deployments = self.models.get(self.resolve(model))?;
+        if deployments.iter().any(|d| d.mode.serves(endpoint)) {
+            return None;
+        }
+        deployments.iter().find_map(|d| d.mode.name())
+    }
+
+    /// [`Self::pick`], skipping also deployments at their rpm / tpm, those whose mode does not
+    /// serve `endpoint` (when given) and, with `enable_pre_call_checks`, those whose context window
+    /// is smaller than `prompt_tokens`.
     pub(crate) fn pick_fitting(
         &self,
         model: &str,
         tried: &[String],
         prompt_tokens: Option<u64>,
+        endpoint: Option<crate::wire::Endpoint>,
     ) -> Option<Arc<Deployment>> {
         let deployments = self.models.get(self.resolve(model))?;
         let fits = |d: &Deployment| {
-            !self.router.enable_pre_call_checks
-                || prompt_tokens.zip(d.context_window).is_none_or(|(prompt, window)| prompt <= window)
+            endpoint.is_none_or(|endpoint| d.mode.serves(endpoint))
+                && (!self.router.enable_pre_call_checks
+                    || prompt_tokens.zip(d.context_window).is_none_or(|(prompt, window)| prompt <= window))
         };
         let healthy: Vec<&Arc<Deployment>> = deployments
             .iter()

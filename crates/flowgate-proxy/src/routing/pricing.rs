@@ -60,6 +60,10 @@ const PRICES_PER_MILLION: &[(&str, f64, f64)] = &[
     ("meta.llama3-1-8b-instruct", 0.22, 0.22),
     ("meta.llama3-1-70b-instruct", 0.72, 0.72),
     ("mistral.mistral-large-2407", 2.00, 6.00),
+    ("amazon.titan-embed-text-v2", 0.02, 0.0),
+    ("amazon.titan-embed-text-v1", 0.10, 0.0),
+    ("cohere.embed-english-v3", 0.10, 0.0),
+    ("cohere.embed-multilingual-v3", 0.10, 0.0),
 ];
 
 /// Bedrock's cross-region inference profiles prefix a model id with a geography.

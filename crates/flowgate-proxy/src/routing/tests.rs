@@ -365,6 +365,21 @@ fn a_deployment_at_its_tpm_is_skipped_and_when_all_are_the_model_is_limited() {
 }
 
 #[test]
+fn what_redis_reports_for_every_replica_limits_the_deployment_in_its_minute_only() {
+    let table = table("model_list:\n  - {model_name: m, litellm_params: {model: mock/a, rpm: 5, tpm: 100}}\n");
+    let a = table.models["m"][0].clone();
+    let (minute, _) = unix_minute();
+    a.stats.observe_shared(minute.saturating_sub(2), 5, 100);
+    assert!(a.stats.limited_for(a.rpm, a.tpm).is_none(), "an older minute's figures do not count");
+    a.stats.observe_shared(minute, 4, 99);
+    assert!(a.stats.limited_for(a.rpm, a.tpm).is_none());
+    assert_eq!(a.stats.tokens_this_minute(), 99, "usage-based routing reads every replica's tokens");
+    a.stats.observe_shared(minute, 5, 0);
+    assert!(table.pick("m", &[]).is_none(), "the replicas together used the rpm");
+    assert!(table.limited_for("m").is_some());
+}
+
+#[test]
 fn aliases_reach_the_same_deployments_and_hidden_ones_are_not_listed() {
     let table = table(
         "model_list:
@@ -412,7 +427,7 @@ router_settings: {enable_pre_call_checks: true}
 ",
     );
     for _ in 0..20 {
-        assert_eq!(table.pick_fitting("m", &[], Some(500)).unwrap().upstream_model, "large");
+        assert_eq!(table.pick_fitting("m", &[], Some(500), None).unwrap().upstream_model, "large");
     }
     assert!(!table.too_long_for("m", 500));
     assert!(table.too_long_for("m", 50_000));
@@ -424,6 +439,7 @@ mod concurrent_counters {
     //! pick among candidates never panics and always returns one of them.
 
     use std::cell::RefCell;
+    use std::sync::atomic::Ordering;
 
     use proptest::prelude::*;
 

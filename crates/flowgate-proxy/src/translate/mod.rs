@@ -17,6 +17,7 @@ pub(crate) mod anthropic;
 pub(crate) mod bedrock;
 mod checks;
 pub(crate) mod defaults;
+pub(crate) mod embeddings;
 pub(crate) mod gemini;
 pub(crate) mod openai;
 pub(crate) mod responses;

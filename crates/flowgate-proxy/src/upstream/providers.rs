@@ -3,7 +3,9 @@
 //! models, the Anthropic codec for Claude) and sent with the provider's URL scheme and
 //! authentication (an API key header; SigV4 for Bedrock, `aws/`; an OAuth2 token minted from a
 //! service account for Vertex AI, `google_auth.rs`); the answer is translated back to the hub
-//! before anything else sees it. To the rest of the proxy these are OpenAI-format upstreams, so
+//! before anything else sees it. Embeddings go to each provider's embedding API (Gemini's
+//! `embedContent` / `batchEmbedContents`, Vertex AI's `predict`, Bedrock's `InvokeModel` for Titan
+//! and Cohere models). To the rest of the proxy these are OpenAI-format upstreams, so
 //! every ingress format reaches them through the hub.
 //!
 //! Streams are translated chunk by chunk as they arrive, never buffered. The first event is read
@@ -24,6 +26,7 @@ use crate::google_auth::TokenError;
 use crate::routing::Deployment;
 use crate::sse::SseParser;
 use crate::translate::bedrock::{self, BedrockToHub};
+use crate::translate::embeddings::request_estimate as estimate;
 use crate::translate::gemini::{self, GeminiToHub};
 use crate::translate::{ApiFormat, StreamTransform};
 use crate::upstream::{AttemptError, Endpoint, UpstreamBody, UpstreamResponse};
@@ -82,10 +85,10 @@ pub(crate) async fn request(
                 Endpoint::Chat => {
                     (format!("{base}/models/{model}:generateContent"), gemini::request_from_hub(body).map_err(bad)?)
                 }
-                Endpoint::Embeddings => (
-                    format!("{base}/models/{model}:batchEmbedContents"),
-                    gemini::embeddings_request(body, model).map_err(bad)?,
-                ),
+                Endpoint::Embeddings => {
+                    let payload = gemini::embeddings_request(body, model).map_err(bad)?;
+                    (format!("{base}/models/{model}:{}", gemini::embeddings_method(&payload)), payload)
+                }
                 Endpoint::Completions => return Err(unsupported(deployment, "text completions")),
             };
             let mut request = client.post(url).json(&payload);
@@ -94,13 +97,17 @@ pub(crate) async fn request(
             }
             request
         }
-        Provider::Bedrock => {
-            if endpoint != Endpoint::Chat {
-                return Err(unsupported(deployment, "embeddings or text completions (Converse)"));
+        Provider::Bedrock => match endpoint {
+            Endpoint::Chat => {
+                let payload = bedrock::request_from_hub(body).map_err(bad)?;
+                bedrock_request(client, deployment, &payload, if stream { "converse-stream" } else { "converse" })?
             }
-            let payload = bedrock::request_from_hub(body).map_err(bad)?;
-            bedrock_request(client, deployment, &payload, stream)?
-        }
+            Endpoint::Embeddings => {
+                let payload = bedrock::embeddings_request(body, &deployment.upstream_model).map_err(bad)?;
+                bedrock_request(client, deployment, &payload, "invoke")?
+            }
+            Endpoint::Completions => return Err(unsupported(deployment, "text completions")),
+        },
         Provider::VertexAi => vertex_request(client, deployment, endpoint, body, stream).await?,
         other => {
             return Err(AttemptError::Unsupported(format!("provider {} is not served here", other.as_str())));
@@ -150,8 +157,9 @@ async fn vertex_request(
         }
         Endpoint::Chat if stream => ("streamGenerateContent?alt=sse", gemini::request_from_hub(body).map_err(bad)?),
         Endpoint::Chat => ("generateContent", gemini::request_from_hub(body).map_err(bad)?),
+        Endpoint::Embeddings if !is_claude(model) => ("predict", gemini::vertex_embeddings_request(body).map_err(bad)?),
         Endpoint::Embeddings | Endpoint::Completions => {
-            return Err(unsupported(deployment, "embeddings or text completions (on Vertex AI)"));
+            return Err(unsupported(deployment, "embeddings (Claude) or text completions (on Vertex AI)"));
         }
     };
     let token = credentials.token(client, deployment.timeout).await.map_err(|error| match error {
@@ -182,17 +190,17 @@ fn is_claude(model: &str) -> bool {
     model.starts_with("claude")
 }
 
-/// A SigV4-signed Converse request.
+/// A SigV4-signed request to the deployment's model: `action` is `converse`, `converse-stream` or
+/// `invoke` (InvokeModel, for embedding models).
 fn bedrock_request(
     client: &reqwest::Client,
     deployment: &Deployment,
     payload: &Value,
-    stream: bool,
+    action: &str,
 ) -> Result<reqwest::RequestBuilder, AttemptError> {
     let aws = deployment.aws.as_ref().ok_or_else(|| {
         AttemptError::Unsupported(format!("model `{}` has no AWS credentials", deployment.model_name))
     })?;
-    let action = if stream { "converse-stream" } else { "converse" };
     let path = format!("/model/{}/{action}", sigv4::uri_encode(&deployment.upstream_model, false));
     let url = format!("{}{path}", deployment.base_url);
     let host = reqwest::Url::parse(&url)
@@ -262,6 +270,7 @@ pub(crate) fn error(provider: Provider, error: AttemptError, headers: &reqwest::
 pub(crate) async fn answer(
     deployment: &Deployment,
     endpoint: Endpoint,
+    request: &Value,
     response: reqwest::Response,
     stream: bool,
     timeout: Duration,
@@ -272,6 +281,12 @@ pub(crate) async fn answer(
             response.bytes_stream().map(|chunk| chunk.map_err(|e| std::io::Error::other(e.without_url()))).boxed();
         return first_event(upstream, decoder(deployment.provider, &model), timeout).await;
     }
+    // Bedrock's InvokeModel reports the input tokens of some models only in a header.
+    let header_tokens = response
+        .headers()
+        .get("x-amzn-bedrock-input-token-count")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     let bytes = match tokio::time::timeout(timeout, response.bytes()).await {
         Err(_) => return Err(AttemptError::Timeout(timeout)),
         Ok(Err(error)) => return Err(AttemptError::Connect(error.without_url().to_string())),
@@ -285,7 +300,13 @@ pub(crate) async fn answer(
         ));
     };
     let hub = match (deployment.provider, endpoint) {
-        (Provider::Gemini, Endpoint::Embeddings) => gemini::embeddings_response(&value, &model),
+        (Provider::Gemini, Endpoint::Embeddings) => gemini::embeddings_response(&value, &model, estimate(request)),
+        (Provider::VertexAi, Endpoint::Embeddings) => {
+            gemini::vertex_embeddings_response(&value, &model, estimate(request))
+        }
+        (Provider::Bedrock, Endpoint::Embeddings) => {
+            bedrock::embeddings_response(&value, &model, header_tokens, estimate(request))
+        }
         (Provider::VertexAi, _) if is_claude(&model) => ApiFormat::Anthropic.codec().response_to_hub(&value),
         (Provider::Gemini | Provider::VertexAi, _) => gemini::response_to_hub(&value, &model)
             .map_err(|blocked| status_error(400, blocked.0, "content_policy_violation"))?,

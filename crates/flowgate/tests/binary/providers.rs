@@ -15,20 +15,20 @@ use serde_json::{Value, json};
 
 use flowgate_test_utils::sse_events;
 
-fn fixture(path: &str) -> String {
+pub(super) fn fixture(path: &str) -> String {
     std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)).unwrap()
 }
 
-fn json_fixture(path: &str) -> Value {
+pub(super) fn json_fixture(path: &str) -> Value {
     serde_json::from_str(&fixture(path)).unwrap()
 }
 
 /// What a fake provider received: (path and query, body).
-type Seen = Arc<Mutex<Vec<(String, Value)>>>;
+pub(super) type Seen = Arc<Mutex<Vec<(String, Value)>>>;
 
-const GEMINI_KEY: &str = "gemini-test-key";
+pub(super) const GEMINI_KEY: &str = "gemini-test-key";
 
-fn gemini_error(status: StatusCode, message: &str, code: &str) -> Response {
+pub(super) fn gemini_error(status: StatusCode, message: &str, code: &str) -> Response {
     let body = json!({"error": {"code": status.as_u16(), "message": message, "status": code}});
     Response::builder()
         .status(status)
@@ -38,7 +38,7 @@ fn gemini_error(status: StatusCode, message: &str, code: &str) -> Response {
 }
 
 /// A fake Gemini API: `POST /v1beta/models/{model}:{method}` with `x-goog-api-key`.
-async fn fake_gemini(seen: Seen) -> String {
+pub(super) async fn fake_gemini(seen: Seen) -> String {
     let handler = move |uri: Uri, headers: HeaderMap, body: Bytes| {
         let seen = seen.clone();
         async move {
@@ -55,8 +55,8 @@ async fn fake_gemini(seen: Seen) -> String {
             };
             seen.lock().unwrap().push((path.clone(), request.clone()));
             let method = path.split(':').nth(1).unwrap_or_default();
-            if method.starts_with("batchEmbedContents") {
-                return Response::builder().body(Body::from(fixture("gemini/batch_embed.json"))).unwrap();
+            if method == "batchEmbedContents" || method == "embedContent" {
+                return crate::provider_embeddings::gemini_embeddings(method, &path, &request);
             }
             // Gemini refuses members it does not know.
             for unknown in ["messages", "model", "max_tokens", "stream"] {
@@ -344,11 +344,11 @@ async fn gemini_embeddings_and_a_rejected_key() {
     assert!(!error.to_string().contains("wrong"), "the key never shows: {error}");
 }
 
-const AWS_KEY_ID: &str = "AKIDEXAMPLE";
-const AWS_SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
-const AWS_TOKEN: &str = "session-token-example";
+pub(super) const AWS_KEY_ID: &str = "AKIDEXAMPLE";
+pub(super) const AWS_SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+pub(super) const AWS_TOKEN: &str = "session-token-example";
 
-fn bedrock_error(status: StatusCode, kind: &str, message: &str) -> Response {
+pub(super) fn bedrock_error(status: StatusCode, kind: &str, message: &str) -> Response {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
@@ -407,7 +407,8 @@ fn signature_ok(uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<(), Strin
 }
 
 /// A fake Bedrock runtime: `POST /model/{id}/converse` and `/converse-stream`, SigV4 checked.
-async fn fake_bedrock(seen: Seen) -> String {
+pub(super) async fn fake_bedrock(seen: Seen) -> String {
+    let seen_invoke = seen.clone();
     let handler = move |uri: Uri, headers: HeaderMap, body: Bytes| {
         let seen = seen.clone();
         async move {
@@ -461,9 +462,22 @@ async fn fake_bedrock(seen: Seen) -> String {
             Response::builder().header("content-type", "application/json").body(Body::from(fixture(file))).unwrap()
         }
     };
+    let invoke = {
+        let seen = seen_invoke;
+        move |uri: Uri, headers: HeaderMap, body: Bytes| {
+            let seen = seen.clone();
+            async move {
+                if let Err(message) = signature_ok(&uri, &headers, &body) {
+                    return bedrock_error(StatusCode::FORBIDDEN, "InvalidSignatureException", &message);
+                }
+                crate::provider_embeddings::bedrock_invoke(&seen, uri.path(), &body)
+            }
+        }
+    };
     let app = axum::Router::new()
         .route("/model/{model}/converse", axum::routing::post(handler.clone()))
-        .route("/model/{model}/converse-stream", axum::routing::post(handler));
+        .route("/model/{model}/converse-stream", axum::routing::post(handler))
+        .route("/model/{model}/invoke", axum::routing::post(invoke));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -593,7 +607,7 @@ async fn bedrock_errors_are_mapped_throttling_429_bad_signature_502() {
 
 /// A fake Vertex AI: a token endpoint that checks the JWT bearer grant (RS256 with the service
 /// account's key, its claims), and the model endpoints, which check the token.
-async fn fake_vertex(seen: Seen, tokens_minted: Arc<std::sync::atomic::AtomicUsize>) -> String {
+pub(super) async fn fake_vertex(seen: Seen, tokens_minted: Arc<std::sync::atomic::AtomicUsize>) -> String {
     use base64::Engine as _;
     use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
@@ -721,6 +735,9 @@ async fn fake_vertex(seen: Seen, tokens_minted: Arc<std::sync::atomic::AtomicUsi
             }
             if path.ends_with(":streamGenerateContent?alt=sse") {
                 return sse(fixture("gemini/stream_text.sse"));
+            }
+            if path.ends_with(":predict") {
+                return crate::provider_embeddings::vertex_predict(&request);
             }
             Response::builder()
                 .header("content-type", "application/json")

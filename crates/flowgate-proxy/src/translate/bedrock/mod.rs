@@ -11,6 +11,7 @@
 //! and `content_filtered` → `content_filter`), `usage` → `usage` (cache reads and writes counted
 //! as prompt).
 
+mod embeddings;
 mod stream;
 
 #[cfg(test)]
@@ -18,6 +19,7 @@ mod tests;
 
 use serde_json::{Map, Value, json};
 
+pub(crate) use self::embeddings::{embeddings_request, embeddings_response};
 pub(crate) use self::stream::BedrockToHub;
 use crate::error::ProxyError;
 use crate::wire::{MAX_REPORTED_TOKENS, Usage, unix_now};

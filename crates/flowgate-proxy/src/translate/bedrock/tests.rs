@@ -118,3 +118,46 @@ fn exceptions_map_to_the_documented_statuses() {
     );
     assert_eq!(exception_status("AccessDeniedException").0, 403);
 }
+
+#[test]
+fn titan_embeds_one_text_per_invoke_model_call_and_reports_its_tokens() {
+    let request =
+        embeddings_request(&json!({"input": "hello world", "dimensions": 512}), "amazon.titan-embed-text-v2:0")
+            .unwrap();
+    assert_eq!(request, json!({"inputText": "hello world", "dimensions": 512}));
+    let refused = embeddings_request(&json!({"input": ["a", "b"]}), "amazon.titan-embed-text-v2:0").unwrap_err();
+    assert!(refused.to_string().contains("one text per request"), "{refused}");
+    let answer = embeddings_response(
+        &json!({"embedding": [0.25, -0.5], "inputTextTokenCount": 3, "embeddingsByType": {"float": [0.25, -0.5]}}),
+        "amazon.titan-embed-text-v2:0",
+        Some(99),
+        42,
+    );
+    assert_eq!(answer["data"], json!([{"object": "embedding", "index": 0, "embedding": [0.25, -0.5]}]));
+    assert_eq!(answer["usage"]["prompt_tokens"], 3, "the body's count first");
+}
+
+#[test]
+fn cohere_embeds_a_batch_with_its_input_type_and_the_header_count() {
+    let request = embeddings_request(&json!({"input": ["a", "b"]}), "cohere.embed-english-v3").unwrap();
+    assert_eq!(request, json!({"texts": ["a", "b"], "input_type": "search_document"}));
+    let request =
+        embeddings_request(&json!({"input": "q", "input_type": "search_query"}), "cohere.embed-english-v3").unwrap();
+    assert_eq!(request["input_type"], "search_query");
+    let plain = embeddings_response(
+        &json!({"embeddings": [[0.1], [0.2]], "id": "x", "response_type": "embeddings_floats", "texts": ["a", "b"]}),
+        "cohere.embed-english-v3",
+        Some(4),
+        42,
+    );
+    assert_eq!(plain["data"][1]["embedding"], json!([0.2]));
+    assert_eq!(plain["usage"]["prompt_tokens"], 4);
+    let by_type = embeddings_response(
+        &json!({"embeddings": {"float": [[0.3]]}, "response_type": "embeddings_by_type"}),
+        "cohere.embed-english-v3",
+        None,
+        42,
+    );
+    assert_eq!(by_type["data"][0]["embedding"], json!([0.3]));
+    assert_eq!(by_type["usage"]["prompt_tokens"], 42, "no count anywhere: the estimate");
+}

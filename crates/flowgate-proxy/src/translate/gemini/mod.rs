@@ -16,6 +16,7 @@
 //!   withheld (`finishReason: SAFETY`, ... with no content), is a [`Blocked`] error: the caller gets
 //!   a 400 `content_policy_violation` naming the reason, and `content_policy_fallbacks` apply.
 
+mod embeddings;
 mod stream;
 
 #[cfg(test)]
@@ -23,6 +24,9 @@ mod tests;
 
 use serde_json::{Map, Value, json};
 
+pub(crate) use self::embeddings::{
+    embeddings_method, embeddings_request, embeddings_response, vertex_embeddings_request, vertex_embeddings_response,
+};
 pub(crate) use self::stream::GeminiToHub;
 use crate::error::ProxyError;
 use crate::wire::{MAX_REPORTED_TOKENS, Usage, unix_now};
@@ -393,39 +397,4 @@ pub(crate) fn response_to_hub(answer: &Value, model: &str) -> Result<Value, Bloc
         "choices": choices,
         "usage": usage.to_openai(),
     }))
-}
-
-/// An OpenAI embeddings request as a Gemini `batchEmbedContents` request for `model`.
-pub(crate) fn embeddings_request(body: &Value, model: &str) -> Result<Value, ProxyError> {
-    let inputs: Vec<String> = match body.get("input") {
-        Some(Value::String(text)) => vec![text.clone()],
-        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
-            items.iter().filter_map(Value::as_str).map(str::to_owned).collect()
-        }
-        _ => return Err(bad("a Gemini embedding model takes `input` as a string or an array of strings", "input")),
-    };
-    let mut requests = Vec::new();
-    for text in inputs {
-        let mut request = json!({"model": format!("models/{model}"), "content": {"parts": [{"text": text}]}});
-        if let Some(dimensions) = body.get("dimensions").and_then(Value::as_u64) {
-            request["outputDimensionality"] = json!(dimensions);
-        }
-        requests.push(request);
-    }
-    Ok(json!({"requests": requests}))
-}
-
-/// A `batchEmbedContents` answer as an OpenAI embeddings answer (Gemini reports no token counts).
-pub(crate) fn embeddings_response(answer: &Value, model: &str) -> Value {
-    let data: Vec<Value> = answer
-        .get("embeddings")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-        .map(|(index, embedding)| {
-            json!({"object": "embedding", "index": index, "embedding": embedding.get("values").cloned().unwrap_or_else(|| json!([]))})
-        })
-        .collect();
-    json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 0, "total_tokens": 0}})
 }

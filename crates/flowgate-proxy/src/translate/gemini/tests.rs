@@ -162,9 +162,43 @@ fn embeddings_go_through_batch_embed_contents() {
         request["requests"][1],
         json!({"model": "models/text-embedding-004", "content": {"parts": [{"text": "b"}]}, "outputDimensionality": 8})
     );
-    let answer =
-        embeddings_response(&json!({"embeddings": [{"values": [0.1, 0.2]}, {"values": [0.3]}]}), "text-embedding-004");
+    assert_eq!(embeddings_method(&request), "batchEmbedContents");
+    let answer = embeddings_response(
+        &json!({"embeddings": [{"values": [0.1, 0.2]}, {"values": [0.3]}]}),
+        "text-embedding-004",
+        9,
+    );
     assert_eq!(answer["data"][1], json!({"object": "embedding", "index": 1, "embedding": [0.3]}));
+    assert_eq!(answer["usage"]["prompt_tokens"], 9, "Gemini reports no tokens: the estimate is charged");
+}
+
+#[test]
+fn one_input_goes_through_embed_content() {
+    let request = embeddings_request(&json!({"model": "e", "input": "just one"}), "gemini-embedding-001").unwrap();
+    assert_eq!(embeddings_method(&request), "embedContent");
+    assert_eq!(request, json!({"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "just one"}]}}));
+    let answer = embeddings_response(&json!({"embedding": {"values": [0.5, -0.5]}}), "gemini-embedding-001", 2);
+    assert_eq!(answer["data"], json!([{"object": "embedding", "index": 0, "embedding": [0.5, -0.5]}]));
+    assert!(embeddings_request(&json!({"input": [1, 2, 3]}), "m").is_err(), "token arrays are refused");
+}
+
+#[test]
+fn vertex_text_embeddings_use_predict_and_report_tokens_per_input() {
+    let request = vertex_embeddings_request(&json!({"input": ["a", "b"], "dimensions": 256})).unwrap();
+    assert_eq!(
+        request,
+        json!({"instances": [{"content": "a"}, {"content": "b"}], "parameters": {"outputDimensionality": 256}})
+    );
+    let answer = vertex_embeddings_response(
+        &json!({"predictions": [
+            {"embeddings": {"values": [0.1], "statistics": {"token_count": 3, "truncated": false}}},
+            {"embeddings": {"values": [0.2], "statistics": {"token_count": 4.0, "truncated": false}}}
+        ]}),
+        "text-embedding-005",
+        99,
+    );
+    assert_eq!(answer["data"][1]["embedding"], json!([0.2]));
+    assert_eq!(answer["usage"]["prompt_tokens"], 7);
 }
 
 #[test]
