@@ -71,6 +71,10 @@ pub struct ProxySettings {
     pub stream_timeout_secs: u64,
     /// Peers (CIDRs) whose `X-Forwarded-For` is trusted, e.g. Caddy's address. Default none.
     pub trusted_proxies: Vec<Cidr>,
+    /// The edge pre-filter's shared secret (`FLOWGATE__PROXY__EDGE_TOKEN`): a request carrying it
+    /// in `X-Flowgate-Edge` has its `X-Flowgate-Client-IP` and `X-Request-Id` believed. Default
+    /// none: those headers are ignored.
+    pub edge_token: Option<SecretString>,
 }
 
 impl Default for ProxySettings {
@@ -83,6 +87,7 @@ impl Default for ProxySettings {
             max_body_bytes: 10 * 1024 * 1024,
             stream_timeout_secs: 600,
             trusted_proxies: Vec::new(),
+            edge_token: None,
         }
     }
 }
