@@ -12,6 +12,7 @@ mod audit;
 mod audit_api;
 mod cache;
 mod compliance;
+mod edge;
 mod exit_paths;
 mod gateway;
 mod grpc;
