@@ -179,9 +179,13 @@ export async function handle(request, env) {
     body = await readCapped(request.body, cap);
     if (body === null) return tooLarge();
   }
-  const { response, error } = await fetchWithFailover(order, (origin) =>
-    new Request(target(origin), { method, headers, body, redirect: "manual" }),
-  );
+  // Each attempt has its own id (`{id}.2`, `{id}.3` after a failover), so the audit trail, where
+  // an id is unique, keeps a record of every origin that answered.
+  const { response, error } = await fetchWithFailover(order, (origin, attempt) => {
+    const attemptHeaders = new Headers(headers);
+    if (attempt > 1) attemptHeaders.set("x-request-id", `${requestId}.${attempt}`);
+    return new Request(target(origin), { method, headers: attemptHeaders, body, redirect: "manual" });
+  });
   if (response === null) {
     console.error("edge: no origin answered", String(error));
     return errorResponse(format, 502, "upstream_unavailable", "no Flowgate origin could be reached", idHeader);

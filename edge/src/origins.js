@@ -81,8 +81,8 @@ export const FAILOVER_STATUSES = new Set([502, 503, 504]);
 
 /**
  * Sends the request to the first origin that connects and does not answer 502/503/504, trying them
- * in `order`. `makeRequest(origin)` builds a fresh Request for each attempt (the body is
- * re-sendable). Returns `{ response, origin, attempts }`; when no origin could answer,
+ * in `order`. `makeRequest(origin, attempt)` builds a fresh Request for each attempt (1, 2, …; the
+ * body is re-sendable). Returns `{ response, origin, attempts }`; when no origin could answer,
  * `response` is null and `error` says what the last failure was.
  */
 export async function fetchWithFailover(order, makeRequest, fetcher = fetch) {
@@ -92,7 +92,7 @@ export async function fetchWithFailover(order, makeRequest, fetcher = fetch) {
     attempts += 1;
     let response;
     try {
-      response = await fetcher(makeRequest(origin));
+      response = await fetcher(makeRequest(origin, attempts));
     } catch (e) {
       error = e;
       continue;

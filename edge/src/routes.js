@@ -24,7 +24,9 @@ const ANTHROPIC_ROUTES = [
 // MCP (Streamable HTTP) and A2A carry a virtual key; agent cards are public.
 const OTHER_ROUTES = [
   [/^\/chat\/completions$/, ["POST"], "openai", true],
-  [/^\/api\/mcp\/?$/, ["POST", "GET", "DELETE"], "openai", true],
+  // The MCP endpoint and its per-server paths; `/api/mcp/tools*` and `/api/mcp/auth*` belong to
+  // the management API and stay off the edge.
+  [/^\/api\/mcp(\/(?!tools|auth)[^]*)?$/, ["POST", "GET", "DELETE"], "openai", true],
   [/^\/a2a\/.+$/, ["POST", "GET"], "openai", true],
   [/^\/\.well-known\/(agent\.json|agent-card\.json)$/, ["GET"], "openai", false],
 ];

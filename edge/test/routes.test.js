@@ -32,6 +32,10 @@ test("Anthropic, MCP and A2A routes are allowed; agent cards need no key", () =>
   assert.equal(matchRoute("POST", "/api/mcp").needsKey, true);
   assert.equal(matchRoute("GET", "/api/mcp").allowed, true);
   assert.equal(matchRoute("DELETE", "/api/mcp").allowed, true);
+  assert.equal(matchRoute("POST", "/api/mcp/github").allowed, true);
+  assert.equal(matchRoute("GET", "/api/mcp/tools").allowed, false);
+  assert.equal(matchRoute("GET", "/api/mcp/tools/cache").allowed, false);
+  assert.equal(matchRoute("GET", "/api/mcp/auth/callback").allowed, false);
   assert.equal(matchRoute("POST", "/a2a/agents/helper").needsKey, true);
   assert.deepEqual(matchRoute("GET", "/.well-known/agent.json"), { allowed: true, format: "openai", needsKey: false });
 });
