@@ -4,8 +4,9 @@ origin, in one run (docs/benchmarks.md, "The edge pre-filter"):
 
 1. added latency at c=1: non-streamed chat requests (`local-mock`, the gateway's in-process mock
    model) through `wrangler dev --local` and straight to the origin, interleaved in rounds; p50/p99;
-2. invalid-key rejections per second at c=N (keys with a wrong checksum) through the edge, and the
-   CPU the origin spent meanwhile; then the same load straight to the origin.
+2. invalid-key rejections (401) per second at c=N (keys with a wrong checksum) through the edge,
+   and the CPU the origin spent meanwhile; then the same load straight to the origin. Connections
+   the server closed are reopened and counted under status 0.
 
 The load generator is a Python loop (threads over keep-alive `http.client` connections; neither
 wrk nor oha is needed); on a small machine it shares the cores with what it measures, so absolute
@@ -75,7 +76,13 @@ def rejections(url: str, keys: list[str], concurrency: int, seconds: float) -> t
         local: dict[int, int] = {}
         j = i
         while time.monotonic() < deadline:
-            status = post(conn, "/v1/chat/completions", keys[j % len(keys)], body)
+            try:
+                status = post(conn, "/v1/chat/completions", keys[j % len(keys)], body)
+            except (OSError, http.client.HTTPException):
+                # A connection the server closed: counted, reopened.
+                status = 0
+                conn.close()
+                conn = connection(url)
             local[status] = local.get(status, 0) + 1
             j += 1
         conn.close()
@@ -90,7 +97,7 @@ def rejections(url: str, keys: list[str], concurrency: int, seconds: float) -> t
     for t in threads:
         t.join()
     elapsed = time.monotonic() - started
-    return sum(counts.values()) / elapsed, counts
+    return sum(v for k, v in counts.items() if k == 401) / elapsed, counts
 
 
 def pct(values: list[float], q: float) -> float:

@@ -178,6 +178,9 @@ test("a refused connection fails over to the next origin; no origin at all is a 
   ]);
   const response = await handle(post("/v1/chat/completions", GOOD.key), env({ ORIGINS: origins }));
   assert.equal(response.status, 200);
+  // The second attempt has its own id, so each origin's audit record is kept.
+  assert.match(seen.at(-1).headers["x-request-id"], /^[0-9a-f-]{36}\.2$/);
+  assert.equal(response.headers.get("x-request-id"), seen.at(-1).headers["x-request-id"]);
   const none = await handle(
     post("/v1/chat/completions", GOOD.key),
     env({ ORIGINS: JSON.stringify([{ url: deadUrl, continent: "EU" }]) }),

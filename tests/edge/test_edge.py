@@ -23,6 +23,7 @@ from edge_support import (
     node,
     run_flowgate,
     wrangler,
+    wrangler_env,
 )
 
 VECTORS = json.loads((EDGE_DIR / "test" / "vectors.json").read_text())
@@ -33,6 +34,23 @@ def test_the_workers_own_unit_tests_pass() -> None:
     out = subprocess.run([node(), "--test", "test/"], cwd=EDGE_DIR, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     assert "# fail 0" in out.stdout
+
+
+def test_the_worker_bundles_for_wrangler_deploy(tmp_path) -> None:
+    """`wrangler deploy --dry-run`: the configuration is valid and the Worker bundles for publishing
+    (everything `wrangler deploy` does short of the upload)."""
+    out = subprocess.run(
+        [node(), str(wrangler()), "deploy", "--dry-run", "--env", "", "--outdir", str(tmp_path / "out")],
+        cwd=EDGE_DIR,
+        env=wrangler_env(str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert (tmp_path / "out" / "index.js").exists()
+    for binding in ("REVOKED_KEYS", "KEY_LIMITER", "IP_LIMITER", "ORIGINS"):
+        assert binding in out.stdout, out.stdout
 
 
 def sdk(edge: EdgeStack, key: str) -> tuple[openai.OpenAI, anthropic.Anthropic]:
