@@ -40,6 +40,31 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds of `root` and all its descendants (wrangler, its workerd)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        for child, parent in parents.items():
+            if parent == pid and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    total = 0.0
+    for pid in tree:
+        try:
+            total += cpu_seconds(pid)
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 def connection(url: str) -> http.client.HTTPConnection:
     parsed = urlparse(url)
     return http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
@@ -118,6 +143,7 @@ def main() -> None:
         origin = stack.proxy_url(0)
         edge = stack.edge.url
         origin_pid = stack.origins[0].proc.pid
+        edge_pid = stack.edge.proc.pid
         stack.origins[1].stop()  # one origin: nothing else shares the machine
         key = stack.create_key()["key"]
         latencies(origin, key, 50)  # warm both paths
@@ -132,10 +158,17 @@ def main() -> None:
         bad = json.loads(VECTORS_PATH.read_text())["wrong_checksum"]
         results = {}
         for name, url in (("edge", edge), ("direct", origin)):
-            before = cpu_seconds(origin_pid)
+            before, edge_before = cpu_seconds(origin_pid), tree_cpu_seconds(edge_pid)
             rate, counts = rejections(url, bad, args.concurrency, args.seconds)
             used = cpu_seconds(origin_pid) - before
-            results[name] = {"rejected_per_s": round(rate), "statuses": counts, "origin_cpu_s": round(used, 2)}
+            edge_used = tree_cpu_seconds(edge_pid) - edge_before
+            results[name] = {
+                "rejected_per_s": round(rate),
+                "statuses": counts,
+                "origin_cpu_s": round(used, 2),
+                "edge_cpu_s": round(edge_used, 2),
+                "origin_cpu_us_per_request": round(used / max(1, sum(counts.values())) * 1e6, 1),
+            }
 
         report = {
             "latency_ms_c1": {

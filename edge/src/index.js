@@ -171,7 +171,12 @@ export async function handle(request, env) {
 
   // A WebSocket upgrade (Responses over WebSocket) goes through as it is: nothing to retry.
   if ((request.headers.get("upgrade") ?? "").toLowerCase() === "websocket") {
-    return fetch(new Request(target(order[0]), { method, headers }));
+    try {
+      return await fetch(new Request(target(order[0]), { method, headers }));
+    } catch (error) {
+      console.error("edge: WebSocket origin unreachable", String(error));
+      return errorResponse(format, 502, "upstream_unavailable", "no Flowgate origin could be reached", idHeader);
+    }
   }
 
   let body = null;

@@ -88,25 +88,30 @@ struct Kv {
     client: reqwest::Client,
 }
 
+/// The bulk-write URL of a namespace, from checked parts.
+fn bulk_url(base: &str, account_id: &str, namespace_id: &str) -> anyhow::Result<String> {
+    let base = base.trim_end_matches('/');
+    anyhow::ensure!(
+        base.starts_with("https://") || base.starts_with("http://"),
+        "--cloudflare-api-url must start with https:// (got `{base}`)"
+    );
+    let plain = |what: &str, value: &str| {
+        anyhow::ensure!(
+            !value.is_empty() && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{what} must be letters, digits, `-` or `_` (got `{value}`)"
+        );
+        Ok(())
+    };
+    plain("--account-id", account_id)?;
+    plain("--namespace-id", namespace_id)?;
+    Ok(format!("{base}/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/bulk"))
+}
+
 impl Kv {
     fn new(base: &str, account_id: &str, namespace_id: &str, token: SecretString) -> anyhow::Result<Self> {
-        let base = base.trim_end_matches('/');
-        anyhow::ensure!(
-            base.starts_with("https://") || base.starts_with("http://"),
-            "--cloudflare-api-url must start with https:// (got `{base}`)"
-        );
-        let plain = |what: &str, value: &str| {
-            anyhow::ensure!(
-                !value.is_empty() && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
-                "{what} must be letters, digits, `-` or `_` (got `{value}`)"
-            );
-            Ok(())
-        };
-        plain("--account-id", account_id)?;
-        plain("--namespace-id", namespace_id)?;
+        let bulk_url = bulk_url(base, account_id, namespace_id)?;
         let client =
             reqwest::Client::builder().timeout(Duration::from_secs(60)).build().context("building the HTTP client")?;
-        let bulk_url = format!("{base}/accounts/{account_id}/storage/kv/namespaces/{namespace_id}/bulk");
         Ok(Self { bulk_url, token, client })
     }
 
@@ -150,5 +155,41 @@ impl Kv {
             written += chunk.len();
         }
         Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::admin_cli::AdminCommand;
+    use crate::cli::{Action, Cli, resolve};
+
+    fn parse(args: &[&str]) -> Result<Action, String> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("flowgate").chain(args.iter().copied())).map_err(|e| e.to_string())?;
+        resolve(&cli, |_| None)
+    }
+
+    #[test]
+    fn edge_sync_needs_the_account_and_the_namespace() {
+        let action = parse(&["edge", "sync", "--account-id", "acc", "--namespace-id", "ns"]).unwrap();
+        let Action::Admin(command) = action else { panic!("not an admin command: {action:?}") };
+        let AdminCommand::Edge(args) = *command else { panic!("not edge") };
+        let EdgeCommand::Sync { account_id, namespace_id, cloudflare_api_url } = args.command;
+        assert_eq!((account_id.as_str(), namespace_id.as_str()), ("acc", "ns"));
+        assert_eq!(cloudflare_api_url, DEFAULT_CLOUDFLARE_API);
+        assert!(parse(&["edge", "sync", "--account-id", "acc"]).is_err(), "the namespace is required");
+        assert!(parse(&["edge"]).is_err(), "a subcommand is required");
+    }
+
+    #[test]
+    fn the_kv_url_is_built_from_checked_parts() {
+        let url = bulk_url("https://api.example.com/client/v4/", "acc-1", "ns_2").unwrap();
+        assert_eq!(url, "https://api.example.com/client/v4/accounts/acc-1/storage/kv/namespaces/ns_2/bulk");
+        assert!(bulk_url("ftp://x", "a", "n").is_err());
+        assert!(bulk_url("https://x", "a/../b", "n").is_err());
+        assert!(bulk_url("https://x", "a", "").is_err());
     }
 }
