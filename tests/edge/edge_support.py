@@ -253,6 +253,18 @@ class EdgeStack:
     def audit_count(self) -> int:
         return int(psql("SELECT count(*) FROM audit_records", self.database))
 
+    def settled_audit_count(self) -> int:
+        """The audit count once earlier requests' records are written (they go in batches)."""
+        last = self.audit_count()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            time.sleep(0.75)
+            now = self.audit_count()
+            if now == last:
+                return now
+            last = now
+        return last
+
     def audit_row(self, request_id: str) -> list[str] | None:
         out = psql(f"SELECT request_id, client_ip, status FROM audit_records WHERE request_id = '{request_id}'",
                    self.database)
