@@ -73,8 +73,17 @@ pub struct ProxySettings {
     pub trusted_proxies: Vec<Cidr>,
     /// The edge pre-filter's shared secret (`FLOWGATE__PROXY__EDGE_TOKEN`): a request carrying it
     /// in `X-Flowgate-Edge` has its `X-Flowgate-Client-IP` and `X-Request-Id` believed. Default
-    /// none: those headers are ignored.
+    /// none (an empty value too): those headers are ignored. Read it through
+    /// [`ProxySettings::edge_token`].
     pub edge_token: Option<SecretString>,
+}
+
+impl ProxySettings {
+    /// The edge secret, when one is set and not empty (Compose passes `${VAR:-}` as "").
+    pub fn edge_token(&self) -> Option<&SecretString> {
+        use secrecy::ExposeSecret;
+        self.edge_token.as_ref().filter(|token| !token.expose_secret().is_empty())
+    }
 }
 
 impl Default for ProxySettings {
