@@ -26,7 +26,7 @@ EDGE_DIR = REPO_ROOT / "edge"
 VECTORS_PATH = EDGE_DIR / "test" / "vectors.json"
 sys.path.insert(0, str(REPO_ROOT / "tests" / "sdk"))
 
-from sdk_support import Process, flowgate_bin, free_port, spawn  # noqa: E402
+from sdk_support import Process, flowgate_bin, free_port, spawn  # noqa: E402,F401
 
 EDGE_TOKEN = "edge-e2e-shared-secret-0123456789"
 KEY_HASH_SECRET = "edge-e2e-key-hash-secret-0123456789"
