@@ -10,6 +10,7 @@
 //! left out of a chat request: they are the upstream's business, not the conversation's. A
 //! deployment that speaks Responses (`api: responses`) gets every item as it was sent.
 
+mod chunk;
 pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod stream;

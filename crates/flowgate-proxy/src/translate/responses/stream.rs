@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use super::chunk::ChunkParts;
 use super::response::{envelope, function_call_item, message_item, reasoning_item, status_of};
 use super::{TERMINAL_EVENTS, new_id, usage_of, usage_to_chat};
 use crate::sse::{SseEvent, encode};
@@ -117,7 +118,43 @@ impl ChatToResponses {
         data["type"] = Value::String(name.to_owned());
         data["sequence_number"] = json!(self.sequence);
         self.sequence += 1;
-        encode(Some(name), &data.to_string())
+        crate::sse::encode_json(Some(name), &data)
+    }
+
+    /// A `*.delta` event (the many events of a stream), written straight into its bytes:
+    /// `{"type", "item_id", "output_index"[, "content_index": 0], "delta"[, "logprobs": []],
+    /// "sequence_number"}`.
+    fn delta_event(&mut self, name: &str, item: usize, delta: &str, text_part: bool) -> Bytes {
+        let id = match self.items.get(item) {
+            Some(Item::Message { id, .. } | Item::Reasoning { id, .. } | Item::Call { id, .. }) => id.as_str(),
+            None => "",
+        };
+        let mut out = Vec::with_capacity(2 * name.len() + id.len() + delta.len() + 128);
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\ndata: {\"type\":\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\",\"item_id\":\"");
+        // Ids are made by the gateway: letters, digits and `_`, nothing to escape.
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(b"\",\"output_index\":");
+        out.extend_from_slice(itoa::Buffer::new().format(item).as_bytes());
+        if text_part {
+            out.extend_from_slice(b",\"content_index\":0");
+        }
+        out.extend_from_slice(b",\"delta\":");
+        // Writing a string into a `Vec` cannot fail.
+        if serde_json::to_writer(&mut out, delta).is_err() {
+            out.extend_from_slice(b"\"\"");
+        }
+        if name == "response.output_text.delta" {
+            out.extend_from_slice(b",\"logprobs\":[]");
+        }
+        out.extend_from_slice(b",\"sequence_number\":");
+        out.extend_from_slice(itoa::Buffer::new().format(self.sequence).as_bytes());
+        out.extend_from_slice(b"}\n\n");
+        self.sequence += 1;
+        Bytes::from(out)
     }
 
     fn response(&self, status: &str, output: Vec<Value>) -> Value {
@@ -132,9 +169,28 @@ impl ChatToResponses {
         if std::mem::replace(&mut self.started, true) {
             return;
         }
-        let created = json!({"response": self.response("in_progress", Vec::new())});
-        out.push(self.event("response.created", created.clone()));
-        out.push(self.event("response.in_progress", created));
+        // The same response in both events: serialised once.
+        let response = serde_json::to_vec(&self.response("in_progress", Vec::new())).unwrap_or_default();
+        for name in ["response.created", "response.in_progress"] {
+            out.push(self.response_event(name, &response));
+        }
+    }
+
+    /// `{"type": name, "sequence_number": n, "response": <response>}` as an event, around a
+    /// response already serialised.
+    fn response_event(&mut self, name: &str, response: &[u8]) -> Bytes {
+        let mut out = Vec::with_capacity(2 * name.len() + response.len() + 80);
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\ndata: {\"type\":\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\",\"sequence_number\":");
+        out.extend_from_slice(itoa::Buffer::new().format(self.sequence).as_bytes());
+        out.extend_from_slice(b",\"response\":");
+        out.extend_from_slice(if response.is_empty() { b"null" } else { response });
+        out.extend_from_slice(b"}\n\n");
+        self.sequence += 1;
+        Bytes::from(out)
     }
 
     /// The item at `index` as it stands (`status` in_progress or completed).
@@ -233,7 +289,8 @@ impl ChatToResponses {
         let mut response = self.response(status, output);
         response["incomplete_details"] = incomplete;
         let name = if status == "completed" { "response.completed" } else { "response.incomplete" };
-        out.push(self.event(name, json!({"response": response})));
+        let response = serde_json::to_vec(&response).unwrap_or_default();
+        out.push(self.response_event(name, &response));
     }
 
     /// The upstream failed: an `error` event and `response.failed`.
@@ -258,31 +315,32 @@ impl StreamTransform for ChatToResponses {
             self.end(&mut out);
             return out;
         }
-        let Ok(value) = serde_json::from_str::<Value>(&event.data) else { return out };
+        let Some(chunk) = ChunkParts::read(&event.data) else { return out };
         if self.ended {
             return out;
         }
-        if let Some(error) = value.get("error") {
+        if let Some(error) = &chunk.error {
             self.completed = true;
             let code = error.get("code").and_then(Value::as_str).unwrap_or("upstream_error").to_owned();
             self.fail(&code, error.get("message").unwrap_or(&Value::Null), &mut out);
             return out;
         }
         if !self.started
-            && let Some(model) = value.get("model").and_then(Value::as_str)
+            && let Some(model) = &chunk.model
         {
-            model.clone_into(&mut self.model);
+            model.as_ref().clone_into(&mut self.model);
         }
         self.start(&mut out);
-        if let Some(usage) = value.get("usage").filter(|u| u.is_object()) {
-            if let Some(seen) = Usage::from_openai(usage) {
+        if let Some(usage) = chunk.usage.filter(Value::is_object) {
+            if let Some(seen) = Usage::from_openai(&usage) {
                 self.usage = seen;
             }
-            self.chat_usage = Some(usage.clone());
+            self.chat_usage = Some(usage);
         }
-        let Some(choice) = value.pointer("/choices/0") else { return out };
-        let delta = choice.get("delta").unwrap_or(&Value::Null);
-        if let Some(text) = delta.get("reasoning_content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        if !chunk.has_choice {
+            return out;
+        }
+        if let Some(text) = chunk.reasoning.as_deref().filter(|t| !t.is_empty()) {
             let index = match self.reasoning {
                 Some(index) => index,
                 None => {
@@ -291,15 +349,11 @@ impl StreamTransform for ChatToResponses {
                     index
                 }
             };
-            let Item::Reasoning { id, text: so_far } = &mut self.items[index] else { return out };
+            let Some(Item::Reasoning { text: so_far, .. }) = self.items.get_mut(index) else { return out };
             so_far.push_str(text);
-            let id = id.clone();
-            out.push(self.event(
-                "response.reasoning_text.delta",
-                json!({"item_id": id, "output_index": index, "content_index": 0, "delta": text}),
-            ));
+            out.push(self.delta_event("response.reasoning_text.delta", index, text, true));
         }
-        if let Some(text) = delta.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        if let Some(text) = chunk.content.as_deref().filter(|t| !t.is_empty()) {
             if let Some(reasoning) = self.reasoning {
                 self.close(reasoning, &mut out);
             }
@@ -311,15 +365,11 @@ impl StreamTransform for ChatToResponses {
                     index
                 }
             };
-            let Item::Message { id, text: so_far } = &mut self.items[index] else { return out };
+            let Some(Item::Message { text: so_far, .. }) = self.items.get_mut(index) else { return out };
             so_far.push_str(text);
-            let id = id.clone();
-            out.push(self.event(
-                "response.output_text.delta",
-                json!({"item_id": id, "output_index": index, "content_index": 0, "delta": text, "logprobs": []}),
-            ));
+            out.push(self.delta_event("response.output_text.delta", index, text, true));
         }
-        for call in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+        for call in chunk.tool_calls.as_ref().and_then(Value::as_array).into_iter().flatten() {
             let chat_index = call.get("index").and_then(Value::as_u64).unwrap_or(0);
             let index = match self.calls.get(&chat_index) {
                 Some(index) => *index,
@@ -339,17 +389,13 @@ impl StreamTransform for ChatToResponses {
             if let Some(fragment) =
                 call.pointer("/function/arguments").and_then(Value::as_str).filter(|f| !f.is_empty())
             {
-                let Item::Call { id, arguments, .. } = &mut self.items[index] else { continue };
+                let Some(Item::Call { arguments, .. }) = self.items.get_mut(index) else { continue };
                 arguments.push_str(fragment);
-                let id = id.clone();
-                out.push(self.event(
-                    "response.function_call_arguments.delta",
-                    json!({"item_id": id, "output_index": index, "delta": fragment}),
-                ));
+                out.push(self.delta_event("response.function_call_arguments.delta", index, fragment, false));
             }
         }
-        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
-            self.finish_reason = Some(reason.to_owned());
+        if let Some(reason) = chunk.finish_reason {
+            self.finish_reason = Some(reason.into_owned());
             self.close_all(&mut out);
         }
         out
