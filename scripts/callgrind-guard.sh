@@ -22,8 +22,10 @@
 #                     plain: only request 1 (what scripts/bench.sh sends); chat: requests 1 and 2
 #                     (plain and streamed chat); responses: the same question as a Responses API
 #                     request (POST /v1/responses, plain and streamed) to the same chat upstream,
-#                     translated both ways. Other mixes are reported and not compared: run chat
-#                     and responses with the same binary to read the cost of the translation.
+#                     translated both ways; stream, responses-plain, responses-stream: one kind
+#                     alone. Other mixes than all are reported and not compared: run them with the
+#                     same binary to read the cost of the translation (plain vs responses-plain,
+#                     stream vs responses-stream).
 #
 # What runs: `flowgate mock-upstream` (natively) and `flowgate all` under callgrind with
 # instrumentation off at start (--instr-atstart=no), embedded SQLite in a temp dir, audit on,
@@ -72,7 +74,8 @@ while [ $# -gt 0 ]; do
 done
 case "$REQUESTS" in ''|*[!0-9]*) die "--requests must be a positive multiple of 4" ;; esac
 if [ "$REQUESTS" -eq 0 ] || [ $((REQUESTS % 4)) != 0 ]; then die "--requests must be a positive multiple of 4"; fi
-case "$MIX" in all|plain|chat|responses) ;; *) die "--mix must be all, plain, chat or responses" ;; esac
+case "$MIX" in all|plain|stream|chat|responses|responses-plain|responses-stream) ;;
+  *) die "--mix must be all, plain, stream, chat, responses, responses-plain or responses-stream" ;; esac
 [ "$MIX" = all ] || [ -z "$UPDATE" ] || die "--update takes the baseline from --mix all only"
 case "$TOLERANCE" in ''|*[!0-9.]*) die "--tolerance must be a number (percent)" ;; esac
 [ -n "$UPDATE" ] || [ -f "$BASELINE_FILE" ] || die "no baseline at $BASELINE_FILE (create one with --update REASON)"
@@ -147,6 +150,9 @@ requests = {
     "plain": [chat("bench", False)],
     "chat": [chat("bench", False), chat("bench", True)],
     "responses": [responses(False), responses(True)],
+    "stream": [chat("bench", True)],
+    "responses-plain": [responses(False)],
+    "responses-stream": [responses(True)],
 }[mix]
 headers = {"Authorization": "Bearer " + key, "Content-Type": "application/json"}
 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
@@ -212,7 +218,8 @@ result = {"instructions_total": total, "requests": n, "instructions_per_request"
           "load_s": int(load_s), "idle_wait_s": int(idle_s), "elapsed_s": int(elapsed), "commit": commit, "code_commit": code_commit,
           "audit_records_reported": audited}
 print(f"instructions (Ir, all threads) in the window: {total:,}")
-print(f"requests: {n} " + {"plain": "(plain chat only)", "chat": "(plain and streamed chat)",
+print(f"requests: {n} " + {"plain": "(plain chat only)", "chat": "(plain and streamed chat)", "stream": "(streamed chat only)",
+                           "responses-plain": "(plain Responses only)", "responses-stream": "(streamed Responses only)",
                            "responses": "(plain and streamed Responses, translated to chat)"}.get(
     mix, "(plain, streamed, translated, translated streamed, repeated)"))
 result["mix"] = mix
