@@ -25,6 +25,7 @@ impl Settings {
             crate::internal::check_token(token.expose_secret())
                 .map_err(|error| ConfigError::field("security.internal_token", error.to_string()))?;
         }
+        super::mcp::validate(&self.mcp_servers)?;
         if self.compliance.timeout_secs == 0 {
             return Err(ConfigError::field("compliance.timeout_secs", "must be at least 1"));
         }
