@@ -1,0 +1,273 @@
+//! The methods the gateway answers: `ping`, `tools/list` (the tools of every server the key may
+//! reach, without the ones it may not use) and `tools/call` (access checked, served from the
+//! tool-call cache or forwarded; one audit record and the metrics per call). Anything else is
+//! "method not found": the gateway declares only the `tools` capability.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use flowgate_contracts::audit::AuditRecord;
+use serde_json::{Map, Value, json};
+
+use super::access::KeyAccess;
+use super::jsonrpc::{self, Id};
+use super::upstream::UpstreamError;
+use super::{CallLabels, McpState, Server, ToolLabels};
+use crate::auth::KeyInfo;
+
+/// Most `tools/list` pages read from one upstream.
+const MAX_PAGES: usize = 20;
+/// What the audit trail's route says.
+pub(crate) const AUDIT_ROUTE: &str = "/api/mcp";
+
+/// One request's context.
+pub(crate) struct Call<'a> {
+    pub(crate) state: &'a McpState,
+    pub(crate) key: &'a KeyInfo,
+    /// `Some(server)` at `/api/mcp/{server}`.
+    pub(crate) scope: Option<&'a str>,
+    pub(crate) client_ip: &'a str,
+}
+
+impl Call<'_> {
+    /// The answer to request `id`.
+    pub(crate) async fn dispatch(&self, id: &Id, method: &str, params: Map<String, Value>) -> Value {
+        match method {
+            "ping" => jsonrpc::result(id, json!({})),
+            "tools/list" => jsonrpc::result(id, json!({"tools": self.list_tools().await})),
+            "tools/call" => self.call_tool(id, params).await,
+            _ => jsonrpc::error(
+                Some(id),
+                jsonrpc::METHOD_NOT_FOUND,
+                &format!("method `{method}` is not served by this gateway"),
+            ),
+        }
+    }
+
+    /// The servers in scope that the key may reach, by name.
+    fn servers(&self) -> impl Iterator<Item = (&str, &Server)> {
+        let access = KeyAccess::of(&self.key.key);
+        self.state
+            .gateway
+            .servers
+            .iter()
+            .filter(move |(name, _)| self.scope.is_none_or(|scope| scope == name.as_str()))
+            .filter(move |(name, _)| access.server(name).is_ok())
+            .map(|(name, server)| (name.as_str(), server))
+    }
+
+    /// The name a client sees for `tool` of `server`.
+    fn public_name(&self, server: &str, tool: &str) -> String {
+        if self.scope.is_some() { tool.to_owned() } else { format!("{server}__{tool}") }
+    }
+
+    async fn list_tools(&self) -> Vec<Value> {
+        let access = KeyAccess::of(&self.key.key);
+        let lists = futures_util::future::join_all(
+            self.servers().map(|(name, server)| async move { (name, server, upstream_tools(name, server).await) }),
+        )
+        .await;
+        let mut tools = Vec::new();
+        for (name, server, listed) in lists {
+            let listed = match listed {
+                Ok(listed) => listed,
+                Err(error) => {
+                    tracing::warn!(server = name, %error, "an MCP server's tools could not be listed; left out");
+                    continue;
+                }
+            };
+            for mut tool in listed {
+                let Some(bare) = tool.get("name").and_then(Value::as_str).map(str::to_owned) else { continue };
+                if access.tool(name, &bare, &server.allowed_tools, &server.disallowed_tools).is_err() {
+                    continue;
+                }
+                if let Some(object) = tool.as_object_mut() {
+                    object.insert("name".to_owned(), Value::String(self.public_name(name, &bare)));
+                }
+                tools.push(tool);
+            }
+        }
+        tools
+    }
+
+    /// Splits a public tool name into server and tool.
+    fn resolve<'n>(&self, name: &'n str) -> Option<(&str, &Server, &'n str)> {
+        let (server, tool) = match self.scope {
+            Some(scope) => (scope, name),
+            None => name.split_once("__")?,
+        };
+        let (server, config) = self.state.gateway.servers.get_key_value(server)?;
+        Some((server.as_str(), config, tool))
+    }
+
+    async fn call_tool(&self, id: &Id, params: Map<String, Value>) -> Value {
+        let started = Instant::now();
+        let Some(name) = params.get("name").and_then(Value::as_str) else {
+            return jsonrpc::error(Some(id), jsonrpc::INVALID_PARAMS, "`params.name` (the tool's name) is required");
+        };
+        let arguments = match params.get("arguments") {
+            None | Some(Value::Null) => Value::Object(Map::new()),
+            Some(Value::Object(arguments)) => Value::Object(arguments.clone()),
+            Some(_) => {
+                return jsonrpc::error(Some(id), jsonrpc::INVALID_PARAMS, "`params.arguments` must be an object");
+            }
+        };
+        let argument_bytes = arguments.to_string().len();
+        let mut audit = ToolAudit { call: self, name, server: None, argument_bytes, started };
+        let Some((server_name, server, tool)) = self.resolve(name) else {
+            audit.finish(404, Some("unknown_tool"), 0, false, None);
+            return jsonrpc::error(Some(id), jsonrpc::INVALID_PARAMS, &format!("unknown tool `{name}`"));
+        };
+        audit.server = Some(server_name);
+        if let Err(refusal) =
+            KeyAccess::of(&self.key.key).tool(server_name, tool, &server.allowed_tools, &server.disallowed_tools)
+        {
+            audit.finish(403, Some("tool_not_allowed"), 0, false, None);
+            self.count(server_name, "(refused)", "refused");
+            return jsonrpc::error(Some(id), jsonrpc::FORBIDDEN, &refusal.message(server_name, tool));
+        }
+        let cache_key = server.cacheable.get(tool).map(|ttl| {
+            (super::cache::key(&self.key.key.tenant_id, server_name, tool, &arguments), Duration::from_secs(*ttl))
+        });
+        let label = format!("{server_name}__{tool}");
+        if let Some((key, _)) = &cache_key
+            && let Some(result) = self.state.gateway.cache.get(key, &label).await
+        {
+            audit.finish(200, None, result.to_string().len(), true, None);
+            self.count(server_name, tool, "cache_hit");
+            return jsonrpc::result(id, result);
+        }
+        let mut forwarded = params.clone();
+        forwarded.insert("name".to_owned(), Value::String(tool.to_owned()));
+        forwarded.insert("arguments".to_owned(), arguments);
+        let upstream_started = Instant::now();
+        let answer = server.upstream.request("tools/call", forwarded).await;
+        let upstream_time = upstream_started.elapsed();
+        match answer {
+            Ok(result) => {
+                let is_error = result.get("isError").and_then(Value::as_bool) == Some(true);
+                self.state
+                    .gateway
+                    .metrics
+                    .latency
+                    .get_or_create(&ToolLabels { server: server_name.to_owned(), tool: tool.to_owned() })
+                    .observe(upstream_time.as_secs_f64());
+                self.count(server_name, tool, if is_error { "tool_error" } else { "success" });
+                let code = is_error.then_some("tool_error");
+                audit.finish(200, code, result.to_string().len(), false, Some(upstream_time));
+                if let Some((key, ttl)) = cache_key {
+                    self.state.gateway.cache.put(key, &result, ttl, upstream_time).await;
+                }
+                jsonrpc::result(id, result)
+            }
+            Err(error) => {
+                let (status, code) = error.audit_status();
+                audit.finish(status, Some(code), 0, false, Some(upstream_time));
+                self.count(server_name, "(failed)", if status == 504 { "timeout" } else { "upstream_error" });
+                upstream_error(id, server_name, error)
+            }
+        }
+    }
+
+    fn count(&self, server: &str, tool: &str, outcome: &'static str) {
+        self.state
+            .gateway
+            .metrics
+            .calls
+            .get_or_create(&CallLabels { server: server.to_owned(), tool: tool.to_owned(), outcome })
+            .inc();
+    }
+}
+
+/// A failed upstream call as the client's answer: the server's own JSON-RPC error passed on,
+/// anything else named as the gateway's.
+fn upstream_error(id: &Id, server: &str, error: UpstreamError) -> Value {
+    match error {
+        UpstreamError::Rpc { code, message, data: Some(data) } => jsonrpc::error_with_data(id, code, &message, data),
+        UpstreamError::Rpc { code, message, data: None } => jsonrpc::error(Some(id), code, &message),
+        other => jsonrpc::error(
+            Some(id),
+            jsonrpc::UPSTREAM_UNAVAILABLE,
+            &format!("the MCP server `{server}` did not answer: {other}"),
+        ),
+    }
+}
+
+/// Every tool of `server` (following `nextCursor`).
+async fn upstream_tools(name: &str, server: &Server) -> Result<Vec<Value>, UpstreamError> {
+    let mut tools = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let mut params = Map::new();
+        if let Some(cursor) = cursor.take() {
+            params.insert("cursor".to_owned(), Value::String(cursor));
+        }
+        let page = server.upstream.request("tools/list", params).await?;
+        if let Some(Value::Array(listed)) = page.get("tools") {
+            tools.extend(listed.iter().cloned());
+        }
+        match page.get("nextCursor").and_then(Value::as_str) {
+            Some(next) if !next.is_empty() => cursor = Some(next.to_owned()),
+            _ => return Ok(tools),
+        }
+    }
+    tracing::warn!(server = name, pages = MAX_PAGES, "an MCP server's tool list has too many pages; the rest left out");
+    Ok(tools)
+}
+
+/// The audit record of one tool call.
+struct ToolAudit<'a> {
+    call: &'a Call<'a>,
+    /// The tool's name as the client gave it.
+    name: &'a str,
+    server: Option<&'a str>,
+    argument_bytes: usize,
+    started: Instant,
+}
+
+impl ToolAudit<'_> {
+    /// Writes the record: the tool's public name as the model, the server as the deployment and
+    /// `mcp:<server>` as the provider; sizes and the session's route in `metadata`.
+    fn finish(
+        &self,
+        status: i64,
+        code: Option<&str>,
+        result_bytes: usize,
+        cache_hit: bool,
+        upstream: Option<Duration>,
+    ) {
+        let key = &self.call.key.key;
+        let tool_name = match (self.call.scope, self.server) {
+            (Some(server), _) => format!("{server}__{}", self.name),
+            (None, _) => self.name.to_owned(),
+        };
+        let mut metadata = BTreeMap::new();
+        metadata.insert("mcp_tool".to_owned(), tool_name.clone());
+        metadata.insert("mcp_arguments_bytes".to_owned(), self.argument_bytes.to_string());
+        metadata.insert("mcp_result_bytes".to_owned(), result_bytes.to_string());
+        if let Some(server) = self.server {
+            metadata.insert("mcp_server".to_owned(), server.to_owned());
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let record = AuditRecord {
+            request_id: uuid::Uuid::now_v7().to_string(),
+            ts: i64::try_from(now).unwrap_or(i64::MAX),
+            tenant_id: Some(key.tenant_id.clone()),
+            key_id: Some(key.id.clone()),
+            client_ip: Some(self.call.client_ip.to_owned()),
+            route: self.call.scope.map_or_else(|| AUDIT_ROUTE.to_owned(), |s| format!("{AUDIT_ROUTE}/{s}")),
+            model_requested: Some(tool_name.clone()),
+            model_used: self.server.map(|_| tool_name),
+            deployment: self.server.map(str::to_owned),
+            provider: self.server.map(|s| format!("mcp:{s}")),
+            status,
+            error_code: code.map(str::to_owned),
+            latency_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            upstream_latency_ms: upstream.map(|d| d.as_secs_f64() * 1000.0),
+            cache_hit,
+            metadata,
+            ..AuditRecord::default()
+        };
+        self.call.state.proxy.audit().record(record);
+    }
+}
