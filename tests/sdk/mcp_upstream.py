@@ -1,0 +1,68 @@
+"""A real MCP server written with the official SDK's server API (`MCPServer`, formerly FastMCP),
+used as an upstream of Flowgate's MCP gateway. `python mcp_upstream.py http PORT` serves it over
+Streamable HTTP at /mcp; `python mcp_upstream.py stdio` speaks stdio (a second tool set)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from mcp.server.mcpserver import MCPServer
+
+FORECAST_CALLS = 0
+
+
+def weather_server() -> MCPServer:
+    server = MCPServer("weather", log_level="WARNING")
+
+    @server.tool()
+    def forecast(city: str) -> str:
+        """Tomorrow's weather in a city (read-only: cacheable)."""
+        global FORECAST_CALLS
+        FORECAST_CALLS += 1
+        return f"{city}: sunny (computed {FORECAST_CALLS})"
+
+    @server.tool()
+    def forecast_calls() -> int:
+        """How many times `forecast` really ran."""
+        return FORECAST_CALLS
+
+    @server.tool()
+    def add(a: int, b: int) -> int:
+        """Adds two integers."""
+        return a + b
+
+    @server.tool()
+    def delete_everything() -> str:
+        """A destructive tool a key may be denied."""
+        return "deleted"
+
+    @server.tool()
+    def fail() -> str:
+        """Always fails: the result carries isError."""
+        raise ValueError("this tool always fails")
+
+    return server
+
+
+def files_server() -> MCPServer:
+    server = MCPServer("files", log_level="WARNING")
+
+    @server.tool()
+    def greeting() -> str:
+        """The greeting the process was started with (its environment)."""
+        return os.environ.get("MCP_GREETING", "<unset>")
+
+    @server.tool()
+    def shout(text: str) -> str:
+        """Upper-cases a text."""
+        return text.upper()
+
+    return server
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "http":
+        weather_server().run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    else:
+        files_server().run("stdio")

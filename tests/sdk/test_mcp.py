@@ -1,0 +1,235 @@
+"""The MCP gateway as users run it: a real upstream MCP server written with the official SDK
+(`mcp` on PyPI, its `MCPServer` API) over Streamable HTTP, a second one started by Flowgate over
+stdio, and the SDK's own client against `flowgate all` at /api/mcp."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
+from sdk_support import free_port, start_stack, wait_until
+
+UPSTREAM = Path(__file__).with_name("mcp_upstream.py")
+
+CONFIG = """
+model_list:
+  - model_name: local-mock
+    litellm_params: {model: mock/local, mock_response: "hi"}
+mcp:
+  enabled: true
+mcp_servers:
+  weather:
+    url: http://127.0.0.1:{weather_port}/mcp
+    headers:
+      X-Upstream-Token: os.environ/WEATHER_TOKEN
+    cacheable_tools:
+      forecast: 300
+  files:
+    transport: stdio
+    command: {python}
+    args: ["{upstream_script}", "stdio"]
+    env:
+      MCP_GREETING: hello from the environment
+"""
+
+
+@pytest.fixture(scope="module")
+def weather_port():
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(UPSTREAM), "http", str(port)])
+
+    def up() -> bool:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/mcp", timeout=0.5)
+            return True
+        except httpx.HTTPError:
+            return False
+
+    assert wait_until(up, timeout=20), "the upstream MCP server did not start"
+    yield port
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def stack(weather_port):
+    config = (
+        CONFIG.replace("{weather_port}", str(weather_port))
+        .replace("{python}", sys.executable)
+        .replace("{upstream_script}", str(UPSTREAM))
+    )
+    stack = start_stack(config, {"WEATHER_TOKEN": "upstream-secret"})
+    yield stack
+    stack.stop()
+
+
+@asynccontextmanager
+async def connect(url: str, key: str):
+    async with create_mcp_http_client(headers={"Authorization": f"Bearer {key}"}) as http:
+        async with streamable_http_client(url, http_client=http) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                yield session
+
+
+def text_of(result) -> str:
+    return "".join(block.text for block in result.content if getattr(block, "type", "") == "text")
+
+
+def run(coroutine_fn):
+    return anyio.run(coroutine_fn)
+
+
+def test_tools_of_every_upstream_are_listed_namespaced_and_called(stack):
+    key = stack.create_key(mcp_denied_tools=["weather__delete_*"])["key"]
+
+    async def scenario():
+        async with connect(f"{stack.proxy_url}/api/mcp", key) as session:
+            assert session.initialize_result.server_info.name == "flowgate"
+            names = {tool.name for tool in (await session.list_tools()).tools}
+            assert {"weather__forecast", "weather__add", "files__shout", "files__greeting"} <= names, names
+            assert "weather__delete_everything" not in names
+            assert text_of(await session.call_tool("weather__add", {"a": 2, "b": 40})) == "42"
+            assert text_of(await session.call_tool("files__shout", {"text": "quiet"})) == "QUIET"
+            # The stdio server was started with the configured environment.
+            assert text_of(await session.call_tool("files__greeting", {})) == "hello from the environment"
+            failed = await session.call_tool("weather__fail", {})
+            assert failed.is_error
+
+    run(scenario)
+
+
+def test_a_tool_the_key_may_not_use_is_absent_and_refused_with_a_clear_error(stack):
+    key = stack.create_key(mcp_servers=["files"])["key"]
+
+    async def scenario():
+        async with connect(f"{stack.proxy_url}/api/mcp", key) as session:
+            names = {tool.name for tool in (await session.list_tools()).tools}
+            assert names == {"files__shout", "files__greeting"}, names
+            with pytest.raises(MCPError) as refused:
+                await session.call_tool("weather__add", {"a": 1, "b": 1})
+            assert refused.value.error.code == -32003
+            assert "weather" in refused.value.error.message and "mcp_servers" in refused.value.error.message
+
+    run(scenario)
+    denied = stack.create_key(mcp_denied_tools=["*__delete_*"])["key"]
+
+    async def denied_scenario():
+        async with connect(f"{stack.proxy_url}/api/mcp", denied) as session:
+            with pytest.raises(MCPError) as refused:
+                await session.call_tool("weather__delete_everything", {})
+            assert "mcp_denied_tools" in refused.value.error.message
+
+    run(denied_scenario)
+
+
+def test_one_upstream_alone_keeps_its_own_tool_names(stack):
+    key = stack.create_key()["key"]
+
+    async def scenario():
+        async with connect(f"{stack.proxy_url}/api/mcp/weather", key) as session:
+            names = {tool.name for tool in (await session.list_tools()).tools}
+            assert {"forecast", "add", "delete_everything"} <= names, names
+            assert text_of(await session.call_tool("add", {"a": 1, "b": 2})) == "3"
+
+    run(scenario)
+
+
+def test_a_cacheable_tool_answers_the_second_call_from_the_cache(stack):
+    key = stack.create_key()["key"]
+
+    async def scenario():
+        async with connect(f"{stack.proxy_url}/api/mcp", key) as session:
+            before = int(text_of(await session.call_tool("weather__forecast_calls", {})))
+            first = text_of(await session.call_tool("weather__forecast", {"city": "Bergen"}))
+            second = text_of(await session.call_tool("weather__forecast", {"city": "Bergen"}))
+            assert first == second
+            after = int(text_of(await session.call_tool("weather__forecast_calls", {})))
+            assert after == before + 1, "the second call reached the upstream"
+
+    run(scenario)
+    stats = httpx.get(
+        f"{stack.proxy_url}/api/mcp/cache/stats", headers={"Authorization": f"Bearer {key}"}, timeout=10
+    ).json()
+    tool = stats["tools"]["weather__forecast"]
+    assert tool["hits"] >= 1 and tool["misses"] >= 1, stats
+    assert stats["entries"] >= 1 and stats["bytes"] > 0 and 0 < stats["hit_rate"] < 1
+    assert tool["saved_upstream_ms"] > 0
+
+
+def test_every_tool_call_is_audited(stack):
+    created = stack.create_key()
+    key = created["key"]
+
+    async def scenario():
+        async with connect(f"{stack.proxy_url}/api/mcp", key) as session:
+            await session.call_tool("weather__add", {"a": 5, "b": 5})
+
+    run(scenario)
+
+    def records():
+        response = httpx.get(
+            f"{stack.api_url}/api/audit",
+            params={"key_id": created["id"]},
+            headers={"Authorization": f"Bearer {stack.admin_key}"},
+            timeout=10,
+        )
+        return response.json()["items"]
+
+    assert wait_until(lambda: len(records()) >= 1, timeout=10)
+    (record,) = records()
+    assert record["route"] == "/api/mcp"
+    assert record["model_requested"] == "weather__add"
+    assert record["status"] == 200
+    assert record["metadata"]["mcp_server"] == "weather"
+    metrics = httpx.get(f"{stack.proxy_url}/metrics", timeout=10).text
+    assert 'flowgate_mcp_tool_calls_total{server="weather",tool="add",outcome="success"}' in metrics
+
+
+def test_the_transport_refuses_bad_requests_in_json_rpc(stack):
+    key = stack.create_key()["key"]
+    url = f"{stack.proxy_url}/api/mcp"
+    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream"}
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    # No key.
+    response = httpx.post(url, json=ping, timeout=10)
+    assert response.status_code == 401 and response.json()["error"]["code"] < 0
+    # No session.
+    response = httpx.post(url, json=ping, headers=headers, timeout=10)
+    assert response.status_code == 400 and "Mcp-Session-Id" in response.json()["error"]["message"]
+    # A forged session.
+    response = httpx.post(url, json=ping, headers={**headers, "Mcp-Session-Id": "abc.def"}, timeout=10)
+    assert response.status_code == 404
+    # Not JSON.
+    response = httpx.post(url, content=b"{nope", headers=headers, timeout=10)
+    assert response.status_code == 400 and response.json()["error"]["code"] == -32700
+    # A session, then a version the gateway does not serve.
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "curl", "version": "1"}}}
+    response = httpx.post(url, json=init, headers=headers, timeout=10)
+    assert response.json()["result"]["protocolVersion"] == "2025-06-18"
+    session = response.headers["mcp-session-id"]
+    response = httpx.post(url, json=ping, headers={**headers, "Mcp-Session-Id": session}, timeout=10)
+    assert response.status_code == 200 and response.json()["result"] == {}
+    response = httpx.post(
+        url, json=ping, headers={**headers, "Mcp-Session-Id": session, "MCP-Protocol-Version": "1999-01-01"}, timeout=10
+    )
+    assert response.status_code == 400
+    # Another key cannot use this session.
+    other = stack.create_key()["key"]
+    response = httpx.post(url, json=ping, headers={**headers, "Authorization": f"Bearer {other}", "Mcp-Session-Id": session}, timeout=10)
+    assert response.status_code == 404
+    # Unknown server.
+    response = httpx.post(f"{url}/nope", json=init, headers=headers, timeout=10)
+    assert response.status_code == 404
