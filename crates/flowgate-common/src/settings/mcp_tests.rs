@@ -57,6 +57,11 @@ mcp_servers:
     assert_eq!(files.transport(), McpTransport::Stdio);
     assert_eq!(files.args, ["server.py"]);
     assert_eq!(files.env["ROOT"].expose_secret(), "/srv");
+    let described = settings.describe();
+    assert!(described.contains("MCP gateway: on, 2 upstream server(s)"), "{described}");
+    assert!(described.contains("headers Authorization (values hidden)"), "{described}");
+    assert!(described.contains("cached: forecast 60 s"), "{described}");
+    assert!(!described.contains("t0k"), "a header value leaked: {described}");
 }
 
 #[test]
