@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import sys
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 FORECAST_CALLS = 0
 
@@ -38,6 +38,11 @@ def weather_server() -> MCPServer:
         return "deleted"
 
     @server.tool()
+    def upstream_token(ctx: Context) -> str:
+        """The `X-Upstream-Token` header the gateway sent (its configured credential)."""
+        return (ctx.headers or {}).get("x-upstream-token", "<none>")
+
+    @server.tool()
     def fail() -> str:
         """Always fails: the result carries isError."""
         raise ValueError("this tool always fails")
@@ -52,6 +57,13 @@ def files_server() -> MCPServer:
     def greeting() -> str:
         """The greeting the process was started with (its environment)."""
         return os.environ.get("MCP_GREETING", "<unset>")
+
+    @server.tool()
+    def crash() -> str:
+        """Exits the process at once (the gateway restarts it)."""
+        sys.stderr.write("crashing on purpose\n")
+        sys.stderr.flush()
+        os._exit(3)
 
     @server.tool()
     def shout(text: str) -> str:

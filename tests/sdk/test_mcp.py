@@ -106,6 +106,8 @@ def test_tools_of_every_upstream_are_listed_namespaced_and_called(stack):
             assert text_of(await session.call_tool("files__greeting", {})) == "hello from the environment"
             failed = await session.call_tool("weather__fail", {})
             assert failed.is_error
+            # The configured header (from the environment) reached the upstream; the client's key did not.
+            assert text_of(await session.call_tool("weather__upstream_token", {})) == "upstream-secret"
 
     run(scenario)
 
@@ -116,7 +118,7 @@ def test_a_tool_the_key_may_not_use_is_absent_and_refused_with_a_clear_error(sta
     async def scenario():
         async with connect(f"{stack.proxy_url}/api/mcp", key) as session:
             names = {tool.name for tool in (await session.list_tools()).tools}
-            assert names == {"files__shout", "files__greeting"}, names
+            assert names == {"files__shout", "files__greeting", "files__crash"}, names
             with pytest.raises(MCPError) as refused:
                 await session.call_tool("weather__add", {"a": 1, "b": 1})
             assert refused.value.error.code == -32003
@@ -233,3 +235,30 @@ def test_the_transport_refuses_bad_requests_in_json_rpc(stack):
     # Unknown server.
     response = httpx.post(f"{url}/nope", json=init, headers=headers, timeout=10)
     assert response.status_code == 404
+
+
+def test_a_stdio_server_that_exits_is_restarted_and_its_stderr_logged(stack):
+    key = stack.create_key()["key"]
+
+    async def crash():
+        async with connect(f"{stack.proxy_url}/api/mcp", key) as session:
+            with pytest.raises(MCPError) as broken:
+                await session.call_tool("files__crash", {})
+            assert broken.value.error.code == -32004 and "files" in broken.value.error.message
+
+    run(crash)
+
+    async def shout() -> str:
+        async with connect(f"{stack.proxy_url}/api/mcp", key) as session:
+            return text_of(await session.call_tool("files__shout", {"text": "back"}))
+
+    def recovered() -> bool:
+        try:
+            return run(shout) == "BACK"
+        except Exception:
+            return False
+
+    assert wait_until(recovered, timeout=15, interval=0.3), "the stdio server was not restarted"
+    logs = "\n".join(stack.gateway.logs)
+    assert "crashing on purpose" in logs
+    assert "MCP stdio server stopped; restarting" in logs
