@@ -262,3 +262,38 @@ def test_a_stdio_server_that_exits_is_restarted_and_its_stderr_logged(stack):
     logs = "\n".join(stack.gateway.logs)
     assert "crashing on purpose" in logs
     assert "MCP stdio server stopped; restarting" in logs
+
+
+def test_the_keys_guardrails_run_on_tool_arguments_and_results(stack):
+    created = stack.create_key(guardrail_policy={"mandatory_guardrails": ["pii-redact", "prompt-injection"]})
+    key = created["key"]
+
+    async def scenario():
+        async with connect(f"{stack.proxy_url}/api/mcp", key) as session:
+            # Personal data in the arguments is redacted before it reaches the upstream.
+            echoed = text_of(await session.call_tool("weather__echo", {"text": "write to jane.doe@example.com"}))
+            assert "jane.doe@example.com" not in echoed and "<EMAIL_1>" in echoed, echoed
+            # A result carrying a prompt injection is refused, saying why.
+            with pytest.raises(MCPError) as blocked:
+                await session.call_tool("weather__poisoned_page", {})
+            assert blocked.value.error.code == -32005
+            assert "prompt-injection" in blocked.value.error.message, blocked.value.error.message
+            # A clean call still passes.
+            assert text_of(await session.call_tool("weather__add", {"a": 1, "b": 1})) == "2"
+
+    run(scenario)
+
+    def records():
+        response = httpx.get(
+            f"{stack.api_url}/api/audit",
+            params={"key_id": created["id"]},
+            headers={"Authorization": f"Bearer {stack.admin_key}"},
+            timeout=10,
+        )
+        return response.json()["items"]
+
+    assert wait_until(lambda: len(records()) >= 3, timeout=10)
+    by_tool = {r["model_requested"]: r for r in records()}
+    assert by_tool["weather__poisoned_page"]["status"] == 400
+    assert by_tool["weather__poisoned_page"]["error_code"] == "guardrail_blocked"
+    assert by_tool["weather__echo"]["guardrail_actions"], by_tool["weather__echo"]

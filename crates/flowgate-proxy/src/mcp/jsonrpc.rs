@@ -15,6 +15,8 @@ pub(crate) const INVALID_PARAMS: i64 = -32602;
 pub(crate) const INTERNAL_ERROR: i64 = -32603;
 /// A tool (or server) the key may not use.
 pub(crate) const FORBIDDEN: i64 = -32003;
+/// A guardrail refused the call (or the key's guardrail policy cannot be read).
+pub(crate) const GUARDRAIL: i64 = -32005;
 /// An upstream server could not be reached or broke the protocol.
 pub(crate) const UPSTREAM_UNAVAILABLE: i64 = -32004;
 

@@ -2,10 +2,16 @@
 //! reach, without the ones it may not use) and `tools/call` (access checked, served from the
 //! tool-call cache or forwarded; one audit record and the metrics per call). Anything else is
 //! "method not found": the gateway declares only the `tools` capability.
+//!
+//! The key's guardrails run on a call's arguments before it is sent (pre-call) and on its result
+//! (cached or not) before it is answered: at the pre-call stage too, since a tool's result is the
+//! next prompt's tool message (prompt-injection detection runs there), then at the post-call
+//! stage.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use flowgate_contracts::GuardrailStage;
 use flowgate_contracts::audit::AuditRecord;
 use serde_json::{Map, Value, json};
 
@@ -14,6 +20,9 @@ use super::jsonrpc::{self, Id};
 use super::upstream::UpstreamError;
 use super::{CallLabels, McpState, Server, ToolLabels};
 use crate::auth::KeyInfo;
+use crate::error::ProxyError;
+use crate::guardrails::{self, Plan};
+use crate::translate::{TextKind, TextPointer};
 
 /// Most `tools/list` pages read from one upstream.
 const MAX_PAGES: usize = 20;
@@ -113,7 +122,7 @@ impl Call<'_> {
             }
         };
         let argument_bytes = arguments.to_string().len();
-        let mut audit = ToolAudit { call: self, name, server: None, argument_bytes, started };
+        let mut audit = ToolAudit { call: self, name, server: None, argument_bytes, started, actions: Vec::new() };
         let Some((server_name, server, tool)) = self.resolve(name) else {
             audit.finish(404, Some("unknown_tool"), 0, false, None);
             return jsonrpc::error(Some(id), jsonrpc::INVALID_PARAMS, &format!("unknown tool `{name}`"));
@@ -126,47 +135,101 @@ impl Call<'_> {
             self.count(server_name, "(refused)", "refused");
             return jsonrpc::error(Some(id), jsonrpc::FORBIDDEN, &refusal.message(server_name, tool));
         }
+        let label = format!("{server_name}__{tool}");
+        let mut guard = match self.plan() {
+            Ok(plan) => plan.map(|plan| Guard { call: self, plan, label: &label }),
+            Err(error) => return self.refused_by_guardrail(id, &mut audit, server_name, &error),
+        };
+        let mut arguments = json!({"arguments": arguments});
+        if let Some(guard) = &mut guard {
+            let pointer = TextPointer {
+                pointer: "/arguments".to_owned(),
+                role: "assistant".to_owned(),
+                kind: TextKind::ToolArguments,
+            };
+            if let Err(error) = guard.check(GuardrailStage::PreCall, &mut arguments, vec![pointer]).await {
+                audit.actions = guard.plan.actions.clone();
+                return self.refused_by_guardrail(id, &mut audit, server_name, &error);
+            }
+        }
+        let arguments = arguments.get_mut("arguments").map(Value::take).unwrap_or_default();
         let cache_key = server.cacheable.get(tool).map(|ttl| {
             (super::cache::key(&self.key.key.tenant_id, server_name, tool, &arguments), Duration::from_secs(*ttl))
         });
-        let label = format!("{server_name}__{tool}");
-        if let Some((key, _)) = &cache_key
-            && let Some(result) = self.state.gateway.cache.get(key, &label).await
-        {
-            audit.finish(200, None, result.to_string().len(), true, None);
-            self.count(server_name, tool, "cache_hit");
-            return jsonrpc::result(id, result);
-        }
-        let mut forwarded = params.clone();
-        forwarded.insert("name".to_owned(), Value::String(tool.to_owned()));
-        forwarded.insert("arguments".to_owned(), arguments);
-        let upstream_started = Instant::now();
-        let answer = server.upstream.request("tools/call", forwarded).await;
-        let upstream_time = upstream_started.elapsed();
-        match answer {
-            Ok(result) => {
-                let is_error = result.get("isError").and_then(Value::as_bool) == Some(true);
-                self.state
-                    .gateway
-                    .metrics
-                    .latency
-                    .get_or_create(&ToolLabels { server: server_name.to_owned(), tool: tool.to_owned() })
-                    .observe(upstream_time.as_secs_f64());
-                self.count(server_name, tool, if is_error { "tool_error" } else { "success" });
-                let code = is_error.then_some("tool_error");
-                audit.finish(200, code, result.to_string().len(), false, Some(upstream_time));
-                if let Some((key, ttl)) = cache_key {
-                    self.state.gateway.cache.put(key, &result, ttl, upstream_time).await;
+        let cached = match &cache_key {
+            Some((key, _)) => self.state.gateway.cache.get(key, &label).await,
+            None => None,
+        };
+        let cache_hit = cached.is_some();
+        let (result, upstream_time) = match cached {
+            Some(result) => (result, None),
+            None => {
+                let mut forwarded = params.clone();
+                forwarded.insert("name".to_owned(), Value::String(tool.to_owned()));
+                forwarded.insert("arguments".to_owned(), arguments);
+                let upstream_started = Instant::now();
+                let answer = server.upstream.request("tools/call", forwarded).await;
+                let upstream_time = upstream_started.elapsed();
+                match answer {
+                    Ok(result) => {
+                        self.state
+                            .gateway
+                            .metrics
+                            .latency
+                            .get_or_create(&ToolLabels { server: server_name.to_owned(), tool: tool.to_owned() })
+                            .observe(upstream_time.as_secs_f64());
+                        if let Some((key, ttl)) = cache_key {
+                            self.state.gateway.cache.put(key, &result, ttl, upstream_time).await;
+                        }
+                        (result, Some(upstream_time))
+                    }
+                    Err(error) => {
+                        let (status, code) = error.audit_status();
+                        audit.finish(status, Some(code), 0, false, Some(upstream_time));
+                        self.count(server_name, "(failed)", if status == 504 { "timeout" } else { "upstream_error" });
+                        return upstream_error(id, server_name, error);
+                    }
                 }
-                jsonrpc::result(id, result)
             }
-            Err(error) => {
-                let (status, code) = error.audit_status();
-                audit.finish(status, Some(code), 0, false, Some(upstream_time));
-                self.count(server_name, "(failed)", if status == 504 { "timeout" } else { "upstream_error" });
-                upstream_error(id, server_name, error)
+        };
+        let mut result = result;
+        if let Some(guard) = &mut guard {
+            let pointers = result_pointers(&result);
+            for stage in [GuardrailStage::PreCall, GuardrailStage::PostCall] {
+                if let Err(error) = guard.check(stage, &mut result, pointers.clone()).await {
+                    audit.actions = guard.plan.actions.clone();
+                    return self.refused_by_guardrail(id, &mut audit, server_name, &error);
+                }
             }
+            audit.actions = guard.plan.actions.clone();
         }
+        let is_error = result.get("isError").and_then(Value::as_bool) == Some(true);
+        let outcome = if cache_hit {
+            "cache_hit"
+        } else if is_error {
+            "tool_error"
+        } else {
+            "success"
+        };
+        self.count(server_name, tool, outcome);
+        audit.finish(200, is_error.then_some("tool_error"), result.to_string().len(), cache_hit, upstream_time);
+        jsonrpc::result(id, result)
+    }
+
+    /// The guardrail plan of the key, `None` when no guardrail applies to it.
+    fn plan(&self) -> Result<Option<Plan>, ProxyError> {
+        let policy = self.key.guardrail_policy()?;
+        let plan = guardrails::plan(self.state.proxy.catalog(), policy, &[])?;
+        Ok((!plan.is_empty()).then_some(plan))
+    }
+
+    /// A call stopped by a guardrail (or by an unreadable policy): audited with the error's
+    /// status and code, answered with a JSON-RPC error that says why.
+    fn refused_by_guardrail(&self, id: &Id, audit: &mut ToolAudit<'_>, server: &str, error: &ProxyError) -> Value {
+        self.state.proxy.metrics().count_guardrail_actions(&audit.actions);
+        audit.finish(i64::from(error.status().as_u16()), Some(error.code()), 0, false, None);
+        self.count(server, "(refused)", "refused");
+        jsonrpc::error_with_data(id, jsonrpc::GUARDRAIL, &error.to_string(), json!({"code": error.code()}))
     }
 
     fn count(&self, server: &str, tool: &str, outcome: &'static str) {
@@ -191,6 +254,50 @@ fn upstream_error(id: &Id, server: &str, error: UpstreamError) -> Value {
             &format!("the MCP server `{server}` did not answer: {other}"),
         ),
     }
+}
+
+/// The guardrails of one tool call.
+struct Guard<'a> {
+    call: &'a Call<'a>,
+    plan: Plan,
+    /// `server__tool`, as the guardrails' context names the model.
+    label: &'a str,
+}
+
+impl Guard<'_> {
+    async fn check(
+        &mut self,
+        stage: GuardrailStage,
+        document: &mut Value,
+        pointers: Vec<TextPointer>,
+    ) -> Result<(), ProxyError> {
+        let key = &self.call.key.key;
+        let context =
+            guardrails::Context { key_id: &key.id, tenant_id: &key.tenant_id, model: self.label, route: AUDIT_ROUTE };
+        guardrails::check_document(self.call.state.proxy.guard(), &mut self.plan, stage, document, pointers, context)
+            .await
+    }
+}
+
+/// Where a tool result's texts are: its text content blocks, and its structured content.
+fn result_pointers(result: &Value) -> Vec<TextPointer> {
+    let tool = |pointer: String, kind: TextKind| TextPointer { pointer, role: "tool".to_owned(), kind };
+    let mut pointers: Vec<TextPointer> = result
+        .get("content")
+        .and_then(Value::as_array)
+        .map(|blocks| {
+            blocks
+                .iter()
+                .enumerate()
+                .filter(|(_, block)| block.get("type").and_then(Value::as_str) == Some("text"))
+                .map(|(index, _)| tool(format!("/content/{index}/text"), TextKind::Text))
+                .collect()
+        })
+        .unwrap_or_default();
+    if result.get("structuredContent").is_some_and(|v| !v.is_null()) {
+        pointers.push(tool("/structuredContent".to_owned(), TextKind::ToolArguments));
+    }
+    pointers
 }
 
 /// Every tool of `server` (following `nextCursor`).
@@ -218,6 +325,8 @@ async fn upstream_tools(name: &str, server: &Server) -> Result<Vec<Value>, Upstr
 /// The audit record of one tool call.
 struct ToolAudit<'a> {
     call: &'a Call<'a>,
+    /// What the guardrails did.
+    actions: Vec<Value>,
     /// The tool's name as the client gave it.
     name: &'a str,
     server: Option<&'a str>,
@@ -265,6 +374,7 @@ impl ToolAudit<'_> {
             latency_ms: self.started.elapsed().as_secs_f64() * 1000.0,
             upstream_latency_ms: upstream.map(|d| d.as_secs_f64() * 1000.0),
             cache_hit,
+            guardrail_actions: self.actions.clone(),
             metadata,
             ..AuditRecord::default()
         };
