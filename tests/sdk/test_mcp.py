@@ -35,6 +35,8 @@ mcp_servers:
       X-Upstream-Token: os.environ/WEATHER_TOKEN
     cacheable_tools:
       forecast: 300
+    tool_costs:
+      add: 0.001
   files:
     transport: stdio
     command: {python}
@@ -297,3 +299,37 @@ def test_the_keys_guardrails_run_on_tool_arguments_and_results(stack):
     assert by_tool["weather__poisoned_page"]["status"] == 400
     assert by_tool["weather__poisoned_page"]["error_code"] == "guardrail_blocked"
     assert by_tool["weather__echo"]["guardrail_actions"], by_tool["weather__echo"]
+
+
+def test_rate_limits_and_budgets_apply_to_tool_calls(stack):
+    limited = stack.create_key(rpm=2)["key"]
+
+    async def over_the_limit():
+        async with connect(f"{stack.proxy_url}/api/mcp", limited) as session:
+            for _ in range(2):
+                assert text_of(await session.call_tool("weather__add", {"a": 1, "b": 1})) == "2"
+            with pytest.raises(MCPError) as refused:
+                await session.call_tool("weather__add", {"a": 1, "b": 1})
+            assert refused.value.error.code == -32006
+            assert refused.value.error.data["code"] == "rate_limit_exceeded"
+
+    run(over_the_limit)
+    created = stack.create_key(budget_usd=1)
+    budgeted = created["key"]
+
+    async def spend():
+        async with connect(f"{stack.proxy_url}/api/mcp", budgeted) as session:
+            for _ in range(3):
+                await session.call_tool("weather__add", {"a": 2, "b": 2})
+
+    run(spend)
+
+    def spent() -> float:
+        response = httpx.get(
+            f"{stack.api_url}/api/enterprise/vkeys/{created['id']}/budget",
+            headers={"Authorization": f"Bearer {stack.admin_key}"},
+            timeout=10,
+        )
+        return response.json()["spent_usd"]
+
+    assert wait_until(lambda: abs(spent() - 0.003) < 1e-9, timeout=10), spent()

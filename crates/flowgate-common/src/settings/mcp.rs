@@ -72,6 +72,10 @@ pub struct McpServerSettings {
     /// Tools of this server never offered (glob patterns), whatever a key allows.
     #[serde(default)]
     pub disallowed_tools: Vec<String>,
+    /// What a call costs, in USD, charged to the key's and tenant's budgets: tool name → price;
+    /// `*` prices every tool not named. Default: free.
+    #[serde(default)]
+    pub tool_costs: BTreeMap<String, f64>,
     /// Seconds a call to this server may take. Default 60.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
@@ -153,6 +157,11 @@ pub(super) fn validate(servers: &BTreeMap<String, McpServerSettings>) -> Result<
         for (tool, ttl) in &server.cacheable_tools {
             if *ttl == 0 {
                 return Err(ConfigError::field(at(&format!("cacheable_tools.{tool}")), "must be at least 1 second"));
+            }
+        }
+        for (tool, usd) in &server.tool_costs {
+            if !usd.is_finite() || *usd < 0.0 || *usd > 1_000.0 {
+                return Err(ConfigError::field(at(&format!("tool_costs.{tool}")), "must be between 0 and 1000 USD"));
             }
         }
         if server.timeout_secs == 0 {

@@ -110,6 +110,7 @@ fn bad_servers_are_refused_naming_the_field() {
         ("mcp_servers:\n  a__b:\n    url: http://x\n", "mcp_servers.a__b"),
         ("mcp_servers:\n  a:\n    url: http://x\n    cacheable_tools: {t: 0}\n", "mcp_servers.a.cacheable_tools.t"),
         ("mcp_servers:\n  a:\n    url: http://x\n    colour: red\n", "mcp_servers.a"),
+        ("mcp_servers:\n  a:\n    url: http://x\n    tool_costs: {t: -1}\n", "mcp_servers.a.tool_costs.t"),
         ("mcp_servers:\n  a:\n    url: http://x\n    transport: carrier_pigeon\n", "mcp_servers.a.transport"),
     ];
     for (text, expected) in cases {

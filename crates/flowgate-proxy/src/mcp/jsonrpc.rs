@@ -17,6 +17,8 @@ pub(crate) const INTERNAL_ERROR: i64 = -32603;
 pub(crate) const FORBIDDEN: i64 = -32003;
 /// A guardrail refused the call (or the key's guardrail policy cannot be read).
 pub(crate) const GUARDRAIL: i64 = -32005;
+/// A rate limit or budget of the key or its tenant refused the call.
+pub(crate) const LIMITED: i64 = -32006;
 /// An upstream server could not be reached or broke the protocol.
 pub(crate) const UPSTREAM_UNAVAILABLE: i64 = -32004;
 

@@ -122,7 +122,8 @@ impl Call<'_> {
             }
         };
         let argument_bytes = arguments.to_string().len();
-        let mut audit = ToolAudit { call: self, name, server: None, argument_bytes, started, actions: Vec::new() };
+        let mut audit =
+            ToolAudit { call: self, name, server: None, argument_bytes, started, actions: Vec::new(), cost_nanos: 0 };
         let Some((server_name, server, tool)) = self.resolve(name) else {
             audit.finish(404, Some("unknown_tool"), 0, false, None);
             return jsonrpc::error(Some(id), jsonrpc::INVALID_PARAMS, &format!("unknown tool `{name}`"));
@@ -153,6 +154,21 @@ impl Call<'_> {
             }
         }
         let arguments = arguments.get_mut("arguments").map(Value::take).unwrap_or_default();
+        // Rate limits and budgets: a call is one request, reserved at its configured cost.
+        let cost = server.cost(tool);
+        let admission = match self.state.proxy.limiter().admit(self.key, 0, cost).await {
+            Ok(admission) => admission,
+            Err(error) => {
+                audit.finish(i64::from(error.status().as_u16()), Some(error.code()), 0, false, None);
+                self.count(server_name, "(refused)", "limited");
+                return jsonrpc::error_with_data(
+                    id,
+                    jsonrpc::LIMITED,
+                    &error.to_string(),
+                    json!({"code": error.code()}),
+                );
+            }
+        };
         let cache_key = server.cacheable.get(tool).map(|ttl| {
             (super::cache::key(&self.key.key.tenant_id, server_name, tool, &arguments), Duration::from_secs(*ttl))
         });
@@ -184,6 +200,7 @@ impl Call<'_> {
                         (result, Some(upstream_time))
                     }
                     Err(error) => {
+                        admission.settle(None);
                         let (status, code) = error.audit_status();
                         audit.finish(status, Some(code), 0, false, Some(upstream_time));
                         self.count(server_name, "(failed)", if status == 504 { "timeout" } else { "upstream_error" });
@@ -192,6 +209,10 @@ impl Call<'_> {
                 }
             }
         };
+        // A cache hit is settled at no cost, like a model answer from the response cache.
+        let charged = if cache_hit { 0 } else { cost };
+        admission.settle(Some((crate::wire::Usage::default(), charged)));
+        audit.cost_nanos = charged;
         let mut result = result;
         if let Some(guard) = &mut guard {
             let pointers = result_pointers(&result);
@@ -325,6 +346,8 @@ async fn upstream_tools(name: &str, server: &Server) -> Result<Vec<Value>, Upstr
 /// The audit record of one tool call.
 struct ToolAudit<'a> {
     call: &'a Call<'a>,
+    /// What the call was charged, in nano-dollars.
+    cost_nanos: i64,
     /// What the guardrails did.
     actions: Vec<Value>,
     /// The tool's name as the client gave it.
@@ -374,6 +397,7 @@ impl ToolAudit<'_> {
             latency_ms: self.started.elapsed().as_secs_f64() * 1000.0,
             upstream_latency_ms: upstream.map(|d| d.as_secs_f64() * 1000.0),
             cache_hit,
+            cost_nanos: self.cost_nanos,
             guardrail_actions: self.actions.clone(),
             metadata,
             ..AuditRecord::default()

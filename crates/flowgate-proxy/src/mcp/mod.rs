@@ -43,6 +43,15 @@ struct Server {
     disallowed_tools: Vec<String>,
     /// Tool → seconds its answers are cached.
     cacheable: BTreeMap<String, u64>,
+    /// Tool (or `*`) → nano-dollars a call costs.
+    costs: BTreeMap<String, i64>,
+}
+
+impl Server {
+    /// What one call of `tool` costs, in nano-dollars.
+    fn cost(&self, tool: &str) -> i64 {
+        self.costs.get(tool).or_else(|| self.costs.get("*")).copied().unwrap_or(0)
+    }
 }
 
 /// `{server, tool, outcome}` labels of tool calls.
@@ -50,7 +59,7 @@ struct Server {
 struct CallLabels {
     server: String,
     tool: String,
-    /// `success`, `tool_error`, `cache_hit`, `refused`, `upstream_error`, `timeout`.
+    /// `success`, `tool_error`, `cache_hit`, `refused`, `limited`, `upstream_error`, `timeout`.
     outcome: &'static str,
 }
 
@@ -121,6 +130,15 @@ pub(crate) fn router(
                 allowed_tools: config.allowed_tools.clone(),
                 disallowed_tools: config.disallowed_tools.clone(),
                 cacheable: config.cacheable_tools.clone(),
+                costs: config
+                    .tool_costs
+                    .iter()
+                    .map(|(tool, usd)| {
+                        #[expect(clippy::cast_possible_truncation, reason = "validated at most 1000 USD")]
+                        let nanos = (usd * crate::routing::pricing::NANOS_PER_USD).round() as i64;
+                        (tool.clone(), nanos)
+                    })
+                    .collect(),
             },
         );
     }
