@@ -5,6 +5,8 @@ stdio, and the SDK's own client against `flowgate all` at /api/mcp."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -333,3 +335,34 @@ def test_rate_limits_and_budgets_apply_to_tool_calls(stack):
         return response.json()["spent_usd"]
 
     assert wait_until(lambda: abs(spent() - 0.003) < 1e-9, timeout=10), spent()
+
+
+def inspector() -> Path:
+    """The MCP Inspector from the agent-clients folder (scripts/install-agent-clients.sh)."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "flowgate" / "agent-clients"
+    path = Path(os.environ.get("FLOWGATE_AGENT_CLIENTS", default)) / "node_modules" / ".bin" / "mcp-inspector"
+    if not path.exists() or shutil.which("node") is None:
+        message = f"mcp-inspector not installed in {path.parent} (run scripts/install-agent-clients.sh)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def test_the_mcp_inspector_cli_lists_and_calls_tools_through_the_gateway(stack):
+    key = stack.create_key(mcp_denied_tools=["weather__delete_*"])["key"]
+    base = [str(inspector()), "--cli", f"{stack.proxy_url}/api/mcp", "--transport", "http",
+            "--header", f"Authorization: Bearer {key}"]
+
+    def inspect(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*base, *args], capture_output=True, text=True, timeout=60)
+
+    listed = inspect("--method", "tools/list")
+    assert listed.returncode == 0, listed.stderr
+    names = {tool["name"] for tool in json.loads(listed.stdout)["tools"]}
+    assert {"weather__add", "files__shout"} <= names and "weather__delete_everything" not in names, names
+    called = inspect("--method", "tools/call", "--tool-name", "weather__add", "--tool-arg", "a=20", "b=22")
+    assert called.returncode == 0, called.stderr
+    assert json.loads(called.stdout)["content"][0]["text"] == "42"
+    refused = inspect("--method", "tools/call", "--tool-name", "weather__delete_everything")
+    assert refused.returncode != 0
