@@ -174,8 +174,11 @@ def main() -> int:
             "gateway": (through, call("bench__add", {"a": 1, "b": 2})),
             "cache_hit": (through, call("bench__lookup", {"key": "k"})),
         }
-        for session, body in kinds.values():  # the upstream session, the cache entry
-            session.client.post(session.url, json=body).raise_for_status()
+        for name, (session, body) in kinds.items():  # the upstream session, the cache entry
+            answer = session.client.post(session.url, json=body)
+            answer.raise_for_status()
+            if "result" not in answer.json():
+                raise RuntimeError(f"{name}: {answer.text}")
         rounds: dict[str, list[dict]] = {name: [] for name in kinds}
         for _ in range(args.rounds):
             for name, (session, body) in kinds.items():
@@ -184,6 +187,17 @@ def main() -> int:
             name: {f"{q}_ms": statistics.median(r[q] for r in rounds[name]) / 1000.0 for q in ("p50", "p90", "p99")}
             for name in kinds
         }
+        # wrk sees HTTP statuses only: the gateway's own counters say every call was answered as meant.
+        metrics = httpx.get(f"http://{gateway.addrs['proxy']}/metrics", timeout=10).text
+        counted = {
+            outcome: sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                         if line.startswith("flowgate_mcp_tool_calls_total{") and f'outcome="{outcome}"' in line)
+            for outcome in ("success", "cache_hit", "refused", "limited", "upstream_error", "timeout", "tool_error")
+        }
+        answered = {name: sum(r["requests"] for r in rounds[name]) for name in kinds}
+        if counted["cache_hit"] < answered["cache_hit"] or counted["success"] < answered["gateway"]:
+            raise RuntimeError(f"calls not answered as expected: {counted} for {answered}")
+        result["calls"] = answered
         added = result["gateway"]["p50_ms"] - result["direct"]["p50_ms"]
         hit = result["cache_hit"]["p50_ms"]
         result["added_p50_ms"] = added
