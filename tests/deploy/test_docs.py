@@ -23,6 +23,7 @@ SOURCES = [
     REPO_ROOT / ".env.example",
     REPO_ROOT / "Caddyfile",
     REPO_ROOT / "Caddyfile.local",
+    REPO_ROOT / "edge" / "wrangler.toml",
     REPO_ROOT / "scripts" / "integration_test.sh",
     REPO_ROOT / "scripts" / "integration_test.py",
     REPO_ROOT / "scripts" / "python-tests.sh",

@@ -171,6 +171,84 @@ mod tests {
         }
     }
 
+    /// `edge/test/vectors.json`: keys the edge Worker must accept and refuse exactly as [`parse`]
+    /// does. Built here from fixed ids and secrets and compared with the checked-in file, so the
+    /// two implementations cannot drift; `FLOWGATE_BLESS=1` rewrites the file.
+    #[test]
+    fn edge_vectors_match_this_implementation() {
+        let key_for = |id: &str, secret: &str| {
+            let body = format!("{PREFIX}{id}_{secret}");
+            format!("{body}{}", checksum(&body))
+        };
+        let base62 = String::from_utf8_lossy(BASE62).into_owned();
+        let valid: Vec<(String, String)> = [
+            ("000000000000", &base62[..32]),
+            ("zzzzzzzzzzzz", &base62[30..62]),
+            ("a1b2c3d4e5f6", "00000000000000000000000000000000"),
+            ("key4edgetest", "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"),
+            ("9z8y7x6w5v4u", "Flowgate0Edge0Vectors0AreShared0"),
+            ("qwertyuiopas", "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"),
+        ]
+        .iter()
+        .map(|(id, secret)| (key_for(id, secret), (*id).to_owned()))
+        .collect();
+        let good = &valid[2].0;
+        let swap = |index: usize, with: &str| format!("{}{with}{}", &good[..index], &good[index + 1..]);
+        let malformed = vec![
+            String::new(),
+            "sk-fg-".to_owned(),
+            "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789".to_owned(),
+            "garbage".to_owned(),
+            "x".repeat(KEY_LEN),
+            good[..KEY_LEN - 1].to_owned(),
+            format!("{good}0"),
+            good.replacen("sk-fg-", "sk-FG-", 1),
+            good.replacen("sk-fg-", "sk_fg-", 1),
+            swap(PREFIX.len(), "A"),
+            swap(PREFIX.len() + 11, "-"),
+            swap(PREFIX.len() + ID_LEN, "-"),
+            swap(PREFIX.len() + ID_LEN + 5, "_"),
+            swap(KEY_LEN - 1, "+"),
+            format!("{}é", &good[..KEY_LEN - 2]),
+        ];
+        let wrong_checksum: Vec<String> = valid
+            .iter()
+            .map(|(key, _)| {
+                let last = key.as_bytes()[KEY_LEN - 1];
+                format!("{}{}", &key[..KEY_LEN - 1], if last == b'0' { '1' } else { '0' })
+            })
+            .chain([swap(PREFIX.len() + ID_LEN + 1, if good.as_bytes()[19] == b'1' { "2" } else { "1" })])
+            .chain([swap(PREFIX.len() + 3, if good.as_bytes()[PREFIX.len() + 3] == b'q' { "r" } else { "q" })])
+            .collect();
+        for (key, id) in &valid {
+            assert_eq!(parse(key), Ok(id.as_str()), "{key}");
+        }
+        for key in &malformed {
+            assert_eq!(parse(key), Err(KeyFormatError::Malformed), "{key}");
+        }
+        for key in &wrong_checksum {
+            assert_eq!(parse(key), Err(KeyFormatError::Checksum), "{key}");
+        }
+        let document = serde_json::json!({
+            "description": "Written by flowgate-common (keys::tests::edge_vectors_match_this_implementation); read by the edge Worker's tests. Regenerate with FLOWGATE_BLESS=1 cargo test -p flowgate-common keys.",
+            "key_length": KEY_LEN,
+            "valid": valid.iter().map(|(key, id)| serde_json::json!({"key": key, "id": id})).collect::<Vec<_>>(),
+            "malformed": malformed,
+            "wrong_checksum": wrong_checksum,
+        });
+        let text = format!("{}\n", serde_json::to_string_pretty(&document).unwrap());
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../edge/test/vectors.json");
+        if std::env::var_os("FLOWGATE_BLESS").is_some() {
+            std::fs::write(&path, &text).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            on_disk == text,
+            "{} is out of date: run FLOWGATE_BLESS=1 cargo test -p flowgate-common keys",
+            path.display()
+        );
+    }
+
     #[test]
     fn hashes_depend_on_the_server_secret() {
         let a = KeyHasher::new(&SecretString::from("one"));

@@ -17,15 +17,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
+use flowgate_common::auth::constant_time_eq;
 use flowgate_common::keys::{self, KeyHasher};
 use flowgate_common::settings::parse_cidr;
 use flowgate_contracts::channels::KEYS_INVALIDATE;
 use flowgate_contracts::{GuardrailPolicy, PolicyError};
 use flowgate_db::{Notification, SharedState};
 use flowgate_proto::keys::{ResolveKeyRequest, VirtualKey};
+use secrecy::ExposeSecret;
 
 use crate::error::{KeyProblem, ProxyError};
 use crate::peers::KeysPeer;
+use crate::state::RequestLimits;
 use flowgate_common::tasks::Tasks;
 
 /// How long a resolved key is trusted without hearing about it, where changes are heard of
@@ -192,6 +195,51 @@ impl Authenticator {
     }
 }
 
+/// The edge pre-filter's shared secret, sent by the edge on every request it passes on.
+const EDGE_TOKEN_HEADER: &str = "x-flowgate-edge";
+/// The client's address as the edge saw it.
+const EDGE_CLIENT_IP_HEADER: &str = "x-flowgate-client-ip";
+/// The request id the edge gave the request.
+const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Longest request id taken from the edge.
+const MAX_REQUEST_ID_LEN: usize = 64;
+
+/// Whether the request carries the edge's shared secret (compared in constant time). Without a
+/// configured `proxy.edge_token`, nothing is from the edge.
+pub(crate) fn from_edge(headers: &HeaderMap, limits: &RequestLimits) -> bool {
+    let Some(token) = &limits.edge_token else { return false };
+    headers
+        .get(EDGE_TOKEN_HEADER)
+        .is_some_and(|presented| constant_time_eq(presented.as_bytes(), token.expose_secret().as_bytes()))
+}
+
+/// The client's address: the edge's `X-Flowgate-Client-IP` when the request carries the edge's
+/// secret, else what [`client_ip`] finds. A client calling the origin directly cannot set it.
+pub(crate) fn caller_ip(peer: IpAddr, headers: &HeaderMap, limits: &RequestLimits) -> IpAddr {
+    if from_edge(headers, limits)
+        && let Some(ip) = headers
+            .get(EDGE_CLIENT_IP_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok())
+    {
+        return ip;
+    }
+    client_ip(peer, headers, &limits.trusted_proxies)
+}
+
+/// The request id the edge set (`X-Request-Id`, up to 64 of `[A-Za-z0-9._-]`), when the request
+/// carries the edge's secret; `None` otherwise (the proxy makes its own).
+pub(crate) fn edge_request_id(headers: &HeaderMap, limits: &RequestLimits) -> Option<String> {
+    if !from_edge(headers, limits) {
+        return None;
+    }
+    let id = headers.get(REQUEST_ID_HEADER)?.to_str().ok()?.trim();
+    let valid = !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_LEN
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    valid.then(|| id.to_owned())
+}
+
 /// The client's address: the socket peer, or the first untrusted hop of `X-Forwarded-For` when the
 /// peer is a trusted proxy.
 pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[(IpAddr, u8)]) -> IpAddr {
@@ -258,5 +306,44 @@ mod tests {
         assert_eq!(client_ip(ip("127.0.0.1"), &headers, &trusted), ip("203.0.113.7"));
         assert_eq!(client_ip(ip("198.51.100.1"), &headers, &trusted), ip("198.51.100.1"), "spoofed header ignored");
         assert_eq!(client_ip(ip("127.0.0.1"), &HeaderMap::new(), &trusted), ip("127.0.0.1"));
+    }
+
+    fn limits(edge_token: Option<&str>, trusted: &[(IpAddr, u8)]) -> RequestLimits {
+        RequestLimits {
+            max_body_bytes: 1024,
+            stream_timeout: Duration::from_secs(1),
+            trusted_proxies: trusted.to_vec(),
+            edge_token: edge_token.map(secrecy::SecretString::from),
+            max_n: 1,
+            deny_unpriced: false,
+        }
+    }
+
+    #[test]
+    fn the_edge_client_ip_and_request_id_are_believed_only_with_the_edge_secret() {
+        let token = "edge-token-0123456789";
+        let mut headers = HeaderMap::new();
+        headers.insert("x-flowgate-client-ip", "203.0.113.7".parse().unwrap());
+        headers.insert("x-request-id", "0193-edge-id".parse().unwrap());
+        let peer = ip("198.51.100.1");
+        let edge = limits(Some(token), &[]);
+        assert_eq!(caller_ip(peer, &headers, &edge), peer, "no secret: forged header ignored");
+        assert_eq!(edge_request_id(&headers, &edge), None);
+        headers.insert("x-flowgate-edge", "edge-token-0123456788".parse().unwrap());
+        assert_eq!(caller_ip(peer, &headers, &edge), peer, "wrong secret: ignored");
+        headers.insert("x-flowgate-edge", token.parse().unwrap());
+        assert_eq!(caller_ip(peer, &headers, &edge), ip("203.0.113.7"));
+        assert_eq!(edge_request_id(&headers, &edge).as_deref(), Some("0193-edge-id"));
+        assert_eq!(caller_ip(peer, &headers, &limits(None, &[])), peer, "no edge configured: ignored");
+        assert_eq!(edge_request_id(&headers, &limits(None, &[])), None);
+
+        headers.insert("x-flowgate-client-ip", "not-an-ip".parse().unwrap());
+        headers.insert("x-forwarded-for", "192.0.2.5".parse().unwrap());
+        let behind_proxy = limits(Some(token), &[(peer, 32)]);
+        assert_eq!(caller_ip(peer, &headers, &behind_proxy), ip("192.0.2.5"), "a bad edge IP falls back");
+        for bad in ["", "has space", "semi;colon", &"x".repeat(65)] {
+            headers.insert("x-request-id", bad.parse().unwrap());
+            assert_eq!(edge_request_id(&headers, &edge), None, "{bad:?}");
+        }
     }
 }

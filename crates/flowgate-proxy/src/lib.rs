@@ -229,6 +229,7 @@ impl Application {
                 max_body_bytes: settings.proxy.max_body_bytes,
                 stream_timeout: Duration::from_secs(settings.proxy.stream_timeout_secs),
                 trusted_proxies: settings.proxy.trusted_proxies.iter().map(|c| (c.addr(), c.prefix_len())).collect(),
+                edge_token: settings.proxy.edge_token().cloned(),
                 max_n: u64::from(settings.limits.max_n),
                 deny_unpriced: settings.budgets.unpriced == flowgate_common::settings::UnpricedModels::Deny,
             },

@@ -74,12 +74,87 @@ async fn messages(State(params): State<Arc<MockParams>>, body: Bytes) -> Respons
     answer(ApiFormat::Anthropic.codec(), &body, &params).await
 }
 
-async fn responses(State(params): State<Arc<MockParams>>, body: Bytes) -> Response {
-    let body = match parse(&body) {
+/// The Responses endpoint's state: the timing knobs, and the conversations it keeps.
+#[derive(Clone)]
+struct ResponsesState {
+    params: Arc<MockParams>,
+    /// Kept responses by id: the whole conversation (input items and output), as OpenAI keeps a
+    /// response with `store` so that `previous_response_id` can continue it.
+    kept: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<Value>>>>,
+}
+
+/// The most conversations the mock keeps (the oldest are not evicted: past this, none is kept).
+const MAX_KEPT: usize = 10_000;
+
+/// `input` as a list of items (a string is one user message).
+fn input_items(input: Option<&Value>) -> Vec<Value> {
+    match input {
+        Some(Value::String(text)) => vec![json!({"type": "message", "role": "user", "content": text})],
+        Some(Value::Array(items)) => items.clone(),
+        _ => Vec::new(),
+    }
+}
+
+/// The final response object of a streamed Responses answer.
+fn completed_response(events: &[Bytes]) -> Option<Value> {
+    events.iter().rev().find_map(|event| {
+        let text = std::str::from_utf8(event).ok()?;
+        let data = text.lines().find_map(|line| line.strip_prefix("data: "))?;
+        let mut value: Value = serde_json::from_str(data).ok()?;
+        if value.get("type").and_then(Value::as_str) != Some("response.completed") {
+            return None;
+        }
+        value.get_mut("response").map(Value::take)
+    })
+}
+
+async fn responses(State(state): State<ResponsesState>, body: Bytes) -> Response {
+    let mut body = match parse(&body) {
         Ok(body) => body,
         Err(response) => return *response,
     };
-    answer(ApiFormat::Responses.codec(), &body, &params).await
+    // A continuation: the kept conversation, then the new input (OpenAI's behaviour).
+    let mut conversation = Vec::new();
+    if let Some(previous) = body.get("previous_response_id").and_then(Value::as_str) {
+        let kept = state.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(previous).cloned();
+        let Some(kept) = kept else {
+            let error = json!({"error": {"message": format!("Previous response with id '{previous}' not found."),
+                "type": "invalid_request_error", "param": "previous_response_id", "code": "previous_response_not_found"}});
+            return (axum::http::StatusCode::BAD_REQUEST, Json(error)).into_response();
+        };
+        conversation = kept;
+    }
+    conversation.extend(input_items(body.get("input")));
+    if let Some(object) = body.as_object_mut() {
+        object.remove("previous_response_id");
+        object.insert("input".to_owned(), Value::Array(conversation.clone()));
+    }
+    let store = body.get("store").and_then(Value::as_bool).unwrap_or(true);
+    let keep = |response: &Value| {
+        let (Some(id), Some(output)) = (response.get("id").and_then(Value::as_str), response.get("output")) else {
+            return;
+        };
+        let mut kept = state.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if store && kept.len() < MAX_KEPT {
+            let mut whole = conversation.clone();
+            whole.extend(output.as_array().into_iter().flatten().cloned());
+            kept.insert(id.to_owned(), whole);
+        }
+    };
+    let codec = ApiFormat::Responses.codec();
+    let answer = codec.mock_answer(&body, &state.params);
+    let model = model_of(&body);
+    if body.get("stream") == Some(&Value::Bool(true)) {
+        let events = codec.mock_events(&answer, &model, &state.params, true);
+        if let Some(response) = completed_response(&events) {
+            keep(&response);
+        }
+        return sse(events, &state.params);
+    }
+    wait(&state.params).await;
+    let response = codec.mock_body(&answer, &model);
+    keep(&response);
+    Json(response).into_response()
 }
 
 /// Anthropic's token count: a quarter of the bytes of the conversation (marked as the mock's by
@@ -123,6 +198,7 @@ async fn models() -> Json<Value> {
 
 /// The mock upstream's routes.
 pub fn router(params: MockParams) -> Router {
+    let params = Arc::new(params);
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/chat/completions", post(chat))
@@ -131,7 +207,11 @@ pub fn router(params: MockParams) -> Router {
         .route("/v1/models", get(models))
         .route("/v1/messages", post(messages))
         .route("/v1/messages/count_tokens", post(count_tokens))
-        .route("/v1/responses", post(responses))
-        .route("/responses", post(responses))
-        .with_state(Arc::new(params))
+        .with_state(Arc::clone(&params))
+        .merge(
+            Router::new()
+                .route("/v1/responses", post(responses))
+                .route("/responses", post(responses))
+                .with_state(ResponsesState { params, kept: Arc::default() }),
+        )
 }

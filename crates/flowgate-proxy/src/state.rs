@@ -41,6 +41,9 @@ pub(crate) struct RequestLimits {
     pub(crate) stream_timeout: Duration,
     /// Peers whose `X-Forwarded-For` is believed.
     pub(crate) trusted_proxies: Vec<(IpAddr, u8)>,
+    /// The edge pre-filter's shared secret: a request carrying it has its client-IP and
+    /// request-id headers believed.
+    pub(crate) edge_token: Option<secrecy::SecretString>,
     /// Most answers (`n`, `best_of`) one request may ask for.
     pub(crate) max_n: u64,
     /// Refuse unpriced models to keys under a budget (`budgets.unpriced: deny`).

@@ -59,6 +59,8 @@ pub enum AdminCommand {
     Tenants(TenantsArgs),
     /// `flowgate init`
     Init,
+    /// `flowgate edge …`
+    Edge(crate::edge_cli::EdgeArgs),
 }
 
 /// Paging options of the list commands.
@@ -214,6 +216,7 @@ pub(crate) async fn run(command: AdminCommand, settings: Settings) -> ExitCode {
         AdminCommand::Keys(args) => keys(args, &settings).await,
         AdminCommand::Tenants(args) => tenants(args, &settings).await,
         AdminCommand::Init => init(&settings).await,
+        AdminCommand::Edge(args) => crate::edge_cli::run(args, &settings).await,
     };
     match result {
         Ok(value) => match print_json(&value) {
@@ -246,7 +249,7 @@ fn report(message: &str) {
 // ---------------------------------------------------------------------------------------------
 
 /// A client of the management API.
-struct Api {
+pub(crate) struct Api {
     base: String,
     admin_key: SecretString,
     client: reqwest::Client,
@@ -279,7 +282,7 @@ fn admin_key(args: &ApiArgs, settings: &Settings) -> anyhow::Result<SecretString
 }
 
 impl Api {
-    fn new(args: &ApiArgs, settings: &Settings) -> anyhow::Result<Self> {
+    pub(crate) fn new(args: &ApiArgs, settings: &Settings) -> anyhow::Result<Self> {
         let base = args.url.trim_end_matches('/').to_owned();
         anyhow::ensure!(
             base.starts_with("http://") || base.starts_with("https://"),
@@ -326,6 +329,13 @@ impl Api {
             ))
         });
         bail!("{method} {path} failed with HTTP {}: {}", status.as_u16(), detail.unwrap_or(text))
+    }
+
+    /// Every item of a list, following `next_cursor` to the last page.
+    pub(crate) async fn list_all(&self, path: &str) -> anyhow::Result<Vec<Value>> {
+        let page = PageArgs { limit: Some(500), cursor: None, all: true };
+        let all = self.list(path, Vec::new(), &page).await?;
+        Ok(all.get("data").and_then(Value::as_array).cloned().unwrap_or_default())
     }
 
     /// A list, one page or (with `--all`) every page.

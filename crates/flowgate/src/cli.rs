@@ -64,6 +64,8 @@ pub enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The edge pre-filter (edge/): `sync` writes revoked key ids to its KV namespace.
+    Edge(crate::edge_cli::EdgeArgs),
 }
 
 /// `flowgate config ...`
@@ -157,7 +159,7 @@ pub enum Action {
     Healthcheck(Option<Mode>),
     /// Serve the mock provider over HTTP.
     MockUpstream(MockUpstreamArgs),
-    /// A management command (`keys`, `tenants`, `init`).
+    /// A management command (`keys`, `tenants`, `init`, `edge`).
     Admin(Box<crate::admin_cli::AdminCommand>),
     /// `config check FILE`.
     ConfigCheck(PathBuf),
@@ -186,6 +188,7 @@ pub fn resolve(cli: &Cli, env: impl Fn(&str) -> Option<String>) -> Result<Action
         Some(Command::Keys(args)) => return Ok(Action::Admin(Box::new(AdminCommand::Keys(args.clone())))),
         Some(Command::Tenants(args)) => return Ok(Action::Admin(Box::new(AdminCommand::Tenants(args.clone())))),
         Some(Command::Init) => return Ok(Action::Admin(Box::new(AdminCommand::Init))),
+        Some(Command::Edge(args)) => return Ok(Action::Admin(Box::new(AdminCommand::Edge(args.clone())))),
         Some(Command::Config(ConfigCommand::Check { file })) => return Ok(Action::ConfigCheck(file.clone())),
         None => from_env()?.ok_or_else(|| {
             format!("no mode given: pass one as the first argument or set SERVICE_TYPE; valid modes: {VALID_MODES}")

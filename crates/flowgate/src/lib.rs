@@ -4,6 +4,7 @@
 pub mod admin_cli;
 pub mod cli;
 mod dispatch;
+pub mod edge_cli;
 mod secrets;
 
 pub use dispatch::{AllAddrs, AllInOne};

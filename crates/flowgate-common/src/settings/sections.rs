@@ -71,6 +71,19 @@ pub struct ProxySettings {
     pub stream_timeout_secs: u64,
     /// Peers (CIDRs) whose `X-Forwarded-For` is trusted, e.g. Caddy's address. Default none.
     pub trusted_proxies: Vec<Cidr>,
+    /// The edge pre-filter's shared secret (`FLOWGATE__PROXY__EDGE_TOKEN`): a request carrying it
+    /// in `X-Flowgate-Edge` has its `X-Flowgate-Client-IP` and `X-Request-Id` believed. Default
+    /// none (an empty value too): those headers are ignored. Read it through
+    /// [`ProxySettings::edge_token`].
+    pub edge_token: Option<SecretString>,
+}
+
+impl ProxySettings {
+    /// The edge secret, when one is set and not empty (Compose passes `${VAR:-}` as "").
+    pub fn edge_token(&self) -> Option<&SecretString> {
+        use secrecy::ExposeSecret;
+        self.edge_token.as_ref().filter(|token| !token.expose_secret().is_empty())
+    }
 }
 
 impl Default for ProxySettings {
@@ -83,6 +96,7 @@ impl Default for ProxySettings {
             max_body_bytes: 10 * 1024 * 1024,
             stream_timeout_secs: 600,
             trusted_proxies: Vec::new(),
+            edge_token: None,
         }
     }
 }

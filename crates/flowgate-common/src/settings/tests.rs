@@ -276,6 +276,20 @@ fn the_internal_token_is_read_checked_and_never_shown() {
 }
 
 #[test]
+fn the_edge_token_is_read_checked_and_never_shown() {
+    let settings = load(None, &[("FLOWGATE__PROXY__EDGE_TOKEN", "edge-token-0123456789")]).unwrap();
+    assert_eq!(settings.proxy.edge_token.as_ref().unwrap().expose_secret(), "edge-token-0123456789");
+    assert!(!format!("{settings:?}").contains("edge-token-0123456789"));
+    assert!(load(None, &[]).unwrap().proxy.edge_token().is_none());
+    let empty = load(None, &[("FLOWGATE__PROXY__EDGE_TOKEN", "")]).unwrap();
+    assert!(empty.proxy.edge_token().is_none(), "empty is unset");
+    for bad in ["short", "has spaces in the middle of it"] {
+        let error = load(None, &[("FLOWGATE__PROXY__EDGE_TOKEN", bad)]).unwrap_err().to_string();
+        assert!(error.contains("proxy.edge_token") && !error.contains(bad), "{bad:?}: {error}");
+    }
+}
+
+#[test]
 fn request_and_budget_limits_default_and_load_and_bad_ones_name_the_field() {
     let defaults = load(None, &[]).unwrap();
     assert_eq!(defaults.limits.max_n, 16);

@@ -26,6 +26,11 @@ impl Settings {
                 .map_err(|error| ConfigError::field("security.internal_token", error.to_string()))?;
         }
         super::mcp::validate(&self.mcp_servers)?;
+        if let Some(token) = self.proxy.edge_token() {
+            use secrecy::ExposeSecret;
+            crate::internal::check_token(token.expose_secret())
+                .map_err(|error| ConfigError::field("proxy.edge_token", error.to_string()))?;
+        }
         if self.compliance.timeout_secs == 0 {
             return Err(ConfigError::field("compliance.timeout_secs", "must be at least 1"));
         }

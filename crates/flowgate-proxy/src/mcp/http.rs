@@ -44,7 +44,7 @@ async fn authenticate(
     let key = state.proxy.auth().authenticate(headers).await.map_err(|error| {
         rpc_error(error.status(), None, jsonrpc::INVALID_REQUEST, &format!("{}: {error}", error.code()))
     })?;
-    let ip = crate::auth::client_ip(peer.ip(), headers, &state.proxy.limits().trusted_proxies);
+    let ip = crate::auth::caller_ip(peer.ip(), headers, state.proxy.limits());
     if !key.allows_ip(ip) {
         return Err(rpc_error(
             StatusCode::FORBIDDEN,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::http::HeaderMap;
 
-use crate::auth::{KeyInfo, client_ip};
+use crate::auth::{KeyInfo, caller_ip};
 use crate::error::ProxyError;
 use crate::state::ProxyState;
 
@@ -22,7 +22,7 @@ pub(crate) async fn authenticated(
     peer: SocketAddr,
 ) -> Result<Arc<KeyInfo>, ProxyError> {
     let key = authenticate(state, headers).await?;
-    let ip = client_ip(peer.ip(), headers, &state.limits().trusted_proxies);
+    let ip = caller_ip(peer.ip(), headers, state.limits());
     super::authorise::check_ip(&key, ip)?;
     Ok(key)
 }

@@ -67,9 +67,12 @@ async fn handle(state: ProxyState, ingress: Ingress, peer: SocketAddr, request: 
         .get::<axum::extract::OriginalUri>()
         .map_or_else(|| request.uri().path().to_owned(), |uri| uri.path().to_owned());
     let mut audit = AuditGuard::start(state.audit().clone(), route);
-    let request_id = HeaderValue::from_str(audit.request_id()).ok();
     let (parts, body) = request.into_parts();
-    let client_ip = crate::auth::client_ip(peer.ip(), &parts.headers, &state.limits().trusted_proxies);
+    if let Some(id) = crate::auth::edge_request_id(&parts.headers, state.limits()) {
+        audit.record().request_id = id;
+    }
+    let request_id = HeaderValue::from_str(audit.request_id()).ok();
+    let client_ip = crate::auth::caller_ip(peer.ip(), &parts.headers, state.limits());
     audit.record().client_ip = Some(client_ip.to_string());
     record_session(&mut audit, &parts.headers);
     let mut response = match authenticate::authenticate(&state, &parts.headers).await {

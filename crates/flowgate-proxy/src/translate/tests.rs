@@ -680,11 +680,14 @@ mod responses {
         assert_eq!(numbers, (0..out.len() as u64).collect::<Vec<_>>());
         let completed: Value = serde_json::from_str(&out.last().unwrap().data).unwrap();
         let output = completed["response"]["output"].as_array().unwrap();
-        assert_eq!(output[0]["type"], "message");
-        assert_eq!(output[0]["content"][0]["text"], "Okay, let's check the weather for San Francisco, CA:");
-        assert_eq!(output[1]["type"], "function_call");
-        assert_eq!(output[1]["call_id"], "toolu_01T1x1fJ34qAmk2tNTrN7Up6");
-        assert_eq!(output[1]["arguments"], "{\"location\": \"San Francisco, CA\"}");
+        // The extended thinking first, as a reasoning item (its signature left out).
+        assert_eq!(output[0]["type"], "reasoning");
+        assert!(!output[0].to_string().contains("\"signature\""), "{}", output[0]);
+        assert_eq!(output[1]["type"], "message");
+        assert_eq!(output[1]["content"][0]["text"], "Okay, let's check the weather for San Francisco, CA:");
+        assert_eq!(output[2]["type"], "function_call");
+        assert_eq!(output[2]["call_id"], "toolu_01T1x1fJ34qAmk2tNTrN7Up6");
+        assert_eq!(output[2]["arguments"], "{\"location\": \"San Francisco, CA\"}");
         assert_eq!(completed["response"]["usage"]["input_tokens"], 472);
         assert_eq!(completed["response"]["usage"]["output_tokens"], 89);
         assert!(transform.completed());

@@ -13,6 +13,7 @@ mod audit_api;
 mod cache;
 mod compliance;
 mod deployment_limits;
+mod edge;
 mod exit_paths;
 mod gateway;
 mod grpc;
