@@ -22,6 +22,16 @@ def weather_server() -> MCPServer:
         FORECAST_CALLS += 1
         return f"{city}: sunny (computed {FORECAST_CALLS})"
 
+    @server.prompt()
+    def briefing(city: str) -> str:
+        """A weather briefing prompt."""
+        return f"Write a short weather briefing for {city}."
+
+    @server.resource("weather://stations")
+    def stations() -> str:
+        """The weather stations."""
+        return "Oslo, Bergen, Tromsø"
+
     @server.tool()
     def forecast_calls() -> int:
         """How many times `forecast` really ran."""

@@ -366,3 +366,27 @@ def test_the_mcp_inspector_cli_lists_and_calls_tools_through_the_gateway(stack):
     assert json.loads(called.stdout)["content"][0]["text"] == "42"
     refused = inspect("--method", "tools/call", "--tool-name", "weather__delete_everything")
     assert refused.returncode != 0
+
+
+def test_prompts_and_resources_of_the_upstreams_are_passed_through(stack):
+    key = stack.create_key()["key"]
+    files_only = stack.create_key(mcp_servers=["files"])["key"]
+
+    async def scenario():
+        async with connect(f"{stack.proxy_url}/api/mcp", key) as session:
+            prompts = {p.name for p in (await session.list_prompts()).prompts}
+            assert "weather__briefing" in prompts, prompts
+            prompt = await session.get_prompt("weather__briefing", {"city": "Oslo"})
+            assert "Oslo" in prompt.messages[0].content.text
+            resources = {str(r.uri) for r in (await session.list_resources()).resources}
+            assert "weather://stations" in resources, resources
+            read = await session.read_resource("weather://stations")
+            assert "Bergen" in read.contents[0].text
+        async with connect(f"{stack.proxy_url}/api/mcp", files_only) as session:
+            assert "weather__briefing" not in {p.name for p in (await session.list_prompts()).prompts}
+            with pytest.raises(MCPError):
+                await session.get_prompt("weather__briefing", {"city": "Oslo"})
+            with pytest.raises(MCPError):
+                await session.read_resource("weather://stations")
+
+    run(scenario)

@@ -152,7 +152,11 @@ fn initialize(state: &McpState, key: &KeyInfo, id: &Id, params: &serde_json::Map
     let session = state.gateway.signer.issue(&key.key.id, version, now_secs());
     let result = serde_json::json!({
         "protocolVersion": version,
-        "capabilities": {"tools": {"listChanged": false}},
+        "capabilities": {
+            "tools": {"listChanged": false},
+            "prompts": {"listChanged": false},
+            "resources": {"subscribe": false, "listChanged": false},
+        },
         "serverInfo": {"name": "flowgate", "version": env!("CARGO_PKG_VERSION")},
     });
     let mut response = (StatusCode::OK, Json(jsonrpc::result(id, result))).into_response();

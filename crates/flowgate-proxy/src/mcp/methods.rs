@@ -1,7 +1,7 @@
 //! The methods the gateway answers: `ping`, `tools/list` (the tools of every server the key may
 //! reach, without the ones it may not use) and `tools/call` (access checked, served from the
-//! tool-call cache or forwarded; one audit record and the metrics per call). Anything else is
-//! "method not found": the gateway declares only the `tools` capability.
+//! tool-call cache or forwarded; one audit record and the metrics per call); prompts and
+//! resources are passed through (`catalog`). Anything else is "method not found".
 //!
 //! The key's guardrails run on a call's arguments before it is sent (pre-call) and on its result
 //! (cached or not) before it is answered: at the pre-call stage too, since a tool's result is the
@@ -45,6 +45,11 @@ impl Call<'_> {
             "ping" => jsonrpc::result(id, json!({})),
             "tools/list" => jsonrpc::result(id, json!({"tools": self.list_tools().await})),
             "tools/call" => self.call_tool(id, params).await,
+            "prompts/list" => self.list(id, "prompts/list", "prompts", true).await,
+            "prompts/get" => self.get_prompt(id, params).await,
+            "resources/list" => self.list(id, "resources/list", "resources", false).await,
+            "resources/templates/list" => self.list(id, "resources/templates/list", "resourceTemplates", false).await,
+            "resources/read" => self.read_resource(id, params).await,
             _ => jsonrpc::error(
                 Some(id),
                 jsonrpc::METHOD_NOT_FOUND,
@@ -54,7 +59,7 @@ impl Call<'_> {
     }
 
     /// The servers in scope that the key may reach, by name.
-    fn servers(&self) -> impl Iterator<Item = (&str, &Server)> {
+    pub(crate) fn servers(&self) -> impl Iterator<Item = (&str, &Server)> {
         let access = KeyAccess::of(&self.key.key);
         self.state
             .gateway
@@ -66,7 +71,7 @@ impl Call<'_> {
     }
 
     /// The name a client sees for `tool` of `server`.
-    fn public_name(&self, server: &str, tool: &str) -> String {
+    pub(crate) fn public_name(&self, server: &str, tool: &str) -> String {
         if self.scope.is_some() { tool.to_owned() } else { format!("{server}__{tool}") }
     }
 
@@ -100,7 +105,7 @@ impl Call<'_> {
     }
 
     /// Splits a public tool name into server and tool.
-    fn resolve<'n>(&self, name: &'n str) -> Option<(&str, &Server, &'n str)> {
+    pub(crate) fn resolve<'n>(&self, name: &'n str) -> Option<(&str, &Server, &'n str)> {
         let (server, tool) = match self.scope {
             Some(scope) => (scope, name),
             None => name.split_once("__")?,
@@ -265,7 +270,7 @@ impl Call<'_> {
 
 /// A failed upstream call as the client's answer: the server's own JSON-RPC error passed on,
 /// anything else named as the gateway's.
-fn upstream_error(id: &Id, server: &str, error: UpstreamError) -> Value {
+pub(crate) fn upstream_error(id: &Id, server: &str, error: UpstreamError) -> Value {
     match error {
         UpstreamError::Rpc { code, message, data: Some(data) } => jsonrpc::error_with_data(id, code, &message, data),
         UpstreamError::Rpc { code, message, data: None } => jsonrpc::error(Some(id), code, &message),

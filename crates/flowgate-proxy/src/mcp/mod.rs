@@ -6,12 +6,14 @@
 //! - `jsonrpc`: parsing a client's message (outside bytes) and building answers;
 //! - `session`: stateless signed session ids, valid on every replica;
 //! - `http`: the transport (auth, session and version headers, status codes);
-//! - `methods`: `initialize`, `ping`, `tools/list`, `tools/call` (audit, metrics, cache);
+//! - `methods`: `ping`, `tools/list`, `tools/call` (guardrails, limits, audit, metrics, cache);
+//!   `catalog`: prompts and resources passed through;
 //! - `access`: the key's allow- and deny-lists (globs); `cache`: the tool-call cache;
 //! - `upstream/`: the clients for upstream servers (Streamable HTTP, supervised stdio).
 
 mod access;
 mod cache;
+mod catalog;
 mod http;
 pub(crate) mod jsonrpc;
 mod methods;
