@@ -390,3 +390,30 @@ def test_prompts_and_resources_of_the_upstreams_are_passed_through(stack):
                 await session.read_resource("weather://stations")
 
     run(scenario)
+
+
+def test_calls_are_stored_redacted_only_for_tenants_that_store_prompts(stack):
+    admin = {"Authorization": f"Bearer {stack.admin_key}"}
+    tenant = httpx.post(
+        f"{stack.api_url}/api/enterprise/tenants", headers=admin, json={"name": "keeps-prompts", "store_prompts": True}, timeout=10
+    ).json()
+    keeping = stack.create_key(tenant_id=tenant["id"])
+    plain = stack.create_key()
+
+    async def call(key: str):
+        async with connect(f"{stack.proxy_url}/api/mcp", key) as session:
+            await session.call_tool("weather__echo", {"text": "mail jane.doe@example.com"})
+
+    run(lambda: call(keeping["key"]))
+    run(lambda: call(plain["key"]))
+
+    def record(key_id: str):
+        items = httpx.get(f"{stack.api_url}/api/audit", params={"key_id": key_id}, headers=admin, timeout=10).json()["items"]
+        return items[0] if items else None
+
+    assert wait_until(lambda: record(keeping["id"]) is not None and record(plain["id"]) is not None, timeout=10)
+    stored = record(keeping["id"])
+    assert stored["prompt"] and "weather__echo" in stored["prompt"], stored
+    assert "jane.doe@example.com" not in stored["prompt"] and "jane.doe@example.com" not in stored["response"]
+    assert "received" in stored["response"]
+    assert "prompt" not in record(plain["id"]), "stored for a tenant that does not store prompts"

@@ -127,8 +127,16 @@ impl Call<'_> {
             }
         };
         let argument_bytes = arguments.to_string().len();
-        let mut audit =
-            ToolAudit { call: self, name, server: None, argument_bytes, started, actions: Vec::new(), cost_nanos: 0 };
+        let mut audit = ToolAudit {
+            call: self,
+            name,
+            server: None,
+            argument_bytes,
+            started,
+            actions: Vec::new(),
+            cost_nanos: 0,
+            stored: None,
+        };
         let Some((server_name, server, tool)) = self.resolve(name) else {
             audit.finish(404, Some("unknown_tool"), 0, false, None);
             return jsonrpc::error(Some(id), jsonrpc::INVALID_PARAMS, &format!("unknown tool `{name}`"));
@@ -182,6 +190,8 @@ impl Call<'_> {
             None => None,
         };
         let cache_hit = cached.is_some();
+        // Kept for the audit trail only for tenants that store prompts (redacted first).
+        let stored_arguments = self.key.key.tenant_store_prompts.then(|| arguments.clone());
         let (result, upstream_time) = match cached {
             Some(result) => (result, None),
             None => {
@@ -238,7 +248,10 @@ impl Call<'_> {
             "success"
         };
         self.count(server_name, tool, outcome);
-        audit.finish(200, is_error.then_some("tool_error"), result.to_string().len(), cache_hit, upstream_time);
+        let result_text = result.to_string();
+        audit.stored =
+            stored_arguments.map(|arguments| (json!({"tool": label, "arguments": arguments}), result_text.clone()));
+        audit.finish(200, is_error.then_some("tool_error"), result_text.len(), cache_hit, upstream_time);
         jsonrpc::result(id, result)
     }
 
@@ -351,6 +364,9 @@ async fn upstream_tools(name: &str, server: &Server) -> Result<Vec<Value>, Upstr
 /// The audit record of one tool call.
 struct ToolAudit<'a> {
     call: &'a Call<'a>,
+    /// The call (tool and arguments) and the result as answered, for a tenant that stores
+    /// prompts: redacted by a compliance scan before the record is written.
+    stored: Option<(Value, String)>,
     /// What the call was charged, in nano-dollars.
     cost_nanos: i64,
     /// What the guardrails did.
@@ -407,6 +423,23 @@ impl ToolAudit<'_> {
             metadata,
             ..AuditRecord::default()
         };
-        self.call.state.proxy.audit().record(record);
+        let proxy = &self.call.state.proxy;
+        let Some((call, result)) = self.stored.clone() else {
+            proxy.audit().record(record);
+            return;
+        };
+        // As for model requests: redaction is a compliance scan, on a job, the record written
+        // after it (with nothing stored when the scan fails), and shutdown waits for it.
+        let (sink, services, hold) = (proxy.audit().clone(), proxy.guard().clone(), proxy.audit().hold());
+        proxy.tasks().job("mcp-prompt-redaction", async move {
+            let mut record = record;
+            let tenant_id = record.tenant_id.clone().unwrap_or_default();
+            if let Some((call, result)) = guardrails::redact_for_storage(&services, &call, &result, &tenant_id).await {
+                record.prompt = Some(call);
+                record.response = Some(result);
+            }
+            sink.record(record);
+            drop(hold);
+        });
     }
 }
