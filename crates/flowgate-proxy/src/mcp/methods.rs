@@ -430,16 +430,33 @@ impl ToolAudit<'_> {
         };
         // As for model requests: redaction is a compliance scan, on a job, the record written
         // after it (with nothing stored when the scan fails), and shutdown waits for it.
-        let (sink, services, hold) = (proxy.audit().clone(), proxy.guard().clone(), proxy.audit().hold());
+        let services = proxy.guard().clone();
+        let mut pending = Pending { sink: proxy.audit().clone(), record: Some(record), _hold: proxy.audit().hold() };
         proxy.tasks().job("mcp-prompt-redaction", async move {
-            let mut record = record;
-            let tenant_id = record.tenant_id.clone().unwrap_or_default();
-            if let Some((call, result)) = guardrails::redact_for_storage(&services, &call, &result, &tenant_id).await {
+            let tenant_id = pending.record.as_ref().and_then(|r| r.tenant_id.clone()).unwrap_or_default();
+            if let Some((call, result)) = guardrails::redact_for_storage(&services, &call, &result, &tenant_id).await
+                && let Some(record) = pending.record.as_mut()
+            {
                 record.prompt = Some(call);
                 record.response = Some(result);
             }
-            sink.record(record);
-            drop(hold);
+            drop(pending);
         });
+    }
+}
+
+/// A record waiting for its redaction: written when dropped, so a job that panics or is
+/// cancelled still writes it (without the stored call).
+struct Pending {
+    sink: crate::audit::AuditSink,
+    record: Option<AuditRecord>,
+    _hold: crate::audit::AuditHold,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(record) = self.record.take() {
+            self.sink.record(record);
+        }
     }
 }
