@@ -17,6 +17,7 @@ import anyio
 import httpx
 import pytest
 from mcp.client.session import ClientSession
+from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
@@ -417,3 +418,32 @@ def test_calls_are_stored_redacted_only_for_tenants_that_store_prompts(stack):
     assert "jane.doe@example.com" not in stored["prompt"] and "jane.doe@example.com" not in stored["response"]
     assert "received" in stored["response"]
     assert "prompt" not in record(plain["id"]), "stored for a tenant that does not store prompts"
+
+
+def test_clients_of_the_older_http_sse_transport_are_served(stack):
+    key = stack.create_key(mcp_denied_tools=["*__delete_*"])["key"]
+    other = stack.create_key()["key"]
+
+    async def scenario():
+        async with sse_client(f"{stack.proxy_url}/api/mcp/sse", headers={"Authorization": f"Bearer {key}"}) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                names = {tool.name for tool in (await session.list_tools()).tools}
+                assert "weather__add" in names and "weather__delete_everything" not in names
+                assert text_of(await session.call_tool("weather__add", {"a": 3, "b": 4})) == "7"
+        async with sse_client(f"{stack.proxy_url}/api/mcp/files/sse", headers={"Authorization": f"Bearer {key}"}) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                assert text_of(await session.call_tool("shout", {"text": "sse"})) == "SSE"
+
+    run(scenario)
+    # Another key cannot post into a stream it does not own.
+    with httpx.stream("GET", f"{stack.proxy_url}/api/mcp/sse", headers={"Authorization": f"Bearer {key}"}, timeout=10) as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == "event: endpoint"
+        endpoint = next(lines).removeprefix("data: ")
+        ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        refused = httpx.post(f"{stack.proxy_url}{endpoint}", json=ping, headers={"Authorization": f"Bearer {other}"}, timeout=10)
+        assert refused.status_code == 404
+        accepted = httpx.post(f"{stack.proxy_url}{endpoint}", json=ping, headers={"Authorization": f"Bearer {key}"}, timeout=10)
+        assert accepted.status_code == 202

@@ -27,7 +27,7 @@ const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
 
 /// A JSON-RPC error answer with an HTTP status.
-fn rpc_error(status: StatusCode, id: Option<&Id>, code: i64, message: &str) -> Response {
+pub(crate) fn rpc_error(status: StatusCode, id: Option<&Id>, code: i64, message: &str) -> Response {
     (status, Json(jsonrpc::error(id, code, message))).into_response()
 }
 
@@ -36,7 +36,7 @@ fn now_secs() -> u64 {
 }
 
 /// The key of the request, with its IP allowlist checked; or the answer refusing it.
-async fn authenticate(
+pub(crate) async fn authenticate(
     state: &McpState,
     headers: &HeaderMap,
     peer: SocketAddr,
@@ -144,12 +144,11 @@ async fn handle(state: McpState, scope: Option<String>, peer: SocketAddr, header
     response
 }
 
-/// `initialize`: the version negotiated (the client's when served, else the newest), and a
-/// new session.
-fn initialize(state: &McpState, key: &KeyInfo, id: &Id, params: &serde_json::Map<String, Value>) -> Response {
+/// `initialize`'s result: the version negotiated (the client's when served, else the newest) and
+/// what the gateway offers.
+pub(crate) fn initialize_result(params: &serde_json::Map<String, Value>) -> (Value, &'static str) {
     let asked = params.get("protocolVersion").and_then(Value::as_str).unwrap_or_default();
     let version = PROTOCOL_VERSIONS.iter().find(|v| **v == asked).copied().unwrap_or(PROTOCOL_VERSIONS[0]);
-    let session = state.gateway.signer.issue(&key.key.id, version, now_secs());
     let result = serde_json::json!({
         "protocolVersion": version,
         "capabilities": {
@@ -159,6 +158,13 @@ fn initialize(state: &McpState, key: &KeyInfo, id: &Id, params: &serde_json::Map
         },
         "serverInfo": {"name": "flowgate", "version": env!("CARGO_PKG_VERSION")},
     });
+    (result, version)
+}
+
+/// `initialize`: the negotiated version and a new session.
+fn initialize(state: &McpState, key: &KeyInfo, id: &Id, params: &serde_json::Map<String, Value>) -> Response {
+    let (result, version) = initialize_result(params);
+    let session = state.gateway.signer.issue(&key.key.id, version, now_secs());
     let mut response = (StatusCode::OK, Json(jsonrpc::result(id, result))).into_response();
     if let Ok(value) = HeaderValue::from_str(&session) {
         response.headers_mut().insert(SESSION_HEADER, value);

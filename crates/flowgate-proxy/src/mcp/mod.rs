@@ -5,7 +5,8 @@
 //! # Layout
 //! - `jsonrpc`: parsing a client's message (outside bytes) and building answers;
 //! - `session`: stateless signed session ids, valid on every replica;
-//! - `http`: the transport (auth, session and version headers, status codes);
+//! - `http`: the transport (auth, session and version headers, status codes); `legacy`: the
+//!   older HTTP+SSE transport (`/api/mcp/sse`);
 //! - `methods`: `ping`, `tools/list`, `tools/call` (guardrails, limits, audit, metrics, cache);
 //!   `catalog`: prompts and resources passed through;
 //! - `access`: the key's allow- and deny-lists (globs); `cache`: the tool-call cache;
@@ -16,6 +17,7 @@ mod cache;
 mod catalog;
 mod http;
 pub(crate) mod jsonrpc;
+mod legacy;
 mod methods;
 mod session;
 mod upstream;
@@ -104,6 +106,8 @@ pub(crate) struct Gateway {
     signer: session::Signer,
     cache: cache::ToolCache,
     metrics: McpMetrics,
+    /// Event streams of the HTTP+SSE transport open on this process.
+    legacy: legacy::LegacySessions,
 }
 
 /// The state of the MCP routes: the proxy's (keys, audit) and the gateway's.
@@ -150,12 +154,16 @@ pub(crate) fn router(
         signer: session::Signer::new(hasher),
         cache: cache::ToolCache::new(),
         metrics: McpMetrics::register(metrics),
+        legacy: legacy::LegacySessions::default(),
     });
     let state = McpState { proxy, gateway };
     Ok(Router::new()
         .route("/api/mcp", post(http::post_aggregate).get(http::no_stream).delete(http::no_delete))
         .route("/api/mcp/", post(http::post_aggregate).get(http::no_stream).delete(http::no_delete))
         .route("/api/mcp/cache/stats", get(http::cache_stats))
+        .route("/api/mcp/sse", get(legacy::open_aggregate))
+        .route("/api/mcp/messages", post(legacy::post_message))
+        .route("/api/mcp/{server}/sse", get(legacy::open_server))
         .route("/api/mcp/{server}", post(http::post_server).get(http::no_stream).delete(http::no_delete))
         .route("/api/mcp/{server}/", post(http::post_server).get(http::no_stream).delete(http::no_delete))
         .with_state(state))
