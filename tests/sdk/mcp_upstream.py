@@ -1,6 +1,7 @@
 """A real MCP server written with the official SDK's server API (`MCPServer`, formerly FastMCP),
 used as an upstream of Flowgate's MCP gateway. `python mcp_upstream.py http PORT` serves it over
-Streamable HTTP at /mcp; `python mcp_upstream.py stdio` speaks stdio (a second tool set)."""
+Streamable HTTP at /mcp, `python mcp_upstream.py sse PORT` over the older HTTP+SSE transport at
+/sse; `python mcp_upstream.py stdio` speaks stdio (a second tool set)."""
 
 from __future__ import annotations
 
@@ -96,5 +97,7 @@ def files_server() -> MCPServer:
 if __name__ == "__main__":
     if sys.argv[1] == "http":
         weather_server().run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    elif sys.argv[1] == "sse":
+        weather_server().run("sse", host="127.0.0.1", port=int(sys.argv[2]))
     else:
         files_server().run("stdio")

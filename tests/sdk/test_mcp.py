@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -40,6 +41,9 @@ mcp_servers:
       forecast: 300
     tool_costs:
       add: 0.001
+  legacy:
+    url: http://127.0.0.1:{legacy_port}/sse
+    transport: sse
   files:
     transport: stdio
     command: {python}
@@ -49,28 +53,39 @@ mcp_servers:
 """
 
 
-@pytest.fixture(scope="module")
-def weather_port():
+def serve_upstream(transport: str):
+    """Starts mcp_upstream.py over `transport` on a free port; yields the port."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(UPSTREAM), "http", str(port)])
+    proc = subprocess.Popen([sys.executable, str(UPSTREAM), transport, str(port)])
 
     def up() -> bool:
         try:
-            httpx.get(f"http://127.0.0.1:{port}/mcp", timeout=0.5)
-            return True
-        except httpx.HTTPError:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
             return False
 
-    assert wait_until(up, timeout=20), "the upstream MCP server did not start"
+    assert wait_until(up, timeout=20), f"the upstream MCP server ({transport}) did not start"
     yield port
     proc.terminate()
     proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
-def stack(weather_port):
+def weather_port():
+    yield from serve_upstream("http")
+
+
+@pytest.fixture(scope="module")
+def legacy_port():
+    yield from serve_upstream("sse")
+
+
+@pytest.fixture(scope="module")
+def stack(weather_port, legacy_port):
     config = (
         CONFIG.replace("{weather_port}", str(weather_port))
+        .replace("{legacy_port}", str(legacy_port))
         .replace("{python}", sys.executable)
         .replace("{upstream_script}", str(UPSTREAM))
     )
@@ -107,6 +122,9 @@ def test_tools_of_every_upstream_are_listed_namespaced_and_called(stack):
             assert "weather__delete_everything" not in names
             assert text_of(await session.call_tool("weather__add", {"a": 2, "b": 40})) == "42"
             assert text_of(await session.call_tool("files__shout", {"text": "quiet"})) == "QUIET"
+            # An upstream on the older HTTP+SSE transport.
+            assert "legacy__add" in names
+            assert text_of(await session.call_tool("legacy__add", {"a": 1, "b": 2})) == "3"
             # The stdio server was started with the configured environment.
             assert text_of(await session.call_tool("files__greeting", {})) == "hello from the environment"
             failed = await session.call_tool("weather__fail", {})

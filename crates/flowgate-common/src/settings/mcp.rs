@@ -19,7 +19,7 @@ pub enum McpTransport {
     /// Streamable HTTP (POST JSON-RPC, JSON or SSE answers). `streamable_http` is accepted too.
     #[serde(alias = "streamable_http", alias = "streamable-http")]
     Http,
-    /// The legacy HTTP+SSE transport (not served yet: refused at start).
+    /// The older HTTP+SSE transport (protocol 2024-11-05): an event stream and a POST endpoint.
     Sse,
     /// A child process spoken to over stdin / stdout, started and supervised by the proxy.
     Stdio,
@@ -43,7 +43,7 @@ pub struct McpServerSettings {
     /// The server's endpoint (`http` transport), e.g. `http://tools:8000/mcp`.
     #[serde(default)]
     pub url: Option<String>,
-    /// `http` (default when `url` is given) or `stdio` (default when `command` is given).
+    /// `http` (default when `url` is given), `sse`, or `stdio` (default when `command` is given).
     #[serde(default)]
     pub transport: Option<McpTransport>,
     /// What the server is for (shown to operators).
@@ -134,11 +134,15 @@ pub(super) fn validate(servers: &BTreeMap<String, McpServerSettings>) -> Result<
                 }
             }
             McpTransport::Sse => {
-                return Err(ConfigError::field(
-                    at("transport"),
-                    "the legacy HTTP+SSE transport is not supported for upstreams yet; use `http` (Streamable HTTP) \
-                     or `stdio`",
-                ));
+                let Some(url) = &server.url else {
+                    return Err(ConfigError::field(at("url"), "is required for the sse transport"));
+                };
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ConfigError::field(at("url"), "must start with http:// or https://"));
+                }
+                if server.command.is_some() {
+                    return Err(ConfigError::field(at("command"), "is only for the stdio transport"));
+                }
             }
             McpTransport::Stdio => {
                 if server.command.as_deref().is_none_or(|c| c.trim().is_empty()) {

@@ -105,7 +105,7 @@ fn bad_servers_are_refused_naming_the_field() {
         ("mcp_servers:\n  a:\n    transport: http\n", "mcp_servers.a.url"),
         ("mcp_servers:\n  a:\n    url: ftp://x\n", "mcp_servers.a.url"),
         ("mcp_servers:\n  a:\n    transport: stdio\n", "mcp_servers.a.command"),
-        ("mcp_servers:\n  a:\n    url: http://x/sse\n    transport: sse\n", "mcp_servers.a.transport"),
+        ("mcp_servers:\n  a:\n    transport: sse\n", "mcp_servers.a.url"),
         ("mcp_servers:\n  cache:\n    url: http://x\n", "mcp_servers.cache"),
         ("mcp_servers:\n  a__b:\n    url: http://x\n", "mcp_servers.a__b"),
         ("mcp_servers:\n  a:\n    url: http://x\n    cacheable_tools: {t: 0}\n", "mcp_servers.a.cacheable_tools.t"),

@@ -57,15 +57,7 @@ impl HttpUpstream {
     ) -> Result<Self, String> {
         let url = settings.url.as_deref().unwrap_or_default();
         let url = reqwest::Url::parse(url).map_err(|e| format!("mcp_servers.{name}.url: {e}"))?;
-        let mut headers = HeaderMap::new();
-        for (header, value) in &settings.headers {
-            let header = HeaderName::from_bytes(header.as_bytes())
-                .map_err(|_| format!("mcp_servers.{name}.headers.{header}: not a header name"))?;
-            let mut value = HeaderValue::from_str(value.expose_secret())
-                .map_err(|_| format!("mcp_servers.{name}.headers.{header}: not a header value"))?;
-            value.set_sensitive(true);
-            headers.insert(header, value);
-        }
+        let headers = configured_headers(name, settings)?;
         Ok(Self {
             name: name.to_owned(),
             url,
@@ -202,6 +194,20 @@ impl HttpUpstream {
         }
         Err(UpstreamError::Unavailable("the server's stream ended without an answer".to_owned()))
     }
+}
+
+/// The configured headers of a server (credentials among them), marked sensitive.
+pub(super) fn configured_headers(name: &str, settings: &McpServerSettings) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    for (header, value) in &settings.headers {
+        let header = HeaderName::from_bytes(header.as_bytes())
+            .map_err(|_| format!("mcp_servers.{name}.headers.{header}: not a header name"))?;
+        let mut value = HeaderValue::from_str(value.expose_secret())
+            .map_err(|_| format!("mcp_servers.{name}.headers.{header}: not a header value"))?;
+        value.set_sensitive(true);
+        headers.insert(header, value);
+    }
+    Ok(headers)
 }
 
 /// The upstream no longer knows the session.

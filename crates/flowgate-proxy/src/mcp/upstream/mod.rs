@@ -1,8 +1,10 @@
-//! The upstream MCP servers: one client per configured server, over Streamable HTTP (`http.rs`)
-//! or a supervised child process spoken to over stdio (`stdio.rs`). Both answer the same
+//! The upstream MCP servers: one client per configured server, over Streamable HTTP (`http.rs`),
+//! the older HTTP+SSE transport (`sse.rs`) or a supervised child process spoken to over stdio
+//! (`stdio.rs`). Both answer the same
 //! question: send one JSON-RPC request, get its `result` (or the server's error) back.
 
 mod http;
+mod sse;
 mod stdio;
 
 use std::time::Duration;
@@ -75,6 +77,8 @@ pub(crate) fn initialize_params() -> Value {
 pub(crate) enum Upstream {
     /// Streamable HTTP.
     Http(Box<http::HttpUpstream>),
+    /// The older HTTP+SSE transport.
+    Sse(sse::SseUpstream),
     /// A child process.
     Stdio(stdio::StdioUpstream),
 }
@@ -91,7 +95,7 @@ impl Upstream {
         match settings.transport() {
             McpTransport::Http => Ok(Self::Http(Box::new(http::HttpUpstream::new(name, settings, client, timeout)?))),
             McpTransport::Stdio => Ok(Self::Stdio(stdio::StdioUpstream::start(name, settings, timeout, tasks))),
-            McpTransport::Sse => Err("the legacy SSE transport is not supported for upstreams".to_owned()),
+            McpTransport::Sse => Ok(Self::Sse(sse::SseUpstream::start(name, settings, client, timeout, tasks)?)),
         }
     }
 
@@ -99,6 +103,7 @@ impl Upstream {
     pub(crate) async fn request(&self, method: &str, params: Map<String, Value>) -> Result<Value, UpstreamError> {
         match self {
             Self::Http(upstream) => upstream.request(method, params).await,
+            Self::Sse(upstream) => upstream.request(method, params).await,
             Self::Stdio(upstream) => upstream.request(method, params).await,
         }
     }

@@ -18,15 +18,15 @@ use tokio::sync::{mpsc, oneshot};
 use super::{UpstreamError, initialize_params, read_response};
 
 /// Longest pause between restarts.
-const MAX_PAUSE: Duration = Duration::from_secs(60);
+pub(super) const MAX_PAUSE: Duration = Duration::from_secs(60);
 /// Largest line read from the child.
 const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 
-/// A request for the process, with where its answer goes.
-struct Call {
-    method: String,
-    params: Map<String, Value>,
-    reply: oneshot::Sender<Result<Value, UpstreamError>>,
+/// A request for a connection-owning task, with where its answer goes.
+pub(super) struct Call {
+    pub(super) method: String,
+    pub(super) params: Map<String, Value>,
+    pub(super) reply: oneshot::Sender<Result<Value, UpstreamError>>,
 }
 
 /// One stdio upstream: a handle on the task that owns the process.
