@@ -465,3 +465,25 @@ def test_clients_of_the_older_http_sse_transport_are_served(stack):
         assert refused.status_code == 404
         accepted = httpx.post(f"{stack.proxy_url}{endpoint}", json=ping, headers={"Authorization": f"Bearer {key}"}, timeout=10)
         assert accepted.status_code == 202
+
+
+def test_a_tenants_lists_bound_every_key_of_the_tenant(stack):
+    admin = {"Authorization": f"Bearer {stack.admin_key}"}
+    tenant = httpx.post(
+        f"{stack.api_url}/api/enterprise/tenants",
+        headers=admin,
+        json={"name": "weather-only", "mcp_tools": ["weather__add", "weather__forecast"]},
+        timeout=10,
+    ).json()
+    assert tenant["mcp_tools"] == ["weather__add", "weather__forecast"]
+    key = stack.create_key(tenant_id=tenant["id"])["key"]
+
+    async def scenario():
+        async with connect(f"{stack.proxy_url}/api/mcp", key) as session:
+            names = {tool.name for tool in (await session.list_tools()).tools}
+            assert names == {"weather__add", "weather__forecast"}, names
+            with pytest.raises(MCPError) as refused:
+                await session.call_tool("files__shout", {"text": "x"})
+            assert "tenant's mcp_tools" in refused.value.error.message
+
+    run(scenario)

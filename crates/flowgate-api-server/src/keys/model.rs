@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::error::ApiError;
 use crate::fields::{
     Change, Timestamp, guardrail_policy_text, json_text, list_text, parse_list, parse_object, present, rfc3339, usd,
-    validate_budget, validate_name,
+    validate_budget, validate_name, validate_patterns,
 };
 
 /// Most entries accepted in `allowed_models` or `ip_allowlist`.
@@ -38,30 +38,6 @@ fn validate_models(models: &[String]) -> Result<Vec<String>, ApiError> {
         }
         if !out.iter().any(|m| m == model) {
             out.push(model.to_owned());
-        }
-    }
-    Ok(out)
-}
-
-/// Longest glob pattern accepted in the MCP lists.
-const MAX_PATTERN_LEN: usize = 256;
-
-/// `mcp_servers`, `mcp_tools` or `mcp_denied_tools`: glob patterns (`*`, `?`), trimmed, deduplicated.
-fn validate_patterns(field: &str, patterns: &[String]) -> Result<Vec<String>, ApiError> {
-    if patterns.len() > MAX_LIST_LEN {
-        return Err(ApiError::field(field, format!("must list at most {MAX_LIST_LEN} patterns")));
-    }
-    let mut out: Vec<String> = Vec::with_capacity(patterns.len());
-    for (index, pattern) in patterns.iter().enumerate() {
-        let pattern = pattern.trim();
-        if pattern.is_empty() || pattern.len() > MAX_PATTERN_LEN || pattern.chars().any(char::is_control) {
-            return Err(ApiError::field(
-                format!("{field}[{index}]"),
-                format!("must be a glob pattern of 1 to {MAX_PATTERN_LEN} printable characters"),
-            ));
-        }
-        if !out.iter().any(|p| p == pattern) {
-            out.push(pattern.to_owned());
         }
     }
     Ok(out)

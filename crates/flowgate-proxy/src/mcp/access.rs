@@ -1,5 +1,5 @@
-//! Who may use which server and tool: the key's `mcp_servers` / `mcp_tools` allow-lists and its
-//! `mcp_denied_tools`, glob patterns (`*` any run of characters, `?` one), and the server's own
+//! Who may use which server and tool: the key's and its tenant's `mcp_servers` / `mcp_tools`
+//! allow-lists (both must allow) and `mcp_denied_tools` (either denies), glob patterns (`*` any run of characters, `?` one), and the server's own
 //! `allowed_tools` / `disallowed_tools` from the config file. Tools are matched by their
 //! namespaced name `server__tool` on the key's lists and by their bare name on the server's.
 
@@ -40,23 +40,31 @@ fn any(patterns: &[String], text: &str) -> bool {
     patterns.iter().any(|p| glob(p, text))
 }
 
-/// A key's MCP permissions.
+/// One owner's lists (the key's or its tenant's).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct KeyAccess<'a> {
+struct Lists<'a> {
+    /// `key` or `tenant`, for messages.
+    owner: &'static str,
     servers: &'a [String],
     tools: &'a [String],
     denied: &'a [String],
 }
 
+/// A key's MCP permissions: its own lists and its tenant's, both of which must allow a use.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyAccess<'a> {
+    lists: [Lists<'a>; 2],
+}
+
 /// Why a call is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Refusal {
-    /// The key's `mcp_servers` does not list the server.
-    Server,
-    /// The key's `mcp_tools` does not list the tool.
-    NotAllowed,
-    /// The key's `mcp_denied_tools` lists it.
-    Denied,
+    /// The owner's `mcp_servers` does not list the server.
+    Server(&'static str),
+    /// The owner's `mcp_tools` does not list the tool.
+    NotAllowed(&'static str),
+    /// The owner's `mcp_denied_tools` lists it.
+    Denied(&'static str),
     /// The server's `allowed_tools` / `disallowed_tools` keep it from every key.
     ServerConfig,
 }
@@ -65,12 +73,14 @@ impl Refusal {
     /// What the client is told.
     pub(crate) fn message(&self, server: &str, tool: &str) -> String {
         match self {
-            Self::Server => format!("this key may not use the MCP server `{server}` (not in the key's mcp_servers)"),
-            Self::NotAllowed => {
-                format!("this key may not use the tool `{server}__{tool}` (not in the key's mcp_tools)")
+            Self::Server(owner) => {
+                format!("this key may not use the MCP server `{server}` (not in the {owner}'s mcp_servers)")
             }
-            Self::Denied => {
-                format!("this key may not use the tool `{server}__{tool}` (listed in the key's mcp_denied_tools)")
+            Self::NotAllowed(owner) => {
+                format!("this key may not use the tool `{server}__{tool}` (not in the {owner}'s mcp_tools)")
+            }
+            Self::Denied(owner) => {
+                format!("this key may not use the tool `{server}__{tool}` (listed in the {owner}'s mcp_denied_tools)")
             }
             Self::ServerConfig => format!("the tool `{server}__{tool}` is not offered by this gateway"),
         }
@@ -78,14 +88,29 @@ impl Refusal {
 }
 
 impl<'a> KeyAccess<'a> {
-    /// The permissions `key` carries.
+    /// The permissions `key` carries, its tenant's included.
     pub(crate) fn of(key: &'a VirtualKey) -> Self {
-        Self { servers: &key.mcp_servers, tools: &key.mcp_tools, denied: &key.mcp_denied_tools }
+        Self {
+            lists: [
+                Lists { owner: "key", servers: &key.mcp_servers, tools: &key.mcp_tools, denied: &key.mcp_denied_tools },
+                Lists {
+                    owner: "tenant",
+                    servers: &key.tenant_mcp_servers,
+                    tools: &key.tenant_mcp_tools,
+                    denied: &key.tenant_mcp_denied_tools,
+                },
+            ],
+        }
     }
 
     /// Whether the key may reach `server` at all.
     pub(crate) fn server(&self, server: &str) -> Result<(), Refusal> {
-        if self.servers.is_empty() || any(self.servers, server) { Ok(()) } else { Err(Refusal::Server) }
+        for lists in &self.lists {
+            if !lists.servers.is_empty() && !any(lists.servers, server) {
+                return Err(Refusal::Server(lists.owner));
+            }
+        }
+        Ok(())
     }
 
     /// Whether the key may call `tool` of `server`, whose config allows `allowed` and refuses
@@ -102,11 +127,15 @@ impl<'a> KeyAccess<'a> {
         }
         self.server(server)?;
         let name = format!("{server}__{tool}");
-        if any(self.denied, &name) {
-            return Err(Refusal::Denied);
+        for lists in &self.lists {
+            if any(lists.denied, &name) {
+                return Err(Refusal::Denied(lists.owner));
+            }
         }
-        if !self.tools.is_empty() && !any(self.tools, &name) {
-            return Err(Refusal::NotAllowed);
+        for lists in &self.lists {
+            if !lists.tools.is_empty() && !any(lists.tools, &name) {
+                return Err(Refusal::NotAllowed(lists.owner));
+            }
         }
         Ok(())
     }
@@ -144,10 +173,25 @@ mod tests {
         key.mcp_tools = vec!["weather__*".into()];
         key.mcp_denied_tools = vec!["*__delete_*".into()];
         let access = KeyAccess::of(&key);
-        assert_eq!(access.tool("files", "read", &[], &[]), Err(Refusal::Server));
+        assert_eq!(access.tool("files", "read", &[], &[]), Err(Refusal::Server("key")));
         assert_eq!(access.tool("weather", "forecast", &[], &[]), Ok(()));
-        assert_eq!(access.tool("weather", "delete_station", &[], &[]), Err(Refusal::Denied));
+        assert_eq!(access.tool("weather", "delete_station", &[], &[]), Err(Refusal::Denied("key")));
         assert_eq!(access.tool("weather", "forecast", &["alerts".into()], &[]), Err(Refusal::ServerConfig));
         assert_eq!(access.tool("weather", "forecast", &[], &["fore*".into()]), Err(Refusal::ServerConfig));
+    }
+
+    #[test]
+    fn the_tenants_lists_bound_every_key() {
+        let mut key = VirtualKey { tenant_mcp_tools: vec!["weather__forecast".into()], ..VirtualKey::default() };
+        assert_eq!(KeyAccess::of(&key).tool("weather", "forecast", &[], &[]), Ok(()));
+        assert_eq!(KeyAccess::of(&key).tool("weather", "alerts", &[], &[]), Err(Refusal::NotAllowed("tenant")));
+        key.tenant_mcp_servers = vec!["files".into()];
+        assert_eq!(KeyAccess::of(&key).server("weather"), Err(Refusal::Server("tenant")));
+        key.tenant_mcp_servers.clear();
+        key.tenant_mcp_denied_tools = vec!["*".into()];
+        key.mcp_tools = vec!["weather__*".into()];
+        let refusal = KeyAccess::of(&key).tool("weather", "forecast", &[], &[]).unwrap_err();
+        assert_eq!(refusal, Refusal::Denied("tenant"));
+        assert!(refusal.message("weather", "forecast").contains("tenant's mcp_denied_tools"));
     }
 }
