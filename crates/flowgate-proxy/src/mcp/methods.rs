@@ -203,11 +203,14 @@ impl Call<'_> {
                 let upstream_time = upstream_started.elapsed();
                 match answer {
                     Ok(result) => {
+                        // Labelled with the tool only when it answered normally: an error result
+                        // may be a name the client made up, and labels must stay bounded.
+                        let label = if is_error_result(&result) { "(tool_error)" } else { tool };
                         self.state
                             .gateway
                             .metrics
                             .latency
-                            .get_or_create(&ToolLabels { server: server_name.to_owned(), tool: tool.to_owned() })
+                            .get_or_create(&ToolLabels { server: server_name.to_owned(), tool: label.to_owned() })
                             .observe(upstream_time.as_secs_f64());
                         if let Some((key, ttl)) = cache_key {
                             self.state.gateway.cache.put(key, &result, ttl, upstream_time).await;
@@ -239,7 +242,7 @@ impl Call<'_> {
             }
             audit.actions = guard.plan.actions.clone();
         }
-        let is_error = result.get("isError").and_then(Value::as_bool) == Some(true);
+        let is_error = is_error_result(&result);
         let outcome = if cache_hit {
             "cache_hit"
         } else if is_error {
@@ -247,7 +250,7 @@ impl Call<'_> {
         } else {
             "success"
         };
-        self.count(server_name, tool, outcome);
+        self.count(server_name, if is_error { "(tool_error)" } else { tool }, outcome);
         let result_text = result.to_string();
         audit.stored =
             stored_arguments.map(|arguments| (json!({"tool": label, "arguments": arguments}), result_text.clone()));
@@ -293,6 +296,11 @@ pub(crate) fn upstream_error(id: &Id, server: &str, error: UpstreamError) -> Val
             &format!("the MCP server `{server}` did not answer: {other}"),
         ),
     }
+}
+
+/// Whether a tool's result says the tool failed (`isError: true`).
+fn is_error_result(result: &Value) -> bool {
+    result.get("isError").and_then(Value::as_bool) == Some(true)
 }
 
 /// The guardrails of one tool call.
