@@ -255,9 +255,10 @@ def test_the_transport_refuses_bad_requests_in_json_rpc(stack):
     other = stack.create_key()["key"]
     response = httpx.post(url, json=ping, headers={**headers, "Authorization": f"Bearer {other}", "Mcp-Session-Id": session}, timeout=10)
     assert response.status_code == 404
-    # Unknown server.
+    # Unknown server: 404 for a key, 401 (nothing said about servers) without one.
     response = httpx.post(f"{url}/nope", json=init, headers=headers, timeout=10)
     assert response.status_code == 404
+    assert httpx.post(f"{url}/nope", json=init, timeout=10).status_code == 401
 
 
 def test_a_stdio_server_that_exits_is_restarted_and_its_stderr_logged(stack):

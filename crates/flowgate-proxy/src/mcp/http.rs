@@ -76,14 +76,6 @@ pub(crate) async fn post_server(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !state.gateway.servers.contains_key(&server) {
-        return rpc_error(
-            StatusCode::NOT_FOUND,
-            None,
-            jsonrpc::INVALID_REQUEST,
-            &format!("no MCP server named `{server}` is configured"),
-        );
-    }
     handle(state, Some(server), peer, headers, body).await
 }
 
@@ -92,6 +84,12 @@ async fn handle(state: McpState, scope: Option<String>, peer: SocketAddr, header
         Ok(found) => found,
         Err(refusal) => return refusal,
     };
+    // Only an authenticated caller learns which servers exist.
+    if let Some(server) = &scope
+        && !state.gateway.servers.contains_key(server)
+    {
+        return unknown_server(server);
+    }
     let message = match jsonrpc::parse(&body) {
         Ok(message) => message,
         Err(bad) => return rpc_error(StatusCode::BAD_REQUEST, bad.id.as_ref(), bad.code, &bad.message),
@@ -170,6 +168,12 @@ fn initialize(state: &McpState, key: &KeyInfo, id: &Id, params: &serde_json::Map
         response.headers_mut().insert(SESSION_HEADER, value);
     }
     response
+}
+
+/// 404 for a `{server}` that is not configured.
+pub(crate) fn unknown_server(server: &str) -> Response {
+    let message = format!("no MCP server named `{server}` is configured");
+    rpc_error(StatusCode::NOT_FOUND, None, jsonrpc::INVALID_REQUEST, &message)
 }
 
 /// `GET`: no server-initiated stream is offered.

@@ -70,10 +70,6 @@ pub(crate) async fn open_server(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    if !state.gateway.servers.contains_key(&server) {
-        let message = format!("no MCP server named `{server}` is configured");
-        return rpc_error(StatusCode::NOT_FOUND, None, jsonrpc::INVALID_REQUEST, &message);
-    }
     open(state, Some(server), peer, headers).await
 }
 
@@ -82,10 +78,13 @@ async fn open(state: McpState, scope: Option<String>, peer: SocketAddr, headers:
         Ok(found) => found,
         Err(refusal) => return refusal,
     };
-    if let Some(server) = &scope
-        && let Err(refusal) = super::access::KeyAccess::of(&key.key).server(server)
-    {
-        return rpc_error(StatusCode::FORBIDDEN, None, jsonrpc::FORBIDDEN, &refusal.message(server, ""));
+    if let Some(server) = &scope {
+        if !state.gateway.servers.contains_key(server) {
+            return super::http::unknown_server(server);
+        }
+        if let Err(refusal) = super::access::KeyAccess::of(&key.key).server(server) {
+            return rpc_error(StatusCode::FORBIDDEN, None, jsonrpc::FORBIDDEN, &refusal.message(server, ""));
+        }
     }
     let mut raw = [0u8; 16];
     if SystemRandom::new().fill(&mut raw).is_err() {
