@@ -236,6 +236,9 @@ def test_the_transport_refuses_bad_requests_in_json_rpc(stack):
     # A forged session.
     response = httpx.post(url, json=ping, headers={**headers, "Mcp-Session-Id": "abc.def"}, timeout=10)
     assert response.status_code == 404
+    # Too large (proxy.max_body_bytes, 10 MiB by default): refused in JSON-RPC's shape.
+    response = httpx.post(url, content=b" " * (11 * 1024 * 1024), headers=headers, timeout=30)
+    assert response.status_code == 413 and "max_body_bytes" in response.json()["error"]["message"]
     # Not JSON.
     response = httpx.post(url, content=b"{nope", headers=headers, timeout=10)
     assert response.status_code == 400 and response.json()["error"]["code"] == -32700

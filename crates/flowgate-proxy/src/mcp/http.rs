@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -62,7 +62,7 @@ pub(crate) async fn post_aggregate(
     State(state): State<McpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     handle(state, None, peer, headers, body).await
 }
@@ -74,12 +74,12 @@ pub(crate) async fn post_server(
     Path(server): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     handle(state, Some(server), peer, headers, body).await
 }
 
-async fn handle(state: McpState, scope: Option<String>, peer: SocketAddr, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(state: McpState, scope: Option<String>, peer: SocketAddr, headers: HeaderMap, body: Body) -> Response {
     let (key, client_ip) = match authenticate(&state, &headers, peer).await {
         Ok(found) => found,
         Err(refusal) => return refusal,
@@ -90,6 +90,10 @@ async fn handle(state: McpState, scope: Option<String>, peer: SocketAddr, header
     {
         return unknown_server(server);
     }
+    let body = match read_body(&state, body).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
+    };
     let message = match jsonrpc::parse(&body) {
         Ok(message) => message,
         Err(bad) => return rpc_error(StatusCode::BAD_REQUEST, bad.id.as_ref(), bad.code, &bad.message),
@@ -168,6 +172,15 @@ fn initialize(state: &McpState, key: &KeyInfo, id: &Id, params: &serde_json::Map
         response.headers_mut().insert(SESSION_HEADER, value);
     }
     response
+}
+
+/// The request body, up to `proxy.max_body_bytes` (a larger one is a 413 in JSON-RPC's shape).
+pub(crate) async fn read_body(state: &McpState, body: Body) -> Result<Bytes, Response> {
+    let limit = state.proxy.limits().max_body_bytes;
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        let message = format!("the request body is larger than {limit} bytes (proxy.max_body_bytes)");
+        rpc_error(StatusCode::PAYLOAD_TOO_LARGE, None, jsonrpc::INVALID_REQUEST, &message)
+    })
 }
 
 /// 404 for a `{server}` that is not configured.

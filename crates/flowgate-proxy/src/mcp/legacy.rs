@@ -132,7 +132,7 @@ pub(crate) async fn post_message(
     Query(target): Query<Target>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let (key, _) = match authenticate(&state, &headers, peer).await {
         Ok(found) => found,
@@ -153,6 +153,10 @@ pub(crate) async fn post_message(
                 );
             }
         }
+    };
+    let body = match super::http::read_body(&state, body).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
     };
     let (id, method, params) = match jsonrpc::parse(&body) {
         Err(bad) => return rpc_error(StatusCode::BAD_REQUEST, bad.id.as_ref(), bad.code, &bad.message),
