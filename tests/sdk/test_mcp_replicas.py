@@ -59,6 +59,8 @@ mcp:
 mcp_servers:
   weather:
     url: http://127.0.0.1:{port}/mcp
+    cacheable_tools:
+      forecast: 300
 """
     )
     common = {
@@ -119,3 +121,31 @@ def test_a_session_from_one_replica_works_on_the_other(replicas):
     assert answered.json()["result"]["content"][0]["text"] == "42", answered.text
     # And back on the first one.
     assert httpx.post(first, json={**call, "id": 3}, headers=session, timeout=10).json()["result"]["content"][0]["text"] == "42"
+
+
+def test_a_cached_tool_result_is_shared_by_the_replicas_through_redis(replicas):
+    first, second = (f"http://{p.addrs['proxy']}/api/mcp" for p in replicas)
+    created = httpx.post(
+        f"http://{replicas[0].addrs['api-server']}/api/enterprise/vkeys",
+        headers={"Authorization": "Bearer replicas-admin-key"},
+        json={"name": "replicas-cache"},
+        timeout=10,
+    )
+    headers = {"Authorization": f"Bearer {created.json()['key']}", "Accept": "application/json, text/event-stream"}
+
+    def session(url: str) -> dict:
+        init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "c", "version": "1"}}}
+        opened = httpx.post(url, json=init, headers=headers, timeout=10)
+        return {**headers, "Mcp-Session-Id": opened.headers["mcp-session-id"]}
+
+    def call(url: str, name: str, arguments: dict) -> str:
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
+        answer = httpx.post(url, json=body, headers=session(url), timeout=10).json()
+        return answer["result"]["content"][0]["text"]
+
+    before = int(call(first, "weather__forecast_calls", {}))
+    on_first = call(first, "weather__forecast", {"city": "Narvik"})
+    on_second = call(second, "weather__forecast", {"city": "Narvik"})
+    assert on_first == on_second
+    assert int(call(second, "weather__forecast_calls", {})) == before + 1, "the second replica asked the upstream again"

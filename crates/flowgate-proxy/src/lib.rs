@@ -257,7 +257,7 @@ impl Application {
             .method_not_allowed_fallback(pipeline::method_not_allowed)
             .with_state(state.clone());
         let router = if settings.mcp.enabled {
-            let mcp = mcp::router(state.clone(), settings, http.clone(), &deps.hasher, &deps.metrics)
+            let mcp = mcp::router(state.clone(), settings, http.clone(), &deps.hasher, &deps.shared, &deps.metrics)
                 .map_err(InitError::Mcp)?;
             router.merge(mcp)
         } else {

@@ -1,12 +1,15 @@
 //! The tool-call cache: answers of tools the config marks cacheable (`cacheable_tools`, with a
-//! TTL each), kept in process and keyed by tenant, server, tool and the canonical text of the
-//! arguments (members sorted), hashed. Only successful results (`isError` not true) are kept.
-//! Statistics per tool: hits, misses, the upstream time hits saved.
+//! TTL each), keyed by tenant, server, tool and the canonical text of the arguments (members
+//! sorted), hashed. Kept in process (moka) and, with Redis, shared by every replica: a miss in
+//! process asks Redis (an entry found there is kept in process for what is left of its TTL), and
+//! a new answer is written to both. Only successful results (`isError` not true) are kept.
+//! Statistics per tool (per process): hits, misses, the upstream time hits saved.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use flowgate_db::SharedState;
 use serde_json::{Value, json};
 
 /// Bytes of results the cache holds at most.
@@ -43,6 +46,8 @@ struct ToolStats {
 pub(crate) struct ToolCache {
     entries: moka::future::Cache<[u8; 32], Arc<Entry>>,
     stats: Arc<Mutex<BTreeMap<String, ToolStats>>>,
+    /// Redis, when configured: entries shared by every replica.
+    shared: Option<SharedState>,
 }
 
 impl std::fmt::Debug for ToolCache {
@@ -51,10 +56,20 @@ impl std::fmt::Debug for ToolCache {
     }
 }
 
-impl Default for ToolCache {
-    fn default() -> Self {
-        Self::new()
+/// Redis key of an entry (the shared state adds the installation's prefix).
+fn shared_key(key: &[u8; 32]) -> String {
+    let mut name = String::with_capacity(10 + 64);
+    name.push_str("mcp-cache:");
+    for byte in key {
+        name.push_str(&format!("{byte:02x}"));
     }
+    name
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The key of one call.
@@ -71,14 +86,14 @@ pub(crate) fn key(tenant: &str, server: &str, tool: &str, arguments: &Value) -> 
 }
 
 impl ToolCache {
-    /// An empty cache.
-    pub(crate) fn new() -> Self {
+    /// An empty cache, shared through `shared` when that is Redis.
+    pub(crate) fn new(shared: &SharedState) -> Self {
         let entries = moka::future::Cache::builder()
             .max_capacity(MAX_BYTES)
             .weigher(|_key: &[u8; 32], entry: &Arc<Entry>| entry.bytes)
             .expire_after(PerEntryTtl)
             .build();
-        Self { entries, stats: Arc::default() }
+        Self { entries, stats: Arc::default(), shared: shared.is_shared().then(|| shared.clone()) }
     }
 
     fn count(&self, tool: &str, hit: Option<Duration>) {
@@ -95,7 +110,16 @@ impl ToolCache {
 
     /// The cached result for `key`, counted as a hit or a miss of `tool` (`server__tool`).
     pub(crate) async fn get(&self, key: &[u8; 32], tool: &str) -> Option<Value> {
-        let entry = self.entries.get(key).await;
+        let mut entry = self.entries.get(key).await;
+        if entry.is_none()
+            && let Some(shared) = &self.shared
+            && let Ok(Some(bytes)) = shared.get(&shared_key(key)).await
+            && let Some(found) = decode(&bytes)
+        {
+            let found = Arc::new(found);
+            self.entries.insert(*key, found.clone()).await;
+            entry = Some(found);
+        }
         self.count(tool, entry.as_ref().map(|e| e.upstream_time));
         entry.map(|e| e.result.clone())
     }
@@ -110,7 +134,13 @@ impl ToolCache {
             return;
         }
         let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
-        self.entries.insert(key, Arc::new(Entry { result: result.clone(), bytes, ttl, upstream_time })).await;
+        let entry = Entry { result: result.clone(), bytes, ttl, upstream_time };
+        if let Some(shared) = &self.shared
+            && let Err(error) = shared.set_ex(&shared_key(&key), &encode(&entry), ttl).await
+        {
+            tracing::debug!(%error, "tool result not stored in the shared cache");
+        }
+        self.entries.insert(key, Arc::new(entry)).await;
     }
 
     /// `GET /api/mcp/cache/stats`.
@@ -148,13 +178,30 @@ impl ToolCache {
     }
 }
 
+/// An entry as Redis keeps it: the result, when it expires, what producing it took.
+fn encode(entry: &Entry) -> Vec<u8> {
+    let expires_ms = now_ms().saturating_add(u64::try_from(entry.ttl.as_millis()).unwrap_or(u64::MAX));
+    let upstream_us = u64::try_from(entry.upstream_time.as_micros()).unwrap_or(u64::MAX);
+    json!({"result": entry.result, "expires_ms": expires_ms, "upstream_us": upstream_us}).to_string().into_bytes()
+}
+
+/// An entry read from Redis, with what is left of its TTL; `None` when unreadable or expired.
+fn decode(bytes: &[u8]) -> Option<Entry> {
+    let value: Value = serde_json::from_slice(bytes).ok()?;
+    let left = value.get("expires_ms")?.as_u64()?.checked_sub(now_ms()).filter(|ms| *ms > 0)?;
+    let result = value.get("result")?.clone();
+    let bytes = u32::try_from(result.to_string().len()).ok()?;
+    let upstream_time = Duration::from_micros(value.get("upstream_us").and_then(Value::as_u64).unwrap_or(0));
+    Some(Entry { result, bytes, ttl: Duration::from_millis(left), upstream_time })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
     async fn equal_arguments_in_any_order_hit_and_other_tenants_miss() {
-        let cache = ToolCache::new();
+        let cache = ToolCache::new(&SharedState::local("t:"));
         let args = json!({"city": "Oslo", "days": 2});
         let reordered: Value = serde_json::from_str(r#"{"days": 2, "city": "Oslo"}"#).unwrap();
         let result = json!({"content": [{"type": "text", "text": "sunny"}]});
@@ -170,9 +217,26 @@ mod tests {
 
     #[tokio::test]
     async fn error_results_are_not_kept() {
-        let cache = ToolCache::new();
+        let cache = ToolCache::new(&SharedState::local("t:"));
         let k = key("t", "s", "x", &json!({}));
         cache.put(k, &json!({"isError": true, "content": []}), Duration::from_secs(60), Duration::ZERO).await;
         assert_eq!(cache.get(&k, "s__x").await, None);
+    }
+
+    #[test]
+    fn shared_entries_keep_what_is_left_of_their_ttl_and_expired_ones_are_misses() {
+        let entry = Entry {
+            result: json!({"content": []}),
+            bytes: 14,
+            ttl: Duration::from_secs(60),
+            upstream_time: Duration::from_millis(7),
+        };
+        let read = decode(&encode(&entry)).unwrap();
+        assert_eq!(read.result, entry.result);
+        assert!(read.ttl <= Duration::from_secs(60) && read.ttl > Duration::from_secs(55));
+        assert_eq!(read.upstream_time, Duration::from_millis(7));
+        let expired = json!({"result": {}, "expires_ms": now_ms() - 1, "upstream_us": 0}).to_string();
+        assert!(decode(expired.as_bytes()).is_none());
+        assert!(decode(b"not json").is_none());
     }
 }

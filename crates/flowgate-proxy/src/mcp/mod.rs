@@ -124,6 +124,7 @@ pub(crate) fn router(
     settings: &Settings,
     client: reqwest::Client,
     hasher: &KeyHasher,
+    shared: &flowgate_db::SharedState,
     metrics: &Metrics,
 ) -> Result<Router, String> {
     let mut servers = BTreeMap::new();
@@ -152,7 +153,7 @@ pub(crate) fn router(
     let gateway = Arc::new(Gateway {
         servers,
         signer: session::Signer::new(hasher),
-        cache: cache::ToolCache::new(),
+        cache: cache::ToolCache::new(shared),
         metrics: McpMetrics::register(metrics),
         legacy: legacy::LegacySessions::default(),
     });
