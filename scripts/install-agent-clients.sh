@@ -4,6 +4,7 @@
 #   @openai/codex              the Codex CLI (`codex exec`, Responses API)
 #   @anthropic-ai/claude-code  Claude Code (`claude -p`, Anthropic Messages API)
 #   ai, @ai-sdk/openai         the Vercel AI SDK (default `openai()` provider: Responses API)
+#   @modelcontextprotocol/inspector   the MCP Inspector (`mcp-inspector --cli`, the MCP gateway)
 #
 # Idempotent: reinstalls only when the lockfile changed. Needs node and npm (installed from
 # Debian's repositories when missing) and the npm registry.
@@ -48,7 +49,8 @@ fi
 
 mkdir -p "$target"
 if cmp -s "$source_dir/package-lock.json" "$target/package-lock.json" \
-    && [[ -x "$target/node_modules/.bin/codex" && -x "$target/node_modules/.bin/claude" && -d "$target/node_modules/ai" ]]; then
+    && [[ -x "$target/node_modules/.bin/codex" && -x "$target/node_modules/.bin/claude" && -d "$target/node_modules/ai" \
+        && -x "$target/node_modules/.bin/mcp-inspector" ]]; then
     log "up to date in $target"
     exit 0
 fi
@@ -57,4 +59,5 @@ log "installing into $target"
 (cd "$target" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || fail "npm ci failed in $target"
 "$target/node_modules/.bin/codex" --version >/dev/null || fail "codex does not start"
 "$target/node_modules/.bin/claude" --version >/dev/null || fail "claude does not start"
+"$target/node_modules/.bin/mcp-inspector" --version >/dev/null || fail "mcp-inspector does not start"
 log "installed: $("$target/node_modules/.bin/codex" --version), claude $("$target/node_modules/.bin/claude" --version)"

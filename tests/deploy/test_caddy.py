@@ -43,6 +43,8 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", "/cursor/v1/models", "proxy"),
     ("GET", "/oai/v1/models", "proxy"),
     ("GET", "/a2a/agents", "proxy"),
+    ("POST", "/api/mcp", "proxy"),
+    ("GET", "/api/mcp/cache/stats", "proxy"),
     ("GET", "/api/mcp/foo", "proxy"),
     ("GET", "/api/mcp/servers/x/sse", "proxy"),
     ("GET", "/.well-known/agent.json", "proxy"),

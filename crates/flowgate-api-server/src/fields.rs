@@ -232,6 +232,32 @@ pub(crate) struct Page<T> {
     pub(crate) next_cursor: Option<String>,
 }
 
+/// Most patterns in one MCP list.
+const MAX_PATTERNS: usize = 1000;
+/// Longest glob pattern accepted in the MCP lists.
+const MAX_PATTERN_LEN: usize = 256;
+
+/// `mcp_servers`, `mcp_tools` or `mcp_denied_tools`: glob patterns (`*`, `?`), trimmed, deduplicated.
+pub(crate) fn validate_patterns(field: &str, patterns: &[String]) -> Result<Vec<String>, ApiError> {
+    if patterns.len() > MAX_PATTERNS {
+        return Err(ApiError::field(field, format!("must list at most {MAX_PATTERNS} patterns")));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(patterns.len());
+    for (index, pattern) in patterns.iter().enumerate() {
+        let pattern = pattern.trim();
+        if pattern.is_empty() || pattern.len() > MAX_PATTERN_LEN || pattern.chars().any(char::is_control) {
+            return Err(ApiError::field(
+                format!("{field}[{index}]"),
+                format!("must be a glob pattern of 1 to {MAX_PATTERN_LEN} printable characters"),
+            ));
+        }
+        if !out.iter().any(|p| p == pattern) {
+            out.push(pattern.to_owned());
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,8 +36,10 @@ impl KeyResolver {
         let row = sqlx::query(
             "SELECT k.id, k.tenant_id, k.name, k.revoked_at, k.expires_at, k.allowed_models, k.ip_allowlist, \
              k.budget_nanos, k.budget_period, k.rpm, k.tpm, k.requests_per_hour, k.max_parallel_requests, \
-             k.guardrail_policy, k.metadata, t.budget_nanos AS tenant_budget_nanos, t.budget_period AS tenant_budget_period, \
-             t.guardrail_defaults AS tenant_guardrail_defaults, t.store_prompts AS tenant_store_prompts \
+             k.guardrail_policy, k.metadata, k.mcp_servers, k.mcp_tools, k.mcp_denied_tools, t.budget_nanos AS tenant_budget_nanos, t.budget_period AS tenant_budget_period, \
+             t.guardrail_defaults AS tenant_guardrail_defaults, t.store_prompts AS tenant_store_prompts, \
+             t.mcp_servers AS tenant_mcp_servers, t.mcp_tools AS tenant_mcp_tools, \
+             t.mcp_denied_tools AS tenant_mcp_denied_tools \
              FROM virtual_keys k LEFT JOIN tenants t ON t.id = k.tenant_id \
              WHERE k.key_hash = $1 OR (k.previous_key_hash = $2 AND k.previous_key_expires_at > $3)",
         )
@@ -67,6 +69,14 @@ impl KeyResolver {
             expires_at: expires_at.map_or(0, |ms| ms / 1000),
             allowed_models: json_list(&row.try_get::<String, _>("allowed_models")?),
             ip_allowlist: json_list(&row.try_get::<String, _>("ip_allowlist")?),
+            mcp_servers: json_list(&row.try_get::<String, _>("mcp_servers")?),
+            mcp_tools: json_list(&row.try_get::<String, _>("mcp_tools")?),
+            mcp_denied_tools: json_list(&row.try_get::<String, _>("mcp_denied_tools")?),
+            tenant_mcp_servers: json_list(&row.try_get::<Option<String>, _>("tenant_mcp_servers")?.unwrap_or_default()),
+            tenant_mcp_tools: json_list(&row.try_get::<Option<String>, _>("tenant_mcp_tools")?.unwrap_or_default()),
+            tenant_mcp_denied_tools: json_list(
+                &row.try_get::<Option<String>, _>("tenant_mcp_denied_tools")?.unwrap_or_default(),
+            ),
             #[expect(clippy::cast_precision_loss, reason = "budgets are far below 2^53 nano-dollars")]
             budget_usd: budget_nanos.map_or(0.0, |n| n as f64 / NANOS_PER_USD),
             budget_period: row.try_get("budget_period")?,

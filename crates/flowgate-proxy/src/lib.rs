@@ -14,6 +14,8 @@
 //!   their own (Gemini, Bedrock, Vertex AI); [`aws`]: SigV4 and the event-stream framing;
 //!   `google_auth`: service-account tokens; [`mock`]: the built-in `mock` provider; [`mock_server`]: the same
 //!   answers over HTTP.
+//! - `mcp`: the MCP gateway at `/api/mcp` (when `mcp.enabled`): upstream MCP servers' tools
+//!   aggregated, per-key tool permissions, audit, the tool-call cache.
 //! - Leaves: `wire` (endpoint, usage, clock), `rate_headers`, `sse`, `error`, `aws`, `google_auth`.
 
 mod audit;
@@ -29,6 +31,7 @@ mod fuzz;
 mod google_auth;
 mod guardrails;
 mod limits;
+mod mcp;
 mod metrics;
 pub mod mock;
 pub mod mock_server;
@@ -80,6 +83,9 @@ pub enum InitError {
     /// The upstream HTTP client could not be built.
     #[error("cannot build the upstream HTTP client: {0}")]
     HttpClient(String),
+    /// An upstream MCP server could not be set up.
+    #[error("cannot start the MCP gateway: {0}")]
+    Mcp(String),
 }
 
 /// What the proxy needs from the process.
@@ -250,6 +256,13 @@ impl Application {
             .route("/chat/completions", post(pipeline::chat_completions))
             .method_not_allowed_fallback(pipeline::method_not_allowed)
             .with_state(state.clone());
+        let router = if settings.mcp.enabled {
+            let mcp = mcp::router(state.clone(), settings, http.clone(), &deps.hasher, &deps.shared, &deps.metrics)
+                .map_err(InitError::Mcp)?;
+            router.merge(mcp)
+        } else {
+            router
+        };
         let port = settings.proxy.port;
         let host = ServiceHost::bind(
             base,

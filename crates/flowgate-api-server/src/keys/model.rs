@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::error::ApiError;
 use crate::fields::{
     Change, Timestamp, guardrail_policy_text, json_text, list_text, parse_list, parse_object, present, rfc3339, usd,
-    validate_budget, validate_name,
+    validate_budget, validate_name, validate_patterns,
 };
 
 /// Most entries accepted in `allowed_models` or `ip_allowlist`.
@@ -76,6 +76,9 @@ pub(crate) struct CreateKey {
     expires_at: Option<Timestamp>,
     metadata: Option<Map<String, Value>>,
     guardrail_policy: Option<Map<String, Value>>,
+    mcp_servers: Option<Vec<String>>,
+    mcp_tools: Option<Vec<String>>,
+    mcp_denied_tools: Option<Vec<String>>,
 }
 
 /// A key's writable columns, validated.
@@ -93,6 +96,9 @@ pub(crate) struct KeyFields {
     pub(crate) expires_at: Option<i64>,
     pub(crate) metadata: String,
     pub(crate) guardrail_policy: String,
+    pub(crate) mcp_servers: String,
+    pub(crate) mcp_tools: String,
+    pub(crate) mcp_denied_tools: String,
 }
 
 impl KeyFields {
@@ -111,6 +117,9 @@ impl KeyFields {
             expires_at: None,
             metadata: "{}".to_owned(),
             guardrail_policy: "{}".to_owned(),
+            mcp_servers: "[]".to_owned(),
+            mcp_tools: "[]".to_owned(),
+            mcp_denied_tools: "[]".to_owned(),
         }
     }
 }
@@ -139,6 +148,12 @@ impl CreateKey {
                 "guardrail_policy",
                 &self.guardrail_policy.clone().unwrap_or_default(),
             )?,
+            mcp_servers: list_text(&validate_patterns("mcp_servers", self.mcp_servers.as_deref().unwrap_or_default())?),
+            mcp_tools: list_text(&validate_patterns("mcp_tools", self.mcp_tools.as_deref().unwrap_or_default())?),
+            mcp_denied_tools: list_text(&validate_patterns(
+                "mcp_denied_tools",
+                self.mcp_denied_tools.as_deref().unwrap_or_default(),
+            )?),
         })
     }
 }
@@ -173,6 +188,12 @@ pub(crate) struct PatchKey {
     metadata: Option<Option<Map<String, Value>>>,
     #[serde(default, deserialize_with = "present")]
     guardrail_policy: Option<Option<Map<String, Value>>>,
+    #[serde(default, deserialize_with = "present")]
+    mcp_servers: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    mcp_tools: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    mcp_denied_tools: Option<Option<Vec<String>>>,
 }
 
 impl PatchKey {
@@ -228,6 +249,16 @@ impl PatchKey {
             let text = guardrail_policy_text("guardrail_policy", &policy.clone().unwrap_or_default())?;
             changes.push(Change::Text("guardrail_policy", text));
         }
+        for (column, patterns) in [
+            ("mcp_servers", &self.mcp_servers),
+            ("mcp_tools", &self.mcp_tools),
+            ("mcp_denied_tools", &self.mcp_denied_tools),
+        ] {
+            if let Some(patterns) = patterns {
+                let patterns = validate_patterns(column, patterns.as_deref().unwrap_or_default())?;
+                changes.push(Change::Text(column, list_text(&patterns)));
+            }
+        }
         Ok(changes)
     }
 }
@@ -257,6 +288,9 @@ pub(crate) struct KeyRow {
     pub(crate) expires_at: Option<i64>,
     pub(crate) metadata: String,
     pub(crate) guardrail_policy: String,
+    pub(crate) mcp_servers: String,
+    pub(crate) mcp_tools: String,
+    pub(crate) mcp_denied_tools: String,
     pub(crate) revoked_at: Option<i64>,
     pub(crate) previous_key_expires_at: Option<i64>,
     pub(crate) created_at: i64,
@@ -289,6 +323,9 @@ pub(crate) struct KeyView {
     expires_at: Option<String>,
     metadata: Value,
     guardrail_policy: Value,
+    mcp_servers: Vec<String>,
+    mcp_tools: Vec<String>,
+    mcp_denied_tools: Vec<String>,
     revoked_at: Option<String>,
     /// While a rotation's grace period runs: when the previous key stops working.
     previous_key_expires_at: Option<String>,
@@ -313,6 +350,9 @@ impl KeyView {
             expires_at: row.expires_at.map(rfc3339),
             metadata: parse_object(&row.metadata),
             guardrail_policy: parse_object(&row.guardrail_policy),
+            mcp_servers: parse_list(&row.mcp_servers),
+            mcp_tools: parse_list(&row.mcp_tools),
+            mcp_denied_tools: parse_list(&row.mcp_denied_tools),
             revoked_at: row.revoked_at.map(rfc3339),
             previous_key_expires_at: row.previous_key_expires_at.filter(|at| *at > now).map(rfc3339),
             created_at: rfc3339(row.created_at),
@@ -449,6 +489,8 @@ mod tests {
             (r#"{"name": "a", "metadata": [1]}"#, "metadata: invalid type"),
             (r#"{"name": "a", "key": "sk-fg-x"}"#, "unknown field `key`"),
             (r#"{"name": "a", "allowed_models": [""]}"#, "`allowed_models[0]`"),
+            (r#"{"name": "a", "mcp_tools": ["github__*", " "]}"#, "`mcp_tools[1]`"),
+            (r#"{"name": "a", "mcp_denied_tools": "x"}"#, "mcp_denied_tools: invalid type"),
             (r#"{"name": "a", "expires_at": "soon"}"#, "expires_at: "),
             (
                 r#"{"name": "a", "guardrail_policy": {"mandatory_guardrails": "pii-redact"}}"#,
@@ -501,6 +543,9 @@ mod tests {
             expires_at: None,
             metadata: "{}".into(),
             guardrail_policy: "{}".into(),
+            mcp_servers: "[]".into(),
+            mcp_tools: "[]".into(),
+            mcp_denied_tools: "[]".into(),
             revoked_at: None,
             previous_key_expires_at: None,
             created_at: 0,

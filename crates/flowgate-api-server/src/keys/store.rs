@@ -13,8 +13,8 @@ use crate::fields::{Change, Cursor};
 use crate::sql::{Bind, bind_all, page_clause, select_page, update};
 
 const KEY_COLUMNS: &str = "id, tenant_id, name, budget_nanos, budget_period, rpm, tpm, requests_per_hour, \
-     max_parallel_requests, allowed_models, ip_allowlist, expires_at, metadata, guardrail_policy, revoked_at, \
-     previous_key_expires_at, created_at, updated_at";
+     max_parallel_requests, allowed_models, ip_allowlist, expires_at, metadata, guardrail_policy, mcp_servers, mcp_tools, \
+     mcp_denied_tools, revoked_at, previous_key_expires_at, created_at, updated_at";
 
 fn key_row(row: &AnyRow) -> Result<KeyRow, sqlx::Error> {
     Ok(KeyRow {
@@ -32,6 +32,9 @@ fn key_row(row: &AnyRow) -> Result<KeyRow, sqlx::Error> {
         expires_at: row.try_get("expires_at")?,
         metadata: row.try_get("metadata")?,
         guardrail_policy: row.try_get("guardrail_policy")?,
+        mcp_servers: row.try_get("mcp_servers")?,
+        mcp_tools: row.try_get("mcp_tools")?,
+        mcp_denied_tools: row.try_get("mcp_denied_tools")?,
         revoked_at: row.try_get("revoked_at")?,
         previous_key_expires_at: row.try_get("previous_key_expires_at")?,
         created_at: row.try_get("created_at")?,
@@ -51,8 +54,8 @@ pub(crate) async fn insert_key(
     sqlx::query(
         "INSERT INTO virtual_keys (id, tenant_id, name, key_hash, budget_nanos, budget_period, rpm, tpm, \
          requests_per_hour, max_parallel_requests, allowed_models, ip_allowlist, expires_at, metadata, \
-         guardrail_policy, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+         guardrail_policy, mcp_servers, mcp_tools, mcp_denied_tools, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
     )
     .bind(id)
     .bind(tenant_id)
@@ -69,6 +72,9 @@ pub(crate) async fn insert_key(
     .bind(fields.expires_at)
     .bind(&fields.metadata)
     .bind(&fields.guardrail_policy)
+    .bind(&fields.mcp_servers)
+    .bind(&fields.mcp_tools)
+    .bind(&fields.mcp_denied_tools)
     .bind(now)
     .bind(now)
     .execute(db.pool())

@@ -7,7 +7,8 @@ use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 use crate::fields::{
-    Change, guardrail_policy_text, json_text, parse_object, present, rfc3339, usd, validate_budget, validate_name,
+    Change, guardrail_policy_text, json_text, list_text, parse_list, parse_object, present, rfc3339, usd,
+    validate_budget, validate_name, validate_patterns,
 };
 
 /// `POST /api/enterprise/tenants`.
@@ -20,6 +21,9 @@ pub(crate) struct CreateTenant {
     metadata: Option<Map<String, Value>>,
     guardrail_defaults: Option<Map<String, Value>>,
     store_prompts: Option<bool>,
+    mcp_servers: Option<Vec<String>>,
+    mcp_tools: Option<Vec<String>>,
+    mcp_denied_tools: Option<Vec<String>>,
 }
 
 /// A tenant's writable columns, validated.
@@ -31,6 +35,9 @@ pub(crate) struct TenantFields {
     pub(crate) metadata: String,
     pub(crate) guardrail_defaults: String,
     pub(crate) store_prompts: bool,
+    pub(crate) mcp_servers: String,
+    pub(crate) mcp_tools: String,
+    pub(crate) mcp_denied_tools: String,
 }
 
 impl CreateTenant {
@@ -45,6 +52,12 @@ impl CreateTenant {
                 &self.guardrail_defaults.unwrap_or_default(),
             )?,
             store_prompts: self.store_prompts.unwrap_or(false),
+            mcp_servers: list_text(&validate_patterns("mcp_servers", &self.mcp_servers.unwrap_or_default())?),
+            mcp_tools: list_text(&validate_patterns("mcp_tools", &self.mcp_tools.unwrap_or_default())?),
+            mcp_denied_tools: list_text(&validate_patterns(
+                "mcp_denied_tools",
+                &self.mcp_denied_tools.unwrap_or_default(),
+            )?),
         })
     }
 }
@@ -65,6 +78,12 @@ pub(crate) struct PatchTenant {
     guardrail_defaults: Option<Option<Map<String, Value>>>,
     #[serde(default, deserialize_with = "present")]
     store_prompts: Option<Option<bool>>,
+    #[serde(default, deserialize_with = "present")]
+    mcp_servers: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    mcp_tools: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    mcp_denied_tools: Option<Option<Vec<String>>>,
 }
 
 impl PatchTenant {
@@ -92,6 +111,16 @@ impl PatchTenant {
         if let Some(store) = self.store_prompts {
             changes.push(Change::Int("store_prompts", Some(i64::from(store.unwrap_or(false)))));
         }
+        for (column, patterns) in [
+            ("mcp_servers", self.mcp_servers),
+            ("mcp_tools", self.mcp_tools),
+            ("mcp_denied_tools", self.mcp_denied_tools),
+        ] {
+            if let Some(patterns) = patterns {
+                let patterns = validate_patterns(column, &patterns.unwrap_or_default())?;
+                changes.push(Change::Text(column, list_text(&patterns)));
+            }
+        }
         Ok(changes)
     }
 }
@@ -105,6 +134,9 @@ pub(crate) struct TenantRow {
     pub(crate) budget_period: String,
     pub(crate) guardrail_defaults: String,
     pub(crate) store_prompts: bool,
+    pub(crate) mcp_servers: String,
+    pub(crate) mcp_tools: String,
+    pub(crate) mcp_denied_tools: String,
     pub(crate) metadata: String,
     pub(crate) created_at: i64,
     pub(crate) updated_at: i64,
@@ -119,6 +151,9 @@ pub(crate) struct TenantView {
     budget_period: String,
     guardrail_defaults: Value,
     store_prompts: bool,
+    mcp_servers: Vec<String>,
+    mcp_tools: Vec<String>,
+    mcp_denied_tools: Vec<String>,
     metadata: Value,
     created_at: String,
     updated_at: String,
@@ -133,6 +168,9 @@ impl From<TenantRow> for TenantView {
             budget_period: row.budget_period,
             guardrail_defaults: parse_object(&row.guardrail_defaults),
             store_prompts: row.store_prompts,
+            mcp_servers: parse_list(&row.mcp_servers),
+            mcp_tools: parse_list(&row.mcp_tools),
+            mcp_denied_tools: parse_list(&row.mcp_denied_tools),
             metadata: parse_object(&row.metadata),
             created_at: rfc3339(row.created_at),
             updated_at: rfc3339(row.updated_at),

@@ -11,8 +11,8 @@ use crate::sql::{Bind, bind_all, page_clause, select_page, update};
 /// Name of the tenant keys created without a `tenant_id` belong to.
 pub(crate) const DEFAULT_TENANT: &str = "default";
 
-const TENANT_COLUMNS: &str =
-    "id, name, budget_nanos, budget_period, guardrail_defaults, store_prompts, metadata, created_at, updated_at";
+const TENANT_COLUMNS: &str = "id, name, budget_nanos, budget_period, guardrail_defaults, store_prompts, mcp_servers, \
+     mcp_tools, mcp_denied_tools, metadata, created_at, updated_at";
 
 fn tenant_row(row: &AnyRow) -> Result<TenantRow, sqlx::Error> {
     Ok(TenantRow {
@@ -22,6 +22,9 @@ fn tenant_row(row: &AnyRow) -> Result<TenantRow, sqlx::Error> {
         budget_period: row.try_get("budget_period")?,
         guardrail_defaults: row.try_get("guardrail_defaults")?,
         store_prompts: row.try_get::<i64, _>("store_prompts")? != 0,
+        mcp_servers: row.try_get("mcp_servers")?,
+        mcp_tools: row.try_get("mcp_tools")?,
+        mcp_denied_tools: row.try_get("mcp_denied_tools")?,
         metadata: row.try_get("metadata")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -38,8 +41,9 @@ pub(crate) async fn insert_tenant(db: &Database, fields: &TenantFields) -> Resul
     let id = new_tenant_id();
     let now = now_millis();
     sqlx::query(
-        "INSERT INTO tenants (id, name, budget_nanos, budget_period, guardrail_defaults, store_prompts, metadata, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO tenants (id, name, budget_nanos, budget_period, guardrail_defaults, store_prompts, mcp_servers, \
+         mcp_tools, mcp_denied_tools, metadata, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&id)
     .bind(&fields.name)
@@ -47,6 +51,9 @@ pub(crate) async fn insert_tenant(db: &Database, fields: &TenantFields) -> Resul
     .bind(fields.budget_period.as_str())
     .bind(&fields.guardrail_defaults)
     .bind(i64::from(fields.store_prompts))
+    .bind(&fields.mcp_servers)
+    .bind(&fields.mcp_tools)
+    .bind(&fields.mcp_denied_tools)
     .bind(&fields.metadata)
     .bind(now)
     .bind(now)

@@ -122,6 +122,7 @@ impl Settings {
                 }
             }
         }
+        self.describe_mcp(&mut out);
         if !self.compat.mapped.is_empty() {
             let _ = writeln!(out, "LiteLLM settings understood:");
             for mapped in &self.compat.mapped {
@@ -144,5 +145,37 @@ impl Settings {
             }
         }
         out
+    }
+}
+
+impl Settings {
+    /// The MCP gateway: on or off, and each upstream server (never its header or env values).
+    fn describe_mcp(&self, out: &mut String) {
+        if !self.mcp.enabled && self.mcp_servers.is_empty() {
+            return;
+        }
+        let state = if self.mcp.enabled { "on" } else { "off (mcp.enabled is false)" };
+        let _ = writeln!(out, "MCP gateway: {state}, {} upstream server(s)", self.mcp_servers.len());
+        for (name, server) in &self.mcp_servers {
+            let target = match (&server.url, &server.command) {
+                (Some(url), _) => url.clone(),
+                (None, Some(command)) => format!("`{command}` with {} argument(s)", server.args.len()),
+                (None, None) => "-".to_owned(),
+            };
+            let _ = write!(out, "  {name}: {} {target}", server.transport().as_str());
+            let mut facts = vec![format!("timeout {} s", server.timeout_secs)];
+            if !server.headers.is_empty() {
+                let names: Vec<&str> = server.headers.keys().map(String::as_str).collect();
+                facts.push(format!("headers {} (values hidden)", names.join(", ")));
+            }
+            if !server.env.is_empty() {
+                facts.push(format!("{} env variable(s)", server.env.len()));
+            }
+            if !server.cacheable_tools.is_empty() {
+                let tools: Vec<String> = server.cacheable_tools.iter().map(|(t, ttl)| format!("{t} {ttl} s")).collect();
+                facts.push(format!("cached: {}", tools.join(", ")));
+            }
+            let _ = writeln!(out, "; {}", facts.join("; "));
+        }
     }
 }

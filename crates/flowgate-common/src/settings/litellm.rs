@@ -9,10 +9,11 @@
 //!    setting is given too, which wins;
 //! 3. request parameters written in `litellm_params` (`temperature`, `max_tokens`, ...) are
 //!    gathered into `litellm_params.request_defaults`;
-//! 4. every other field of LiteLLM's sections (and LiteLLM's other top-level sections) is removed
+//! 4. LiteLLM's `mcp_servers` entries are mapped onto Flowgate's (`mcp::from_litellm`);
+//! 5. every other field of LiteLLM's sections (and LiteLLM's other top-level sections) is removed
 //!    and reported, with its path, as "not supported, ignored": logged once at start and printed
 //!    by `flowgate config check`. Flowgate's own sections are not touched: they stay strict;
-//! 5. `os.environ/NAME` is replaced by the variable's value in every string of the file.
+//! 6. `os.environ/NAME` is replaced by the variable's value in every string of the file.
 
 use std::collections::HashMap;
 
@@ -52,7 +53,6 @@ const IGNORED_SECTIONS: &[&str] = &[
     "guardrails",
     "callback_settings",
     "credential_list",
-    "mcp_servers",
     "mcp_aliases",
     "search_tools",
     "vector_store_registry",
@@ -148,7 +148,7 @@ pub(super) const ROUTER_FIELDS: &[&str] = &[
     "enable_pre_call_checks",
 ];
 
-/// Runs steps 1–4 on the tree of a config file; `env` gets `environment_variables`.
+/// Runs steps 1–5 on the tree of a config file; `env` gets `environment_variables`.
 pub(super) fn normalise(tree: &mut Value, env: &mut HashMap<String, String>) -> Result<Compat, ConfigError> {
     let mut compat = Compat::default();
     let Some(root) = tree.as_object_mut() else { return Ok(compat) };
@@ -213,6 +213,11 @@ pub(super) fn normalise(tree: &mut Value, env: &mut HashMap<String, String>) -> 
     }
     if let Some((url, from)) = router_redis {
         redis_setting(root, url, from, &mut compat);
+    }
+    if let Some(Value::Object(servers)) = root.get_mut("mcp_servers") {
+        for (name, entry) in servers.iter_mut() {
+            super::mcp::from_litellm(name, entry, env, &mut compat)?;
+        }
     }
     if let Some(Value::Array(entries)) = root.get_mut("model_list") {
         for (index, entry) in entries.iter_mut().enumerate() {
@@ -482,7 +487,7 @@ pub(super) fn resolve_env_references(tree: &mut Value, env: &HashMap<String, Str
 
 /// A LiteLLM value about to be mapped, its `os.environ/` references resolved (errors name `path`,
 /// where the operator wrote it).
-fn resolved(mut value: Value, path: &str, env: &HashMap<String, String>) -> Result<Value, ConfigError> {
+pub(super) fn resolved(mut value: Value, path: &str, env: &HashMap<String, String>) -> Result<Value, ConfigError> {
     resolve_at(&mut value, path.to_owned(), env)?;
     Ok(value)
 }

@@ -14,6 +14,7 @@
 //! - `load`: the layering and [`Sources`];
 //! - `sections`: the sections every service reads, with their defaults;
 //! - `model_list`: the LiteLLM-compatible `model_list` and `router_settings`;
+//! - `mcp`: the upstream MCP servers (`mcp_servers`);
 //! - `litellm`: the pass that lets a LiteLLM proxy config load as it is (mapped and ignored
 //!   fields, `environment_variables`, `os.environ/` in every string);
 //! - `describe`: what a loaded configuration means, as `flowgate config check` prints it;
@@ -29,6 +30,7 @@ mod describe;
 mod guard;
 mod litellm;
 mod load;
+mod mcp;
 mod model_list;
 mod sections;
 mod validation;
@@ -39,6 +41,7 @@ mod tests;
 
 pub use litellm::{Compat, Ignored, Mapped};
 pub use load::{ENV_CONFIG, ENV_PREFIX, SEED_ENV, Sources};
+pub use mcp::{McpServerSettings, McpTransport};
 pub use model_list::{
     AliasTarget, AllowedFailsPolicy, FailureClass, ModelEntry, ModelInfo, ModelParams, PerFailure, Provider,
     RetryPolicy, RouterSettings, RoutingStrategy, UpstreamApi,
@@ -107,6 +110,8 @@ pub struct Settings {
     pub cache: CacheSettings,
     /// MCP gateway switch.
     pub mcp: McpSettings,
+    /// The upstream MCP servers the gateway aggregates, by name (used when `mcp.enabled`).
+    pub mcp_servers: std::collections::BTreeMap<String, McpServerSettings>,
     /// Logs and traces.
     pub telemetry: TelemetrySettings,
     /// The audit trail.

@@ -25,6 +25,7 @@ impl Settings {
             crate::internal::check_token(token.expose_secret())
                 .map_err(|error| ConfigError::field("security.internal_token", error.to_string()))?;
         }
+        super::mcp::validate(&self.mcp_servers)?;
         if let Some(token) = self.proxy.edge_token() {
             use secrecy::ExposeSecret;
             crate::internal::check_token(token.expose_secret())

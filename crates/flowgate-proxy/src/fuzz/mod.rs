@@ -2,13 +2,15 @@
 //! client or an upstream: request bodies through the parse stage, the codecs' `request_fields`
 //! and the translations both ways (`requests`); upstream answers (`requests` too); SSE framing
 //! (`sse`); the stream transforms and the stream guard's readers on arbitrary event sequences
-//! (`streams`); the Gemini and Bedrock formats and the AWS event-stream framing (`providers`). None may panic: each answers Ok or a `ProxyError` in the caller's format.
+//! (`streams`); the Gemini and Bedrock formats and the AWS event-stream framing (`providers`); the MCP
+//! gateway's JSON-RPC messages (`mcp`). None may panic: each answers Ok or a `ProxyError` in the caller's format.
 //!
 //! Inputs are generated (arbitrary JSON biased towards the field names the codecs read, nearly
 //! valid requests and events, arbitrary bytes) and mutated from the corpus checked in under
 //! `fuzz-corpus/` (every corpus file is also run as it is). Case counts are bounded so the whole
 //! set runs in seconds in a debug build; `PROPTEST_CASES` raises them for a longer run.
 
+mod mcp;
 mod providers;
 mod requests;
 mod sse;

@@ -10,7 +10,7 @@
 //! pays one gRPC hop per stage; a key with no active guardrail pays nothing. Personal data is
 //! replaced by placeholders (`<EMAIL_1>`) numbered across the whole request, and
 //! `restore_output` puts the originals back in the answer, also when a placeholder is split
-//! across stream chunks.
+//! across stream chunks. MCP tool arguments and results are checked through `tools`.
 
 mod answer;
 mod catalog;
@@ -21,6 +21,7 @@ mod pre_call;
 mod segments;
 mod storage;
 mod stream;
+mod tools;
 mod verdict;
 mod window;
 
@@ -35,6 +36,7 @@ pub(crate) use self::plan::{Plan, plan, requested, stream_supported};
 pub(crate) use self::pre_call::pre_call;
 pub(crate) use self::storage::redact_for_storage;
 pub(crate) use self::stream::{StreamOutcome, guard_stream};
+pub(crate) use self::tools::check_document;
 use crate::error::ProxyError;
 use crate::peers::{CompliancePeer, PolicyPeer};
 pub(crate) use flowgate_contracts::GuardrailPolicy;
