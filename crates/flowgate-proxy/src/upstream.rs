@@ -347,7 +347,28 @@ fn standard_request(
     passthrough: &[(String, String)],
 ) -> Result<http::Request<http_body_util::Full<Bytes>>, AttemptError> {
     use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
-    let uri = deployment.urls.get_or_parse(endpoint, stream, || url_of(deployment, endpoint))?;
+    // An Azure deployment's URL names the model; a wildcard one (`azure/*`) names the model asked
+    // for, so its URL is made for each request instead of once.
+    let per_request;
+    let uri = if deployment.provider == Provider::Azure && deployment.upstream_model.ends_with('*') {
+        let model = body.get("model").and_then(Value::as_str).unwrap_or_default();
+        // A deployment name, never a path: the key's holder must not reach other Azure APIs.
+        if model.is_empty()
+            || model.starts_with('.')
+            || model.contains("..")
+            || !model.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return Err(AttemptError::Unsupported(format!(
+                "model `{model}` is not an Azure deployment name (letters, digits, `-`, `_`, `.`)"
+            )));
+        }
+        per_request = url_of(deployment, endpoint, model)?
+            .parse::<http::Uri>()
+            .map_err(|error| AttemptError::Unsupported(format!("invalid upstream URL for model `{model}`: {error}")))?;
+        &per_request
+    } else {
+        deployment.urls.get_or_parse(endpoint, stream, || url_of(deployment, endpoint, &deployment.upstream_model))?
+    };
     let bytes = serde_json::to_vec(body).map_err(|error| AttemptError::Unsupported(error.to_string()))?;
     let mut request = http::Request::new(http_body_util::Full::new(Bytes::from(bytes)));
     *request.method_mut() = http::Method::POST;
@@ -403,8 +424,8 @@ fn standard_request(
     Ok(request)
 }
 
-/// The URL of `endpoint` at `deployment`, as text.
-fn url_of(deployment: &Deployment, endpoint: Endpoint) -> Result<String, AttemptError> {
+/// The URL of `endpoint` at `deployment` for the upstream model `model`, as text.
+fn url_of(deployment: &Deployment, endpoint: Endpoint, model: &str) -> Result<String, AttemptError> {
     let responses = deployment.format == ApiFormat::Responses && endpoint == Endpoint::Chat;
     Ok(match (deployment.provider, endpoint) {
         (Provider::Anthropic, Endpoint::Chat) => format!("{}/v1/messages", deployment.base_url),
@@ -424,7 +445,7 @@ fn url_of(deployment: &Deployment, endpoint: Endpoint) -> Result<String, Attempt
         (Provider::Azure, _) => format!(
             "{}/openai/deployments/{}/{}?api-version={}",
             deployment.base_url,
-            deployment.upstream_model,
+            model,
             openai_path(endpoint),
             deployment.api_version.as_deref().unwrap_or_default()
         ),

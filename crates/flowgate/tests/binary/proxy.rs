@@ -478,3 +478,37 @@ async fn legacy_completions_stream_and_are_charged_from_the_usage_the_gateway_as
     let response = gateway.post("/v1/embeddings", &key, &json!({"model": "text", "input": "x", "stream": true})).await;
     assert_eq!(response.status(), 400);
 }
+
+/// A wildcard Azure deployment (`azure/*`) sends each request to the deployment named by the model
+/// asked for, and refuses a model name that is not a deployment name (it would be a path).
+#[tokio::test]
+async fn a_wildcard_azure_deployment_calls_the_deployment_of_the_model_asked() {
+    let upstream = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/openai/deployments/gpt-4o-mini/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "from azure"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}})))
+        .mount(&upstream)
+        .await;
+    let config = format!(
+        "model_list:
+  - {{model_name: 'azure/*', litellm_params: {{model: 'azure/*', api_base: '{}', api_version: '2024-10-21', api_key: k, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}}}}
+",
+        upstream.uri()
+    );
+    let gateway = spawn_app(&config).await;
+    let (_, key) = gateway.create_key(json!({})).await;
+    let response = gateway.post("/v1/chat/completions", &key, &chat("azure/gpt-4o-mini")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap()["choices"][0]["message"]["content"], "from azure");
+    let asked = upstream.received_requests().await.unwrap();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].url.query(), Some("api-version=2024-10-21"));
+    for bad in ["azure/..", "azure/a/../../b", "azure/.hidden"] {
+        let response = gateway.post("/v1/chat/completions", &key, &chat(bad)).await;
+        assert_eq!(response.status(), 400, "{bad}");
+    }
+    assert_eq!(upstream.received_requests().await.unwrap().len(), 1, "nothing else reached Azure");
+}
