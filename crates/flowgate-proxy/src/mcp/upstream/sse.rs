@@ -12,7 +12,7 @@ use reqwest::header::{ACCEPT, HeaderMap};
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use super::stdio::{Call, MAX_PAUSE};
+use super::stdio::{Call, MAX_PAUSE, refuse_calls_for};
 use super::{UpstreamError, initialize_params, read_response};
 use crate::sse::{SseEvent, SseParser};
 use flowgate_common::settings::McpServerSettings;
@@ -87,18 +87,8 @@ async fn supervise(connection: Connection, mut calls: mpsc::Receiver<Call>) {
         if started.elapsed() > MAX_PAUSE {
             pause = Duration::from_millis(250);
         }
-        let deadline = tokio::time::sleep(pause);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                () = &mut deadline => break,
-                call = calls.recv() => match call {
-                    None => return,
-                    Some(call) => {
-                        let _ = call.reply.send(Err(UpstreamError::Unavailable("the server is not connected".to_owned())));
-                    }
-                },
-            }
+        if !refuse_calls_for(pause, &mut calls, "the server is not connected").await {
+            return;
         }
         pause = (pause * 2).min(MAX_PAUSE);
     }

@@ -96,21 +96,28 @@ async fn supervise(launch: Launch, mut calls: mpsc::Receiver<Call>, tasks: Tasks
         if started.elapsed() > MAX_PAUSE {
             pause = Duration::from_millis(250);
         }
-        // Calls arriving while the process is down fail at once rather than wait out the pause.
-        let deadline = tokio::time::sleep(pause);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                () = &mut deadline => break,
-                call = calls.recv() => match call {
-                    None => return,
-                    Some(call) => {
-                        let _ = call.reply.send(Err(UpstreamError::Unavailable("the server's process is restarting".to_owned())));
-                    }
-                },
-            }
+        if !refuse_calls_for(pause, &mut calls, "the server's process is restarting").await {
+            return;
         }
         pause = (pause * 2).min(MAX_PAUSE);
+    }
+}
+
+/// Waits out `pause` before the next connection or start, failing each call that arrives
+/// meanwhile with `why` at once rather than holding it; `false` when every handle is gone (stop).
+pub(super) async fn refuse_calls_for(pause: Duration, calls: &mut mpsc::Receiver<Call>, why: &str) -> bool {
+    let deadline = tokio::time::sleep(pause);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            () = &mut deadline => return true,
+            call = calls.recv() => match call {
+                None => return false,
+                Some(call) => {
+                    let _ = call.reply.send(Err(UpstreamError::Unavailable(why.to_owned())));
+                }
+            },
+        }
     }
 }
 
