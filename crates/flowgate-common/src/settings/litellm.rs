@@ -305,7 +305,7 @@ fn litellm_settings(
             _ => None,
         };
         if let Some(to) = target {
-            map_to(root, to, resolved(value, &path, env)?, path, compat);
+            map_to(root, to, single(resolved(value, &path, env)?, &path)?, path, compat);
             continue;
         }
         match name.as_str() {
@@ -385,9 +385,15 @@ fn cache_params(
     for (name, value) in params {
         let path = format!("litellm_settings.cache_params.{name}");
         match name.as_str() {
-            "ttl" => map_to(root, &["cache", "ttl_secs"], resolved(value, &path, env)?, path, compat),
+            "ttl" => map_to(root, &["cache", "ttl_secs"], single(resolved(value, &path, env)?, &path)?, path, compat),
             "similarity_threshold" => {
-                map_to(root, &["cache", "semantic_threshold"], resolved(value, &path, env)?, path, compat);
+                map_to(
+                    root,
+                    &["cache", "semantic_threshold"],
+                    single(resolved(value, &path, env)?, &path)?,
+                    path,
+                    compat,
+                );
             }
             "namespace" => {
                 if let Some(namespace) = scalar_text(&resolved(value, &path, env)?) {
@@ -441,10 +447,22 @@ fn general_settings(
                 continue;
             }
         };
-        let value = resolved(value, &path, env)?;
+        let value = single(resolved(value, &path, env)?, &path)?;
         map_to(root, to, value, path, compat);
     }
     Ok(())
+}
+
+/// A LiteLLM field that maps to one Flowgate value (a string, a number): a list or a map there is
+/// an error that names the LiteLLM field, not the setting it maps to.
+fn single(value: Value, path: &str) -> Result<Value, ConfigError> {
+    match value {
+        Value::Array(_) | Value::Object(_) => Err(ConfigError::field(
+            path.to_owned(),
+            "expected a single value (a string or a number), not a list or a map",
+        )),
+        value => Ok(value),
+    }
 }
 
 fn model_entry(index: usize, entry: &mut Value, compat: &mut Compat) {

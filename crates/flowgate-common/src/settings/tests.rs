@@ -568,3 +568,16 @@ fn vertex_and_bedrock_settings_come_from_the_usual_variables_when_the_file_names
     let error = load(Some(&file), &[]).unwrap_err().to_string();
     assert!(error.contains("model_list[0].litellm_params.vertex_project"), "{error}");
 }
+
+#[test]
+fn a_litellm_field_of_the_wrong_shape_is_named_as_written() {
+    for (text, field) in [
+        ("general_settings: {database_url: []}", "general_settings.database_url"),
+        ("litellm_settings: {request_timeout: {a: 1}}", "litellm_settings.request_timeout"),
+        ("litellm_settings: {cache_params: {ttl: [1]}}", "litellm_settings.cache_params.ttl"),
+    ] {
+        let file = yaml(text);
+        let error = load(Some(&file), &[]).unwrap_err().to_string();
+        assert!(error.contains(field), "{text}: {error}");
+    }
+}
