@@ -383,3 +383,125 @@ async fn routing_and_sealed_credentials_across_two_proxies_on_postgres_and_redis
     database.close().await;
     db.drop_db().await;
 }
+
+/// `all` mode without Redis: the change reaches the in-process proxy at once (in-process
+/// pub/sub), the live view comes from the in-process shared state, and the API's answers (status
+/// codes, fields named in errors) are the same as in split mode.
+#[tokio::test]
+async fn routing_in_all_mode_without_redis() {
+    let config = format!(
+        "credentials: {{kek: \"{OLD_KEK}\"}}\nmodel_list:\n  - {{model_name: file-model, litellm_params: {{model: mock/file, mock_response: from the file}}}}\n"
+    );
+    let app = flowgate_test_utils::TestApp::builder(config).spawn().await;
+    let (_, key) = app.create_key(json!({"name": "all-mode"})).await;
+    let post = reqwest::Method::POST;
+
+    // Credentials: validation names the field; the value is never answered.
+    for (body, status, needle) in [
+        (json!({"name": "Bad Name", "value": "x"}), 400, "`name` must be kebab-case"),
+        (json!({"name": "ok-name", "value": "  "}), 400, "`value` must not be empty"),
+        (json!({"name": "ok-name"}), 400, "value"),
+        (json!({"name": "ok-name", "value": "v", "colour": "red"}), 400, "colour"),
+    ] {
+        let (got, answer) = app.admin(post.clone(), "/api/credentials", Some(&body)).await;
+        assert_eq!(got, status, "{body}: {answer}");
+        assert!(answer["error"]["message"].as_str().unwrap_or_default().contains(needle), "{body}: {answer}");
+    }
+    let (status, created) = app
+        .admin(post.clone(), "/api/credentials", Some(&json!({"name": "mock-key", "value": "sk-all-mode-secret"})))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let (status, _) =
+        app.admin(post.clone(), "/api/credentials", Some(&json!({"name": "mock-key", "value": "again"}))).await;
+    assert_eq!(status, 409, "a duplicate name");
+    let (status, _) = app.admin(reqwest::Method::GET, "/api/credentials/nope", None).await;
+    assert_eq!(status, 404);
+
+    // A deployment added through the API serves at once; its live state is reported.
+    let entry = json!({"model_name": "api-model", "params": {"model": "mock/api", "mock_response": "from the api", "api_key": "credential/mock-key", "temperature": 0.1}, "model_info": {"id": "api-dep"}});
+    let (status, created) = app.admin(post.clone(), "/api/routing/deployments", Some(&entry)).await;
+    assert_eq!(status, 201, "{created}");
+    let (status, answer) = app.admin(post.clone(), "/api/routing/deployments", Some(&entry)).await;
+    assert_eq!(status, 409, "a duplicate id: {answer}");
+    let started = Instant::now();
+    loop {
+        let response = app.chat(&key, "api-model", "hi").await;
+        if response.status() == 200 {
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["choices"][0]["message"]["content"], "from the api");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "not served within a second");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    let routing = loop {
+        let (status, routing) = app.admin(reqwest::Method::GET, "/api/routing", None).await;
+        assert_eq!(status, 200);
+        let models = routing["models"].as_array().unwrap();
+        let dep = models.iter().find(|m| m["model_name"] == "api-model").map(|m| m["deployments"][0].clone());
+        if dep.as_ref().is_some_and(|d| d["live"][0]["requests"].as_u64() >= Some(1)) {
+            break routing;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "no live view: {routing}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(routing["proxies"].as_array().unwrap().len(), 1, "{routing}");
+    assert!(!routing.to_string().contains("sk-all-mode-secret"));
+
+    // Replace (PUT) and the id rules; delete by model.
+    let (status, answer) = app
+        .admin(reqwest::Method::PUT, "/api/routing/deployments/api-dep", Some(&json!({"model_name": "api-model", "litellm_params": {"model": "mock/api", "mock_response": "replaced"}, "model_info": {"id": "other"}})))
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("`model_info.id` must be `api-dep`"));
+    let (status, answer) = app
+        .admin(reqwest::Method::PUT, "/api/routing/deployments/api-dep", Some(&json!({"model_name": "api-model", "litellm_params": {"model": "mock/api", "mock_response": "replaced"}})))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["revision"].as_i64().unwrap() > created["revision"].as_i64().unwrap());
+    let started = Instant::now();
+    loop {
+        let body: Value = app.chat(&key, "api-model", "hi").await.json().await.unwrap();
+        if body["choices"][0]["message"]["content"] == "replaced" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "the replacement was not applied");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, _) = app
+        .admin(
+            reqwest::Method::PUT,
+            "/api/routing/deployments/missing",
+            Some(&json!({"model_name": "m", "litellm_params": {"model": "mock/x"}})),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = app.admin(reqwest::Method::DELETE, "/api/routing/models/api-model", None).await;
+    assert_eq!(status, 204);
+    let (status, _) = app.admin(reqwest::Method::DELETE, "/api/routing/models/api-model", None).await;
+    assert_eq!(status, 404);
+    let started = Instant::now();
+    while app.chat(&key, "api-model", "hi").await.status() != 404 {
+        assert!(started.elapsed() < Duration::from_secs(1), "the model was not removed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(app.chat(&key, "file-model", "hi").await.status(), 200, "the file's deployment stays");
+    assert!(!app.log_text().contains("sk-all-mode-secret"), "never logged");
+}
+
+/// Without a key-encryption key, credentials cannot be written (503, saying what to set), and
+/// deployments with `os.environ/` references still can.
+#[tokio::test]
+async fn credentials_need_a_key_encryption_key() {
+    let app = flowgate_test_utils::TestApp::builder("model_list: []\n").spawn().await;
+    let (status, answer) =
+        app.admin(reqwest::Method::POST, "/api/credentials", Some(&json!({"name": "k", "value": "v"}))).await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"]["code"], "kek_not_configured");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("FLOWGATE_KEK"));
+    let (status, answer) = app
+        .admin(reqwest::Method::POST, "/api/routing/deployments", Some(&json!({"model_name": "m", "litellm_params": {"model": "openai/x", "api_base": "http://127.0.0.1:9/v1", "api_key": "os.environ/SOME_KEY"}})))
+        .await;
+    assert_eq!(status, 201, "{answer}");
+}
