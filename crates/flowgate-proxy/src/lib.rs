@@ -179,17 +179,13 @@ impl Application {
     pub async fn build(settings: &Settings, deps: Dependencies) -> Result<Self, InitError> {
         let health = HealthRegistry::default();
         // The file's deployments and those written through /api/routing, with their credentials.
-        let source =
-            routing::live::Source::new(settings, deps.database.clone()).await.map_err(InitError::Credentials)?;
-        let (table, revision) = match source.load().await {
-            Ok(loaded) => {
+        let source = routing::live::Source::new(settings, deps.database.clone()).map_err(InitError::Credentials)?;
+        let (table, revision) = match source.first_load(Duration::from_secs(3)).await.map_err(InitError::Credentials)? {
+            Some(loaded) => {
                 health.keep(&loaded.versions);
                 (RoutingTable::build(&loaded.settings, &health), loaded.revision)
             }
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the stored routing; serving the config file's deployments until it can be read");
-                (RoutingTable::build(settings, &health), -1)
-            }
+            None => (RoutingTable::build(settings, &health), -1),
         };
         table.warn_unpriced();
         let http = upstream::http_client().map_err(|e| InitError::HttpClient(e.to_string()))?;

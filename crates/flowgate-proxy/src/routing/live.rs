@@ -50,19 +50,37 @@ pub(crate) struct Loaded {
 }
 
 impl Source {
-    /// The source for a proxy configured by `settings`; fails when stored credentials exist and
-    /// the configured key-encryption key is not theirs (a clear error at start).
-    pub(crate) async fn new(settings: &Settings, database: Database) -> Result<Self, CredentialError> {
+    /// The source for a proxy configured by `settings` (fails when the key-encryption key
+    /// settings cannot be used).
+    pub(crate) fn new(settings: &Settings, database: Database) -> Result<Self, CredentialError> {
         let keyring = flowgate_db::credentials::keyring_from_settings(&settings.credentials)?.map(Arc::new);
-        match flowgate_db::credentials::check(&database, keyring.as_deref()).await {
-            Ok(_) => {}
-            // A database that cannot be read yet (not migrated, down) is retried by the follower.
-            Err(CredentialError::Database(error)) => {
-                tracing::warn!(%error, "cannot read the stored routing yet; serving the config file's deployments");
-            }
-            Err(error) => return Err(error),
-        }
         Ok(Self { settings: Arc::new(settings.clone()), database, keyring, env: Arc::new(std::env::vars().collect()) })
+    }
+
+    /// The first load, at start, within `wait`: fails when stored credentials exist and the
+    /// configured key-encryption key is not theirs (a clear error at start). A database that
+    /// cannot be read in time (not migrated, down, slow) gives `None`: the config file's
+    /// deployments serve until the follower can read it.
+    pub(crate) async fn first_load(&self, wait: Duration) -> Result<Option<Loaded>, CredentialError> {
+        let attempt = async {
+            flowgate_db::credentials::check(&self.database, self.keyring.as_deref()).await?;
+            Ok::<Loaded, CredentialError>(self.load().await?)
+        };
+        match tokio::time::timeout(wait, attempt).await {
+            Ok(Ok(loaded)) => Ok(Some(loaded)),
+            Ok(Err(CredentialError::Database(error))) => {
+                tracing::warn!(%error, "cannot read the stored routing yet; serving the config file's deployments until it can be read");
+                Ok(None)
+            }
+            Ok(Err(error)) => Err(error),
+            Err(_) => {
+                tracing::warn!(
+                    wait_ms = wait.as_millis(),
+                    "the stored routing was not read in time; serving the config file's deployments until it can be read"
+                );
+                Ok(None)
+            }
+        }
     }
 
     /// The file's deployments and the stored ones, with credentials opened.
