@@ -332,4 +332,100 @@ mod tests {
         .to_string();
         assert!(error.contains("`model_info.id` must be `y`"), "{error}");
     }
+
+    mod properties {
+        use proptest::prelude::*;
+        use serde_json::{Map, Value};
+
+        use super::check_entry;
+
+        const KEYS: [&str; 16] = [
+            "model_name",
+            "litellm_params",
+            "params",
+            "model_info",
+            "id",
+            "model",
+            "api_key",
+            "api_base",
+            "rpm",
+            "tpm",
+            "weight",
+            "timeout",
+            "aws_secret_access_key",
+            "extra_headers",
+            "temperature",
+            "x",
+        ];
+
+        fn leaf() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+                prop_oneof![
+                    Just("mock/m".to_owned()),
+                    Just("openai/gpt".to_owned()),
+                    Just("azure/d".to_owned()),
+                    Just("credential/k".to_owned()),
+                    Just("credential/".to_owned()),
+                    Just("os.environ/".to_owned()),
+                    Just("http://127.0.0.1:1/v1".to_owned()),
+                    ".{0,12}",
+                ]
+                .prop_map(Value::String),
+            ]
+        }
+
+        fn tree() -> impl Strategy<Value = Value> {
+            leaf().prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::vec((prop::sample::select(KEYS.to_vec()), inner), 0..6).prop_map(|pairs| {
+                        Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<Map<_, _>>())
+                    }),
+                ]
+            })
+        }
+
+        proptest! {
+            /// Any JSON body is answered (never a panic); an accepted one is stored in a form that
+            /// is accepted again, with the same id and no literal key.
+            #[test]
+            fn any_body_is_checked_without_panicking(body in tree()) {
+                if let Ok(checked) = check_entry(body, None) {
+                    let stored: Value = serde_json::from_str(&checked.text).unwrap();
+                    let again = check_entry(stored, Some(&checked.id)).unwrap();
+                    prop_assert_eq!(again.id, checked.id);
+                    prop_assert_eq!(again.text, checked.text);
+                }
+            }
+
+            /// Entries shaped like real ones (a name, a model, random extra parameters): the same,
+            /// and a literal secret is never accepted.
+            #[test]
+            fn entry_shaped_bodies_keep_their_guarantees(
+                name in ".{0,8}",
+                model in prop::sample::select(vec!["mock/m", "openai/gpt", "azure/d", "bedrock/x", "nope/x", ""]),
+                extra in prop::collection::vec((prop::sample::select(KEYS.to_vec()), tree()), 0..5),
+                info in tree(),
+            ) {
+                let mut params: Map<String, Value> = extra.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+                params.insert("model".to_owned(), Value::String(model.to_owned()));
+                let body = serde_json::json!({"model_name": name, "litellm_params": params, "model_info": info});
+                if let Ok(checked) = check_entry(body, None) {
+                    let stored: Value = serde_json::from_str(&checked.text).unwrap();
+                    for secret in super::SECRET_PARAMS {
+                        if let Some(value) = stored["litellm_params"].get(secret) {
+                            let text = value.as_str().unwrap_or_default();
+                            prop_assert!(text.starts_with("credential/") || text.starts_with("os.environ/"), "{}", text);
+                        }
+                    }
+                    let again = check_entry(stored, Some(&checked.id)).unwrap();
+                    prop_assert_eq!(again.text, checked.text);
+                }
+            }
+        }
+    }
 }
