@@ -295,15 +295,6 @@ impl Application {
         Ok(Self { host, state })
     }
 
-    /// Replaces the routing table (model list changed at run time). Health is kept per deployment id.
-    pub fn reload(&self, settings: &Settings) {
-        self.state.swap_table(|health| {
-            let table = RoutingTable::build(settings, health);
-            table.warn_unpriced();
-            table
-        });
-    }
-
     /// The bound address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.host.local_addr()

@@ -94,13 +94,15 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(DeploymentView::stored(&row, &live(&state).await))))
 }
 
-/// `GET /api/routing/deployments/{id}` (stored deployments).
+/// `GET /api/routing/deployments/{id}`: a stored deployment, or the file's (read-only).
 #[tracing::instrument(name = "routing.get", skip_all, fields(deployment = %id))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<DeploymentView>, ApiError> {
-    read_only(&state, &id)?;
+    if let Some(view) = state.file_deployments.view(&id, &live(&state).await) {
+        return Ok(Json(view));
+    }
     let row = routing::get(&state.database, &id).await?.ok_or_else(|| not_found(&id))?;
     Ok(Json(DeploymentView::stored(&row, &live(&state).await)))
 }

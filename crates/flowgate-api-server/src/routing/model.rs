@@ -124,6 +124,11 @@ impl FileDeployments {
     pub(crate) fn contains(&self, id: &str) -> bool {
         self.0.iter().any(|d| d.id == id)
     }
+
+    /// The view of file deployment `id`, if there is one.
+    pub(crate) fn view(&self, id: &str, live: &[HealthSnapshot]) -> Option<DeploymentView> {
+        self.0.iter().find(|d| d.id == id).map(|d| DeploymentView::file(d, live))
+    }
 }
 
 /// One proxy's view of one deployment.

@@ -224,6 +224,8 @@ async fn routing_and_sealed_credentials_across_two_proxies_on_postgres_and_redis
         assert_eq!(got, status, "{body}: {answer}");
         assert!(answer["error"]["message"].as_str().unwrap_or_default().contains(needle), "{body}: {answer}");
     }
+    let (status, file_view) = cluster.admin(get.clone(), "/api/routing/deployments/file-dep", None).await;
+    assert_eq!((status, &file_view["source"]), (200, &json!("file")), "{file_view}");
     let (status, answer) = cluster.admin(delete.clone(), "/api/routing/deployments/file-dep", None).await;
     assert_eq!(status, 409, "{answer}");
     let (status, _) = cluster.admin(delete.clone(), "/api/routing/deployments/nope", None).await;
