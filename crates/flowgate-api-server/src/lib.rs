@@ -11,7 +11,9 @@
 //!   `guardrails` (+ `schema`: each built-in kind's `runtime_config` schema, the schema check and
 //!   the built-ins seeded at start), `policies` (rule sets checked by
 //!   `flowgate_contracts::rules`), `audit` (the trail query and its streamed CSV/NDJSON export),
-//!   `analytics` (spend and provider performance over the trail).
+//!   `analytics` (spend and provider performance over the trail), `routing` (deployments at
+//!   run time, the file's read-only, with the proxies' live view), `credentials` (provider keys
+//!   sealed by `flowgate_db::credentials`, write-only).
 //! - `fields`: conventions every document shares (money, timestamps, PATCH nulls, paging);
 //!   `sql`: the data-access helpers every store uses (numbered placeholders, `UPDATE`s from
 //!   changes, keyset pages); `extract`: JSON and query extractors whose rejections are 400s;
@@ -24,6 +26,7 @@
 
 mod analytics;
 mod audit;
+mod credentials;
 mod error;
 mod events;
 mod extract;
@@ -34,6 +37,7 @@ mod health;
 mod keys;
 mod policies;
 pub mod routes;
+mod routing;
 mod sql;
 mod state;
 mod targets;
@@ -80,6 +84,9 @@ pub enum InitError {
     /// The HTTP client for health checks could not be built.
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(String),
+    /// The stored provider credentials cannot be opened with the configured key-encryption key.
+    #[error("{0}")]
+    Credentials(flowgate_db::credentials::CredentialError),
 }
 
 /// What the api-server needs from the process.
@@ -122,6 +129,16 @@ impl Application {
             .timeout(Duration::from_secs(5))
             .build()
             .map_err(|error| InitError::HttpClient(error.to_string()))?;
+        let keyring = flowgate_db::credentials::keyring_from_settings(&settings.credentials)
+            .map_err(InitError::Credentials)?
+            .map(Arc::new);
+        // A wrong key-encryption key stops the start here, before anything is served.
+        let sealed = flowgate_db::credentials::check(&deps.database, keyring.as_deref())
+            .await
+            .map_err(InitError::Credentials)?;
+        if let Some(keyring) = &keyring {
+            tracing::info!(kek = %keyring.current().key_id(), credentials = sealed, "provider credentials can be opened");
+        }
         let resolver = KeyResolver::new(deps.database.clone());
         let (grpc, grpc_health) = grpc_routes(
             tonic::service::Routes::new(KeyServiceServer::new(resolver.clone())),
@@ -137,6 +154,8 @@ impl Application {
             http,
             targets: Arc::new(health::HealthTargets::from_settings(settings)),
             metrics: deps.metrics.clone(),
+            file_deployments: Arc::new(routing::FileDeployments::new(&settings.model_list)),
+            keyring,
         };
         let router = Router::new().merge(grpc).merge(routes::router(state, deps.admin_key.clone()));
         let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(deps.database.clone())];

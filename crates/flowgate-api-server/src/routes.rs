@@ -11,7 +11,7 @@ use axum::routing::{MethodFilter, get, on};
 use secrecy::SecretString;
 
 use crate::state::AppState;
-use crate::{analytics, audit, guardrails, health, keys, policies, tenants};
+use crate::{analytics, audit, credentials, guardrails, health, keys, policies, routing, tenants};
 
 /// Declares the admin routes once: `ADMIN_ROUTES` (method, path) and `admin_router`.
 macro_rules! admin_routes {
@@ -54,6 +54,17 @@ admin_routes! {
     GET "/api/policies/{name}" => policies::handlers::get,
     PATCH "/api/policies/{name}" => policies::handlers::patch,
     DELETE "/api/policies/{name}" => policies::handlers::delete,
+    GET "/api/routing" => routing::handlers::list,
+    POST "/api/routing/deployments" => routing::handlers::create,
+    GET "/api/routing/deployments/{id}" => routing::handlers::get,
+    PUT "/api/routing/deployments/{id}" => routing::handlers::replace,
+    DELETE "/api/routing/deployments/{id}" => routing::handlers::delete,
+    DELETE "/api/routing/models/{name}" => routing::handlers::delete_model,
+    POST "/api/credentials" => credentials::handlers::create,
+    GET "/api/credentials" => credentials::handlers::list,
+    GET "/api/credentials/{name}" => credentials::handlers::get,
+    PUT "/api/credentials/{name}" => credentials::handlers::replace,
+    DELETE "/api/credentials/{name}" => credentials::handlers::delete,
 }
 
 /// Where the OpenAPI document is served (without authentication: it holds no secrets).

@@ -24,4 +24,8 @@ pub(crate) struct AppState {
     pub(crate) targets: Arc<HealthTargets>,
     /// The process registry (cache counters).
     pub(crate) metrics: Metrics,
+    /// The config file's deployments (read-only through `/api/routing`).
+    pub(crate) file_deployments: Arc<crate::routing::FileDeployments>,
+    /// The key-encryption keys of provider credentials, when configured.
+    pub(crate) keyring: Option<Arc<flowgate_db::credentials::Keyring>>,
 }

@@ -10,3 +10,7 @@ pub const GUARDRAILS_CHANGED: &str = "guardrails:changed";
 
 /// A policy rule set changed. Payload: the policy's name.
 pub const POLICIES_CHANGED: &str = "policies:changed";
+
+/// The routing table changed (a deployment or a provider credential was written through
+/// `/api/routing` or `/api/credentials`). Payload: the new routing revision.
+pub const ROUTING_CHANGED: &str = "routing:changed";

@@ -13,11 +13,14 @@
 //!   form in `flowgate.keys.v1`).
 //! - [`rules`]: the policy rule-set schema ([`RuleSet`]) the api-server validates on write and
 //!   the policy service evaluates.
+//! - [`routing`]: the proxies' live deployment snapshots (key prefix, TTL, shape) that
+//!   `GET /api/routing` reads, and the provider-key reference prefixes.
 //! - [`audit`]: [`AuditRecord`], one request in the audit trail, and [`AUDIT_COLUMNS`].
 
 pub mod audit;
 pub mod channels;
 pub mod guardrails;
+pub mod routing;
 pub mod rules;
 
 pub use audit::{AUDIT_COLUMNS, AuditRecord};

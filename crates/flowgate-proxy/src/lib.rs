@@ -86,6 +86,9 @@ pub enum InitError {
     /// An upstream MCP server could not be set up.
     #[error("cannot start the MCP gateway: {0}")]
     Mcp(String),
+    /// The stored provider credentials cannot be opened with the configured key-encryption key.
+    #[error("{0}")]
+    Credentials(flowgate_db::credentials::CredentialError),
 }
 
 /// What the proxy needs from the process.
@@ -175,7 +178,15 @@ impl Application {
     /// Binds the port and builds the routes.
     pub async fn build(settings: &Settings, deps: Dependencies) -> Result<Self, InitError> {
         let health = HealthRegistry::default();
-        let table = RoutingTable::build(settings, &health);
+        // The file's deployments and those written through /api/routing, with their credentials.
+        let source = routing::live::Source::new(settings, deps.database.clone()).map_err(InitError::Credentials)?;
+        let (table, revision) = match source.first_load(Duration::from_secs(3)).await.map_err(InitError::Credentials)? {
+            Some(loaded) => {
+                health.keep(&loaded.versions);
+                (RoutingTable::build(&loaded.settings, &health), loaded.revision)
+            }
+            None => (RoutingTable::build(settings, &health), -1),
+        };
         table.warn_unpriced();
         let http = upstream::http_client().map_err(|e| InitError::HttpClient(e.to_string()))?;
         let direct = upstream::direct_client().map_err(|e| InitError::HttpClient(e.to_string()))?;
@@ -234,6 +245,14 @@ impl Application {
                 deny_unpriced: settings.budgets.unpriced == flowgate_common::settings::UnpricedModels::Deny,
             },
         });
+        routing::live::Follower::start(
+            source,
+            state.clone(),
+            deps.shared.clone(),
+            revision,
+            Duration::from_millis(settings.routing.refresh_ms),
+            &tasks,
+        );
         let checks: Vec<Arc<dyn ReadinessCheck>> = vec![
             Arc::new(deps.shared.clone()),
             Arc::new(tasks),
@@ -274,15 +293,6 @@ impl Application {
         .await
         .map_err(|source| InitError::Bind { service: SERVICE, port, source })?;
         Ok(Self { host, state })
-    }
-
-    /// Replaces the routing table (model list changed at run time). Health is kept per deployment id.
-    pub fn reload(&self, settings: &Settings) {
-        self.state.swap_table(|health| {
-            let table = RoutingTable::build(settings, health);
-            table.warn_unpriced();
-            table
-        });
     }
 
     /// The bound address.

@@ -465,6 +465,14 @@ fn single(value: Value, path: &str) -> Result<Value, ConfigError> {
     }
 }
 
+/// One entry given on its own (through `/api/routing`): what [`normalise`] does to each entry of a
+/// file's `model_list`. Returns the paths (inside the entry) of the fields removed.
+pub(super) fn normalise_entry(entry: &mut Value) -> Vec<String> {
+    let mut compat = Compat::default();
+    model_entry(0, entry, &mut compat);
+    compat.ignored.into_iter().map(|i| i.path.trim_start_matches("model_list[0].").to_owned()).collect()
+}
+
 fn model_entry(index: usize, entry: &mut Value, compat: &mut Compat) {
     let Value::Object(entry) = entry else { return };
     let names: Vec<String> = entry.keys().cloned().collect();

@@ -156,6 +156,26 @@ impl SharedState {
         }
     }
 
+    /// Every value whose key starts with `prefix` (keys returned without the state's own
+    /// prefix): what a reader of per-replica snapshots uses. Cost grows with the keys that match.
+    pub async fn values_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, SharedError> {
+        match &self.inner {
+            Inner::Redis(server) => {
+                let escaped: String = self
+                    .key(prefix)
+                    .chars()
+                    .flat_map(|c| if matches!(c, '*' | '?' | '[' | ']' | '\\') { vec!['\\', c] } else { vec![c] })
+                    .collect();
+                let found = server.values_matching(format!("{escaped}*")).await?;
+                Ok(found
+                    .into_iter()
+                    .map(|(k, v)| (k.strip_prefix(&*self.prefix).map_or(k.clone(), str::to_owned), v))
+                    .collect())
+            }
+            Inner::Local(store) => Ok(store.values_with_prefix(prefix)),
+        }
+    }
+
     /// Adds `delta` to the counter at `key` and returns the new value. The counter is created at 0
     /// with expiry `ttl` on first use and keeps that expiry (a fixed window).
     pub async fn incr_by(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, SharedError> {

@@ -97,6 +97,28 @@ impl Redis {
         self.run(async |c| c.get(key).await).await
     }
 
+    /// Every key matching `pattern` (SCAN, so Redis is never blocked) with its value; keys that
+    /// expired between the two steps are left out.
+    pub(super) async fn values_matching(&self, pattern: String) -> Result<Vec<(String, Vec<u8>)>, SharedError> {
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let command = redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(200).to_owned();
+            let (next, batch): (u64, Vec<String>) = self.run(async |c| command.query_async(c).await).await?;
+            keys.extend(batch);
+            cursor = next;
+            if cursor == 0 || keys.len() > 10_000 {
+                break;
+            }
+        }
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let command = redis::cmd("MGET").arg(&keys).to_owned();
+        let values: Vec<Option<Vec<u8>>> = self.run(async |c| command.query_async(c).await).await?;
+        Ok(keys.into_iter().zip(values).filter_map(|(k, v)| Some((k, v?))).collect())
+    }
+
     pub(super) async fn set_ex(&self, key: String, value: &[u8], ttl: Duration) -> Result<(), SharedError> {
         let command = redis::cmd("SET").arg(key).arg(value).arg("PX").arg(millis(ttl)).to_owned();
         self.run(async |c| command.query_async(c).await).await

@@ -31,5 +31,6 @@ mod provider_embeddings;
 mod providers;
 mod proxy;
 mod responses;
+mod routing;
 mod shutdown;
 mod tracing;
