@@ -11,7 +11,8 @@
 //!   `guardrails` (+ `schema`: each built-in kind's `runtime_config` schema, the schema check and
 //!   the built-ins seeded at start), `policies` (rule sets checked by
 //!   `flowgate_contracts::rules`), `audit` (the trail query and its streamed CSV/NDJSON export),
-//!   `analytics` (spend and provider performance over the trail).
+//!   `analytics` (spend and provider performance over the trail), `a2a` (the A2A agents registered
+//!   at run time, their headers sealed).
 //! - `fields`: conventions every document shares (money, timestamps, PATCH nulls, paging);
 //!   `sql`: the data-access helpers every store uses (numbered placeholders, `UPDATE`s from
 //!   changes, keyset pages); `extract`: JSON and query extractors whose rejections are 400s;
@@ -22,6 +23,7 @@
 //! - `grpc`: `KeyService::ResolveKey` for the proxies (typed guardrail policy, or marked
 //!   unreadable).
 
+mod a2a;
 mod analytics;
 mod audit;
 mod error;
@@ -46,7 +48,7 @@ use std::time::Duration;
 use axum::Router;
 use flowgate_common::Settings;
 use flowgate_common::metrics::Metrics;
-use flowgate_common::secretbox::{GUARDRAIL_TOKEN_CONTEXT, SealKey};
+use flowgate_common::secretbox::{A2A_HEADERS_CONTEXT, GUARDRAIL_TOKEN_CONTEXT, SealKey};
 use flowgate_common::server::{BaseState, ReadinessCheck, ServiceHost, grpc_routes};
 use flowgate_db::Database;
 use flowgate_proto::keys::key_service_server::KeyServiceServer;
@@ -133,6 +135,8 @@ impl Application {
             database: deps.database.clone(),
             shared: deps.shared.clone(),
             seal_key: Arc::new(SealKey::from_hasher(&deps.hasher, GUARDRAIL_TOKEN_CONTEXT)),
+            a2a_seal_key: Arc::new(SealKey::from_hasher(&deps.hasher, A2A_HEADERS_CONTEXT)),
+            config_agents: Arc::new(settings.a2a_agents.keys().cloned().collect()),
             hasher: deps.hasher.clone(),
             http,
             targets: Arc::new(health::HealthTargets::from_settings(settings)),

@@ -11,7 +11,7 @@ use axum::routing::{MethodFilter, get, on};
 use secrecy::SecretString;
 
 use crate::state::AppState;
-use crate::{analytics, audit, guardrails, health, keys, policies, tenants};
+use crate::{a2a, analytics, audit, guardrails, health, keys, policies, tenants};
 
 /// Declares the admin routes once: `ADMIN_ROUTES` (method, path) and `admin_router`.
 macro_rules! admin_routes {
@@ -54,6 +54,11 @@ admin_routes! {
     GET "/api/policies/{name}" => policies::handlers::get,
     PATCH "/api/policies/{name}" => policies::handlers::patch,
     DELETE "/api/policies/{name}" => policies::handlers::delete,
+    POST "/api/admin/a2a/agents" => a2a::handlers::create,
+    GET "/api/admin/a2a/agents" => a2a::handlers::list,
+    GET "/api/admin/a2a/agents/{name}" => a2a::handlers::get,
+    PATCH "/api/admin/a2a/agents/{name}" => a2a::handlers::patch,
+    DELETE "/api/admin/a2a/agents/{name}" => a2a::handlers::delete,
 }
 
 /// Where the OpenAPI document is served (without authentication: it holds no secrets).

@@ -10,3 +10,7 @@ pub const GUARDRAILS_CHANGED: &str = "guardrails:changed";
 
 /// A policy rule set changed. Payload: the policy's name.
 pub const POLICIES_CHANGED: &str = "policies:changed";
+
+/// An A2A agent was registered, changed or removed (`/api/admin/a2a/agents`). Payload: the
+/// agent's name. Proxies reload the registered agents.
+pub const A2A_AGENTS_CHANGED: &str = "a2a:changed";

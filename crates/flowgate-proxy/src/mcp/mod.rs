@@ -37,6 +37,8 @@ use prometheus_client::metrics::histogram::Histogram;
 
 use crate::state::ProxyState;
 
+pub(crate) use self::access::glob;
+
 /// One configured upstream server.
 #[derive(Debug)]
 struct Server {

@@ -1,0 +1,19 @@
+-- A2A agents registered at run time (/api/admin/a2a/agents): the URL of the agent's card, and
+-- the headers sent to the agent (credentials), a JSON object sealed with the server secret and
+-- never returned by the API (only their names, `header_names`, a JSON array); and the seconds a
+-- call may take (null: 300).
+CREATE TABLE a2a_agents (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    card_url TEXT NOT NULL,
+    description TEXT,
+    headers_sealed BLOB,
+    header_names TEXT NOT NULL DEFAULT '[]',
+    timeout_secs BIGINT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+-- The agents a key and a tenant (which bounds all its keys) may reach: glob patterns over agent
+-- names, a JSON array of text. Empty: no restriction.
+ALTER TABLE virtual_keys ADD COLUMN a2a_agents TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE tenants ADD COLUMN a2a_agents TEXT NOT NULL DEFAULT '[]';
