@@ -201,3 +201,41 @@ def test_guardrails_redact_text_parts_before_they_reach_the_agent(stack):
     echoed = answer.json()["result"]["message"]["parts"][0]["text"]
     assert "jane.doe@example.com" not in echoed, echoed
     assert echoed.startswith("echo: mail "), echoed
+
+
+def test_agents_registered_through_the_api_are_served_without_a_restart(stack, agent_port):
+    admin = {"Authorization": f"Bearer {stack.admin_key}"}
+    key = stack.create_key()["key"]
+    agents = f"{stack.api_url}/api/admin/a2a/agents"
+    card_url = f"http://127.0.0.1:{agent_port}/.well-known/agent-card.json"
+    created = httpx.post(
+        agents,
+        headers=admin,
+        json={"name": "registered", "card_url": card_url, "headers": {"X-Agent-Token": AGENT_TOKEN}},
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    # Write-only: the header's name is shown, never its value.
+    assert body["header_names"] == ["X-Agent-Token"]
+    assert AGENT_TOKEN not in created.text
+    assert AGENT_TOKEN not in httpx.get(agents, headers=admin, timeout=10).text
+    # The config file's agents are read-only through the API.
+    assert httpx.delete(f"{agents}/echo", headers=admin, timeout=10).status_code == 409
+
+    call = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": {"role": "ROLE_USER", "messageId": "m", "parts": [{"text": "live"}]}}}
+    client = {"Authorization": f"Bearer {key}", "A2A-Version": "1.0"}
+
+    def send() -> httpx.Response:
+        return httpx.post(f"{stack.proxy_url}/a2a/registered", json=call, headers=client, timeout=10)
+
+    assert wait_until(lambda: send().status_code == 200, timeout=10), send().text
+    assert send().json()["result"]["message"]["parts"] == [{"text": "echo: live"}]
+
+    # New credentials reach the proxies too: a wrong token makes the agent refuse its card.
+    patched = httpx.patch(f"{agents}/registered", headers=admin, json={"bearer_token": "wrong"}, timeout=10)
+    assert patched.status_code == 200 and patched.json()["header_names"] == ["Authorization"]
+    assert wait_until(lambda: send().status_code == 502, timeout=10), send().text
+
+    assert httpx.delete(f"{agents}/registered", headers=admin, timeout=10).status_code == 204
+    assert wait_until(lambda: send().status_code == 404, timeout=10), send().text
