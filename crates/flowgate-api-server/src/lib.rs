@@ -12,7 +12,8 @@
 //!   the built-ins seeded at start), `policies` (rule sets checked by
 //!   `flowgate_contracts::rules`), `audit` (the trail query and its streamed CSV/NDJSON export),
 //!   `analytics` (spend and provider performance over the trail), `a2a` (the A2A agents registered
-//!   at run time, their headers sealed).
+//!   at run time, their headers sealed), `mcp_servers` (the upstream MCP servers registered at
+//!   run time, likewise).
 //! - `fields`: conventions every document shares (money, timestamps, PATCH nulls, paging);
 //!   `sql`: the data-access helpers every store uses (numbered placeholders, `UPDATE`s from
 //!   changes, keyset pages); `extract`: JSON and query extractors whose rejections are 400s;
@@ -34,6 +35,7 @@ mod grpc;
 mod guardrails;
 mod health;
 mod keys;
+mod mcp_servers;
 mod policies;
 pub mod routes;
 mod sql;
@@ -48,7 +50,7 @@ use std::time::Duration;
 use axum::Router;
 use flowgate_common::Settings;
 use flowgate_common::metrics::Metrics;
-use flowgate_common::secretbox::{A2A_HEADERS_CONTEXT, GUARDRAIL_TOKEN_CONTEXT, SealKey};
+use flowgate_common::secretbox::{A2A_HEADERS_CONTEXT, GUARDRAIL_TOKEN_CONTEXT, MCP_HEADERS_CONTEXT, SealKey};
 use flowgate_common::server::{BaseState, ReadinessCheck, ServiceHost, grpc_routes};
 use flowgate_db::Database;
 use flowgate_proto::keys::key_service_server::KeyServiceServer;
@@ -137,6 +139,8 @@ impl Application {
             seal_key: Arc::new(SealKey::from_hasher(&deps.hasher, GUARDRAIL_TOKEN_CONTEXT)),
             a2a_seal_key: Arc::new(SealKey::from_hasher(&deps.hasher, A2A_HEADERS_CONTEXT)),
             config_agents: Arc::new(settings.a2a_agents.keys().cloned().collect()),
+            mcp_seal_key: Arc::new(SealKey::from_hasher(&deps.hasher, MCP_HEADERS_CONTEXT)),
+            config_mcp_servers: Arc::new(settings.mcp_servers.keys().cloned().collect()),
             hasher: deps.hasher.clone(),
             http,
             targets: Arc::new(health::HealthTargets::from_settings(settings)),

@@ -11,7 +11,7 @@ use axum::routing::{MethodFilter, get, on};
 use secrecy::SecretString;
 
 use crate::state::AppState;
-use crate::{a2a, analytics, audit, guardrails, health, keys, policies, tenants};
+use crate::{a2a, analytics, audit, guardrails, health, keys, mcp_servers, policies, tenants};
 
 /// Declares the admin routes once: `ADMIN_ROUTES` (method, path) and `admin_router`.
 macro_rules! admin_routes {
@@ -59,6 +59,11 @@ admin_routes! {
     GET "/api/admin/a2a/agents/{name}" => a2a::handlers::get,
     PATCH "/api/admin/a2a/agents/{name}" => a2a::handlers::patch,
     DELETE "/api/admin/a2a/agents/{name}" => a2a::handlers::delete,
+    POST "/api/admin/mcp/servers" => mcp_servers::handlers::create,
+    GET "/api/admin/mcp/servers" => mcp_servers::handlers::list,
+    GET "/api/admin/mcp/servers/{name}" => mcp_servers::handlers::get,
+    PATCH "/api/admin/mcp/servers/{name}" => mcp_servers::handlers::patch,
+    DELETE "/api/admin/mcp/servers/{name}" => mcp_servers::handlers::delete,
 }
 
 /// Where the OpenAPI document is served (without authentication: it holds no secrets).

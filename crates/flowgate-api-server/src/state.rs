@@ -22,6 +22,10 @@ pub(crate) struct AppState {
     pub(crate) a2a_seal_key: Arc<SealKey>,
     /// The A2A agents of the config file (read-only through the API).
     pub(crate) config_agents: Arc<Vec<String>>,
+    /// Seals the headers sent to MCP servers registered at run time.
+    pub(crate) mcp_seal_key: Arc<SealKey>,
+    /// The MCP servers of the config file (read-only through the API).
+    pub(crate) config_mcp_servers: Arc<Vec<String>>,
     /// For the health checks of the other services.
     pub(crate) http: reqwest::Client,
     /// Where the other services answer.

@@ -26,6 +26,10 @@ pub const GUARDRAIL_TOKEN_CONTEXT: &str = "flowgate/secretbox/v1/guardrail-http-
 /// (`a2a_agents.headers_sealed`: a JSON object of header name to value).
 pub const A2A_HEADERS_CONTEXT: &str = "flowgate/secretbox/v1/a2a-agent-headers";
 
+/// Context of the key that seals the headers sent to MCP servers registered at run time
+/// (`mcp_servers.headers_sealed`: a JSON object of header name to value).
+pub const MCP_HEADERS_CONTEXT: &str = "flowgate/secretbox/v1/mcp-server-headers";
+
 /// Authentication tag length of ChaCha20-Poly1305.
 const TAG_LEN: usize = 16;
 

@@ -14,10 +14,12 @@
 //! - [`rules`]: the policy rule-set schema ([`RuleSet`]) the api-server validates on write and
 //!   the policy service evaluates.
 //! - [`audit`]: [`AuditRecord`], one request in the audit trail, and [`AUDIT_COLUMNS`].
+//! - [`mcp`]: the tool options of an MCP server registered at run time ([`mcp::McpServerOptions`]).
 
 pub mod audit;
 pub mod channels;
 pub mod guardrails;
+pub mod mcp;
 pub mod rules;
 
 pub use audit::{AUDIT_COLUMNS, AuditRecord};

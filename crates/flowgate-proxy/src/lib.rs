@@ -259,8 +259,7 @@ impl Application {
             .method_not_allowed_fallback(pipeline::method_not_allowed)
             .with_state(state.clone());
         let router = if settings.mcp.enabled {
-            let mcp = mcp::router(state.clone(), settings, http.clone(), &deps.hasher, &deps.shared, &deps.metrics)
-                .map_err(InitError::Mcp)?;
+            let mcp = mcp::router(state.clone(), settings, http.clone(), &deps).map_err(InitError::Mcp)?;
             let a2a = a2a::router(state.clone(), settings, http.clone(), &deps).map_err(InitError::Mcp)?;
             router.merge(mcp).merge(a2a)
         } else {

@@ -44,7 +44,7 @@ mod tests;
 pub use a2a::{A2aAgentSettings, MAX_AGENT_NAME_LEN, valid_agent_name, valid_header_name};
 pub use litellm::{Compat, Ignored, Mapped};
 pub use load::{ENV_CONFIG, ENV_PREFIX, SEED_ENV, Sources};
-pub use mcp::{McpServerSettings, McpTransport};
+pub use mcp::{McpServerSettings, McpTransport, validate_server as validate_mcp_server};
 pub use model_list::{
     AliasTarget, AllowedFailsPolicy, FailureClass, ModelEntry, ModelInfo, ModelParams, PerFailure, Provider,
     RetryPolicy, RouterSettings, RoutingStrategy, UpstreamApi,

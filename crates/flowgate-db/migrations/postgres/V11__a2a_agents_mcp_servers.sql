@@ -17,3 +17,19 @@ CREATE TABLE a2a_agents (
 -- names, a JSON array of text. Empty: no restriction.
 ALTER TABLE virtual_keys ADD COLUMN a2a_agents TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE tenants ADD COLUMN a2a_agents TEXT NOT NULL DEFAULT '[]';
+-- Upstream MCP servers registered at run time (/api/admin/mcp/servers; http and sse transports):
+-- the headers sent to the server, sealed like the agents' (only their names are returned), and
+-- its tool options (allowed, disallowed, cacheable tools, prices), a JSON object.
+CREATE TABLE mcp_servers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    transport TEXT NOT NULL,
+    url TEXT NOT NULL,
+    description TEXT,
+    headers_sealed BYTEA,
+    header_names TEXT NOT NULL DEFAULT '[]',
+    options TEXT NOT NULL DEFAULT '{}',
+    timeout_secs BIGINT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
