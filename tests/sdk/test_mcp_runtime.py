@@ -204,3 +204,29 @@ def test_the_listening_stream_needs_a_session_and_an_event_stream_accept(stack):
     assert bad_session.status_code == 404
     json_only = httpx.get(f"{stack.proxy_url}/api/mcp", headers={"Authorization": f"Bearer {key}", "Accept": "application/json"}, timeout=10)
     assert json_only.status_code == 406
+
+
+def test_the_tool_catalog_lists_each_tool_with_the_keys_that_may_use_it(stack):
+    everything = stack.create_key(name="catalog-all")
+    limited = stack.create_key(name="catalog-limited", mcp_tools=["fixed__add"])
+    denied = stack.create_key(name="catalog-denied", mcp_denied_tools=["fixed__*"])
+    headers = admin(stack)
+
+    def catalog(**params) -> dict:
+        response = httpx.get(f"{stack.api_url}/api/mcp/tools", headers=headers, params=params, timeout=10)
+        assert response.status_code == 200, response.text
+        return {tool["name"]: tool for tool in response.json()["data"]}
+
+    # Written by the proxy when its servers were loaded.
+    assert wait_until(lambda: "fixed__add" in catalog(), timeout=15)
+    tools = catalog(server="fixed")
+    add_keys = {key["id"] for key in tools["fixed__add"]["keys"]}
+    forecast_keys = {key["id"] for key in tools["fixed__forecast"]["keys"]}
+    assert {everything["id"], limited["id"]} <= add_keys and denied["id"] not in add_keys
+    assert everything["id"] in forecast_keys and limited["id"] not in forecast_keys
+    assert tools["fixed__add"]["server"] == "fixed" and tools["fixed__add"]["tool"] == "add"
+    only = catalog(key_id=limited["id"])
+    assert [key["id"] for key in only["fixed__add"]["keys"]] == [limited["id"]]
+    assert only["fixed__forecast"]["keys"] == []
+    # Admin only.
+    assert httpx.get(f"{stack.api_url}/api/mcp/tools", timeout=10).status_code == 401

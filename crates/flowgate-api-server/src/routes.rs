@@ -64,6 +64,7 @@ admin_routes! {
     GET "/api/admin/mcp/servers/{name}" => mcp_servers::handlers::get,
     PATCH "/api/admin/mcp/servers/{name}" => mcp_servers::handlers::patch,
     DELETE "/api/admin/mcp/servers/{name}" => mcp_servers::handlers::delete,
+    GET "/api/mcp/tools" => mcp_servers::catalog::list,
 }
 
 /// Where the OpenAPI document is served (without authentication: it holds no secrets).

@@ -14,12 +14,14 @@
 //! - [`rules`]: the policy rule-set schema ([`RuleSet`]) the api-server validates on write and
 //!   the policy service evaluates.
 //! - [`audit`]: [`AuditRecord`], one request in the audit trail, and [`AUDIT_COLUMNS`].
-//! - [`mcp`]: the tool options of an MCP server registered at run time ([`mcp::McpServerOptions`]).
+//! - [`mcp`]: the tool options of an MCP server registered at run time ([`mcp::McpServerOptions`]);
+//!   [`mcp_access`]: who may use which MCP server and tool (the key's and tenant's glob lists).
 
 pub mod audit;
 pub mod channels;
 pub mod guardrails;
 pub mod mcp;
+pub mod mcp_access;
 pub mod rules;
 
 pub use audit::{AUDIT_COLUMNS, AuditRecord};

@@ -7,10 +7,13 @@
 //! publishes the server's name on `mcp:servers:changed`: proxies reload their servers and tell
 //! connected clients that the tool list changed.
 //!
+//! - `catalog`: `GET /api/mcp/tools`, the tool catalog the proxies wrote, with the keys that may
+//!   use each tool;
 //! - `handlers`: the HTTP handlers (sealing the headers);
 //! - `model`: request and response documents and their validation;
 //! - `store`: the SQL.
 
+pub(crate) mod catalog;
 pub(crate) mod handlers;
 pub(crate) mod model;
 pub(crate) mod store;

@@ -121,3 +121,79 @@ pub(crate) async fn delete_server(db: &Database, name: &str) -> Result<bool, sql
     let result = sqlx::query("DELETE FROM mcp_servers WHERE name = $1").bind(name).execute(db.pool()).await?;
     Ok(result.rows_affected() > 0)
 }
+
+/// One tool of the catalog the proxies wrote.
+pub(crate) struct CatalogTool {
+    pub(crate) server: String,
+    pub(crate) tool: String,
+    pub(crate) description: Option<String>,
+    pub(crate) seen_at: i64,
+}
+
+/// The tool catalog, by server and tool; only `server`'s when given.
+pub(crate) async fn catalog(db: &Database, server: Option<&str>) -> Result<Vec<CatalogTool>, sqlx::Error> {
+    let rows = match server {
+        Some(server) => sqlx::query(
+            "SELECT server, tool, description, seen_at FROM mcp_tool_catalog WHERE server = $1 ORDER BY server, tool",
+        )
+        .bind(server)
+        .fetch_all(db.pool())
+        .await?,
+        None => {
+            sqlx::query("SELECT server, tool, description, seen_at FROM mcp_tool_catalog ORDER BY server, tool")
+                .fetch_all(db.pool())
+                .await?
+        }
+    };
+    rows.iter()
+        .map(|row| {
+            Ok(CatalogTool {
+                server: row.try_get("server")?,
+                tool: row.try_get("tool")?,
+                description: row.try_get("description")?,
+                seen_at: row.try_get("seen_at")?,
+            })
+        })
+        .collect()
+}
+
+/// A usable key's MCP lists and its tenant's.
+pub(crate) struct KeyLists {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) tenant_id: String,
+    pub(crate) lists: flowgate_proto::keys::VirtualKey,
+}
+
+/// Every key that is neither revoked nor expired (only `key_id` when given), with its MCP lists.
+pub(crate) async fn usable_keys(db: &Database, key_id: Option<&str>) -> Result<Vec<KeyLists>, sqlx::Error> {
+    let sql = "SELECT k.id, k.name, k.tenant_id, k.mcp_servers, k.mcp_tools, k.mcp_denied_tools, \
+               t.mcp_servers AS tenant_mcp_servers, t.mcp_tools AS tenant_mcp_tools, \
+               t.mcp_denied_tools AS tenant_mcp_denied_tools \
+               FROM virtual_keys k LEFT JOIN tenants t ON t.id = k.tenant_id \
+               WHERE k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $1) AND ($2 = '' OR k.id = $3) \
+               ORDER BY k.created_at, k.id";
+    let id = key_id.unwrap_or_default();
+    let rows = sqlx::query(sql).bind(now_millis()).bind(id).bind(id).fetch_all(db.pool()).await?;
+    let list = |row: &AnyRow, column: &str| -> Result<Vec<String>, sqlx::Error> {
+        Ok(parse_list(&row.try_get::<Option<String>, _>(column)?.unwrap_or_default()))
+    };
+    rows.iter()
+        .map(|row| {
+            Ok(KeyLists {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+                tenant_id: row.try_get("tenant_id")?,
+                lists: flowgate_proto::keys::VirtualKey {
+                    mcp_servers: list(row, "mcp_servers")?,
+                    mcp_tools: list(row, "mcp_tools")?,
+                    mcp_denied_tools: list(row, "mcp_denied_tools")?,
+                    tenant_mcp_servers: list(row, "tenant_mcp_servers")?,
+                    tenant_mcp_tools: list(row, "tenant_mcp_tools")?,
+                    tenant_mcp_denied_tools: list(row, "tenant_mcp_denied_tools")?,
+                    ..flowgate_proto::keys::VirtualKey::default()
+                },
+            })
+        })
+        .collect()
+}

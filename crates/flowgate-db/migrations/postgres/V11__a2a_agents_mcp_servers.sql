@@ -33,3 +33,13 @@ CREATE TABLE mcp_servers (
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );
+-- The MCP tool catalog as the proxies last listed it (every tool their upstream servers offer,
+-- after the servers' allowed/disallowed tools), for the api-server's GET /api/mcp/tools; written
+-- by every proxy after a change of servers and every 5 minutes.
+CREATE TABLE mcp_tool_catalog (
+    server TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    description TEXT,
+    seen_at BIGINT NOT NULL,
+    PRIMARY KEY (server, tool)
+);

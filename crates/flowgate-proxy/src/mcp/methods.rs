@@ -356,7 +356,7 @@ fn result_pointers(result: &Value) -> Vec<TextPointer> {
 }
 
 /// Every tool of `server` (following `nextCursor`).
-async fn upstream_tools(name: &str, server: &Server) -> Result<Vec<Value>, UpstreamError> {
+pub(super) async fn upstream_tools(name: &str, server: &Server) -> Result<Vec<Value>, UpstreamError> {
     let mut tools = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..MAX_PAGES {

@@ -12,7 +12,8 @@
 //! - `access`: the key's allow- and deny-lists (globs); `cache`: the tool-call cache;
 //! - `upstream/`: the clients for upstream servers (Streamable HTTP, supervised stdio);
 //!   `registered`: the servers registered at run time (`/api/admin/mcp/servers`), reloaded on
-//!   `mcp:servers:changed`, with `notifications/*/list_changed` announced to open streams.
+//!   `mcp:servers:changed`, with `notifications/*/list_changed` announced to open streams;
+//!   `published`: the tool catalog written to the database for the api-server's `/api/mcp/tools`.
 
 mod access;
 mod cache;
@@ -21,6 +22,7 @@ mod http;
 pub(crate) mod jsonrpc;
 mod legacy;
 mod methods;
+mod published;
 mod registered;
 mod session;
 mod upstream;
@@ -121,6 +123,8 @@ pub(crate) struct Gateway {
     legacy: legacy::LegacySessions,
     /// Server-initiated messages for the open listening streams (`GET /api/mcp`), as SSE events.
     announcements: tokio::sync::broadcast::Sender<Bytes>,
+    /// Wakes the writer of the shared tool catalog (`published`) when the servers changed.
+    catalog_stale: tokio::sync::Notify,
 }
 
 impl Gateway {
@@ -135,6 +139,7 @@ impl Gateway {
         let before: Vec<String> = self.servers.load().keys().cloned().collect();
         let changed = !before.iter().eq(servers.keys());
         self.servers.store(Arc::new(servers));
+        self.catalog_stale.notify_one();
         if changed {
             for method in [
                 "notifications/tools/list_changed",
@@ -215,7 +220,9 @@ pub(crate) fn router(
         metrics: McpMetrics::register(&deps.metrics),
         legacy: legacy::LegacySessions::default(),
         announcements: tokio::sync::broadcast::channel(64).0,
+        catalog_stale: tokio::sync::Notify::new(),
     });
+    published::start(gateway.clone(), deps.database.clone(), proxy.tasks());
     registered::start(gateway.clone(), configured, deps, client, proxy.tasks());
     let state = McpState { proxy, gateway };
     Ok(Router::new()
