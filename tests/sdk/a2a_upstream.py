@@ -2,7 +2,8 @@
 DefaultRequestHandler), the upstream of tests/sdk/test_a2a.py.
 
 It answers `echo: <text>` as a message; `task: ...` runs a task that streams two artifact chunks a
-second apart and completes; `task: wait ...` leaves its task waiting for input (so it can be
+second apart and completes (`task: contact ...`: the first chunk holds an e-mail address);
+`task: wait ...` leaves its task waiting for input (so it can be
 cancelled). Every request must carry the agent's own credential (`X-Agent-Token`, configured in
 Flowgate) and must not carry a client's `Authorization`: anything else is answered 401.
 
@@ -42,7 +43,8 @@ class Echo(AgentExecutor):
         if "wait" in text:
             await updater.requires_input()
             return
-        await updater.add_artifact([new_text_part("part one")], artifact_id="answer", name="answer")
+        first = "write to agent.smith@example.com" if "contact" in text else "part one"
+        await updater.add_artifact([new_text_part(first)], artifact_id="answer", name="answer")
         await asyncio.sleep(1.0)
         await updater.add_artifact([new_text_part("part two")], artifact_id="answer", append=True, last_chunk=True)
         await updater.complete()

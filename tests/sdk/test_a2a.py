@@ -239,3 +239,27 @@ def test_agents_registered_through_the_api_are_served_without_a_restart(stack, a
 
     assert httpx.delete(f"{agents}/registered", headers=admin, timeout=10).status_code == 204
     assert wait_until(lambda: send().status_code == 404, timeout=10), send().text
+
+
+def test_guardrails_check_each_streamed_event_as_it_passes(stack):
+    key = stack.create_key(guardrail_policy={"mandatory_guardrails": ["pii-redact"]})["key"]
+
+    async def scenario():
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
+            client = await create_client(f"{stack.proxy_url}/a2a/echo", ClientConfig(httpx_client=http, streaming=True))
+            arrivals = []
+            async for event in client.send_message(user_message("task: contact")):
+                arrivals.append((time.monotonic(), event))
+            texts = [
+                part.text
+                for _, event in arrivals
+                if event.HasField("artifact_update")
+                for part in event.artifact_update.artifact.parts
+            ]
+            assert texts and texts[0].startswith("write to "), texts
+            assert "agent.smith@example.com" not in texts[0], texts
+            # Still a stream: the first chunk arrived a second before the second.
+            chunks = [at for at, event in arrivals if event.HasField("artifact_update")]
+            assert chunks[-1] - chunks[0] >= 0.5
+
+    anyio.run(scenario)

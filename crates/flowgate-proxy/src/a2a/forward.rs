@@ -179,7 +179,16 @@ pub(super) async fn call(
         .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
     if is_stream {
         audit.stream = true;
-        return passthrough(response, audit, admission);
+        // Each event is checked at the during-call stage (or post-call, for a plan without it).
+        let guard = plan.filter(|p| p.has(GuardrailStage::DuringCall) || p.has(GuardrailStage::PostCall)).map(|plan| {
+            let stage = if plan.has(GuardrailStage::DuringCall) {
+                GuardrailStage::DuringCall
+            } else {
+                GuardrailStage::PostCall
+            };
+            StreamGuard { state: state.clone(), key: key.clone(), agent: agent.clone(), plan, stage }
+        });
+        return passthrough(response, audit, admission, guard);
     }
     let remaining = found.timeout.saturating_sub(waited).max(Duration::from_secs(1));
     let body = match tokio::time::timeout(remaining, super::read_limited(response, MAX_ANSWER_BYTES)).await {
@@ -256,11 +265,23 @@ fn refused_by_guardrail(audit: &mut CallAudit, id: &Id, error: &ProxyError) -> R
 }
 
 /// An event stream passed on as it arrives; its audit record is written when it ends, breaks
-/// or the client leaves.
-fn passthrough(response: reqwest::Response, audit: CallAudit, admission: Admission) -> Response {
+/// or the client leaves. With a guardrail plan that checks answers, each event (one complete
+/// JSON-RPC answer) has its text parts checked before it is sent on; a refusal ends the stream
+/// with a JSON-RPC error event. Nothing is held back beyond the event being read.
+fn passthrough(
+    response: reqwest::Response,
+    audit: CallAudit,
+    admission: Admission,
+    guard: Option<StreamGuard>,
+) -> Response {
     let status = response.status();
-    let stream =
-        Tracked { inner: Box::pin(response.bytes_stream()), audit: Some(audit), admission: Some(admission), bytes: 0 };
+    let verdict = Arc::new(std::sync::Mutex::new(Verdict::default()));
+    let raw = response.bytes_stream();
+    let inner: Chunks = match guard {
+        None => Box::pin(futures_util::StreamExt::map(raw, |chunk| chunk.map_err(|e| super::describe_error(&e)))),
+        Some(guard) => guarded(Box::pin(raw), guard, verdict.clone()),
+    };
+    let stream = Tracked { inner, audit: Some(audit), admission: Some(admission), bytes: 0, verdict };
     let mut answer = Response::new(Body::from_stream(stream));
     *answer.status_mut() = status;
     let headers = answer.headers_mut();
@@ -270,7 +291,97 @@ fn passthrough(response: reqwest::Response, audit: CallAudit, admission: Admissi
     answer
 }
 
-type Chunks = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+type Chunks = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
+
+/// What the guardrails did to a stream, for its audit record.
+#[derive(Default)]
+struct Verdict {
+    actions: Vec<Value>,
+    /// A refusal: status and code.
+    refused: Option<(i64, String)>,
+}
+
+/// The guardrails of a streamed answer.
+pub(super) struct StreamGuard {
+    pub(super) state: A2aState,
+    pub(super) key: Arc<KeyInfo>,
+    pub(super) agent: String,
+    pub(super) plan: Plan,
+    pub(super) stage: GuardrailStage,
+}
+
+struct Guarding {
+    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    parser: crate::sse::SseParser,
+    queue: std::collections::VecDeque<crate::sse::SseEvent>,
+    guard: StreamGuard,
+    verdict: Arc<std::sync::Mutex<Verdict>>,
+    ended: bool,
+}
+
+/// The agent's events, each checked by the guardrails before it is passed on.
+fn guarded(
+    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    guard: StreamGuard,
+    verdict: Arc<std::sync::Mutex<Verdict>>,
+) -> Chunks {
+    let state = Guarding {
+        body,
+        parser: crate::sse::SseParser::default(),
+        queue: Default::default(),
+        guard,
+        verdict,
+        ended: false,
+    };
+    Box::pin(futures_util::stream::unfold(state, |mut at| async move {
+        loop {
+            if let Some(event) = at.queue.pop_front() {
+                let Ok(mut document) = serde_json::from_str::<Value>(&event.data) else {
+                    return Some((Ok(crate::sse::encode(event.event.as_deref(), &event.data)), at));
+                };
+                let pointers = parts::text_pointers(&document, "assistant");
+                let g = &mut at.guard;
+                let checked = check(&g.state, &g.key, &g.agent, &mut g.plan, g.stage, &mut document, pointers).await;
+                let mut verdict = at.verdict.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                verdict.actions.clone_from(&g.plan.actions);
+                if let Err(error) = checked {
+                    verdict.refused = Some((i64::from(error.status().as_u16()), error.code().to_owned()));
+                    drop(verdict);
+                    at.ended = true;
+                    at.queue.clear();
+                    let id = document.get("id").cloned().unwrap_or(Value::Null);
+                    let refusal = json!({"jsonrpc": "2.0", "id": id, "error": {
+                        "code": jsonrpc::GUARDRAIL, "message": error.to_string(), "data": {"code": error.code()}}});
+                    return Some((Ok(crate::sse::encode_json(event.event.as_deref(), &refusal)), at));
+                }
+                drop(verdict);
+                return Some((Ok(crate::sse::encode_json(event.event.as_deref(), &document)), at));
+            }
+            if at.ended {
+                return None;
+            }
+            match futures_util::StreamExt::next(&mut at.body).await {
+                None => {
+                    at.ended = true;
+                    if let Some(last) = at.parser.finish() {
+                        at.queue.push_back(last);
+                    }
+                }
+                Some(Err(error)) => {
+                    at.ended = true;
+                    return Some((Err(super::describe_error(&error)), at));
+                }
+                Some(Ok(chunk)) => match at.parser.push(&chunk) {
+                    Ok(events) => at.queue.extend(events),
+                    Err(_) => {
+                        at.ended = true;
+                        return Some((Err("an event of the agent's stream is too large".to_owned()), at));
+                    }
+                },
+            }
+        }
+    }))
+}
 
 /// The agent's event stream, counted as it passes.
 struct Tracked {
@@ -278,6 +389,7 @@ struct Tracked {
     audit: Option<CallAudit>,
     admission: Option<Admission>,
     bytes: usize,
+    verdict: Arc<std::sync::Mutex<Verdict>>,
 }
 
 impl Tracked {
@@ -285,8 +397,15 @@ impl Tracked {
         if let Some(admission) = self.admission.take() {
             admission.settle(Some((crate::wire::Usage::default(), 0)));
         }
-        if let Some(audit) = self.audit.take() {
-            audit.finish(status, code, self.bytes, outcome);
+        if let Some(mut audit) = self.audit.take() {
+            let verdict = self.verdict.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !verdict.actions.is_empty() {
+                audit.actions.clone_from(&verdict.actions);
+            }
+            match &verdict.refused {
+                Some((status, code)) => audit.finish(*status, Some(code), self.bytes, "refused"),
+                None => audit.finish(status, code, self.bytes, outcome),
+            }
         }
     }
 }
@@ -300,8 +419,7 @@ impl Stream for Tracked {
                 self.bytes += chunk.len();
                 Poll::Ready(Some(Ok(chunk)))
             }
-            Poll::Ready(Some(Err(error))) => {
-                let reason = super::describe_error(&error);
+            Poll::Ready(Some(Err(reason))) => {
                 self.finish(502, Some("upstream_error"), "upstream_error");
                 Poll::Ready(Some(Err(std::io::Error::other(reason))))
             }
