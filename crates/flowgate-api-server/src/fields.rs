@@ -237,7 +237,7 @@ const MAX_PATTERNS: usize = 1000;
 /// Longest glob pattern accepted in the MCP lists.
 const MAX_PATTERN_LEN: usize = 256;
 
-/// `mcp_servers`, `mcp_tools` or `mcp_denied_tools`: glob patterns (`*`, `?`), trimmed, deduplicated.
+/// `mcp_servers`, `mcp_tools`, `mcp_denied_tools` or `a2a_agents`: glob patterns (`*`, `?`), trimmed, deduplicated.
 pub(crate) fn validate_patterns(field: &str, patterns: &[String]) -> Result<Vec<String>, ApiError> {
     if patterns.len() > MAX_PATTERNS {
         return Err(ApiError::field(field, format!("must list at most {MAX_PATTERNS} patterns")));

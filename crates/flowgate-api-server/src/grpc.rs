@@ -36,10 +36,10 @@ impl KeyResolver {
         let row = sqlx::query(
             "SELECT k.id, k.tenant_id, k.name, k.revoked_at, k.expires_at, k.allowed_models, k.ip_allowlist, \
              k.budget_nanos, k.budget_period, k.rpm, k.tpm, k.requests_per_hour, k.max_parallel_requests, \
-             k.guardrail_policy, k.metadata, k.mcp_servers, k.mcp_tools, k.mcp_denied_tools, t.budget_nanos AS tenant_budget_nanos, t.budget_period AS tenant_budget_period, \
+             k.guardrail_policy, k.metadata, k.mcp_servers, k.mcp_tools, k.mcp_denied_tools, k.a2a_agents, t.budget_nanos AS tenant_budget_nanos, t.budget_period AS tenant_budget_period, \
              t.guardrail_defaults AS tenant_guardrail_defaults, t.store_prompts AS tenant_store_prompts, \
              t.mcp_servers AS tenant_mcp_servers, t.mcp_tools AS tenant_mcp_tools, \
-             t.mcp_denied_tools AS tenant_mcp_denied_tools \
+             t.mcp_denied_tools AS tenant_mcp_denied_tools, t.a2a_agents AS tenant_a2a_agents \
              FROM virtual_keys k LEFT JOIN tenants t ON t.id = k.tenant_id \
              WHERE k.key_hash = $1 OR (k.previous_key_hash = $2 AND k.previous_key_expires_at > $3)",
         )
@@ -77,6 +77,8 @@ impl KeyResolver {
             tenant_mcp_denied_tools: json_list(
                 &row.try_get::<Option<String>, _>("tenant_mcp_denied_tools")?.unwrap_or_default(),
             ),
+            a2a_agents: json_list(&row.try_get::<String, _>("a2a_agents")?),
+            tenant_a2a_agents: json_list(&row.try_get::<Option<String>, _>("tenant_a2a_agents")?.unwrap_or_default()),
             #[expect(clippy::cast_precision_loss, reason = "budgets are far below 2^53 nano-dollars")]
             budget_usd: budget_nanos.map_or(0.0, |n| n as f64 / NANOS_PER_USD),
             budget_period: row.try_get("budget_period")?,

@@ -13,7 +13,9 @@
 //!   `flowgate_contracts::rules`), `audit` (the trail query and its streamed CSV/NDJSON export),
 //!   `analytics` (spend and provider performance over the trail), `routing` (deployments at
 //!   run time, the file's read-only, with the proxies' live view), `credentials` (provider keys
-//!   sealed by `flowgate_db::credentials`, write-only).
+//!   sealed by `flowgate_db::credentials`, write-only), `a2a` (the A2A agents registered at run
+//!   time, their headers sealed), `mcp_servers` (the upstream MCP servers registered at run
+//!   time, likewise).
 //! - `fields`: conventions every document shares (money, timestamps, PATCH nulls, paging);
 //!   `sql`: the data-access helpers every store uses (numbered placeholders, `UPDATE`s from
 //!   changes, keyset pages); `extract`: JSON and query extractors whose rejections are 400s;
@@ -24,6 +26,7 @@
 //! - `grpc`: `KeyService::ResolveKey` for the proxies (typed guardrail policy, or marked
 //!   unreadable).
 
+mod a2a;
 mod analytics;
 mod audit;
 mod credentials;
@@ -35,6 +38,7 @@ mod grpc;
 mod guardrails;
 mod health;
 mod keys;
+mod mcp_servers;
 mod policies;
 pub mod routes;
 mod routing;
@@ -50,7 +54,7 @@ use std::time::Duration;
 use axum::Router;
 use flowgate_common::Settings;
 use flowgate_common::metrics::Metrics;
-use flowgate_common::secretbox::{GUARDRAIL_TOKEN_CONTEXT, SealKey};
+use flowgate_common::secretbox::{A2A_HEADERS_CONTEXT, GUARDRAIL_TOKEN_CONTEXT, MCP_HEADERS_CONTEXT, SealKey};
 use flowgate_common::server::{BaseState, ReadinessCheck, ServiceHost, grpc_routes};
 use flowgate_db::Database;
 use flowgate_proto::keys::key_service_server::KeyServiceServer;
@@ -150,6 +154,10 @@ impl Application {
             database: deps.database.clone(),
             shared: deps.shared.clone(),
             seal_key: Arc::new(SealKey::from_hasher(&deps.hasher, GUARDRAIL_TOKEN_CONTEXT)),
+            a2a_seal_key: Arc::new(SealKey::from_hasher(&deps.hasher, A2A_HEADERS_CONTEXT)),
+            config_agents: Arc::new(settings.a2a_agents.keys().cloned().collect()),
+            mcp_seal_key: Arc::new(SealKey::from_hasher(&deps.hasher, MCP_HEADERS_CONTEXT)),
+            config_mcp_servers: Arc::new(settings.mcp_servers.keys().cloned().collect()),
             hasher: deps.hasher.clone(),
             http,
             targets: Arc::new(health::HealthTargets::from_settings(settings)),

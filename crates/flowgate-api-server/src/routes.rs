@@ -11,7 +11,7 @@ use axum::routing::{MethodFilter, get, on};
 use secrecy::SecretString;
 
 use crate::state::AppState;
-use crate::{analytics, audit, credentials, guardrails, health, keys, policies, routing, tenants};
+use crate::{a2a, analytics, audit, credentials, guardrails, health, keys, mcp_servers, policies, routing, tenants};
 
 /// Declares the admin routes once: `ADMIN_ROUTES` (method, path) and `admin_router`.
 macro_rules! admin_routes {
@@ -65,6 +65,17 @@ admin_routes! {
     GET "/api/credentials/{name}" => credentials::handlers::get,
     PUT "/api/credentials/{name}" => credentials::handlers::replace,
     DELETE "/api/credentials/{name}" => credentials::handlers::delete,
+    POST "/api/admin/a2a/agents" => a2a::handlers::create,
+    GET "/api/admin/a2a/agents" => a2a::handlers::list,
+    GET "/api/admin/a2a/agents/{name}" => a2a::handlers::get,
+    PATCH "/api/admin/a2a/agents/{name}" => a2a::handlers::patch,
+    DELETE "/api/admin/a2a/agents/{name}" => a2a::handlers::delete,
+    POST "/api/admin/mcp/servers" => mcp_servers::handlers::create,
+    GET "/api/admin/mcp/servers" => mcp_servers::handlers::list,
+    GET "/api/admin/mcp/servers/{name}" => mcp_servers::handlers::get,
+    PATCH "/api/admin/mcp/servers/{name}" => mcp_servers::handlers::patch,
+    DELETE "/api/admin/mcp/servers/{name}" => mcp_servers::handlers::delete,
+    GET "/api/mcp/tools" => mcp_servers::catalog::list,
 }
 
 /// Where the OpenAPI document is served (without authentication: it holds no secrets).

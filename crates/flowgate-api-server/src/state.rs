@@ -18,6 +18,14 @@ pub(crate) struct AppState {
     pub(crate) hasher: KeyHasher,
     /// Seals HTTP guardrail bearer tokens.
     pub(crate) seal_key: Arc<SealKey>,
+    /// Seals the headers sent to registered A2A agents.
+    pub(crate) a2a_seal_key: Arc<SealKey>,
+    /// The A2A agents of the config file (read-only through the API).
+    pub(crate) config_agents: Arc<Vec<String>>,
+    /// Seals the headers sent to MCP servers registered at run time.
+    pub(crate) mcp_seal_key: Arc<SealKey>,
+    /// The MCP servers of the config file (read-only through the API).
+    pub(crate) config_mcp_servers: Arc<Vec<String>>,
     /// For the health checks of the other services.
     pub(crate) http: reqwest::Client,
     /// Where the other services answer.

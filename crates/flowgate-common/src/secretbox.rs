@@ -22,6 +22,14 @@ use crate::keys::KeyHasher;
 /// Context of the key that seals HTTP guardrail bearer tokens (`guardrails.http_token_sealed`).
 pub const GUARDRAIL_TOKEN_CONTEXT: &str = "flowgate/secretbox/v1/guardrail-http-token";
 
+/// Context of the key that seals the headers sent to registered A2A agents
+/// (`a2a_agents.headers_sealed`: a JSON object of header name to value).
+pub const A2A_HEADERS_CONTEXT: &str = "flowgate/secretbox/v1/a2a-agent-headers";
+
+/// Context of the key that seals the headers sent to MCP servers registered at run time
+/// (`mcp_servers.headers_sealed`: a JSON object of header name to value).
+pub const MCP_HEADERS_CONTEXT: &str = "flowgate/secretbox/v1/mcp-server-headers";
+
 /// Authentication tag length of ChaCha20-Poly1305.
 const TAG_LEN: usize = 16;
 

@@ -14,3 +14,11 @@ pub const POLICIES_CHANGED: &str = "policies:changed";
 /// The routing table changed (a deployment or a provider credential was written through
 /// `/api/routing` or `/api/credentials`). Payload: the new routing revision.
 pub const ROUTING_CHANGED: &str = "routing:changed";
+/// An A2A agent was registered, changed or removed (`/api/admin/a2a/agents`). Payload: the
+/// agent's name. Proxies reload the registered agents.
+pub const A2A_AGENTS_CHANGED: &str = "a2a:changed";
+
+/// An MCP server was registered, changed or removed (`/api/admin/mcp/servers`). Payload: the
+/// server's name. Proxies reload their upstream servers and tell connected clients that the tool
+/// list changed.
+pub const MCP_SERVERS_CHANGED: &str = "mcp:servers:changed";

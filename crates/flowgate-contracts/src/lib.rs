@@ -16,10 +16,14 @@
 //! - [`routing`]: the proxies' live deployment snapshots (key prefix, TTL, shape) that
 //!   `GET /api/routing` reads, and the provider-key reference prefixes.
 //! - [`audit`]: [`AuditRecord`], one request in the audit trail, and [`AUDIT_COLUMNS`].
+//! - [`mcp`]: the tool options of an MCP server registered at run time ([`mcp::McpServerOptions`]);
+//!   [`mcp_access`]: who may use which MCP server and tool (the key's and tenant's glob lists).
 
 pub mod audit;
 pub mod channels;
 pub mod guardrails;
+pub mod mcp;
+pub mod mcp_access;
 pub mod routing;
 pub mod rules;
 

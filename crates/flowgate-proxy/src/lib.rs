@@ -15,9 +15,11 @@
 //!   `google_auth`: service-account tokens; [`mock`]: the built-in `mock` provider; [`mock_server`]: the same
 //!   answers over HTTP.
 //! - `mcp`: the MCP gateway at `/api/mcp` (when `mcp.enabled`): upstream MCP servers' tools
-//!   aggregated, per-key tool permissions, audit, the tool-call cache.
+//!   aggregated, per-key tool permissions, audit, the tool-call cache; `a2a`: A2A agent routing
+//!   at `/a2a/{agent}` and the agent cards (also when `mcp.enabled`).
 //! - Leaves: `wire` (endpoint, usage, clock), `rate_headers`, `sse`, `error`, `aws`, `google_auth`.
 
+mod a2a;
 mod audit;
 mod auth;
 pub mod aws;
@@ -276,9 +278,9 @@ impl Application {
             .method_not_allowed_fallback(pipeline::method_not_allowed)
             .with_state(state.clone());
         let router = if settings.mcp.enabled {
-            let mcp = mcp::router(state.clone(), settings, http.clone(), &deps.hasher, &deps.shared, &deps.metrics)
-                .map_err(InitError::Mcp)?;
-            router.merge(mcp)
+            let mcp = mcp::router(state.clone(), settings, http.clone(), &deps).map_err(InitError::Mcp)?;
+            let a2a = a2a::router(state.clone(), settings, http.clone(), &deps).map_err(InitError::Mcp)?;
+            router.merge(mcp).merge(a2a)
         } else {
             router
         };

@@ -79,6 +79,7 @@ pub(crate) struct CreateKey {
     mcp_servers: Option<Vec<String>>,
     mcp_tools: Option<Vec<String>>,
     mcp_denied_tools: Option<Vec<String>>,
+    a2a_agents: Option<Vec<String>>,
 }
 
 /// A key's writable columns, validated.
@@ -99,6 +100,7 @@ pub(crate) struct KeyFields {
     pub(crate) mcp_servers: String,
     pub(crate) mcp_tools: String,
     pub(crate) mcp_denied_tools: String,
+    pub(crate) a2a_agents: String,
 }
 
 impl KeyFields {
@@ -120,6 +122,7 @@ impl KeyFields {
             mcp_servers: "[]".to_owned(),
             mcp_tools: "[]".to_owned(),
             mcp_denied_tools: "[]".to_owned(),
+            a2a_agents: "[]".to_owned(),
         }
     }
 }
@@ -154,6 +157,7 @@ impl CreateKey {
                 "mcp_denied_tools",
                 self.mcp_denied_tools.as_deref().unwrap_or_default(),
             )?),
+            a2a_agents: list_text(&validate_patterns("a2a_agents", self.a2a_agents.as_deref().unwrap_or_default())?),
         })
     }
 }
@@ -194,6 +198,8 @@ pub(crate) struct PatchKey {
     mcp_tools: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "present")]
     mcp_denied_tools: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    a2a_agents: Option<Option<Vec<String>>>,
 }
 
 impl PatchKey {
@@ -253,6 +259,7 @@ impl PatchKey {
             ("mcp_servers", &self.mcp_servers),
             ("mcp_tools", &self.mcp_tools),
             ("mcp_denied_tools", &self.mcp_denied_tools),
+            ("a2a_agents", &self.a2a_agents),
         ] {
             if let Some(patterns) = patterns {
                 let patterns = validate_patterns(column, patterns.as_deref().unwrap_or_default())?;
@@ -291,6 +298,7 @@ pub(crate) struct KeyRow {
     pub(crate) mcp_servers: String,
     pub(crate) mcp_tools: String,
     pub(crate) mcp_denied_tools: String,
+    pub(crate) a2a_agents: String,
     pub(crate) revoked_at: Option<i64>,
     pub(crate) previous_key_expires_at: Option<i64>,
     pub(crate) created_at: i64,
@@ -326,6 +334,7 @@ pub(crate) struct KeyView {
     mcp_servers: Vec<String>,
     mcp_tools: Vec<String>,
     mcp_denied_tools: Vec<String>,
+    a2a_agents: Vec<String>,
     revoked_at: Option<String>,
     /// While a rotation's grace period runs: when the previous key stops working.
     previous_key_expires_at: Option<String>,
@@ -353,6 +362,7 @@ impl KeyView {
             mcp_servers: parse_list(&row.mcp_servers),
             mcp_tools: parse_list(&row.mcp_tools),
             mcp_denied_tools: parse_list(&row.mcp_denied_tools),
+            a2a_agents: parse_list(&row.a2a_agents),
             revoked_at: row.revoked_at.map(rfc3339),
             previous_key_expires_at: row.previous_key_expires_at.filter(|at| *at > now).map(rfc3339),
             created_at: rfc3339(row.created_at),
@@ -546,6 +556,7 @@ mod tests {
             mcp_servers: "[]".into(),
             mcp_tools: "[]".into(),
             mcp_denied_tools: "[]".into(),
+            a2a_agents: "[]".into(),
             revoked_at: None,
             previous_key_expires_at: None,
             created_at: 0,

@@ -14,7 +14,7 @@ use crate::sql::{Bind, bind_all, page_clause, select_page, update};
 
 const KEY_COLUMNS: &str = "id, tenant_id, name, budget_nanos, budget_period, rpm, tpm, requests_per_hour, \
      max_parallel_requests, allowed_models, ip_allowlist, expires_at, metadata, guardrail_policy, mcp_servers, mcp_tools, \
-     mcp_denied_tools, revoked_at, previous_key_expires_at, created_at, updated_at";
+     mcp_denied_tools, a2a_agents, revoked_at, previous_key_expires_at, created_at, updated_at";
 
 fn key_row(row: &AnyRow) -> Result<KeyRow, sqlx::Error> {
     Ok(KeyRow {
@@ -35,6 +35,7 @@ fn key_row(row: &AnyRow) -> Result<KeyRow, sqlx::Error> {
         mcp_servers: row.try_get("mcp_servers")?,
         mcp_tools: row.try_get("mcp_tools")?,
         mcp_denied_tools: row.try_get("mcp_denied_tools")?,
+        a2a_agents: row.try_get("a2a_agents")?,
         revoked_at: row.try_get("revoked_at")?,
         previous_key_expires_at: row.try_get("previous_key_expires_at")?,
         created_at: row.try_get("created_at")?,
@@ -54,8 +55,8 @@ pub(crate) async fn insert_key(
     sqlx::query(
         "INSERT INTO virtual_keys (id, tenant_id, name, key_hash, budget_nanos, budget_period, rpm, tpm, \
          requests_per_hour, max_parallel_requests, allowed_models, ip_allowlist, expires_at, metadata, \
-         guardrail_policy, mcp_servers, mcp_tools, mcp_denied_tools, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+         guardrail_policy, mcp_servers, mcp_tools, mcp_denied_tools, a2a_agents, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
     )
     .bind(id)
     .bind(tenant_id)
@@ -75,6 +76,7 @@ pub(crate) async fn insert_key(
     .bind(&fields.mcp_servers)
     .bind(&fields.mcp_tools)
     .bind(&fields.mcp_denied_tools)
+    .bind(&fields.a2a_agents)
     .bind(now)
     .bind(now)
     .execute(db.pool())

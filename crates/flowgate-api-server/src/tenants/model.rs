@@ -24,6 +24,7 @@ pub(crate) struct CreateTenant {
     mcp_servers: Option<Vec<String>>,
     mcp_tools: Option<Vec<String>>,
     mcp_denied_tools: Option<Vec<String>>,
+    a2a_agents: Option<Vec<String>>,
 }
 
 /// A tenant's writable columns, validated.
@@ -38,6 +39,7 @@ pub(crate) struct TenantFields {
     pub(crate) mcp_servers: String,
     pub(crate) mcp_tools: String,
     pub(crate) mcp_denied_tools: String,
+    pub(crate) a2a_agents: String,
 }
 
 impl CreateTenant {
@@ -58,6 +60,7 @@ impl CreateTenant {
                 "mcp_denied_tools",
                 &self.mcp_denied_tools.unwrap_or_default(),
             )?),
+            a2a_agents: list_text(&validate_patterns("a2a_agents", &self.a2a_agents.unwrap_or_default())?),
         })
     }
 }
@@ -84,6 +87,8 @@ pub(crate) struct PatchTenant {
     mcp_tools: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "present")]
     mcp_denied_tools: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    a2a_agents: Option<Option<Vec<String>>>,
 }
 
 impl PatchTenant {
@@ -115,6 +120,7 @@ impl PatchTenant {
             ("mcp_servers", self.mcp_servers),
             ("mcp_tools", self.mcp_tools),
             ("mcp_denied_tools", self.mcp_denied_tools),
+            ("a2a_agents", self.a2a_agents),
         ] {
             if let Some(patterns) = patterns {
                 let patterns = validate_patterns(column, &patterns.unwrap_or_default())?;
@@ -137,6 +143,7 @@ pub(crate) struct TenantRow {
     pub(crate) mcp_servers: String,
     pub(crate) mcp_tools: String,
     pub(crate) mcp_denied_tools: String,
+    pub(crate) a2a_agents: String,
     pub(crate) metadata: String,
     pub(crate) created_at: i64,
     pub(crate) updated_at: i64,
@@ -154,6 +161,7 @@ pub(crate) struct TenantView {
     mcp_servers: Vec<String>,
     mcp_tools: Vec<String>,
     mcp_denied_tools: Vec<String>,
+    a2a_agents: Vec<String>,
     metadata: Value,
     created_at: String,
     updated_at: String,
@@ -171,6 +179,7 @@ impl From<TenantRow> for TenantView {
             mcp_servers: parse_list(&row.mcp_servers),
             mcp_tools: parse_list(&row.mcp_tools),
             mcp_denied_tools: parse_list(&row.mcp_denied_tools),
+            a2a_agents: parse_list(&row.a2a_agents),
             metadata: parse_object(&row.metadata),
             created_at: rfc3339(row.created_at),
             updated_at: rfc3339(row.updated_at),

@@ -12,7 +12,7 @@ use crate::sql::{Bind, bind_all, page_clause, select_page, update};
 pub(crate) const DEFAULT_TENANT: &str = "default";
 
 const TENANT_COLUMNS: &str = "id, name, budget_nanos, budget_period, guardrail_defaults, store_prompts, mcp_servers, \
-     mcp_tools, mcp_denied_tools, metadata, created_at, updated_at";
+     mcp_tools, mcp_denied_tools, a2a_agents, metadata, created_at, updated_at";
 
 fn tenant_row(row: &AnyRow) -> Result<TenantRow, sqlx::Error> {
     Ok(TenantRow {
@@ -25,6 +25,7 @@ fn tenant_row(row: &AnyRow) -> Result<TenantRow, sqlx::Error> {
         mcp_servers: row.try_get("mcp_servers")?,
         mcp_tools: row.try_get("mcp_tools")?,
         mcp_denied_tools: row.try_get("mcp_denied_tools")?,
+        a2a_agents: row.try_get("a2a_agents")?,
         metadata: row.try_get("metadata")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -42,8 +43,8 @@ pub(crate) async fn insert_tenant(db: &Database, fields: &TenantFields) -> Resul
     let now = now_millis();
     sqlx::query(
         "INSERT INTO tenants (id, name, budget_nanos, budget_period, guardrail_defaults, store_prompts, mcp_servers, \
-         mcp_tools, mcp_denied_tools, metadata, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         mcp_tools, mcp_denied_tools, a2a_agents, metadata, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&id)
     .bind(&fields.name)
@@ -54,6 +55,7 @@ pub(crate) async fn insert_tenant(db: &Database, fields: &TenantFields) -> Resul
     .bind(&fields.mcp_servers)
     .bind(&fields.mcp_tools)
     .bind(&fields.mcp_denied_tools)
+    .bind(&fields.a2a_agents)
     .bind(&fields.metadata)
     .bind(now)
     .bind(now)

@@ -151,7 +151,7 @@ impl Settings {
 impl Settings {
     /// The MCP gateway: on or off, and each upstream server (never its header or env values).
     fn describe_mcp(&self, out: &mut String) {
-        if !self.mcp.enabled && self.mcp_servers.is_empty() {
+        if !self.mcp.enabled && self.mcp_servers.is_empty() && self.a2a_agents.is_empty() {
             return;
         }
         let state = if self.mcp.enabled { "on" } else { "off (mcp.enabled is false)" };
@@ -176,6 +176,17 @@ impl Settings {
                 facts.push(format!("cached: {}", tools.join(", ")));
             }
             let _ = writeln!(out, "; {}", facts.join("; "));
+        }
+        if !self.a2a_agents.is_empty() {
+            let _ = writeln!(out, "A2A agents: {}", self.a2a_agents.len());
+            for (name, agent) in &self.a2a_agents {
+                let _ = write!(out, "  {name}: card {}; timeout {} s", agent.card_url, agent.timeout_secs);
+                if !agent.headers.is_empty() {
+                    let names: Vec<&str> = agent.headers.keys().map(String::as_str).collect();
+                    let _ = write!(out, "; headers {} (values hidden)", names.join(", "));
+                }
+                let _ = writeln!(out);
+            }
         }
     }
 }

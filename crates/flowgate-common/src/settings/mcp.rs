@@ -101,6 +101,15 @@ const RESERVED_NAMES: &[&str] = &["tools", "auth", "cache", "sse", "messages"];
 /// Start-up checks of `mcp_servers`.
 pub(super) fn validate(servers: &BTreeMap<String, McpServerSettings>) -> Result<(), ConfigError> {
     for (name, server) in servers {
+        validate_server(name, server)?;
+    }
+    Ok(())
+}
+
+/// The checks of one server named `name` (the config file's, or one registered at run time):
+/// errors name the field as `mcp_servers.{name}.{field}`.
+pub fn validate_server(name: &str, server: &McpServerSettings) -> Result<(), ConfigError> {
+    {
         let at = |field: &str| format!("mcp_servers.{name}.{field}");
         if name.is_empty()
             || name.len() > MAX_NAME_LEN
@@ -115,7 +124,7 @@ pub(super) fn validate(servers: &BTreeMap<String, McpServerSettings>) -> Result<
                 ),
             ));
         }
-        if RESERVED_NAMES.contains(&name.as_str()) {
+        if RESERVED_NAMES.contains(&name) {
             return Err(ConfigError::field(
                 format!("mcp_servers.{name}"),
                 format!("`{name}` is taken by a gateway route (/api/mcp/{name}); pick another name"),

@@ -15,6 +15,7 @@
 //! - `sections`: the sections every service reads, with their defaults;
 //! - `model_list`: the LiteLLM-compatible `model_list` and `router_settings`;
 //! - `mcp`: the upstream MCP servers (`mcp_servers`);
+//! - `a2a`: the remote A2A agents (`a2a_agents`);
 //! - `litellm`: the pass that lets a LiteLLM proxy config load as it is (mapped and ignored
 //!   fields, `environment_variables`, `os.environ/` in every string);
 //! - `describe`: what a loaded configuration means, as `flowgate config check` prints it;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod a2a;
 mod describe;
 mod guard;
 mod litellm;
@@ -40,9 +42,10 @@ mod values;
 #[cfg(test)]
 mod tests;
 
+pub use a2a::{A2aAgentSettings, MAX_AGENT_NAME_LEN, valid_agent_name, valid_header_name};
 pub use litellm::{Compat, Ignored, Mapped};
 pub use load::{ENV_CONFIG, ENV_PREFIX, SEED_ENV, Sources, model_entry_from_json};
-pub use mcp::{McpServerSettings, McpTransport};
+pub use mcp::{McpServerSettings, McpTransport, validate_server as validate_mcp_server};
 pub use model_list::{
     AliasTarget, AllowedFailsPolicy, FailureClass, ModelEntry, ModelInfo, ModelParams, PerFailure, Provider,
     RetryPolicy, RouterSettings, RoutingStrategy, UpstreamApi,
@@ -114,6 +117,8 @@ pub struct Settings {
     pub mcp: McpSettings,
     /// The upstream MCP servers the gateway aggregates, by name (used when `mcp.enabled`).
     pub mcp_servers: std::collections::BTreeMap<String, McpServerSettings>,
+    /// The remote A2A agents the gateway routes to, by name (used when `mcp.enabled`).
+    pub a2a_agents: std::collections::BTreeMap<String, A2aAgentSettings>,
     /// Logs and traces.
     pub telemetry: TelemetrySettings,
     /// The audit trail.

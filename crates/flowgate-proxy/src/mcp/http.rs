@@ -1,9 +1,11 @@
 //! The Streamable HTTP transport, server side: one JSON-RPC message per POST, answered as JSON
 //! (a request) or 202 (a notification or response). The virtual key authenticates every POST;
 //! `initialize` opens a session (`Mcp-Session-Id`, signed, see `session`), and every later
-//! request must carry it and, when it sends one, a supported `MCP-Protocol-Version`. The gateway
-//! sends no server-initiated messages, so `GET` (the listening stream) is 405, as is `DELETE`
-//! (stateless sessions end by expiring).
+//! request must carry it and, when it sends one, a supported `MCP-Protocol-Version`. `GET` with
+//! the session opens the listening stream: server-initiated messages as SSE events
+//! (`notifications/tools/list_changed` and its prompts and resources siblings, when upstream
+//! servers are added or removed), a comment every 15 s while idle. `DELETE` is 405 (stateless
+//! sessions end by expiring).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -86,7 +88,7 @@ async fn handle(state: McpState, scope: Option<String>, peer: SocketAddr, header
     };
     // Only an authenticated caller learns which servers exist.
     if let Some(server) = &scope
-        && !state.gateway.servers.contains_key(server)
+        && !state.gateway.servers().contains_key(server)
     {
         return unknown_server(server);
     }
@@ -137,7 +139,7 @@ async fn handle(state: McpState, scope: Option<String>, peer: SocketAddr, header
             );
         }
     }
-    let call = super::methods::Call { state: &state, key: &key, scope: scope.as_deref(), client_ip: &client_ip };
+    let call = super::methods::Call::new(&state, &key, scope.as_deref(), &client_ip);
     let answer = call.dispatch(&id, &method, params).await;
     let mut response = (StatusCode::OK, Json(answer)).into_response();
     if let Ok(value) = HeaderValue::from_str(&session.protocol_version) {
@@ -154,9 +156,9 @@ pub(crate) fn initialize_result(params: &serde_json::Map<String, Value>) -> (Val
     let result = serde_json::json!({
         "protocolVersion": version,
         "capabilities": {
-            "tools": {"listChanged": false},
-            "prompts": {"listChanged": false},
-            "resources": {"subscribe": false, "listChanged": false},
+            "tools": {"listChanged": true},
+            "prompts": {"listChanged": true},
+            "resources": {"subscribe": false, "listChanged": true},
         },
         "serverInfo": {"name": "flowgate", "version": env!("CARGO_PKG_VERSION")},
     });
@@ -189,18 +191,91 @@ pub(crate) fn unknown_server(server: &str) -> Response {
     rpc_error(StatusCode::NOT_FOUND, None, jsonrpc::INVALID_REQUEST, &message)
 }
 
-/// `GET`: no server-initiated stream is offered.
-pub(crate) async fn no_stream() -> Response {
-    (
-        StatusCode::METHOD_NOT_ALLOWED,
-        [(header::ALLOW, "POST")],
-        Json(jsonrpc::error(
+/// How often an idle listening stream gets a comment, so proxies in between keep it open.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// `GET /api/mcp`: the listening stream of a session.
+#[tracing::instrument(name = "mcp.listen", skip_all)]
+pub(crate) async fn listen_aggregate(
+    State(state): State<McpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    listen(state, None, peer, headers).await
+}
+
+/// `GET /api/mcp/{server}`: the listening stream of a session with one server.
+#[tracing::instrument(name = "mcp.listen_server", skip_all, fields(server = %server))]
+pub(crate) async fn listen_server(
+    State(state): State<McpState>,
+    Path(server): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    listen(state, Some(server), peer, headers).await
+}
+
+async fn listen(state: McpState, scope: Option<String>, peer: SocketAddr, headers: HeaderMap) -> Response {
+    let (key, _) = match authenticate(&state, &headers, peer).await {
+        Ok(found) => found,
+        Err(refusal) => return refusal,
+    };
+    if let Some(server) = &scope {
+        if !state.gateway.servers().contains_key(server) {
+            return unknown_server(server);
+        }
+        if let Err(refusal) = super::access::KeyAccess::of(&key.key).server(server) {
+            return rpc_error(StatusCode::FORBIDDEN, None, jsonrpc::FORBIDDEN, &refusal.message(server, ""));
+        }
+    }
+    let accepts_events = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/event-stream") || v.contains("*/*"));
+    if !accepts_events {
+        return rpc_error(
+            StatusCode::NOT_ACCEPTABLE,
             None,
             jsonrpc::INVALID_REQUEST,
-            "this endpoint offers no server-initiated stream; POST JSON-RPC messages",
-        )),
-    )
-        .into_response()
+            "the listening stream is an event stream: send Accept: text/event-stream",
+        );
+    }
+    let Some(session_id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "missing Mcp-Session-Id: send `initialize` first and pass the session id it returns",
+        );
+    };
+    let Some(session) = state.gateway.signer.check(session_id, &key.key.id, now_secs()) else {
+        return rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            jsonrpc::INVALID_REQUEST,
+            "unknown or expired MCP session: initialize a new one",
+        );
+    };
+    let receiver = state.gateway.announcements.subscribe();
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            match tokio::time::timeout(KEEP_ALIVE, receiver.recv()).await {
+                Ok(Ok(event)) => return Some((Ok::<_, std::convert::Infallible>(event), receiver)),
+                // Fell behind: the notices skipped say only that lists changed, as the next one will.
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
+                Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), receiver)),
+            }
+        }
+    });
+    let mut response =
+        ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(stream))
+            .into_response();
+    if let Ok(value) = HeaderValue::from_str(&session.protocol_version) {
+        response.headers_mut().insert(VERSION_HEADER, value);
+    }
+    response
 }
 
 /// `DELETE`: sessions are stateless and end by expiring.

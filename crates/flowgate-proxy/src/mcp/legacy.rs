@@ -34,7 +34,7 @@ pub(crate) struct LegacySession {
     key_id: String,
     scope: Option<String>,
     client_ip: String,
-    events: mpsc::Sender<Bytes>,
+    pub(super) events: mpsc::Sender<Bytes>,
 }
 
 /// The open streams of this process, by session id.
@@ -79,7 +79,7 @@ async fn open(state: McpState, scope: Option<String>, peer: SocketAddr, headers:
         Err(refusal) => return refusal,
     };
     if let Some(server) = &scope {
-        if !state.gateway.servers.contains_key(server) {
+        if !state.gateway.servers().contains_key(server) {
             return super::http::unknown_server(server);
         }
         if let Err(refusal) = super::access::KeyAccess::of(&key.key).server(server) {
@@ -166,7 +166,7 @@ pub(crate) async fn post_message(
     let answer = if method == "initialize" {
         jsonrpc::result(&id, initialize_result(&params).0)
     } else {
-        let call = super::methods::Call { state: &state, key: &key, scope: scope.as_deref(), client_ip: &client_ip };
+        let call = super::methods::Call::new(&state, &key, scope.as_deref(), &client_ip);
         call.dispatch(&id, &method, params).await
     };
     if events.send(crate::sse::encode_json(Some("message"), &answer)).await.is_err() {

@@ -9,6 +9,7 @@
 //! stage.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flowgate_contracts::GuardrailStage;
@@ -36,6 +37,15 @@ pub(crate) struct Call<'a> {
     /// `Some(server)` at `/api/mcp/{server}`.
     pub(crate) scope: Option<&'a str>,
     pub(crate) client_ip: &'a str,
+    /// The upstream servers when the request arrived (servers registered at run time come and go).
+    servers: Arc<BTreeMap<String, Arc<Server>>>,
+}
+
+impl<'a> Call<'a> {
+    /// The context of one request, over the servers configured now.
+    pub(crate) fn new(state: &'a McpState, key: &'a KeyInfo, scope: Option<&'a str>, client_ip: &'a str) -> Self {
+        Self { state, key, scope, client_ip, servers: state.gateway.servers() }
+    }
 }
 
 impl Call<'_> {
@@ -61,13 +71,11 @@ impl Call<'_> {
     /// The servers in scope that the key may reach, by name.
     pub(crate) fn servers(&self) -> impl Iterator<Item = (&str, &Server)> {
         let access = KeyAccess::of(&self.key.key);
-        self.state
-            .gateway
-            .servers
+        self.servers
             .iter()
             .filter(move |(name, _)| self.scope.is_none_or(|scope| scope == name.as_str()))
             .filter(move |(name, _)| access.server(name).is_ok())
-            .map(|(name, server)| (name.as_str(), server))
+            .map(|(name, server)| (name.as_str(), server.as_ref()))
     }
 
     /// The name a client sees for `tool` of `server`.
@@ -110,8 +118,8 @@ impl Call<'_> {
             Some(scope) => (scope, name),
             None => name.split_once("__")?,
         };
-        let (server, config) = self.state.gateway.servers.get_key_value(server)?;
-        Some((server.as_str(), config, tool))
+        let (server, config) = self.servers.get_key_value(server)?;
+        Some((server.as_str(), config.as_ref(), tool))
     }
 
     async fn call_tool(&self, id: &Id, params: Map<String, Value>) -> Value {
@@ -348,7 +356,7 @@ fn result_pointers(result: &Value) -> Vec<TextPointer> {
 }
 
 /// Every tool of `server` (following `nextCursor`).
-async fn upstream_tools(name: &str, server: &Server) -> Result<Vec<Value>, UpstreamError> {
+pub(super) async fn upstream_tools(name: &str, server: &Server) -> Result<Vec<Value>, UpstreamError> {
     let mut tools = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..MAX_PAGES {

@@ -10,7 +10,10 @@
 //! - `methods`: `ping`, `tools/list`, `tools/call` (guardrails, limits, audit, metrics, cache);
 //!   `catalog`: prompts and resources passed through;
 //! - `access`: the key's allow- and deny-lists (globs); `cache`: the tool-call cache;
-//! - `upstream/`: the clients for upstream servers (Streamable HTTP, supervised stdio).
+//! - `upstream/`: the clients for upstream servers (Streamable HTTP, supervised stdio);
+//!   `registered`: the servers registered at run time (`/api/admin/mcp/servers`), reloaded on
+//!   `mcp:servers:changed`, with `notifications/*/list_changed` announced to open streams;
+//!   `published`: the tool catalog written to the database for the api-server's `/api/mcp/tools`.
 
 mod access;
 mod cache;
@@ -19,23 +22,29 @@ mod http;
 pub(crate) mod jsonrpc;
 mod legacy;
 mod methods;
+mod published;
+mod registered;
 mod session;
 mod upstream;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use axum::Router;
+use axum::body::Bytes;
 use axum::routing::{get, post};
 use flowgate_common::Settings;
-use flowgate_common::keys::KeyHasher;
 use flowgate_common::metrics::Metrics;
+use flowgate_common::settings::McpServerSettings;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 
 use crate::state::ProxyState;
+
+pub(crate) use self::access::glob;
 
 /// One configured upstream server.
 #[derive(Debug)]
@@ -49,6 +58,9 @@ struct Server {
     cacheable: BTreeMap<String, u64>,
     /// Tool (or `*`) → nano-dollars a call costs.
     costs: BTreeMap<String, i64>,
+    /// When a registered server's row last changed (0 for the config file's): an unchanged
+    /// server keeps its client (and connection) across reloads.
+    revision: i64,
 }
 
 impl Server {
@@ -102,12 +114,53 @@ impl McpMetrics {
 /// What the MCP routes share.
 #[derive(Debug)]
 pub(crate) struct Gateway {
-    servers: BTreeMap<String, Server>,
+    /// The upstream servers: the config file's, then those registered at run time.
+    servers: ArcSwap<BTreeMap<String, Arc<Server>>>,
     signer: session::Signer,
     cache: cache::ToolCache,
     metrics: McpMetrics,
     /// Event streams of the HTTP+SSE transport open on this process.
     legacy: legacy::LegacySessions,
+    /// Server-initiated messages for the open listening streams (`GET /api/mcp`), as SSE events.
+    announcements: tokio::sync::broadcast::Sender<Bytes>,
+    /// Wakes the writer of the shared tool catalog (`published`) when the servers changed.
+    catalog_stale: tokio::sync::Notify,
+}
+
+impl Gateway {
+    /// The upstream servers now.
+    fn servers(&self) -> Arc<BTreeMap<String, Arc<Server>>> {
+        self.servers.load_full()
+    }
+
+    /// Replaces the servers; when the set of names changed, tells every open stream (listening
+    /// streams and the older transport's) that the tools, prompts and resources changed.
+    fn replace_servers(&self, servers: BTreeMap<String, Arc<Server>>) {
+        let before: Vec<String> = self.servers.load().keys().cloned().collect();
+        let changed = !before.iter().eq(servers.keys());
+        self.servers.store(Arc::new(servers));
+        self.catalog_stale.notify_one();
+        if changed {
+            for method in [
+                "notifications/tools/list_changed",
+                "notifications/prompts/list_changed",
+                "notifications/resources/list_changed",
+            ] {
+                self.announce(&serde_json::json!({"jsonrpc": "2.0", "method": method}));
+            }
+        }
+    }
+
+    /// Sends `message` on every open stream of this process.
+    fn announce(&self, message: &serde_json::Value) {
+        let event = crate::sse::encode_json(Some("message"), message);
+        let _receivers = self.announcements.send(event.clone());
+        let sessions = self.legacy.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for session in sessions.values() {
+            // A stream whose queue is full misses the notice rather than holding the others up.
+            let _sent = session.events.try_send(event.clone());
+        }
+    }
 }
 
 /// The state of the MCP routes: the proxy's (keys, audit) and the gateway's.
@@ -117,55 +170,69 @@ pub(crate) struct McpState {
     gateway: Arc<Gateway>,
 }
 
+/// One server's client and tool options from its settings (the config file's or a registered
+/// server's); a stdio server's process is started under `tasks`.
+fn build_server(
+    name: &str,
+    config: &McpServerSettings,
+    client: reqwest::Client,
+    tasks: &flowgate_common::tasks::Tasks,
+    revision: i64,
+) -> Result<Server, String> {
+    let upstream = upstream::Upstream::start(name, config, client, tasks)?;
+    Ok(Server {
+        upstream,
+        allowed_tools: config.allowed_tools.clone(),
+        disallowed_tools: config.disallowed_tools.clone(),
+        cacheable: config.cacheable_tools.clone(),
+        costs: config
+            .tool_costs
+            .iter()
+            .map(|(tool, usd)| {
+                #[expect(clippy::cast_possible_truncation, reason = "validated at most 1000 USD")]
+                let nanos = (usd * crate::routing::pricing::NANOS_PER_USD).round() as i64;
+                (tool.clone(), nanos)
+            })
+            .collect(),
+        revision,
+    })
+}
+
 /// The MCP routes over `proxy`, with the upstreams of `settings.mcp_servers` started (stdio
-/// servers under the proxy's tasks). An upstream that cannot be set up stops start-up, naming it.
+/// servers under the proxy's tasks) and those registered at run time loaded and kept fresh. An
+/// upstream of the config file that cannot be set up stops start-up, naming it.
 pub(crate) fn router(
     proxy: ProxyState,
     settings: &Settings,
     client: reqwest::Client,
-    hasher: &KeyHasher,
-    shared: &flowgate_db::SharedState,
-    metrics: &Metrics,
+    deps: &crate::Dependencies,
 ) -> Result<Router, String> {
     let mut servers = BTreeMap::new();
     for (name, config) in &settings.mcp_servers {
-        let upstream = upstream::Upstream::start(name, config, client.clone(), proxy.tasks())?;
-        servers.insert(
-            name.clone(),
-            Server {
-                upstream,
-                allowed_tools: config.allowed_tools.clone(),
-                disallowed_tools: config.disallowed_tools.clone(),
-                cacheable: config.cacheable_tools.clone(),
-                costs: config
-                    .tool_costs
-                    .iter()
-                    .map(|(tool, usd)| {
-                        #[expect(clippy::cast_possible_truncation, reason = "validated at most 1000 USD")]
-                        let nanos = (usd * crate::routing::pricing::NANOS_PER_USD).round() as i64;
-                        (tool.clone(), nanos)
-                    })
-                    .collect(),
-            },
-        );
+        servers.insert(name.clone(), Arc::new(build_server(name, config, client.clone(), proxy.tasks(), 0)?));
     }
     tracing::info!(servers = servers.len(), "MCP gateway enabled at /api/mcp");
+    let configured = servers.clone();
     let gateway = Arc::new(Gateway {
-        servers,
-        signer: session::Signer::new(hasher),
-        cache: cache::ToolCache::new(shared),
-        metrics: McpMetrics::register(metrics),
+        servers: ArcSwap::from_pointee(servers),
+        signer: session::Signer::new(&deps.hasher),
+        cache: cache::ToolCache::new(&deps.shared),
+        metrics: McpMetrics::register(&deps.metrics),
         legacy: legacy::LegacySessions::default(),
+        announcements: tokio::sync::broadcast::channel(64).0,
+        catalog_stale: tokio::sync::Notify::new(),
     });
+    published::start(gateway.clone(), deps.database.clone(), proxy.tasks());
+    registered::start(gateway.clone(), configured, deps, client, proxy.tasks());
     let state = McpState { proxy, gateway };
     Ok(Router::new()
-        .route("/api/mcp", post(http::post_aggregate).get(http::no_stream).delete(http::no_delete))
-        .route("/api/mcp/", post(http::post_aggregate).get(http::no_stream).delete(http::no_delete))
+        .route("/api/mcp", post(http::post_aggregate).get(http::listen_aggregate).delete(http::no_delete))
+        .route("/api/mcp/", post(http::post_aggregate).get(http::listen_aggregate).delete(http::no_delete))
         .route("/api/mcp/cache/stats", get(http::cache_stats))
         .route("/api/mcp/sse", get(legacy::open_aggregate))
         .route("/api/mcp/messages", post(legacy::post_message))
         .route("/api/mcp/{server}/sse", get(legacy::open_server))
-        .route("/api/mcp/{server}", post(http::post_server).get(http::no_stream).delete(http::no_delete))
-        .route("/api/mcp/{server}/", post(http::post_server).get(http::no_stream).delete(http::no_delete))
+        .route("/api/mcp/{server}", post(http::post_server).get(http::listen_server).delete(http::no_delete))
+        .route("/api/mcp/{server}/", post(http::post_server).get(http::listen_server).delete(http::no_delete))
         .with_state(state))
 }
