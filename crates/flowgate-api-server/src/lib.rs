@@ -32,6 +32,7 @@ mod grpc;
 mod guardrails;
 mod health;
 mod keys;
+mod metacache;
 mod policies;
 pub mod routes;
 mod sql;
@@ -136,7 +137,6 @@ impl Application {
             hasher: deps.hasher.clone(),
             http,
             targets: Arc::new(health::HealthTargets::from_settings(settings)),
-            metrics: deps.metrics.clone(),
         };
         let router = Router::new().merge(grpc).merge(routes::router(state, deps.admin_key.clone()));
         let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(deps.database.clone())];

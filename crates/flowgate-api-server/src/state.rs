@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use flowgate_common::keys::KeyHasher;
-use flowgate_common::metrics::Metrics;
 use flowgate_common::secretbox::SealKey;
 use flowgate_db::{Database, SharedState};
 
@@ -22,6 +21,4 @@ pub(crate) struct AppState {
     pub(crate) http: reqwest::Client,
     /// Where the other services answer.
     pub(crate) targets: Arc<HealthTargets>,
-    /// The process registry (cache counters).
-    pub(crate) metrics: Metrics,
 }

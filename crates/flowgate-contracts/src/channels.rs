@@ -10,3 +10,7 @@ pub const GUARDRAILS_CHANGED: &str = "guardrails:changed";
 
 /// A policy rule set changed. Payload: the policy's name.
 pub const POLICIES_CHANGED: &str = "policies:changed";
+
+/// Semantic and exact cache entries to forget (`DELETE /api/metacache`). Payload: a
+/// [`crate::metacache::StreamRecord::Delete`] as JSON.
+pub const METACACHE_DELETE: &str = "metacache:delete";

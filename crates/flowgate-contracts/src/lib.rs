@@ -14,10 +14,12 @@
 //! - [`rules`]: the policy rule-set schema ([`RuleSet`]) the api-server validates on write and
 //!   the policy service evaluates.
 //! - [`audit`]: [`AuditRecord`], one request in the audit trail, and [`AUDIT_COLUMNS`].
+//! - [`metacache`]: the cache's phases, the semantic entries stream and the stats counters.
 
 pub mod audit;
 pub mod channels;
 pub mod guardrails;
+pub mod metacache;
 pub mod rules;
 
 pub use audit::{AUDIT_COLUMNS, AuditRecord};

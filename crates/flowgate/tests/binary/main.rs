@@ -31,5 +31,6 @@ mod provider_embeddings;
 mod providers;
 mod proxy;
 mod responses;
+mod semantic_cache;
 mod shutdown;
 mod tracing;
