@@ -39,6 +39,7 @@ mod guardrails;
 mod health;
 mod keys;
 mod mcp_servers;
+mod metacache;
 mod policies;
 pub mod routes;
 mod routing;
@@ -161,7 +162,6 @@ impl Application {
             hasher: deps.hasher.clone(),
             http,
             targets: Arc::new(health::HealthTargets::from_settings(settings)),
-            metrics: deps.metrics.clone(),
             file_deployments: Arc::new(routing::FileDeployments::new(&settings.model_list)),
             keyring,
         };

@@ -11,7 +11,9 @@ use axum::routing::{MethodFilter, get, on};
 use secrecy::SecretString;
 
 use crate::state::AppState;
-use crate::{a2a, analytics, audit, credentials, guardrails, health, keys, mcp_servers, policies, routing, tenants};
+use crate::{
+    a2a, analytics, audit, credentials, guardrails, health, keys, mcp_servers, metacache, policies, routing, tenants,
+};
 
 /// Declares the admin routes once: `ADMIN_ROUTES` (method, path) and `admin_router`.
 macro_rules! admin_routes {
@@ -43,7 +45,9 @@ admin_routes! {
     GET "/api/analytics/spend" => analytics::handlers::spend,
     GET "/api/providers/perf" => analytics::handlers::perf,
     GET "/api/health/comprehensive" => health::comprehensive,
-    GET "/api/metacache/stats" => health::metacache,
+    GET "/api/metacache/stats" => metacache::handlers::stats,
+    GET "/api/metacache/entries" => metacache::handlers::entries,
+    DELETE "/api/metacache" => metacache::handlers::delete,
     POST "/api/guardrails" => guardrails::handlers::create,
     GET "/api/guardrails" => guardrails::handlers::list,
     GET "/api/guardrails/{name}" => guardrails::handlers::get,

@@ -22,3 +22,6 @@ pub const A2A_AGENTS_CHANGED: &str = "a2a:changed";
 /// server's name. Proxies reload their upstream servers and tell connected clients that the tool
 /// list changed.
 pub const MCP_SERVERS_CHANGED: &str = "mcp:servers:changed";
+/// Semantic and exact cache entries to forget (`DELETE /api/metacache`). Payload: a
+/// [`crate::metacache::StreamRecord::Delete`] as JSON.
+pub const METACACHE_DELETE: &str = "metacache:delete";

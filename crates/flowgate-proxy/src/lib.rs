@@ -41,6 +41,7 @@ pub mod peers;
 mod pipeline;
 mod rate_headers;
 mod routing;
+mod semantic;
 mod sse;
 mod state;
 mod translate;
@@ -85,6 +86,9 @@ pub enum InitError {
     /// The upstream HTTP client could not be built.
     #[error("cannot build the upstream HTTP client: {0}")]
     HttpClient(String),
+    /// The response cache could not start (the semantic cache's model).
+    #[error("cannot start the response cache: {0}")]
+    Cache(String),
     /// An upstream MCP server could not be set up.
     #[error("cannot start the MCP gateway: {0}")]
     Mcp(String),
@@ -231,7 +235,8 @@ impl Application {
                 &tasks,
             ),
             limiter: limiter.clone(),
-            cache: crate::cache::ResponseCache::new(&settings.cache, &deps.shared, &deps.metrics, &tasks),
+            cache: crate::cache::ResponseCache::new(&settings.cache, &deps.shared, &deps.metrics, &tasks)
+                .map_err(|e| InitError::Cache(e.to_string()))?,
             conversations: crate::conversations::Conversations::new(
                 deps.database.clone(),
                 &deps.hasher,

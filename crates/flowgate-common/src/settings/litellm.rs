@@ -389,7 +389,7 @@ fn cache_params(
             "similarity_threshold" => {
                 map_to(
                     root,
-                    &["cache", "semantic_threshold"],
+                    &["cache", "semantic", "threshold"],
                     single(resolved(value, &path, env)?, &path)?,
                     path,
                     compat,

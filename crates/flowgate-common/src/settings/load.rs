@@ -23,7 +23,7 @@ pub const SEED_ENV: &[(&str, &str)] = &[
     ("KEYSTORE_REDIS_URL", "redis.url"),
     ("ADMIN_API_KEY", "security.admin_api_key"),
     ("RATE_LIMIT_REQUESTS_PER_HOUR", "limits.requests_per_hour"),
-    ("SEMANTIC_CACHE_THRESHOLD", "cache.semantic_threshold"),
+    ("SEMANTIC_CACHE_THRESHOLD", "cache.semantic.threshold"),
     ("COMPLIANCE_TIMEOUT_SECS", "compliance.timeout_secs"),
     ("MCP_GATEWAY_ENABLED", "mcp.enabled"),
     ("DISPATCH_STREAM_TIMEOUT_S", "proxy.stream_timeout_secs"),

@@ -54,7 +54,8 @@ pub use routing::{CredentialsSettings, KekProviderKind, RoutingSettings, VaultSe
 pub use sections::{
     ApiServerSettings, AuditSettings, BudgetSettings, CacheSettings, ComplianceSettings, DatabaseSettings,
     LimitSettings, LogFormat, McpSettings, PolicySettings, ProxySettings, RedisSettings, ResponsesSettings,
-    SecuritySettings, ServerSettings, StorageSettings, TelemetrySettings, UnpricedModels,
+    SecuritySettings, SemanticCacheSettings, SemanticKeyText, ServerSettings, StorageSettings, TelemetrySettings,
+    UnpricedModels,
 };
 pub use values::{Cidr, Seconds, parse_cidr};
 

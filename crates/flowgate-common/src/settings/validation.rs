@@ -14,8 +14,21 @@ impl Settings {
         if self.cache.enabled && self.cache.ttl_secs == 0 {
             return Err(ConfigError::field("cache.ttl_secs", "must be at least 1 when the cache is enabled"));
         }
-        if !(0.0..=1.0).contains(&self.cache.semantic_threshold) {
-            return Err(ConfigError::field("cache.semantic_threshold", "must be between 0 and 1"));
+        let semantic = &self.cache.semantic;
+        if !(0.0..=1.0).contains(&semantic.threshold) {
+            return Err(ConfigError::field("cache.semantic.threshold", "must be between 0 and 1"));
+        }
+        if semantic.enabled && semantic.local_model_dir.is_none() {
+            return Err(ConfigError::field(
+                "cache.semantic.local_model_dir",
+                "is required when the semantic cache is enabled (a directory with model.safetensors, tokenizer.json and config.json)",
+            ));
+        }
+        if semantic.enabled && semantic.embed_concurrency == 0 {
+            return Err(ConfigError::field("cache.semantic.embed_concurrency", "must be at least 1"));
+        }
+        if semantic.enabled && semantic.turns == 0 {
+            return Err(ConfigError::field("cache.semantic.turns", "must be at least 1"));
         }
         if !(0.0..=1.0).contains(&self.telemetry.trace_sample_ratio) {
             return Err(ConfigError::field("telemetry.trace_sample_ratio", "must be between 0 and 1"));

@@ -175,11 +175,36 @@ impl Redis {
         Ok(())
     }
 
+    pub(super) async fn stream_append(&self, key: String, payload: &[u8], max_len: u64) -> Result<(), SharedError> {
+        let command =
+            redis::cmd("XADD").arg(key).arg("MAXLEN").arg("~").arg(max_len).arg("*").arg("d").arg(payload).to_owned();
+        let _: String = self.run(async |c| command.query_async(c).await).await?;
+        Ok(())
+    }
+
+    pub(super) async fn stream_after(
+        &self,
+        key: String,
+        after: &str,
+        count: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, SharedError> {
+        let command =
+            redis::cmd("XRANGE").arg(key).arg(format!("({after}")).arg("+").arg("COUNT").arg(count).to_owned();
+        let records: Vec<StreamRecord> = self.run(async |c| command.query_async(c).await).await?;
+        Ok(records
+            .into_iter()
+            .filter_map(|(id, fields)| fields.into_iter().find(|(name, _)| name == "d").map(|(_, value)| (id, value)))
+            .collect())
+    }
+
     pub(super) async fn publish(&self, channel: String, message: &str) -> Result<(), SharedError> {
         let _: i64 = self.run(async |c| c.publish(channel, message).await).await?;
         Ok(())
     }
 }
+
+/// A stream record as XRANGE answers it: its id and its field-value pairs.
+type StreamRecord = (String, Vec<(String, Vec<u8>)>);
 
 /// A TTL in whole milliseconds, at least 1 (Redis rejects an expiry of 0).
 pub(super) fn millis(ttl: Duration) -> u64 {

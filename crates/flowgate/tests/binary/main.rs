@@ -32,5 +32,6 @@ mod providers;
 mod proxy;
 mod responses;
 mod routing;
+mod semantic_cache;
 mod shutdown;
 mod tracing;
