@@ -13,9 +13,11 @@
 //!   form in `flowgate.keys.v1`).
 //! - [`rules`]: the policy rule-set schema ([`RuleSet`]) the api-server validates on write and
 //!   the policy service evaluates.
+//! - [`budgets`]: the budget counters in shared state (key names, lifetime) and their `spend` rows.
 //! - [`audit`]: [`AuditRecord`], one request in the audit trail, and [`AUDIT_COLUMNS`].
 
 pub mod audit;
+pub mod budgets;
 pub mod channels;
 pub mod guardrails;
 pub mod rules;

@@ -20,6 +20,7 @@
 //! - `describe`: what a loaded configuration means, as `flowgate config check` prints it;
 //! - `values`: values parsed once while loading ([`Cidr`], [`Seconds`]);
 //! - `validation`: start-up checks that types alone cannot make;
+//! - `worker`: the worker's port, schedule and alert destinations;
 //! - `guard`: limits a YAML file is held to before it is loaded (nesting, aliases).
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ mod model_list;
 mod sections;
 mod validation;
 mod values;
+mod worker;
 
 #[cfg(test)]
 mod tests;
@@ -52,6 +54,7 @@ pub use sections::{
     SecuritySettings, ServerSettings, StorageSettings, TelemetrySettings, UnpricedModels,
 };
 pub use values::{Cidr, Seconds, parse_cidr};
+pub use worker::{AlertSettings, WebhookFormat, WebhookSettings, WorkerSettings};
 
 /// Why configuration could not be loaded. Every variant names the file or field at fault.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +121,8 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// The Responses API's conversation state.
     pub responses: ResponsesSettings,
+    /// The background job runner.
+    pub worker: WorkerSettings,
     /// LiteLLM-compatible model deployments.
     pub model_list: Vec<ModelEntry>,
     /// LiteLLM-compatible routing settings.

@@ -1,0 +1,74 @@
+//! The worker's settings: its health port, how often its jobs run, and where alerts go.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// The background job runner (`worker` mode, also inside `all`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// Port of the worker's `/health`, `/readyz` and `/metrics` (it serves nothing else).
+    /// Default 7779.
+    pub port: u16,
+    /// Seconds between two passes of the job scheduler; each job runs at most this often, and
+    /// leadership is checked as often. Default 30.
+    pub interval_secs: u64,
+    /// Budget and key-expiry alerts.
+    pub alerts: AlertSettings,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self { port: 7779, interval_secs: 30, alerts: AlertSettings::default() }
+    }
+}
+
+/// Budget and key-expiry alerts, sent by the worker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertSettings {
+    /// Percentages of a budget that raise an alert, once per threshold and period. Default
+    /// `[50, 80, 100]`.
+    pub budget_thresholds: Vec<u32>,
+    /// Days before a key's `expires_at` when its expiry alert is sent. Default 7; 0 turns key-expiry
+    /// alerts off.
+    pub key_expiry_days: u32,
+    /// Attempts per delivery before it is given up (each logged). Default 5.
+    pub max_attempts: u32,
+    /// Where alerts go. None: alerts are still recorded (`/api/alerts`), not sent.
+    pub webhooks: Vec<WebhookSettings>,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        Self { budget_thresholds: vec![50, 80, 100], key_expiry_days: 7, max_attempts: 5, webhooks: Vec::new() }
+    }
+}
+
+/// The body an alert webhook receives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// The alert as a JSON document, signed with HMAC-SHA256 when a secret is set.
+    #[default]
+    Json,
+    /// A Slack-compatible incoming webhook: `{"text": ...}`.
+    Slack,
+}
+
+/// One alert destination.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// A short name, shown in the delivery log.
+    pub name: String,
+    /// `http://` or `https://` URL the alert is POSTed to.
+    pub url: String,
+    /// `json` (default) or `slack`.
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// Signs `json` deliveries: `X-Flowgate-Signature: sha256=<hex HMAC-SHA256 of
+    /// "{timestamp}.{body}">` with `X-Flowgate-Timestamp`.
+    #[serde(default)]
+    pub secret: Option<SecretString>,
+}
