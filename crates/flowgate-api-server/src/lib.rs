@@ -22,6 +22,7 @@
 //! - `grpc`: `KeyService::ResolveKey` for the proxies (typed guardrail policy, or marked
 //!   unreadable).
 
+mod alerts;
 mod analytics;
 mod audit;
 mod error;

@@ -11,7 +11,7 @@ use axum::routing::{MethodFilter, get, on};
 use secrecy::SecretString;
 
 use crate::state::AppState;
-use crate::{analytics, audit, guardrails, health, keys, policies, tenants};
+use crate::{alerts, analytics, audit, guardrails, health, keys, policies, tenants};
 
 /// Declares the admin routes once: `ADMIN_ROUTES` (method, path) and `admin_router`.
 macro_rules! admin_routes {
@@ -41,6 +41,7 @@ admin_routes! {
     GET "/api/audit" => audit::handlers::list,
     GET "/api/audit/export" => audit::handlers::export,
     GET "/api/analytics/spend" => analytics::handlers::spend,
+    GET "/api/alerts" => alerts::handlers::list,
     GET "/api/providers/perf" => analytics::handlers::perf,
     GET "/api/health/comprehensive" => health::comprehensive,
     GET "/api/metacache/stats" => health::metacache,

@@ -33,3 +33,4 @@ mod proxy;
 mod responses;
 mod shutdown;
 mod tracing;
+mod worker;
