@@ -14,12 +14,14 @@
 //! - [`rules`]: the policy rule-set schema ([`RuleSet`]) the api-server validates on write and
 //!   the policy service evaluates.
 //! - [`budgets`]: the budget counters in shared state (key names, lifetime) and their `spend` rows.
+//! - [`rollups`]: the hourly spend rollups' watermark, shared by the worker and the spend report.
 //! - [`audit`]: [`AuditRecord`], one request in the audit trail, and [`AUDIT_COLUMNS`].
 
 pub mod audit;
 pub mod budgets;
 pub mod channels;
 pub mod guardrails;
+pub mod rollups;
 pub mod rules;
 
 pub use audit::{AUDIT_COLUMNS, AuditRecord};

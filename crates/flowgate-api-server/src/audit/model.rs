@@ -183,6 +183,25 @@ impl AuditFilter {
         })
     }
 
+    /// Whether only the key, tenant, model and time are filtered: what spend rollups can answer.
+    pub(crate) fn rollup_compatible(&self) -> bool {
+        self.status.is_none() && self.guardrail_action.is_none()
+    }
+
+    /// Appends ` AND ...` for the key, tenant and model filters only (columns `spend_rollups`
+    /// shares with `audit_records`).
+    pub(crate) fn apply_identity(&self, sql: &mut Sql) {
+        if let Some(key_id) = &self.key_id {
+            sql.push(" AND key_id = ").text(key_id);
+        }
+        if let Some(tenant_id) = &self.tenant_id {
+            sql.push(" AND tenant_id = ").text(tenant_id);
+        }
+        if let Some(model) = &self.model {
+            sql.push(" AND (model_requested = ").text(model).push(" OR model_used = ").text(model).push(")");
+        }
+    }
+
     /// Appends ` AND ...` for every filter (the statement must already have a `WHERE`).
     pub(crate) fn apply(&self, sql: &mut Sql) {
         if let Some(key_id) = &self.key_id {

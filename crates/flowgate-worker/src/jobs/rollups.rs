@@ -18,10 +18,7 @@ use super::watermark;
 use crate::JobError;
 use crate::runner::Job;
 
-/// The watermark's name in `worker_state`: audit records before it are rolled up.
-pub const WATERMARK: &str = "rollups.until";
-/// One hour in milliseconds.
-pub const HOUR_MS: i64 = 3_600_000;
+pub use flowgate_contracts::rollups::{HOUR_MS, WATERMARK};
 /// Most audit time rolled up in one transaction (a backfill proceeds a day at a time).
 pub const MAX_SPAN_MS: i64 = 24 * HOUR_MS;
 /// Hours before the watermark rolled again on each run, for records written late.

@@ -280,3 +280,102 @@ async fn two_workers_run_each_job_once_and_the_other_takes_over_when_the_leader_
     drop(second);
     db.drop_db().await;
 }
+
+/// Inserts one audit record as the proxy writes it (the columns the spend report reads).
+async fn audit_record(db: &Database, ts: i64, key: &str, model_requested: &str, model_used: Option<&str>, cost: i64) {
+    sqlx::query(
+        "INSERT INTO audit_records (request_id, ts, tenant_id, key_id, route, model_requested, model_used, status, \
+         prompt_tokens, completion_tokens, cost_nanos) VALUES ($1, $2, $3, $4, '/v1/chat/completions', $5, $6, 200, \
+         $7, $8, $9)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(ts)
+    .bind("default")
+    .bind(key.to_owned())
+    .bind(model_requested.to_owned())
+    .bind(model_used.map(str::to_owned))
+    .bind(cost / 100)
+    .bind(cost / 50)
+    .bind(cost)
+    .execute(db.pool())
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn the_spend_report_reads_rollups_and_the_newer_records_and_answers_the_same() {
+    let app = TestApp::builder("").env("FLOWGATE__WORKER__INTERVAL_SECS", "3600").spawn().await;
+    let db = sqlite_of(&app).await;
+    spend_report_with_rollups(&app, &db).await;
+    db.close().await;
+}
+
+#[tokio::test]
+async fn the_spend_report_reads_rollups_on_postgresql() {
+    let Some(pg) = ThrowawayDb::create().await else { return };
+    let app = TestApp::builder("").env("FLOWGATE__WORKER__INTERVAL_SECS", "3600").postgres(&pg).spawn().await;
+    let url = SecretString::from(pg.url.clone());
+    let db = Database::connect(Some(&url), app.data_dir(), 2, Duration::from_secs(5)).await.unwrap();
+    spend_report_with_rollups(&app, &db).await;
+    db.close().await;
+    drop(app);
+    pg.drop_db().await;
+}
+
+async fn spend_report_with_rollups(app: &TestApp, db: &Database) {
+    use flowgate_worker::jobs::rollups::{HOUR_MS, Rollups};
+    // The app's worker has rolled up its empty table once; start over, as on a first run over
+    // records that predate the worker.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while jobs(&app.worker_url).await["rollups"]["runs"] != 1 {
+        assert!(tokio::time::Instant::now() < deadline, "the worker never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sqlx::query("DELETE FROM worker_state").execute(db.pool()).await.unwrap();
+    let now = flowgate_db::now_millis();
+    let hour = now / HOUR_MS * HOUR_MS;
+    // Three days of records, some in the current (unrolled) hour, models asked and used.
+    for (n, ts) in (0..72).map(|h| hour - h * HOUR_MS - 1234).chain([hour + 1, now]).enumerate() {
+        let n = i64::try_from(n).unwrap();
+        let key = if n % 3 == 0 { "k-a" } else { "k-b" };
+        let used = (n % 4 != 0).then_some("gpt-used");
+        audit_record(db, ts, key, "gpt-asked", used, 1000 + n).await;
+    }
+    let queries = [
+        "group_by=key".to_owned(),
+        "group_by=model".to_owned(),
+        "group_by=day".to_owned(),
+        "group_by=tenant&model=gpt-asked".to_owned(),
+        format!("group_by=key&from={}", flowgate_common::budget::utc_timestamp(hour - 30 * HOUR_MS + 1500)),
+        format!("group_by=model&key_id=k-a&to={}", flowgate_common::budget::utc_timestamp(hour - 5 * HOUR_MS - 10_000)),
+    ];
+    let mut before = Vec::new();
+    for query in &queries {
+        let (status, report) = app.admin(reqwest::Method::GET, &format!("/api/analytics/spend?{query}"), None).await;
+        assert_eq!(status, 200, "{report}");
+        before.push(report);
+    }
+    let rollups = Rollups::new(db.clone());
+    let report = rollups.run(now).await.unwrap();
+    assert!(report.starts_with("rolled up to"), "{report}");
+    // Run again: the same rollups.
+    rollups.run(now).await.unwrap();
+    let rolled: i64 = sqlx::query("SELECT CAST(SUM(requests) AS BIGINT) FROM spend_rollups")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rolled, 72, "every record before the current hour is rolled up, once");
+    for (query, expected) in queries.iter().zip(&before) {
+        let (status, report) = app.admin(reqwest::Method::GET, &format!("/api/analytics/spend?{query}"), None).await;
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(&report, expected, "{query}");
+    }
+    // A record newer than the rollups is counted from the records.
+    audit_record(db, now, "k-a", "gpt-asked", None, 7).await;
+    let requests = |report: &Value| -> i64 {
+        report["items"].as_array().unwrap().iter().find(|i| i["group"] == "k-a").unwrap()["requests"].as_i64().unwrap()
+    };
+    let (_, report) = app.admin(reqwest::Method::GET, "/api/analytics/spend?group_by=key", None).await;
+    assert_eq!(requests(&report), requests(&before[0]) + 1, "{report}");
+}
