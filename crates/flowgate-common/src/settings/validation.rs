@@ -26,6 +26,7 @@ impl Settings {
                 .map_err(|error| ConfigError::field("security.internal_token", error.to_string()))?;
         }
         super::mcp::validate(&self.mcp_servers)?;
+        self.worker.validate()?;
         if let Some(token) = self.proxy.edge_token() {
             use secrecy::ExposeSecret;
             crate::internal::check_token(token.expose_secret())

@@ -3,6 +3,8 @@
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use super::ConfigError;
+
 /// The background job runner (`worker` mode, also inside `all`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -71,4 +73,41 @@ pub struct WebhookSettings {
     /// "{timestamp}.{body}">` with `X-Flowgate-Timestamp`.
     #[serde(default)]
     pub secret: Option<SecretString>,
+}
+
+impl WorkerSettings {
+    /// Start-up checks: a scheduler interval, thresholds that are percentages, webhooks with an
+    /// HTTP(S) URL and a unique name.
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.interval_secs == 0 {
+            return Err(ConfigError::field("worker.interval_secs", "must be at least 1"));
+        }
+        let alerts = &self.alerts;
+        if let Some(bad) = alerts.budget_thresholds.iter().find(|t| !(1..=1000).contains(*t)) {
+            return Err(ConfigError::field(
+                "worker.alerts.budget_thresholds",
+                format!("{bad} is not a percentage between 1 and 1000"),
+            ));
+        }
+        if alerts.max_attempts == 0 {
+            return Err(ConfigError::field("worker.alerts.max_attempts", "must be at least 1"));
+        }
+        for (index, webhook) in alerts.webhooks.iter().enumerate() {
+            let field = |name: &str| format!("worker.alerts.webhooks[{index}].{name}");
+            let name = webhook.name.trim();
+            if name.is_empty() || name.len() > 64 {
+                return Err(ConfigError::field(field("name"), "must be 1 to 64 characters"));
+            }
+            if alerts.webhooks.iter().take(index).any(|other| other.name.trim() == name) {
+                return Err(ConfigError::field(field("name"), format!("`{name}` names another webhook too")));
+            }
+            let url = webhook.url.trim();
+            let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+            if rest.is_none_or(|rest| rest.is_empty() || rest.starts_with('/')) {
+                // The URL itself may hold a token (Slack's do): not repeated in the error.
+                return Err(ConfigError::field(field("url"), "must be an http:// or https:// URL with a host"));
+            }
+        }
+        Ok(())
+    }
 }
