@@ -52,6 +52,9 @@ pub enum ApiError {
     /// A secret (an HTTP guardrail's bearer token) could not be sealed.
     #[error("cannot seal a secret: {0}")]
     Seal(SealError),
+    /// The audit archive (object storage) could not be read, or holds what it should not.
+    #[error("the audit archive cannot be read: {0}")]
+    ArchiveUnavailable(String),
 }
 
 impl ApiError {
@@ -77,6 +80,7 @@ impl ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "cannot generate a key".to_owned())
             }
             Self::Seal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "cannot seal the secret".to_owned()),
+            Self::ArchiveUnavailable(_) => (StatusCode::BAD_GATEWAY, "archive_unavailable", self.to_string()),
         }
     }
 }

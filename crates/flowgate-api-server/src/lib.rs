@@ -138,6 +138,9 @@ impl Application {
             http,
             targets: Arc::new(health::HealthTargets::from_settings(settings)),
             metrics: deps.metrics.clone(),
+            archive: audit::archived::Archive::from_settings(settings)
+                .map_err(|error| InitError::HttpClient(format!("audit archive: {error}")))?
+                .map(Arc::new),
         };
         let router = Router::new().merge(grpc).merge(routes::router(state, deps.admin_key.clone()));
         let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(deps.database.clone())];

@@ -24,4 +24,6 @@ pub(crate) struct AppState {
     pub(crate) targets: Arc<HealthTargets>,
     /// The process registry (cache counters).
     pub(crate) metrics: Metrics,
+    /// The audit archive (object storage), when configured: `/api/audit?archived=true`.
+    pub(crate) archive: Option<Arc<crate::audit::archived::Archive>>,
 }

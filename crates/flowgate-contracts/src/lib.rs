@@ -15,8 +15,10 @@
 //!   the policy service evaluates.
 //! - [`budgets`]: the budget counters in shared state (key names, lifetime) and their `spend` rows.
 //! - [`rollups`]: the hourly spend rollups' watermark, shared by the worker and the spend report.
+//! - [`archive`]: the audit archive's layout in object storage and its manifest.
 //! - [`audit`]: [`AuditRecord`], one request in the audit trail, and [`AUDIT_COLUMNS`].
 
+pub mod archive;
 pub mod audit;
 pub mod budgets;
 pub mod channels;

@@ -7,8 +7,10 @@
 //!   portable queries serves both.
 //! - [`migrate`]: refinery migrations, one stream per backend, applied through a thin adapter over
 //!   a sqlx connection (no second database driver).
+//! - [`audit`]: `audit_records` rows read back as the contracts' `AuditRecord`.
 //! - [`SharedState`]: counters and small values with expiry, in Redis or in process.
 
+pub mod audit;
 mod database;
 pub mod migrate;
 mod shared;

@@ -7,6 +7,8 @@
 //!   and its shared counter) when the period starts, without waiting for a request;
 //! - `budget-reconcile` ([`jobs::budgets::Reconcile`]): compares the shared (Redis) settled-spend
 //!   counters with the spend recorded in the database and repairs drift, reporting each change;
+//! - `audit-archive` ([`jobs::archive`], with `audit.retention_days`): audit records past their
+//!   retention exported to S3-compatible storage, verified, then deleted;
 //! - `alerts` ([`jobs::alerts`]): budget thresholds and key expiry, raised once per threshold and
 //!   period, delivered to webhooks with retries and a delivery log (read at `/api/alerts`).
 //!
@@ -76,6 +78,9 @@ pub enum InitError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The archive's object storage settings cannot make a client.
+    #[error("audit.archive: {0}")]
+    Archive(String),
     /// The webhook client could not be built.
     #[error("cannot build the HTTP client for alert webhooks: {0}")]
     HttpClient(String),

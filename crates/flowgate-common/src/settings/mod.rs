@@ -54,7 +54,7 @@ pub use sections::{
     SecuritySettings, ServerSettings, StorageSettings, TelemetrySettings, UnpricedModels,
 };
 pub use values::{Cidr, Seconds, parse_cidr};
-pub use worker::{AlertSettings, WebhookFormat, WebhookSettings, WorkerSettings};
+pub use worker::{AlertSettings, ArchiveSettings, WebhookFormat, WebhookSettings, WorkerSettings};
 
 /// Why configuration could not be loaded. Every variant names the file or field at fault.
 #[derive(Debug, thiserror::Error)]

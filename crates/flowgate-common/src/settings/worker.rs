@@ -75,6 +75,45 @@ pub struct WebhookSettings {
     pub secret: Option<SecretString>,
 }
 
+/// The audit archive: S3-compatible object storage (`S3_ENDPOINT_URL`, `S3_ACCESS_KEY_ID`,
+/// `S3_SECRET_ACCESS_KEY`, `S3_BUCKET`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveSettings {
+    /// `https://s3.eu-west-1.amazonaws.com`, `http://minio:9000`, ... (`S3_ENDPOINT_URL`).
+    pub endpoint_url: Option<String>,
+    /// The bucket (`S3_BUCKET`).
+    pub bucket: Option<String>,
+    /// Region the requests are signed for. Default `us-east-1`.
+    pub region: String,
+    /// `S3_ACCESS_KEY_ID`.
+    pub access_key_id: Option<SecretString>,
+    /// `S3_SECRET_ACCESS_KEY`.
+    pub secret_access_key: Option<SecretString>,
+    /// Key prefix of every archived object. Default `flowgate/`.
+    pub prefix: String,
+}
+
+impl Default for ArchiveSettings {
+    fn default() -> Self {
+        Self {
+            endpoint_url: None,
+            bucket: None,
+            region: "us-east-1".to_owned(),
+            access_key_id: None,
+            secret_access_key: None,
+            prefix: "flowgate/".to_owned(),
+        }
+    }
+}
+
+impl ArchiveSettings {
+    /// Whether an archive is configured (endpoint and bucket).
+    pub fn configured(&self) -> bool {
+        self.endpoint_url.is_some() && self.bucket.is_some()
+    }
+}
+
 impl WorkerSettings {
     /// Start-up checks: a scheduler interval, thresholds that are percentages, webhooks with an
     /// HTTP(S) URL and a unique name.

@@ -1,6 +1,7 @@
 //! The jobs, and what several of them read: the budgets in force and the worker's watermarks.
 
 pub mod alerts;
+pub mod archive;
 pub mod budgets;
 pub mod rollups;
 
@@ -17,12 +18,31 @@ use crate::{Dependencies, InitError};
 
 /// Every job of a worker configured by `settings`.
 pub(crate) fn all(settings: &Settings, deps: &Dependencies) -> Result<Vec<Arc<dyn Job>>, InitError> {
-    Ok(vec![
+    let mut jobs: Vec<Arc<dyn Job>> = vec![
         Arc::new(rollups::Rollups::new(deps.database.clone())),
         Arc::new(budgets::Rollover::new(deps.database.clone(), deps.shared.clone())),
         Arc::new(budgets::Reconcile::new(deps.database.clone(), deps.shared.clone())),
         Arc::new(alerts::Alerts::new(deps.database.clone(), deps.shared.clone(), &settings.worker.alerts)?),
-    ])
+    ];
+    if settings.audit.retention_days > 0
+        && let Some(s3) = archive_client(&settings.audit.archive)?
+    {
+        jobs.push(Arc::new(archive::Archive::new(
+            deps.database.clone(),
+            s3,
+            settings.audit.archive.prefix.clone(),
+            settings.audit.retention_days,
+        )));
+    }
+    Ok(jobs)
+}
+
+/// The archive's S3 client, when one is configured.
+fn archive_client(
+    settings: &flowgate_common::settings::ArchiveSettings,
+) -> Result<Option<flowgate_common::aws::s3::S3Client>, InitError> {
+    flowgate_common::aws::s3::S3Client::from_archive_settings(settings, std::time::Duration::from_secs(60))
+        .map_err(|error| InitError::Archive(error.to_string()))
 }
 
 /// A budget in force: a key's or a tenant's.

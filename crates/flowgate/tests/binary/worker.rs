@@ -379,3 +379,209 @@ async fn spend_report_with_rollups(app: &TestApp, db: &Database) {
     let (_, report) = app.admin(reqwest::Method::GET, "/api/analytics/spend?group_by=key", None).await;
     assert_eq!(requests(&report), requests(&before[0]) + 1, "{report}");
 }
+
+/// A `moto_server` (S3-compatible, from PyPI's `moto[server]`, pinned in tests/requirements.txt)
+/// on a free port, killed on drop. `None` (skip) when it is not installed outside CI.
+struct Moto {
+    child: tokio::process::Child,
+    url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+async fn moto() -> Option<Moto> {
+    let venv = std::env::var("FLOWGATE_DEPLOY_VENV")
+        .unwrap_or_else(|_| format!("{}/.cache/flowgate/deploy-venv", std::env::var("HOME").unwrap_or_default()));
+    let bin = std::path::Path::new(&venv).join("bin/moto_server");
+    if !bin.exists() {
+        assert!(!flowgate_test_utils::in_ci(), "CI=true and moto_server is not installed at {}", bin.display());
+        #[expect(clippy::print_stderr, reason = "a skipped test says why, as the other server checks do")]
+        {
+            eprintln!(
+                "SKIPPING: moto_server is not installed ({}); pip install -r tests/requirements.txt",
+                bin.display()
+            );
+        }
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = tokio::process::Command::new(bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let client = flowgate_test_utils::http_client();
+    for _ in 0..100 {
+        if client.get(format!("{url}/")).send().await.is_ok() {
+            return Some(Moto { child, url });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("moto_server did not start");
+}
+
+fn s3_client(url: &str, bucket: &str) -> flowgate_common::aws::s3::S3Client {
+    let config = flowgate_common::aws::s3::S3Config {
+        endpoint: url.to_owned(),
+        bucket: bucket.to_owned(),
+        region: "us-east-1".to_owned(),
+        access_key_id: SecretString::from("test-key".to_owned()),
+        secret_access_key: SecretString::from("test-secret".to_owned()),
+    };
+    flowgate_common::aws::s3::S3Client::new(config, Duration::from_secs(10)).unwrap()
+}
+
+async fn audit_count(db: &Database) -> i64 {
+    sqlx::query("SELECT COUNT(*) FROM audit_records").fetch_one(db.pool()).await.unwrap().get(0)
+}
+
+async fn insert_tenant_record(db: &Database, ts: i64, tenant: Option<&str>, key: &str) {
+    sqlx::query(
+        "INSERT INTO audit_records (request_id, ts, tenant_id, key_id, route, model_requested, status, cost_nanos) \
+         VALUES ($1, $2, $3, $4, '/v1/chat/completions', 'gpt', 200, 5)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(ts)
+    .bind(tenant.map(str::to_owned))
+    .bind(key.to_owned())
+    .execute(db.pool())
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn audit_records_past_their_retention_are_archived_verified_deleted_and_read_back() {
+    use flowgate_worker::jobs::archive::Archive;
+    let Some(moto) = moto().await else { return };
+    let bucket = "flowgate-audit";
+    assert!(
+        flowgate_test_utils::http_client()
+            .put(format!("{}/{bucket}", moto.url))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    let app = TestApp::builder("")
+        .env("FLOWGATE__WORKER__INTERVAL_SECS", "3600")
+        .env("FLOWGATE__AUDIT__RETENTION_DAYS", "2")
+        .env("S3_ENDPOINT_URL", &moto.url)
+        .env("S3_BUCKET", bucket)
+        .env("S3_ACCESS_KEY_ID", "test-key")
+        .env("S3_SECRET_ACCESS_KEY", "test-secret")
+        .spawn()
+        .await;
+    let db = sqlite_of(&app).await;
+    // The app's worker ran its first pass over an empty table; from here the test drives the job.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while jobs(&app.worker_url).await["audit-archive"]["runs"] != 1 {
+        assert!(tokio::time::Instant::now() < deadline, "the archive job never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let now = flowgate_db::now_millis();
+    let today = now / DAY_MS * DAY_MS;
+    let old_day = today - 5 * DAY_MS;
+    for n in 0..5 {
+        insert_tenant_record(&db, old_day + 1000 + n, Some("acme/eu"), "k-1").await;
+    }
+    for n in 0..3 {
+        insert_tenant_record(&db, old_day + 5000 + n, Some("globex"), "k-2").await;
+    }
+    insert_tenant_record(&db, old_day + 9000, None, "k-3").await;
+    insert_tenant_record(&db, today - 9 * DAY_MS + 5, Some("acme/eu"), "k-1").await;
+    insert_tenant_record(&db, today - DAY_MS, Some("acme/eu"), "k-1").await; // within retention
+    assert_eq!(audit_count(&db).await, 11);
+
+    // A failed upload (the bucket does not exist) deletes nothing.
+    let failing = Archive::new(db.clone(), s3_client(&moto.url, "no-such-bucket"), "flowgate/".to_owned(), 2);
+    let error = failing.run(now).await.unwrap_err().to_string();
+    assert!(error.contains("NoSuchBucket") || error.contains("404"), "{error}");
+    assert_eq!(audit_count(&db).await, 11);
+
+    let client = s3_client(&moto.url, bucket);
+    let archive = Archive::new(db.clone(), client.clone(), "flowgate/".to_owned(), 2);
+    let report = archive.run(now).await.unwrap();
+    assert!(report.starts_with("archived and deleted 10 record(s) of "), "{report}");
+    assert_eq!(audit_count(&db).await, 1, "only the record within retention stays");
+    assert_eq!(archive.run(now).await.unwrap().split(' ').next(), Some("nothing"), "nothing left to archive");
+
+    // The objects: one per tenant and day, each matching its manifest's checksum.
+    let keys = client.list("flowgate/audit/").await.unwrap();
+    let manifests: Vec<&String> = keys.iter().filter(|k| k.ends_with("/manifest.json")).collect();
+    assert_eq!(manifests.len(), 2, "{keys:?}");
+    assert_eq!(keys.len(), 2 + 4, "three tenants' objects on the old day, one on the older: {keys:?}");
+    let mut archived = 0;
+    for key in manifests {
+        let manifest: flowgate_contracts::archive::Manifest =
+            serde_json::from_slice(&client.get(key).await.unwrap().unwrap()).unwrap();
+        for object in &manifest.objects {
+            let body = client.get(&object.key).await.unwrap().unwrap();
+            assert_eq!(flowgate_common::aws::sigv4::sha256_hex(&body), object.sha256);
+            assert_eq!(u64::try_from(body.len()).unwrap(), object.bytes);
+            assert_eq!(&body[..2], &[0x1f, 0x8b], "gzip");
+            assert!(object.key.contains(&format!("/audit/day={}/", manifest.day)), "{}", object.key);
+            archived += object.records;
+        }
+    }
+    assert_eq!(archived, 10);
+    assert!(keys.iter().any(|k| k.ends_with("/tenant=acme%2Feu.ndjson.gz")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.ends_with("/untenanted.ndjson.gz")), "{keys:?}");
+
+    // Read back through the API.
+    let range = |from: i64, to: i64| {
+        format!(
+            "from={}&to={}",
+            flowgate_common::budget::utc_timestamp(from),
+            flowgate_common::budget::utc_timestamp(to)
+        )
+    };
+    let path = format!("/api/audit?archived=true&{}", range(old_day, old_day + DAY_MS));
+    let (status, page) = app.admin(reqwest::Method::GET, &path, None).await;
+    assert_eq!(status, 200, "{page}");
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 9, "{page}");
+    // RFC 3339 with optional milliseconds: compare (seconds, milliseconds).
+    let ts: Vec<(String, u32)> = items
+        .iter()
+        .map(|i| {
+            let text = i["ts"].as_str().unwrap();
+            let millis = text.get(20..23).map_or(0, |m| m.parse().unwrap());
+            (text[..19].to_owned(), millis)
+        })
+        .collect();
+    assert!(ts.windows(2).all(|w| w[0] >= w[1]), "newest first: {ts:?}");
+    let path = format!("/api/audit?archived=true&tenant_id=acme/eu&{}", range(today - 10 * DAY_MS, today));
+    let (status, page) = app.admin(reqwest::Method::GET, &path, None).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["items"].as_array().unwrap().len(), 6, "{page}");
+    // Paging through the archive with a small limit gives every record once.
+    let mut cursor: Option<String> = None;
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let mut path = format!("/api/audit?archived=true&limit=4&{}", range(today - 10 * DAY_MS, today));
+        if let Some(cursor) = &cursor {
+            path.push_str(&format!("&cursor={cursor}"));
+        }
+        let (status, page) = app.admin(reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, 200, "{page}");
+        for item in page["items"].as_array().unwrap() {
+            assert!(seen.insert(item["request_id"].as_str().unwrap().to_owned()));
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 10);
+    let (status, error) = app.admin(reqwest::Method::GET, "/api/audit?archived=true", None).await;
+    assert_eq!(status, 400, "{error}");
+    db.close().await;
+}
