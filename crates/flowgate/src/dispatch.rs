@@ -293,8 +293,13 @@ impl AllInOne {
             },
         )
         .await?;
+        // The worker's health routes listen on a free port here (logged; `AllAddrs::worker`):
+        // `all` serves the four ports of the other services and no fixed fifth one, so existing
+        // setups (and several `all` processes on one machine) keep working.
+        let mut worker_settings = settings.clone();
+        worker_settings.worker.port = 0;
         let worker = flowgate_worker::Application::build(
-            settings,
+            &worker_settings,
             worker_deps(database.clone(), shared.clone(), metrics.clone()),
         )
         .await?;

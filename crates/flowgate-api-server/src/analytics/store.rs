@@ -5,7 +5,7 @@
 //! NUMERIC, which the `Any` driver cannot decode). Latencies are read row by row, newest first,
 //! capped per deployment; their percentiles are computed in [`super::model`].
 
-use flowgate_contracts::rollups::{HOUR_MS, WATERMARK};
+use flowgate_contracts::rollups::{FROM_MARK, HOUR_MS, WATERMARK};
 use flowgate_db::Database;
 use flowgate_db::sqlx::{self, Row};
 use futures_util::TryStreamExt;
@@ -63,20 +63,34 @@ fn order_and_limit(sql: &mut Sql, group_by: GroupBy) {
     sql.int(i64::try_from(MAX_GROUPS).unwrap_or(i64::MAX) + 1);
 }
 
-/// The rollups' watermark: audit records before it are summed in `spend_rollups`.
-async fn rollups_until(db: &Database) -> Result<Option<i64>, sqlx::Error> {
-    let row =
-        sqlx::query("SELECT value FROM worker_state WHERE name = $1").bind(WATERMARK).fetch_optional(db.pool()).await?;
-    row.map(|row| row.try_get::<i64, _>(0)).transpose()
+/// The rolled-up hours `[from, until)`: audit records in them are summed in `spend_rollups`.
+async fn rolled_range(db: &Database) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    let rows = sqlx::query("SELECT name, value FROM worker_state WHERE name = $1 OR name = $2")
+        .bind(FROM_MARK)
+        .bind(WATERMARK)
+        .fetch_all(db.pool())
+        .await?;
+    let (mut from, mut until) = (None, None);
+    for row in &rows {
+        let name: String = row.try_get(0)?;
+        let value: i64 = row.try_get(1)?;
+        if name == FROM_MARK {
+            from = Some(value);
+        } else {
+            until = Some(value);
+        }
+    }
+    Ok(from.zip(until))
 }
 
 /// The whole hours `[start, end)` of the report that rollups answer: inside `[from, to)` and
-/// before the watermark `until`. `None` when there is none.
-pub(crate) fn rolled_hours(from: Option<i64>, to: Option<i64>, until: i64) -> Option<(i64, i64)> {
-    let start = from.map_or(0, |from| {
+/// within the rolled-up hours `[rolled_from, until)`. `None` when there is none.
+pub(crate) fn rolled_hours(from: Option<i64>, to: Option<i64>, rolled_from: i64, until: i64) -> Option<(i64, i64)> {
+    let start = from.map_or(rolled_from, |from| {
         let hour = from.div_euclid(HOUR_MS).saturating_mul(HOUR_MS);
         if hour == from { hour } else { hour.saturating_add(HOUR_MS) }
     });
+    let start = start.max(rolled_from);
     let end = to.map_or(until, |to| to.div_euclid(HOUR_MS).saturating_mul(HOUR_MS)).min(until);
     (start < end).then_some((start, end))
 }
@@ -93,7 +107,9 @@ pub(crate) async fn spend_rows(
     filter: &AuditFilter,
 ) -> Result<Vec<SpendItem>, sqlx::Error> {
     let rolled = if filter.rollup_compatible() {
-        rollups_until(db).await?.and_then(|until| rolled_hours(filter.from, filter.to, until))
+        rolled_range(db)
+            .await?
+            .and_then(|(rolled_from, until)| rolled_hours(filter.from, filter.to, rolled_from, until))
     } else {
         None
     };
@@ -192,13 +208,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rollups_answer_the_whole_hours_inside_the_range_before_the_watermark() {
+    fn rollups_answer_the_whole_hours_inside_the_range_and_the_rolled_hours() {
         let h = HOUR_MS;
-        assert_eq!(rolled_hours(None, None, 10 * h), Some((0, 10 * h)));
-        assert_eq!(rolled_hours(Some(2 * h), Some(5 * h), 10 * h), Some((2 * h, 5 * h)));
-        assert_eq!(rolled_hours(Some(2 * h + 1), Some(5 * h - 1), 10 * h), Some((3 * h, 4 * h)));
-        assert_eq!(rolled_hours(Some(2 * h), None, 4 * h), Some((2 * h, 4 * h)));
-        assert_eq!(rolled_hours(Some(2 * h + 1), Some(3 * h - 1), 10 * h), None, "no whole hour");
-        assert_eq!(rolled_hours(Some(12 * h), None, 10 * h), None, "all newer than the rollups");
+        assert_eq!(rolled_hours(None, None, 0, 10 * h), Some((0, 10 * h)));
+        assert_eq!(rolled_hours(None, None, 3 * h, 10 * h), Some((3 * h, 10 * h)));
+        assert_eq!(rolled_hours(Some(2 * h), Some(5 * h), 0, 10 * h), Some((2 * h, 5 * h)));
+        assert_eq!(rolled_hours(Some(2 * h + 1), Some(5 * h - 1), 0, 10 * h), Some((3 * h, 4 * h)));
+        assert_eq!(rolled_hours(Some(2 * h), None, 0, 4 * h), Some((2 * h, 4 * h)));
+        assert_eq!(rolled_hours(Some(2 * h), None, 3 * h, 4 * h), Some((3 * h, 4 * h)), "older than the rollups");
+        assert_eq!(rolled_hours(Some(2 * h + 1), Some(3 * h - 1), 0, 10 * h), None, "no whole hour");
+        assert_eq!(rolled_hours(Some(12 * h), None, 0, 10 * h), None, "all newer than the rollups");
+        assert_eq!(rolled_hours(None, None, 5 * h, 5 * h), None, "nothing rolled yet");
     }
 }

@@ -46,11 +46,11 @@ async fn recorded(db: &Database, row: &str, start: i64) -> Option<i64> {
         .map(|row| row.get::<i64, _>(0))
 }
 
-/// Waits until the database records spend for `row` in its current daily period.
-async fn wait_recorded(db: &Database, row: &str) -> i64 {
+/// Waits until the database records more than `above` spent for `row` in its current daily period.
+async fn wait_recorded(db: &Database, row: &str, above: i64) -> i64 {
     let (start, _) = BudgetPeriod::Daily.bounds(flowgate_db::now_millis());
     for _ in 0..100 {
-        if let Some(spent) = recorded(db, row, start).await.filter(|spent| *spent > 0) {
+        if let Some(spent) = recorded(db, row, start).await.filter(|spent| *spent > above) {
             return spent;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -89,7 +89,7 @@ async fn reconciliation_repairs_a_budget_counter_corrupted_in_redis() {
     let (id, key) = app.create_key(json!({"name": "reconciled", "budget_usd": 5.0, "budget_period": "daily"})).await;
     assert_eq!(chat(&app, &key).await, 200);
     let db = sqlite_of(&app).await;
-    let spent = wait_recorded(&db, &id).await;
+    let spent = wait_recorded(&db, &id, 0).await;
     let shared = SharedState::new(Some(&SecretString::from(redis_url())), &prefix).unwrap();
     let now = flowgate_db::now_millis();
     let (start, _) = BudgetPeriod::Daily.bounds(now);
@@ -106,7 +106,7 @@ async fn reconciliation_repairs_a_budget_counter_corrupted_in_redis() {
     assert_eq!(held().await, spent.to_string());
     // The key is limited by its real spend again: the proxy sees the repaired counter.
     assert_eq!(chat(&app, &key).await, 200);
-    let spent = wait_recorded(&db, &id).await;
+    let spent = wait_recorded(&db, &id, spent).await;
     let after = held().await.parse::<i64>().unwrap();
     assert_eq!(after, spent, "the request after the repair counted on top of the repaired figure");
 
@@ -324,14 +324,13 @@ async fn the_spend_report_reads_rollups_on_postgresql() {
 
 async fn spend_report_with_rollups(app: &TestApp, db: &Database) {
     use flowgate_worker::jobs::rollups::{HOUR_MS, Rollups};
-    // The app's worker has rolled up its empty table once; start over, as on a first run over
-    // records that predate the worker.
+    // The app's worker has rolled up its empty table once: the records below predate its rolled
+    // hours, like history imported after the worker started.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while jobs(&app.worker_url).await["rollups"]["runs"] != 1 {
         assert!(tokio::time::Instant::now() < deadline, "the worker never ran");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    sqlx::query("DELETE FROM worker_state").execute(db.pool()).await.unwrap();
     let now = flowgate_db::now_millis();
     let hour = now / HOUR_MS * HOUR_MS;
     // Three days of records, some in the current (unrolled) hour, models asked and used.
@@ -357,7 +356,7 @@ async fn spend_report_with_rollups(app: &TestApp, db: &Database) {
     }
     let rollups = Rollups::new(db.clone());
     let report = rollups.run(now).await.unwrap();
-    assert!(report.starts_with("rolled up to"), "{report}");
+    assert!(report.starts_with("rolled "), "{report}");
     // Run again: the same rollups.
     rollups.run(now).await.unwrap();
     let rolled: i64 = sqlx::query("SELECT CAST(SUM(requests) AS BIGINT) FROM spend_rollups")
@@ -583,5 +582,32 @@ async fn audit_records_past_their_retention_are_archived_verified_deleted_and_re
     assert_eq!(seen.len(), 10);
     let (status, error) = app.admin(reqwest::Method::GET, "/api/audit?archived=true", None).await;
     assert_eq!(status, 400, "{error}");
+    db.close().await;
+}
+
+#[tokio::test]
+async fn a_key_about_to_expire_raises_one_alert_recorded_without_webhooks() {
+    use flowgate_worker::jobs::alerts::Alerts;
+    let app = TestApp::builder("").env("FLOWGATE__WORKER__INTERVAL_SECS", "3600").spawn().await;
+    let now = flowgate_db::now_millis();
+    let soon = flowgate_common::budget::utc_timestamp(now + 3 * DAY_MS);
+    let later = flowgate_common::budget::utc_timestamp(now + 30 * DAY_MS);
+    let (soon_id, _) = app.create_key(json!({"name": "soon", "expires_at": soon})).await;
+    let (_, _) = app.create_key(json!({"name": "later", "expires_at": later})).await;
+    let db = sqlite_of(&app).await;
+    let settings = flowgate_common::settings::AlertSettings::default();
+    let alerts = Alerts::new(db.clone(), SharedState::local("alerts-test:"), &settings).unwrap();
+    let report = alerts.run(now).await.unwrap();
+    assert!(report.contains("1 expiry alert"), "{report}");
+    let report = alerts.run(now + 60_000).await.unwrap();
+    assert!(report.contains("0 expiry alert"), "raised once: {report}");
+    let (status, page) = app.admin(reqwest::Method::GET, "/api/alerts?kind=key_expiry", None).await;
+    assert_eq!(status, 200, "{page}");
+    let data = page["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1, "{page}");
+    assert_eq!(data[0]["subject"], soon_id.as_str());
+    assert_eq!(data[0]["status"], "recorded", "no webhook configured");
+    assert_eq!(data[0]["threshold"], 7);
+    assert!(data[0]["message"].as_str().unwrap().contains("soon"), "{page}");
     db.close().await;
 }
