@@ -99,9 +99,7 @@ struct Inner {
     timeout: Duration,
     threshold: f32,
     ttl: Duration,
-    key_text: SemanticKeyText,
-    turns: usize,
-    partition_fields: Vec<String>,
+    rules: QueryRules,
     index: RwLock<Index<Entry>>,
     /// Where entries are published: Redis (phase 4), or in process (the api-server's listing).
     publish_to: SharedState,
@@ -144,9 +142,11 @@ impl SemanticCache {
             timeout: Duration::from_millis(settings.embed_timeout_ms.max(1)),
             threshold,
             ttl,
-            key_text: settings.key_text,
-            turns: settings.turns.max(1),
-            partition_fields: settings.partition_fields.clone(),
+            rules: QueryRules {
+                key_text: settings.key_text,
+                turns: settings.turns.max(1),
+                partition_fields: settings.partition_fields.clone(),
+            },
             index: RwLock::new(Index::new(settings.max_bytes)),
             publish_to: shared.clone(),
             shared: shared.is_shared().then(|| shared.clone()),
@@ -170,89 +170,24 @@ impl SemanticCache {
         model: &str,
         body: &Value,
     ) -> Option<Query> {
-        if endpoint != Endpoint::Chat || body.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
-            return None;
-        }
-        let pointers = format.codec().prompt_pointers(body);
-        if pointers.iter().any(|p| p.role == "tool" || p.kind != TextKind::Text) || has_non_text_parts(body) {
-            return None;
-        }
-        // The texts grouped by message, in order: (message, role, text).
-        let mut messages: Vec<(String, String, String)> = Vec::new();
-        for pointer in &pointers {
-            let text = body.pointer(&pointer.pointer).and_then(Value::as_str).unwrap_or_default();
-            let message = message_of(&pointer.pointer);
-            match messages.last_mut() {
-                Some((last, _, joined)) if *last == message => {
-                    joined.push('\n');
-                    joined.push_str(text);
-                }
-                _ => messages.push((message, pointer.role.clone(), text.to_owned())),
-            }
-        }
-        let last = messages.iter().rposition(|(_, role, _)| role == "user")?;
-        if last + 1 != messages.len() {
-            return None;
-        }
-        let embedded_from = match self.0.key_text {
-            SemanticKeyText::LastUser => last,
-            SemanticKeyText::Conversation => messages.len().saturating_sub(self.0.turns),
-        };
-        let mut text = String::new();
-        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-        let mut part = |bytes: &[u8]| {
-            context.update(&u64::try_from(bytes.len()).unwrap_or(u64::MAX).to_le_bytes());
-            context.update(bytes);
-        };
-        for (i, (_, role, message)) in messages.iter().enumerate() {
-            let system = role == "system" || role == "developer";
-            let embedded = i >= embedded_from || (self.0.key_text == SemanticKeyText::Conversation && system);
-            if embedded {
-                if self.0.key_text == SemanticKeyText::Conversation {
-                    text.push_str(role);
-                    text.push_str(": ");
-                }
-                text.push_str(message);
-                text.push('\n');
-            } else {
-                part(role.as_bytes());
-                part(message.as_bytes());
-            }
-        }
-        let text = text.trim_end().to_owned();
-        if text.is_empty() {
-            return None;
-        }
-        part(b"|partition");
-        for bytes in [tenant.as_bytes(), format!("{format:?}").as_bytes(), model.as_bytes()] {
-            part(bytes);
-        }
-        let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-        part(&[u8::from(stream)]);
-        for field in ["tools", "tool_choice", "functions", "function_call", "response_format", "text", "output_format"]
-        {
-            part(field.as_bytes());
-            part(&serde_json::to_vec(body.get(field).unwrap_or(&Value::Null)).unwrap_or_default());
-        }
-        let temperature = body.get("temperature").and_then(Value::as_f64).map(|t| (t * 10.0).round());
-        part(format!("{temperature:?}").as_bytes());
-        for field in &self.0.partition_fields {
-            part(field.as_bytes());
-            part(&serde_json::to_vec(body.get(field).unwrap_or(&Value::Null)).unwrap_or_default());
-        }
-        let digest = context.finish();
-        let partition = digest.as_ref().first_chunk::<8>().map_or(0, |b| u64::from_le_bytes(*b));
-        Some(Query { partition, text, tenant: tenant.to_owned(), model: model.to_owned() })
+        self.0.rules.query(tenant, format, endpoint, model, body)
     }
 
     /// The unit vector of `text`, or `None` when the embedder is busy past the timeout or fails.
     async fn embed(&self, text: &str) -> Option<Arc<Vec<f32>>> {
         let inner = &self.0;
         let work = async {
-            let _permit = inner.permits.clone().acquire_owned().await.ok()?;
+            let permit = inner.permits.clone().acquire_owned().await.ok()?;
             let embedder = inner.embedder.clone();
             let text = text.to_owned();
-            tokio::task::spawn_blocking(move || embedder.embed(&text)).await.ok()
+            // The permit goes with the work: an embedding that outlives its timeout still holds
+            // its thread's place in the pool until it ends.
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                embedder.embed(&text)
+            })
+            .await
+            .ok()
         };
         match tokio::time::timeout(inner.timeout, work).await {
             Ok(Some(vector)) => Some(Arc::new(vector)),
@@ -434,6 +369,92 @@ impl Entry {
     }
 }
 
+/// What a request's query is made of (`cache.semantic.key_text`, `turns`, `partition_fields`).
+#[derive(Debug, Clone)]
+struct QueryRules {
+    key_text: SemanticKeyText,
+    turns: usize,
+    partition_fields: Vec<String>,
+}
+
+impl QueryRules {
+    fn query(&self, tenant: &str, format: ApiFormat, endpoint: Endpoint, model: &str, body: &Value) -> Option<Query> {
+        if endpoint != Endpoint::Chat || body.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
+            return None;
+        }
+        let pointers = format.codec().prompt_pointers(body);
+        if pointers.iter().any(|p| p.role == "tool" || p.kind != TextKind::Text) || has_non_text_parts(body) {
+            return None;
+        }
+        // The texts grouped by message, in order: (message, role, text).
+        let mut messages: Vec<(String, String, String)> = Vec::new();
+        for pointer in &pointers {
+            let text = body.pointer(&pointer.pointer).and_then(Value::as_str).unwrap_or_default();
+            let message = message_of(&pointer.pointer);
+            match messages.last_mut() {
+                Some((last, _, joined)) if *last == message => {
+                    joined.push('\n');
+                    joined.push_str(text);
+                }
+                _ => messages.push((message, pointer.role.clone(), text.to_owned())),
+            }
+        }
+        let last = messages.iter().rposition(|(_, role, _)| role == "user")?;
+        if last + 1 != messages.len() {
+            return None;
+        }
+        let embedded_from = match self.key_text {
+            SemanticKeyText::LastUser => last,
+            SemanticKeyText::Conversation => messages.len().saturating_sub(self.turns),
+        };
+        let mut text = String::new();
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut part = |bytes: &[u8]| {
+            context.update(&u64::try_from(bytes.len()).unwrap_or(u64::MAX).to_le_bytes());
+            context.update(bytes);
+        };
+        for (i, (_, role, message)) in messages.iter().enumerate() {
+            let system = role == "system" || role == "developer";
+            let embedded = i >= embedded_from || (self.key_text == SemanticKeyText::Conversation && system);
+            if embedded {
+                if self.key_text == SemanticKeyText::Conversation {
+                    text.push_str(role);
+                    text.push_str(": ");
+                }
+                text.push_str(message);
+                text.push('\n');
+            } else {
+                part(role.as_bytes());
+                part(message.as_bytes());
+            }
+        }
+        let text = text.trim_end().to_owned();
+        if text.is_empty() {
+            return None;
+        }
+        part(b"|partition");
+        for bytes in [tenant.as_bytes(), format!("{format:?}").as_bytes(), model.as_bytes()] {
+            part(bytes);
+        }
+        let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+        part(&[u8::from(stream)]);
+        for field in ["tools", "tool_choice", "functions", "function_call", "response_format", "text", "output_format"]
+        {
+            part(field.as_bytes());
+            part(&serde_json::to_vec(body.get(field).unwrap_or(&Value::Null)).unwrap_or_default());
+        }
+        let temperature = body.get("temperature").and_then(Value::as_f64).map(|t| (t * 10.0).round());
+        part(format!("{temperature:?}").as_bytes());
+        for field in &self.partition_fields {
+            part(field.as_bytes());
+            part(&serde_json::to_vec(body.get(field).unwrap_or(&Value::Null)).unwrap_or_default());
+        }
+        let digest = context.finish();
+        let partition = digest.as_ref().first_chunk::<8>().map_or(0, |b| u64::from_le_bytes(*b));
+        Some(Query { partition, text, tenant: tenant.to_owned(), model: model.to_owned() })
+    }
+}
+
 /// The message a prompt pointer belongs to: `/messages/3/content/0/text` → `/messages/3`.
 fn message_of(pointer: &str) -> String {
     let mut parts = pointer.splitn(4, '/');
@@ -460,6 +481,87 @@ fn has_non_text_parts(body: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn rules(key_text: SemanticKeyText) -> QueryRules {
+        QueryRules { key_text, turns: 2, partition_fields: vec!["seed".to_owned()] }
+    }
+
+    fn query(body: &Value) -> Option<Query> {
+        rules(SemanticKeyText::LastUser).query("t", ApiFormat::OpenAi, Endpoint::Chat, "m", body)
+    }
+
+    fn chat(messages: Value) -> Value {
+        json!({"model": "m", "messages": messages})
+    }
+
+    #[test]
+    fn the_last_user_message_is_embedded_and_everything_else_partitions() {
+        let base = chat(json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}]));
+        let q = query(&base).expect("cacheable");
+        assert_eq!(q.text, "hello there");
+        let paraphrase = chat(json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]));
+        assert_eq!(query(&paraphrase).map(|p| p.partition), Some(q.partition), "only the text differs");
+        let differs = |body: Value| query(&body).is_some_and(|other| other.partition != q.partition);
+        assert!(differs(chat(
+            json!([{"role": "system", "content": "be long"}, {"role": "user", "content": "hello there"}])
+        )));
+        let mut other = base.clone();
+        other["temperature"] = json!(0.7);
+        assert!(differs(other.clone()));
+        other["temperature"] = json!(0.71);
+        let near = query(&other).map(|p| p.partition);
+        other["temperature"] = json!(0.69);
+        assert_eq!(query(&other).map(|p| p.partition), near, "one bucket per tenth");
+        for (field, value) in [
+            ("tools", json!([{"type": "function"}])),
+            ("response_format", json!({"type": "json_object"})),
+            ("seed", json!(1)),
+            ("stream", json!(true)),
+        ] {
+            let mut other = base.clone();
+            other[field] = value;
+            assert!(differs(other), "{field}");
+        }
+        let tenant = rules(SemanticKeyText::LastUser).query("u", ApiFormat::OpenAi, Endpoint::Chat, "m", &base);
+        assert_ne!(tenant.map(|p| p.partition), Some(q.partition), "tenants never share a partition");
+        let model = rules(SemanticKeyText::LastUser).query("t", ApiFormat::OpenAi, Endpoint::Chat, "m2", &base);
+        assert_ne!(model.map(|p| p.partition), Some(q.partition));
+    }
+
+    #[test]
+    fn tool_results_images_n_and_other_endpoints_are_not_semantically_cached() {
+        let tool = chat(json!([{"role": "user", "content": "weather?"}, {"role": "assistant", "content": null,
+            "tool_calls": [{"id": "c", "type": "function", "function": {"name": "w", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c", "content": "sunny"}, {"role": "user", "content": "and tomorrow?"}]));
+        assert!(query(&tool).is_none());
+        let image = chat(json!([{"role": "user", "content": [{"type": "text", "text": "what is it"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}]}]));
+        assert!(query(&image).is_none());
+        let mut n = chat(json!([{"role": "user", "content": "hi"}]));
+        n["n"] = json!(2);
+        assert!(query(&n).is_none());
+        let plain = chat(json!([{"role": "user", "content": "hi"}]));
+        assert!(
+            rules(SemanticKeyText::LastUser).query("t", ApiFormat::OpenAi, Endpoint::Embeddings, "m", &plain).is_none()
+        );
+        assert!(
+            query(&chat(json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "prefill"}])))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn conversation_mode_embeds_the_system_prompt_and_the_last_turns() {
+        let body = chat(json!([{"role": "system", "content": "sys"}, {"role": "user", "content": "one"},
+            {"role": "assistant", "content": "two"}, {"role": "user", "content": "three"}]));
+        let q = rules(SemanticKeyText::Conversation).query("t", ApiFormat::OpenAi, Endpoint::Chat, "m", &body).unwrap();
+        assert_eq!(q.text, "system: sys\nassistant: two\nuser: three");
+        let anthropic = json!({"model": "m", "system": "sys", "messages": [{"role": "user", "content": [{"type": "text", "text": "hello"}]}]});
+        let q =
+            rules(SemanticKeyText::LastUser).query("t", ApiFormat::Anthropic, Endpoint::Chat, "m", &anthropic).unwrap();
+        assert_eq!(q.text, "hello");
+    }
 
     #[test]
     fn pointers_map_to_their_message() {

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering as Atomic};
 const M: usize = 16;
 const EF_CONSTRUCTION: usize = 100;
 /// Candidates kept while searching (at least `k`).
-const EF_SEARCH: usize = 32;
+const EF_SEARCH: usize = 64;
 
 /// A unit vector quantised to `i8`.
 fn quantise(vector: &[f32]) -> Box<[i8]> {
@@ -387,9 +387,9 @@ impl Graph {
         id
     }
 
-    /// Adds `to` to `from`'s links on `layer`, pruning them back to the `max` closest (the
-    /// diversity heuristic is kept for a new node's own links: on every reverse link it would
-    /// cost a quadratic number of products per insert).
+    /// Adds `to` to `from`'s links on `layer`, pruning them back to `max` with the diversity
+    /// heuristic (keeping only the closest cuts the links between clusters of questions, and
+    /// recall falls with them).
     fn link(&mut self, from: u32, to: u32, layer: usize, max: usize) {
         let Some(links) = self.nodes.get(from as usize).and_then(|n| n.links.get(layer)) else { return };
         let mut links = links.clone();
@@ -398,7 +398,7 @@ impl Graph {
             let base = self.nodes.get(from as usize).map(|n| n.vector.clone()).unwrap_or_default();
             let mut scored: Vec<Scored> = links.iter().map(|l| Scored(self.score(&base, *l), *l)).collect();
             scored.sort_unstable_by(|a, b| b.cmp(a));
-            links = scored.into_iter().take(max).map(|s| s.1).collect();
+            links = self.select(&scored, max);
         }
         if let Some(slot) = self.nodes.get_mut(from as usize).and_then(|n| n.links.get_mut(layer)) {
             *slot = links;
