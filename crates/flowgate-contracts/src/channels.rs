@@ -19,3 +19,7 @@ pub const A2A_AGENTS_CHANGED: &str = "a2a:changed";
 /// server's name. Proxies reload their upstream servers and tell connected clients that the tool
 /// list changed.
 pub const MCP_SERVERS_CHANGED: &str = "mcp:servers:changed";
+
+/// A key's or tenant's upstream credential for an MCP server was stored or removed
+/// (`/api/mcp/auth/{server}`). Payload: the server's name. Proxies drop the credentials they hold.
+pub const MCP_CREDENTIALS_CHANGED: &str = "mcp:credentials:changed";
