@@ -138,11 +138,13 @@ impl Gateway {
         self.servers.load_full()
     }
 
-    /// Replaces the servers; when the set of names changed, tells every open stream (listening
-    /// streams and the older transport's) that the tools, prompts and resources changed.
+    /// Replaces the servers; when a server came, went or changed, tells every open stream
+    /// (listening streams and the older transport's) that the tools, prompts and resources changed.
     fn replace_servers(&self, servers: BTreeMap<String, Arc<Server>>) {
-        let before: Vec<String> = self.servers.load().keys().cloned().collect();
-        let changed = !before.iter().eq(servers.keys());
+        let changed = {
+            let before = self.servers.load();
+            !before.iter().map(|(name, s)| (name, s.revision)).eq(servers.iter().map(|(name, s)| (name, s.revision)))
+        };
         self.servers.store(Arc::new(servers));
         self.catalog_stale.notify_one();
         if changed {
