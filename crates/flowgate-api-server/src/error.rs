@@ -58,12 +58,27 @@ pub enum ApiError {
     /// A secret (an HTTP guardrail's bearer token) could not be sealed.
     #[error("cannot seal a secret: {0}")]
     Seal(SealError),
+    /// Credentials cannot be written: no key-encryption key is configured.
+    #[error("no key-encryption key is configured (FLOWGATE_KEK, credentials.kek_file or Vault Transit)")]
+    NoKek,
+    /// A provider credential could not be sealed (the KEK provider failed).
+    #[error("cannot seal the credential: {0}")]
+    Credential(String),
 }
 
 impl ApiError {
     /// An [`ApiError::InvalidField`].
     pub(crate) fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::InvalidField { field: field.into(), message: message.into() }
+    }
+
+    /// A credential failure (its message never holds key material or values).
+    pub(crate) fn credential(error: flowgate_db::credentials::CredentialError) -> Self {
+        match error {
+            flowgate_db::credentials::CredentialError::Database(error) => Self::Database(error),
+            flowgate_db::credentials::CredentialError::NoKek => Self::NoKek,
+            other => Self::Credential(other.to_string()),
+        }
     }
 
     /// Status, code and client-facing message.
@@ -85,6 +100,10 @@ impl ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "cannot generate a key".to_owned())
             }
             Self::Seal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "cannot seal the secret".to_owned()),
+            Self::NoKek => (StatusCode::SERVICE_UNAVAILABLE, "kek_not_configured", self.to_string()),
+            Self::Credential(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "kek_unavailable", "the key-encryption key cannot be used".to_owned())
+            }
         }
     }
 }

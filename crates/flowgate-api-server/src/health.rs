@@ -7,7 +7,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use flowgate_db::{Backend, now_millis};
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::fields::rfc3339;
@@ -138,82 +137,6 @@ pub(crate) async fn comprehensive(State(state): State<AppState>) -> (StatusCode,
     (code, Json(body))
 }
 
-// ---------------------------------------------------------------------------------------------
-// Cache statistics
-// ---------------------------------------------------------------------------------------------
-
-/// One cache layer's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub(crate) struct LayerStats {
-    hits: u64,
-    misses: u64,
-    entries: u64,
-}
-
-/// `GET /api/metacache/stats`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub(crate) struct CacheStats {
-    exact: LayerStats,
-    semantic: LayerStats,
-    /// Hits over lookups, both layers together; 0 before any lookup.
-    hit_rate: f64,
-    /// Whether any `flowgate_cache_*` family is registered in this process: `false` means the
-    /// zeros above are "no cache reporting here", not "a cache with no traffic".
-    cache_metrics_present: bool,
-}
-
-impl CacheStats {
-    /// Reads `flowgate_cache_hits_total`, `flowgate_cache_misses_total` and
-    /// `flowgate_cache_entries`, each labelled `cache="exact"|"semantic"` (other labels are summed),
-    /// from Prometheus text exposition.
-    pub(crate) fn from_exposition(text: &str) -> Self {
-        let mut stats = Self::default();
-        for line in text.lines() {
-            if line.starts_with("# TYPE flowgate_cache_") {
-                stats.cache_metrics_present = true;
-            }
-            if !line.starts_with("flowgate_cache_") {
-                continue;
-            }
-            let Some((series, value)) = line.rsplit_once(' ') else { continue };
-            let Ok(value) = value.trim().parse::<f64>() else { continue };
-            if !value.is_finite() || value < 0.0 {
-                continue;
-            }
-            #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "non-negative counters")]
-            let value = value.round() as u64;
-            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
-            let layer = if labels.contains("cache=\"exact\"") {
-                &mut stats.exact
-            } else if labels.contains("cache=\"semantic\"") {
-                &mut stats.semantic
-            } else {
-                continue;
-            };
-            let slot = match name {
-                "flowgate_cache_hits_total" => &mut layer.hits,
-                "flowgate_cache_misses_total" => &mut layer.misses,
-                "flowgate_cache_entries" => &mut layer.entries,
-                _ => continue,
-            };
-            *slot = slot.saturating_add(value);
-        }
-        let hits = stats.exact.hits.saturating_add(stats.semantic.hits);
-        let lookups = hits.saturating_add(stats.exact.misses).saturating_add(stats.semantic.misses);
-        #[expect(clippy::cast_precision_loss, reason = "a ratio")]
-        if lookups > 0 {
-            stats.hit_rate = hits as f64 / lookups as f64;
-        }
-        stats
-    }
-}
-
-/// `GET /api/metacache/stats`: the cache counters of this process's metrics registry.
-#[tracing::instrument(name = "metacache.stats", skip_all)]
-pub(crate) async fn metacache(State(state): State<AppState>) -> Json<CacheStats> {
-    Json(CacheStats::from_exposition(&state.metrics.encode()))
-}
-
 #[cfg(test)]
 mod tests {
     use flowgate_common::Settings;
@@ -257,24 +180,5 @@ mod tests {
         services.insert("proxy".into(), json!({"status": "not_ready"}));
         assert_eq!(overall(&ok, &ok, &services), "degraded");
         assert_eq!(overall(&down, &ok, &services), "down");
-    }
-
-    #[test]
-    fn cache_stats_read_the_registry_or_stay_zero() {
-        let empty = CacheStats::from_exposition("# HELP flowgate_http_requests x\nflowgate_http_requests_total 3\n");
-        assert_eq!(empty, CacheStats::default());
-        let text = "# TYPE flowgate_cache_hits counter\n\
-                    flowgate_cache_hits_total{cache=\"exact\",route=\"/v1/chat\"} 6\n\
-                    flowgate_cache_hits_total{cache=\"exact\",route=\"/v1/embeddings\"} 2\n\
-                    flowgate_cache_misses_total{cache=\"exact\"} 6\n\
-                    flowgate_cache_hits_total{cache=\"semantic\"} 4\n\
-                    flowgate_cache_misses_total{cache=\"semantic\"} 2\n\
-                    flowgate_cache_entries{cache=\"exact\"} 42\n\
-                    flowgate_cache_hits_total{cache=\"other\"} 99\n";
-        let stats = CacheStats::from_exposition(text);
-        assert_eq!(stats.exact, LayerStats { hits: 8, misses: 6, entries: 42 });
-        assert_eq!(stats.semantic, LayerStats { hits: 4, misses: 2, entries: 0 });
-        assert!((stats.hit_rate - 0.6).abs() < 1e-9);
-        assert!(stats.cache_metrics_present);
     }
 }

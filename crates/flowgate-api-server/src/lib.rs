@@ -11,9 +11,11 @@
 //!   `guardrails` (+ `schema`: each built-in kind's `runtime_config` schema, the schema check and
 //!   the built-ins seeded at start), `policies` (rule sets checked by
 //!   `flowgate_contracts::rules`), `audit` (the trail query and its streamed CSV/NDJSON export),
-//!   `analytics` (spend and provider performance over the trail), `a2a` (the A2A agents registered
-//!   at run time, their headers sealed), `mcp_servers` (the upstream MCP servers registered at
-//!   run time, likewise).
+//!   `analytics` (spend and provider performance over the trail), `routing` (deployments at
+//!   run time, the file's read-only, with the proxies' live view), `credentials` (provider keys
+//!   sealed by `flowgate_db::credentials`, write-only), `a2a` (the A2A agents registered at run
+//!   time, their headers sealed), `mcp_servers` (the upstream MCP servers registered at run
+//!   time, likewise).
 //! - `fields`: conventions every document shares (money, timestamps, PATCH nulls, paging);
 //!   `sql`: the data-access helpers every store uses (numbered placeholders, `UPDATE`s from
 //!   changes, keyset pages); `extract`: JSON and query extractors whose rejections are 400s;
@@ -27,6 +29,7 @@
 mod a2a;
 mod analytics;
 mod audit;
+mod credentials;
 mod error;
 mod events;
 mod extract;
@@ -36,8 +39,10 @@ mod guardrails;
 mod health;
 mod keys;
 mod mcp_servers;
+mod metacache;
 mod policies;
 pub mod routes;
+mod routing;
 mod sql;
 mod state;
 mod targets;
@@ -84,6 +89,9 @@ pub enum InitError {
     /// The HTTP client for health checks could not be built.
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(String),
+    /// The stored provider credentials cannot be opened with the configured key-encryption key.
+    #[error("{0}")]
+    Credentials(flowgate_db::credentials::CredentialError),
 }
 
 /// What the api-server needs from the process.
@@ -126,6 +134,16 @@ impl Application {
             .timeout(Duration::from_secs(5))
             .build()
             .map_err(|error| InitError::HttpClient(error.to_string()))?;
+        let keyring = flowgate_db::credentials::keyring_from_settings(&settings.credentials)
+            .map_err(InitError::Credentials)?
+            .map(Arc::new);
+        // A wrong key-encryption key stops the start here, before anything is served.
+        let sealed = flowgate_db::credentials::check(&deps.database, keyring.as_deref())
+            .await
+            .map_err(InitError::Credentials)?;
+        if let Some(keyring) = &keyring {
+            tracing::info!(kek = %keyring.current().key_id(), credentials = sealed, "provider credentials can be opened");
+        }
         let resolver = KeyResolver::new(deps.database.clone());
         let (grpc, grpc_health) = grpc_routes(
             tonic::service::Routes::new(KeyServiceServer::new(resolver.clone())),
@@ -145,7 +163,8 @@ impl Application {
             hasher: deps.hasher.clone(),
             http,
             targets: Arc::new(health::HealthTargets::from_settings(settings)),
-            metrics: deps.metrics.clone(),
+            file_deployments: Arc::new(routing::FileDeployments::new(&settings.model_list)),
+            keyring,
         };
         let router = Router::new().merge(grpc).merge(routes::router(state, deps.admin_key.clone()));
         let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(deps.database.clone())];

@@ -11,7 +11,9 @@ use axum::routing::{MethodFilter, get, on};
 use secrecy::SecretString;
 
 use crate::state::AppState;
-use crate::{a2a, analytics, audit, guardrails, health, keys, mcp_servers, policies, tenants};
+use crate::{
+    a2a, analytics, audit, credentials, guardrails, health, keys, mcp_servers, metacache, policies, routing, tenants,
+};
 
 /// Declares the admin routes once: `ADMIN_ROUTES` (method, path) and `admin_router`.
 macro_rules! admin_routes {
@@ -43,7 +45,9 @@ admin_routes! {
     GET "/api/analytics/spend" => analytics::handlers::spend,
     GET "/api/providers/perf" => analytics::handlers::perf,
     GET "/api/health/comprehensive" => health::comprehensive,
-    GET "/api/metacache/stats" => health::metacache,
+    GET "/api/metacache/stats" => metacache::handlers::stats,
+    GET "/api/metacache/entries" => metacache::handlers::entries,
+    DELETE "/api/metacache" => metacache::handlers::delete,
     POST "/api/guardrails" => guardrails::handlers::create,
     GET "/api/guardrails" => guardrails::handlers::list,
     GET "/api/guardrails/{name}" => guardrails::handlers::get,
@@ -54,6 +58,17 @@ admin_routes! {
     GET "/api/policies/{name}" => policies::handlers::get,
     PATCH "/api/policies/{name}" => policies::handlers::patch,
     DELETE "/api/policies/{name}" => policies::handlers::delete,
+    GET "/api/routing" => routing::handlers::list,
+    POST "/api/routing/deployments" => routing::handlers::create,
+    GET "/api/routing/deployments/{id}" => routing::handlers::get,
+    PUT "/api/routing/deployments/{id}" => routing::handlers::replace,
+    DELETE "/api/routing/deployments/{id}" => routing::handlers::delete,
+    DELETE "/api/routing/models/{name}" => routing::handlers::delete_model,
+    POST "/api/credentials" => credentials::handlers::create,
+    GET "/api/credentials" => credentials::handlers::list,
+    GET "/api/credentials/{name}" => credentials::handlers::get,
+    PUT "/api/credentials/{name}" => credentials::handlers::replace,
+    DELETE "/api/credentials/{name}" => credentials::handlers::delete,
     POST "/api/admin/a2a/agents" => a2a::handlers::create,
     GET "/api/admin/a2a/agents" => a2a::handlers::list,
     GET "/api/admin/a2a/agents/{name}" => a2a::handlers::get,

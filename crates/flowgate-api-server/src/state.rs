@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use flowgate_common::keys::KeyHasher;
-use flowgate_common::metrics::Metrics;
 use flowgate_common::secretbox::SealKey;
 use flowgate_db::{Database, SharedState};
 
@@ -32,6 +31,8 @@ pub(crate) struct AppState {
     pub(crate) http: reqwest::Client,
     /// Where the other services answer.
     pub(crate) targets: Arc<HealthTargets>,
-    /// The process registry (cache counters).
-    pub(crate) metrics: Metrics,
+    /// The config file's deployments (read-only through `/api/routing`).
+    pub(crate) file_deployments: Arc<crate::routing::FileDeployments>,
+    /// The key-encryption keys of provider credentials, when configured.
+    pub(crate) keyring: Option<Arc<flowgate_db::credentials::Keyring>>,
 }

@@ -13,15 +13,20 @@
 //!   form in `flowgate.keys.v1`).
 //! - [`rules`]: the policy rule-set schema ([`RuleSet`]) the api-server validates on write and
 //!   the policy service evaluates.
+//! - [`routing`]: the proxies' live deployment snapshots (key prefix, TTL, shape) that
+//!   `GET /api/routing` reads, and the provider-key reference prefixes.
 //! - [`audit`]: [`AuditRecord`], one request in the audit trail, and [`AUDIT_COLUMNS`].
 //! - [`mcp`]: the tool options of an MCP server registered at run time ([`mcp::McpServerOptions`]);
 //!   [`mcp_access`]: who may use which MCP server and tool (the key's and tenant's glob lists).
+//! - [`metacache`]: the cache's phases, the semantic entries stream and the stats counters.
 
 pub mod audit;
 pub mod channels;
 pub mod guardrails;
 pub mod mcp;
 pub mod mcp_access;
+pub mod metacache;
+pub mod routing;
 pub mod rules;
 
 pub use audit::{AUDIT_COLUMNS, AuditRecord};

@@ -8,9 +8,14 @@
 //! - [`migrate`]: refinery migrations, one stream per backend, applied through a thin adapter over
 //!   a sqlx connection (no second database driver).
 //! - [`SharedState`]: counters and small values with expiry, in Redis or in process.
+//! - [`routing`]: deployments written through `/api/routing` and the routing revision.
+//! - [`credentials`]: provider credentials sealed at rest (envelope encryption, KEK providers,
+//!   rewrap).
 
+pub mod credentials;
 mod database;
 pub mod migrate;
+pub mod routing;
 mod shared;
 
 pub use database::{Backend, Database, Error};

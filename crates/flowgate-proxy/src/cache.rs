@@ -1,8 +1,10 @@
-//! Exact-match response cache: the same request from the same tenant gets the stored answer
-//! without an upstream call.
+//! The metacache: the same request (phases 1 and 2, here) or the same question (phases 3 and 4,
+//! `crate::semantic`) from the same tenant gets the stored answer without an upstream call.
 //!
-//! Two layers: an in-process moka cache in front of Redis (shared by every replica) when Redis is
-//! configured. When Redis is unreachable, its layer is skipped (a miss, nothing stored there).
+//! Exact phases: an in-process moka cache (phase 1) in front of Redis (phase 2, shared by every
+//! replica) when Redis is configured. When Redis is unreachable, its phase is skipped (a miss,
+//! nothing stored there). The semantic phases run only after both exact phases missed, so a
+//! request answered by them is never embedded.
 //!
 //! - **Key:** SHA-256 of the tenant, the API format and endpoint, and the request body as it
 //!   would be sent (after guardrails and reroutes), serialised with sorted object keys, without
@@ -14,8 +16,12 @@
 //! - **Per request:** `Cache-Control: no-cache` skips the lookup (the answer is still stored),
 //!   `no-store` skips both; LiteLLM's body field `"cache": {"no-cache": true, "no-store": true}`
 //!   does the same and is never forwarded upstream.
-//! - **Answers:** `x-flowgate-cache: hit|miss`; hits cost nothing against the budget and tokens
-//!   per minute, and count as requests for the rate limits.
+//! - **Answers:** `x-flowgate-cache: hit-exact|hit-exact-shared|hit-semantic|hit-semantic-shared|miss`
+//!   (and `x-flowgate-cache-similarity` on semantic hits); hits cost nothing against the budget
+//!   and tokens per minute, and count as requests for the rate limits.
+//! - **Stats:** per phase, lookups, hits and lookup time are counted in the process (Prometheus)
+//!   and added every second to shared counters (Redis, or the in-process store in `all` mode)
+//!   that the api-server's `/api/metacache/stats` reads, so they cover every replica.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -35,9 +41,13 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use serde_json::Value;
 
+use crate::semantic::{Pending, SemanticCache};
 use crate::translate::ApiFormat;
 use crate::wire::Endpoint;
 use flowgate_common::tasks::Tasks;
+use flowgate_contracts::metacache::{LATENCY_BUCKETS_US, Phase, StreamRecord, counter_key};
+use prometheus_client::metrics::histogram::Histogram;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The `cache` label of the cache metrics.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -47,6 +57,101 @@ pub(crate) struct CacheLabels {
 }
 
 const EXACT: CacheLabels = CacheLabels { cache: "exact" };
+const SEMANTIC: CacheLabels = CacheLabels { cache: "semantic" };
+
+/// The `phase` label of the per-phase metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct PhaseLabels {
+    /// `exact`, `exact_shared`, `semantic` or `semantic_shared`.
+    pub phase: &'static str,
+}
+
+/// How long the shared stats counters live (they are running totals).
+const STATS_TTL: Duration = Duration::from_secs(400 * 24 * 3600);
+
+/// One phase's counts since the last flush to the shared counters.
+#[derive(Debug, Default)]
+struct PhaseCounts {
+    lookups: AtomicU64,
+    hits: AtomicU64,
+    micros: AtomicU64,
+    buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+}
+
+/// Per-phase counts: Prometheus series in the process, and deltas flushed to shared counters.
+#[derive(Debug)]
+struct PhaseStats {
+    pending: [PhaseCounts; 4],
+    lookups: Family<PhaseLabels, Counter>,
+    hits: Family<PhaseLabels, Counter>,
+    seconds: Family<PhaseLabels, Histogram, fn() -> Histogram>,
+}
+
+fn lookup_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS_US.iter().map(|us| {
+        #[expect(clippy::cast_precision_loss, reason = "bucket bounds far below 2^52")]
+        let seconds = *us as f64 / 1e6;
+        seconds
+    }))
+}
+
+fn phase_index(phase: Phase) -> usize {
+    Phase::ALL.iter().position(|p| *p == phase).unwrap_or(0)
+}
+
+impl PhaseStats {
+    fn new(metrics: &flowgate_common::metrics::Metrics) -> Self {
+        let stats = Self {
+            pending: Default::default(),
+            lookups: Family::default(),
+            hits: Family::default(),
+            seconds: Family::new_with_constructor(lookup_histogram),
+        };
+        metrics.register("cache_lookups", "Cache lookups by phase", stats.lookups.clone());
+        metrics.register("cache_phase_hits", "Cache hits by phase", stats.hits.clone());
+        metrics.register("cache_lookup_seconds", "Time a cache phase took to answer a lookup", stats.seconds.clone());
+        stats
+    }
+
+    fn record(&self, phase: Phase, hit: bool, took: Duration) {
+        let label = PhaseLabels { phase: phase.name() };
+        self.lookups.get_or_create(&label).inc();
+        if hit {
+            self.hits.get_or_create(&label).inc();
+        }
+        self.seconds.get_or_create(&label).observe(took.as_secs_f64());
+        let counts = &self.pending[phase_index(phase)];
+        counts.lookups.fetch_add(1, Ordering::Relaxed);
+        counts.hits.fetch_add(u64::from(hit), Ordering::Relaxed);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        counts.micros.fetch_add(micros, Ordering::Relaxed);
+        let bucket = LATENCY_BUCKETS_US.iter().position(|bound| micros <= *bound).unwrap_or(LATENCY_BUCKETS_US.len());
+        if let Some(bucket) = counts.buckets.get(bucket) {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds the counts since the last flush to the shared counters.
+    async fn flush(&self, shared: &SharedState) {
+        for phase in Phase::ALL {
+            let counts = &self.pending[phase_index(phase)];
+            let mut deltas = vec![
+                ("lookups".to_owned(), counts.lookups.swap(0, Ordering::Relaxed)),
+                ("hits".to_owned(), counts.hits.swap(0, Ordering::Relaxed)),
+                ("micros".to_owned(), counts.micros.swap(0, Ordering::Relaxed)),
+            ];
+            for (i, bucket) in counts.buckets.iter().enumerate() {
+                deltas.push((format!("bucket:{i}"), bucket.swap(0, Ordering::Relaxed)));
+            }
+            for (what, delta) in deltas.into_iter().filter(|(_, d)| *d > 0) {
+                let delta = i64::try_from(delta).unwrap_or(i64::MAX);
+                if let Err(error) = shared.incr_by(&counter_key(phase, &what), delta, STATS_TTL).await {
+                    tracing::debug!(%error, "cache stats not shared");
+                }
+            }
+        }
+    }
+}
 
 /// A stored answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,8 +186,9 @@ impl Cached {
         Some(Self { stream: stream == 1, content_type, body })
     }
 
-    /// The answer to send: the JSON body, or the stream replayed event by event.
-    pub(crate) fn response(&self) -> Response {
+    /// The answer to send: the JSON body, or the stream replayed event by event, saying which
+    /// `phase` answered.
+    pub(crate) fn response(&self, phase: Phase) -> Response {
         let body = if self.stream {
             let events: Vec<Result<Bytes, std::convert::Infallible>> = split_events(&self.body).map(Ok).collect();
             Body::from_stream(futures_util::stream::iter(events))
@@ -96,7 +202,7 @@ impl Cached {
         if self.stream {
             response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         }
-        response.headers_mut().insert("x-flowgate-cache", HeaderValue::from_static("hit"));
+        response.headers_mut().insert("x-flowgate-cache", HeaderValue::from_static(phase.header()));
         response
     }
 }
@@ -163,9 +269,73 @@ struct Inner {
     hits: Family<CacheLabels, Counter>,
     misses: Family<CacheLabels, Counter>,
     entries: Family<CacheLabels, Gauge>,
+    phases: PhaseStats,
+    /// Phases 3 and 4, when `cache.semantic.enabled`.
+    semantic: Option<SemanticCache>,
     /// Stores run as supervised jobs after the answer has gone.
     tasks: Tasks,
 }
+
+impl Inner {
+    /// Applies a `DELETE /api/metacache` notification: this process's exact entries (their keys
+    /// are hashes, so all of them) and the matching semantic entries.
+    fn forget(&self, message: &str) {
+        let Ok(StreamRecord::Delete { tenant, model }) = serde_json::from_str::<StreamRecord>(message) else {
+            tracing::debug!("unreadable metacache delete ignored");
+            return;
+        };
+        self.local.invalidate_all();
+        if let Some(semantic) = &self.semantic {
+            let removed = semantic.delete(tenant.as_deref(), model.as_deref());
+            tracing::info!(
+                removed,
+                tenant = tenant.as_deref(),
+                model = model.as_deref(),
+                "semantic cache entries deleted"
+            );
+        }
+    }
+
+    /// Writes this process's entry counts and sizes where the api-server reads them.
+    async fn publish_sizes(&self, shared: &SharedState) {
+        let mut sizes = vec![(Phase::Exact, "entries", self.local.entry_count())];
+        if let Some(semantic) = &self.semantic {
+            let (entries, bytes) = semantic.size();
+            let entries = u64::try_from(entries).unwrap_or(u64::MAX);
+            let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+            sizes.extend([(Phase::Semantic, "entries", entries), (Phase::Semantic, "bytes", bytes)]);
+        }
+        for (phase, what, value) in sizes {
+            let key = counter_key(phase, what);
+            if let Err(error) = shared.set_ex(&key, value.to_string().as_bytes(), Duration::from_secs(10)).await {
+                tracing::debug!(%error, "cache sizes not shared");
+            }
+        }
+    }
+}
+
+/// Where a request's answer is stored: its exact key and, when it may be semantically cached,
+/// its semantic query.
+#[derive(Debug, Clone)]
+pub(crate) struct EntryKey {
+    pub(crate) exact: [u8; 32],
+    pub(crate) semantic: Option<crate::semantic::Query>,
+    /// The semantic lookup's vector, once computed (the store does not embed again).
+    pub(crate) pending: Option<Pending>,
+}
+
+/// A cache hit: the answer, the phase and, for a semantic hit, the similarity.
+#[derive(Debug)]
+pub(crate) struct Hit {
+    pub(crate) cached: Arc<Cached>,
+    pub(crate) phase: Phase,
+    pub(crate) similarity: Option<f32>,
+}
+
+/// The semantic cache could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cache.semantic.local_model_dir: {0}")]
+pub(crate) struct CacheError(#[from] flowgate_semantic::Error);
 
 impl std::fmt::Debug for ResponseCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -181,11 +351,16 @@ impl ResponseCache {
         shared: &SharedState,
         metrics: &flowgate_common::metrics::Metrics,
         tasks: &Tasks,
-    ) -> Self {
+    ) -> Result<Self, CacheError> {
         if !settings.enabled {
-            return Self(None);
+            return Ok(Self(None));
         }
         let ttl = Duration::from_secs(settings.ttl_secs.max(1));
+        let semantic = if settings.semantic.enabled {
+            Some(SemanticCache::start(&settings.semantic, ttl, shared, tasks)?)
+        } else {
+            None
+        };
         let inner = Inner {
             local: moka::future::Cache::builder().max_capacity(settings.max_entries).time_to_live(ttl).build(),
             shared: shared.is_shared().then(|| shared.clone()),
@@ -194,6 +369,8 @@ impl ResponseCache {
             hits: Family::default(),
             misses: Family::default(),
             entries: Family::default(),
+            phases: PhaseStats::new(metrics),
+            semantic,
             tasks: tasks.clone(),
         };
         metrics.register("cache_hits", "Requests answered from the response cache", inner.hits.clone());
@@ -203,7 +380,44 @@ impl ResponseCache {
         inner.hits.get_or_create(&EXACT).inc_by(0);
         inner.misses.get_or_create(&EXACT).inc_by(0);
         inner.entries.get_or_create(&EXACT).set(0);
-        Self(Some(Arc::new(inner)))
+        if inner.semantic.is_some() {
+            inner.hits.get_or_create(&SEMANTIC).inc_by(0);
+            inner.misses.get_or_create(&SEMANTIC).inc_by(0);
+            inner.entries.get_or_create(&SEMANTIC).set(0);
+        }
+        let inner = Arc::new(inner);
+        let flusher = Arc::downgrade(&inner);
+        let stats_to = shared.clone();
+        tasks.spawn("cache-stats", async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let Some(inner) = flusher.upgrade() else { return };
+                inner.phases.flush(&stats_to).await;
+                inner.publish_sizes(&stats_to).await;
+            }
+        });
+        let mut deletes = shared.subscribe(flowgate_contracts::channels::METACACHE_DELETE);
+        let forget = Arc::downgrade(&inner);
+        tasks.spawn("cache-deletes", async move {
+            loop {
+                let message = match deletes.recv().await {
+                    Ok(flowgate_db::Notification::Message(message)) => message,
+                    Ok(flowgate_db::Notification::Resync)
+                    | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        continue;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                let Some(inner) = forget.upgrade() else { return };
+                inner.forget(&message);
+            }
+        });
+        Ok(Self(Some(inner)))
+    }
+
+    /// The semantic phases, when configured.
+    pub(crate) fn semantic(&self) -> Option<&SemanticCache> {
+        self.0.as_ref().and_then(|inner| inner.semantic.as_ref())
     }
 
     /// Whether caching is on.
@@ -231,42 +445,80 @@ impl ResponseCache {
         key
     }
 
-    /// The stored answer for `key`, if any (counted as a hit or a miss).
-    pub(crate) async fn lookup(&self, key: &[u8; 32]) -> Option<Arc<Cached>> {
+    /// The stored answer for `key`, if any, through the four phases in order (each counted);
+    /// `key.pending` is filled with the semantic vector for the store after a miss.
+    pub(crate) async fn lookup(&self, key: &mut EntryKey) -> Option<Hit> {
         let inner = self.0.as_ref()?;
-        let mut found = inner.local.get(key).await;
+        let started = std::time::Instant::now();
+        let mut found = inner.local.get(&key.exact).await.map(|cached| (cached, Phase::Exact));
+        inner.phases.record(Phase::Exact, found.is_some(), started.elapsed());
         if found.is_none()
             && let Some(shared) = &inner.shared
-            && let Ok(Some(bytes)) = shared.get(&redis_key(key)).await
-            && let Some(cached) = Cached::decode(&bytes)
         {
-            let cached = Arc::new(cached);
-            inner.local.insert(*key, cached.clone()).await;
-            found = Some(cached);
+            let started = std::time::Instant::now();
+            if let Ok(Some(bytes)) = shared.get(&redis_key(&key.exact)).await
+                && let Some(cached) = Cached::decode(&bytes)
+            {
+                let cached = Arc::new(cached);
+                inner.local.insert(key.exact, cached.clone()).await;
+                found = Some((cached, Phase::ExactShared));
+            }
+            inner.phases.record(Phase::ExactShared, found.is_some(), started.elapsed());
         }
         match &found {
             Some(_) => inner.hits.get_or_create(&EXACT).inc(),
             None => inner.misses.get_or_create(&EXACT).inc(),
         };
         inner.entries.get_or_create(&EXACT).set(i64::try_from(inner.local.entry_count()).unwrap_or(i64::MAX));
-        found
+        if let Some((cached, phase)) = found {
+            return Some(Hit { cached, phase, similarity: None });
+        }
+        let (semantic, query) = (inner.semantic.as_ref()?, key.semantic.take()?);
+        let started = std::time::Instant::now();
+        let (hit, pending) = semantic.lookup(query).await;
+        let took = started.elapsed();
+        key.pending = Some(pending);
+        let phase = match &hit {
+            Some(hit) if hit.shared => Phase::SemanticShared,
+            _ => Phase::Semantic,
+        };
+        inner.phases.record(Phase::Semantic, hit.as_ref().is_some_and(|h| !h.shared), took);
+        if inner.shared.is_some() {
+            // Phase 4 is answered by the same in-process lookup over the replicated entries.
+            inner.phases.record(Phase::SemanticShared, hit.as_ref().is_some_and(|h| h.shared), Duration::ZERO);
+        }
+        match &hit {
+            Some(_) => inner.hits.get_or_create(&SEMANTIC).inc(),
+            None => inner.misses.get_or_create(&SEMANTIC).inc(),
+        };
+        let (entries, _) = semantic.size();
+        inner.entries.get_or_create(&SEMANTIC).set(i64::try_from(entries).unwrap_or(i64::MAX));
+        hit.map(|hit| Hit { cached: hit.cached, phase, similarity: Some(hit.similarity) })
     }
 
-    async fn store(&self, key: [u8; 32], cached: Cached) {
+    async fn store(&self, key: EntryKey, cached: Cached) {
         let Some(inner) = self.0.as_ref() else { return };
         if let Some(shared) = &inner.shared
-            && let Err(error) = shared.set_ex(&redis_key(&key), &cached.encode(), inner.ttl).await
+            && let Err(error) = shared.set_ex(&redis_key(&key.exact), &cached.encode(), inner.ttl).await
         {
             tracing::debug!(%error, "answer not stored in the shared cache");
         }
-        inner.local.insert(key, Arc::new(cached)).await;
+        let cached = Arc::new(cached);
+        if let Some(semantic) = &inner.semantic {
+            let pending = key.pending.or_else(|| key.semantic.map(Pending::new));
+            if let Some(pending) = pending {
+                semantic.store(pending, cached.clone());
+            }
+        }
+        let key = key.exact;
+        inner.local.insert(key, cached).await;
         inner.local.run_pending_tasks().await;
         inner.entries.get_or_create(&EXACT).set(i64::try_from(inner.local.entry_count()).unwrap_or(i64::MAX));
     }
 
     /// Passes `response` through, storing it under `key` once it has been sent whole, when it is a
     /// complete successful answer no larger than the entry limit.
-    pub(crate) fn store_after(&self, mut response: Response, key: [u8; 32]) -> Response {
+    pub(crate) fn store_after(&self, mut response: Response, key: EntryKey) -> Response {
         let Some(inner) = self.0.as_ref() else { return response };
         response.headers_mut().insert("x-flowgate-cache", HeaderValue::from_static("miss"));
         if response.status() != StatusCode::OK {
@@ -315,7 +567,7 @@ struct Tee {
     inner: axum::body::BodyDataStream,
     buffer: Option<BytesMut>,
     limit: usize,
-    done: Option<(ResponseCache, [u8; 32], bool, String)>,
+    done: Option<(ResponseCache, EntryKey, bool, String)>,
 }
 
 impl Stream for Tee {

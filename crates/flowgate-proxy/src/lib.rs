@@ -41,6 +41,7 @@ pub mod peers;
 mod pipeline;
 mod rate_headers;
 mod routing;
+mod semantic;
 mod sse;
 mod state;
 mod translate;
@@ -85,9 +86,15 @@ pub enum InitError {
     /// The upstream HTTP client could not be built.
     #[error("cannot build the upstream HTTP client: {0}")]
     HttpClient(String),
+    /// The response cache could not start (the semantic cache's model).
+    #[error("cannot start the response cache: {0}")]
+    Cache(String),
     /// An upstream MCP server could not be set up.
     #[error("cannot start the MCP gateway: {0}")]
     Mcp(String),
+    /// The stored provider credentials cannot be opened with the configured key-encryption key.
+    #[error("{0}")]
+    Credentials(flowgate_db::credentials::CredentialError),
 }
 
 /// What the proxy needs from the process.
@@ -177,7 +184,15 @@ impl Application {
     /// Binds the port and builds the routes.
     pub async fn build(settings: &Settings, deps: Dependencies) -> Result<Self, InitError> {
         let health = HealthRegistry::default();
-        let table = RoutingTable::build(settings, &health);
+        // The file's deployments and those written through /api/routing, with their credentials.
+        let source = routing::live::Source::new(settings, deps.database.clone()).map_err(InitError::Credentials)?;
+        let (table, revision) = match source.first_load(Duration::from_secs(3)).await.map_err(InitError::Credentials)? {
+            Some(loaded) => {
+                health.keep(&loaded.versions);
+                (RoutingTable::build(&loaded.settings, &health), loaded.revision)
+            }
+            None => (RoutingTable::build(settings, &health), -1),
+        };
         table.warn_unpriced();
         let http = upstream::http_client().map_err(|e| InitError::HttpClient(e.to_string()))?;
         let direct = upstream::direct_client().map_err(|e| InitError::HttpClient(e.to_string()))?;
@@ -220,7 +235,8 @@ impl Application {
                 &tasks,
             ),
             limiter: limiter.clone(),
-            cache: crate::cache::ResponseCache::new(&settings.cache, &deps.shared, &deps.metrics, &tasks),
+            cache: crate::cache::ResponseCache::new(&settings.cache, &deps.shared, &deps.metrics, &tasks)
+                .map_err(|e| InitError::Cache(e.to_string()))?,
             conversations: crate::conversations::Conversations::new(
                 deps.database.clone(),
                 &deps.hasher,
@@ -236,6 +252,14 @@ impl Application {
                 deny_unpriced: settings.budgets.unpriced == flowgate_common::settings::UnpricedModels::Deny,
             },
         });
+        routing::live::Follower::start(
+            source,
+            state.clone(),
+            deps.shared.clone(),
+            revision,
+            Duration::from_millis(settings.routing.refresh_ms),
+            &tasks,
+        );
         let checks: Vec<Arc<dyn ReadinessCheck>> = vec![
             Arc::new(deps.shared.clone()),
             Arc::new(tasks),
@@ -276,15 +300,6 @@ impl Application {
         .await
         .map_err(|source| InitError::Bind { service: SERVICE, port, source })?;
         Ok(Self { host, state })
-    }
-
-    /// Replaces the routing table (model list changed at run time). Health is kept per deployment id.
-    pub fn reload(&self, settings: &Settings) {
-        self.state.swap_table(|health| {
-            let table = RoutingTable::build(settings, health);
-            table.warn_unpriced();
-            table
-        });
     }
 
     /// The bound address.

@@ -84,6 +84,27 @@ impl ThrowawayDb {
     }
 }
 
+/// The local embedding model's directory (all-MiniLM-L6-v2, fetched by
+/// `scripts/fetch-embedding-model.sh`): `FLOWGATE_EMBEDDING_MODEL_DIR`, else the cache folder the
+/// script fills. `None` (skip) outside CI when the files are missing, panics in CI.
+pub fn embedding_model_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("FLOWGATE_EMBEDDING_MODEL_DIR").map_or_else(
+        || {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+                .unwrap_or_default();
+            cache.join("flowgate/models/all-minilm-l6-v2")
+        },
+        PathBuf::from,
+    );
+    if dir.join("model.safetensors").is_file() && dir.join("tokenizer.json").is_file() {
+        return Some(dir);
+    }
+    let error = format!("no model.safetensors in {} (run scripts/fetch-embedding-model.sh)", dir.display());
+    missing("the embedding model", &error).map(|never| match never {})
+}
+
 /// Checks Redis answers a PING; `false` (skip) outside CI when it does not, panics in CI.
 pub async fn require_redis() -> bool {
     match redis_ping(&redis_url()).await {

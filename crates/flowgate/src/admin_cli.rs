@@ -61,6 +61,8 @@ pub enum AdminCommand {
     Init,
     /// `flowgate edge …`
     Edge(crate::edge_cli::EdgeArgs),
+    /// `flowgate credentials …`
+    Credentials(crate::credentials_cli::CredentialsCommand),
 }
 
 /// Paging options of the list commands.
@@ -217,6 +219,7 @@ pub(crate) async fn run(command: AdminCommand, settings: Settings) -> ExitCode {
         AdminCommand::Tenants(args) => tenants(args, &settings).await,
         AdminCommand::Init => init(&settings).await,
         AdminCommand::Edge(args) => crate::edge_cli::run(args, &settings).await,
+        AdminCommand::Credentials(command) => crate::credentials_cli::run(command, &settings).await,
     };
     match result {
         Ok(value) => match print_json(&value) {

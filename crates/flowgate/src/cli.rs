@@ -66,6 +66,9 @@ pub enum Command {
     Config(ConfigCommand),
     /// The edge pre-filter (edge/): `sync` writes revoked key ids to its KV namespace.
     Edge(crate::edge_cli::EdgeArgs),
+    /// Provider credentials sealed at rest: `rewrap` after a key-encryption key rotation.
+    #[command(subcommand)]
+    Credentials(crate::credentials_cli::CredentialsCommand),
 }
 
 /// `flowgate config ...`
@@ -189,6 +192,9 @@ pub fn resolve(cli: &Cli, env: impl Fn(&str) -> Option<String>) -> Result<Action
         Some(Command::Tenants(args)) => return Ok(Action::Admin(Box::new(AdminCommand::Tenants(args.clone())))),
         Some(Command::Init) => return Ok(Action::Admin(Box::new(AdminCommand::Init))),
         Some(Command::Edge(args)) => return Ok(Action::Admin(Box::new(AdminCommand::Edge(args.clone())))),
+        Some(Command::Credentials(command)) => {
+            return Ok(Action::Admin(Box::new(AdminCommand::Credentials(command.clone()))));
+        }
         Some(Command::Config(ConfigCommand::Check { file })) => return Ok(Action::ConfigCheck(file.clone())),
         None => from_env()?.ok_or_else(|| {
             format!("no mode given: pass one as the first argument or set SERVICE_TYPE; valid modes: {VALID_MODES}")

@@ -3,6 +3,7 @@
 
 pub mod admin_cli;
 pub mod cli;
+pub mod credentials_cli;
 mod dispatch;
 pub mod edge_cli;
 mod secrets;

@@ -159,6 +159,14 @@ The environment every Flowgate container gets. Call with (dict "root" $ "compone
     secretKeyRef:
       name: {{ include "flowgate.authSecretName" $root }}
       key: {{ $root.Values.auth.internalTokenKey }}
+{{- /* The KEK of provider credentials: only the services that seal or open them. */}}
+{{- if and $root.Values.credentials.kekSecret (has .component (list "proxy" "api-server")) }}
+- name: FLOWGATE_KEK
+  valueFrom:
+    secretKeyRef:
+      name: {{ $root.Values.credentials.kekSecret }}
+      key: {{ $root.Values.credentials.kekSecretKey }}
+{{- end }}
 {{- /* The binary binds 127.0.0.1 unless told otherwise; a pod is reached on its pod IP. */}}
 - name: FLOWGATE__SERVER__HOST
   value: "0.0.0.0"

@@ -209,7 +209,7 @@ mod tests {
             }
             other => panic!("{text}: {other:?}"),
         };
-        assert_eq!(field("cache:\n  semantic_threshold: .nan\n"), "cache.semantic_threshold");
+        assert_eq!(field("cache:\n  semantic:\n    threshold: .nan\n"), "cache.semantic.threshold");
         assert_eq!(
             field("model_list:\n  - model_name: m\n    litellm_params: {model: mock/m, weight: -.Inf}\n"),
             "model_list[0].litellm_params.weight"

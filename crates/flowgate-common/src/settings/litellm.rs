@@ -389,7 +389,7 @@ fn cache_params(
             "similarity_threshold" => {
                 map_to(
                     root,
-                    &["cache", "semantic_threshold"],
+                    &["cache", "semantic", "threshold"],
                     single(resolved(value, &path, env)?, &path)?,
                     path,
                     compat,
@@ -463,6 +463,14 @@ fn single(value: Value, path: &str) -> Result<Value, ConfigError> {
         )),
         value => Ok(value),
     }
+}
+
+/// One entry given on its own (through `/api/routing`): what [`normalise`] does to each entry of a
+/// file's `model_list`. Returns the paths (inside the entry) of the fields removed.
+pub(super) fn normalise_entry(entry: &mut Value) -> Vec<String> {
+    let mut compat = Compat::default();
+    model_entry(0, entry, &mut compat);
+    compat.ignored.into_iter().map(|i| i.path.trim_start_matches("model_list[0].").to_owned()).collect()
 }
 
 fn model_entry(index: usize, entry: &mut Value, compat: &mut Compat) {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use secrecy::SecretString;
 
-use super::{ConfigError, Settings};
+use super::{ConfigError, ModelEntry, Settings};
 
 /// Environment variable naming the YAML config file.
 pub const ENV_CONFIG: &str = "FLOWGATE_CONFIG";
@@ -23,13 +23,18 @@ pub const SEED_ENV: &[(&str, &str)] = &[
     ("KEYSTORE_REDIS_URL", "redis.url"),
     ("ADMIN_API_KEY", "security.admin_api_key"),
     ("RATE_LIMIT_REQUESTS_PER_HOUR", "limits.requests_per_hour"),
-    ("SEMANTIC_CACHE_THRESHOLD", "cache.semantic_threshold"),
+    ("SEMANTIC_CACHE_THRESHOLD", "cache.semantic.threshold"),
     ("COMPLIANCE_TIMEOUT_SECS", "compliance.timeout_secs"),
     ("MCP_GATEWAY_ENABLED", "mcp.enabled"),
     ("DISPATCH_STREAM_TIMEOUT_S", "proxy.stream_timeout_secs"),
     ("LOG_LEVEL", "telemetry.log_level"),
     ("LOG_FORMAT", "telemetry.log_format"),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "telemetry.otlp_endpoint"),
+    ("FLOWGATE_KEK", "credentials.kek"),
+    ("FLOWGATE_KEK_FILE", "credentials.kek_file"),
+    ("FLOWGATE_KEK_PREVIOUS", "credentials.previous_kek"),
+    ("VAULT_ADDR", "credentials.vault.addr"),
+    ("VAULT_TOKEN", "credentials.vault.token"),
 ];
 
 /// Settings keys that hold lists and may be given in env as comma-separated values.
@@ -118,9 +123,20 @@ impl Settings {
     /// `GEMINI_API_KEY`, `AWS_ACCESS_KEY_ID`, `AWS_REGION_NAME`, `GOOGLE_APPLICATION_CREDENTIALS`,
     /// `VERTEXAI_PROJECT`, `VERTEXAI_LOCATION`, ...
     fn provider_keys_from_env(&mut self, env: &HashMap<String, String>) {
-        let get = |name: &str| env.get(name).filter(|v| !v.is_empty()).cloned();
         for entry in &mut self.model_list {
-            let params = &mut entry.litellm_params;
+            entry.provider_keys_from_env(env);
+        }
+    }
+}
+
+impl ModelEntry {
+    /// This deployment's missing provider credentials from their usual environment variables
+    /// (see [`Settings`]' loading): what a proxy does with a deployment written through
+    /// `/api/routing`, with its own environment.
+    pub fn provider_keys_from_env(&mut self, env: &HashMap<String, String>) {
+        let get = |name: &str| env.get(name).filter(|v| !v.is_empty()).cloned();
+        {
+            let params = &mut self.litellm_params;
             if params.api_key.is_none()
                 && let Some(value) = params.key_env_var().and_then(get)
             {
@@ -136,10 +152,10 @@ impl Settings {
                 if params.vertex_location.is_none() {
                     params.vertex_location = get("VERTEXAI_LOCATION");
                 }
-                continue;
+                return;
             }
             if params.prefix_and_name().0 != "bedrock" {
-                continue;
+                return;
             }
             if params.aws_access_key_id.is_none() && params.aws_secret_access_key.is_none() {
                 params.aws_access_key_id = get("AWS_ACCESS_KEY_ID").map(SecretString::from);
@@ -163,4 +179,31 @@ fn read_yaml(text: &str) -> Result<serde_json::Value, String> {
         None | Some(yaml_rust2::Yaml::Null) => Ok(serde_json::Value::Object(serde_json::Map::new())),
         Some(document) => Ok(super::litellm::yaml_to_json(document)),
     }
+}
+
+/// One `model_list` entry given as JSON (a deployment written through `/api/routing`, or read
+/// back from the database), read the way the config file's entries are: LiteLLM's fields mapped
+/// or reported (`ignored`, paths inside the entry), request parameters gathered into
+/// `request_defaults`, then typed (errors name the field inside the entry). With `env`,
+/// `os.environ/NAME` references are resolved and missing provider keys taken from their usual
+/// variables; without it, references stay as written (what the api-server stores).
+pub fn model_entry_from_json(
+    mut value: serde_json::Value,
+    env: Option<&HashMap<String, String>>,
+) -> Result<(ModelEntry, Vec<String>), ConfigError> {
+    if !value.is_object() {
+        return Err(ConfigError::field("(entry)", "must be a JSON object"));
+    }
+    let ignored = super::litellm::normalise_entry(&mut value);
+    if let Some(env) = env {
+        super::litellm::resolve_env_references(&mut value, env)?;
+    }
+    let mut entry: ModelEntry = serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        ConfigError::field(if path == "." { "(entry)".to_owned() } else { path }, error.into_inner().to_string())
+    })?;
+    if let Some(env) = env {
+        entry.provider_keys_from_env(env);
+    }
+    Ok((entry, ignored))
 }

@@ -34,6 +34,7 @@ mod litellm;
 mod load;
 mod mcp;
 mod model_list;
+mod routing;
 mod sections;
 mod validation;
 mod values;
@@ -43,16 +44,18 @@ mod tests;
 
 pub use a2a::{A2aAgentSettings, MAX_AGENT_NAME_LEN, valid_agent_name, valid_header_name};
 pub use litellm::{Compat, Ignored, Mapped};
-pub use load::{ENV_CONFIG, ENV_PREFIX, SEED_ENV, Sources};
+pub use load::{ENV_CONFIG, ENV_PREFIX, SEED_ENV, Sources, model_entry_from_json};
 pub use mcp::{McpServerSettings, McpTransport, validate_server as validate_mcp_server};
 pub use model_list::{
     AliasTarget, AllowedFailsPolicy, FailureClass, ModelEntry, ModelInfo, ModelParams, PerFailure, Provider,
     RetryPolicy, RouterSettings, RoutingStrategy, UpstreamApi,
 };
+pub use routing::{CredentialsSettings, KekProviderKind, RoutingSettings, VaultSettings};
 pub use sections::{
     ApiServerSettings, AuditSettings, BudgetSettings, CacheSettings, ComplianceSettings, DatabaseSettings,
     LimitSettings, LogFormat, McpSettings, PolicySettings, ProxySettings, RedisSettings, ResponsesSettings,
-    SecuritySettings, ServerSettings, StorageSettings, TelemetrySettings, UnpricedModels,
+    SecuritySettings, SemanticCacheSettings, SemanticKeyText, ServerSettings, StorageSettings, TelemetrySettings,
+    UnpricedModels,
 };
 pub use values::{Cidr, Seconds, parse_cidr};
 
@@ -127,6 +130,10 @@ pub struct Settings {
     pub model_list: Vec<ModelEntry>,
     /// LiteLLM-compatible routing settings.
     pub router_settings: RouterSettings,
+    /// How proxies follow deployments written through `/api/routing`.
+    pub routing: RoutingSettings,
+    /// The key-encryption key of provider credentials (`/api/credentials`).
+    pub credentials: CredentialsSettings,
     /// What the LiteLLM compatibility pass mapped and ignored (`litellm_settings`,
     /// `general_settings` and LiteLLM's other fields are read there, never kept as sections).
     #[serde(skip)]

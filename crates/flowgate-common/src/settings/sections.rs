@@ -236,15 +236,77 @@ pub struct CacheSettings {
     pub max_entries: u64,
     /// Largest answer stored, in bytes; larger ones pass uncached. Default 1 MiB.
     pub max_entry_bytes: usize,
-    /// Cosine similarity above which a semantic-cache entry is a hit (`SEMANTIC_CACHE_THRESHOLD`).
-    /// Default 0.90.
-    pub semantic_threshold: f64,
+    /// The semantic phases (3 and 4): paraphrases answered from the cache.
+    pub semantic: SemanticCacheSettings,
 }
 
 impl Default for CacheSettings {
     fn default() -> Self {
-        Self { enabled: false, ttl_secs: 3600, max_entries: 10_000, max_entry_bytes: 1 << 20, semantic_threshold: 0.90 }
+        Self {
+            enabled: false,
+            ttl_secs: 3600,
+            max_entries: 10_000,
+            max_entry_bytes: 1 << 20,
+            semantic: SemanticCacheSettings::default(),
+        }
     }
+}
+
+/// The semantic cache (`cache.semantic`): a request whose text is close enough to a cached one's
+/// (and agrees on numbers, names, negation, antonyms and direction) gets its answer. Needs
+/// `cache.enabled`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SemanticCacheSettings {
+    /// Whether the semantic phases run. Default off: they cost an embedding per cache miss.
+    pub enabled: bool,
+    /// Cosine similarity at or above which an entry is a hit (`SEMANTIC_CACHE_THRESHOLD`).
+    /// Default 0.90.
+    pub threshold: f64,
+    /// A directory with `model.safetensors`, `tokenizer.json` and `config.json` of a
+    /// sentence-transformers BERT model (all-MiniLM-L6-v2), run in the proxy. Required when enabled.
+    pub local_model_dir: Option<std::path::PathBuf>,
+    /// What is embedded: `last_user` (the last user message, default) or `conversation` (the
+    /// system prompt and the last `turns` messages).
+    pub key_text: SemanticKeyText,
+    /// Messages embedded with `key_text: conversation`. Default 4.
+    pub turns: usize,
+    /// Request fields that must be equal for a hit besides the built-in partition (model, tools,
+    /// response format, temperature bucket), e.g. `["top_p", "seed"]`.
+    pub partition_fields: Vec<String>,
+    /// Memory the process's index may use, in bytes (answers included); least recently hit
+    /// entries are evicted past it. Default 256 MiB.
+    pub max_bytes: usize,
+    /// Embeddings computed at once (threads of the blocking pool). Default 1.
+    pub embed_concurrency: usize,
+    /// Longest wait for an embedding, in milliseconds; past it the lookup is a miss. Default 250.
+    pub embed_timeout_ms: u64,
+}
+
+impl Default for SemanticCacheSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            threshold: 0.90,
+            local_model_dir: None,
+            key_text: SemanticKeyText::LastUser,
+            turns: 4,
+            partition_fields: Vec::new(),
+            max_bytes: 256 << 20,
+            embed_concurrency: 1,
+            embed_timeout_ms: 250,
+        }
+    }
+}
+
+/// What the semantic cache embeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SemanticKeyText {
+    /// The last user message.
+    LastUser,
+    /// The system prompt and the last `turns` messages.
+    Conversation,
 }
 
 /// The MCP gateway.

@@ -52,7 +52,7 @@ fn defaults_match_the_documented_ports_and_values() {
     assert_eq!(settings.policy.port, 7782);
     assert_eq!(settings.compliance.timeout_secs, 8);
     assert_eq!(settings.proxy.stream_timeout_secs, 600);
-    assert!((settings.cache.semantic_threshold - 0.90).abs() < f64::EPSILON);
+    assert!((settings.cache.semantic.threshold - 0.90).abs() < f64::EPSILON);
     assert!(settings.database.url.is_none());
     assert!(settings.model_list.is_empty());
 }

@@ -1,7 +1,7 @@
 //! Start-up validation of what types alone cannot check: known providers, required URLs, sane
 //! numbers, fallbacks that name real models. Every error names the field at fault.
 
-use super::{ConfigError, Provider, Seconds, Settings};
+use super::{ConfigError, ModelEntry, Provider, Seconds, Settings};
 
 impl Settings {
     /// Checks what types alone cannot: known providers, required URLs, sane numbers, fallbacks that
@@ -14,8 +14,21 @@ impl Settings {
         if self.cache.enabled && self.cache.ttl_secs == 0 {
             return Err(ConfigError::field("cache.ttl_secs", "must be at least 1 when the cache is enabled"));
         }
-        if !(0.0..=1.0).contains(&self.cache.semantic_threshold) {
-            return Err(ConfigError::field("cache.semantic_threshold", "must be between 0 and 1"));
+        let semantic = &self.cache.semantic;
+        if !(0.0..=1.0).contains(&semantic.threshold) {
+            return Err(ConfigError::field("cache.semantic.threshold", "must be between 0 and 1"));
+        }
+        if semantic.enabled && semantic.local_model_dir.is_none() {
+            return Err(ConfigError::field(
+                "cache.semantic.local_model_dir",
+                "is required when the semantic cache is enabled (a directory with model.safetensors, tokenizer.json and config.json)",
+            ));
+        }
+        if semantic.enabled && semantic.embed_concurrency == 0 {
+            return Err(ConfigError::field("cache.semantic.embed_concurrency", "must be at least 1"));
+        }
+        if semantic.enabled && semantic.turns == 0 {
+            return Err(ConfigError::field("cache.semantic.turns", "must be at least 1"));
         }
         if !(0.0..=1.0).contains(&self.telemetry.trace_sample_ratio) {
             return Err(ConfigError::field("telemetry.trace_sample_ratio", "must be between 0 and 1"));
@@ -52,100 +65,31 @@ impl Settings {
         }
         for (index, entry) in self.model_list.iter().enumerate() {
             let at = |field: &str| format!("model_list[{index}].{field}");
-            if entry.model_name.trim().is_empty() {
-                return Err(ConfigError::field(at("model_name"), "must not be empty"));
-            }
-            let params = &entry.litellm_params;
-            let (provider, upstream) =
-                params.provider().map_err(|m| ConfigError::field(at("litellm_params.model"), m))?;
-            if upstream.is_empty() {
-                return Err(ConfigError::field(at("litellm_params.model"), "names no upstream model"));
-            }
-            match provider {
-                Provider::Bedrock if params.base_url().is_none() => {
-                    return Err(ConfigError::field(
-                        at("litellm_params.aws_region_name"),
-                        "is required for bedrock (or AWS_REGION, or aws_bedrock_runtime_endpoint)",
-                    ));
-                }
-                Provider::Bedrock if params.aws_access_key_id.is_none() || params.aws_secret_access_key.is_none() => {
-                    return Err(ConfigError::field(
-                        at("litellm_params.aws_access_key_id"),
-                        "bedrock needs aws_access_key_id and aws_secret_access_key (or AWS_ACCESS_KEY_ID and \
-                         AWS_SECRET_ACCESS_KEY)",
-                    ));
-                }
-                Provider::VertexAi => {
-                    for (field, value) in [
-                        ("vertex_project", params.vertex_project.is_some()),
-                        ("vertex_location", params.vertex_location.is_some()),
-                        ("vertex_credentials", params.vertex_credentials.is_some()),
-                    ] {
-                        if !value {
-                            return Err(ConfigError::field(
-                                at(&format!("litellm_params.{field}")),
-                                "is required for vertex_ai",
-                            ));
-                        }
-                    }
-                }
-                Provider::Mock => {}
-                _ if params.base_url().is_none() => {
-                    return Err(ConfigError::field(at("litellm_params.api_base"), "is required for this provider"));
-                }
-                _ => {}
-            }
-            if params.stream_timeout.is_some_and(Seconds::is_zero) {
-                return Err(ConfigError::field(at("litellm_params.stream_timeout"), "must be > 0 seconds"));
-            }
-            if let Some(id) = &entry.model_info.id {
-                if id.trim().is_empty() {
-                    return Err(ConfigError::field(at("model_info.id"), "must not be empty"));
-                }
-                if self.model_list.iter().take(index).any(|other| other.model_info.id.as_ref() == Some(id)) {
-                    return Err(ConfigError::field(
-                        at("model_info.id"),
-                        format!("`{id}` is the id of an earlier deployment"),
-                    ));
-                }
-            }
-            for (name, header) in &params.extra_headers {
-                if http::HeaderName::try_from(name.as_str()).is_err()
-                    || http::HeaderValue::try_from(header.as_str()).is_err()
-                {
-                    return Err(ConfigError::field(
-                        at(&format!("litellm_params.extra_headers.{name}")),
-                        "is not a valid HTTP header",
-                    ));
-                }
-            }
-            if params.api_base.as_ref().is_some_and(|b| !(b.starts_with("http://") || b.starts_with("https://"))) {
-                return Err(ConfigError::field(at("litellm_params.api_base"), "must start with http:// or https://"));
-            }
-            if params.api == Some(super::UpstreamApi::Responses) && provider == Provider::Anthropic {
+            entry.validate(&at)?;
+            if let Some(id) = &entry.model_info.id
+                && self.model_list.iter().take(index).any(|other| other.model_info.id.as_ref() == Some(id))
+            {
                 return Err(ConfigError::field(
-                    at("litellm_params.api"),
-                    "`responses` is for OpenAI, Azure and mock deployments; Anthropic speaks Messages",
+                    at("model_info.id"),
+                    format!("`{id}` is the id of an earlier deployment"),
                 ));
             }
-            if provider == Provider::Azure && params.api_version.is_none() {
-                return Err(ConfigError::field(at("litellm_params.api_version"), "is required for azure"));
+        }
+        if self.routing.refresh_ms < 100 {
+            return Err(ConfigError::field("routing.refresh_ms", "must be at least 100"));
+        }
+        if self.credentials.kek_provider == super::KekProviderKind::Vault {
+            if self.credentials.vault.addr.is_none() {
+                return Err(ConfigError::field(
+                    "credentials.vault.addr",
+                    "is required with kek_provider: vault (VAULT_ADDR)",
+                ));
             }
-            if params.weight.is_some_and(|w| !(w.is_finite() && w >= 0.0)) {
-                return Err(ConfigError::field(at("litellm_params.weight"), "must be a number >= 0"));
-            }
-            if params.timeout.is_some_and(Seconds::is_zero) {
-                return Err(ConfigError::field(at("litellm_params.timeout"), "must be > 0 seconds"));
-            }
-            for (field, cost) in [
-                ("litellm_params.input_cost_per_token", params.input_cost_per_token),
-                ("litellm_params.output_cost_per_token", params.output_cost_per_token),
-                ("model_info.input_cost_per_token", entry.model_info.input_cost_per_token),
-                ("model_info.output_cost_per_token", entry.model_info.output_cost_per_token),
-            ] {
-                if cost.is_some_and(|c| !(c.is_finite() && c >= 0.0)) {
-                    return Err(ConfigError::field(at(field), "must be a number >= 0"));
-                }
+            if self.credentials.vault.token.is_none() {
+                return Err(ConfigError::field(
+                    "credentials.vault.token",
+                    "is required with kek_provider: vault (VAULT_TOKEN)",
+                ));
             }
         }
         let router = &self.router_settings;
@@ -191,6 +135,102 @@ impl Settings {
         }
         if router.stream_timeout.is_some_and(Seconds::is_zero) {
             return Err(ConfigError::field("router_settings.stream_timeout", "must be > 0 seconds"));
+        }
+        Ok(())
+    }
+}
+
+impl ModelEntry {
+    /// Checks one `model_list` entry: the checks start-up runs on every entry of the file, and
+    /// `/api/routing` on every deployment written through it. `at` turns a field of the entry
+    /// (`litellm_params.model`) into the path an error names (`model_list[2].litellm_params.model`).
+    pub fn validate(&self, at: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+        let entry = self;
+        if entry.model_name.trim().is_empty() {
+            return Err(ConfigError::field(at("model_name"), "must not be empty"));
+        }
+        let params = &entry.litellm_params;
+        let (provider, upstream) = params.provider().map_err(|m| ConfigError::field(at("litellm_params.model"), m))?;
+        if upstream.is_empty() {
+            return Err(ConfigError::field(at("litellm_params.model"), "names no upstream model"));
+        }
+        match provider {
+            Provider::Bedrock if params.base_url().is_none() => {
+                return Err(ConfigError::field(
+                    at("litellm_params.aws_region_name"),
+                    "is required for bedrock (or AWS_REGION, or aws_bedrock_runtime_endpoint)",
+                ));
+            }
+            Provider::Bedrock if params.aws_access_key_id.is_none() || params.aws_secret_access_key.is_none() => {
+                return Err(ConfigError::field(
+                    at("litellm_params.aws_access_key_id"),
+                    "bedrock needs aws_access_key_id and aws_secret_access_key (or AWS_ACCESS_KEY_ID and \
+                     AWS_SECRET_ACCESS_KEY)",
+                ));
+            }
+            Provider::VertexAi => {
+                for (field, value) in [
+                    ("vertex_project", params.vertex_project.is_some()),
+                    ("vertex_location", params.vertex_location.is_some()),
+                    ("vertex_credentials", params.vertex_credentials.is_some()),
+                ] {
+                    if !value {
+                        return Err(ConfigError::field(
+                            at(&format!("litellm_params.{field}")),
+                            "is required for vertex_ai",
+                        ));
+                    }
+                }
+            }
+            Provider::Mock => {}
+            _ if params.base_url().is_none() => {
+                return Err(ConfigError::field(at("litellm_params.api_base"), "is required for this provider"));
+            }
+            _ => {}
+        }
+        if params.stream_timeout.is_some_and(Seconds::is_zero) {
+            return Err(ConfigError::field(at("litellm_params.stream_timeout"), "must be > 0 seconds"));
+        }
+        if entry.model_info.id.as_ref().is_some_and(|id| id.trim().is_empty()) {
+            return Err(ConfigError::field(at("model_info.id"), "must not be empty"));
+        }
+        for (name, header) in &params.extra_headers {
+            if http::HeaderName::try_from(name.as_str()).is_err()
+                || http::HeaderValue::try_from(header.as_str()).is_err()
+            {
+                return Err(ConfigError::field(
+                    at(&format!("litellm_params.extra_headers.{name}")),
+                    "is not a valid HTTP header",
+                ));
+            }
+        }
+        if params.api_base.as_ref().is_some_and(|b| !(b.starts_with("http://") || b.starts_with("https://"))) {
+            return Err(ConfigError::field(at("litellm_params.api_base"), "must start with http:// or https://"));
+        }
+        if params.api == Some(super::UpstreamApi::Responses) && provider == Provider::Anthropic {
+            return Err(ConfigError::field(
+                at("litellm_params.api"),
+                "`responses` is for OpenAI, Azure and mock deployments; Anthropic speaks Messages",
+            ));
+        }
+        if provider == Provider::Azure && params.api_version.is_none() {
+            return Err(ConfigError::field(at("litellm_params.api_version"), "is required for azure"));
+        }
+        if params.weight.is_some_and(|w| !(w.is_finite() && w >= 0.0)) {
+            return Err(ConfigError::field(at("litellm_params.weight"), "must be a number >= 0"));
+        }
+        if params.timeout.is_some_and(Seconds::is_zero) {
+            return Err(ConfigError::field(at("litellm_params.timeout"), "must be > 0 seconds"));
+        }
+        for (field, cost) in [
+            ("litellm_params.input_cost_per_token", params.input_cost_per_token),
+            ("litellm_params.output_cost_per_token", params.output_cost_per_token),
+            ("model_info.input_cost_per_token", entry.model_info.input_cost_per_token),
+            ("model_info.output_cost_per_token", entry.model_info.output_cost_per_token),
+        ] {
+            if cost.is_some_and(|c| !(c.is_finite() && c >= 0.0)) {
+                return Err(ConfigError::field(at(field), "must be a number >= 0"));
+            }
         }
         Ok(())
     }

@@ -85,6 +85,20 @@ impl LocalStore {
         self.with(|map, now| map.add(key, delta, ttl, false, now))
     }
 
+    /// Every live byte value whose key starts with `prefix`.
+    pub(super) fn values_with_prefix(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        self.with(|map, now| {
+            map.entries
+                .iter()
+                .filter(|(key, entry)| key.starts_with(prefix) && entry.expires > now)
+                .filter_map(|(key, entry)| match &entry.data {
+                    LocalData::Bytes(bytes) => Some((key.clone(), bytes.to_vec())),
+                    LocalData::Counter(_) => None,
+                })
+                .collect()
+        })
+    }
+
     pub(super) fn delete(&self, key: &str) {
         self.with(|map, _| map.entries.remove(key));
     }

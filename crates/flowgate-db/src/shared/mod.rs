@@ -59,6 +59,15 @@ pub struct SharedState {
     /// The next claim's reservation id (from a random start, so processes sharing a Redis do not
     /// meet).
     reservations: Arc<std::sync::atomic::AtomicU64>,
+    /// In process: the streams, by name (record number, payload), oldest first.
+    streams: Arc<std::sync::Mutex<std::collections::HashMap<String, LocalStream>>>,
+}
+
+/// An in-process stream: the next record number and the records kept.
+#[derive(Debug, Default)]
+struct LocalStream {
+    next: u64,
+    records: std::collections::VecDeque<(u64, Vec<u8>)>,
 }
 
 /// A random start for reservation ids.
@@ -102,6 +111,7 @@ impl SharedState {
             prefix: Arc::from(prefix),
             channels: Arc::default(),
             reservations: Arc::new(std::sync::atomic::AtomicU64::new(random_start())),
+            streams: Arc::default(),
         })
     }
 
@@ -156,6 +166,26 @@ impl SharedState {
         }
     }
 
+    /// Every value whose key starts with `prefix` (keys returned without the state's own
+    /// prefix): what a reader of per-replica snapshots uses. Cost grows with the keys that match.
+    pub async fn values_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, SharedError> {
+        match &self.inner {
+            Inner::Redis(server) => {
+                let escaped: String = self
+                    .key(prefix)
+                    .chars()
+                    .flat_map(|c| if matches!(c, '*' | '?' | '[' | ']' | '\\') { vec!['\\', c] } else { vec![c] })
+                    .collect();
+                let found = server.values_matching(format!("{escaped}*")).await?;
+                Ok(found
+                    .into_iter()
+                    .map(|(k, v)| (k.strip_prefix(&*self.prefix).map_or(k.clone(), str::to_owned), v))
+                    .collect())
+            }
+            Inner::Local(store) => Ok(store.values_with_prefix(prefix)),
+        }
+    }
+
     /// Adds `delta` to the counter at `key` and returns the new value. The counter is created at 0
     /// with expiry `ttl` on first use and keeps that expiry (a fixed window).
     pub async fn incr_by(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, SharedError> {
@@ -192,6 +222,54 @@ impl SharedState {
             Inner::Local(store) => {
                 store.raise(key, value, ttl);
                 Ok(())
+            }
+        }
+    }
+
+    /// Appends `payload` to the stream `key` (trimmed to about `max_len` records): a Redis stream,
+    /// or in process a list this process's readers see.
+    pub async fn stream_append(&self, key: &str, payload: &[u8], max_len: u64) -> Result<(), SharedError> {
+        match &self.inner {
+            Inner::Redis(server) => server.stream_append(self.key(key), payload, max_len).await,
+            Inner::Local(_) => {
+                let mut streams = self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let stream = streams.entry(key.to_owned()).or_default();
+                stream.next += 1;
+                let number = stream.next;
+                stream.records.push_back((number, payload.to_vec()));
+                while u64::try_from(stream.records.len()).unwrap_or(u64::MAX) > max_len.max(1) {
+                    stream.records.pop_front();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Up to `count` records of the stream `key` after the record id `after` (`0-0` for the
+    /// first), as `(id, payload)`, oldest first.
+    pub async fn stream_after(
+        &self,
+        key: &str,
+        after: &str,
+        count: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, SharedError> {
+        match &self.inner {
+            Inner::Redis(server) => server.stream_after(self.key(key), after, count).await,
+            Inner::Local(_) => {
+                let after: u64 = after.split('-').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+                let streams = self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                Ok(streams
+                    .get(key)
+                    .map(|stream| {
+                        stream
+                            .records
+                            .iter()
+                            .filter(|(number, _)| *number > after)
+                            .take(count)
+                            .map(|(number, payload)| (format!("{number}-0"), payload.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default())
             }
         }
     }

@@ -97,6 +97,28 @@ impl Redis {
         self.run(async |c| c.get(key).await).await
     }
 
+    /// Every key matching `pattern` (SCAN, so Redis is never blocked) with its value; keys that
+    /// expired between the two steps are left out.
+    pub(super) async fn values_matching(&self, pattern: String) -> Result<Vec<(String, Vec<u8>)>, SharedError> {
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let command = redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(200).to_owned();
+            let (next, batch): (u64, Vec<String>) = self.run(async |c| command.query_async(c).await).await?;
+            keys.extend(batch);
+            cursor = next;
+            if cursor == 0 || keys.len() > 10_000 {
+                break;
+            }
+        }
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let command = redis::cmd("MGET").arg(&keys).to_owned();
+        let values: Vec<Option<Vec<u8>>> = self.run(async |c| command.query_async(c).await).await?;
+        Ok(keys.into_iter().zip(values).filter_map(|(k, v)| Some((k, v?))).collect())
+    }
+
     pub(super) async fn set_ex(&self, key: String, value: &[u8], ttl: Duration) -> Result<(), SharedError> {
         let command = redis::cmd("SET").arg(key).arg(value).arg("PX").arg(millis(ttl)).to_owned();
         self.run(async |c| command.query_async(c).await).await
@@ -153,11 +175,36 @@ impl Redis {
         Ok(())
     }
 
+    pub(super) async fn stream_append(&self, key: String, payload: &[u8], max_len: u64) -> Result<(), SharedError> {
+        let command =
+            redis::cmd("XADD").arg(key).arg("MAXLEN").arg("~").arg(max_len).arg("*").arg("d").arg(payload).to_owned();
+        let _: String = self.run(async |c| command.query_async(c).await).await?;
+        Ok(())
+    }
+
+    pub(super) async fn stream_after(
+        &self,
+        key: String,
+        after: &str,
+        count: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, SharedError> {
+        let command =
+            redis::cmd("XRANGE").arg(key).arg(format!("({after}")).arg("+").arg("COUNT").arg(count).to_owned();
+        let records: Vec<StreamRecord> = self.run(async |c| command.query_async(c).await).await?;
+        Ok(records
+            .into_iter()
+            .filter_map(|(id, fields)| fields.into_iter().find(|(name, _)| name == "d").map(|(_, value)| (id, value)))
+            .collect())
+    }
+
     pub(super) async fn publish(&self, channel: String, message: &str) -> Result<(), SharedError> {
         let _: i64 = self.run(async |c| c.publish(channel, message).await).await?;
         Ok(())
     }
 }
+
+/// A stream record as XRANGE answers it: its id and its field-value pairs.
+type StreamRecord = (String, Vec<(String, Vec<u8>)>);
 
 /// A TTL in whole milliseconds, at least 1 (Redis rejects an expiry of 0).
 pub(super) fn millis(ttl: Duration) -> u64 {

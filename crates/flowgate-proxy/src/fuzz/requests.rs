@@ -322,6 +322,8 @@ proptest! {
     fn upstream_answers_translate_or_are_a_502(answer in answer_body(), bytes in prop::collection::vec(any::<u8>(), 0..64)) {
         exercise_answer(answer.to_string().as_bytes());
         exercise_answer(&bytes);
+        crate::translate::responses::response::assert_readings_agree(answer.to_string().as_bytes());
+        crate::translate::responses::response::assert_readings_agree(&bytes);
         for client in FORMATS {
             let _hub = client.codec().response_to_hub(&answer);
             let _back = client.codec().response_from_hub(&answer);

@@ -190,6 +190,11 @@ pub(crate) fn full_body(client: ApiFormat, upstream: ApiFormat, bytes: Bytes) ->
         };
         return Ok((bytes, usage));
     }
+    if upstream.is_hub()
+        && let Some(translated) = client.codec().response_from_hub_bytes(&bytes)
+    {
+        return Ok(translated);
+    }
     let translated = translate::response(upstream, client, &parsed()?);
     let usage = client.codec().usage(translated.get("usage").unwrap_or(&Value::Null));
     Ok((Bytes::from(translated.to_string()), usage))

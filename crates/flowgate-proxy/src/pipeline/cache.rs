@@ -1,21 +1,32 @@
-//! Stage 6, cache: an exact-match hit (in process, then Redis) is answered here, settled at zero
-//! cost and recorded as a cache hit. Guarded requests are never cached: their answers depend on
-//! policies that may change.
+//! Stage 6, cache: a hit in one of the metacache's four phases (exact in process, exact in Redis,
+//! semantic in process, semantic from other replicas) is answered here, settled at zero cost and
+//! recorded as a cache hit with its phase. Guarded requests are never cached: their answers
+//! depend on policies that may change.
 
+use axum::http::HeaderValue;
 use axum::response::Response;
+use flowgate_contracts::metacache::{METADATA_PHASE, METADATA_SIMILARITY};
 
 use super::parse::Parsed;
-use crate::cache::ResponseCache;
+use crate::cache::{EntryKey, ResponseCache};
 use crate::context::RequestContext;
 use crate::guardrails::Plan;
 use crate::limits::Admission;
 use crate::state::ProxyState;
 use crate::wire::Usage;
 
-/// The request's cache entry key, when its answer may be cached.
-pub(crate) fn key(state: &ProxyState, cx: &RequestContext, request: &Parsed, plan: Option<&Plan>) -> Option<[u8; 32]> {
-    (state.cache().enabled() && plan.is_none())
-        .then(|| ResponseCache::key(cx.tenant_id(), cx.ingress.format, cx.ingress.endpoint, &request.body))
+/// Where the request's answer is looked up and stored, when it may be cached.
+pub(crate) fn key(state: &ProxyState, cx: &RequestContext, request: &Parsed, plan: Option<&Plan>) -> Option<EntryKey> {
+    if !state.cache().enabled() || plan.is_some() {
+        return None;
+    }
+    let (format, endpoint) = (cx.ingress.format, cx.ingress.endpoint);
+    let exact = ResponseCache::key(cx.tenant_id(), format, endpoint, &request.body);
+    let semantic = state
+        .cache()
+        .semantic()
+        .and_then(|semantic| semantic.query(cx.tenant_id(), format, endpoint, &cx.requested_model, &request.body));
+    Some(EntryKey { exact, semantic, pending: None })
 }
 
 /// The cached answer, if there is one and the request allows reading it; otherwise the admission
@@ -24,7 +35,7 @@ pub(crate) async fn lookup(
     state: &ProxyState,
     cx: &mut RequestContext,
     request: &Parsed,
-    key: Option<&[u8; 32]>,
+    key: Option<&mut EntryKey>,
     admission: Admission,
 ) -> Result<Response, Admission> {
     let Some(key) = key.filter(|_| request.cache_control.read) else { return Err(admission) };
@@ -36,7 +47,15 @@ pub(crate) async fn lookup(
     record.status = 200;
     record.cache_hit = true;
     record.model_used = Some(cx.model.clone());
-    let mut response = hit.response();
+    record.metadata.insert(METADATA_PHASE.to_owned(), hit.phase.name().to_owned());
+    let mut response = hit.cached.response(hit.phase);
+    if let Some(similarity) = hit.similarity {
+        let similarity = format!("{similarity:.4}");
+        if let Ok(value) = HeaderValue::from_str(&similarity) {
+            response.headers_mut().insert("x-flowgate-cache-similarity", value);
+        }
+        cx.audit.record().metadata.insert(METADATA_SIMILARITY.to_owned(), similarity);
+    }
     limit_headers.apply(response.headers_mut());
     Ok(response)
 }

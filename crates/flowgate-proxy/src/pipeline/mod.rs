@@ -9,7 +9,7 @@
 //!    from the stored conversation;
 //! 4. [`guard`]: the guardrail plan and the pre-call scan (may rewrite the body or reroute);
 //! 5. [`admit`]: rate limits and budgets, claimed together;
-//! 6. [`cache`]: an exact-match hit is answered here;
+//! 6. [`cache`]: a hit in one of the metacache's phases (exact, shared, semantic) is answered here;
 //! 7. [`crate::forward`]: route, translate, send, retry, fall back;
 //! 8. [`respond`]: pass through or translate, guard post/during the answer, store in the cache;
 //! 9. [`finish`]: settle the spend, count, write the audit record (when the answer ends).
@@ -111,8 +111,8 @@ async fn stages(
     conversation::expand(state, cx, &mut request).await?;
     let plan = guard::pre_call(state, cx, headers, &mut request, &table).await?;
     let (admission, prompt_estimate) = admit::admit(state, cx, &request, &table).await?;
-    let cache_key = cache::key(state, cx, &request, plan.as_ref());
-    let admission = match cache::lookup(state, cx, &request, cache_key.as_ref(), admission).await {
+    let mut cache_key = cache::key(state, cx, &request, plan.as_ref());
+    let admission = match cache::lookup(state, cx, &request, cache_key.as_mut(), admission).await {
         Ok(response) => return Ok(Outcome::Cached(response)),
         Err(admission) => admission,
     };

@@ -32,7 +32,7 @@ pub(crate) struct Forwarding {
     /// Prompt tokens estimated at admission.
     pub(crate) prompt_estimate: u64,
     /// Where the answer goes in the cache, when it may be cached.
-    pub(crate) cache_key: Option<[u8; 32]>,
+    pub(crate) cache_key: Option<crate::cache::EntryKey>,
     /// The upstream's answer.
     pub(crate) forwarded: Forwarded,
 }

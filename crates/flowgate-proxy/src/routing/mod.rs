@@ -2,8 +2,11 @@
 //! health (in-flight count, latency, errors, cooldown).
 //!
 //! The table is immutable and swapped whole (`ArcSwap`) when the model list changes at run time;
-//! health lives in a [`HealthRegistry`] keyed by deployment id, so it survives swaps.
+//! health lives in a [`HealthRegistry`] keyed by deployment id, so it survives swaps (a deployment
+//! replaced through `/api/routing` starts afresh). `live` follows the stored routing and swaps
+//! the table when it changes.
 
+pub(crate) mod live;
 mod mode;
 pub(crate) mod pricing;
 mod stats;
@@ -25,15 +28,27 @@ use secrecy::SecretString;
 
 use crate::mock::MockParams;
 
-/// Health of every deployment ever configured, by id.
+/// Health of every deployment of the current table, by id.
 #[derive(Debug, Default)]
 pub(crate) struct HealthRegistry {
     stats: Mutex<HashMap<String, Arc<DeploymentStats>>>,
+    /// Each deployment's version (the routing revision that last wrote it; 0 for the file's).
+    versions: Mutex<HashMap<String, i64>>,
 }
 
 impl HealthRegistry {
     fn get(&self, id: &str) -> Arc<DeploymentStats> {
         self.stats.lock().unwrap_or_else(PoisonError::into_inner).entry(id.to_owned()).or_default().clone()
+    }
+
+    /// Before a table is built from deployments at `versions`: the health of a deployment that
+    /// is gone or whose version changed is dropped (a changed deployment starts afresh); the
+    /// health of the others is kept. Requests still running on a dropped one keep its stats.
+    pub(crate) fn keep(&self, versions: &HashMap<String, i64>) {
+        let mut known = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut stats = self.stats.lock().unwrap_or_else(PoisonError::into_inner);
+        stats.retain(|id, _| versions.get(id).is_some_and(|v| known.get(id).is_none_or(|k| k == v)));
+        known.clone_from(versions);
     }
 }
 

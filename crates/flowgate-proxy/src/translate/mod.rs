@@ -179,6 +179,13 @@ pub(crate) trait Codec: Send + Sync + std::fmt::Debug {
     /// A whole hub answer in this format.
     fn response_from_hub(&self, answer: &Value) -> Value;
 
+    /// A whole hub answer's bytes in this format, with its usage, for a codec that reads them
+    /// through a typed view instead of a `Value`; `None` (the default, or an answer the view
+    /// cannot read) leaves it to [`Codec::response_from_hub`].
+    fn response_from_hub_bytes(&self, _answer: &[u8]) -> Option<(Bytes, Usage)> {
+        None
+    }
+
     /// JSON pointers to the texts of a whole answer (pointers to absent fields resolve to nothing).
     fn answer_pointers(&self, answer: &Value) -> Vec<String>;
 

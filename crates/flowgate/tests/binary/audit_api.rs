@@ -610,15 +610,13 @@ async fn comprehensive_health_checks_every_service_and_cache_stats_are_real_zero
     // No cache exists yet: real zeros, and a flag that says nothing reports.
     let (status, stats) = target.get("/api/metacache/stats").await;
     assert_eq!(status, 200, "{stats}");
-    assert_eq!(
-        stats,
-        serde_json::json!({
-            "exact": {"hits": 0, "misses": 0, "entries": 0},
-            "semantic": {"hits": 0, "misses": 0, "entries": 0},
-            "hit_rate": 0.0,
-            "cache_metrics_present": false,
-        })
-    );
+    assert_eq!(stats["exact"], serde_json::json!({"hits": 0, "misses": 0, "entries": 0, "bytes": 0}), "{stats}");
+    assert_eq!(stats["semantic"], serde_json::json!({"hits": 0, "misses": 0, "entries": 0, "bytes": 0}), "{stats}");
+    assert_eq!((stats["hit_rate"].as_f64(), &stats["cache_metrics_present"]), (Some(0.0), &serde_json::json!(false)));
+    for phase in ["exact", "exact_shared", "semantic", "semantic_shared"] {
+        assert_eq!(stats["phases"][phase]["lookups"], 0, "{stats}");
+    }
+    assert_eq!(stats["savings"]["hits"], 0, "{stats}");
 
     // Without the admin key, neither answers.
     for path in ["/api/health/comprehensive", "/api/metacache/stats"] {

@@ -31,5 +31,7 @@ mod provider_embeddings;
 mod providers;
 mod proxy;
 mod responses;
+mod routing;
+mod semantic_cache;
 mod shutdown;
 mod tracing;

@@ -28,11 +28,11 @@ pub(super) struct ChunkParts<'a> {
 impl<'a> ChunkParts<'a> {
     /// The parts of the chunk `data`; `None` when it is not JSON.
     pub(super) fn read(data: &'a str) -> Option<Self> {
-        if let Ok(chunk) = serde_json::from_str::<Chunk<'a>>(data) {
-            let choice = chunk.choices.and_then(|c| c.0);
+        if let Ok(MapOnly(chunk)) = serde_json::from_str::<MapOnly<Chunk<'a>>>(data) {
+            let choice = chunk.choices.and_then(|c| c.0).map(|c| c.0);
             let has_choice = choice.is_some();
             let (delta, finish_reason) = choice.map(|c| (c.delta, c.finish_reason)).unwrap_or_default();
-            let delta = delta.unwrap_or_default();
+            let delta = delta.map(|d| d.0).unwrap_or_default();
             return Some(Self {
                 model: chunk.model,
                 error: chunk.error.filter(|e| !e.is_null()),
@@ -75,13 +75,13 @@ struct Chunk<'a> {
     #[serde(default)]
     usage: Option<Value>,
     #[serde(borrow, default)]
-    choices: Option<First<'a>>,
+    choices: Option<First<MapOnly<Choice<'a>>>>,
 }
 
 #[derive(Deserialize)]
 struct Choice<'a> {
     #[serde(borrow, default)]
-    delta: Option<Delta<'a>>,
+    delta: Option<MapOnly<Delta<'a>>>,
     #[serde(borrow, default, deserialize_with = "text")]
     finish_reason: Option<Cow<'a, str>>,
 }
@@ -98,7 +98,7 @@ struct Delta<'a> {
 
 /// An optional string, borrowed from the input when it has no escapes (serde's own `Cow` reading
 /// always copies inside an `Option`).
-fn text<'de: 'a, 'a, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+pub(super) fn text<'de: 'a, 'a, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Cow<'a, str>>, D::Error> {
     struct Text;
     impl<'de> Visitor<'de> for Text {
         type Value = Option<Cow<'de, str>>;
@@ -127,19 +127,39 @@ fn text<'de: 'a, 'a, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Cow
     deserializer.deserialize_option(Text)
 }
 
-/// The first element of `choices` (the rest skipped).
-struct First<'a>(Option<Choice<'a>>);
+/// A struct read only from a JSON object (serde's derived structs also accept a list of their
+/// members in order, which the `Value` reading does not).
+pub(super) struct MapOnly<T>(pub(super) T);
 
-impl<'de: 'a, 'a> Deserialize<'de> for First<'a> {
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for MapOnly<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct FirstVisitor<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for FirstVisitor<'a> {
-            type Value = First<'a>;
+        struct MapVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for MapVisitor<T> {
+            type Value = MapOnly<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(MapOnly)
+            }
+        }
+        deserializer.deserialize_map(MapVisitor(std::marker::PhantomData))
+    }
+}
+
+/// The first element of `choices` (the rest skipped).
+pub(super) struct First<T>(pub(super) Option<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for First<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FirstVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for FirstVisitor<T> {
+            type Value = First<T>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a list of choices")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let first = seq.next_element::<Choice<'a>>()?;
+                let first = seq.next_element::<T>()?;
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(First(first))
             }
@@ -170,6 +190,10 @@ mod tests {
             json!({"model": 5, "choices": [{"delta": {"content": 7, "reasoning_content": ["x"]}, "finish_reason": 1}]}),
             json!({"choices": {"not": "a list"}}),
             json!({"choices": [{"delta": "text"}]}),
+            // Lists where objects belong (serde would read a struct from its members in order).
+            json!(["m"]),
+            json!({"choices": [[null, "stop"]]}),
+            json!({"choices": [{"delta": ["text"]}]}),
             json!({}),
         ];
         for chunk in chunks {

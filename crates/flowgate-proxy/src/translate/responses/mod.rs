@@ -14,6 +14,7 @@ mod chunk;
 pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod stream;
+pub(crate) mod write;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -21,7 +22,6 @@ use serde_json::{Value, json};
 use super::{Codec, RequestFields, StreamTransform, TextEvents, TextKind, TextPointer, Usage};
 use crate::error::ProxyError;
 use crate::mock::{MockAnswer, MockParams};
-use crate::sse::encode;
 use crate::wire::Endpoint;
 
 /// The Responses codec.
@@ -47,19 +47,6 @@ pub(crate) fn usage_of(usage: &Value) -> Option<Usage> {
     let input = usage.get("input_tokens")?.as_u64()?;
     let output = usage.get("output_tokens").and_then(Value::as_u64).unwrap_or(0);
     Some(Usage { prompt_tokens: cap(input), completion_tokens: cap(output) })
-}
-
-/// An OpenAI chat `usage` object as a Responses one, with the cached and reasoning details.
-pub(crate) fn usage_from_chat(usage: Option<&Value>) -> Value {
-    let get = |pointer: &str| usage.and_then(|u| u.pointer(pointer)).and_then(Value::as_u64).unwrap_or(0);
-    let (input, output) = (get("/prompt_tokens"), get("/completion_tokens"));
-    json!({
-        "input_tokens": input,
-        "input_tokens_details": {"cached_tokens": get("/prompt_tokens_details/cached_tokens")},
-        "output_tokens": output,
-        "output_tokens_details": {"reasoning_tokens": get("/completion_tokens_details/reasoning_tokens")},
-        "total_tokens": input.saturating_add(output),
-    })
 }
 
 /// A Responses `usage` object as an OpenAI chat one, with the cached and reasoning details.
@@ -290,6 +277,10 @@ impl Codec for Responses {
         response::chat_to_responses(answer)
     }
 
+    fn response_from_hub_bytes(&self, answer: &[u8]) -> Option<(Bytes, Usage)> {
+        response::chat_bytes_to_responses(answer).map(|(bytes, usage)| (Bytes::from(bytes), usage))
+    }
+
     fn answer_pointers(&self, answer: &Value) -> Vec<String> {
         let mut pointers = Vec::new();
         for (i, item) in answer.get("output").and_then(Value::as_array).into_iter().flatten().enumerate() {
@@ -361,17 +352,30 @@ impl Codec for Responses {
 
     fn error_events(&self, error: &ProxyError) -> Vec<Bytes> {
         let message = error.to_string();
-        let code = error.code().to_owned();
-        let mut failed = response::envelope(&new_id("resp"), "", "failed", Vec::new(), Value::Null);
-        failed["error"] = json!({"code": code, "message": message});
-        let failed = json!({"type": "response.failed", "sequence_number": 1, "response": failed});
+        let code = error.code();
+        let id = new_id("resp");
+        let failed = write::ResponseObject {
+            id: &id,
+            model: "",
+            created_at: crate::wire::unix_now(),
+            status: "failed",
+            incomplete: None,
+            error: Some((code, write::Json::Text(&message))),
+            output: &[],
+            usage: None,
+        };
+        let param = error.param();
         vec![
-            encode(
-                Some("error"),
-                &json!({"type": "error", "code": code, "message": message, "param": error.param(), "sequence_number": 0})
-                    .to_string(),
-            ),
-            encode(Some("response.failed"), &failed.to_string()),
+            write::event("error", 0, |data| {
+                data.text("code", code).text("message", &message);
+                match param {
+                    Some(param) => data.text("param", param),
+                    None => data.raw("param", b"null"),
+                };
+            }),
+            write::event("response.failed", 1, |data| {
+                data.with("response", |out| failed.write(out));
+            }),
         ]
     }
 

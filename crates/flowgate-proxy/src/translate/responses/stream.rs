@@ -17,7 +17,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::chunk::ChunkParts;
-use super::response::{envelope, function_call_item, message_item, reasoning_item, status_of};
+use super::write::{self, Json, OutItem, ResponseObject, TokenCounts, status_of};
 use super::{TERMINAL_EVENTS, new_id, usage_of, usage_to_chat};
 use crate::sse::{SseEvent, encode};
 use crate::translate::{EventRole, StreamTransform, TextEvents};
@@ -70,6 +70,25 @@ enum Item {
     Call { id: String, call_id: Value, name: Value, arguments: String },
 }
 
+impl Item {
+    fn id(&self) -> &str {
+        match self {
+            Item::Message { id, .. } | Item::Reasoning { id, .. } | Item::Call { id, .. } => id,
+        }
+    }
+
+    /// The item as an output item with `status`.
+    fn out(&self, status: &'static str) -> OutItem<'_> {
+        match self {
+            Item::Message { id, text } => OutItem::Message { id, text: Some(text), status },
+            Item::Reasoning { id, text } => OutItem::Reasoning { id, text: Some(text) },
+            Item::Call { id, call_id, name, arguments } => {
+                OutItem::Call { id, call_id: Json::Value(call_id), name: Json::Value(name), arguments, status }
+            }
+        }
+    }
+}
+
 /// Hub (OpenAI chunk) stream → Responses events.
 #[derive(Debug)]
 pub(crate) struct ChatToResponses {
@@ -114,117 +133,90 @@ impl ChatToResponses {
         }
     }
 
-    fn event(&mut self, name: &str, mut data: Value) -> Bytes {
-        data["type"] = Value::String(name.to_owned());
-        data["sequence_number"] = json!(self.sequence);
+    /// The next event's sequence number.
+    fn next(&mut self) -> u64 {
         self.sequence += 1;
-        crate::sse::encode_json(Some(name), &data)
+        self.sequence - 1
     }
 
-    /// A `*.delta` event (the many events of a stream), written straight into its bytes:
-    /// `{"type", "item_id", "output_index"[, "content_index": 0], "delta"[, "logprobs": []],
-    /// "sequence_number"}`.
+    /// A `*.delta` event (the many events of a stream): `{"type", "item_id", "output_index"[,
+    /// "content_index": 0], "delta"[, "logprobs": []], "sequence_number"}`.
     fn delta_event(&mut self, name: &str, item: usize, delta: &str, text_part: bool) -> Bytes {
-        let id = match self.items.get(item) {
-            Some(Item::Message { id, .. } | Item::Reasoning { id, .. } | Item::Call { id, .. }) => id.as_str(),
-            None => "",
-        };
-        let mut out = Vec::with_capacity(2 * name.len() + id.len() + delta.len() + 128);
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"\ndata: {\"type\":\"");
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"\",\"item_id\":\"");
-        // Ids are made by the gateway: letters, digits and `_`, nothing to escape.
-        out.extend_from_slice(id.as_bytes());
-        out.extend_from_slice(b"\",\"output_index\":");
-        out.extend_from_slice(itoa::Buffer::new().format(item).as_bytes());
-        if text_part {
-            out.extend_from_slice(b",\"content_index\":0");
-        }
-        out.extend_from_slice(b",\"delta\":");
-        // Writing a string into a `Vec` cannot fail.
-        if serde_json::to_writer(&mut out, delta).is_err() {
-            out.extend_from_slice(b"\"\"");
-        }
-        if name == "response.output_text.delta" {
-            out.extend_from_slice(b",\"logprobs\":[]");
-        }
-        out.extend_from_slice(b",\"sequence_number\":");
-        out.extend_from_slice(itoa::Buffer::new().format(self.sequence).as_bytes());
-        out.extend_from_slice(b"}\n\n");
-        self.sequence += 1;
-        Bytes::from(out)
+        let sequence = self.next();
+        let id = self.items.get(item).map(Item::id).unwrap_or_default();
+        write::event(name, sequence, |data| {
+            data.text("item_id", id).number("output_index", item as u64);
+            if text_part {
+                data.number("content_index", 0);
+            }
+            data.text("delta", delta);
+            if name == "response.output_text.delta" {
+                data.raw("logprobs", b"[]");
+            }
+        })
     }
 
-    fn response(&self, status: &str, output: Vec<Value>) -> Value {
-        let usage =
-            if status == "in_progress" { Value::Null } else { super::usage_from_chat(self.chat_usage.as_ref()) };
-        let mut response = envelope(&self.id, &self.model, status, output, usage);
-        response["created_at"] = json!(self.created_at);
-        response
+    /// The response as it stands, written: in progress (no usage), or finished with its items.
+    fn response(&self, status: &str, items: &[OutItem<'_>], error: Option<(&str, Json<'_>)>) -> Vec<u8> {
+        let (_, incomplete) = status_of(self.finish_reason.as_deref());
+        ResponseObject {
+            id: &self.id,
+            model: &self.model,
+            created_at: self.created_at,
+            status,
+            incomplete: if status == "incomplete" { incomplete } else { None },
+            error,
+            output: items,
+            usage: (status != "in_progress").then(|| TokenCounts::from_chat(self.chat_usage.as_ref())),
+        }
+        .bytes()
     }
 
     fn start(&mut self, out: &mut Vec<Bytes>) {
         if std::mem::replace(&mut self.started, true) {
             return;
         }
-        // The same response in both events: serialised once.
-        let response = serde_json::to_vec(&self.response("in_progress", Vec::new())).unwrap_or_default();
+        // The same response in both events: written once.
+        let response = self.response("in_progress", &[], None);
         for name in ["response.created", "response.in_progress"] {
             out.push(self.response_event(name, &response));
         }
     }
 
-    /// `{"type": name, "sequence_number": n, "response": <response>}` as an event, around a
-    /// response already serialised.
+    /// `{"type": name, "response": <response>, "sequence_number": n}` as an event, around a
+    /// response already written.
     fn response_event(&mut self, name: &str, response: &[u8]) -> Bytes {
-        let mut out = Vec::with_capacity(2 * name.len() + response.len() + 80);
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"\ndata: {\"type\":\"");
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"\",\"sequence_number\":");
-        out.extend_from_slice(itoa::Buffer::new().format(self.sequence).as_bytes());
-        out.extend_from_slice(b",\"response\":");
-        out.extend_from_slice(if response.is_empty() { b"null" } else { response });
-        out.extend_from_slice(b"}\n\n");
-        self.sequence += 1;
-        Bytes::from(out)
+        write::event(name, self.next(), |data| {
+            data.raw("response", response);
+        })
     }
 
-    /// The item at `index` as it stands (`status` in_progress or completed).
-    fn item_value(&self, index: usize, status: &str) -> Value {
-        match &self.items[index] {
-            Item::Message { id, text } => message_item(id, text, status),
-            Item::Reasoning { id, text } => reasoning_item(id, text),
-            Item::Call { id, call_id, name, arguments } => function_call_item(id, call_id, name, arguments, status),
-        }
+    /// Every item as it stands (`status` completed or incomplete).
+    fn out_items(&self, status: &'static str) -> Vec<OutItem<'_>> {
+        self.items.iter().map(|item| item.out(status)).collect()
     }
 
     fn add(&mut self, item: Item, out: &mut Vec<Bytes>) -> usize {
         let index = self.items.len();
         self.items.push(item);
         self.open.push(index);
-        let mut added = self.item_value(index, "in_progress");
-        match &self.items[index] {
-            Item::Message { id, .. } => {
-                added["content"] = json!([]);
-                let id = id.clone();
-                out.push(self.event("response.output_item.added", json!({"output_index": index, "item": added})));
-                out.push(self.event(
-                    "response.content_part.added",
-                    json!({"item_id": id, "output_index": index, "content_index": 0,
-                           "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}),
-                ));
-            }
-            Item::Reasoning { .. } => {
-                added["content"] = json!([]);
-                out.push(self.event("response.output_item.added", json!({"output_index": index, "item": added})));
-            }
-            Item::Call { .. } => {
-                out.push(self.event("response.output_item.added", json!({"output_index": index, "item": added})));
-            }
+        let sequence = self.next();
+        let Some(item) = self.items.get(index) else { return index };
+        // An item is announced without content.
+        let added = match item.out("in_progress") {
+            OutItem::Message { id, status, .. } => OutItem::Message { id, text: None, status },
+            OutItem::Reasoning { id, .. } => OutItem::Reasoning { id, text: None },
+            other => other,
+        };
+        out.push(write::event("response.output_item.added", sequence, |data| {
+            data.number("output_index", index as u64).with("item", |out| added.write(out));
+        }));
+        if let Item::Message { id, .. } = item {
+            let id = id.clone();
+            out.push(write::event("response.content_part.added", self.next(), |data| {
+                data.text("item_id", &id).number("output_index", index as u64).number("content_index", 0);
+                data.with("part", |out| write::text_part(out, ""));
+            }));
         }
         index
     }
@@ -238,36 +230,43 @@ impl ChatToResponses {
         if self.reasoning == Some(index) {
             self.reasoning = None;
         }
-        let done = self.item_value(index, "completed");
-        match &self.items[index] {
+        let first = self.sequence;
+        let Some(item) = self.items.get(index) else { return };
+        let at = index as u64;
+        let mut sequence = first;
+        let mut next = || {
+            sequence += 1;
+            sequence - 1
+        };
+        match item {
             Item::Message { id, text } => {
-                let (id, text) = (id.clone(), text.clone());
-                out.push(self.event(
-                    "response.output_text.done",
-                    json!({"item_id": id, "output_index": index, "content_index": 0, "text": text, "logprobs": []}),
-                ));
-                out.push(self.event(
-                    "response.content_part.done",
-                    json!({"item_id": id, "output_index": index, "content_index": 0,
-                           "part": {"type": "output_text", "text": text, "annotations": [], "logprobs": []}}),
-                ));
+                out.push(write::event("response.output_text.done", next(), |data| {
+                    data.text("item_id", id).number("output_index", at).number("content_index", 0);
+                    data.text("text", text).raw("logprobs", b"[]");
+                }));
+                out.push(write::event("response.content_part.done", next(), |data| {
+                    data.text("item_id", id).number("output_index", at).number("content_index", 0);
+                    data.with("part", |out| write::text_part(out, text));
+                }));
             }
             Item::Reasoning { id, text } => {
-                let (id, text) = (id.clone(), text.clone());
-                out.push(self.event(
-                    "response.reasoning_text.done",
-                    json!({"item_id": id, "output_index": index, "content_index": 0, "text": text}),
-                ));
+                out.push(write::event("response.reasoning_text.done", next(), |data| {
+                    data.text("item_id", id).number("output_index", at).number("content_index", 0);
+                    data.text("text", text);
+                }));
             }
             Item::Call { id, name, arguments, .. } => {
-                let (id, name, arguments) = (id.clone(), name.clone(), arguments.clone());
-                out.push(self.event(
-                    "response.function_call_arguments.done",
-                    json!({"item_id": id, "output_index": index, "name": name, "arguments": arguments}),
-                ));
+                out.push(write::event("response.function_call_arguments.done", next(), |data| {
+                    data.text("item_id", id).number("output_index", at).json("name", Json::Value(name));
+                    data.text("arguments", arguments);
+                }));
             }
         }
-        out.push(self.event("response.output_item.done", json!({"output_index": index, "item": done})));
+        let done = item.out("completed");
+        out.push(write::event("response.output_item.done", next(), |data| {
+            data.number("output_index", at).with("item", |out| done.write(out));
+        }));
+        self.sequence = sequence;
     }
 
     fn close_all(&mut self, out: &mut Vec<Bytes>) {
@@ -284,12 +283,9 @@ impl ChatToResponses {
         }
         self.start(out);
         self.close_all(out);
-        let (status, incomplete) = status_of(self.finish_reason.as_deref());
-        let output = (0..self.items.len()).map(|i| self.item_value(i, "completed")).collect();
-        let mut response = self.response(status, output);
-        response["incomplete_details"] = incomplete;
+        let (status, _) = status_of(self.finish_reason.as_deref());
+        let response = self.response(status, &self.out_items("completed"), None);
         let name = if status == "completed" { "response.completed" } else { "response.incomplete" };
-        let response = serde_json::to_vec(&response).unwrap_or_default();
         out.push(self.response_event(name, &response));
     }
 
@@ -299,11 +295,11 @@ impl ChatToResponses {
             return;
         }
         self.start(out);
-        out.push(self.event("error", json!({"code": code, "message": message, "param": null})));
-        let output = (0..self.items.len()).map(|i| self.item_value(i, "incomplete")).collect();
-        let mut response = self.response("failed", output);
-        response["error"] = json!({"code": code, "message": message});
-        out.push(self.event("response.failed", json!({"response": response})));
+        out.push(write::event("error", self.next(), |data| {
+            data.text("code", code).json("message", Json::Value(message)).raw("param", b"null");
+        }));
+        let response = self.response("failed", &self.out_items("incomplete"), Some((code, Json::Value(message))));
+        out.push(self.response_event("response.failed", &response));
     }
 }
 
