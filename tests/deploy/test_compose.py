@@ -16,7 +16,7 @@ from deploy_support import REPO_ROOT, SERVICES
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.simple.yaml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
-FLOWGATE_SERVICES = ("migrate", *SERVICES)
+FLOWGATE_SERVICES = ("migrate", *SERVICES, "worker")
 SECRET_VARS = (
     "ADMIN_API_KEY",
     "POSTGRES_PASSWORD",
@@ -107,6 +107,7 @@ def test_limits(config):
     assert mem("api-server") == 512 * MIB
     assert mem("compliance") == 768 * MIB
     assert mem("policy") == 256 * MIB
+    assert mem("worker") == 256 * MIB
     for name in (*FLOWGATE_SERVICES, "postgres", "redis", "caddy"):
         assert mem(name) > 0, name
         assert mem(name, "memswap_limit") == mem(name), name
@@ -264,3 +265,14 @@ def test_env_example_covers_every_variable(raw):
     assert required <= set(values), required - set(values)
     for var in SECRET_VARS:
         assert "change-me" in values[var], f"{var} in .env.example must be an obvious placeholder"
+
+
+def test_the_worker_runs_after_the_migration_and_is_not_routed(config):
+    worker = config["services"]["worker"]
+    assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert worker["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert worker["healthcheck"]["test"] == ["CMD", "flowgate", "healthcheck"]
+    assert worker["expose"] == ["7779"]
+    assert not worker.get("ports"), "the worker serves only its health routes, inside the network"
+    assert "worker" not in config["services"]["caddy"]["depends_on"]

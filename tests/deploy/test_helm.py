@@ -143,6 +143,8 @@ def test_values_schema_enforces_the_rules(chart, helm):
         chart.render({"redis": {"bundled": False, "existingSecret": ""}}, name="flowgate")
     with pytest.raises(helm.HelmValuesError, match="not allowed"):
         chart.render({"proxi": {}}, name="flowgate")
+    with pytest.raises(helm.HelmValuesError, match="worker/replicas"):
+        chart.render({"worker": {"replicas": 3}}, name="flowgate")
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,6 +164,21 @@ def test_one_deployment_and_service_per_service_on_its_port(variants):
             assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"], variant
             env = env_of(c)
             assert env[f"FLOWGATE__{spec['section']}__PORT"]["value"] == str(spec["port"])
+
+
+def test_the_worker_is_a_deployment_of_one_or_two_replicas_on_its_health_port(variants, render):
+    for variant, m in variants.items():
+        dep = m.component("Deployment", "worker")
+        assert dep["spec"]["replicas"] == 2, variant
+        c = container(dep)
+        assert c["ports"] == [{"name": "http", "containerPort": 7779, "protocol": "TCP"}]
+        env = env_of(c)
+        assert env["SERVICE_TYPE"]["value"] == "worker"
+        assert env["FLOWGATE__WORKER__PORT"]["value"] == "7779"
+        assert "DATABASE_URL" in env and "REDIS_URL" in env, variant
+        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert m.component("Service", "worker")["spec"]["ports"][0]["port"] == 7779
+    assert render({"worker": {"replicas": 1}}).component("Deployment", "worker")["spec"]["replicas"] == 1
 
 
 def test_hpa_targets_the_proxy_deployment(variants, production_values):

@@ -64,6 +64,9 @@ pub enum ApiError {
     /// A provider credential could not be sealed (the KEK provider failed).
     #[error("cannot seal the credential: {0}")]
     Credential(String),
+    /// The audit archive (object storage) could not be read, or holds what it should not.
+    #[error("the audit archive cannot be read: {0}")]
+    ArchiveUnavailable(String),
 }
 
 impl ApiError {
@@ -104,6 +107,7 @@ impl ApiError {
             Self::Credential(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "kek_unavailable", "the key-encryption key cannot be used".to_owned())
             }
+            Self::ArchiveUnavailable(_) => (StatusCode::BAD_GATEWAY, "archive_unavailable", self.to_string()),
         }
     }
 }

@@ -27,6 +27,7 @@
 //!   unreadable).
 
 mod a2a;
+mod alerts;
 mod analytics;
 mod audit;
 mod credentials;
@@ -165,6 +166,9 @@ impl Application {
             targets: Arc::new(health::HealthTargets::from_settings(settings)),
             file_deployments: Arc::new(routing::FileDeployments::new(&settings.model_list)),
             keyring,
+            archive: audit::archived::Archive::from_settings(settings)
+                .map_err(|error| InitError::HttpClient(format!("audit archive: {error}")))?
+                .map(Arc::new),
         };
         let router = Router::new().merge(grpc).merge(routes::router(state, deps.admin_key.clone()));
         let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(deps.database.clone())];

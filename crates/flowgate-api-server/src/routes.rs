@@ -12,7 +12,8 @@ use secrecy::SecretString;
 
 use crate::state::AppState;
 use crate::{
-    a2a, analytics, audit, credentials, guardrails, health, keys, mcp_servers, metacache, policies, routing, tenants,
+    a2a, alerts, analytics, audit, credentials, guardrails, health, keys, mcp_servers, metacache, policies, routing,
+    tenants,
 };
 
 /// Declares the admin routes once: `ADMIN_ROUTES` (method, path) and `admin_router`.
@@ -43,6 +44,7 @@ admin_routes! {
     GET "/api/audit" => audit::handlers::list,
     GET "/api/audit/export" => audit::handlers::export,
     GET "/api/analytics/spend" => analytics::handlers::spend,
+    GET "/api/alerts" => alerts::handlers::list,
     GET "/api/providers/perf" => analytics::handlers::perf,
     GET "/api/health/comprehensive" => health::comprehensive,
     GET "/api/metacache/stats" => metacache::handlers::stats,

@@ -35,4 +35,6 @@ pub(crate) struct AppState {
     pub(crate) file_deployments: Arc<crate::routing::FileDeployments>,
     /// The key-encryption keys of provider credentials, when configured.
     pub(crate) keyring: Option<Arc<flowgate_db::credentials::Keyring>>,
+    /// The audit archive (object storage), when configured: `/api/audit?archived=true`.
+    pub(crate) archive: Option<Arc<crate::audit::archived::Archive>>,
 }

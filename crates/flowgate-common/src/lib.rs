@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`auth`]: admin-key checks and the management JSON error shape.
+//! - [`aws`]: AWS Signature Version 4 and a minimal S3 client (PUT, GET, HEAD, LIST) over it.
 //! - [`budget`]: budget periods (daily, weekly, monthly, total) and their UTC bounds.
 //! - [`internal`]: the shared token every internal gRPC call carries, and its check.
 //! - [`keys`]: the virtual-key format, checksum and keyed hash.
@@ -16,6 +17,7 @@
 //! - [`tasks`]: background tasks under supervision (panics logged, restarted or shown in `/readyz`).
 
 pub mod auth;
+pub mod aws;
 pub mod budget;
 pub mod internal;
 pub mod keys;

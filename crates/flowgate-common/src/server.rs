@@ -40,6 +40,11 @@ pub trait ReadinessCheck: Send + Sync + 'static {
     fn required(&self) -> bool {
         true
     }
+    /// Extra, I/O-free facts shown under the check's `detail` in `/readyz` (a worker job's last
+    /// run, duration and outcome).
+    fn detail(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// What `/health`, `/readyz` and `/metrics` need to answer.
@@ -156,12 +161,16 @@ async fn readyz(State(state): State<BaseState>) -> Response {
     let Readiness { ready, results } = readiness(&state).await;
     let checks: serde_json::Map<String, serde_json::Value> = results
         .into_iter()
-        .map(|(name, required, result)| {
-            let value = match result {
+        .zip(state.checks.iter())
+        .map(|((name, required, result), check)| {
+            let mut value = match result {
                 Ok(()) => serde_json::json!({"status": "ok"}),
                 Err(reason) if !required => serde_json::json!({"status": "degraded", "reason": reason}),
                 Err(reason) => serde_json::json!({"status": "down", "reason": reason}),
             };
+            if let (Some(detail), Some(object)) = (check.detail(), value.as_object_mut()) {
+                object.insert("detail".to_owned(), detail);
+            }
             (name, value)
         })
         .collect();

@@ -15,17 +15,23 @@
 //!   the policy service evaluates.
 //! - [`routing`]: the proxies' live deployment snapshots (key prefix, TTL, shape) that
 //!   `GET /api/routing` reads, and the provider-key reference prefixes.
+//! - [`budgets`]: the budget counters in shared state (key names, lifetime) and their `spend` rows.
+//! - [`rollups`]: the hourly spend rollups' watermark, shared by the worker and the spend report.
+//! - [`archive`]: the audit archive's layout in object storage and its manifest.
 //! - [`audit`]: [`AuditRecord`], one request in the audit trail, and [`AUDIT_COLUMNS`].
 //! - [`mcp`]: the tool options of an MCP server registered at run time ([`mcp::McpServerOptions`]);
 //!   [`mcp_access`]: who may use which MCP server and tool (the key's and tenant's glob lists).
 //! - [`metacache`]: the cache's phases, the semantic entries stream and the stats counters.
 
+pub mod archive;
 pub mod audit;
+pub mod budgets;
 pub mod channels;
 pub mod guardrails;
 pub mod mcp;
 pub mod mcp_access;
 pub mod metacache;
+pub mod rollups;
 pub mod routing;
 pub mod rules;
 

@@ -7,11 +7,13 @@
 //!   portable queries serves both.
 //! - [`migrate`]: refinery migrations, one stream per backend, applied through a thin adapter over
 //!   a sqlx connection (no second database driver).
+//! - [`audit`]: `audit_records` rows read back as the contracts' `AuditRecord`.
 //! - [`SharedState`]: counters and small values with expiry, in Redis or in process.
 //! - [`routing`]: deployments written through `/api/routing` and the routing revision.
 //! - [`credentials`]: provider credentials sealed at rest (envelope encryption, KEK providers,
 //!   rewrap).
 
+pub mod audit;
 pub mod credentials;
 mod database;
 pub mod migrate;

@@ -117,6 +117,7 @@ impl TestAppBuilder {
             api_url: format!("http://{}", addrs.api_server),
             compliance_url: format!("http://{}", addrs.compliance),
             policy_url: format!("http://{}", addrs.policy),
+            worker_url: format!("http://{}", addrs.worker),
             admin_key,
             client: http_client(),
             logs,
@@ -139,6 +140,8 @@ pub struct TestApp {
     pub compliance_url: String,
     /// `http://127.0.0.1:port` of the policy service.
     pub policy_url: String,
+    /// `http://127.0.0.1:port` of the worker's health routes.
+    pub worker_url: String,
     /// The admin key the management API accepts.
     pub admin_key: String,
     /// An HTTP client (30 s timeout).

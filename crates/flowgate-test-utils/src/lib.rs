@@ -208,6 +208,7 @@ pub fn base_env(data_dir: &Path) -> Vec<(String, String)> {
         ("FLOWGATE__API_SERVER__PORT", "0".to_owned()),
         ("FLOWGATE__COMPLIANCE__PORT", "0".to_owned()),
         ("FLOWGATE__POLICY__PORT", "0".to_owned()),
+        ("FLOWGATE__WORKER__PORT", "0".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -45,6 +45,9 @@ pub enum Command {
     /// Guardrail rule-set evaluation (port 7782).
     #[command(alias = "policy-perfect")]
     Policy,
+    /// Background jobs: budget rollover and reconciliation, alerts, spend rollups (health on
+    /// port 7779).
+    Worker,
     /// Apply database migrations, then exit.
     Migrate,
     /// Every service in one process (the embedded default).
@@ -117,6 +120,8 @@ pub enum Mode {
     Compliance,
     /// `policy` or `policy-perfect`
     Policy,
+    /// `worker`
+    Worker,
     /// `migrate`
     Migrate,
     /// `all`
@@ -124,7 +129,7 @@ pub enum Mode {
 }
 
 /// Valid values of `SERVICE_TYPE`, for error messages.
-pub const VALID_MODES: &str = "proxy, api-server, compliance, policy (alias policy-perfect), migrate, all";
+pub const VALID_MODES: &str = "proxy, api-server, compliance, policy (alias policy-perfect), worker, migrate, all";
 
 impl Mode {
     /// Parses a `SERVICE_TYPE` value.
@@ -134,6 +139,7 @@ impl Mode {
             "api-server" | "api_server" => Ok(Self::ApiServer),
             "compliance" => Ok(Self::Compliance),
             "policy" | "policy-perfect" => Ok(Self::Policy),
+            "worker" => Ok(Self::Worker),
             "migrate" => Ok(Self::Migrate),
             "all" => Ok(Self::All),
             other => Err(format!("unknown mode `{other}`; valid modes: {VALID_MODES}")),
@@ -147,6 +153,7 @@ impl Mode {
             Self::ApiServer => "api-server",
             Self::Compliance => "compliance",
             Self::Policy => "policy",
+            Self::Worker => "worker",
             Self::Migrate => "migrate",
             Self::All => "all",
         }
@@ -184,6 +191,7 @@ pub fn resolve(cli: &Cli, env: impl Fn(&str) -> Option<String>) -> Result<Action
         Some(Command::ApiServer) => Mode::ApiServer,
         Some(Command::Compliance) => Mode::Compliance,
         Some(Command::Policy) => Mode::Policy,
+        Some(Command::Worker) => Mode::Worker,
         Some(Command::Migrate) => Mode::Migrate,
         Some(Command::All) => Mode::All,
         Some(Command::Healthcheck) => return Ok(Action::Healthcheck(from_env()?)),
@@ -228,6 +236,8 @@ mod tests {
         );
         assert_eq!(action(&[], &[("SCAIGRID_MODE", "policy-perfect")]), Ok(Action::Run(Mode::Policy)));
         assert_eq!(action(&["policy-perfect"], &[]), Ok(Action::Run(Mode::Policy)));
+        assert_eq!(action(&[], &[("SCAIGRID_MODE", "worker")]), Ok(Action::Run(Mode::Worker)));
+        assert_eq!(action(&["worker"], &[]), Ok(Action::Run(Mode::Worker)));
     }
 
     #[test]

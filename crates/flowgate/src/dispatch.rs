@@ -168,6 +168,14 @@ pub(crate) async fn run(mode: Mode, settings: Settings) -> anyhow::Result<()> {
             let app = flowgate_proxy::Application::build(&settings, deps).await?;
             services.spawn(run_service(flowgate_proxy::SERVICE, app.run_until_stopped(shutdown.clone())));
         }
+        Mode::Worker => {
+            let database = connect_database(&settings).await?;
+            migrate::check_current(&database).await?;
+            let deps =
+                worker_deps(database, SharedState::new(settings.redis.url.as_ref(), &settings.redis.prefix)?, metrics);
+            let app = flowgate_worker::Application::build(&settings, deps).await?;
+            services.spawn(run_service(flowgate_worker::SERVICE, app.run_until_stopped(shutdown.clone())));
+        }
         Mode::All => {
             let all = AllInOne::build(&settings).await?;
             all.spawn_into(&mut services, &shutdown);
@@ -178,6 +186,10 @@ pub(crate) async fn run(mode: Mode, settings: Settings) -> anyhow::Result<()> {
     let failure = supervise(services, &shutdown).await?;
     tracing::info!("shutdown complete");
     failure.map_or(Ok(()), Err)
+}
+
+fn worker_deps(database: Database, shared: SharedState, metrics: Metrics) -> flowgate_worker::Dependencies {
+    flowgate_worker::Dependencies { database, shared, metrics, clock: flowgate_worker::system_clock() }
 }
 
 /// Waits for every service task; the first one that fails (or stops without being asked) cancels
@@ -211,6 +223,7 @@ pub struct AllInOne {
     api: flowgate_api_server::Application,
     compliance: flowgate_compliance::Application,
     policy: flowgate_policy::Application,
+    worker: flowgate_worker::Application,
 }
 
 /// Where the services of an [`AllInOne`] listen.
@@ -224,12 +237,14 @@ pub struct AllAddrs {
     pub compliance: SocketAddr,
     /// The policy service.
     pub policy: SocketAddr,
+    /// The worker's health port.
+    pub worker: SocketAddr,
 }
 
 impl AllInOne {
     /// Connects and migrates the database, loads (or, when not configured, generates into the data
     /// directory) the admin key and key-hash secret, takes the configured internal token (or makes
-    /// one for this process), and builds the four services around one shared state, the proxy
+    /// one for this process), and builds the five services around one shared state, the proxy
     /// calling the others in process.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         report_litellm_fields(settings);
@@ -278,6 +293,16 @@ impl AllInOne {
             },
         )
         .await?;
+        // The worker's health routes listen on a free port here (logged; `AllAddrs::worker`):
+        // `all` serves the four ports of the other services and no fixed fifth one, so existing
+        // setups (and several `all` processes on one machine) keep working.
+        let mut worker_settings = settings.clone();
+        worker_settings.worker.port = 0;
+        let worker = flowgate_worker::Application::build(
+            &worker_settings,
+            worker_deps(database.clone(), shared.clone(), metrics.clone()),
+        )
+        .await?;
         let deps = flowgate_proxy::Dependencies {
             database: database.clone(),
             shared,
@@ -288,7 +313,7 @@ impl AllInOne {
             metrics,
         };
         let proxy = flowgate_proxy::Application::build(settings, deps).await?;
-        Ok(Self { proxy, api, compliance, policy })
+        Ok(Self { proxy, api, compliance, policy, worker })
     }
 
     /// The bound addresses.
@@ -298,6 +323,7 @@ impl AllInOne {
             api_server: self.api.local_addr()?,
             compliance: self.compliance.local_addr()?,
             policy: self.policy.local_addr()?,
+            worker: self.worker.local_addr()?,
         })
     }
 
@@ -309,11 +335,12 @@ impl AllInOne {
     }
 
     fn spawn_into(self, services: &mut JoinSet<(&'static str, std::io::Result<()>)>, shutdown: &CancellationToken) {
-        let Self { proxy, api, compliance, policy } = self;
+        let Self { proxy, api, compliance, policy, worker } = self;
         services.spawn(run_service(flowgate_proxy::SERVICE, proxy.run_until_stopped(shutdown.clone())));
         services.spawn(run_service(flowgate_api_server::SERVICE, api.run_until_stopped(shutdown.clone())));
         services.spawn(run_service(flowgate_compliance::SERVICE, compliance.run_until_stopped(shutdown.clone())));
         services.spawn(run_service(flowgate_policy::SERVICE, policy.run_until_stopped(shutdown.clone())));
+        services.spawn(run_service(flowgate_worker::SERVICE, worker.run_until_stopped(shutdown.clone())));
     }
 }
 
@@ -337,6 +364,7 @@ pub(crate) async fn healthcheck(settings: &Settings, mode: Option<Mode>) -> Exit
         Mode::ApiServer => settings.api_server.port,
         Mode::Compliance => settings.compliance.port,
         Mode::Policy => settings.policy.port,
+        Mode::Worker => settings.worker.port,
         Mode::Proxy | Mode::All | Mode::Migrate => settings.proxy.port,
     };
     let probe = async {

@@ -42,7 +42,11 @@ pub(crate) async fn list(
         n => n,
     };
     let cursor = query.cursor.as_deref().map(AuditCursor::decode).transpose()?;
-    let (records, more) = fetch_page(&state.database, &filter, cursor.as_ref(), limit).await?;
+    let (records, more) = if query.archived == Some(true) {
+        super::archived::fetch_page(state.archive.as_deref(), &filter, cursor.as_ref(), limit).await?
+    } else {
+        fetch_page(&state.database, &filter, cursor.as_ref(), limit).await?
+    };
     tracing::Span::current().record("rows", records.len());
     let next = next_cursor(&records, more).map(|c| c.encode());
     Ok(Json(AuditPage { items: records.into_iter().map(AuditItem::from).collect(), next_cursor: next }))

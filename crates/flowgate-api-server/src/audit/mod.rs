@@ -7,10 +7,13 @@
 //!
 //! This module only reads the table.
 //!
+//! - `archived`: `?archived=true`, records read back from the archive in object storage (written
+//!   by the worker after `audit.retention_days`), each object checked against its manifest;
 //! - `handlers`: the list and the streamed CSV/NDJSON export;
 //! - `model`: filters, cursor and the record as shown (also used by `analytics`);
 //! - `store`: the SQL (records are the `flowgate_contracts::AuditRecord` the proxies write).
 
+pub(crate) mod archived;
 pub(crate) mod handlers;
 pub(crate) mod model;
 pub(crate) mod store;

@@ -40,6 +40,8 @@ pub(crate) struct AuditQuery {
     pub(crate) guardrail_action: Option<String>,
     pub(crate) limit: Option<u32>,
     pub(crate) cursor: Option<String>,
+    /// Read records archived to object storage instead of the database (`from` and `to` required).
+    pub(crate) archived: Option<bool>,
 }
 
 /// Export format.
@@ -181,6 +183,49 @@ impl AuditFilter {
             to,
             guardrail_action: params.guardrail_action.map(parse_action).transpose()?,
         })
+    }
+
+    /// The tenant filter, if any.
+    pub(crate) fn tenant(&self) -> Option<&str> {
+        self.tenant_id.as_deref()
+    }
+
+    /// Whether `record` passes the filter: what [`AuditFilter::apply`] asks of a row, for records
+    /// read back from the archive.
+    pub(crate) fn matches(&self, record: &flowgate_contracts::AuditRecord) -> bool {
+        let same =
+            |want: &Option<String>, have: &Option<String>| want.as_ref().is_none_or(|w| have.as_ref() == Some(w));
+        same(&self.key_id, &record.key_id)
+            && same(&self.tenant_id, &record.tenant_id)
+            && self
+                .model
+                .as_ref()
+                .is_none_or(|m| record.model_requested.as_ref() == Some(m) || record.model_used.as_ref() == Some(m))
+            && self.status.is_none_or(|(low, high)| (low..=high).contains(&record.status))
+            && self.from.is_none_or(|from| record.ts >= from)
+            && self.to.is_none_or(|to| record.ts < to)
+            && self.guardrail_action.as_ref().is_none_or(|action| {
+                record.guardrail_actions.iter().any(|a| a.get("action").and_then(|v| v.as_str()) == Some(action))
+            })
+    }
+
+    /// Whether only the key, tenant, model and time are filtered: what spend rollups can answer.
+    pub(crate) fn rollup_compatible(&self) -> bool {
+        self.status.is_none() && self.guardrail_action.is_none()
+    }
+
+    /// Appends ` AND ...` for the key, tenant and model filters only (columns `spend_rollups`
+    /// shares with `audit_records`).
+    pub(crate) fn apply_identity(&self, sql: &mut Sql) {
+        if let Some(key_id) = &self.key_id {
+            sql.push(" AND key_id = ").text(key_id);
+        }
+        if let Some(tenant_id) = &self.tenant_id {
+            sql.push(" AND tenant_id = ").text(tenant_id);
+        }
+        if let Some(model) = &self.model {
+            sql.push(" AND (model_requested = ").text(model).push(" OR model_used = ").text(model).push(")");
+        }
     }
 
     /// Appends ` AND ...` for every filter (the statement must already have a `WHERE`).

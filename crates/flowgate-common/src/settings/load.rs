@@ -35,6 +35,10 @@ pub const SEED_ENV: &[(&str, &str)] = &[
     ("FLOWGATE_KEK_PREVIOUS", "credentials.previous_kek"),
     ("VAULT_ADDR", "credentials.vault.addr"),
     ("VAULT_TOKEN", "credentials.vault.token"),
+    ("S3_ENDPOINT_URL", "audit.archive.endpoint_url"),
+    ("S3_ACCESS_KEY_ID", "audit.archive.access_key_id"),
+    ("S3_SECRET_ACCESS_KEY", "audit.archive.secret_access_key"),
+    ("S3_BUCKET", "audit.archive.bucket"),
 ];
 
 /// Settings keys that hold lists and may be given in env as comma-separated values.

@@ -21,6 +21,7 @@
 //! - `describe`: what a loaded configuration means, as `flowgate config check` prints it;
 //! - `values`: values parsed once while loading ([`Cidr`], [`Seconds`]);
 //! - `validation`: start-up checks that types alone cannot make;
+//! - `worker`: the worker's port, schedule and alert destinations;
 //! - `guard`: limits a YAML file is held to before it is loaded (nesting, aliases).
 
 use std::path::{Path, PathBuf};
@@ -38,6 +39,7 @@ mod routing;
 mod sections;
 mod validation;
 mod values;
+mod worker;
 
 #[cfg(test)]
 mod tests;
@@ -58,6 +60,7 @@ pub use sections::{
     UnpricedModels,
 };
 pub use values::{Cidr, Seconds, parse_cidr};
+pub use worker::{AlertSettings, ArchiveSettings, WebhookFormat, WebhookSettings, WorkerSettings};
 
 /// Why configuration could not be loaded. Every variant names the file or field at fault.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +129,8 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// The Responses API's conversation state.
     pub responses: ResponsesSettings,
+    /// The background job runner.
+    pub worker: WorkerSettings,
     /// LiteLLM-compatible model deployments.
     pub model_list: Vec<ModelEntry>,
     /// LiteLLM-compatible routing settings.

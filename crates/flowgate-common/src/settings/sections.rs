@@ -324,11 +324,16 @@ pub struct AuditSettings {
     /// Write one audit record per proxied request. Default true; turning it off is meant for
     /// benchmarks and throwaway setups, not for production.
     pub enabled: bool,
+    /// Days records stay in the database; older ones are archived to object storage (`archive`)
+    /// by the worker, then deleted. Default 0: kept forever.
+    pub retention_days: u32,
+    /// Where records past their retention go (S3-compatible object storage).
+    pub archive: super::worker::ArchiveSettings,
 }
 
 impl Default for AuditSettings {
     fn default() -> Self {
-        Self { enabled: true }
+        Self { enabled: true, retention_days: 0, archive: super::worker::ArchiveSettings::default() }
     }
 }
 

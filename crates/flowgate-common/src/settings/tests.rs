@@ -247,6 +247,8 @@ fn the_documented_reference_configuration_loads() {
     assert_eq!(settings.proxy.max_body_bytes, defaults.proxy.max_body_bytes, "the reference shows the defaults");
     assert_eq!(settings.server.shutdown_grace_secs, defaults.server.shutdown_grace_secs);
     assert_eq!(settings.redis.prefix, defaults.redis.prefix);
+    assert_eq!(settings.worker.port, defaults.worker.port);
+    assert_eq!(settings.worker.alerts.budget_thresholds, defaults.worker.alerts.budget_thresholds);
     for (name, _) in SEED_ENV {
         assert!(doc.contains(name), "{name} is documented");
     }
@@ -580,4 +582,25 @@ fn a_litellm_field_of_the_wrong_shape_is_named_as_written() {
         let error = load(Some(&file), &[]).unwrap_err().to_string();
         assert!(error.contains(field), "{text}: {error}");
     }
+}
+
+#[test]
+fn worker_settings_are_checked_at_start_naming_the_field() {
+    for (text, field) in [
+        ("worker: {interval_secs: 0}\n", "worker.interval_secs"),
+        ("worker: {alerts: {budget_thresholds: [50, 0]}}\n", "worker.alerts.budget_thresholds"),
+        ("worker: {alerts: {webhooks: [{name: a, url: 'ftp://x'}]}}\n", "worker.alerts.webhooks[0].url"),
+        (
+            "worker: {alerts: {webhooks: [{name: a, url: 'http://x'}, {name: a, url: 'http://y'}]}}\n",
+            "worker.alerts.webhooks[1].name",
+        ),
+        ("worker: {alerts: {webhooks: [{name: a, url: 'http://x', format: teams}]}}\n", "format"),
+    ] {
+        let file = yaml(text);
+        let error = load(Some(&file), &[]).unwrap_err().to_string();
+        assert!(error.contains(field), "{text}: {error}");
+    }
+    let file = yaml("worker: {alerts: {webhooks: [{name: ops, url: 'https://h/x', secret: s, format: slack}]}}\n");
+    let settings = load(Some(&file), &[]).unwrap();
+    assert_eq!(settings.worker.alerts.webhooks[0].format, crate::settings::WebhookFormat::Slack);
 }

@@ -40,6 +40,20 @@ impl Settings {
         }
         super::mcp::validate(&self.mcp_servers)?;
         super::a2a::validate(&self.a2a_agents)?;
+        self.worker.validate()?;
+        let archive = &self.audit.archive;
+        if self.audit.retention_days > 0 && !archive.configured() {
+            return Err(ConfigError::field(
+                "audit.retention_days",
+                "needs an archive to move old records to: set S3_ENDPOINT_URL and S3_BUCKET (audit.archive)",
+            ));
+        }
+        if archive.configured() && (archive.access_key_id.is_none() || archive.secret_access_key.is_none()) {
+            return Err(ConfigError::field(
+                "audit.archive.access_key_id",
+                "S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY are required with an archive",
+            ));
+        }
         if let Some(token) = self.proxy.edge_token() {
             use secrecy::ExposeSecret;
             crate::internal::check_token(token.expose_secret())

@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use flowgate_common::budget::BudgetPeriod;
+use flowgate_contracts::budgets::{SETTLED_TTL, reserved_key, settled_key, settled_row, tenant_row};
 use flowgate_db::sqlx::{self, Row};
 use flowgate_db::{Adjustment, Claim, ClaimKind, ClaimOutcome, Database, SharedError, SharedState};
 use prometheus_client::metrics::counter::Counter;
@@ -48,8 +49,6 @@ const REDIS_RETRY_AFTER: Duration = Duration::from_secs(2);
 pub(crate) const RESERVATION_TTL: Duration = Duration::from_secs(600);
 /// How often settlements kept during a Redis outage are tried again.
 const REPLAY_EVERY: Duration = Duration::from_secs(1);
-/// Settled spend kept in shared state after a period's last use.
-const SETTLED_TTL: Duration = Duration::from_secs(35 * 86_400);
 
 fn now_ms() -> i64 {
     flowgate_db::now_millis()
@@ -345,13 +344,13 @@ impl Limiter {
         }
         let key_budget = (vk.budget_usd > 0.0).then(|| (id.clone(), vk.budget_usd, &vk.budget_period, "key"));
         let tenant_budget = (vk.tenant_budget_usd > 0.0)
-            .then(|| (format!("tenant:{}", vk.tenant_id), vk.tenant_budget_usd, &vk.tenant_budget_period, "tenant"));
+            .then(|| (tenant_row(&vk.tenant_id), vk.tenant_budget_usd, &vk.tenant_budget_period, "tenant"));
         for (row, budget_usd, period, whose) in key_budget.into_iter().chain(tenant_budget) {
             let period: BudgetPeriod = period.parse().unwrap_or_default();
             let (period_start, period_end) = period.bounds(now);
-            let settled = format!("spend:{row}:{period_start}:settled");
+            let settled = settled_key(&row, period_start);
             claims.push(Claim {
-                key: format!("spend:{row}:{period_start}:reserved"),
+                key: reserved_key(&row, period_start),
                 delta: estimated_cost,
                 limit: usd_to_nanos(budget_usd),
                 ttl,
@@ -745,13 +744,6 @@ async fn replay(inner: std::sync::Weak<Inner>) {
             limiter.reconcile().await;
         }
     }
-}
-
-/// The (row, period start) of a settled-spend counter `spend:{row}:{period_start}:settled`.
-fn settled_row(key: &str) -> Option<(&str, i64)> {
-    let inner = key.strip_prefix("spend:")?.strip_suffix(":settled")?;
-    let (row, period_start) = inner.rsplit_once(':')?;
-    Some((row, period_start.parse().ok()?))
 }
 
 /// Spend recorded in the database for a row's period (0 when none).

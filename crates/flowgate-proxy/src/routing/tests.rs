@@ -565,3 +565,37 @@ router_settings:
     assert_eq!(table.chain("safe"), vec!["safe"], "never itself");
     assert_eq!(table.fallbacks_for("m", FallbackTrigger::ContentPolicy), vec!["safe"]);
 }
+
+#[test]
+fn a_swap_keeps_the_health_of_unchanged_deployments_and_resets_changed_ones() {
+    let path = std::env::temp_dir().join(format!("flowgate-routing-{}.yaml", rand::random::<u64>()));
+    std::fs::write(&path, TWO).unwrap();
+    let settings = Settings::load(&Sources { config_file: Some(path.clone()), env: HashMap::new() }).unwrap();
+    std::fs::remove_file(path).unwrap();
+    let health = HealthRegistry::default();
+    let versions = |a: i64| HashMap::from([("m/0".to_owned(), a), ("m/1".to_owned(), 0), ("backup/2".to_owned(), 0)]);
+    health.keep(&versions(1));
+    let before = RoutingTable::build(&settings, &health);
+    let cooling = |table: &RoutingTable, id: &str| {
+        table.deployments().find(|d| d.id == id).unwrap().stats.cooldown_remaining().is_some()
+    };
+    for id in ["m/0", "m/1"] {
+        let d = before.deployments().find(|d| d.id == id).unwrap();
+        d.stats.record_failure(1, Duration::from_secs(30));
+    }
+    assert!(cooling(&before, "m/0") && cooling(&before, "m/1"));
+    // Same versions: the new table sees the same health.
+    health.keep(&versions(1));
+    let same = RoutingTable::build(&settings, &health);
+    assert!(cooling(&same, "m/0") && cooling(&same, "m/1"), "unchanged deployments keep their cooldown");
+    // m/0 rewritten (a new version): it starts afresh; m/1 keeps its cooldown.
+    health.keep(&versions(2));
+    let after = RoutingTable::build(&settings, &health);
+    assert!(!cooling(&after, "m/0"), "a changed deployment starts afresh");
+    assert!(cooling(&after, "m/1"), "the others keep theirs");
+    // The old table (held by requests in flight) still has its own stats.
+    assert!(cooling(&before, "m/0"));
+    // A deployment that left the table is forgotten.
+    health.keep(&HashMap::from([("m/1".to_owned(), 0)]));
+    assert_eq!(health.stats.lock().unwrap().len(), 1);
+}

@@ -35,3 +35,4 @@ mod routing;
 mod semantic_cache;
 mod shutdown;
 mod tracing;
+mod worker;

@@ -3,7 +3,8 @@
 //! service. Written over `ring` (already in the tree) rather than the `aws-sigv4` crate, which
 //! would bring the AWS smithy runtime crates for one function.
 //!
-//! Public so a fake Bedrock in the tests checks signatures with the same algorithm.
+//! Public so a fake Bedrock in the tests checks signatures with the same algorithm; the S3 client
+//! ([`super::s3`]) signs with it too.
 
 use ring::{digest, hmac};
 
@@ -96,8 +97,17 @@ fn canonical_headers(headers: &[(&str, &str)]) -> (String, String) {
 /// The canonical request. Non-S3 services encode each path segment once more over the path as
 /// sent.
 pub fn canonical_request(request: &Request<'_>) -> String {
+    canonical_request_for(request, true)
+}
+
+/// The canonical request; `encode_again` is false for S3, which signs the path as sent.
+fn canonical_request_for(request: &Request<'_>, encode_again: bool) -> String {
     let path = if request.path.is_empty() { "/" } else { request.path };
-    let path = path.split('/').map(|segment| uri_encode(segment, false)).collect::<Vec<_>>().join("/");
+    let path = if encode_again {
+        path.split('/').map(|segment| uri_encode(segment, false)).collect::<Vec<_>>().join("/")
+    } else {
+        path.to_owned()
+    };
     let (headers, signed) = canonical_headers(request.headers);
     format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
@@ -121,9 +131,23 @@ pub fn signing_key(signer: &Signer<'_>, date: &str) -> hmac::Tag {
 /// The `Authorization` header for `request` at `amz_date` (`YYYYMMDD'T'HHMMSS'Z'`, the value of its
 /// `x-amz-date` header), and the signature alone.
 pub fn authorization(signer: &Signer<'_>, request: &Request<'_>, amz_date: &str) -> (String, String) {
+    authorization_for(signer, request, amz_date, true)
+}
+
+/// [`authorization`] for S3, whose canonical path is the path as sent (not encoded again).
+pub fn s3_authorization(signer: &Signer<'_>, request: &Request<'_>, amz_date: &str) -> (String, String) {
+    authorization_for(signer, request, amz_date, false)
+}
+
+fn authorization_for(
+    signer: &Signer<'_>,
+    request: &Request<'_>,
+    amz_date: &str,
+    encode_again: bool,
+) -> (String, String) {
     let date = amz_date.get(..8).unwrap_or(amz_date);
     let scope = format!("{date}/{}/{}/aws4_request", signer.region, signer.service);
-    let canonical = canonical_request(request);
+    let canonical = canonical_request_for(request, encode_again);
     let string_to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", sha256_hex(canonical.as_bytes()));
     let key = signing_key(signer, date);
     let signature = hex(hmac_sha256(key.as_ref(), string_to_sign.as_bytes()).as_ref());
