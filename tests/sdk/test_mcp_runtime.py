@@ -32,6 +32,8 @@ mcp:
 mcp_servers:
   fixed:
     url: http://127.0.0.1:{port}/mcp
+    cacheable_tools:
+      upstream_token: 300   # answers differ per credential: the cache must keep them apart
 """
 
 
@@ -230,3 +232,63 @@ def test_the_tool_catalog_lists_each_tool_with_the_keys_that_may_use_it(stack):
     assert only["fixed__forecast"]["keys"] == []
     # Admin only.
     assert httpx.get(f"{stack.api_url}/api/mcp/tools", timeout=10).status_code == 401
+
+
+@asynccontextmanager
+async def connect(stack, key: str):
+    async with create_mcp_http_client(headers={"Authorization": f"Bearer {key}"}) as http:
+        async with streamable_http_client(f"{stack.proxy_url}/api/mcp", http_client=http) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                yield session
+
+
+def test_a_key_or_tenant_credential_replaces_the_servers_own(stack):
+    tenant = httpx.post(
+        f"{stack.api_url}/api/enterprise/tenants", headers=admin(stack), json={"name": "creds-tenant"}, timeout=10
+    ).json()
+    own = stack.create_key(name="own-credential")
+    tenant_key = stack.create_key(name="tenant-credential", tenant_id=tenant["id"])
+    plain = stack.create_key(name="no-credential")
+    auth = f"{stack.api_url}/api/mcp/auth/fixed"
+
+    # A key's holder stores its own credential with the key itself; an admin stores the tenant's.
+    stored = httpx.put(auth, headers={"Authorization": f"Bearer {own['key']}"}, json={"headers": {"X-Upstream-Token": "key-secret"}}, timeout=10)
+    assert stored.status_code == 200, stored.text
+    assert stored.json()["owner_id"] == own["id"] and "key-secret" not in stored.text
+    tenant_cred = httpx.put(auth, headers=admin(stack), json={"tenant_id": tenant["id"], "bearer_token": "t"}, timeout=10)
+    assert tenant_cred.status_code == 200, tenant_cred.text
+    assert httpx.put(auth, headers=admin(stack), json={"tenant_id": tenant["id"], "headers": {"X-Upstream-Token": "tenant-secret"}}, timeout=10).status_code == 200
+    # A key may not act for another.
+    other = httpx.put(auth, headers={"Authorization": f"Bearer {own['key']}"}, json={"key_id": plain["id"], "bearer_token": "x"}, timeout=10)
+    assert other.status_code == 403
+    assert httpx.put(auth, json={"bearer_token": "x"}, timeout=10).status_code == 401
+    mine = httpx.get(auth, headers={"Authorization": f"Bearer {own['key']}"}, timeout=10).json()["data"]
+    assert [(c["owner_kind"], c["owner_id"]) for c in mine] == [("key", own["id"])]
+
+    async def token_for(key: str) -> str:
+        async with connect(stack, key) as session:
+            result = await session.call_tool("fixed__upstream_token", {})
+            return result.content[0].text
+
+    async def scenario():
+        # Each twice: the second answers come from the tool-call cache, kept apart per credential
+        # (`own` and `plain` share a tenant).
+        for _ in range(2):
+            assert await token_for(own["key"]) == "key-secret"
+            assert await token_for(plain["key"]) == "<none>"
+            assert await token_for(tenant_key["key"]) == "tenant-secret"
+
+    anyio.run(scenario)
+
+    # Removed: the key's calls carry the server's own headers again.
+    removed = httpx.delete(auth, headers={"Authorization": f"Bearer {own['key']}"}, timeout=10)
+    assert removed.status_code == 204
+
+    async def back_to_none():
+        async def check() -> bool:
+            return await token_for(own["key"]) == "<none>"
+
+        assert await wait_for(check)
+
+    anyio.run(back_to_none)

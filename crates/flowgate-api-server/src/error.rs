@@ -43,6 +43,12 @@ pub enum ApiError {
     /// The request conflicts with the resource's state (a duplicate name, a revoked key).
     #[error("{0}")]
     Conflict(String),
+    /// No valid credential (routes that take the admin key or a virtual key).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The credential may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -87,6 +93,8 @@ impl ApiError {
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", self.to_string()),
             Self::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", self.to_string()),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", self.to_string()),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", self.to_string()),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", self.to_string()),
             Self::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_),
             ) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is unavailable".to_owned()),

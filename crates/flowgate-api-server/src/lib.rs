@@ -160,6 +160,7 @@ impl Application {
             config_agents: Arc::new(settings.a2a_agents.keys().cloned().collect()),
             mcp_seal_key: Arc::new(SealKey::from_hasher(&deps.hasher, MCP_HEADERS_CONTEXT)),
             config_mcp_servers: Arc::new(settings.mcp_servers.keys().cloned().collect()),
+            admin_key: deps.admin_key.clone(),
             hasher: deps.hasher.clone(),
             http,
             targets: Arc::new(health::HealthTargets::from_settings(settings)),

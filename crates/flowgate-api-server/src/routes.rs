@@ -84,6 +84,18 @@ admin_routes! {
     GET "/api/mcp/tools" => mcp_servers::catalog::list,
 }
 
+/// Routes that take the admin key or a virtual key (each handler checks which), as (method,
+/// path): a key's holder manages its own upstream credentials.
+pub const KEY_OR_ADMIN_ROUTES: &[(&str, &str)] =
+    &[("PUT", "/api/mcp/auth/{server}"), ("GET", "/api/mcp/auth/{server}"), ("DELETE", "/api/mcp/auth/{server}")];
+
+fn key_or_admin_router() -> Router<AppState> {
+    Router::new().route(
+        "/api/mcp/auth/{server}",
+        axum::routing::put(mcp_servers::auth::put).get(mcp_servers::auth::list).delete(mcp_servers::auth::delete),
+    )
+}
+
 /// Where the OpenAPI document is served (without authentication: it holds no secrets).
 pub const OPENAPI_PATH: &str = "/api/openapi.json";
 
@@ -103,8 +115,13 @@ pub(crate) fn router(state: AppState, admin_key: Arc<SecretString>) -> Router {
         .route_layer(axum::middleware::from_fn(move |request, next| {
             flowgate_common::auth::require_admin(admin_key.clone(), request, next)
         }))
-        .with_state(state);
-    Router::new().route(OPENAPI_PATH, get(openapi)).merge(admin).method_not_allowed_fallback(method_not_allowed)
+        .with_state(state.clone());
+    let own = key_or_admin_router().with_state(state);
+    Router::new()
+        .route(OPENAPI_PATH, get(openapi))
+        .merge(admin)
+        .merge(own)
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
 /// A known path with the wrong method: a JSON 405 like every other error.
@@ -141,6 +158,7 @@ mod tests {
     fn the_openapi_document_describes_exactly_the_served_routes() {
         let served: BTreeSet<(String, String)> = ADMIN_ROUTES
             .iter()
+            .chain(KEY_OR_ADMIN_ROUTES)
             .chain(SERVICE_ROUTES)
             .chain(&[("GET", OPENAPI_PATH)])
             .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
@@ -160,6 +178,11 @@ mod tests {
         for (method, path) in SERVICE_ROUTES.iter().chain(&[("GET", OPENAPI_PATH)]) {
             let op = &doc["paths"][path][method.to_lowercase()];
             assert_eq!(op["security"], serde_json::json!([]), "{method} {path} is public");
+        }
+        for (method, path) in KEY_OR_ADMIN_ROUTES {
+            let op = &doc["paths"][path][method.to_lowercase()];
+            assert_eq!(op["security"], serde_json::json!([{"adminKey": []}, {"virtualKey": []}]), "{method} {path}");
+            assert!(op["responses"]["401"].is_object(), "{method} {path} documents 401");
         }
         for (method, path) in ADMIN_ROUTES {
             let op = &doc["paths"][path][method.to_lowercase()];

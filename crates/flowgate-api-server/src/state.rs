@@ -25,6 +25,8 @@ pub(crate) struct AppState {
     pub(crate) mcp_seal_key: Arc<SealKey>,
     /// The MCP servers of the config file (read-only through the API).
     pub(crate) config_mcp_servers: Arc<Vec<String>>,
+    /// The admin key (routes that take it or a virtual key check it themselves).
+    pub(crate) admin_key: Arc<secrecy::SecretString>,
     /// For the health checks of the other services.
     pub(crate) http: reqwest::Client,
     /// Where the other services answer.

@@ -7,12 +7,15 @@
 //! publishes the server's name on `mcp:servers:changed`: proxies reload their servers and tell
 //! connected clients that the tool list changed.
 //!
+//! - `auth`: `/api/mcp/auth/{server}`, a key's or tenant's own credential for a server (the admin
+//!   key, or the virtual key itself for its own);
 //! - `catalog`: `GET /api/mcp/tools`, the tool catalog the proxies wrote, with the keys that may
 //!   use each tool;
 //! - `handlers`: the HTTP handlers (sealing the headers);
 //! - `model`: request and response documents and their validation;
 //! - `store`: the SQL.
 
+pub(crate) mod auth;
 pub(crate) mod catalog;
 pub(crate) mod handlers;
 pub(crate) mod model;

@@ -95,7 +95,7 @@ fn api_error(name: &str, error: ConfigError) -> ApiError {
 }
 
 /// `headers` and `bearer_token` as one header map.
-fn merge_headers(
+pub(crate) fn merge_headers(
     headers: Option<BTreeMap<String, SecretString>>,
     bearer_token: Option<SecretString>,
 ) -> Result<BTreeMap<String, SecretString>, ApiError> {

@@ -197,3 +197,77 @@ pub(crate) async fn usable_keys(db: &Database, key_id: Option<&str>) -> Result<V
         })
         .collect()
 }
+
+/// Stores (or replaces) an owner's credential for `server`; its `updated_at`.
+pub(crate) async fn put_credential(
+    db: &Database,
+    server: &str,
+    owner_kind: &str,
+    owner_id: &str,
+    sealed: Vec<u8>,
+    header_names: &str,
+) -> Result<i64, sqlx::Error> {
+    let now = now_millis();
+    sqlx::query(
+        "INSERT INTO mcp_credentials (server, owner_kind, owner_id, headers_sealed, header_names, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (server, owner_kind, owner_id) \
+         DO UPDATE SET headers_sealed = $8, header_names = $9, updated_at = $10",
+    )
+    .bind(server)
+    .bind(owner_kind)
+    .bind(owner_id)
+    .bind(sealed.clone())
+    .bind(header_names)
+    .bind(now)
+    .bind(now)
+    .bind(sealed)
+    .bind(header_names)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(now)
+}
+
+/// Removes an owner's credential for `server`; false when there was none.
+pub(crate) async fn delete_credential(
+    db: &Database,
+    server: &str,
+    owner_kind: &str,
+    owner_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query("DELETE FROM mcp_credentials WHERE server = $1 AND owner_kind = $2 AND owner_id = $3")
+        .bind(server)
+        .bind(owner_kind)
+        .bind(owner_id)
+        .execute(db.pool())
+        .await?;
+    Ok(result.rows_affected() > 0)
+}
+
+/// The credentials for `server` (only key `key_id`'s when given): kind, id, header names, updated.
+pub(crate) async fn list_credentials(
+    db: &Database,
+    server: &str,
+    key_id: Option<&str>,
+) -> Result<Vec<(String, String, String, i64)>, sqlx::Error> {
+    let id = key_id.unwrap_or_default();
+    let rows = sqlx::query(
+        "SELECT owner_kind, owner_id, header_names, updated_at FROM mcp_credentials \
+         WHERE server = $1 AND ($2 = '' OR (owner_kind = 'key' AND owner_id = $3)) ORDER BY owner_kind, owner_id",
+    )
+    .bind(server)
+    .bind(id)
+    .bind(id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("owner_kind")?,
+                row.try_get("owner_id")?,
+                row.try_get("header_names")?,
+                row.try_get("updated_at")?,
+            ))
+        })
+        .collect()
+}

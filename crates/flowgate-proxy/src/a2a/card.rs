@@ -41,18 +41,23 @@ pub(crate) fn rewrite(card: &Value, gateway_url: &str) -> Value {
     let mut card = card.clone();
     let Some(object) = card.as_object_mut() else { return card };
     let modern = object.contains_key("supportedInterfaces");
-    if let Some(Value::Array(interfaces)) = object.get_mut("supportedInterfaces") {
-        let version = interfaces
-            .iter()
-            .find(|i| is_jsonrpc(i.get("protocolBinding")))
+    if modern {
+        let version = object
+            .get("supportedInterfaces")
+            .and_then(Value::as_array)
+            .and_then(|interfaces| interfaces.iter().find(|i| is_jsonrpc(i.get("protocolBinding"))))
             .and_then(|i| i.get("protocolVersion").cloned())
             .unwrap_or_else(|| json!("1.0"));
-        *interfaces = vec![json!({"url": gateway_url, "protocolBinding": "JSONRPC", "protocolVersion": version})];
+        object.insert(
+            "supportedInterfaces".to_owned(),
+            json!([{"url": gateway_url, "protocolBinding": "JSONRPC", "protocolVersion": version}]),
+        );
     }
+    // No other interface of the agent's is left to be found.
+    object.remove("additionalInterfaces");
     if object.contains_key("url") || !modern {
         object.insert("url".to_owned(), json!(gateway_url));
         object.insert("preferredTransport".to_owned(), json!("JSONRPC"));
-        object.remove("additionalInterfaces");
     }
     object.remove("signatures");
     if modern {
@@ -164,6 +169,15 @@ mod tests {
     }
 
     #[test]
+    fn no_interface_of_the_agent_survives_a_rewrite() {
+        let card = json!({"supportedInterfaces": "not a list",
+            "additionalInterfaces": [{"url": "http://agent/rpc", "transport": "JSONRPC"}]});
+        let rewritten = rewrite(&card, "http://gw/a2a/x");
+        let found = endpoint(&rewritten, &url("http://agent/card"));
+        assert_eq!(found.map(|u| u.to_string()).as_deref(), Some("http://gw/a2a/x"));
+    }
+
+    #[test]
     fn a_rewritten_card_points_at_the_gateway_and_asks_for_a_key() {
         let gateway = "https://gw.example/a2a/helper";
         let modern = json!({
@@ -197,6 +211,60 @@ mod tests {
         assert!(rewritten.get("additionalInterfaces").is_none());
         assert_eq!(rewritten["security"], json!([{SCHEME: []}]));
         assert_eq!(rewrite(&json!("not a card"), gateway), json!("not a card"));
+    }
+
+    fn value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            "\\PC{0,12}".prop_map(Value::String),
+            prop::sample::select(&["JSONRPC", "GRPC", "http://a/rpc", "/rpc", "x:1"][..]).prop_map(|s| json!(s)),
+        ];
+        leaf.prop_recursive(4, 48, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop::sample::select(
+                        &[
+                            "url",
+                            "preferredTransport",
+                            "additionalInterfaces",
+                            "transport",
+                            "supportedInterfaces",
+                            "protocolBinding",
+                            "protocolVersion",
+                            "skills",
+                            "security",
+                            "signatures"
+                        ][..]
+                    ),
+                    inner,
+                    0..5
+                )
+                .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2048, ..proptest::prelude::ProptestConfig::default() })]
+
+        /// Any card an agent serves (outside bytes, read as JSON): finding its endpoint and
+        /// rewriting it never panic, the endpoint is http(s), and a rewritten card names no
+        /// endpoint but the gateway's.
+        #[test]
+        fn any_card_is_read_and_rewritten_without_panic(card in value()) {
+            let card_url = url("http://agent:9999/.well-known/agent-card.json");
+            if let Some(found) = endpoint(&card, &card_url) {
+                proptest::prop_assert!(matches!(found.scheme(), "http" | "https"));
+            }
+            let rewritten = rewrite(&card, "http://gw/a2a/x");
+            if rewritten.is_object() {
+                let found = endpoint(&rewritten, &card_url);
+                proptest::prop_assert!(found.is_none_or(|u| u.as_str() == "http://gw/a2a/x"), "{rewritten}");
+            }
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::upstream::UpstreamError;
 const MAX_PAGES: usize = 20;
 
 /// Every item under `field` of `method`'s pages from `server`.
-async fn gather(server: &super::Server, method: &str, field: &str) -> Result<Vec<Value>, UpstreamError> {
+async fn gather(server: &super::upstream::Upstream, method: &str, field: &str) -> Result<Vec<Value>, UpstreamError> {
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..MAX_PAGES {
@@ -24,7 +24,7 @@ async fn gather(server: &super::Server, method: &str, field: &str) -> Result<Vec
         if let Some(cursor) = cursor.take() {
             params.insert("cursor".to_owned(), Value::String(cursor));
         }
-        let page = server.upstream.request(method, params).await?;
+        let page = server.request(method, params).await?;
         if let Some(Value::Array(listed)) = page.get(field) {
             items.extend(listed.iter().cloned());
         }
@@ -39,9 +39,12 @@ async fn gather(server: &super::Server, method: &str, field: &str) -> Result<Vec
 impl Call<'_> {
     /// `prompts/list`, `resources/list` or `resources/templates/list` over the servers in scope.
     pub(crate) async fn list(&self, id: &Id, method: &str, field: &str, rename: bool) -> Value {
-        let lists = futures_util::future::join_all(
-            self.servers().map(|(name, server)| async move { (name, gather(server, method, field).await) }),
-        )
+        let lists = futures_util::future::join_all(self.servers().map(|(name, server)| async move {
+            match self.upstream(name, server).await {
+                Ok(routed) => (name, gather(routed.get(), method, field).await),
+                Err(error) => (name, Err(error)),
+            }
+        }))
         .await;
         let mut items = Vec::new();
         for (name, listed) in lists {
@@ -79,7 +82,11 @@ impl Call<'_> {
             return jsonrpc::error(Some(id), jsonrpc::FORBIDDEN, &refusal.message(server_name, bare));
         }
         params.insert("name".to_owned(), Value::String(bare.to_owned()));
-        match server.upstream.request("prompts/get", params).await {
+        let routed = match self.upstream(server_name, server).await {
+            Ok(routed) => routed,
+            Err(error) => return super::methods::upstream_error(id, server_name, error),
+        };
+        match routed.get().request("prompts/get", params).await {
             Ok(result) => jsonrpc::result(id, result),
             Err(error) => super::methods::upstream_error(id, server_name, error),
         }
@@ -92,7 +99,11 @@ impl Call<'_> {
         }
         let mut last = None;
         for (name, server) in self.servers() {
-            match server.upstream.request("resources/read", params.clone()).await {
+            let answer = match self.upstream(name, server).await {
+                Ok(routed) => routed.get().request("resources/read", params.clone()).await,
+                Err(error) => Err(error),
+            };
+            match answer {
                 Ok(result) => return jsonrpc::result(id, result),
                 Err(error) => last = Some((name, error)),
             }

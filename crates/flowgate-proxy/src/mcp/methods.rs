@@ -48,7 +48,43 @@ impl<'a> Call<'a> {
     }
 }
 
+/// The client a call goes through: the server's own, or one carrying the key's (or tenant's)
+/// credential.
+pub(crate) enum Routed<'a> {
+    Shared(&'a super::upstream::Upstream),
+    Own(Arc<super::credentials::Credentialed>),
+}
+
+impl Routed<'_> {
+    pub(crate) fn get(&self) -> &super::upstream::Upstream {
+        match self {
+            Self::Shared(upstream) => upstream,
+            Self::Own(own) => &own.upstream,
+        }
+    }
+
+    /// Whose credential, when not the server's own.
+    fn owner(&self) -> Option<&str> {
+        match self {
+            Self::Shared(_) => None,
+            Self::Own(own) => Some(&own.owner),
+        }
+    }
+}
+
 impl Call<'_> {
+    /// The client for the key's calls to `server`.
+    pub(crate) async fn upstream<'s>(&self, name: &str, server: &'s Server) -> Result<Routed<'s>, UpstreamError> {
+        match self.state.gateway.credentials.for_key(name, server.settings.as_ref(), &self.key.key).await {
+            Ok(None) => Ok(Routed::Shared(&server.upstream)),
+            Ok(Some(own)) => Ok(Routed::Own(own)),
+            Err(error) => {
+                tracing::warn!(server = name, %error, "cannot look up the key's upstream credential; the call is refused");
+                Err(UpstreamError::Unavailable("the key's credential for this server cannot be read".to_owned()))
+            }
+        }
+    }
+
     /// The answer to request `id`.
     pub(crate) async fn dispatch(&self, id: &Id, method: &str, params: Map<String, Value>) -> Value {
         match method {
@@ -85,9 +121,13 @@ impl Call<'_> {
 
     async fn list_tools(&self) -> Vec<Value> {
         let access = KeyAccess::of(&self.key.key);
-        let lists = futures_util::future::join_all(
-            self.servers().map(|(name, server)| async move { (name, server, upstream_tools(name, server).await) }),
-        )
+        let lists = futures_util::future::join_all(self.servers().map(|(name, server)| async move {
+            let listed = match self.upstream(name, server).await {
+                Ok(routed) => upstream_tools(name, routed.get()).await,
+                Err(error) => Err(error),
+            };
+            (name, server, listed)
+        }))
         .await;
         let mut tools = Vec::new();
         for (name, server, listed) in lists {
@@ -190,9 +230,25 @@ impl Call<'_> {
                 );
             }
         };
-        let cache_key = server.cacheable.get(tool).map(|ttl| {
-            (super::cache::key(&self.key.key.tenant_id, server_name, tool, &arguments), Duration::from_secs(*ttl))
-        });
+        let routed = match self.upstream(server_name, server).await {
+            Ok(routed) => routed,
+            Err(error) => {
+                admission.settle(None);
+                let (status, code) = error.audit_status();
+                audit.finish(status, Some(code), 0, false, None);
+                self.count(server_name, "(failed)", "upstream_error");
+                return upstream_error(id, server_name, error);
+            }
+        };
+        // Scoped per tenant and per upstream credential: a key's own credential may see other data.
+        let scope = match routed.owner() {
+            Some(owner) => format!("{}\u{0}{owner}", self.key.key.tenant_id),
+            None => self.key.key.tenant_id.clone(),
+        };
+        let cache_key = server
+            .cacheable
+            .get(tool)
+            .map(|ttl| (super::cache::key(&scope, server_name, tool, &arguments), Duration::from_secs(*ttl)));
         let cached = match &cache_key {
             Some((key, _)) => self.state.gateway.cache.get(key, &label).await,
             None => None,
@@ -207,7 +263,7 @@ impl Call<'_> {
                 forwarded.insert("name".to_owned(), Value::String(tool.to_owned()));
                 forwarded.insert("arguments".to_owned(), arguments);
                 let upstream_started = Instant::now();
-                let answer = server.upstream.request("tools/call", forwarded).await;
+                let answer = routed.get().request("tools/call", forwarded).await;
                 let upstream_time = upstream_started.elapsed();
                 match answer {
                     Ok(result) => {
@@ -356,7 +412,10 @@ fn result_pointers(result: &Value) -> Vec<TextPointer> {
 }
 
 /// Every tool of `server` (following `nextCursor`).
-pub(super) async fn upstream_tools(name: &str, server: &Server) -> Result<Vec<Value>, UpstreamError> {
+pub(super) async fn upstream_tools(
+    name: &str,
+    server: &super::upstream::Upstream,
+) -> Result<Vec<Value>, UpstreamError> {
     let mut tools = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..MAX_PAGES {
@@ -364,7 +423,7 @@ pub(super) async fn upstream_tools(name: &str, server: &Server) -> Result<Vec<Va
         if let Some(cursor) = cursor.take() {
             params.insert("cursor".to_owned(), Value::String(cursor));
         }
-        let page = server.upstream.request("tools/list", params).await?;
+        let page = server.request("tools/list", params).await?;
         if let Some(Value::Array(listed)) = page.get("tools") {
             tools.extend(listed.iter().cloned());
         }

@@ -18,6 +18,7 @@
 mod access;
 mod cache;
 mod catalog;
+mod credentials;
 mod http;
 pub(crate) mod jsonrpc;
 mod legacy;
@@ -61,6 +62,8 @@ struct Server {
     /// When a registered server's row last changed (0 for the config file's): an unchanged
     /// server keeps its client (and connection) across reloads.
     revision: i64,
+    /// Its settings, to make clients with a key's or tenant's credential (http and sse only).
+    settings: Option<McpServerSettings>,
 }
 
 impl Server {
@@ -125,6 +128,8 @@ pub(crate) struct Gateway {
     announcements: tokio::sync::broadcast::Sender<Bytes>,
     /// Wakes the writer of the shared tool catalog (`published`) when the servers changed.
     catalog_stale: tokio::sync::Notify,
+    /// Per-key and per-tenant upstream credentials.
+    credentials: credentials::Credentials,
 }
 
 impl Gateway {
@@ -133,11 +138,13 @@ impl Gateway {
         self.servers.load_full()
     }
 
-    /// Replaces the servers; when the set of names changed, tells every open stream (listening
-    /// streams and the older transport's) that the tools, prompts and resources changed.
+    /// Replaces the servers; when a server came, went or changed, tells every open stream
+    /// (listening streams and the older transport's) that the tools, prompts and resources changed.
     fn replace_servers(&self, servers: BTreeMap<String, Arc<Server>>) {
-        let before: Vec<String> = self.servers.load().keys().cloned().collect();
-        let changed = !before.iter().eq(servers.keys());
+        let changed = {
+            let before = self.servers.load();
+            !before.iter().map(|(name, s)| (name, s.revision)).eq(servers.iter().map(|(name, s)| (name, s.revision)))
+        };
         self.servers.store(Arc::new(servers));
         self.catalog_stale.notify_one();
         if changed {
@@ -195,6 +202,7 @@ fn build_server(
             })
             .collect(),
         revision,
+        settings: (config.transport() != flowgate_common::settings::McpTransport::Stdio).then(|| config.clone()),
     })
 }
 
@@ -221,6 +229,7 @@ pub(crate) fn router(
         legacy: legacy::LegacySessions::default(),
         announcements: tokio::sync::broadcast::channel(64).0,
         catalog_stale: tokio::sync::Notify::new(),
+        credentials: credentials::Credentials::start(deps, client.clone(), proxy.tasks()),
     });
     published::start(gateway.clone(), deps.database.clone(), proxy.tasks());
     registered::start(gateway.clone(), configured, deps, client, proxy.tasks());

@@ -36,7 +36,7 @@ async fn publish(gateway: &Gateway, database: &Database) -> Result<(), sqlx::Err
     let servers = gateway.servers();
     let started = now_millis();
     for (name, server) in servers.iter() {
-        let tools = match super::methods::upstream_tools(name, server).await {
+        let tools = match super::methods::upstream_tools(name, &server.upstream).await {
             Ok(tools) => tools,
             Err(error) => {
                 tracing::warn!(server = %name, %error, "an MCP server's tools could not be listed for the catalog");
