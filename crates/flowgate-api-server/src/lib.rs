@@ -18,10 +18,15 @@
 //!   [`ApiError`]: every failure and its one mapping to HTTP.
 //! - Shared facts (channel names, guardrail kinds and policy, rule-set schema, audit record)
 //!   come from `flowgate_contracts`.
+//! - `access`: roles, the gate on every management route (admin key, user API tokens, session
+//!   cookie with CSRF token; role and tenant scope), sign-in and users; `admin_audit`: the log of
+//!   every management action (`/api/admin/audit`).
 //! - `health`: the comprehensive health check and the cache statistics.
 //! - `grpc`: `KeyService::ResolveKey` for the proxies (typed guardrail policy, or marked
 //!   unreadable).
 
+mod access;
+mod admin_audit;
 mod analytics;
 mod audit;
 mod error;
@@ -137,8 +142,11 @@ impl Application {
             http,
             targets: Arc::new(health::HealthTargets::from_settings(settings)),
             metrics: deps.metrics.clone(),
+            admin_key: deps.admin_key.clone(),
+            session_ttl_secs: settings.api_server.session_ttl_secs,
+            secure_cookies: settings.api_server.secure_cookies,
         };
-        let router = Router::new().merge(grpc).merge(routes::router(state, deps.admin_key.clone()));
+        let router = Router::new().merge(grpc).merge(routes::router(state));
         let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(deps.database.clone())];
         let base = BaseState { service: SERVICE, metrics: deps.metrics, checks: Arc::new(checks), details: None };
         let port = settings.api_server.port;

@@ -7,6 +7,7 @@ use flowgate_common::keys::KeyHasher;
 use flowgate_common::metrics::Metrics;
 use flowgate_common::secretbox::SealKey;
 use flowgate_db::{Database, SharedState};
+use secrecy::SecretString;
 
 use crate::targets::HealthTargets;
 
@@ -24,4 +25,10 @@ pub(crate) struct AppState {
     pub(crate) targets: Arc<HealthTargets>,
     /// The process registry (cache counters).
     pub(crate) metrics: Metrics,
+    /// The admin key (full access; exchanged for a session at sign-in).
+    pub(crate) admin_key: Arc<SecretString>,
+    /// How long a portal session lasts (`api_server.session_ttl_secs`).
+    pub(crate) session_ttl_secs: u64,
+    /// Always mark the session cookie `Secure` (`api_server.secure_cookies`).
+    pub(crate) secure_cookies: bool,
 }

@@ -31,11 +31,17 @@ impl Default for ServerSettings {
 pub struct ApiServerSettings {
     /// HTTP and gRPC port (one socket serves both). Default 7778.
     pub port: u16,
+    /// How long a management session (the portal's sign-in) lasts, in seconds. Default 28800
+    /// (8 hours); at least 60.
+    pub session_ttl_secs: u64,
+    /// Always mark the session cookie `Secure`. Without it the cookie is `Secure` when the
+    /// request came through a TLS-terminating proxy (`X-Forwarded-Proto: https`). Default false.
+    pub secure_cookies: bool,
 }
 
 impl Default for ApiServerSettings {
     fn default() -> Self {
-        Self { port: 7778 }
+        Self { port: 7778, session_ttl_secs: 28_800, secure_cookies: false }
     }
 }
 

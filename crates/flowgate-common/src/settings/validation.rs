@@ -37,6 +37,9 @@ impl Settings {
         if self.limits.max_n == 0 {
             return Err(ConfigError::field("limits.max_n", "must be at least 1"));
         }
+        if self.api_server.session_ttl_secs < 60 {
+            return Err(ConfigError::field("api_server.session_ttl_secs", "must be at least 60"));
+        }
         if self.proxy.max_body_bytes < 1024 {
             return Err(ConfigError::field("proxy.max_body_bytes", "must be at least 1024"));
         }

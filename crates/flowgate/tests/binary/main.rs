@@ -24,6 +24,7 @@ mod internal;
 mod keys;
 mod limits;
 mod litellm_configs;
+mod management_access;
 mod model_modes;
 mod modes;
 mod policy;
