@@ -56,6 +56,9 @@ pub enum ApiError {
         /// Why.
         message: String,
     },
+    /// The identity provider could not be reached or answered something unreadable.
+    #[error("{0}")]
+    IdentityProvider(String),
     /// The request conflicts with the resource's state (a duplicate name, a revoked key).
     #[error("{0}")]
     Conflict(String),
@@ -85,6 +88,11 @@ impl ApiError {
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", self.to_string()),
             Self::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", self.to_string()),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", self.to_string()),
+            Self::IdentityProvider(_) => (
+                StatusCode::BAD_GATEWAY,
+                "identity_provider_unavailable",
+                "the identity provider is unavailable".to_owned(),
+            ),
             Self::Unauthorized { code, message } => (StatusCode::UNAUTHORIZED, code, message.clone()),
             Self::Forbidden { code, message } => (StatusCode::FORBIDDEN, code, message.clone()),
             Self::Database(

@@ -139,12 +139,13 @@ impl Application {
             shared: deps.shared.clone(),
             seal_key: Arc::new(SealKey::from_hasher(&deps.hasher, GUARDRAIL_TOKEN_CONTEXT)),
             hasher: deps.hasher.clone(),
-            http,
+            http: http.clone(),
             targets: Arc::new(health::HealthTargets::from_settings(settings)),
             metrics: deps.metrics.clone(),
             admin_key: deps.admin_key.clone(),
             session_ttl_secs: settings.api_server.session_ttl_secs,
             secure_cookies: settings.api_server.secure_cookies,
+            oidc: access::oidc::Oidc::from_settings(&settings.api_server.oidc, http.clone()).map(Arc::new),
         };
         let router = Router::new().merge(grpc).merge(routes::router(state));
         let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(deps.database.clone())];

@@ -64,10 +64,13 @@ admin_routes! {
     DELETE "/api/admin/users/{id}" => access::handlers::delete_user,
     POST "/api/admin/users/{id}/tokens" => access::handlers::create_token,
     GET "/api/admin/audit" => admin_audit::handlers::list,
+    GET "/api/admin/oidc/login" => access::sso::login,
+    GET "/api/admin/oidc/callback" => access::sso::callback,
 }
 
 /// Routes of the table that need no credential: signing in is how one gets one.
-pub const PUBLIC_ADMIN_ROUTES: &[(&str, &str)] = &[("POST", "/api/admin/session")];
+pub const PUBLIC_ADMIN_ROUTES: &[(&str, &str)] =
+    &[("POST", "/api/admin/session"), ("GET", "/api/admin/oidc/login"), ("GET", "/api/admin/oidc/callback")];
 
 /// Where the OpenAPI document is served (without authentication: it holds no secrets).
 pub const OPENAPI_PATH: &str = "/api/openapi.json";

@@ -31,4 +31,6 @@ pub(crate) struct AppState {
     pub(crate) session_ttl_secs: u64,
     /// Always mark the session cookie `Secure` (`api_server.secure_cookies`).
     pub(crate) secure_cookies: bool,
+    /// The OpenID Connect provider, when single sign-on is configured.
+    pub(crate) oidc: Option<Arc<crate::access::oidc::Oidc>>,
 }

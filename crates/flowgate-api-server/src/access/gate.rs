@@ -96,6 +96,11 @@ pub(crate) async fn authenticate(
                 }),
             };
         }
+        if let Some(oidc) = &state.oidc
+            && super::oidc::looks_like_jwt(presented)
+        {
+            return jwt_principal(state, oidc, presented).await;
+        }
         return Err(ApiError::Unauthorized {
             code: "invalid_admin_key",
             message: "the admin key is not valid".to_owned(),
@@ -124,6 +129,36 @@ pub(crate) async fn authenticate(
     Err(ApiError::Unauthorized {
         code: "missing_admin_key",
         message: "send Authorization: Bearer <ADMIN_API_KEY>, an API token, or sign in".to_owned(),
+    })
+}
+
+/// The caller of a bearer JWT from the identity provider: verified, mapped to a role, its user
+/// created or brought up to date.
+async fn jwt_principal(state: &AppState, oidc: &super::oidc::Oidc, token: &str) -> Result<Principal, ApiError> {
+    let identity = oidc
+        .verify(token, None)
+        .await
+        .and_then(|claims| oidc.identity(&claims))
+        .map_err(super::oidc::into_api_error)?;
+    let user = store::upsert_sso_user(
+        &state.database,
+        &store::NewUser {
+            issuer: oidc.issuer(),
+            subject: &identity.subject,
+            email: identity.email.as_deref(),
+            name: identity.name.as_deref(),
+            role: identity.role,
+            tenant_id: identity.tenant_id.as_deref(),
+        },
+    )
+    .await?;
+    Ok(Principal {
+        actor: format!("user:{}", user.id),
+        user_id: Some(user.id),
+        role: identity.role,
+        tenant_id: identity.tenant_id,
+        method: AuthMethod::Jwt,
+        session_hash: None,
     })
 }
 

@@ -16,6 +16,8 @@ pub(crate) enum AuthMethod {
     Session,
     /// A user's management API token (`fgm-…`).
     Token,
+    /// A bearer JWT from the OpenID Connect provider.
+    Jwt,
     /// The gate itself, reading a resource for the admin audit log.
     Internal,
 }
@@ -27,6 +29,7 @@ impl AuthMethod {
             AuthMethod::AdminKey => "admin_key",
             AuthMethod::Session => "session",
             AuthMethod::Token => "token",
+            AuthMethod::Jwt => "jwt",
             AuthMethod::Internal => "internal",
         }
     }

@@ -255,3 +255,31 @@ pub(crate) async fn delete_user(db: &Database, id: &str) -> Result<bool, sqlx::E
     let done = sqlx::query("DELETE FROM admin_users WHERE id = $1").bind(id).execute(db.pool()).await?;
     Ok(done.rows_affected() > 0)
 }
+
+/// Creates the user `issuer` + `subject` on first sign-in, or brings an existing one's role,
+/// tenant, email and name up to date (the identity provider is the source of truth for them),
+/// and records the sign-in time.
+pub(crate) async fn upsert_sso_user(db: &Database, new: &NewUser<'_>) -> Result<UserRow, sqlx::Error> {
+    let now = now_millis();
+    sqlx::query(
+        "INSERT INTO admin_users (id, issuer, subject, email, name, role, tenant_id, created_at, updated_at, \
+         last_login_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (issuer, subject) DO UPDATE \
+         SET email = excluded.email, name = excluded.name, role = excluded.role, tenant_id = excluded.tenant_id, \
+         updated_at = excluded.updated_at, last_login_at = excluded.last_login_at",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(new.issuer)
+    .bind(new.subject)
+    .bind(new.email)
+    .bind(new.name)
+    .bind(new.role.as_str())
+    .bind(new.tenant_id)
+    .bind(now)
+    .bind(now)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    let sql = format!("SELECT {USER_COLUMNS} FROM admin_users WHERE issuer = $1 AND subject = $2");
+    let row = sqlx::query(&sql).bind(new.issuer).bind(new.subject).fetch_one(db.pool()).await?;
+    user(&row)
+}

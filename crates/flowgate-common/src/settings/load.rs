@@ -30,6 +30,10 @@ pub const SEED_ENV: &[(&str, &str)] = &[
     ("LOG_LEVEL", "telemetry.log_level"),
     ("LOG_FORMAT", "telemetry.log_format"),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "telemetry.otlp_endpoint"),
+    ("OIDC_ISSUER_URL", "api_server.oidc.issuer_url"),
+    ("OIDC_CLIENT_ID", "api_server.oidc.client_id"),
+    ("OIDC_CLIENT_SECRET", "api_server.oidc.client_secret"),
+    ("OIDC_ROLE_CLAIM", "api_server.oidc.role_claim"),
 ];
 
 /// Settings keys that hold lists and may be given in env as comma-separated values.

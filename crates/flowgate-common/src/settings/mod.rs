@@ -48,8 +48,8 @@ pub use model_list::{
 };
 pub use sections::{
     ApiServerSettings, AuditSettings, BudgetSettings, CacheSettings, ComplianceSettings, DatabaseSettings,
-    LimitSettings, LogFormat, McpSettings, PolicySettings, ProxySettings, RedisSettings, ResponsesSettings,
-    SecuritySettings, ServerSettings, StorageSettings, TelemetrySettings, UnpricedModels,
+    LimitSettings, LogFormat, McpSettings, OidcSettings, PolicySettings, ProxySettings, RedisSettings,
+    ResponsesSettings, SecuritySettings, ServerSettings, StorageSettings, TelemetrySettings, UnpricedModels,
 };
 pub use values::{Cidr, Seconds, parse_cidr};
 
