@@ -135,11 +135,15 @@ pub(crate) async fn authenticate(
 /// The caller of a bearer JWT from the identity provider: verified, mapped to a role, its user
 /// created or brought up to date.
 async fn jwt_principal(state: &AppState, oidc: &super::oidc::Oidc, token: &str) -> Result<Principal, ApiError> {
-    let identity = oidc
+    let mut identity = oidc
         .verify(token, None)
         .await
         .and_then(|claims| oidc.identity(&claims))
         .map_err(super::oidc::into_api_error)?;
+    if let Some(tenant) = identity.tenant_id.clone() {
+        // A mapping may name the tenant by id or by name; one that names none confines to none.
+        identity.tenant_id = Some(store::resolve_tenant(&state.database, &tenant).await?.unwrap_or_default());
+    }
     let user = store::upsert_sso_user(
         &state.database,
         &store::NewUser {

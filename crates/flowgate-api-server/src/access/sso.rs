@@ -183,10 +183,14 @@ pub(crate) async fn callback(
             return Err(error);
         }
     };
-    if let Some(tenant) = &identity.tenant_id
-        && crate::tenants::store::get_tenant(&state.database, tenant).await?.is_none()
-    {
-        return Err(refuse(format!("your role's tenant `{tenant}` does not exist; ask an administrator")).await);
+    let mut identity = identity;
+    if let Some(tenant) = identity.tenant_id.clone() {
+        match store::resolve_tenant(&state.database, &tenant).await? {
+            Some(id) => identity.tenant_id = Some(id),
+            None => {
+                return Err(refuse(format!("your role's tenant `{tenant}` does not exist; ask an administrator")).await);
+            }
+        }
     }
     let user = store::upsert_sso_user(
         &state.database,

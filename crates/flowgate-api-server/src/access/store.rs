@@ -283,3 +283,16 @@ pub(crate) async fn upsert_sso_user(db: &Database, new: &NewUser<'_>) -> Result<
     let row = sqlx::query(&sql).bind(new.issuer).bind(new.subject).fetch_one(db.pool()).await?;
     user(&row)
 }
+
+/// The id of the tenant `reference` names, by id or else by name.
+pub(crate) async fn resolve_tenant(db: &Database, reference: &str) -> Result<Option<String>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT id FROM tenants WHERE id = $1 OR name = $2 ORDER BY CASE WHEN id = $3 THEN 0 ELSE 1 END LIMIT 1",
+    )
+    .bind(reference)
+    .bind(reference)
+    .bind(reference)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|row| row.try_get("id")).transpose()
+}

@@ -66,7 +66,8 @@ pub struct OidcSettings {
     /// The claim whose values map to roles (`OIDC_ROLE_CLAIM`). Default `groups`. A string or a
     /// list of strings.
     pub role_claim: String,
-    /// Claim value → role: `admin`, `operator`, `auditor`, `viewer`, or `tenant-admin:<tenant id>`.
+    /// Claim value → role: `admin`, `operator`, `auditor`, `viewer`, or `tenant-admin:<tenant>`
+    /// (the tenant by id or by name).
     /// A user whose claim matches no entry cannot sign in. The most powerful match wins.
     pub role_mapping: std::collections::BTreeMap<String, String>,
     /// Further audiences accepted on bearer JWTs, besides `client_id`.

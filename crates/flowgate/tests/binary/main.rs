@@ -33,4 +33,5 @@ mod providers;
 mod proxy;
 mod responses;
 mod shutdown;
+mod sso;
 mod tracing;
