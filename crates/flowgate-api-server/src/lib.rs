@@ -21,6 +21,8 @@
 //! - `access`: roles, the gate on every management route (admin key, user API tokens, session
 //!   cookie with CSRF token; role and tenant scope), sign-in and users; `admin_audit`: the log of
 //!   every management action (`/api/admin/audit`).
+//! - `portal`: the web portal at `/ui`, server-rendered pages that call the management API
+//!   through the gate with the browser's session.
 //! - `health`: the comprehensive health check and the cache statistics.
 //! - `grpc`: `KeyService::ResolveKey` for the proxies (typed guardrail policy, or marked
 //!   unreadable).
@@ -38,6 +40,7 @@ mod guardrails;
 mod health;
 mod keys;
 mod policies;
+mod portal;
 pub mod routes;
 mod sql;
 mod state;

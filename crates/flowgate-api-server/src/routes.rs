@@ -98,7 +98,12 @@ pub(crate) fn router(state: AppState) -> Router {
         public: PUBLIC_ADMIN_ROUTES,
     };
     let admin = admin_router().route_layer(axum::middleware::from_fn_with_state(gate, gate::run)).with_state(state);
-    Router::new().route(OPENAPI_PATH, get(openapi)).merge(admin).method_not_allowed_fallback(method_not_allowed)
+    let portal = crate::portal::router(admin.clone());
+    Router::new()
+        .route(OPENAPI_PATH, get(openapi))
+        .merge(admin)
+        .merge(portal)
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
 /// A known path with the wrong method: a JSON 405 like every other error.

@@ -28,6 +28,7 @@ mod management_access;
 mod model_modes;
 mod modes;
 mod policy;
+mod portal;
 mod provider_embeddings;
 mod providers;
 mod proxy;

@@ -1,0 +1,134 @@
+//! The portal at `/ui`, over HTTP as a browser uses it (forms, the session cookie, redirects):
+//! security headers, sign-in, a key created and shown once, used through the proxy, revoked and
+//! then refused, the audit page, sign-out; a key named `<script>…` rendered escaped; a form
+//! posted without its CSRF token refused.
+
+use flowgate_test_utils::{TEST_ADMIN_KEY, spawn_app};
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+
+struct Browser {
+    client: reqwest::Client,
+    base: String,
+    session: Option<String>,
+}
+
+impl Browser {
+    async fn send(&mut self, method: Method, path: &str, form: &[(&str, &str)]) -> (StatusCode, HeaderMap, String) {
+        let mut request = self.client.request(method.clone(), format!("{}{path}", self.base));
+        if let Some(session) = &self.session {
+            request = request.header("cookie", format!("flowgate_session={session}"));
+        }
+        if method == Method::POST {
+            let body = serde_urlencoded::to_string(form).unwrap();
+            request = request.header("content-type", "application/x-www-form-urlencoded").body(body);
+        }
+        let response = request.send().await.unwrap();
+        let (status, headers) = (response.status(), response.headers().clone());
+        for value in headers.get_all("set-cookie") {
+            let text = value.to_str().unwrap();
+            if let Some(rest) = text.strip_prefix("flowgate_session=") {
+                let value = rest.split(';').next().unwrap();
+                self.session = (!value.is_empty() && !text.contains("Max-Age=0")).then(|| value.to_owned());
+            }
+        }
+        (status, headers, response.text().await.unwrap())
+    }
+}
+
+/// The value of the first `name="csrf_token"` hidden field.
+fn csrf(html: &str) -> String {
+    let at = html.find("name=\"csrf_token\" value=\"").expect("a CSRF field") + "name=\"csrf_token\" value=\"".len();
+    html[at..at + html[at..].find('"').unwrap()].to_owned()
+}
+
+#[tokio::test]
+async fn the_portal_signs_in_creates_a_key_once_revokes_it_and_signs_out() {
+    let app = spawn_app("model_list:\n  - {model_name: m, litellm_params: {model: mock/m}}\n").await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().build().unwrap();
+    let mut browser = Browser { client, base: app.api_url.clone(), session: None };
+
+    // Not signed in: to the sign-in page, which carries the security headers.
+    let (status, headers, _) = browser.send(Method::GET, "/ui", &[]).await;
+    assert_eq!((status, headers["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/ui/sign-in"));
+    let (status, headers, html) = browser.send(Method::GET, "/ui/sign-in", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    for part in ["default-src 'none'", "script-src 'self'", "frame-ancestors 'none'", "form-action 'self'"] {
+        assert!(csp.contains(part), "{csp}");
+    }
+    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert!(html.contains("type=\"password\"") && !html.contains("<script"), "no inline script");
+    let (status, _, _) = browser.send(Method::GET, "/ui/keys", &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "the keys need a session");
+
+    // Sign in: a wrong key is refused, the right one gives a session.
+    let (status, _, html) = browser.send(Method::POST, "/ui/sign-in", &[("admin_key", "wrong")]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(html.contains("not valid"));
+    assert!(browser.session.is_none());
+    let (status, headers, _) = browser.send(Method::POST, "/ui/sign-in", &[("admin_key", TEST_ADMIN_KEY)]).await;
+    assert_eq!((status, headers["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/ui/keys"));
+    assert!(browser.session.is_some());
+    let (status, _, html) = browser.send(Method::GET, "/ui/keys", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let token = csrf(&html);
+
+    // A form posted without its CSRF token is refused, and nothing is created.
+    let (status, _, _) = browser.send(Method::POST, "/ui/keys", &[("name", "forged")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = browser.send(Method::POST, "/ui/keys", &[("name", "forged"), ("csrf_token", "guess")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, listed) = app.admin(Method::GET, "/api/enterprise/vkeys", None).await;
+    assert!(listed["data"].as_array().unwrap().is_empty());
+
+    // Create a key named like a script: shown once, rendered escaped.
+    let name = "<script>alert(1)</script>";
+    let (status, _, html) = browser.send(Method::POST, "/ui/keys", &[("name", name), ("csrf_token", &token)]).await;
+    assert_eq!(status, StatusCode::CREATED, "{html}");
+    assert!(!html.contains(name), "the name is escaped");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    let at = html.find("<code id=\"new-key\">").unwrap() + "<code id=\"new-key\">".len();
+    let key = html[at..at + html[at..].find('<').unwrap()].to_owned();
+    assert!(key.starts_with("sk-fg-"), "{key}");
+    let (_, _, html) = browser.send(Method::GET, "/ui/keys", &[]).await;
+    assert!(!html.contains(&key), "the key is shown only once");
+
+    // The key works through the proxy; revoked in the portal, it is refused.
+    assert_eq!(app.chat(&key, "m", "hello").await.status(), 200);
+    let (_, listed) = app.admin(Method::GET, "/api/enterprise/vkeys", None).await;
+    let id = listed["data"][0]["id"].as_str().unwrap().to_owned();
+    let (status, _, _) = browser.send(Method::POST, &format!("/ui/keys/{id}/revoke"), &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "revoking needs the CSRF token too");
+    let (status, _, _) = browser.send(Method::POST, &format!("/ui/keys/{id}/revoke"), &[("csrf_token", &token)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let mut refused = 0;
+    for _ in 0..20 {
+        if app.chat(&key, "m", "hello").await.status() == 401 {
+            refused += 1;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(refused, 1, "a revoked key is refused");
+
+    // The audit page shows the portal's actions, by the signed-in admin, from the browser.
+    let (status, _, html) = browser.send(Method::GET, "/ui/audit", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("POST /api/enterprise/vkeys/{id}/revoke"), "{html}");
+    assert!(html.contains("session.create"));
+    let (_, log) = app.admin(Method::GET, "/api/admin/audit?action=revoke", None).await;
+    assert_eq!(
+        (log["data"][0]["auth_method"].as_str(), log["data"][0]["source_ip"].as_str()),
+        (Some("session"), Some("127.0.0.1"))
+    );
+
+    // Sign out: the session ends.
+    let (status, headers, _) = browser.send(Method::POST, "/ui/sign-out", &[("csrf_token", &token)]).await;
+    assert_eq!((status, headers["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/ui/sign-in"));
+    assert!(browser.session.is_none());
+    let (status, _, _) = browser.send(Method::GET, "/ui/keys", &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+}
