@@ -42,6 +42,8 @@ pub(crate) fn router(api: Router) -> Router {
         .route("/ui/sign-out", post(pages::sign_out))
         .route("/ui/keys", get(pages::keys).post(pages::create_key))
         .route("/ui/keys/{id}/revoke", post(pages::revoke_key))
+        .route("/ui/keys/{id}/rotate", post(pages::rotate_key))
+        .route("/ui/tenants", get(pages::tenants))
         .route("/ui/audit", get(pages::audit))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(api)

@@ -94,8 +94,14 @@ fn layout(title: &str, me: Option<&Value>, content: Markup) -> Markup {
                     strong { "Flowgate" }
                     @if let Some(me) = me {
                         nav aria-label="Sections" {
-                            a href="/ui/keys" { "Keys" }
-                            a href="/ui/audit" { "Audit" }
+                            @let role = text(me, "role");
+                            @if role != "viewer" {
+                                a href="/ui/keys" { "Keys" }
+                                a href="/ui/tenants" { "Tenants" }
+                            }
+                            @if role == "admin" || role == "auditor" {
+                                a href="/ui/audit" { "Audit" }
+                            }
                         }
                         span.who { (text(me, "actor")) " · " (text(me, "role")) }
                         form.inline method="post" action="/ui/sign-out" {
@@ -228,8 +234,14 @@ pub(crate) async fn sign_out(
     response
 }
 
+/// Whether the signed-in role changes keys (the API decides; the portal hides what it would refuse).
+fn writes_keys(me: &Value) -> bool {
+    matches!(text(me, "role"), "admin" | "operator" | "tenant-admin")
+}
+
 fn keys_page(me: &Value, keys: &Answer, notice: Option<Markup>) -> Markup {
     let csrf = text(me, "csrf_token");
+    let writes = writes_keys(me);
     layout(
         "Keys",
         Some(me),
@@ -247,7 +259,12 @@ fn keys_page(me: &Value, keys: &Answer, notice: Option<Markup>) -> Markup {
                                 td { (text(key, "status")) }
                                 td { (key.get("budget_usd").filter(|b| !b.is_null()).map_or_else(|| "—".to_owned(), Value::to_string)) }
                                 td {
-                                    @if text(key, "status") != "revoked" {
+                                    @if writes && text(key, "status") != "revoked" {
+                                        form.inline method="post" action=(format!("/ui/keys/{}/rotate", text(key, "id"))) {
+                                            input type="hidden" name="csrf_token" value=(csrf);
+                                            button type="submit" aria-label=(format!("Rotate {}", text(key, "name"))) { "Rotate" }
+                                        }
+                                        " "
                                         form.inline method="post" action=(format!("/ui/keys/{}/revoke", text(key, "id"))) {
                                             input type="hidden" name="csrf_token" value=(csrf);
                                             button type="submit" aria-label=(format!("Revoke {}", text(key, "name"))) { "Revoke" }
@@ -261,7 +278,7 @@ fn keys_page(me: &Value, keys: &Answer, notice: Option<Markup>) -> Markup {
             } @else {
                 p.error role="alert" { (keys.body["error"]["message"].as_str().unwrap_or("the keys cannot be listed")) }
             }
-            form method="post" action="/ui/keys" {
+            @if writes { form method="post" action="/ui/keys" {
                 fieldset {
                     legend { "Create a key" }
                     input type="hidden" name="csrf_token" value=(csrf);
@@ -273,7 +290,7 @@ fn keys_page(me: &Value, keys: &Answer, notice: Option<Markup>) -> Markup {
                     input #budget_usd type="number" name="budget_usd" min="0" step="0.01";
                     p { button type="submit" { "Create" } }
                 }
-            }
+            } }
         },
     )
 }
@@ -331,12 +348,7 @@ pub(crate) async fn create_key(
     if created.status != StatusCode::CREATED {
         return error_page(Some(&me), &created);
     }
-    let notice = html! {
-        div.secret role="status" {
-            p { strong { "Key “" (text(&created.body, "name")) "” created. Copy it now: it is shown only this once." } }
-            p { code #new-key { (text(&created.body, "key")) } }
-        }
-    };
+    let notice = shown_once(&created.body, "created");
     let keys = call(&api, &headers, peer, Method::GET, "/api/enterprise/vkeys?limit=200", None, None).await;
     page(StatusCode::CREATED, keys_page(&me, &keys, Some(notice)))
 }
@@ -361,6 +373,81 @@ pub(crate) async fn revoke_key(
     }
     let me = signed_in(&api, &headers, peer).await.ok();
     error_page(me.as_ref(), &answer)
+}
+
+/// The page that shows a new key's plaintext this once.
+fn shown_once(created: &Value, what: &str) -> Markup {
+    html! {
+        div.secret role="status" {
+            p { strong { "Key “" (text(created, "name")) "” " (what) ". Copy it now: it is shown only this once." } }
+            p { code #new-key { (text(created, "key")) } }
+        }
+    }
+}
+
+/// `POST /ui/keys/{id}/rotate`: a new key for the same id, shown this once (the old one stops
+/// at once; a grace period is set through the API).
+pub(crate) async fn rotate_key(
+    State(api): State<Api>,
+    info: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let peer = peer_of(info);
+    let me = match signed_in(&api, &headers, peer).await {
+        Ok(me) => me,
+        Err(redirect) => return redirect,
+    };
+    let CsrfForm { csrf_token } = form(&body);
+    if id.contains(['/', '?', '#']) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let path = format!("/api/enterprise/vkeys/{id}/rotate");
+    let rotated = call(&api, &headers, peer, Method::POST, &path, Some(&csrf_token), None).await;
+    if rotated.status != StatusCode::OK {
+        return error_page(Some(&me), &rotated);
+    }
+    let keys = call(&api, &headers, peer, Method::GET, "/api/enterprise/vkeys?limit=200", None, None).await;
+    page(StatusCode::OK, keys_page(&me, &keys, Some(shown_once(&rotated.body, "rotated"))))
+}
+
+/// `GET /ui/tenants`: the tenants the role may see (a tenant-admin: its own).
+pub(crate) async fn tenants(
+    State(api): State<Api>,
+    info: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+) -> Response {
+    let peer = peer_of(info);
+    let me = match signed_in(&api, &headers, peer).await {
+        Ok(me) => me,
+        Err(redirect) => return redirect,
+    };
+    let list = call(&api, &headers, peer, Method::GET, "/api/enterprise/tenants?limit=200", None, None).await;
+    if list.status != StatusCode::OK {
+        return error_page(Some(&me), &list);
+    }
+    let markup = layout(
+        "Tenants",
+        Some(&me),
+        html! {
+            table {
+                thead { tr { th { "Name" } th { "Id" } th { "Budget (USD)" } th { "Period" } th { "Stores prompts" } } }
+                tbody {
+                    @for tenant in list.body["data"].as_array().into_iter().flatten() {
+                        tr {
+                            td { (text(tenant, "name")) }
+                            td { code { (text(tenant, "id")) } }
+                            td { (tenant.get("budget_usd").filter(|b| !b.is_null()).map_or_else(|| "—".to_owned(), Value::to_string)) }
+                            td { (text(tenant, "budget_period")) }
+                            td { (if tenant["store_prompts"].as_bool().unwrap_or(false) { "yes" } else { "no" }) }
+                        }
+                    }
+                }
+            }
+        },
+    );
+    page(StatusCode::OK, markup)
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

@@ -1,6 +1,6 @@
 //! The portal at `/ui`, over HTTP as a browser uses it (forms, the session cookie, redirects):
-//! security headers, sign-in, a key created and shown once, used through the proxy, revoked and
-//! then refused, the audit page, sign-out; a key named `<script>…` rendered escaped; a form
+//! security headers, sign-in, a key created and shown once, used through the proxy, rotated,
+//! revoked and then refused, the tenants page, the audit page, sign-out; a key named `<script>…` rendered escaped; a form
 //! posted without its CSRF token refused.
 
 use flowgate_test_utils::{TEST_ADMIN_KEY, spawn_app};
@@ -96,10 +96,33 @@ async fn the_portal_signs_in_creates_a_key_once_revokes_it_and_signs_out() {
     let (_, _, html) = browser.send(Method::GET, "/ui/keys", &[]).await;
     assert!(!html.contains(&key), "the key is shown only once");
 
-    // The key works through the proxy; revoked in the portal, it is refused.
+    // The key works through the proxy; rotated in the portal, the new one (shown once) works
+    // and the old one is refused.
     assert_eq!(app.chat(&key, "m", "hello").await.status(), 200);
     let (_, listed) = app.admin(Method::GET, "/api/enterprise/vkeys", None).await;
     let id = listed["data"][0]["id"].as_str().unwrap().to_owned();
+    let (status, _, html) =
+        browser.send(Method::POST, &format!("/ui/keys/{id}/rotate"), &[("csrf_token", &token)]).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let at = html.find("<code id=\"new-key\">").unwrap() + "<code id=\"new-key\">".len();
+    let old_key = key;
+    let key = html[at..at + html[at..].find('<').unwrap()].to_owned();
+    assert_ne!(key, old_key);
+    assert_eq!(app.chat(&key, "m", "hello").await.status(), 200);
+    let mut old_refused = false;
+    for _ in 0..20 {
+        if app.chat(&old_key, "m", "hello").await.status() == 401 {
+            old_refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(old_refused, "the rotated-out key is refused");
+    let (status, _, html) = browser.send(Method::GET, "/ui/tenants", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("<td>default</td>"), "{html}");
+
+    // Revoked in the portal, the key is refused.
     let (status, _, _) = browser.send(Method::POST, &format!("/ui/keys/{id}/revoke"), &[]).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "revoking needs the CSRF token too");
     let (status, _, _) = browser.send(Method::POST, &format!("/ui/keys/{id}/revoke"), &[("csrf_token", &token)]).await;
