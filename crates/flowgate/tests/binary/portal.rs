@@ -155,3 +155,90 @@ async fn the_portal_signs_in_creates_a_key_once_revokes_it_and_signs_out() {
     let (status, _, _) = browser.send(Method::GET, "/ui/keys", &[]).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
 }
+
+/// Runs one phase of `tests/portal/browser.mjs` (Debian's Chromium through playwright-core) and
+/// returns the JSON line it prints.
+async fn browser_phase(
+    dir: &std::path::Path,
+    phase: &str,
+    base: &str,
+    profile: &std::path::Path,
+    shots: &std::path::Path,
+) -> serde_json::Value {
+    let output = tokio::process::Command::new("node")
+        .current_dir(dir)
+        .arg("browser.mjs")
+        .args([phase, base, TEST_ADMIN_KEY])
+        .arg(profile)
+        .arg(shots)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{phase}: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{phase}: {e}: {stdout}"))
+}
+
+/// playwright-core's folder (installed by `scripts/install-portal-test-deps.sh`) with the browser
+/// script beside it, when it and Chromium are there; `None` (skip) outside CI when they are not.
+#[expect(clippy::print_stderr, reason = "a skipped test says why")]
+fn browser_dir() -> Option<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let script = root.join("scripts/install-portal-test-deps.sh");
+    let ready = std::process::Command::new(&script).status().is_ok_and(|s| s.success())
+        && std::path::Path::new("/usr/bin/chromium").exists();
+    if !ready {
+        assert!(!flowgate_test_utils::in_ci(), "playwright-core or Chromium is missing (scripts/install-chromium.sh)");
+        eprintln!("skipped: playwright-core or Chromium is missing");
+        return None;
+    }
+    let output = std::process::Command::new(&script).arg("--print-dir").output().ok()?;
+    let dir = std::path::PathBuf::from(String::from_utf8(output.stdout).ok()?.trim());
+    std::fs::copy(root.join("tests/portal/browser.mjs"), dir.join("browser.mjs")).ok()?;
+    Some(dir)
+}
+
+#[tokio::test]
+async fn the_portal_works_in_a_real_browser() {
+    let Some(dir) = browser_dir() else { return };
+    let app = spawn_app("model_list:\n  - {model_name: m, litellm_params: {model: mock/m}}\n").await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let shots = root.join("test-artefacts/portal");
+    std::fs::create_dir_all(&shots).unwrap();
+    let profile = flowgate_test_utils::TempDir::new();
+
+    // Sign in, create a key named like a script: shown once, escaped, no dialog.
+    let created = browser_phase(&dir, "create", &app.api_url, profile.path(), &shots).await;
+    assert_eq!(created["dialogs"], serde_json::json!([]), "{created}");
+    let key = created["key"].as_str().unwrap();
+    // The key works through the proxy (a streamed answer).
+    let response = app
+        .post(
+            "/v1/chat/completions",
+            key,
+            &serde_json::json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let events = flowgate_test_utils::sse_events(response).await;
+    assert!(events.len() > 1, "{events:?}");
+
+    // CSRF refused, revoke, tenants, audit, sign out.
+    let finished = browser_phase(&dir, "finish", &app.api_url, profile.path(), &shots).await;
+    assert_eq!(finished["csrf_status"], 403, "{finished}");
+    assert_eq!(finished["after_sign_out"], "/ui/sign-in", "{finished}");
+    assert_eq!(finished["dialogs"], serde_json::json!([]));
+    let mut refused = false;
+    for _ in 0..20 {
+        if app.chat(key, "m", "hello").await.status() == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(refused, "the revoked key is refused");
+    for shot in ["01-sign-in", "02-keys", "03-key-created", "04-revoked", "05-tenants", "06-audit", "07-signed-out"] {
+        assert!(shots.join(format!("{shot}.png")).exists(), "{shot}");
+    }
+}
