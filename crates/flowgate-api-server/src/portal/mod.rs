@@ -41,6 +41,7 @@ pub(crate) fn router(api: Router) -> Router {
         .route("/ui/sign-in", get(pages::sign_in_page).post(pages::sign_in))
         .route("/ui/sign-out", post(pages::sign_out))
         .route("/ui/keys", get(pages::keys).post(pages::create_key))
+        .route("/ui/keys/{id}", get(pages::key_detail).post(pages::edit_key))
         .route("/ui/keys/{id}/revoke", post(pages::revoke_key))
         .route("/ui/keys/{id}/rotate", post(pages::rotate_key))
         .route("/ui/tenants", get(pages::tenants))

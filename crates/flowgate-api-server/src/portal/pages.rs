@@ -253,7 +253,7 @@ fn keys_page(me: &Value, keys: &Answer, notice: Option<Markup>) -> Markup {
                     tbody {
                         @for key in keys.body["data"].as_array().into_iter().flatten() {
                             tr {
-                                td { (text(key, "name")) }
+                                td { a href=(format!("/ui/keys/{}", text(key, "id"))) { (text(key, "name")) } }
                                 td { code { (text(key, "id")) } }
                                 td { (text(key, "tenant_id")) }
                                 td { (text(key, "status")) }
@@ -383,6 +383,164 @@ fn shown_once(created: &Value, what: &str) -> Markup {
             p { code #new-key { (text(created, "key")) } }
         }
     }
+}
+
+/// A value for a form field: a string as is, a number or list as text, nothing for null.
+fn field_text(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(text) => text.clone(),
+        Value::Array(items) => items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "),
+        other => other.to_string(),
+    }
+}
+
+fn key_page(me: &Value, key: &Value, error: Option<&str>) -> Markup {
+    let csrf = text(me, "csrf_token");
+    let id = text(key, "id");
+    let input = |name: &'static str, label: &'static str, kind: &'static str, hint: &'static str| {
+        html! {
+            label for=(name) { (label) " " span.muted { (hint) } }
+            input id=(name) type=(kind) name=(name) value=(field_text(&key[name])) step=[(kind == "number").then_some("any")];
+        }
+    };
+    layout(
+        &format!("Key {}", text(key, "name")),
+        Some(me),
+        html! {
+            @if let Some(error) = error { p.error role="alert" { (error) } }
+            p { "Id " code { (id) } " · tenant " code { (text(key, "tenant_id")) } " · " (text(key, "status")) }
+            @if writes_keys(me) {
+                form method="post" action=(format!("/ui/keys/{id}")) {
+                    input type="hidden" name="csrf_token" value=(csrf);
+                    fieldset {
+                        legend { "Limits and access" }
+                        (input("name", "Name", "text", ""))
+                        (input("budget_usd", "Budget, USD", "number", "(empty: none)"))
+                        label for="budget_period" { "Budget period" }
+                        select #budget_period name="budget_period" {
+                            @for period in ["total", "daily", "weekly", "monthly"] {
+                                option value=(period) selected[text(key, "budget_period") == period] { (period) }
+                            }
+                        }
+                        (input("rpm", "Requests per minute", "number", "(empty: none)"))
+                        (input("tpm", "Tokens per minute", "number", "(empty: none)"))
+                        (input("requests_per_hour", "Requests per hour", "number", "(empty: the server default)"))
+                        (input("allowed_models", "Allowed models", "text", "(comma-separated; empty: all)"))
+                        (input("ip_allowlist", "IP allowlist", "text", "(CIDRs, comma-separated; empty: any)"))
+                        (input("expires_at", "Expires at", "text", "(RFC 3339; empty: never)"))
+                        p { button type="submit" { "Save" } }
+                    }
+                }
+            }
+            p { a href="/ui/keys" { "All keys" } }
+        },
+    )
+}
+
+/// `GET /ui/keys/{id}`: one key, and its edit form for roles that change keys.
+pub(crate) async fn key_detail(
+    State(api): State<Api>,
+    info: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let peer = peer_of(info);
+    let me = match signed_in(&api, &headers, peer).await {
+        Ok(me) => me,
+        Err(redirect) => return redirect,
+    };
+    if id.contains(['/', '?', '#']) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let key = call(&api, &headers, peer, Method::GET, &format!("/api/enterprise/vkeys/{id}"), None, None).await;
+    if key.status != StatusCode::OK {
+        return error_page(Some(&me), &key);
+    }
+    page(StatusCode::OK, key_page(&me, &key.body, None))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct EditKeyForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    budget_usd: String,
+    #[serde(default)]
+    budget_period: String,
+    #[serde(default)]
+    rpm: String,
+    #[serde(default)]
+    tpm: String,
+    #[serde(default)]
+    requests_per_hour: String,
+    #[serde(default)]
+    allowed_models: String,
+    #[serde(default)]
+    ip_allowlist: String,
+    #[serde(default)]
+    expires_at: String,
+}
+
+/// A number field: empty is `null` (cleared); anything else is sent as typed, for the API to judge.
+fn number(text: &str) -> Value {
+    let text = text.trim();
+    if text.is_empty() {
+        return Value::Null;
+    }
+    text.parse::<u64>()
+        .map(Value::from)
+        .or_else(|_| text.parse::<f64>().map(Value::from))
+        .unwrap_or_else(|_| Value::from(text))
+}
+
+fn list(text: &str) -> Value {
+    Value::from(text.split(',').map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>())
+}
+
+/// `POST /ui/keys/{id}`: saves the edit form (a `PATCH` of every field on it).
+pub(crate) async fn edit_key(
+    State(api): State<Api>,
+    info: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let peer = peer_of(info);
+    let me = match signed_in(&api, &headers, peer).await {
+        Ok(me) => me,
+        Err(redirect) => return redirect,
+    };
+    if id.contains(['/', '?', '#']) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let f: EditKeyForm = form(&body);
+    let expires = f.expires_at.trim();
+    let patch = json!({
+        "name": f.name.trim(),
+        "budget_usd": number(&f.budget_usd),
+        "budget_period": if f.budget_period.is_empty() { Value::Null } else { Value::from(f.budget_period.clone()) },
+        "rpm": number(&f.rpm),
+        "tpm": number(&f.tpm),
+        "requests_per_hour": number(&f.requests_per_hour),
+        "allowed_models": list(&f.allowed_models),
+        "ip_allowlist": list(&f.ip_allowlist),
+        "expires_at": if expires.is_empty() { Value::Null } else { Value::from(expires) },
+    });
+    let path = format!("/api/enterprise/vkeys/{id}");
+    let saved = call(&api, &headers, peer, Method::PATCH, &path, Some(&f.csrf_token), Some(patch)).await;
+    if saved.status == StatusCode::OK {
+        return Redirect::to(&format!("/ui/keys/{id}")).into_response();
+    }
+    let message = saved.body["error"]["message"].as_str().unwrap_or("the key was not saved").to_owned();
+    let key = call(&api, &headers, peer, Method::GET, &path, None, None).await;
+    if key.status != StatusCode::OK {
+        return error_page(Some(&me), &saved);
+    }
+    let status = if saved.status.is_client_error() { saved.status } else { StatusCode::BAD_GATEWAY };
+    page(status, key_page(&me, &key.body, Some(&message)))
 }
 
 /// `POST /ui/keys/{id}/rotate`: a new key for the same id, shown this once (the old one stops

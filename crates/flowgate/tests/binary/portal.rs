@@ -122,6 +122,34 @@ async fn the_portal_signs_in_creates_a_key_once_revokes_it_and_signs_out() {
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("<td>default</td>"), "{html}");
 
+    // Edit the key's limits: a bad CIDR is refused with the API's message, good values are saved.
+    let (status, _, html) = browser.send(Method::GET, &format!("/ui/keys/{id}"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("name=\"ip_allowlist\""), "{html}");
+    let edit = |cidrs: &'static str| {
+        vec![
+            ("csrf_token", token.clone()),
+            ("name", "renamed".to_owned()),
+            ("rpm", "30".to_owned()),
+            ("allowed_models", "m".to_owned()),
+            ("ip_allowlist", cidrs.to_owned()),
+            ("budget_period", "monthly".to_owned()),
+        ]
+    };
+    let bad = edit("10.0.0.0/8, not-a-cidr");
+    let bad: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, _, html) = browser.send(Method::POST, &format!("/ui/keys/{id}"), &bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("ip_allowlist[1]"), "{html}");
+    let good = edit("10.0.0.0/8, 127.0.0.1/32");
+    let good: Vec<(&str, &str)> = good.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, _, _) = browser.send(Method::POST, &format!("/ui/keys/{id}"), &good).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, saved) = app.admin(Method::GET, &format!("/api/enterprise/vkeys/{id}"), None).await;
+    assert_eq!((saved["name"].as_str(), saved["rpm"].as_u64()), (Some("renamed"), Some(30)), "{saved}");
+    assert_eq!(saved["ip_allowlist"], serde_json::json!(["10.0.0.0/8", "127.0.0.1/32"]));
+    assert_eq!((saved["budget_period"].as_str(), saved["allowed_models"][0].as_str()), (Some("monthly"), Some("m")));
+
     // Revoked in the portal, the key is refused.
     let (status, _, _) = browser.send(Method::POST, &format!("/ui/keys/{id}/revoke"), &[]).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "revoking needs the CSRF token too");
