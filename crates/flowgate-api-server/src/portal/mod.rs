@@ -46,6 +46,8 @@ pub(crate) fn router(api: Router) -> Router {
         .route("/ui/keys/{id}/rotate", post(pages::rotate_key))
         .route("/ui/tenants", get(pages::tenants))
         .route("/ui/audit", get(pages::audit))
+        .route("/ui/users", get(pages::users).post(pages::create_user))
+        .route("/ui/users/{id}/tokens", post(pages::create_token))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(api)
 }

@@ -102,6 +102,9 @@ fn layout(title: &str, me: Option<&Value>, content: Markup) -> Markup {
                             @if role == "admin" || role == "auditor" {
                                 a href="/ui/audit" { "Audit" }
                             }
+                            @if role == "admin" {
+                                a href="/ui/users" { "Users" }
+                            }
                         }
                         span.who { (text(me, "actor")) " · " (text(me, "role")) }
                         form.inline method="post" action="/ui/sign-out" {
@@ -606,6 +609,139 @@ pub(crate) async fn tenants(
         },
     );
     page(StatusCode::OK, markup)
+}
+
+fn users_page(me: &Value, users: &Answer, notice: Option<Markup>) -> Markup {
+    let csrf = text(me, "csrf_token");
+    layout(
+        "Users and roles",
+        Some(me),
+        html! {
+            @if let Some(notice) = notice { (notice) }
+            table {
+                thead { tr { th { "Name" } th { "Email" } th { "Role" } th { "Tenant" } th { "Signs in with" } th { "" } } }
+                tbody {
+                    @for user in users.body["data"].as_array().into_iter().flatten() {
+                        tr {
+                            td { (text(user, "name")) }
+                            td { (text(user, "email")) }
+                            td { (text(user, "role")) }
+                            td { (text(user, "tenant_id")) }
+                            td { (if text(user, "issuer") == "local" { "API tokens" } else { text(user, "issuer") }) }
+                            td {
+                                form.inline method="post" action=(format!("/ui/users/{}/tokens", text(user, "id"))) {
+                                    input type="hidden" name="csrf_token" value=(csrf);
+                                    button type="submit" aria-label=(format!("New API token for {}", text(user, "name"))) { "New API token" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            form method="post" action="/ui/users" {
+                fieldset {
+                    legend { "Add a user" }
+                    input type="hidden" name="csrf_token" value=(csrf);
+                    label for="name" { "Name" }
+                    input #name type="text" name="name" required maxlength="200";
+                    label for="email" { "Email" }
+                    input #email type="text" name="email";
+                    label for="role" { "Role" }
+                    select #role name="role" {
+                        @for role in ["viewer", "auditor", "tenant-admin", "operator", "admin"] { option value=(role) { (role) } }
+                    }
+                    label for="tenant_id" { "Tenant id " span.muted { "(tenant-admin only)" } }
+                    input #tenant_id type="text" name="tenant_id";
+                    p { button type="submit" { "Add" } }
+                }
+            }
+        },
+    )
+}
+
+/// `GET /ui/users` (admin).
+pub(crate) async fn users(
+    State(api): State<Api>,
+    info: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+) -> Response {
+    let peer = peer_of(info);
+    let me = match signed_in(&api, &headers, peer).await {
+        Ok(me) => me,
+        Err(redirect) => return redirect,
+    };
+    let users = call(&api, &headers, peer, Method::GET, "/api/admin/users?limit=200", None, None).await;
+    if users.status != StatusCode::OK {
+        return error_page(Some(&me), &users);
+    }
+    page(StatusCode::OK, users_page(&me, &users, None))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct UserForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    tenant_id: String,
+}
+
+/// `POST /ui/users`: adds a user.
+pub(crate) async fn create_user(
+    State(api): State<Api>,
+    info: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let peer = peer_of(info);
+    let f: UserForm = form(&body);
+    let optional = |text: &str| if text.trim().is_empty() { Value::Null } else { Value::from(text.trim()) };
+    let request =
+        json!({"name": f.name, "email": optional(&f.email), "role": f.role, "tenant_id": optional(&f.tenant_id)});
+    let created =
+        call(&api, &headers, peer, Method::POST, "/api/admin/users", Some(&f.csrf_token), Some(request)).await;
+    if created.status == StatusCode::CREATED {
+        return Redirect::to("/ui/users").into_response();
+    }
+    let me = signed_in(&api, &headers, peer).await.ok();
+    error_page(me.as_ref(), &created)
+}
+
+/// `POST /ui/users/{id}/tokens`: a new API token for the user, shown this once.
+pub(crate) async fn create_token(
+    State(api): State<Api>,
+    info: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let peer = peer_of(info);
+    let me = match signed_in(&api, &headers, peer).await {
+        Ok(me) => me,
+        Err(redirect) => return redirect,
+    };
+    if id.contains(['/', '?', '#']) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let CsrfForm { csrf_token } = form(&body);
+    let path = format!("/api/admin/users/{id}/tokens");
+    let token = call(&api, &headers, peer, Method::POST, &path, Some(&csrf_token), None).await;
+    if token.status != StatusCode::CREATED {
+        return error_page(Some(&me), &token);
+    }
+    let notice = html! {
+        div.secret role="status" {
+            p { strong { "API token created (until " (text(&token.body, "expires_at")) "). Copy it now: it is shown only this once." } }
+            p { code #new-token { (text(&token.body, "token")) } }
+        }
+    };
+    let users = call(&api, &headers, peer, Method::GET, "/api/admin/users?limit=200", None, None).await;
+    page(StatusCode::CREATED, users_page(&me, &users, Some(notice)))
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

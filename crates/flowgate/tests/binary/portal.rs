@@ -176,6 +176,28 @@ async fn the_portal_signs_in_creates_a_key_once_revokes_it_and_signs_out() {
         (Some("session"), Some("127.0.0.1"))
     );
 
+    // Users and roles: add a viewer, give them an API token (shown once) that acts as a viewer.
+    let (status, _, _) = browser.send(Method::GET, "/ui/users", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) =
+        browser.send(Method::POST, "/ui/users", &[("name", "Ada"), ("role", "viewer"), ("csrf_token", &token)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, users) = app.admin(Method::GET, "/api/admin/users", None).await;
+    let user = users["data"][0]["id"].as_str().unwrap().to_owned();
+    let (status, _, html) =
+        browser.send(Method::POST, &format!("/ui/users/{user}/tokens"), &[("csrf_token", &token)]).await;
+    assert_eq!(status, StatusCode::CREATED, "{html}");
+    let at = html.find("<code id=\"new-token\">").unwrap() + "<code id=\"new-token\">".len();
+    let api_token = html[at..at + html[at..].find('<').unwrap()].to_owned();
+    assert!(api_token.starts_with("fgm-"));
+    let viewer = reqwest::Client::new();
+    let spend =
+        viewer.get(format!("{}/api/analytics/spend", app.api_url)).bearer_auth(&api_token).send().await.unwrap();
+    assert_eq!(spend.status(), 200);
+    let keys =
+        viewer.get(format!("{}/api/enterprise/vkeys", app.api_url)).bearer_auth(&api_token).send().await.unwrap();
+    assert_eq!(keys.status(), 403);
+
     // Sign out: the session ends.
     let (status, headers, _) = browser.send(Method::POST, "/ui/sign-out", &[("csrf_token", &token)]).await;
     assert_eq!((status, headers["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/ui/sign-in"));
