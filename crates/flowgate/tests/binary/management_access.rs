@@ -79,6 +79,11 @@ const MATRIX: &[(&str, &str)] = &[
     ("/api/admin/session", "W W W W W"),
     ("/api/admin/users", "W - - - -"),
     ("/api/admin/audit", "W - - R -"),
+    ("/api/routing", "W W - R -"),
+    ("/api/credentials", "W R - - -"),
+    ("/api/alerts", "W W - R -"),
+    ("/api/admin/a2a", "W W - R -"),
+    ("/api/admin/mcp", "W W - R -"),
 ];
 const ROLES: [&str; 5] = ["admin", "operator", "tenant-admin", "auditor", "viewer"];
 
