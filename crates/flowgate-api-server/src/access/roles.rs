@@ -80,7 +80,7 @@ pub(crate) enum Area {
     Credentials,
     /// `/api/alerts`.
     Alerts,
-    /// `/api/admin/a2a`, `/api/admin/mcp`: agents and MCP servers.
+    /// `/api/admin/a2a`, `/api/admin/mcp`, `/api/mcp/tools`: agents, MCP servers and their tools.
     Agents,
     /// `/api/audit`: the request audit trail.
     Audit,
@@ -116,6 +116,7 @@ const AREAS: &[(&str, Area)] = &[
     ("/api/alerts", Area::Alerts),
     ("/api/admin/a2a", Area::Agents),
     ("/api/admin/mcp", Area::Agents),
+    ("/api/mcp/tools", Area::Agents),
     ("/api/admin/audit", Area::AdminAudit),
     ("/api/admin/users", Area::Users),
     ("/api/admin/session", Area::Session),

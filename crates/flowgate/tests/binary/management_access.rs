@@ -84,6 +84,7 @@ const MATRIX: &[(&str, &str)] = &[
     ("/api/alerts", "W W - R -"),
     ("/api/admin/a2a", "W W - R -"),
     ("/api/admin/mcp", "W W - R -"),
+    ("/api/mcp/tools", "W W - R -"),
 ];
 const ROLES: [&str; 5] = ["admin", "operator", "tenant-admin", "auditor", "viewer"];
 
