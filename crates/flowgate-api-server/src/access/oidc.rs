@@ -19,7 +19,7 @@ use super::roles::Role;
 
 /// How long fetched keys are trusted before they are read again.
 const KEYS_TTL: Duration = Duration::from_secs(600);
-/// The least time between two fetches of the keys prompted by an unknown key id.
+/// The least time between two fetches of the keys (a token naming an unknown key waits for it).
 const REFETCH_GAP: Duration = Duration::from_secs(1);
 
 /// Why a token or a sign-in was refused.
@@ -130,7 +130,7 @@ impl Oidc {
     }
 
     /// The key `kid` (or the only key, for a token without `kid`), fetching the keys again when
-    /// they are stale or do not hold it.
+    /// they are stale or do not hold it (at most once a second).
     async fn key(&self, kid: Option<&str>, kty: &str) -> Result<Jwk, OidcError> {
         let pick = |set: &KeySet| -> Option<Jwk> {
             let mut fitting = set.keys.iter().filter(|k| k.kty == kty);
@@ -150,8 +150,21 @@ impl Oidc {
             }
         }
         let mut set = self.keys.write().await;
-        let may_fetch = set.fetched_at.is_none_or(|at| at.elapsed() >= REFETCH_GAP);
-        if may_fetch {
+        // Another caller may have fetched the keys while this one waited for the lock.
+        if set.fetched_at.is_some_and(|at| at.elapsed() < KEYS_TTL)
+            && let Some(key) = pick(&set)
+        {
+            return Ok(key);
+        }
+        // At most one fetch a second: a caller that comes sooner waits for its turn (holding the
+        // lock, so a burst of unknown key ids costs one fetch a second, not one each).
+        if let Some(at) = set.fetched_at {
+            let wait = REFETCH_GAP.saturating_sub(at.elapsed());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        {
             #[derive(Deserialize)]
             struct JwkSet {
                 keys: Vec<Jwk>,
