@@ -75,6 +75,7 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", "/api/providers/perf", "api-server"),
     ("GET", "/api/health/comprehensive", "api-server"),
     ("GET", "/api/openapi.json", "api-server"),
+    ("GET", "/ui/keys", "api-server"),
     ("GET", "/api/anything-else", "api-server"),
     # guardrails
     ("GET", "/api/compliance/intelligent/health", "compliance"),

@@ -40,15 +40,28 @@ pub enum ApiError {
         /// The id asked for.
         id: String,
     },
+    /// The caller is not signed in, or its credential is not valid.
+    #[error("{message}")]
+    Unauthorized {
+        /// `missing_admin_key`, `invalid_admin_key`, `invalid_session`, `invalid_token`.
+        code: &'static str,
+        /// What to do about it.
+        message: String,
+    },
+    /// The caller is known but may not do this (its role, its tenant, or a missing CSRF token).
+    #[error("{message}")]
+    Forbidden {
+        /// `forbidden`, `out_of_tenant`, `csrf_failed`.
+        code: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// The identity provider could not be reached or answered something unreadable.
+    #[error("{0}")]
+    IdentityProvider(String),
     /// The request conflicts with the resource's state (a duplicate name, a revoked key).
     #[error("{0}")]
     Conflict(String),
-    /// No valid credential (routes that take the admin key or a virtual key).
-    #[error("{0}")]
-    Unauthorized(String),
-    /// The credential may not do this.
-    #[error("{0}")]
-    Forbidden(String),
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -93,8 +106,13 @@ impl ApiError {
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", self.to_string()),
             Self::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", self.to_string()),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", self.to_string()),
-            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", self.to_string()),
-            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", self.to_string()),
+            Self::IdentityProvider(_) => (
+                StatusCode::BAD_GATEWAY,
+                "identity_provider_unavailable",
+                "the identity provider is unavailable".to_owned(),
+            ),
+            Self::Unauthorized { code, message } => (StatusCode::UNAUTHORIZED, code, message.clone()),
+            Self::Forbidden { code, message } => (StatusCode::FORBIDDEN, code, message.clone()),
             Self::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_),
             ) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is unavailable".to_owned()),

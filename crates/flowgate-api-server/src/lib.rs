@@ -22,11 +22,18 @@
 //!   [`ApiError`]: every failure and its one mapping to HTTP.
 //! - Shared facts (channel names, guardrail kinds and policy, rule-set schema, audit record)
 //!   come from `flowgate_contracts`.
+//! - `access`: roles, the gate on every management route (admin key, user API tokens, session
+//!   cookie with CSRF token; role and tenant scope), sign-in and users; `admin_audit`: the log of
+//!   every management action (`/api/admin/audit`).
+//! - `portal`: the web portal at `/ui`, server-rendered pages that call the management API
+//!   through the gate with the browser's session.
 //! - `health`: the comprehensive health check and the cache statistics.
 //! - `grpc`: `KeyService::ResolveKey` for the proxies (typed guardrail policy, or marked
 //!   unreadable).
 
 mod a2a;
+mod access;
+mod admin_audit;
 mod alerts;
 mod analytics;
 mod audit;
@@ -42,6 +49,7 @@ mod keys;
 mod mcp_servers;
 mod metacache;
 mod policies;
+mod portal;
 pub mod routes;
 mod routing;
 mod sql;
@@ -162,15 +170,18 @@ impl Application {
             config_mcp_servers: Arc::new(settings.mcp_servers.keys().cloned().collect()),
             admin_key: deps.admin_key.clone(),
             hasher: deps.hasher.clone(),
-            http,
+            http: http.clone(),
             targets: Arc::new(health::HealthTargets::from_settings(settings)),
             file_deployments: Arc::new(routing::FileDeployments::new(&settings.model_list)),
             keyring,
             archive: audit::archived::Archive::from_settings(settings)
                 .map_err(|error| InitError::HttpClient(format!("audit archive: {error}")))?
                 .map(Arc::new),
+            session_ttl_secs: settings.api_server.session_ttl_secs,
+            secure_cookies: settings.api_server.secure_cookies,
+            oidc: access::oidc::Oidc::from_settings(&settings.api_server.oidc, http.clone()).map(Arc::new),
         };
-        let router = Router::new().merge(grpc).merge(routes::router(state, deps.admin_key.clone()));
+        let router = Router::new().merge(grpc).merge(routes::router(state));
         let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(deps.database.clone())];
         let base = BaseState { service: SERVICE, metrics: deps.metrics, checks: Arc::new(checks), details: None };
         let port = settings.api_server.port;

@@ -37,4 +37,10 @@ pub(crate) struct AppState {
     pub(crate) keyring: Option<Arc<flowgate_db::credentials::Keyring>>,
     /// The audit archive (object storage), when configured: `/api/audit?archived=true`.
     pub(crate) archive: Option<Arc<crate::audit::archived::Archive>>,
+    /// How long a portal session lasts (`api_server.session_ttl_secs`).
+    pub(crate) session_ttl_secs: u64,
+    /// Always mark the session cookie `Secure` (`api_server.secure_cookies`).
+    pub(crate) secure_cookies: bool,
+    /// The OpenID Connect provider, when single sign-on is configured.
+    pub(crate) oidc: Option<Arc<crate::access::oidc::Oidc>>,
 }

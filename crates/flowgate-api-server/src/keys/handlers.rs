@@ -16,6 +16,7 @@ use super::model::{
     BudgetView, CreateKey, KeyFields, KeyView, KeyWithSecret, ListQuery, MAX_GRACE_SECS, PatchKey, RotateKey,
 };
 use super::store::{self, Rotated};
+use crate::access::Scope;
 use crate::error::{ApiError, is_unique_violation};
 use crate::events::invalidate;
 use crate::extract::{ApiJson, ApiQuery, OptionalJson};
@@ -49,6 +50,18 @@ async fn insert_new_key(
     }
 }
 
+/// Refuses a key the caller's tenant scope does not see (as `not_found`, so other tenants' key
+/// ids are not confirmed).
+async fn ensure_visible(database: &Database, scope: &Scope, id: &str) -> Result<(), ApiError> {
+    if !scope.is_confined() {
+        return Ok(());
+    }
+    match store::get_key(database, id).await? {
+        Some(row) if scope.sees(&row.tenant_id) => Ok(()),
+        _ => Err(not_found(id)),
+    }
+}
+
 /// The tenant a new key goes to: the one named, which must exist, or `default`.
 async fn tenant_for(database: &Database, tenant_id: Option<&str>) -> Result<String, ApiError> {
     match tenant_id.map(str::trim) {
@@ -64,10 +77,12 @@ async fn tenant_for(database: &Database, tenant_id: Option<&str>) -> Result<Stri
 #[tracing::instrument(name = "vkeys.create", skip_all, fields(key_id, tenant_id))]
 pub(crate) async fn create(
     State(state): State<AppState>,
+    scope: Scope,
     ApiJson(request): ApiJson<CreateKey>,
 ) -> Result<(StatusCode, Json<KeyWithSecret>), ApiError> {
     let fields = request.validate()?;
-    let tenant_id = tenant_for(&state.database, request.tenant_id.as_deref()).await?;
+    let tenant_asked = scope.tenant_filter(request.tenant_id.as_deref())?;
+    let tenant_id = tenant_for(&state.database, tenant_asked.as_deref()).await?;
     let created = insert_new_key(&state.database, &state.hasher, &tenant_id, &fields).await?;
     let span = tracing::Span::current();
     span.record("key_id", created.id());
@@ -80,11 +95,13 @@ pub(crate) async fn create(
 #[tracing::instrument(name = "vkeys.list", skip_all)]
 pub(crate) async fn list(
     State(state): State<AppState>,
+    scope: Scope,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Page<KeyView>>, ApiError> {
     let limit = page_size(query.limit)?;
     let cursor = query.cursor.as_deref().map(Cursor::decode).transpose()?;
-    let (rows, more) = store::list_keys(&state.database, query.tenant_id.as_deref(), cursor.as_ref(), limit).await?;
+    let tenant = scope.tenant_filter(query.tenant_id.as_deref())?;
+    let (rows, more) = store::list_keys(&state.database, tenant.as_deref(), cursor.as_ref(), limit).await?;
     let next_cursor = if more {
         rows.last().map(|row| Cursor { created_at: row.created_at, id: row.id.clone() }.encode())
     } else {
@@ -96,8 +113,15 @@ pub(crate) async fn list(
 
 /// `GET /api/enterprise/vkeys/{id}`: every field but the key and its hash.
 #[tracing::instrument(name = "vkeys.get", skip_all, fields(key_id = %id))]
-pub(crate) async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<KeyView>, ApiError> {
-    let row = store::get_key(&state.database, &id).await?.ok_or_else(|| not_found(&id))?;
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+) -> Result<Json<KeyView>, ApiError> {
+    let row = store::get_key(&state.database, &id)
+        .await?
+        .filter(|row| scope.sees(&row.tenant_id))
+        .ok_or_else(|| not_found(&id))?;
     Ok(Json(KeyView::new(row, now_millis())))
 }
 
@@ -105,11 +129,14 @@ pub(crate) async fn get(State(state): State<AppState>, Path(id): Path<String>) -
 #[tracing::instrument(name = "vkeys.patch", skip_all, fields(key_id = %id))]
 pub(crate) async fn patch(
     State(state): State<AppState>,
+    scope: Scope,
     Path(id): Path<String>,
     ApiJson(request): ApiJson<PatchKey>,
 ) -> Result<Json<KeyView>, ApiError> {
     let mut changes = request.changes()?;
+    ensure_visible(&state.database, &scope, &id).await?;
     if let Some(tenant) = request.new_tenant()? {
+        let tenant = scope.tenant_filter(Some(&tenant))?.unwrap_or(tenant);
         let tenant = tenant_for(&state.database, Some(&tenant)).await?;
         changes.push(crate::fields::Change::Text("tenant_id", tenant));
     }
@@ -121,7 +148,12 @@ pub(crate) async fn patch(
 
 /// `DELETE /api/enterprise/vkeys/{id}` → 204. Spend already recorded is kept.
 #[tracing::instrument(name = "vkeys.delete", skip_all, fields(key_id = %id))]
-pub(crate) async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    ensure_visible(&state.database, &scope, &id).await?;
     if !store::delete_key(&state.database, &id).await? {
         return Err(not_found(&id));
     }
@@ -132,7 +164,12 @@ pub(crate) async fn delete(State(state): State<AppState>, Path(id): Path<String>
 
 /// `POST /api/enterprise/vkeys/{id}/revoke`: idempotent; the key stops working at once.
 #[tracing::instrument(name = "vkeys.revoke", skip_all, fields(key_id = %id))]
-pub(crate) async fn revoke(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<KeyView>, ApiError> {
+pub(crate) async fn revoke(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+) -> Result<Json<KeyView>, ApiError> {
+    ensure_visible(&state.database, &scope, &id).await?;
     let row = store::revoke_key(&state.database, &id).await?.ok_or_else(|| not_found(&id))?;
     invalidate(&state, &id).await;
     tracing::info!(key_id = %id, "virtual key revoked");
@@ -144,9 +181,11 @@ pub(crate) async fn revoke(State(state): State<AppState>, Path(id): Path<String>
 #[tracing::instrument(name = "vkeys.rotate", skip_all, fields(key_id = %id))]
 pub(crate) async fn rotate(
     State(state): State<AppState>,
+    scope: Scope,
     Path(id): Path<String>,
     OptionalJson(request): OptionalJson<RotateKey>,
 ) -> Result<Json<KeyWithSecret>, ApiError> {
+    ensure_visible(&state.database, &scope, &id).await?;
     let grace = request.grace_period_secs.unwrap_or(0);
     if grace > MAX_GRACE_SECS {
         return Err(ApiError::field("grace_period_secs", format!("must be at most {MAX_GRACE_SECS} (30 days)")));
@@ -176,9 +215,13 @@ pub(crate) async fn rotate(
 #[tracing::instrument(name = "vkeys.budget", skip_all, fields(key_id = %id))]
 pub(crate) async fn budget(
     State(state): State<AppState>,
+    scope: Scope,
     Path(id): Path<String>,
 ) -> Result<Json<BudgetView>, ApiError> {
-    let row = store::get_key(&state.database, &id).await?.ok_or_else(|| not_found(&id))?;
+    let row = store::get_key(&state.database, &id)
+        .await?
+        .filter(|row| scope.sees(&row.tenant_id))
+        .ok_or_else(|| not_found(&id))?;
     let bounds = period_bounds(row.period(), now_millis());
     let spend = store::key_spend(&state.database, &id, bounds.0).await?;
     Ok(Json(BudgetView::new(&row, spend, bounds)))

@@ -65,7 +65,10 @@ pub(crate) struct CredentialList {
 async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let presented = flowgate_common::auth::bearer_token(headers).unwrap_or_default();
     if presented.is_empty() {
-        return Err(ApiError::Unauthorized("send Authorization: Bearer <ADMIN_API_KEY or a virtual key>".to_owned()));
+        return Err(ApiError::Unauthorized {
+            code: "unauthorized",
+            message: "send Authorization: Bearer <ADMIN_API_KEY or a virtual key>".to_owned(),
+        });
     }
     if flowgate_common::auth::constant_time_eq(presented.as_bytes(), state.admin_key.expose_secret().as_bytes()) {
         return Ok(Caller::Admin);
@@ -79,7 +82,7 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiErro
             }
         }
     }
-    Err(ApiError::Unauthorized("the key is not valid".to_owned()))
+    Err(ApiError::Unauthorized { code: "unauthorized", message: "the key is not valid".to_owned() })
 }
 
 /// The owner the caller may act for: an admin names a key or a tenant, a key holder only itself.
@@ -95,7 +98,10 @@ fn owner(
             Err(ApiError::InvalidRequest("name exactly one of `key_id` and `tenant_id`".to_owned()))
         }
         (Caller::Key(own), key, None) if key.as_deref().is_none_or(|k| k == own) => Ok(("key", own.clone())),
-        (Caller::Key(_), _, _) => Err(ApiError::Forbidden("a key may store a credential only for itself".to_owned())),
+        (Caller::Key(_), _, _) => Err(ApiError::Forbidden {
+            code: "forbidden",
+            message: "a key may store a credential only for itself".to_owned(),
+        }),
     }
 }
 

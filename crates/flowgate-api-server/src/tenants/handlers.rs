@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 
 use super::model::{CreateTenant, PatchTenant, TenantView};
 use super::store;
+use crate::access::Scope;
 use crate::error::{ApiError, is_unique_violation};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::fields::{Cursor, Page, PageQuery, page_size};
@@ -41,10 +42,16 @@ pub(crate) async fn create(
 #[tracing::instrument(name = "tenants.list", skip_all)]
 pub(crate) async fn list(
     State(state): State<AppState>,
+    scope: Scope,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<TenantView>>, ApiError> {
     let limit = page_size(query.limit)?;
     let cursor = query.cursor.as_deref().map(Cursor::decode).transpose()?;
+    if let Some(own) = scope.tenant_filter(None)? {
+        // A confined caller's list is its one tenant.
+        let rows = store::get_tenant(&state.database, &own).await?.filter(|_| cursor.is_none());
+        return Ok(Json(Page { data: rows.into_iter().map(TenantView::from).collect(), next_cursor: None }));
+    }
     let (rows, more) = store::list_tenants(&state.database, cursor.as_ref(), limit).await?;
     let next_cursor = if more {
         rows.last().map(|row| Cursor { created_at: row.created_at, id: row.id.clone() }.encode())
@@ -56,8 +63,15 @@ pub(crate) async fn list(
 
 /// `GET /api/enterprise/tenants/{id}`.
 #[tracing::instrument(name = "tenants.get", skip_all, fields(tenant_id = %id))]
-pub(crate) async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TenantView>, ApiError> {
-    let row = store::get_tenant(&state.database, &id).await?.ok_or_else(|| not_found(&id))?;
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+) -> Result<Json<TenantView>, ApiError> {
+    let row = store::get_tenant(&state.database, &id)
+        .await?
+        .filter(|row| scope.sees(&row.id))
+        .ok_or_else(|| not_found(&id))?;
     Ok(Json(row.into()))
 }
 

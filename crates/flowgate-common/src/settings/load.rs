@@ -39,6 +39,10 @@ pub const SEED_ENV: &[(&str, &str)] = &[
     ("S3_ACCESS_KEY_ID", "audit.archive.access_key_id"),
     ("S3_SECRET_ACCESS_KEY", "audit.archive.secret_access_key"),
     ("S3_BUCKET", "audit.archive.bucket"),
+    ("OIDC_ISSUER_URL", "api_server.oidc.issuer_url"),
+    ("OIDC_CLIENT_ID", "api_server.oidc.client_id"),
+    ("OIDC_CLIENT_SECRET", "api_server.oidc.client_secret"),
+    ("OIDC_ROLE_CLAIM", "api_server.oidc.role_claim"),
 ];
 
 /// Settings keys that hold lists and may be given in env as comma-separated values.

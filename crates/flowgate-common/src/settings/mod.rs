@@ -55,9 +55,9 @@ pub use model_list::{
 pub use routing::{CredentialsSettings, KekProviderKind, RoutingSettings, VaultSettings};
 pub use sections::{
     ApiServerSettings, AuditSettings, BudgetSettings, CacheSettings, ComplianceSettings, DatabaseSettings,
-    LimitSettings, LogFormat, McpSettings, PolicySettings, ProxySettings, RedisSettings, ResponsesSettings,
-    SecuritySettings, SemanticCacheSettings, SemanticKeyText, ServerSettings, StorageSettings, TelemetrySettings,
-    UnpricedModels,
+    LimitSettings, LogFormat, McpSettings, OidcSettings, PolicySettings, ProxySettings, RedisSettings,
+    ResponsesSettings, SecuritySettings, SemanticCacheSettings, SemanticKeyText, ServerSettings, StorageSettings,
+    TelemetrySettings, UnpricedModels,
 };
 pub use values::{Cidr, Seconds, parse_cidr};
 pub use worker::{AlertSettings, ArchiveSettings, WebhookFormat, WebhookSettings, WorkerSettings};

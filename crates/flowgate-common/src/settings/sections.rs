@@ -31,11 +31,66 @@ impl Default for ServerSettings {
 pub struct ApiServerSettings {
     /// HTTP and gRPC port (one socket serves both). Default 7778.
     pub port: u16,
+    /// How long a management session (the portal's sign-in) lasts, in seconds. Default 28800
+    /// (8 hours); at least 60.
+    pub session_ttl_secs: u64,
+    /// Always mark the session cookie `Secure`. Without it the cookie is `Secure` when the
+    /// request came through a TLS-terminating proxy (`X-Forwarded-Proto: https`). Default false.
+    pub secure_cookies: bool,
+    /// Single sign-on and bearer JWTs from an OpenID Connect provider. Off unless `issuer_url`
+    /// (`OIDC_ISSUER_URL`) is set.
+    pub oidc: OidcSettings,
 }
 
 impl Default for ApiServerSettings {
     fn default() -> Self {
-        Self { port: 7778 }
+        Self { port: 7778, session_ttl_secs: 28_800, secure_cookies: false, oidc: OidcSettings::default() }
+    }
+}
+
+/// The OpenID Connect provider the management plane trusts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcSettings {
+    /// The issuer (`OIDC_ISSUER_URL`); its `/.well-known/openid-configuration` is read on first
+    /// use. Unset: no single sign-on and no bearer JWTs.
+    pub issuer_url: Option<String>,
+    /// This gateway's client id at the provider (`OIDC_CLIENT_ID`); also the audience bearer JWTs
+    /// must carry (with `audiences`).
+    pub client_id: Option<String>,
+    /// The client secret (`OIDC_CLIENT_SECRET`), for the code exchange of the browser sign-in.
+    pub client_secret: Option<secrecy::SecretString>,
+    /// Where the provider sends the browser back: the public URL of
+    /// `/api/admin/oidc/callback` (e.g. `https://gateway.example.com/api/admin/oidc/callback`).
+    pub redirect_url: Option<String>,
+    /// The claim whose values map to roles (`OIDC_ROLE_CLAIM`). Default `groups`. A string or a
+    /// list of strings.
+    pub role_claim: String,
+    /// Claim value → role: `admin`, `operator`, `auditor`, `viewer`, or `tenant-admin:<tenant>`
+    /// (the tenant by id or by name).
+    /// A user whose claim matches no entry cannot sign in. The most powerful match wins.
+    pub role_mapping: std::collections::BTreeMap<String, String>,
+    /// Further audiences accepted on bearer JWTs, besides `client_id`.
+    pub audiences: Vec<String>,
+    /// Scopes asked at sign-in. Default `openid email profile`.
+    pub scopes: String,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds. Default 30.
+    pub leeway_secs: u64,
+}
+
+impl Default for OidcSettings {
+    fn default() -> Self {
+        Self {
+            issuer_url: None,
+            client_id: None,
+            client_secret: None,
+            redirect_url: None,
+            role_claim: "groups".to_owned(),
+            role_mapping: std::collections::BTreeMap::new(),
+            audiences: Vec::new(),
+            scopes: "openid email profile".to_owned(),
+            leeway_secs: 30,
+        }
     }
 }
 

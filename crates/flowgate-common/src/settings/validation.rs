@@ -65,6 +65,31 @@ impl Settings {
         if self.limits.max_n == 0 {
             return Err(ConfigError::field("limits.max_n", "must be at least 1"));
         }
+        if self.api_server.session_ttl_secs < 60 {
+            return Err(ConfigError::field("api_server.session_ttl_secs", "must be at least 60"));
+        }
+        let oidc = &self.api_server.oidc;
+        if let Some(issuer) = &oidc.issuer_url {
+            if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+                return Err(ConfigError::field("api_server.oidc.issuer_url", "must start with https:// or http://"));
+            }
+            if oidc.client_id.as_deref().is_none_or(|id| id.trim().is_empty()) {
+                return Err(ConfigError::field("api_server.oidc.client_id", "is required with an issuer_url"));
+            }
+            if oidc.role_claim.trim().is_empty() {
+                return Err(ConfigError::field("api_server.oidc.role_claim", "must not be empty"));
+            }
+        }
+        for (value, role) in &oidc.role_mapping {
+            let known = ["admin", "operator", "auditor", "viewer"].contains(&role.as_str())
+                || role.strip_prefix("tenant-admin:").is_some_and(|tenant| !tenant.trim().is_empty());
+            if !known {
+                return Err(ConfigError::field(
+                    format!("api_server.oidc.role_mapping.{value}"),
+                    "must be admin, operator, auditor, viewer or tenant-admin:<tenant id>",
+                ));
+            }
+        }
         if self.proxy.max_body_bytes < 1024 {
             return Err(ConfigError::field("proxy.max_body_bytes", "must be at least 1024"));
         }
