@@ -8,4 +8,8 @@ fi
 echo "[install-chromium] installing Debian's chromium" >&2
 sudo_cmd=()
 if [[ "$(id -u)" != "0" ]]; then sudo_cmd=(sudo); fi
-"${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+# A fresh machine may have no package lists yet: refresh them once when the install cannot find it.
+if ! "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; then
+    "${sudo_cmd[@]}" apt-get update -qq
+    "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi

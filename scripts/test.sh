@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 FLOWGATE_EMBEDDING_MODEL_DIR="$(scripts/fetch-embedding-model.sh)"
 export FLOWGATE_EMBEDDING_MODEL_DIR
 
+# The portal's browser and single sign-on tests: playwright-core and oidc-provider from npm,
+# Debian's Chromium (both skipped when already installed).
+scripts/install-portal-test-deps.sh
+scripts/install-chromium.sh
+
 cargo build --workspace --bins
 cargo test --workspace
 
