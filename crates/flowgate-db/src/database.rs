@@ -184,11 +184,15 @@ impl Database {
                 });
             }
             // A value too long for its column or not valid in it is an error, never stored
-            // truncated, whatever the server's default `sql_mode`.
+            // truncated, whatever the server's default `sql_mode`; a backslash in a literal is a
+            // backslash, as in standard SQL (PostgreSQL, SQLite).
             Backend::MySql => {
                 pool_options = pool_options.after_connect(|conn, _meta| {
                     Box::pin(async move {
-                        conn.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES')").await?;
+                        conn.execute(
+                            "SET SESSION sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES,NO_BACKSLASH_ESCAPES')",
+                        )
+                        .await?;
                         Ok(())
                     })
                 });

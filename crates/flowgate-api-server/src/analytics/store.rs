@@ -6,6 +6,7 @@
 
 use flowgate_db::Database;
 use flowgate_db::sqlx::{self, Row};
+use flowgate_db::text::{opt_text, text};
 use futures_util::TryStreamExt;
 
 use super::model::{DeploymentTotals, GroupBy, MAX_GROUPS, SpendItem, day_label};
@@ -23,7 +24,7 @@ fn group_expression(group_by: GroupBy) -> &'static str {
         GroupBy::Key => "key_id",
         GroupBy::Tenant => "tenant_id",
         GroupBy::Model => "COALESCE(model_used, model_requested)",
-        GroupBy::Day => "(ts / 86400000)",
+        GroupBy::Day => "(ts - ts % 86400000)",
     }
 }
 
@@ -36,28 +37,29 @@ pub(crate) async fn spend_rows(
     filter: &AuditFilter,
 ) -> Result<Vec<SpendItem>, sqlx::Error> {
     let expression = group_expression(group_by);
+    let bigint = db.dialect().bigint();
     let mut sql = Sql::new(&format!(
         "SELECT {expression} AS grp, COUNT(*) AS requests, \
-         CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt_tokens, \
-         CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion_tokens, \
-         CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cost_nanos \
+         CAST(COALESCE(SUM(prompt_tokens), 0) AS {bigint}) AS prompt_tokens, \
+         CAST(COALESCE(SUM(completion_tokens), 0) AS {bigint}) AS completion_tokens, \
+         CAST(COALESCE(SUM(cost_nanos), 0) AS {bigint}) AS cost_nanos \
          FROM audit_records WHERE 1 = 1"
     ));
     filter.apply(&mut sql);
     sql.push(match group_by {
-        GroupBy::Day => " GROUP BY (ts / 86400000) ORDER BY 1 ASC LIMIT ",
+        GroupBy::Day => " GROUP BY (ts - ts % 86400000) ORDER BY 1 ASC LIMIT ",
         GroupBy::Key => " GROUP BY key_id ORDER BY 5 DESC, 1 ASC LIMIT ",
         GroupBy::Tenant => " GROUP BY tenant_id ORDER BY 5 DESC, 1 ASC LIMIT ",
         GroupBy::Model => " GROUP BY COALESCE(model_used, model_requested) ORDER BY 5 DESC, 1 ASC LIMIT ",
     });
     sql.int(i64::try_from(MAX_GROUPS).unwrap_or(i64::MAX) + 1);
-    let rows = sql.query().fetch_all(db.pool()).await?;
+    let rows = sql.query(db).fetch_all(db.pool()).await?;
     rows.iter()
         .map(|row| {
             let group = if group_by == GroupBy::Day {
-                row.try_get::<Option<i64>, _>("grp")?.map(day_label)
+                row.try_get::<Option<i64>, _>("grp")?.map(|start| day_label(start.div_euclid(86_400_000)))
             } else {
-                row.try_get::<Option<String>, _>("grp")?
+                opt_text(row, "grp")?
             };
             let cost_nanos: i64 = row.try_get("cost_nanos")?;
             Ok(SpendItem {
@@ -75,19 +77,20 @@ pub(crate) async fn spend_rows(
 /// Request and error counts per deployment between `from` and `to` (unix milliseconds), by
 /// deployment name.
 pub(crate) async fn deployment_totals(db: &Database, from: i64, to: i64) -> Result<Vec<DeploymentTotals>, sqlx::Error> {
-    let mut sql = Sql::new(
+    let mut sql = Sql::new(&format!(
         "SELECT deployment, MAX(provider) AS provider, MAX(model_used) AS model, COUNT(*) AS requests, \
-         CAST(COALESCE(SUM(CASE WHEN status >= 500 OR error_code IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT) \
+         CAST(COALESCE(SUM(CASE WHEN status >= 500 OR error_code IS NOT NULL THEN 1 ELSE 0 END), 0) AS {}) \
          AS errors FROM audit_records WHERE deployment IS NOT NULL AND ts >= ",
-    );
+        db.dialect().bigint()
+    ));
     sql.int(from).push(" AND ts <= ").int(to).push(" GROUP BY deployment ORDER BY deployment");
-    let rows = sql.query().fetch_all(db.pool()).await?;
+    let rows = sql.query(db).fetch_all(db.pool()).await?;
     rows.iter()
         .map(|row| {
             Ok(DeploymentTotals {
-                deployment: row.try_get("deployment")?,
-                provider: row.try_get("provider")?,
-                model: row.try_get("model")?,
+                deployment: text(row, "deployment")?,
+                provider: opt_text(row, "provider")?,
+                model: opt_text(row, "model")?,
                 requests: row.try_get("requests")?,
                 errors: row.try_get("errors")?,
             })
@@ -106,7 +109,7 @@ pub(crate) async fn latencies(
     let mut sql = Sql::new("SELECT latency_ms, upstream_latency_ms FROM audit_records WHERE deployment = ");
     sql.text(deployment).push(" AND ts >= ").int(from).push(" AND ts <= ").int(to);
     sql.push(" ORDER BY ts DESC LIMIT ").int(i64::try_from(MAX_SAMPLES).unwrap_or(i64::MAX));
-    let mut rows = sql.query().fetch(db.pool());
+    let mut rows = sql.query(db).fetch(db.pool());
     let (mut total, mut upstream) = (Vec::new(), Vec::new());
     while let Some(row) = rows.try_next().await? {
         if let Some(value) = float(&row, "latency_ms")?.filter(|v| v.is_finite()) {

@@ -7,7 +7,8 @@
 --   matter) and every Unicode character is stored;
 -- - ids, names and other indexed text are VARCHAR (an index needs a bounded length; names are
 --   at most 256 characters, request ids 64); documents, prompts and other unbounded text are
---   LONGTEXT with an expression default; hashes are VARBINARY, sealed secrets BLOB.
+--   LONGTEXT with an expression default; bytes (hashes, sealed secrets) are BLOB, which reads
+--   back as bytes (VARBINARY would read back as text), key hashes unique on their 64 bytes.
 
 CREATE TABLE tenants (
     id VARCHAR(255) NOT NULL PRIMARY KEY,
@@ -24,8 +25,8 @@ CREATE TABLE virtual_keys (
     id VARCHAR(255) NOT NULL PRIMARY KEY,
     tenant_id VARCHAR(255) NOT NULL,
     name VARCHAR(256) NOT NULL,
-    key_hash VARBINARY(64) NOT NULL UNIQUE,
-    previous_key_hash VARBINARY(64) UNIQUE,
+    key_hash BLOB NOT NULL,
+    previous_key_hash BLOB,
     previous_key_expires_at BIGINT,
     budget_nanos BIGINT,
     budget_period VARCHAR(32) NOT NULL DEFAULT 'total',
@@ -41,6 +42,8 @@ CREATE TABLE virtual_keys (
     revoked_at BIGINT,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,
+    UNIQUE KEY virtual_keys_key_hash (key_hash(64)),
+    UNIQUE KEY virtual_keys_previous_key_hash (previous_key_hash(64)),
     CONSTRAINT virtual_keys_tenant_fk FOREIGN KEY (tenant_id) REFERENCES tenants (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 CREATE INDEX virtual_keys_tenant ON virtual_keys (tenant_id);

@@ -52,6 +52,21 @@ pub trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     /// Whether a statement that failed with `error` may succeed if run again unchanged (a
     /// deadlock, a write conflict, a Galera certification failure, a busy file).
     fn retryable(&self, error: &sqlx::Error) -> bool;
+
+    /// Whether the database refused a write because of the data written (a value it cannot
+    /// store, a constraint, a limit), so the same rows fail the same way again; anything else
+    /// (connection lost, resources, privileges, conflicts) is the database's state.
+    fn rejects_data(&self, error: &dyn sqlx::error::DatabaseError) -> bool;
+
+    /// Writes the placeholder of the `number`th parameter (from 1) of a statement built in a
+    /// loop (the audit writer's multi-row inserts), in this engine's spelling.
+    fn placeholder(&self, number: usize, out: &mut String);
+
+    /// Whether a nullable double parameter is bound as NaN and turned back into NULL by
+    /// `NULLIF(…, 'NaN')` (PostgreSQL keeps the parameter types a statement was first prepared
+    /// with, and sqlx's `Any` driver binds a NULL double as a 4-byte float); `false` where a
+    /// NULL is bound as NULL (MySQL has no NaN).
+    fn nan_for_null_doubles(&self) -> bool;
 }
 
 /// `$n` placeholders rewritten to `?`: the numbers must appear as 1, 2, 3… (checked in debug

@@ -61,4 +61,42 @@ impl Dialect for MySql {
             _ => false,
         }
     }
+
+    fn rejects_data(&self, error: &dyn sqlx::error::DatabaseError) -> bool {
+        let number = error.try_downcast_ref::<MySqlDatabaseError>().map(MySqlDatabaseError::number);
+        rejects(error.code().as_deref(), number)
+    }
+
+    fn placeholder(&self, _number: usize, out: &mut String) {
+        out.push('?');
+    }
+
+    fn nan_for_null_doubles(&self) -> bool {
+        false
+    }
+}
+
+/// Errors caused by the data written: SQLSTATE class 22 (data exception: `22001` data too long,
+/// `22003` out of range, `22007` incorrect value), class 23 (integrity: duplicate, NOT NULL,
+/// foreign key, MariaDB's CHECK failure 4025) and 45000 (a trigger's `SIGNAL`); and by number,
+/// what MySQL files under the generic `HY000`: 1366 (incorrect string value: a character the
+/// column cannot hold), 3819 (MySQL's CHECK failure), 1118 (row size too large), 1292 and 1367
+/// (incorrect value), 3140 (invalid JSON). Connection, resource, privilege and conflict errors
+/// (08S01, 1040, 1142, 1213, 1047, …) are the database's state.
+fn rejects(code: Option<&str>, number: Option<u16>) -> bool {
+    code.is_some_and(|code| code.starts_with("22") || code.starts_with("23") || code == "45000")
+        || number.is_some_and(|number| matches!(number, 1366 | 3819 | 1118 | 1292 | 1367 | 3140))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn data_errors_are_rejections_and_the_rest_outages() {
+        for (code, number) in [("22001", 1406), ("HY000", 1366), ("23000", 4025), ("HY000", 3819), ("45000", 1644)] {
+            assert!(super::rejects(Some(code), Some(number)), "{code} {number}");
+        }
+        for (code, number) in [("08S01", 1047), ("40001", 1213), ("HY000", 1205), ("08004", 1040), ("42000", 1142)] {
+            assert!(!super::rejects(Some(code), Some(number)), "{code} {number}");
+        }
+    }
 }

@@ -33,4 +33,41 @@ impl Dialect for Sqlite {
     fn retryable(&self, error: &sqlx::Error) -> bool {
         matches!(error, sqlx::Error::Database(e) if matches!(e.code().as_deref(), Some("5" | "6" | "517" | "262")))
     }
+
+    fn rejects_data(&self, error: &dyn sqlx::error::DatabaseError) -> bool {
+        error.code().as_deref().and_then(|code| code.parse().ok()).is_some_and(rejects)
+    }
+
+    /// Anonymous `?`: SQLite binds a numbered or named parameter by scanning the statement's
+    /// parameter names, which makes binding a large statement quadratic; `?` binds by position.
+    fn placeholder(&self, _number: usize, out: &mut String) {
+        out.push('?');
+    }
+
+    fn nan_for_null_doubles(&self) -> bool {
+        true
+    }
+}
+
+/// SQLite errors caused by the data written (primary result code of the extended code):
+/// `SQLITE_TOOBIG` (18), `SQLITE_CONSTRAINT` (19, a trigger's `RAISE(ABORT)` included) and
+/// `SQLITE_MISMATCH` (20). `SQLITE_BUSY`, `SQLITE_LOCKED`, `SQLITE_FULL`, `SQLITE_IOERR`,
+/// `SQLITE_READONLY` and the rest are the database's state.
+fn rejects(code: i32) -> bool {
+    matches!(code & 0xff, 18..=20)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn data_errors_are_rejections_and_the_rest_outages() {
+        // SQLITE_TOOBIG, SQLITE_CONSTRAINT_CHECK, SQLITE_CONSTRAINT_TRIGGER, SQLITE_MISMATCH.
+        for code in [18, 275, 1811, 20] {
+            assert!(super::rejects(code), "{code}");
+        }
+        // SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR_WRITE, SQLITE_FULL, SQLITE_ERROR.
+        for code in [5, 6, 8, 778, 13, 1] {
+            assert!(!super::rejects(code), "{code}");
+        }
+    }
 }
