@@ -146,7 +146,7 @@ impl ThresholdStore {
 mod tests {
     use std::time::Duration;
 
-    use flowgate_test_utils::{TempDir, ThrowawayDb};
+    use flowgate_test_utils::{Engine, TempDir, ThrowawayDb};
     use secrecy::SecretString;
 
     use super::*;
@@ -182,14 +182,23 @@ mod tests {
         round_trip(Database::connect(None, dir.path(), 2, Duration::from_secs(5)).await.unwrap()).await;
     }
 
-    #[tokio::test]
-    async fn thresholds_round_trip_on_postgres() {
-        let Some(throwaway) = ThrowawayDb::create().await else { return };
+    async fn round_trip_on(engine: Engine) {
+        let Some(throwaway) = ThrowawayDb::create_on(engine).await else { return };
         let dir = TempDir::new();
         let url = SecretString::from(throwaway.url.clone());
         let database = Database::connect(Some(&url), dir.path(), 2, Duration::from_secs(5)).await.unwrap();
         round_trip(database.clone()).await;
         database.close().await;
         throwaway.drop_db().await;
+    }
+
+    #[tokio::test]
+    async fn thresholds_round_trip_on_postgres() {
+        round_trip_on(Engine::Postgres).await;
+    }
+
+    #[tokio::test]
+    async fn thresholds_round_trip_on_mariadb() {
+        round_trip_on(Engine::MySql).await;
     }
 }
