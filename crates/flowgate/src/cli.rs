@@ -118,10 +118,18 @@ pub enum Mode {
     Migrate,
     /// `all`
     All,
+    /// `http` (ScaiGrid's name): the HTTP-facing services, proxy and api-server, in one process.
+    Http,
+    /// `grpc` (ScaiGrid's name): the gRPC services, compliance and policy, in one process.
+    Grpc,
 }
 
 /// Valid values of `SERVICE_TYPE`, for error messages.
-pub const VALID_MODES: &str = "proxy, api-server, compliance, policy (alias policy-perfect), migrate, all";
+pub const VALID_MODES: &str =
+    "proxy, api-server, compliance, policy (alias policy-perfect), migrate, all; ScaiGrid's http, grpc";
+
+/// ScaiGrid's mode that has no counterpart here.
+const BUNKER_PROXY: &str = "bunker_proxy";
 
 impl Mode {
     /// Parses a `SERVICE_TYPE` value.
@@ -133,6 +141,11 @@ impl Mode {
             "policy" | "policy-perfect" => Ok(Self::Policy),
             "migrate" => Ok(Self::Migrate),
             "all" => Ok(Self::All),
+            "http" => Ok(Self::Http),
+            "grpc" => Ok(Self::Grpc),
+            BUNKER_PROXY => Err(format!(
+                "mode `{BUNKER_PROXY}` is ScaiGrid's bunker proxy, which is not part of Flowgate; valid modes: {VALID_MODES}"
+            )),
             other => Err(format!("unknown mode `{other}`; valid modes: {VALID_MODES}")),
         }
     }
@@ -146,6 +159,8 @@ impl Mode {
             Self::Policy => "policy",
             Self::Migrate => "migrate",
             Self::All => "all",
+            Self::Http => "http",
+            Self::Grpc => "grpc",
         }
     }
 }
@@ -222,6 +237,15 @@ mod tests {
         );
         assert_eq!(action(&[], &[("SCAIGRID_MODE", "policy-perfect")]), Ok(Action::Run(Mode::Policy)));
         assert_eq!(action(&["policy-perfect"], &[]), Ok(Action::Run(Mode::Policy)));
+    }
+
+    #[test]
+    fn scaigrid_mode_names_run_the_services_they_name() {
+        assert_eq!(action(&[], &[("SCAIGRID_MODE", "http")]), Ok(Action::Run(Mode::Http)));
+        assert_eq!(action(&[], &[("SCAIGRID_MODE", "grpc")]), Ok(Action::Run(Mode::Grpc)));
+        assert_eq!(action(&[], &[("SCAIGRID_MODE", "migrate")]), Ok(Action::Run(Mode::Migrate)));
+        let error = action(&[], &[("SCAIGRID_MODE", "bunker_proxy")]).unwrap_err();
+        assert!(error.starts_with("SCAIGRID_MODE: ") && error.contains("not part of Flowgate"), "{error}");
     }
 
     #[test]

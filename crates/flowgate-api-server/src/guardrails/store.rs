@@ -45,28 +45,34 @@ fn new_guardrail_id() -> String {
 /// were added.
 pub(crate) async fn seed_builtins(db: &Database) -> Result<u64, sqlx::Error> {
     let now = now_millis();
-    let mut inserted = 0;
+    // Counted, not summed from each insert's rows affected: MySQL reports a row left alone by
+    // the conflict clause as affected.
+    let count = || async {
+        sqlx::query("SELECT COUNT(*) AS n FROM guardrails").fetch_one(db.pool()).await?.try_get::<i64, _>("n")
+    };
+    let before = count().await?;
+    let sql = format!(
+        "INSERT INTO guardrails (id, name, kind, description, stages, runtime_config, config_schema, default_on, \
+         fail_open, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, $8, $9){}",
+        db.dialect().on_conflict_ignore("name")
+    );
+    let sql = db.sql(&sql);
     for builtin in builtins() {
         let schema = kind_schema(builtin.kind).unwrap_or_default().to_string();
-        let result = sqlx::query(&db.sql(
-            "INSERT INTO guardrails (id, name, kind, description, stages, runtime_config, config_schema, default_on, \
-             fail_open, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, $8, $9) \
-             ON CONFLICT (name) DO NOTHING",
-        ))
-        .bind(new_guardrail_id())
-        .bind(builtin.name)
-        .bind(builtin.kind.as_str())
-        .bind(builtin.description)
-        .bind(stages_text(builtin.stages))
-        .bind(builtin.runtime_config.to_string())
-        .bind(schema)
-        .bind(now)
-        .bind(now)
-        .execute(db.pool())
-        .await?;
-        inserted += result.rows_affected();
+        sqlx::query(&sql)
+            .bind(new_guardrail_id())
+            .bind(builtin.name)
+            .bind(builtin.kind.as_str())
+            .bind(builtin.description)
+            .bind(stages_text(builtin.stages))
+            .bind(builtin.runtime_config.to_string())
+            .bind(schema)
+            .bind(now)
+            .bind(now)
+            .execute(db.pool())
+            .await?;
     }
-    Ok(inserted)
+    Ok(u64::try_from(count().await? - before).unwrap_or(0))
 }
 
 /// The guardrail named `name`.

@@ -73,15 +73,17 @@ pub(crate) async fn get_tenant(db: &Database, id: &str) -> Result<Option<TenantR
 /// The tenant named `default`, created if missing (concurrent callers get the same one).
 pub(crate) async fn default_tenant(db: &Database) -> Result<TenantRow, sqlx::Error> {
     let now = now_millis();
-    sqlx::query(&db.sql(
-        "INSERT INTO tenants (id, name, created_at, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
-    ))
-    .bind(new_tenant_id())
-    .bind(DEFAULT_TENANT)
-    .bind(now)
-    .bind(now)
-    .execute(db.pool())
-    .await?;
+    let sql = format!(
+        "INSERT INTO tenants (id, name, created_at, updated_at) VALUES ($1, $2, $3, $4){}",
+        db.dialect().on_conflict_ignore("name")
+    );
+    sqlx::query(&db.sql(&sql))
+        .bind(new_tenant_id())
+        .bind(DEFAULT_TENANT)
+        .bind(now)
+        .bind(now)
+        .execute(db.pool())
+        .await?;
     let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE name = $1");
     let row = sqlx::query(&db.sql(&sql)).bind(DEFAULT_TENANT).fetch_one(db.pool()).await?;
     tenant_row(&row)

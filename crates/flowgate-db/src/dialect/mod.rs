@@ -36,7 +36,8 @@ pub trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     fn placeholders<'a>(&self, sql: &'a str) -> Cow<'a, str>;
 
     /// What follows `INSERT … VALUES (…)` so that a row whose `key` (a unique column or the
-    /// primary key) is already present is left alone.
+    /// primary key) is already present is left alone. The statement's rows affected do not say
+    /// whether it inserted: MySQL counts a row left alone too.
     fn on_conflict_ignore(&self, key: &str) -> String;
 
     /// What follows `INSERT INTO {table} … VALUES (…)` so that a row whose `key` columns are

@@ -24,6 +24,7 @@ mod internal;
 mod keys;
 mod limits;
 mod litellm_configs;
+mod mariadb;
 mod model_modes;
 mod modes;
 mod policy;
