@@ -201,7 +201,7 @@ impl Evaluator {
         for row in &rows {
             let name: String = row.try_get("name")?;
             let version: i64 = row.try_get("version")?;
-            let document = text(&row, "document")?;
+            let document = text(row, "document")?;
             self.accept(&name, version, &document, &mut next);
         }
         let count = next.len();

@@ -162,7 +162,7 @@ pub(crate) async fn rotate_key(
         "UPDATE virtual_keys SET previous_key_hash = NULL, previous_key_expires_at = $1, key_hash = $2, \
          updated_at = $3 WHERE id = $4 AND revoked_at IS NULL"
     };
-    let result = sqlx::query(&db.sql(&sql))
+    let result = sqlx::query(&db.sql(sql))
         .bind(previous_expires_at)
         .bind(new_hash.to_vec())
         .bind(now)
