@@ -140,9 +140,11 @@ pub(crate) fn update_by(table: &'static str, key_column: &'static str, key: &str
 }
 
 impl Update {
-    /// Rows changed.
+    /// Rows changed. Run again on a conflict the engine reports as transient (a Galera
+    /// certification failure when two nodes change the same row): the statement was not applied.
     pub(crate) async fn run(self, db: &Database) -> Result<u64, sqlx::Error> {
-        let result = bind_all(sqlx::query(&db.sql(&self.sql)), self.binds).execute(db.pool()).await?;
+        let sql = db.sql(&self.sql);
+        let result = db.retry(|| bind_all(sqlx::query(&sql), self.binds.clone()).execute(db.pool())).await?;
         Ok(result.rows_affected())
     }
 }
