@@ -54,7 +54,7 @@ pub(crate) async fn seed_builtins(db: &Database) -> Result<u64, sqlx::Error> {
     let sql = format!(
         "INSERT INTO guardrails (id, name, kind, description, stages, runtime_config, config_schema, default_on, \
          fail_open, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, $8, $9){}",
-        db.dialect().on_conflict_ignore("name")
+        db.dialect().on_conflict_ignore(&["name"])
     );
     let sql = db.sql(&sql);
     for builtin in builtins() {

@@ -75,7 +75,7 @@ pub(crate) async fn default_tenant(db: &Database) -> Result<TenantRow, sqlx::Err
     let now = now_millis();
     let sql = format!(
         "INSERT INTO tenants (id, name, created_at, updated_at) VALUES ($1, $2, $3, $4){}",
-        db.dialect().on_conflict_ignore("name")
+        db.dialect().on_conflict_ignore(&["name"])
     );
     sqlx::query(&db.sql(&sql))
         .bind(new_tenant_id())

@@ -27,6 +27,10 @@ pub enum Set<'a> {
     Replace(&'a str),
     /// The inserted row's value is added to the stored one.
     Add(&'a str),
+    /// The larger of the stored and the inserted value (a watermark that never goes back).
+    Max(&'a str),
+    /// The smaller of the stored and the inserted value.
+    Min(&'a str),
 }
 
 /// The SQL of one engine.
@@ -35,10 +39,10 @@ pub trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     /// every store writes them) in this engine's spelling.
     fn placeholders<'a>(&self, sql: &'a str) -> Cow<'a, str>;
 
-    /// What follows `INSERT … VALUES (…)` so that a row whose `key` (a unique column or the
-    /// primary key) is already present is left alone. The statement's rows affected do not say
+    /// What follows `INSERT … VALUES (…)` so that a row whose `key` (the columns of a unique
+    /// constraint or of the primary key) is already present is left alone. The statement's rows affected do not say
     /// whether it inserted: MySQL counts a row left alone too.
-    fn on_conflict_ignore(&self, key: &str) -> String;
+    fn on_conflict_ignore(&self, key: &[&str]) -> String;
 
     /// What follows `INSERT INTO {table} … VALUES (…)` so that a row whose `key` columns are
     /// already present is updated with `sets` instead.
@@ -109,8 +113,8 @@ pub(crate) fn question_marks(sql: &str) -> Cow<'_, str> {
 }
 
 /// `ON CONFLICT` clauses, shared by PostgreSQL and SQLite.
-pub(crate) fn on_conflict_ignore(key: &str) -> String {
-    format!(" ON CONFLICT ({key}) DO NOTHING")
+pub(crate) fn on_conflict_ignore(key: &[&str]) -> String {
+    format!(" ON CONFLICT ({}) DO NOTHING", key.join(", "))
 }
 
 /// `ON CONFLICT … DO UPDATE`, shared by PostgreSQL and SQLite.
@@ -120,6 +124,12 @@ pub(crate) fn on_conflict_update(table: &str, key: &[&str], sets: &[Set<'_>]) ->
         .map(|set| match set {
             Set::Replace(column) => format!("{column} = excluded.{column}"),
             Set::Add(column) => format!("{column} = {table}.{column} + excluded.{column}"),
+            Set::Max(column) => format!(
+                "{column} = CASE WHEN excluded.{column} > {table}.{column} THEN excluded.{column} ELSE {table}.{column} END"
+            ),
+            Set::Min(column) => format!(
+                "{column} = CASE WHEN excluded.{column} < {table}.{column} THEN excluded.{column} ELSE {table}.{column} END"
+            ),
         })
         .collect();
     format!(" ON CONFLICT ({}) DO UPDATE SET {}", key.join(", "), sets.join(", "))
@@ -151,7 +161,16 @@ mod tests {
             MySql.upsert("spend", &["key_id", "period_start"], &sets),
             " ON DUPLICATE KEY UPDATE spent_nanos = spent_nanos + VALUES(spent_nanos), updated_at = VALUES(updated_at)"
         );
-        assert_eq!(MySql.on_conflict_ignore("request_id"), " ON DUPLICATE KEY UPDATE request_id = request_id");
-        assert_eq!(Sqlite.on_conflict_ignore("name"), " ON CONFLICT (name) DO NOTHING");
+        assert_eq!(MySql.on_conflict_ignore(&["request_id"]), " ON DUPLICATE KEY UPDATE request_id = request_id");
+        assert_eq!(
+            MySql.upsert("worker_state", &["name"], &[Set::Max("value")]),
+            " ON DUPLICATE KEY UPDATE value = GREATEST(value, VALUES(value))"
+        );
+        assert_eq!(
+            Sqlite.upsert("worker_state", &["name"], &[Set::Min("value")]),
+            " ON CONFLICT (name) DO UPDATE SET value = CASE WHEN excluded.value < worker_state.value \
+             THEN excluded.value ELSE worker_state.value END"
+        );
+        assert_eq!(Sqlite.on_conflict_ignore(&["name"]), " ON CONFLICT (name) DO NOTHING");
     }
 }

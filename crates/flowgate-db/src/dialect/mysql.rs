@@ -29,8 +29,10 @@ impl Dialect for MySql {
         super::question_marks(sql)
     }
 
-    fn on_conflict_ignore(&self, key: &str) -> String {
-        format!(" ON DUPLICATE KEY UPDATE {key} = {key}")
+    /// A no-op update of the key's first column.
+    fn on_conflict_ignore(&self, key: &[&str]) -> String {
+        let first = key.first().copied().unwrap_or("id");
+        format!(" ON DUPLICATE KEY UPDATE {first} = {first}")
     }
 
     fn upsert(&self, _table: &str, _key: &[&str], sets: &[Set<'_>]) -> String {
@@ -39,6 +41,8 @@ impl Dialect for MySql {
             .map(|set| match set {
                 Set::Replace(column) => format!("{column} = VALUES({column})"),
                 Set::Add(column) => format!("{column} = {column} + VALUES({column})"),
+                Set::Max(column) => format!("{column} = GREATEST({column}, VALUES({column}))"),
+                Set::Min(column) => format!("{column} = LEAST({column}, VALUES({column}))"),
             })
             .collect();
         format!(" ON DUPLICATE KEY UPDATE {}", sets.join(", "))

@@ -13,7 +13,7 @@ impl Dialect for Sqlite {
         Cow::Borrowed(sql)
     }
 
-    fn on_conflict_ignore(&self, key: &str) -> String {
+    fn on_conflict_ignore(&self, key: &[&str]) -> String {
         super::on_conflict_ignore(key)
     }
 

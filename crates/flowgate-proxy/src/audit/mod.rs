@@ -419,7 +419,7 @@ fn insert_sql(backend: flowgate_db::Backend, rows: usize) -> String {
         }
         sql.push(')');
     }
-    sql.push_str(&dialect.on_conflict_ignore("request_id"));
+    sql.push_str(&dialect.on_conflict_ignore(&["request_id"]));
     sql
 }
 
