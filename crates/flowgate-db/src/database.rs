@@ -107,14 +107,16 @@ fn classify(url: &str) -> Result<(Backend, Cow<'_, str>, Option<&'static str>), 
     if url.starts_with("sqlite:") {
         return Ok((Backend::Sqlite, Cow::Borrowed(url), None));
     }
-    let alias = MYSQL_ALIASES.iter().copied().find(|alias| url.starts_with(alias));
-    let rest = match alias {
-        Some(alias) => &url[alias.len()..],
-        None if url.starts_with("mysql://") => &url["mysql://".len()..],
-        None => {
-            let scheme = url.split(':').next().unwrap_or_default().to_owned();
-            return Err(Error::Scheme(scheme));
-        }
+    let aliased = MYSQL_ALIASES.iter().copied().find_map(|alias| url.strip_prefix(alias).map(|rest| (alias, rest)));
+    let (alias, rest) = match aliased {
+        Some((alias, rest)) => (Some(alias), rest),
+        None => match url.strip_prefix("mysql://") {
+            Some(rest) => (None, rest),
+            None => {
+                let scheme = url.split(':').next().unwrap_or_default().to_owned();
+                return Err(Error::Scheme(scheme));
+            }
+        },
     };
     let (location, query) = match rest.split_once('?') {
         Some((location, query)) => (location, Some(query)),
