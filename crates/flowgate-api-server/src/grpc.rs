@@ -3,6 +3,7 @@
 use flowgate_contracts::guardrails::key_guardrails;
 use flowgate_db::Database;
 use flowgate_db::sqlx::{self, Row};
+use flowgate_db::text::{opt_text, text};
 use flowgate_proto::keys::key_service_server::KeyService;
 use flowgate_proto::keys::virtual_key::Guardrails;
 use flowgate_proto::keys::{ResolveKeyRequest, ResolveKeyResponse, VirtualKey};
@@ -34,14 +35,14 @@ impl KeyResolver {
     pub async fn resolve(&self, hash: &[u8]) -> Result<Option<VirtualKey>, sqlx::Error> {
         let now = flowgate_db::now_millis();
         let row = sqlx::query(
-            "SELECT k.id, k.tenant_id, k.name, k.revoked_at, k.expires_at, k.allowed_models, k.ip_allowlist, \
+            &self.database.sql("SELECT k.id, k.tenant_id, k.name, k.revoked_at, k.expires_at, k.allowed_models, k.ip_allowlist, \
              k.budget_nanos, k.budget_period, k.rpm, k.tpm, k.requests_per_hour, k.max_parallel_requests, \
              k.guardrail_policy, k.metadata, k.mcp_servers, k.mcp_tools, k.mcp_denied_tools, k.a2a_agents, t.budget_nanos AS tenant_budget_nanos, t.budget_period AS tenant_budget_period, \
              t.guardrail_defaults AS tenant_guardrail_defaults, t.store_prompts AS tenant_store_prompts, \
              t.mcp_servers AS tenant_mcp_servers, t.mcp_tools AS tenant_mcp_tools, \
              t.mcp_denied_tools AS tenant_mcp_denied_tools, t.a2a_agents AS tenant_a2a_agents \
              FROM virtual_keys k LEFT JOIN tenants t ON t.id = k.tenant_id \
-             WHERE k.key_hash = $1 OR (k.previous_key_hash = $2 AND k.previous_key_expires_at > $3)",
+             WHERE k.key_hash = $1 OR (k.previous_key_hash = $2 AND k.previous_key_expires_at > $3)")
         )
         .bind(hash.to_vec())
         .bind(hash.to_vec())
@@ -53,9 +54,8 @@ impl KeyResolver {
         let revoked_at: Option<i64> = row.try_get("revoked_at")?;
         let budget_nanos: Option<i64> = row.try_get("budget_nanos")?;
         let tenant_budget_nanos: Option<i64> = row.try_get("tenant_budget_nanos")?;
-        let key_policy: String = row.try_get("guardrail_policy")?;
-        let tenant_defaults: String =
-            row.try_get::<Option<String>, _>("tenant_guardrail_defaults")?.unwrap_or_default();
+        let key_policy = text(&row, "guardrail_policy")?;
+        let tenant_defaults: String = opt_text(&row, "tenant_guardrail_defaults")?.unwrap_or_default();
         let id: String = row.try_get("id")?;
         let guardrails = key_guardrails(&key_policy, &tenant_defaults);
         if let Guardrails::GuardrailPolicyError(error) = &guardrails {
@@ -67,18 +67,16 @@ impl KeyResolver {
             name: row.try_get("name")?,
             revoked: revoked_at.is_some(),
             expires_at: expires_at.map_or(0, |ms| ms / 1000),
-            allowed_models: json_list(&row.try_get::<String, _>("allowed_models")?),
-            ip_allowlist: json_list(&row.try_get::<String, _>("ip_allowlist")?),
-            mcp_servers: json_list(&row.try_get::<String, _>("mcp_servers")?),
-            mcp_tools: json_list(&row.try_get::<String, _>("mcp_tools")?),
-            mcp_denied_tools: json_list(&row.try_get::<String, _>("mcp_denied_tools")?),
-            tenant_mcp_servers: json_list(&row.try_get::<Option<String>, _>("tenant_mcp_servers")?.unwrap_or_default()),
-            tenant_mcp_tools: json_list(&row.try_get::<Option<String>, _>("tenant_mcp_tools")?.unwrap_or_default()),
-            tenant_mcp_denied_tools: json_list(
-                &row.try_get::<Option<String>, _>("tenant_mcp_denied_tools")?.unwrap_or_default(),
-            ),
-            a2a_agents: json_list(&row.try_get::<String, _>("a2a_agents")?),
-            tenant_a2a_agents: json_list(&row.try_get::<Option<String>, _>("tenant_a2a_agents")?.unwrap_or_default()),
+            allowed_models: json_list(&text(&row, "allowed_models")?),
+            ip_allowlist: json_list(&text(&row, "ip_allowlist")?),
+            mcp_servers: json_list(&text(&row, "mcp_servers")?),
+            mcp_tools: json_list(&text(&row, "mcp_tools")?),
+            mcp_denied_tools: json_list(&text(&row, "mcp_denied_tools")?),
+            tenant_mcp_servers: json_list(&opt_text(&row, "tenant_mcp_servers")?.unwrap_or_default()),
+            tenant_mcp_tools: json_list(&opt_text(&row, "tenant_mcp_tools")?.unwrap_or_default()),
+            tenant_mcp_denied_tools: json_list(&opt_text(&row, "tenant_mcp_denied_tools")?.unwrap_or_default()),
+            a2a_agents: json_list(&text(&row, "a2a_agents")?),
+            tenant_a2a_agents: json_list(&opt_text(&row, "tenant_a2a_agents")?.unwrap_or_default()),
             #[expect(clippy::cast_precision_loss, reason = "budgets are far below 2^53 nano-dollars")]
             budget_usd: budget_nanos.map_or(0.0, |n| n as f64 / NANOS_PER_USD),
             budget_period: row.try_get("budget_period")?,
@@ -86,7 +84,7 @@ impl KeyResolver {
             tpm: to_u32(row.try_get("tpm")?),
             requests_per_hour: to_u32(row.try_get("requests_per_hour")?),
             max_parallel_requests: to_u32(row.try_get("max_parallel_requests")?),
-            metadata_json: row.try_get("metadata")?,
+            metadata_json: text(&row, "metadata")?,
             #[expect(clippy::cast_precision_loss, reason = "budgets are far below 2^53 nano-dollars")]
             tenant_budget_usd: tenant_budget_nanos.map_or(0.0, |n| n as f64 / NANOS_PER_USD),
             tenant_budget_period: row.try_get::<Option<String>, _>("tenant_budget_period")?.unwrap_or_default(),

@@ -24,6 +24,7 @@ async fn check_database(state: &AppState) -> Value {
     let backend = match state.database.backend() {
         Backend::Postgres => "postgres",
         Backend::Sqlite => "sqlite",
+        Backend::MySql => "mysql",
     };
     let start = Instant::now();
     match tokio::time::timeout(CHECK_TIMEOUT, state.database.ping()).await {

@@ -6,7 +6,8 @@
 //! return rows; handlers never build or run a statement.
 //!
 //! sqlx's `QueryBuilder` writes `?` placeholders for the `Any` driver, which PostgreSQL rejects;
-//! this builder numbers them, so one dynamically filtered statement runs on both backends. SQL
+//! this builder numbers them, so one dynamically filtered statement runs on every backend (the
+//! engine's dialect rewrites them where it spells them otherwise: `Database::sql`). SQL
 //! text comes only from `&'static str` fragments chosen by the code; every value from a request
 //! goes through [`Sql::bind`].
 
@@ -59,8 +60,12 @@ impl Sql {
         &self.text
     }
 
-    /// The statement with its values bound, ready to execute.
-    pub(crate) fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+    /// The statement with its values bound, ready to execute on `db` (its placeholders in the
+    /// engine's spelling: the text is rewritten once, in place).
+    pub(crate) fn query(&mut self, db: &Database) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+        if let std::borrow::Cow::Owned(text) = db.sql(&self.text) {
+            self.text = text;
+        }
         bind_all(sqlx::query(&self.text), self.binds.clone())
     }
 }
@@ -135,9 +140,11 @@ pub(crate) fn update_by(table: &'static str, key_column: &'static str, key: &str
 }
 
 impl Update {
-    /// Rows changed.
+    /// Rows changed. Run again on a conflict the engine reports as transient (a Galera
+    /// certification failure when two nodes change the same row): the statement was not applied.
     pub(crate) async fn run(self, db: &Database) -> Result<u64, sqlx::Error> {
-        let result = bind_all(sqlx::query(&self.sql), self.binds).execute(db.pool()).await?;
+        let sql = db.sql(&self.sql);
+        let result = db.retry(|| bind_all(sqlx::query(&sql), self.binds.clone()).execute(db.pool())).await?;
         Ok(result.rows_affected())
     }
 }

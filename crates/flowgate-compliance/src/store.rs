@@ -2,7 +2,7 @@
 //! moved them (`compliance_feedback`), migration `V2__compliance_feedback`.
 
 use flowgate_db::sqlx::{self, Row};
-use flowgate_db::{Database, now_millis};
+use flowgate_db::{Database, Set, now_millis};
 
 use crate::detect::{ALL_KINDS, kind_index};
 use crate::tenants::{Adjustment, TenantThresholds, Verdict};
@@ -51,10 +51,10 @@ impl ThresholdStore {
 
     /// Every tenant's thresholds.
     pub async fn load_all(&self) -> Result<Vec<(String, TenantThresholds)>, sqlx::Error> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&self.database.sql(
             "SELECT tenant_id, kind, threshold, false_positives, false_negatives FROM compliance_thresholds \
              ORDER BY tenant_id",
-        )
+        ))
         .fetch_all(self.database.pool())
         .await?;
         Self::apply(&rows)
@@ -62,18 +62,30 @@ impl ThresholdStore {
 
     /// One tenant's thresholds (the defaults when it has none stored).
     pub async fn load_tenant(&self, tenant: &str) -> Result<TenantThresholds, sqlx::Error> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&self.database.sql(
             "SELECT tenant_id, kind, threshold, false_positives, false_negatives FROM compliance_thresholds \
              WHERE tenant_id = $1",
-        )
+        ))
         .bind(tenant)
         .fetch_all(self.database.pool())
         .await?;
         Ok(Self::apply(&rows)?.pop().map(|(_, t)| t).unwrap_or_default())
     }
 
-    /// Stores the new threshold of `tenant`/`kind` and the report, in one transaction.
+    /// Stores the new threshold of `tenant`/`kind` and the report, in one transaction, run
+    /// again when the engine reports a conflict (a deadlock, a Galera certification failure).
     pub async fn record(
+        &self,
+        tenant: &str,
+        kind_index: usize,
+        verdict: Verdict,
+        score: Option<f32>,
+        adjustment: &Adjustment,
+    ) -> Result<(), sqlx::Error> {
+        self.database.retry(|| self.record_once(tenant, kind_index, verdict, score, adjustment)).await
+    }
+
+    async fn record_once(
         &self,
         tenant: &str,
         kind_index: usize,
@@ -83,28 +95,36 @@ impl ThresholdStore {
     ) -> Result<(), sqlx::Error> {
         let kind = ALL_KINDS[kind_index];
         let now = now_millis();
-        let mut tx = self.database.pool().begin().await?;
-        sqlx::query(
+        let upsert = self.database.dialect().upsert(
+            "compliance_thresholds",
+            &["tenant_id", "kind"],
+            &[
+                Set::Replace("threshold"),
+                Set::Replace("false_positives"),
+                Set::Replace("false_negatives"),
+                Set::Replace("updated_at"),
+            ],
+        );
+        let thresholds = format!(
             "INSERT INTO compliance_thresholds \
              (tenant_id, kind, threshold, false_positives, false_negatives, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (tenant_id, kind) DO UPDATE SET threshold = excluded.threshold, \
-             false_positives = excluded.false_positives, false_negatives = excluded.false_negatives, \
-             updated_at = excluded.updated_at",
-        )
-        .bind(tenant)
-        .bind(kind)
-        .bind(f64::from(adjustment.threshold))
-        .bind(i64::try_from(adjustment.false_positives).unwrap_or(i64::MAX))
-        .bind(i64::try_from(adjustment.false_negatives).unwrap_or(i64::MAX))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
+             VALUES ($1, $2, $3, $4, $5, $6){upsert}"
+        );
+        let mut tx = self.database.pool().begin().await?;
+        sqlx::query(&self.database.sql(&thresholds))
+            .bind(tenant)
+            .bind(kind)
+            .bind(f64::from(adjustment.threshold))
+            .bind(i64::try_from(adjustment.false_positives).unwrap_or(i64::MAX))
+            .bind(i64::try_from(adjustment.false_negatives).unwrap_or(i64::MAX))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&self.database.sql(
             "INSERT INTO compliance_feedback \
              (id, tenant_id, kind, verdict, score, previous_threshold, threshold, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
+        ))
         .bind(uuid::Uuid::now_v7().to_string())
         .bind(tenant)
         .bind(kind)
@@ -126,7 +146,7 @@ impl ThresholdStore {
 mod tests {
     use std::time::Duration;
 
-    use flowgate_test_utils::{TempDir, ThrowawayDb};
+    use flowgate_test_utils::{Engine, TempDir, ThrowawayDb};
     use secrecy::SecretString;
 
     use super::*;
@@ -162,14 +182,23 @@ mod tests {
         round_trip(Database::connect(None, dir.path(), 2, Duration::from_secs(5)).await.unwrap()).await;
     }
 
-    #[tokio::test]
-    async fn thresholds_round_trip_on_postgres() {
-        let Some(throwaway) = ThrowawayDb::create().await else { return };
+    async fn round_trip_on(engine: Engine) {
+        let Some(throwaway) = ThrowawayDb::create_on(engine).await else { return };
         let dir = TempDir::new();
         let url = SecretString::from(throwaway.url.clone());
         let database = Database::connect(Some(&url), dir.path(), 2, Duration::from_secs(5)).await.unwrap();
         round_trip(database.clone()).await;
         database.close().await;
         throwaway.drop_db().await;
+    }
+
+    #[tokio::test]
+    async fn thresholds_round_trip_on_postgres() {
+        round_trip_on(Engine::Postgres).await;
+    }
+
+    #[tokio::test]
+    async fn thresholds_round_trip_on_mariadb() {
+        round_trip_on(Engine::MySql).await;
     }
 }

@@ -5,6 +5,8 @@ use flowgate_contracts::audit::AuditRecord;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::text::{opt_text, text};
+
 /// A nullable floating-point column (REAL/DOUBLE PRECISION; an integer stored there is accepted).
 pub fn float(row: &AnyRow, column: &str) -> Result<Option<f64>, sqlx::Error> {
     match row.try_get::<Option<f64>, _>(column) {
@@ -17,7 +19,7 @@ pub fn float(row: &AnyRow, column: &str) -> Result<Option<f64>, sqlx::Error> {
 /// A JSON column (`fallbacks`, `guardrail_actions`: arrays; `metadata`: an object); one that does
 /// not read as its type is logged and read as empty.
 fn json_column<T: serde::de::DeserializeOwned + Default>(row: &AnyRow, column: &str) -> Result<T, sqlx::Error> {
-    let text: String = row.try_get(column)?;
+    let text = text(row, column)?;
     Ok(serde_json::from_str(&text).unwrap_or_else(|error| {
         tracing::warn!(column, %error, "an audit row holds a column that is not the JSON it should be");
         T::default()
@@ -27,18 +29,18 @@ fn json_column<T: serde::de::DeserializeOwned + Default>(row: &AnyRow, column: &
 /// The record of a row selected with every column of [`flowgate_contracts::AUDIT_COLUMNS`].
 pub fn record(row: &AnyRow) -> Result<AuditRecord, sqlx::Error> {
     Ok(AuditRecord {
-        request_id: row.try_get("request_id")?,
+        request_id: text(row, "request_id")?,
         ts: row.try_get("ts")?,
-        tenant_id: row.try_get("tenant_id")?,
-        key_id: row.try_get("key_id")?,
-        client_ip: row.try_get("client_ip")?,
-        route: row.try_get("route")?,
-        model_requested: row.try_get("model_requested")?,
-        model_used: row.try_get("model_used")?,
-        deployment: row.try_get("deployment")?,
-        provider: row.try_get("provider")?,
+        tenant_id: opt_text(row, "tenant_id")?,
+        key_id: opt_text(row, "key_id")?,
+        client_ip: opt_text(row, "client_ip")?,
+        route: text(row, "route")?,
+        model_requested: opt_text(row, "model_requested")?,
+        model_used: opt_text(row, "model_used")?,
+        deployment: opt_text(row, "deployment")?,
+        provider: opt_text(row, "provider")?,
         status: row.try_get("status")?,
-        error_code: row.try_get("error_code")?,
+        error_code: opt_text(row, "error_code")?,
         latency_ms: float(row, "latency_ms")?.unwrap_or_default(),
         upstream_latency_ms: float(row, "upstream_latency_ms")?,
         ttft_ms: float(row, "ttft_ms")?,
@@ -51,8 +53,8 @@ pub fn record(row: &AnyRow) -> Result<AuditRecord, sqlx::Error> {
         retries: row.try_get("retries")?,
         fallbacks: json_column(row, "fallbacks")?,
         guardrail_actions: json_column(row, "guardrail_actions")?,
-        prompt: row.try_get("prompt")?,
-        response: row.try_get("response")?,
+        prompt: opt_text(row, "prompt")?,
+        response: opt_text(row, "response")?,
         metadata: json_column(row, "metadata")?,
     })
 }

@@ -1,10 +1,10 @@
-//! Flowgate storage: the SQL store (PostgreSQL, or SQLite as the embedded default) with its
+//! Flowgate storage: the SQL store (PostgreSQL, MySQL/MariaDB, or SQLite as the embedded default) with its
 //! refinery migrations, and the state shared by proxy replicas (Redis, or in-process when no Redis
 //! is configured).
 //!
 //! # Layout
-//! - [`Database`]: a connection pool over either backend, through sqlx's `Any` driver so one set of
-//!   portable queries serves both.
+//! - [`Database`]: a connection pool over any of the three, through sqlx's `Any` driver so one set
+//!   of portable queries serves them; the SQL that differs is in [`dialect`], one module per engine.
 //! - [`migrate`]: refinery migrations, one stream per backend, applied through a thin adapter over
 //!   a sqlx connection (no second database driver).
 //! - [`audit`]: `audit_records` rows read back as the contracts' `AuditRecord`.
@@ -16,11 +16,14 @@
 pub mod audit;
 pub mod credentials;
 mod database;
+pub mod dialect;
 pub mod migrate;
 pub mod routing;
 mod shared;
+pub mod text;
 
 pub use database::{Backend, Database, Error};
+pub use dialect::{Dialect, Set};
 pub use shared::{Adjustment, Claim, ClaimKind, ClaimOutcome, Notification, SharedError, SharedState};
 pub use sqlx;
 

@@ -3,7 +3,13 @@
 //! refinery has no sqlx driver, so [`SqlxMigrator`] implements its async traits over a sqlx
 //! `AnyConnection`: each migration runs unprepared inside a transaction, and the history table
 //! (`flowgate_schema_history`) is read back into refinery's `Migration::applied`. One stream of
-//! migrations per backend lives in `migrations/postgres` and `migrations/sqlite`.
+//! migrations per backend lives in `migrations/postgres`, `migrations/mysql` and
+//! `migrations/sqlite`, with the same versions and names.
+//!
+//! On MySQL and MariaDB a DDL statement commits by itself, so a migration that fails half way
+//! leaves its first statements applied and is not recorded: the operator repairs the schema by
+//! hand before running `migrate` again. The migrations keep one table change per statement so
+//! the error names the one that failed.
 
 use refinery_core::traits::r#async::{AsyncQuery, AsyncTransaction};
 use refinery_core::{AsyncMigrate, Migration};
@@ -24,6 +30,19 @@ mod sqlite {
     refinery::embed_migrations!("migrations/sqlite");
 }
 
+mod mysql {
+    refinery::embed_migrations!("migrations/mysql");
+}
+
+/// The migrations of `backend`'s stream.
+fn runner(backend: Backend) -> refinery::Runner {
+    match backend {
+        Backend::Postgres => postgres::migrations::runner(),
+        Backend::Sqlite => sqlite::migrations::runner(),
+        Backend::MySql => mysql::migrations::runner(),
+    }
+}
+
 /// What a migration run did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -33,11 +52,7 @@ pub struct Outcome {
 
 /// Applies every pending migration of `database`'s backend. Running it again applies nothing.
 pub async fn run(database: &Database) -> Result<Outcome, Error> {
-    let runner = match database.backend() {
-        Backend::Postgres => postgres::migrations::runner(),
-        Backend::Sqlite => sqlite::migrations::runner(),
-    };
-    let mut runner = runner;
+    let mut runner = runner(database.backend());
     runner.set_migration_table_name(HISTORY_TABLE);
     let mut conn = database.pool().acquire().await?;
     let mut migrator = SqlxMigrator(&mut conn);
@@ -49,10 +64,7 @@ pub async fn run(database: &Database) -> Result<Outcome, Error> {
 /// Fails unless every migration of this build has been applied: services call it at start so a
 /// forgotten `flowgate migrate` is a clear error, not a missing table at the first request.
 pub async fn check_current(database: &Database) -> Result<(), Error> {
-    let runner = match database.backend() {
-        Backend::Postgres => postgres::migrations::runner(),
-        Backend::Sqlite => sqlite::migrations::runner(),
-    };
+    let runner = runner(database.backend());
     let latest = runner.get_migrations().iter().map(Migration::version).max().unwrap_or(0);
     let sql = "SELECT MAX(version) FROM flowgate_schema_history";
     let applied: Option<i64> = match sqlx::query_scalar::<_, Option<i64>>(sql).fetch_one(database.pool()).await {

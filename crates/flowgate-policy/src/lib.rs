@@ -39,6 +39,7 @@ use flowgate_common::server::{BaseState, ServiceHost, grpc_routes};
 use flowgate_contracts::GuardrailStage;
 use flowgate_contracts::channels::POLICIES_CHANGED;
 use flowgate_db::sqlx::{self, Row};
+use flowgate_db::text::text;
 use flowgate_db::{Database, Notification, SharedState};
 use flowgate_proto::policy::policy_service_server::{PolicyService, PolicyServiceServer};
 use flowgate_proto::policy::{self as pb};
@@ -193,13 +194,14 @@ impl Evaluator {
     pub async fn reload_all(&self) -> Result<usize, sqlx::Error> {
         let Some(loader) = &self.loader else { return Ok(0) };
         let _serial = loader.lock.lock().await;
-        let rows =
-            sqlx::query("SELECT name, version, document FROM policies").fetch_all(loader.database.pool()).await?;
+        let rows = sqlx::query(&loader.database.sql("SELECT name, version, document FROM policies"))
+            .fetch_all(loader.database.pool())
+            .await?;
         let mut next = Snapshot::with_capacity(rows.len());
         for row in &rows {
             let name: String = row.try_get("name")?;
             let version: i64 = row.try_get("version")?;
-            let document: String = row.try_get("document")?;
+            let document = text(row, "document")?;
             self.accept(&name, version, &document, &mut next);
         }
         let count = next.len();
@@ -211,7 +213,7 @@ impl Evaluator {
     pub async fn reload_one(&self, name: &str) -> Result<(), sqlx::Error> {
         let Some(loader) = &self.loader else { return Ok(()) };
         let _serial = loader.lock.lock().await;
-        let row = sqlx::query("SELECT name, version, document FROM policies WHERE name = $1")
+        let row = sqlx::query(&loader.database.sql("SELECT name, version, document FROM policies WHERE name = $1"))
             .bind(name)
             .fetch_optional(loader.database.pool())
             .await?;
@@ -219,7 +221,7 @@ impl Evaluator {
         match row {
             Some(row) => {
                 let version: i64 = row.try_get("version")?;
-                let document: String = row.try_get("document")?;
+                let document = text(&row, "document")?;
                 self.accept(name, version, &document, &mut next);
                 tracing::info!(policy = name, version, "policy reloaded");
             }

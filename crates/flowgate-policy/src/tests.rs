@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use flowgate_db::Set;
 use flowgate_test_utils::TempDir;
 
 use super::*;
@@ -11,17 +12,18 @@ async fn database(dir: &TempDir) -> Database {
 }
 
 async fn upsert(db: &Database, name: &str, version: i64, document: &str) {
-    sqlx::query(
-        "INSERT INTO policies (id, name, version, document, created_at, updated_at) VALUES ($1, $2, $3, $4, 0, 0) \
-         ON CONFLICT (name) DO UPDATE SET version = excluded.version, document = excluded.document",
-    )
-    .bind(format!("id-{name}"))
-    .bind(name)
-    .bind(version)
-    .bind(document)
-    .execute(db.pool())
-    .await
-    .unwrap();
+    let upsert = db.dialect().upsert("policies", &["name"], &[Set::Replace("version"), Set::Replace("document")]);
+    let sql = format!(
+        "INSERT INTO policies (id, name, version, document, created_at, updated_at) VALUES ($1, $2, $3, $4, 0, 0){upsert}"
+    );
+    sqlx::query(&db.sql(&sql))
+        .bind(format!("id-{name}"))
+        .bind(name)
+        .bind(version)
+        .bind(document)
+        .execute(db.pool())
+        .await
+        .unwrap();
 }
 
 fn request(policy_id: &str, kind: &str, score: f32, model: &str) -> pb::EvaluateRequest {
@@ -96,7 +98,7 @@ async fn a_stored_default_replaces_the_builtin_and_reloads_follow_changes() {
     assert_eq!(evaluator.rule_set("").unwrap().version, 1);
 
     // Deleted: back to the built-in.
-    sqlx::query("DELETE FROM policies WHERE name = 'default'").execute(db.pool()).await.unwrap();
+    sqlx::query(&db.sql("DELETE FROM policies WHERE name = 'default'")).execute(db.pool()).await.unwrap();
     evaluator.reload_one("default").await.unwrap();
     assert_eq!(evaluator.rule_set("").unwrap().version, 0);
 }
@@ -139,7 +141,16 @@ async fn evaluation_is_in_memory_and_fast() {
 
 #[tokio::test]
 async fn policies_load_from_postgres() {
-    let Some(throwaway) = flowgate_test_utils::ThrowawayDb::create().await else { return };
+    policies_load_from(flowgate_test_utils::Engine::Postgres).await;
+}
+
+#[tokio::test]
+async fn policies_load_from_mariadb() {
+    policies_load_from(flowgate_test_utils::Engine::MySql).await;
+}
+
+async fn policies_load_from(engine: flowgate_test_utils::Engine) {
+    let Some(throwaway) = flowgate_test_utils::ThrowawayDb::create_on(engine).await else { return };
     let dir = TempDir::new();
     let url = SecretString::from(throwaway.url.clone());
     let db = Database::connect(Some(&url), dir.path(), 2, Duration::from_secs(5)).await.unwrap();

@@ -30,6 +30,7 @@ use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use flowgate_common::secretbox::{self, SealKey};
 use flowgate_common::tasks::Tasks;
+use flowgate_db::text::opt_text;
 use flowgate_db::{Database, sqlx};
 use serde_json::{Value, json};
 
@@ -168,9 +169,9 @@ impl Conversations {
                 deployment: written.deployment.clone(),
             }));
         }
-        let row = sqlx::query(
+        let row = sqlx::query(&self.inner.database.sql(
             "SELECT sealed, deployment FROM stored_responses WHERE id = $1 AND tenant_id = $2 AND expires_at > $3",
-        )
+        ))
         .bind(id)
         .bind(tenant_id)
         .bind(flowgate_db::now_millis())
@@ -179,7 +180,7 @@ impl Conversations {
         .map_err(|e| storage_error(&e))?;
         let Some(row) = row else { return Ok(None) };
         let sealed: Vec<u8> = row.try_get("sealed").map_err(|e| storage_error(&e))?;
-        let deployment: Option<String> = row.try_get("deployment").map_err(|e| storage_error(&e))?;
+        let deployment = opt_text(&row, "deployment").map_err(|e| storage_error(&e))?;
         let opened = secretbox::open(&self.inner.seal, &sealed).map_err(|error| {
             tracing::error!(%error, id, "a stored response cannot be opened (was the server secret changed?)");
             ProxyError::Unavailable { message: "the stored response cannot be read".into(), retry_after_secs: None }
@@ -210,12 +211,13 @@ impl Conversations {
                 }
             }
         }
-        let done = sqlx::query("DELETE FROM stored_responses WHERE id = $1 AND tenant_id = $2")
-            .bind(id)
-            .bind(tenant_id)
-            .execute(self.inner.database.pool())
-            .await
-            .map_err(|e| storage_error(&e))?;
+        let done =
+            sqlx::query(&self.inner.database.sql("DELETE FROM stored_responses WHERE id = $1 AND tenant_id = $2"))
+                .bind(id)
+                .bind(tenant_id)
+                .execute(self.inner.database.pool())
+                .await
+                .map_err(|e| storage_error(&e))?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -283,7 +285,7 @@ impl Conversations {
         {
             return;
         }
-        if let Err(error) = sqlx::query("DELETE FROM stored_responses WHERE expires_at <= $1")
+        if let Err(error) = sqlx::query(&self.inner.database.sql("DELETE FROM stored_responses WHERE expires_at <= $1"))
             .bind(now)
             .execute(self.inner.database.pool())
             .await
@@ -328,8 +330,8 @@ impl Pending {
             let now = flowgate_db::now_millis();
             let expires = now.saturating_add(i64::try_from(store.inner.retention.as_millis()).unwrap_or(i64::MAX));
             let result = sqlx::query(
-                "INSERT INTO stored_responses (id, tenant_id, key_id, model, created_at, expires_at, sealed, deployment) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &store.inner.database.sql("INSERT INTO stored_responses (id, tenant_id, key_id, model, created_at, expires_at, sealed, deployment) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
             )
             .bind(&id)
             .bind(&self.tenant_id)

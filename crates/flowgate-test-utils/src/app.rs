@@ -72,6 +72,12 @@ impl TestAppBuilder {
     /// Uses the throwaway PostgreSQL database `db` instead of SQLite.
     #[must_use]
     pub fn postgres(self, db: &ThrowawayDb) -> Self {
+        self.database(db)
+    }
+
+    /// Uses the throwaway database `db` (PostgreSQL or MariaDB) instead of SQLite.
+    #[must_use]
+    pub fn database(self, db: &ThrowawayDb) -> Self {
         self.env("DATABASE_URL", &db.url)
     }
 

@@ -1,6 +1,6 @@
 //! Test helpers shared by Flowgate's integration tests: start the gateway in process on free ports
 //! ([`spawn_app`], feature `app`) or spawn the real `flowgate` binary and read where it listens
-//! ([`FlowgateProcess`]), create throwaway PostgreSQL databases and Redis key prefixes, and decide
+//! ([`FlowgateProcess`]), create throwaway PostgreSQL and MariaDB databases and Redis key prefixes, and decide
 //! whether a missing server skips a test (laptop) or fails it (`CI=true`).
 
 #![expect(
@@ -42,9 +42,23 @@ pub fn postgres_admin_url() -> String {
     std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
+/// MariaDB/MySQL server URL for tests (`TEST_MYSQL_URL`, default the local MariaDB as root).
+pub fn mysql_admin_url() -> String {
+    std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/mysql".to_owned())
+}
+
 /// Redis URL for tests (`TEST_REDIS_URL`, default the local server).
 pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A database server engine tests can make throwaway databases on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// PostgreSQL ([`postgres_admin_url`]).
+    Postgres,
+    /// MariaDB or MySQL ([`mysql_admin_url`]).
+    MySql,
 }
 
 /// A database created for one test, dropped by [`ThrowawayDb::drop_db`].
@@ -55,9 +69,42 @@ pub struct ThrowawayDb {
     /// Its name.
     pub name: String,
     admin_url: String,
+    engine: Engine,
 }
 
 impl ThrowawayDb {
+    /// Creates a fresh database on `engine`, or returns `None` (skip) when the server is
+    /// unreachable outside CI.
+    pub async fn create_on(engine: Engine) -> Option<Self> {
+        match engine {
+            Engine::Postgres => Self::create().await,
+            Engine::MySql => Self::create_mysql().await,
+        }
+    }
+
+    /// Creates a fresh MariaDB/MySQL database (utf8mb4), or returns `None` (skip) when the
+    /// server is unreachable outside CI.
+    pub async fn create_mysql() -> Option<Self> {
+        use sqlx::{Connection, Executor};
+        let admin_url = mysql_admin_url();
+        let connecting = sqlx::MySqlConnection::connect(&admin_url);
+        let mut conn = match tokio::time::timeout(Duration::from_secs(5), connecting).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(error)) => return missing("MariaDB", &error).map(|n| match n {}),
+            Err(error) => return missing("MariaDB", &error).map(|n| match n {}),
+        };
+        let name = format!("flowgate_test_{}", uuid::Uuid::new_v4().simple());
+        let sql = format!("CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin");
+        conn.execute(sql.as_str()).await.expect("create throwaway database");
+        let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
+        Some(Self { url: format!("{base}/{name}"), name, admin_url, engine: Engine::MySql })
+    }
+
+    /// The engine the database is on.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
     /// Creates a fresh database, or returns `None` (skip) when PostgreSQL is unreachable outside CI.
     pub async fn create() -> Option<Self> {
         use sqlx::{Connection, Executor};
@@ -71,12 +118,18 @@ impl ThrowawayDb {
         let name = format!("flowgate_test_{}", uuid::Uuid::new_v4().simple());
         conn.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create throwaway database");
         let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
-        Some(Self { url: format!("{base}/{name}"), name, admin_url })
+        Some(Self { url: format!("{base}/{name}"), name, admin_url, engine: Engine::Postgres })
     }
 
     /// Drops the database (best effort).
     pub async fn drop_db(self) {
         use sqlx::{Connection, Executor};
+        if self.engine == Engine::MySql {
+            if let Ok(mut conn) = sqlx::MySqlConnection::connect(&self.admin_url).await {
+                let _ = conn.execute(format!("DROP DATABASE IF EXISTS {}", self.name).as_str()).await;
+            }
+            return;
+        }
         if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin_url).await {
             let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
             let _ = conn.execute(sql.as_str()).await;

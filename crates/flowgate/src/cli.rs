@@ -126,10 +126,18 @@ pub enum Mode {
     Migrate,
     /// `all`
     All,
+    /// `http` (ScaiGrid's name): the HTTP-facing services, proxy and api-server, in one process.
+    Http,
+    /// `grpc` (ScaiGrid's name): the gRPC services, compliance and policy, in one process.
+    Grpc,
 }
 
 /// Valid values of `SERVICE_TYPE`, for error messages.
-pub const VALID_MODES: &str = "proxy, api-server, compliance, policy (alias policy-perfect), worker, migrate, all";
+pub const VALID_MODES: &str =
+    "proxy, api-server, compliance, policy (alias policy-perfect), worker, migrate, all; ScaiGrid's http, grpc";
+
+/// ScaiGrid's mode that has no counterpart here.
+const BUNKER_PROXY: &str = "bunker_proxy";
 
 impl Mode {
     /// Parses a `SERVICE_TYPE` value.
@@ -142,6 +150,11 @@ impl Mode {
             "worker" => Ok(Self::Worker),
             "migrate" => Ok(Self::Migrate),
             "all" => Ok(Self::All),
+            "http" => Ok(Self::Http),
+            "grpc" => Ok(Self::Grpc),
+            BUNKER_PROXY => Err(format!(
+                "mode `{BUNKER_PROXY}` is ScaiGrid's bunker proxy, which is not part of Flowgate; valid modes: {VALID_MODES}"
+            )),
             other => Err(format!("unknown mode `{other}`; valid modes: {VALID_MODES}")),
         }
     }
@@ -156,6 +169,8 @@ impl Mode {
             Self::Worker => "worker",
             Self::Migrate => "migrate",
             Self::All => "all",
+            Self::Http => "http",
+            Self::Grpc => "grpc",
         }
     }
 }
@@ -238,6 +253,15 @@ mod tests {
         assert_eq!(action(&["policy-perfect"], &[]), Ok(Action::Run(Mode::Policy)));
         assert_eq!(action(&[], &[("SCAIGRID_MODE", "worker")]), Ok(Action::Run(Mode::Worker)));
         assert_eq!(action(&["worker"], &[]), Ok(Action::Run(Mode::Worker)));
+    }
+
+    #[test]
+    fn scaigrid_mode_names_run_the_services_they_name() {
+        assert_eq!(action(&[], &[("SCAIGRID_MODE", "http")]), Ok(Action::Run(Mode::Http)));
+        assert_eq!(action(&[], &[("SCAIGRID_MODE", "grpc")]), Ok(Action::Run(Mode::Grpc)));
+        assert_eq!(action(&[], &[("SCAIGRID_MODE", "migrate")]), Ok(Action::Run(Mode::Migrate)));
+        let error = action(&[], &[("SCAIGRID_MODE", "bunker_proxy")]).unwrap_err();
+        assert!(error.starts_with("SCAIGRID_MODE: ") && error.contains("not part of Flowgate"), "{error}");
     }
 
     #[test]

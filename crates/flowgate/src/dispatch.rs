@@ -180,6 +180,16 @@ pub(crate) async fn run(mode: Mode, settings: Settings) -> anyhow::Result<()> {
             let all = AllInOne::build(&settings).await?;
             all.spawn_into(&mut services, &shutdown);
         }
+        Mode::Http => {
+            let (proxy, api) = http_services(&settings, metrics).await?;
+            services.spawn(run_service(flowgate_proxy::SERVICE, proxy.run_until_stopped(shutdown.clone())));
+            services.spawn(run_service(flowgate_api_server::SERVICE, api.run_until_stopped(shutdown.clone())));
+        }
+        Mode::Grpc => {
+            let (compliance, policy) = grpc_services(&settings, metrics).await?;
+            services.spawn(run_service(flowgate_compliance::SERVICE, compliance.run_until_stopped(shutdown.clone())));
+            services.spawn(run_service(flowgate_policy::SERVICE, policy.run_until_stopped(shutdown.clone())));
+        }
         Mode::Migrate => unreachable_migrate(),
     }
 
@@ -190,6 +200,72 @@ pub(crate) async fn run(mode: Mode, settings: Settings) -> anyhow::Result<()> {
 
 fn worker_deps(database: Database, shared: SharedState, metrics: Metrics) -> flowgate_worker::Dependencies {
     flowgate_worker::Dependencies { database, shared, metrics, clock: flowgate_worker::system_clock() }
+}
+
+/// ScaiGrid's `http` mode: the api-server and the proxy in one process on their own ports, over
+/// one database pool and one shared state; the proxy resolves keys through the api-server in
+/// process and calls compliance and policy over gRPC (`grpc` mode). Never migrates.
+async fn http_services(
+    settings: &Settings,
+    metrics: Metrics,
+) -> anyhow::Result<(flowgate_proxy::Application, flowgate_api_server::Application)> {
+    let database = connect_database(settings).await?;
+    migrate::check_current(&database).await?;
+    let hasher = KeyHasher::new(&hash_secret(settings, false)?);
+    let token = internal_token(settings, false)?;
+    let shared = SharedState::new(settings.redis.url.as_ref(), &settings.redis.prefix)?;
+    let api = flowgate_api_server::Application::build(
+        settings,
+        flowgate_api_server::Dependencies {
+            database: database.clone(),
+            shared: shared.clone(),
+            hasher: hasher.clone(),
+            admin_key: admin_key(settings, false)?,
+            internal_token: token.clone(),
+            metrics: metrics.clone(),
+        },
+    )
+    .await?;
+    let timeout = grpc_timeout(settings);
+    let deps = flowgate_proxy::Dependencies {
+        database,
+        shared,
+        keys: Peer::Local(Arc::new(api.key_resolver())),
+        hasher,
+        compliance: Peer::remote(&settings.proxy.compliance_url, timeout, &token)?,
+        policy: Peer::remote(&settings.proxy.policy_url, timeout, &token)?,
+        metrics,
+    };
+    let proxy = flowgate_proxy::Application::build(settings, deps).await?;
+    Ok((proxy, api))
+}
+
+/// ScaiGrid's `grpc` mode: compliance and policy in one process on their own ports.
+async fn grpc_services(
+    settings: &Settings,
+    metrics: Metrics,
+) -> anyhow::Result<(flowgate_compliance::Application, flowgate_policy::Application)> {
+    let database = connect_database(settings).await?;
+    let shared = SharedState::new(settings.redis.url.as_ref(), &settings.redis.prefix)?;
+    let admin = admin_key(settings, false)?;
+    let token = internal_token(settings, false)?;
+    let compliance = flowgate_compliance::Application::build(
+        settings,
+        flowgate_compliance::Dependencies {
+            database: database.clone(),
+            shared: shared.clone(),
+            admin_key: admin.clone(),
+            internal_token: token.clone(),
+            metrics: metrics.clone(),
+        },
+    )
+    .await?;
+    let policy = flowgate_policy::Application::build(
+        settings,
+        flowgate_policy::Dependencies { database, shared, admin_key: admin, internal_token: token, metrics },
+    )
+    .await?;
+    Ok((compliance, policy))
 }
 
 /// Waits for every service task; the first one that fails (or stops without being asked) cancels
@@ -365,7 +441,8 @@ pub(crate) async fn healthcheck(settings: &Settings, mode: Option<Mode>) -> Exit
         Mode::Compliance => settings.compliance.port,
         Mode::Policy => settings.policy.port,
         Mode::Worker => settings.worker.port,
-        Mode::Proxy | Mode::All | Mode::Migrate => settings.proxy.port,
+        Mode::Grpc => settings.compliance.port,
+        Mode::Proxy | Mode::All | Mode::Migrate | Mode::Http => settings.proxy.port,
     };
     let probe = async {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;

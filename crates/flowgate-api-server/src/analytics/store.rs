@@ -8,6 +8,7 @@
 use flowgate_contracts::rollups::{FROM_MARK, HOUR_MS, WATERMARK};
 use flowgate_db::Database;
 use flowgate_db::sqlx::{self, Row};
+use flowgate_db::text::{opt_text, text};
 use futures_util::TryStreamExt;
 
 use super::model::{DeploymentTotals, GroupBy, MAX_GROUPS, SpendItem, day_label};
@@ -32,7 +33,7 @@ fn raw_select(group_by: GroupBy) -> &'static str {
             "SELECT COALESCE(model_used, model_requested) AS grp, 1 AS requests, prompt_tokens, completion_tokens, cost_nanos FROM audit_records WHERE 1 = 1"
         }
         GroupBy::Day => {
-            "SELECT (ts / 86400000) AS grp, 1 AS requests, prompt_tokens, completion_tokens, cost_nanos FROM audit_records WHERE 1 = 1"
+            "SELECT (ts - ts % 86400000) AS grp, 1 AS requests, prompt_tokens, completion_tokens, cost_nanos FROM audit_records WHERE 1 = 1"
         }
     }
 }
@@ -50,7 +51,7 @@ fn rollup_select(group_by: GroupBy) -> &'static str {
             "SELECT COALESCE(model_used, model_requested) AS grp, requests, prompt_tokens, completion_tokens, cost_nanos FROM spend_rollups WHERE hour_start >= "
         }
         GroupBy::Day => {
-            "SELECT (hour_start / 86400000) AS grp, requests, prompt_tokens, completion_tokens, cost_nanos FROM spend_rollups WHERE hour_start >= "
+            "SELECT (hour_start - hour_start % 86400000) AS grp, requests, prompt_tokens, completion_tokens, cost_nanos FROM spend_rollups WHERE hour_start >= "
         }
     }
 }
@@ -65,7 +66,7 @@ fn order_and_limit(sql: &mut Sql, group_by: GroupBy) {
 
 /// The rolled-up hours `[from, until)`: audit records in them are summed in `spend_rollups`.
 async fn rolled_range(db: &Database) -> Result<Option<(i64, i64)>, sqlx::Error> {
-    let rows = sqlx::query("SELECT name, value FROM worker_state WHERE name = $1 OR name = $2")
+    let rows = sqlx::query(&db.sql("SELECT name, value FROM worker_state WHERE name = $1 OR name = $2"))
         .bind(FROM_MARK)
         .bind(WATERMARK)
         .fetch_all(db.pool())
@@ -113,12 +114,13 @@ pub(crate) async fn spend_rows(
     } else {
         None
     };
-    let mut sql = Sql::new(
-        "SELECT grp, CAST(SUM(requests) AS BIGINT) AS requests, \
-         CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt_tokens, \
-         CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion_tokens, \
-         CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cost_nanos FROM (",
-    );
+    let bigint = db.dialect().bigint();
+    let mut sql = Sql::new(&format!(
+        "SELECT grp, CAST(SUM(requests) AS {bigint}) AS requests, \
+         CAST(COALESCE(SUM(prompt_tokens), 0) AS {bigint}) AS prompt_tokens, \
+         CAST(COALESCE(SUM(completion_tokens), 0) AS {bigint}) AS completion_tokens, \
+         CAST(COALESCE(SUM(cost_nanos), 0) AS {bigint}) AS cost_nanos FROM ("
+    ));
     match rolled {
         None => {
             sql.push(raw_select(group_by));
@@ -135,13 +137,13 @@ pub(crate) async fn spend_rows(
     }
     sql.push(") AS spend");
     order_and_limit(&mut sql, group_by);
-    let rows = sql.query().fetch_all(db.pool()).await?;
+    let rows = sql.query(db).fetch_all(db.pool()).await?;
     rows.iter()
         .map(|row| {
             let group = if group_by == GroupBy::Day {
-                row.try_get::<Option<i64>, _>("grp")?.map(day_label)
+                row.try_get::<Option<i64>, _>("grp")?.map(|start| day_label(start.div_euclid(86_400_000)))
             } else {
-                row.try_get::<Option<String>, _>("grp")?
+                opt_text(row, "grp")?
             };
             let cost_nanos: i64 = row.try_get("cost_nanos")?;
             Ok(SpendItem {
@@ -159,19 +161,20 @@ pub(crate) async fn spend_rows(
 /// Request and error counts per deployment between `from` and `to` (unix milliseconds), by
 /// deployment name.
 pub(crate) async fn deployment_totals(db: &Database, from: i64, to: i64) -> Result<Vec<DeploymentTotals>, sqlx::Error> {
-    let mut sql = Sql::new(
+    let mut sql = Sql::new(&format!(
         "SELECT deployment, MAX(provider) AS provider, MAX(model_used) AS model, COUNT(*) AS requests, \
-         CAST(COALESCE(SUM(CASE WHEN status >= 500 OR error_code IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT) \
+         CAST(COALESCE(SUM(CASE WHEN status >= 500 OR error_code IS NOT NULL THEN 1 ELSE 0 END), 0) AS {}) \
          AS errors FROM audit_records WHERE deployment IS NOT NULL AND ts >= ",
-    );
+        db.dialect().bigint()
+    ));
     sql.int(from).push(" AND ts <= ").int(to).push(" GROUP BY deployment ORDER BY deployment");
-    let rows = sql.query().fetch_all(db.pool()).await?;
+    let rows = sql.query(db).fetch_all(db.pool()).await?;
     rows.iter()
         .map(|row| {
             Ok(DeploymentTotals {
-                deployment: row.try_get("deployment")?,
-                provider: row.try_get("provider")?,
-                model: row.try_get("model")?,
+                deployment: text(row, "deployment")?,
+                provider: opt_text(row, "provider")?,
+                model: opt_text(row, "model")?,
                 requests: row.try_get("requests")?,
                 errors: row.try_get("errors")?,
             })
@@ -190,7 +193,7 @@ pub(crate) async fn latencies(
     let mut sql = Sql::new("SELECT latency_ms, upstream_latency_ms FROM audit_records WHERE deployment = ");
     sql.text(deployment).push(" AND ts >= ").int(from).push(" AND ts <= ").int(to);
     sql.push(" ORDER BY ts DESC LIMIT ").int(i64::try_from(MAX_SAMPLES).unwrap_or(i64::MAX));
-    let mut rows = sql.query().fetch(db.pool());
+    let mut rows = sql.query(db).fetch(db.pool());
     let (mut total, mut upstream) = (Vec::new(), Vec::new());
     while let Some(row) = rows.try_next().await? {
         if let Some(value) = float(&row, "latency_ms")?.filter(|v| v.is_finite()) {

@@ -4,6 +4,7 @@
 use flowgate_contracts::GuardrailKind as Kind;
 use flowgate_db::sqlx::any::AnyRow;
 use flowgate_db::sqlx::{self, Row};
+use flowgate_db::text::{opt_text, text};
 use flowgate_db::{Database, now_millis};
 
 use super::model::{GuardrailFields, GuardrailRow, StoredKind, stages_text};
@@ -12,7 +13,7 @@ use crate::fields::Change;
 use crate::sql::update_by;
 
 const COLUMNS: &str = "id, name, kind, description, stages, runtime_config, config_schema, default_on, fail_open, \
-     http_url, http_timeout_ms, CAST(CASE WHEN http_token_sealed IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_token, \
+     http_url, http_timeout_ms, CASE WHEN http_token_sealed IS NULL THEN 0 ELSE 1 END AS has_token, \
      created_at, updated_at";
 
 fn guardrail_row(row: &AnyRow) -> Result<GuardrailRow, sqlx::Error> {
@@ -20,13 +21,13 @@ fn guardrail_row(row: &AnyRow) -> Result<GuardrailRow, sqlx::Error> {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         kind: StoredKind::from_name(row.try_get("kind")?),
-        description: row.try_get("description")?,
-        stages: row.try_get("stages")?,
-        runtime_config: row.try_get("runtime_config")?,
-        config_schema: row.try_get("config_schema")?,
+        description: text(row, "description")?,
+        stages: text(row, "stages")?,
+        runtime_config: text(row, "runtime_config")?,
+        config_schema: text(row, "config_schema")?,
         default_on: row.try_get::<i64, _>("default_on")? != 0,
         fail_open: row.try_get::<i64, _>("fail_open")? != 0,
-        http_url: row.try_get("http_url")?,
+        http_url: opt_text(row, "http_url")?,
         http_timeout_ms: row.try_get("http_timeout_ms")?,
         has_token: row.try_get::<i64, _>("has_token")? != 0,
         created_at: row.try_get("created_at")?,
@@ -44,34 +45,40 @@ fn new_guardrail_id() -> String {
 /// were added.
 pub(crate) async fn seed_builtins(db: &Database) -> Result<u64, sqlx::Error> {
     let now = now_millis();
-    let mut inserted = 0;
+    // Counted, not summed from each insert's rows affected: MySQL reports a row left alone by
+    // the conflict clause as affected.
+    let count = || async {
+        sqlx::query("SELECT COUNT(*) AS n FROM guardrails").fetch_one(db.pool()).await?.try_get::<i64, _>("n")
+    };
+    let before = count().await?;
+    let sql = format!(
+        "INSERT INTO guardrails (id, name, kind, description, stages, runtime_config, config_schema, default_on, \
+         fail_open, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, $8, $9){}",
+        db.dialect().on_conflict_ignore(&["name"])
+    );
+    let sql = db.sql(&sql);
     for builtin in builtins() {
         let schema = kind_schema(builtin.kind).unwrap_or_default().to_string();
-        let result = sqlx::query(
-            "INSERT INTO guardrails (id, name, kind, description, stages, runtime_config, config_schema, default_on, \
-             fail_open, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, $8, $9) \
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(new_guardrail_id())
-        .bind(builtin.name)
-        .bind(builtin.kind.as_str())
-        .bind(builtin.description)
-        .bind(stages_text(builtin.stages))
-        .bind(builtin.runtime_config.to_string())
-        .bind(schema)
-        .bind(now)
-        .bind(now)
-        .execute(db.pool())
-        .await?;
-        inserted += result.rows_affected();
+        sqlx::query(&sql)
+            .bind(new_guardrail_id())
+            .bind(builtin.name)
+            .bind(builtin.kind.as_str())
+            .bind(builtin.description)
+            .bind(stages_text(builtin.stages))
+            .bind(builtin.runtime_config.to_string())
+            .bind(schema)
+            .bind(now)
+            .bind(now)
+            .execute(db.pool())
+            .await?;
     }
-    Ok(inserted)
+    Ok(u64::try_from(count().await? - before).unwrap_or(0))
 }
 
 /// The guardrail named `name`.
 pub(crate) async fn get_guardrail(db: &Database, name: &str) -> Result<Option<GuardrailRow>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM guardrails WHERE name = $1");
-    let found = sqlx::query(&sql).bind(name).fetch_optional(db.pool()).await?;
+    let found = sqlx::query(&db.sql(&sql)).bind(name).fetch_optional(db.pool()).await?;
     found.as_ref().map(guardrail_row).transpose()
 }
 
@@ -80,11 +87,11 @@ pub(crate) async fn list_guardrails(db: &Database, kind: Option<Kind>) -> Result
     let rows = match kind {
         Some(kind) => {
             let sql = format!("SELECT {COLUMNS} FROM guardrails WHERE kind = $1 ORDER BY name");
-            sqlx::query(&sql).bind(kind.as_str()).fetch_all(db.pool()).await?
+            sqlx::query(&db.sql(&sql)).bind(kind.as_str()).fetch_all(db.pool()).await?
         }
         None => {
             let sql = format!("SELECT {COLUMNS} FROM guardrails ORDER BY name");
-            sqlx::query(&sql).fetch_all(db.pool()).await?
+            sqlx::query(&db.sql(&sql)).fetch_all(db.pool()).await?
         }
     };
     rows.iter().map(guardrail_row).collect()
@@ -98,11 +105,11 @@ pub(crate) async fn insert_guardrail(
     sealed_token: Option<Vec<u8>>,
 ) -> Result<GuardrailRow, sqlx::Error> {
     let now = now_millis();
-    sqlx::query(
+    sqlx::query(&db.sql(
         "INSERT INTO guardrails (id, name, kind, description, stages, runtime_config, config_schema, default_on, \
          fail_open, http_url, http_timeout_ms, http_token_sealed, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-    )
+    ))
     .bind(new_guardrail_id())
     .bind(&fields.name)
     .bind(fields.kind.as_str())
@@ -136,6 +143,6 @@ pub(crate) async fn update_guardrail(
 
 /// Deletes the guardrail named `name`; false when there was none.
 pub(crate) async fn delete_guardrail(db: &Database, name: &str) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query("DELETE FROM guardrails WHERE name = $1").bind(name).execute(db.pool()).await?;
+    let result = sqlx::query(&db.sql("DELETE FROM guardrails WHERE name = $1")).bind(name).execute(db.pool()).await?;
     Ok(result.rows_affected() > 0)
 }

@@ -6,6 +6,7 @@
 
 use flowgate_db::sqlx::any::AnyRow;
 use flowgate_db::sqlx::{self, Row};
+use flowgate_db::text::text;
 use flowgate_db::{Database, now_millis};
 
 use super::model::{KeyFields, KeyRow, SpendRow};
@@ -27,15 +28,15 @@ fn key_row(row: &AnyRow) -> Result<KeyRow, sqlx::Error> {
         tpm: row.try_get("tpm")?,
         requests_per_hour: row.try_get("requests_per_hour")?,
         max_parallel_requests: row.try_get("max_parallel_requests")?,
-        allowed_models: row.try_get("allowed_models")?,
-        ip_allowlist: row.try_get("ip_allowlist")?,
+        allowed_models: text(row, "allowed_models")?,
+        ip_allowlist: text(row, "ip_allowlist")?,
         expires_at: row.try_get("expires_at")?,
-        metadata: row.try_get("metadata")?,
-        guardrail_policy: row.try_get("guardrail_policy")?,
-        mcp_servers: row.try_get("mcp_servers")?,
-        mcp_tools: row.try_get("mcp_tools")?,
-        mcp_denied_tools: row.try_get("mcp_denied_tools")?,
-        a2a_agents: row.try_get("a2a_agents")?,
+        metadata: text(row, "metadata")?,
+        guardrail_policy: text(row, "guardrail_policy")?,
+        mcp_servers: text(row, "mcp_servers")?,
+        mcp_tools: text(row, "mcp_tools")?,
+        mcp_denied_tools: text(row, "mcp_denied_tools")?,
+        a2a_agents: text(row, "a2a_agents")?,
         revoked_at: row.try_get("revoked_at")?,
         previous_key_expires_at: row.try_get("previous_key_expires_at")?,
         created_at: row.try_get("created_at")?,
@@ -52,12 +53,12 @@ pub(crate) async fn insert_key(
     fields: &KeyFields,
 ) -> Result<KeyRow, sqlx::Error> {
     let now = now_millis();
-    sqlx::query(
+    sqlx::query(&db.sql(
         "INSERT INTO virtual_keys (id, tenant_id, name, key_hash, budget_nanos, budget_period, rpm, tpm, \
          requests_per_hour, max_parallel_requests, allowed_models, ip_allowlist, expires_at, metadata, \
          guardrail_policy, mcp_servers, mcp_tools, mcp_denied_tools, a2a_agents, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
-    )
+    ))
     .bind(id)
     .bind(tenant_id)
     .bind(&fields.name)
@@ -87,7 +88,7 @@ pub(crate) async fn insert_key(
 /// The key with `id` (never its hashes).
 pub(crate) async fn get_key(db: &Database, id: &str) -> Result<Option<KeyRow>, sqlx::Error> {
     let sql = format!("SELECT {KEY_COLUMNS} FROM virtual_keys WHERE id = $1");
-    let row = sqlx::query(&sql).bind(id).fetch_optional(db.pool()).await?;
+    let row = sqlx::query(&db.sql(&sql)).bind(id).fetch_optional(db.pool()).await?;
     row.as_ref().map(key_row).transpose()
 }
 
@@ -106,7 +107,7 @@ pub(crate) async fn list_keys(
     page_clause(&mut conditions, &mut binds, cursor);
     let sql = select_page("virtual_keys", KEY_COLUMNS, &conditions, binds.len() + 1);
     binds.push(Bind::Int(Some(i64::from(limit) + 1)));
-    let rows = bind_all(sqlx::query(&sql), binds).fetch_all(db.pool()).await?;
+    let rows = bind_all(sqlx::query(&db.sql(&sql)), binds).fetch_all(db.pool()).await?;
     let mut keys = rows.iter().map(key_row).collect::<Result<Vec<_>, _>>()?;
     let more = keys.len() > limit as usize;
     keys.truncate(limit as usize);
@@ -124,12 +125,14 @@ pub(crate) async fn update_key(db: &Database, id: &str, changes: Vec<Change>) ->
 /// Marks a key revoked (keeping the first revocation time); `None` when there is no such key.
 pub(crate) async fn revoke_key(db: &Database, id: &str) -> Result<Option<KeyRow>, sqlx::Error> {
     let now = now_millis();
-    sqlx::query("UPDATE virtual_keys SET revoked_at = $1, updated_at = $2 WHERE id = $3 AND revoked_at IS NULL")
-        .bind(now)
-        .bind(now)
-        .bind(id)
-        .execute(db.pool())
-        .await?;
+    sqlx::query(
+        &db.sql("UPDATE virtual_keys SET revoked_at = $1, updated_at = $2 WHERE id = $3 AND revoked_at IS NULL"),
+    )
+    .bind(now)
+    .bind(now)
+    .bind(id)
+    .execute(db.pool())
+    .await?;
     get_key(db, id).await
 }
 
@@ -161,7 +164,7 @@ pub(crate) async fn rotate_key(
         "UPDATE virtual_keys SET previous_key_hash = NULL, previous_key_expires_at = $1, key_hash = $2, \
          updated_at = $3 WHERE id = $4 AND revoked_at IS NULL"
     };
-    let result = sqlx::query(sql)
+    let result = sqlx::query(&db.sql(sql))
         .bind(previous_expires_at)
         .bind(new_hash.to_vec())
         .bind(now)
@@ -177,22 +180,22 @@ pub(crate) async fn rotate_key(
 
 /// Deletes a key; `false` when there was no such key. Its spend rows stay, for reporting.
 pub(crate) async fn delete_key(db: &Database, id: &str) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query("DELETE FROM virtual_keys WHERE id = $1").bind(id).execute(db.pool()).await?;
+    let result = sqlx::query(&db.sql("DELETE FROM virtual_keys WHERE id = $1")).bind(id).execute(db.pool()).await?;
     Ok(result.rows_affected() > 0)
 }
 
 /// How many keys exist (revoked ones included).
 pub(crate) async fn count_keys(db: &Database) -> Result<i64, sqlx::Error> {
-    let row = sqlx::query("SELECT COUNT(*) AS n FROM virtual_keys").fetch_one(db.pool()).await?;
+    let row = sqlx::query(&db.sql("SELECT COUNT(*) AS n FROM virtual_keys")).fetch_one(db.pool()).await?;
     row.try_get("n")
 }
 
 /// Settled spend of a key in the period starting at `period_start` (zero when nothing is recorded).
 pub(crate) async fn key_spend(db: &Database, key_id: &str, period_start: i64) -> Result<SpendRow, sqlx::Error> {
-    let row = sqlx::query(
+    let row = sqlx::query(&db.sql(
         "SELECT spent_nanos, requests, prompt_tokens, completion_tokens FROM spend \
          WHERE key_id = $1 AND period_start = $2",
-    )
+    ))
     .bind(key_id)
     .bind(period_start)
     .fetch_optional(db.pool())

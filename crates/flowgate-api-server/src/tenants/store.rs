@@ -2,6 +2,7 @@
 
 use flowgate_db::sqlx::any::AnyRow;
 use flowgate_db::sqlx::{self, Row};
+use flowgate_db::text::text;
 use flowgate_db::{Database, now_millis};
 
 use super::model::{TenantFields, TenantRow};
@@ -20,13 +21,13 @@ fn tenant_row(row: &AnyRow) -> Result<TenantRow, sqlx::Error> {
         name: row.try_get("name")?,
         budget_nanos: row.try_get("budget_nanos")?,
         budget_period: row.try_get("budget_period")?,
-        guardrail_defaults: row.try_get("guardrail_defaults")?,
+        guardrail_defaults: text(row, "guardrail_defaults")?,
         store_prompts: row.try_get::<i64, _>("store_prompts")? != 0,
-        mcp_servers: row.try_get("mcp_servers")?,
-        mcp_tools: row.try_get("mcp_tools")?,
-        mcp_denied_tools: row.try_get("mcp_denied_tools")?,
-        a2a_agents: row.try_get("a2a_agents")?,
-        metadata: row.try_get("metadata")?,
+        mcp_servers: text(row, "mcp_servers")?,
+        mcp_tools: text(row, "mcp_tools")?,
+        mcp_denied_tools: text(row, "mcp_denied_tools")?,
+        a2a_agents: text(row, "a2a_agents")?,
+        metadata: text(row, "metadata")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -41,11 +42,11 @@ fn new_tenant_id() -> String {
 pub(crate) async fn insert_tenant(db: &Database, fields: &TenantFields) -> Result<TenantRow, sqlx::Error> {
     let id = new_tenant_id();
     let now = now_millis();
-    sqlx::query(
+    sqlx::query(&db.sql(
         "INSERT INTO tenants (id, name, budget_nanos, budget_period, guardrail_defaults, store_prompts, mcp_servers, \
          mcp_tools, mcp_denied_tools, a2a_agents, metadata, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-    )
+    ))
     .bind(&id)
     .bind(&fields.name)
     .bind(fields.budget_nanos)
@@ -67,24 +68,26 @@ pub(crate) async fn insert_tenant(db: &Database, fields: &TenantFields) -> Resul
 /// The tenant with `id`.
 pub(crate) async fn get_tenant(db: &Database, id: &str) -> Result<Option<TenantRow>, sqlx::Error> {
     let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1");
-    let row = sqlx::query(&sql).bind(id).fetch_optional(db.pool()).await?;
+    let row = sqlx::query(&db.sql(&sql)).bind(id).fetch_optional(db.pool()).await?;
     row.as_ref().map(tenant_row).transpose()
 }
 
 /// The tenant named `default`, created if missing (concurrent callers get the same one).
 pub(crate) async fn default_tenant(db: &Database) -> Result<TenantRow, sqlx::Error> {
     let now = now_millis();
-    sqlx::query(
-        "INSERT INTO tenants (id, name, created_at, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(new_tenant_id())
-    .bind(DEFAULT_TENANT)
-    .bind(now)
-    .bind(now)
-    .execute(db.pool())
-    .await?;
+    let sql = format!(
+        "INSERT INTO tenants (id, name, created_at, updated_at) VALUES ($1, $2, $3, $4){}",
+        db.dialect().on_conflict_ignore(&["name"])
+    );
+    sqlx::query(&db.sql(&sql))
+        .bind(new_tenant_id())
+        .bind(DEFAULT_TENANT)
+        .bind(now)
+        .bind(now)
+        .execute(db.pool())
+        .await?;
     let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE name = $1");
-    let row = sqlx::query(&sql).bind(DEFAULT_TENANT).fetch_one(db.pool()).await?;
+    let row = sqlx::query(&db.sql(&sql)).bind(DEFAULT_TENANT).fetch_one(db.pool()).await?;
     tenant_row(&row)
 }
 
@@ -98,7 +101,7 @@ pub(crate) async fn list_tenants(
     page_clause(&mut conditions, &mut binds, cursor);
     let sql = select_page("tenants", TENANT_COLUMNS, &conditions, binds.len() + 1);
     binds.push(Bind::Int(Some(i64::from(limit) + 1)));
-    let rows = bind_all(sqlx::query(&sql), binds).fetch_all(db.pool()).await?;
+    let rows = bind_all(sqlx::query(&db.sql(&sql)), binds).fetch_all(db.pool()).await?;
     let mut tenants = rows.iter().map(tenant_row).collect::<Result<Vec<_>, _>>()?;
     let more = tenants.len() > limit as usize;
     tenants.truncate(limit as usize);

@@ -384,16 +384,18 @@ const ROWS_PER_STATEMENT: usize = 256;
 /// bind parameter 15". Text parameters are `TEXT` whether NULL or not, integers are never NULL.
 const NULLABLE_DOUBLES: [&str; 2] = ["upstream_latency_ms", "ttft_ms"];
 
-/// A nullable double as the statement's parameter: always a double (see [`NULLABLE_DOUBLES`]).
-fn nullable_double(value: Option<f64>) -> f64 {
-    value.unwrap_or(f64::NAN)
+/// A nullable double as the statement's parameter: always a double where the engine turns NaN
+/// back into NULL (see [`NULLABLE_DOUBLES`]), else the value or NULL.
+fn nullable_double(value: Option<f64>, nan_for_null: bool) -> Option<f64> {
+    if nan_for_null { Some(value.unwrap_or(f64::NAN)) } else { value }
 }
 
-/// `INSERT ... VALUES (...), (...) ON CONFLICT (request_id) DO NOTHING` for `rows` rows, built
-/// from constants only. SQLite gets anonymous `?` parameters: it binds a numbered or named
-/// parameter by scanning the statement's parameter names, which makes binding a large statement
-/// quadratic; anonymous ones bind by position.
+/// `INSERT ... VALUES (...), (...)` for `rows` rows that leaves a row already present alone
+/// (`ON CONFLICT (request_id) DO NOTHING` or the engine's equivalent), built from constants
+/// only, with the engine's placeholders ([`flowgate_db::Dialect::placeholder`]).
 fn insert_sql(backend: flowgate_db::Backend, rows: usize) -> String {
+    let dialect = backend.dialect();
+    let nan_for_null = dialect.nan_for_null_doubles();
     let mut sql = format!("INSERT INTO audit_records ({}) VALUES ", AUDIT_COLUMNS.join(", "));
     let mut number = 0;
     for row in 0..rows {
@@ -406,24 +408,18 @@ fn insert_sql(backend: flowgate_db::Backend, rows: usize) -> String {
                 sql.push_str(", ");
             }
             number += 1;
-            let nullable_double = NULLABLE_DOUBLES.contains(column);
+            let nullable_double = nan_for_null && NULLABLE_DOUBLES.contains(column);
             if nullable_double {
                 sql.push_str("NULLIF(");
             }
-            match backend {
-                flowgate_db::Backend::Sqlite => sql.push('?'),
-                flowgate_db::Backend::Postgres => {
-                    sql.push('$');
-                    sql.push_str(&number.to_string());
-                }
-            }
+            dialect.placeholder(number, &mut sql);
             if nullable_double {
                 sql.push_str(", 'NaN')");
             }
         }
         sql.push(')');
     }
-    sql.push_str(" ON CONFLICT (request_id) DO NOTHING");
+    sql.push_str(&dialect.on_conflict_ignore(&["request_id"]));
     sql
 }
 
@@ -440,7 +436,22 @@ fn statement_sizes(mut rows: usize) -> impl Iterator<Item = usize> {
     })
 }
 
+/// Most rows one transaction writes: a Galera cluster certifies a transaction's whole write set
+/// at once, so a replayed spool of many thousand records is committed in pieces of this size,
+/// far under `wsrep_max_ws_rows` / `wsrep_max_ws_size`.
+const ROWS_PER_TRANSACTION: usize = 4 * ROWS_PER_STATEMENT;
+
+/// Inserts `records`, up to [`ROWS_PER_TRANSACTION`] per transaction, each run again when the
+/// engine reports a conflict (a deadlock, a Galera certification failure): rows already present
+/// are left alone, so neither a retry nor a second attempt after a failed piece writes one twice.
 async fn insert(database: &Database, records: &[AuditRecord]) -> Result<(), sqlx::Error> {
+    for piece in records.chunks(ROWS_PER_TRANSACTION) {
+        database.retry(|| insert_once(database, piece)).await?;
+    }
+    Ok(())
+}
+
+async fn insert_once(database: &Database, records: &[AuditRecord]) -> Result<(), sqlx::Error> {
     // One transaction per batch: one commit (and fsync) however many statements it takes.
     let mut conn = database.pool().acquire().await?;
     sqlx::query("BEGIN").execute(&mut *conn).await?;
@@ -475,6 +486,7 @@ async fn insert_chunks(
     conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
     records: &[AuditRecord],
 ) -> Result<(), sqlx::Error> {
+    let nan_for_null = backend.dialect().nan_for_null_doubles();
     let mut rest = records;
     for size in statement_sizes(records.len()) {
         let (chunk, next) = rest.split_at(size);
@@ -501,8 +513,8 @@ async fn insert_chunks(
                 .bind(r.status)
                 .bind(r.error_code.as_deref())
                 .bind(r.latency_ms)
-                .bind(nullable_double(r.upstream_latency_ms))
-                .bind(nullable_double(r.ttft_ms))
+                .bind(nullable_double(r.upstream_latency_ms, nan_for_null))
+                .bind(nullable_double(r.ttft_ms, nan_for_null))
                 .bind(r.prompt_tokens)
                 .bind(r.completion_tokens)
                 .bind(r.cost_nanos)

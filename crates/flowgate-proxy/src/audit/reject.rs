@@ -29,35 +29,16 @@ pub(crate) enum Failure {
 pub(crate) fn classify(backend: Backend, error: &sqlx::Error) -> Failure {
     match error {
         sqlx::Error::Database(error) => {
-            let code = error.code();
-            let rejected = match backend {
-                Backend::Postgres => code.as_deref().is_some_and(postgres_rejects),
-                Backend::Sqlite => code.as_deref().and_then(|code| code.parse().ok()).is_some_and(sqlite_rejects),
-            };
-            if rejected { Failure::Rejected } else { Failure::Unavailable }
+            if backend.dialect().rejects_data(error.as_ref()) {
+                Failure::Rejected
+            } else {
+                Failure::Unavailable
+            }
         }
         // A value the driver cannot encode: the record, not the database.
         sqlx::Error::Encode(_) => Failure::Rejected,
         _ => Failure::Unavailable,
     }
-}
-
-/// PostgreSQL errors caused by the data written (SQLSTATE): class 22, data exception (`22021`
-/// invalid byte sequence, `22001` value too long, `22P03` invalid binary representation, ...);
-/// class 23, integrity constraint violation (check, not-null, foreign key, exclusion); `54000`,
-/// program limit exceeded (an index row too large); `P0001`, raised by a trigger. Anything else
-/// (connection exceptions `08`, insufficient resources `53`, operator intervention `57`, a
-/// missing table or privilege `42`, serialization failures `40`) is the database's state.
-fn postgres_rejects(code: &str) -> bool {
-    code.starts_with("22") || code.starts_with("23") || code == "54000" || code == "P0001"
-}
-
-/// SQLite errors caused by the data written (primary result code of the extended code):
-/// `SQLITE_TOOBIG` (18), `SQLITE_CONSTRAINT` (19, a trigger's `RAISE(ABORT)` included) and
-/// `SQLITE_MISMATCH` (20). `SQLITE_BUSY`, `SQLITE_LOCKED`, `SQLITE_FULL`, `SQLITE_IOERR`,
-/// `SQLITE_READONLY` and the rest are the database's state.
-fn sqlite_rejects(code: i32) -> bool {
-    matches!(code & 0xff, 18..=20)
 }
 
 /// One line of the dead-letter file.
@@ -113,20 +94,6 @@ mod tests {
 
     #[test]
     fn data_errors_are_rejections_and_the_rest_outages() {
-        for code in ["22021", "22001", "22P03", "23514", "23502", "54000", "P0001"] {
-            assert!(postgres_rejects(code), "{code}");
-        }
-        for code in ["08006", "08001", "53100", "53300", "57P01", "57P03", "42P01", "42501", "40001", "XX000"] {
-            assert!(!postgres_rejects(code), "{code}");
-        }
-        // SQLITE_TOOBIG, SQLITE_CONSTRAINT_CHECK, SQLITE_CONSTRAINT_TRIGGER, SQLITE_MISMATCH.
-        for code in [18, 275, 1811, 20] {
-            assert!(sqlite_rejects(code), "{code}");
-        }
-        // SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR_WRITE, SQLITE_FULL, SQLITE_ERROR.
-        for code in [5, 6, 8, 778, 13, 1] {
-            assert!(!sqlite_rejects(code), "{code}");
-        }
         assert_eq!(classify(Backend::Postgres, &sqlx::Error::PoolTimedOut), Failure::Unavailable);
         assert_eq!(classify(Backend::Sqlite, &sqlx::Error::PoolClosed), Failure::Unavailable);
         let io = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));

@@ -87,8 +87,10 @@ async fn an_overloaded_queue_spills_to_disk_and_loses_nothing() {
     // Debug builds on a loaded 2-core machine have taken over 30 s to write the 70,007 rows.
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let count = loop {
-        let count: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM audit_records").fetch_one(database.pool()).await.unwrap();
+        let count: i64 = sqlx::query_scalar(&database.sql("SELECT COUNT(*) FROM audit_records"))
+            .fetch_one(database.pool())
+            .await
+            .unwrap();
         if usize::try_from(count).unwrap() == total || std::time::Instant::now() > deadline {
             break count;
         }
@@ -129,10 +131,11 @@ async fn half_written_overflow_files_are_not_replayed_early_and_are_recovered_af
         &Tasks::default(),
     );
     sink.flush().await;
-    let ids: Vec<String> = sqlx::query_scalar("SELECT request_id FROM audit_records ORDER BY request_id")
-        .fetch_all(database.pool())
-        .await
-        .unwrap();
+    let ids: Vec<String> =
+        sqlx::query_scalar(&database.sql("SELECT request_id FROM audit_records ORDER BY request_id"))
+            .fetch_all(database.pool())
+            .await
+            .unwrap();
     assert_eq!(ids, vec!["p0", "p1"]);
     assert!(spill_files(&spool_dir).is_empty() && !part.exists(), "nothing left behind");
     let _ = std::fs::remove_dir_all(dir);
@@ -147,8 +150,13 @@ fn nullable_doubles_are_bound_as_doubles_and_turned_back_into_null() {
     for column in NULLABLE_DOUBLES {
         assert!(AUDIT_COLUMNS.contains(&column), "{column}");
     }
-    assert!(nullable_double(None).is_nan());
-    assert_eq!(nullable_double(Some(12.5)).to_bits(), 12.5_f64.to_bits());
+    assert!(nullable_double(None, true).is_some_and(f64::is_nan));
+    assert_eq!(nullable_double(Some(12.5), true).map(f64::to_bits), Some(12.5_f64.to_bits()));
+    assert_eq!(nullable_double(None, false), None);
+    let sql = insert_sql(flowgate_db::Backend::MySql, 1);
+    assert!(!sql.contains("NULLIF") && !sql.contains('$'), "{sql}");
+    assert_eq!(sql.matches('?').count(), AUDIT_COLUMNS.len());
+    assert!(sql.ends_with("ON DUPLICATE KEY UPDATE request_id = request_id"), "{sql}");
 }
 
 /// A migrated database of `backend` in `dir`, and the throwaway PostgreSQL database behind it;
@@ -162,6 +170,10 @@ async fn database(
         flowgate_db::Backend::Sqlite => (None, None),
         flowgate_db::Backend::Postgres => {
             let db = flowgate_test_utils::ThrowawayDb::create().await?;
+            (Some(secrecy::SecretString::from(db.url.clone())), Some(db))
+        }
+        flowgate_db::Backend::MySql => {
+            let db = flowgate_test_utils::ThrowawayDb::create_mysql().await?;
             (Some(secrecy::SecretString::from(db.url.clone())), Some(db))
         }
     };
@@ -197,11 +209,12 @@ async fn null_then_value(backend: flowgate_db::Backend) {
     insert(&database, &[with("b", Some(12.25))]).await.unwrap();
     insert(&database, &[with("c", Some(0.0)), with("d", None)]).await.unwrap();
     insert(&database, &[with("e", None), with("f", Some(1e-3))]).await.unwrap();
-    let rows: Vec<(String, Option<f64>, Option<f64>)> =
-        sqlx::query_as("SELECT request_id, upstream_latency_ms, ttft_ms FROM audit_records ORDER BY request_id")
-            .fetch_all(database.pool())
-            .await
-            .unwrap();
+    let rows: Vec<(String, Option<f64>, Option<f64>)> = sqlx::query_as(
+        &database.sql("SELECT request_id, upstream_latency_ms, ttft_ms FROM audit_records ORDER BY request_id"),
+    )
+    .fetch_all(database.pool())
+    .await
+    .unwrap();
     let expected = [("a", None), ("b", Some(12.25)), ("c", Some(0.0)), ("d", None), ("e", None), ("f", Some(1e-3))];
     let expected: Vec<(String, Option<f64>, Option<f64>)> =
         expected.iter().map(|(id, v)| ((*id).to_owned(), *v, v.map(|v| v * 2.0))).collect();
@@ -221,6 +234,11 @@ async fn a_null_never_changes_a_statement_parameter_types_on_postgres() {
 #[tokio::test]
 async fn a_null_never_changes_a_statement_parameter_types_on_sqlite() {
     null_then_value(flowgate_db::Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_null_never_changes_a_statement_parameter_types_on_mariadb() {
+    null_then_value(flowgate_db::Backend::MySql).await;
 }
 
 /// Incompressible text: PostgreSQL cannot fit it in a btree index row (`54000`).
@@ -253,14 +271,20 @@ async fn poison_among_good_records(backend: flowgate_db::Backend) {
             "CREATE TRIGGER refuse_poison BEFORE INSERT ON audit_records WHEN NEW.model_requested = 'poison' \
              BEGIN SELECT RAISE(ABORT, 'poison records are refused'); END"
         }
+        flowgate_db::Backend::MySql => {
+            "ALTER TABLE audit_records ADD CONSTRAINT refuse_poison \
+             CHECK (model_requested IS NULL OR model_requested <> 'poison')"
+        }
     };
-    sqlx::query(rule).execute(database.pool()).await.unwrap();
+    sqlx::query(&database.sql(rule)).execute(database.pool()).await.unwrap();
     let postgres = backend == flowgate_db::Backend::Postgres;
-    // What this database refuses: the rule on both; on PostgreSQL also a NUL and an index row
-    // too large (SQLite stores both).
+    let mysql = backend == flowgate_db::Backend::MySql;
+    // What this database refuses: the rule on all; on PostgreSQL also a NUL and an index row
+    // too large, on MariaDB a key id longer than its column (SQLite stores all of them).
     let refused = |r: &AuditRecord| {
         r.model_requested.as_deref() == Some("poison")
             || (postgres && (r.model_requested.as_deref().is_some_and(|m| m.contains('\0')) || r.key_id.is_some()))
+            || (mysql && r.key_id.is_some())
     };
     let spool_dir = dir.join("audit-spool");
     let spooled: Vec<AuditRecord> = (0..6)
@@ -293,11 +317,22 @@ async fn poison_among_good_records(backend: flowgate_db::Backend) {
     let mut bad: Vec<String> = all.iter().filter(|r| refused(r)).map(|r| r.request_id.clone()).collect();
     good.sort();
     bad.sort();
-    assert_eq!(bad.len(), if postgres { 7 } else { 4 }, "{bad:?}");
-    let stored: Vec<String> = sqlx::query_scalar("SELECT request_id FROM audit_records ORDER BY request_id")
-        .fetch_all(database.pool())
-        .await
-        .unwrap();
+    assert_eq!(
+        bad.len(),
+        if postgres {
+            7
+        } else if mysql {
+            5
+        } else {
+            4
+        },
+        "{bad:?}"
+    );
+    let stored: Vec<String> =
+        sqlx::query_scalar(&database.sql("SELECT request_id FROM audit_records ORDER BY request_id"))
+            .fetch_all(database.pool())
+            .await
+            .unwrap();
     assert_eq!(stored, good, "every good record is in the table");
 
     let text = std::fs::read_to_string(spool_dir.join(reject::DEAD_LETTER_FILE)).unwrap();
@@ -320,10 +355,11 @@ async fn poison_among_good_records(backend: flowgate_db::Backend) {
     // The writer is not stuck: later records go straight in.
     sink.record(record("z-later", "m"));
     sink.flush().await;
-    let later: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_records WHERE request_id = 'z-later'")
-        .fetch_one(database.pool())
-        .await
-        .unwrap();
+    let later: i64 =
+        sqlx::query_scalar(&database.sql("SELECT COUNT(*) FROM audit_records WHERE request_id = 'z-later'"))
+            .fetch_one(database.pool())
+            .await
+            .unwrap();
     assert_eq!(later, 1);
     database.pool().close().await;
     if let Some(db) = throwaway {
@@ -340,6 +376,11 @@ async fn refused_records_go_to_the_dead_letter_file_and_good_ones_to_the_table_o
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_records_go_to_the_dead_letter_file_and_good_ones_to_the_table_on_sqlite() {
     poison_among_good_records(flowgate_db::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_records_go_to_the_dead_letter_file_and_good_ones_to_the_table_on_mariadb() {
+    poison_among_good_records(flowgate_db::Backend::MySql).await;
 }
 
 /// An unavailable database is never taken for a refusal: everything is spooled, nothing is
@@ -365,7 +406,10 @@ async fn an_unavailable_database_spools_and_never_dead_letters() {
     let metrics = flowgate_common::metrics::Metrics::default();
     let sink = AuditSink::start(database.clone(), spool_dir.clone(), true, &metrics, &Tasks::default());
     sink.flush().await;
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_records").fetch_one(database.pool()).await.unwrap();
+    let count: i64 = sqlx::query_scalar(&database.sql("SELECT COUNT(*) FROM audit_records"))
+        .fetch_one(database.pool())
+        .await
+        .unwrap();
     assert_eq!(count, 5);
     assert!(!Spool::new(&spool_dir).exists());
     let _ = std::fs::remove_dir_all(dir);

@@ -12,6 +12,7 @@ use flowgate_common::tasks::Tasks;
 use flowgate_contracts::channels::GUARDRAILS_CHANGED;
 use flowgate_contracts::{GuardrailKind, GuardrailStage};
 use flowgate_db::sqlx::{self, Row};
+use flowgate_db::text::{opt_text, text};
 use flowgate_db::{Database, Notification, SharedState};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -62,15 +63,15 @@ impl std::fmt::Debug for Catalog {
 
 async fn load(database: &Database, seal: &SealKey) -> Result<HashMap<String, Arc<Guardrail>>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT name, kind, stages, runtime_config, default_on, fail_open, http_url, http_timeout_ms, http_token_sealed FROM guardrails",
+        &database.sql("SELECT name, kind, stages, runtime_config, default_on, fail_open, http_url, http_timeout_ms, http_token_sealed FROM guardrails")
     )
     .fetch_all(database.pool())
     .await?;
     let mut entries = HashMap::new();
     for row in rows {
         let name: String = row.try_get("name")?;
-        let stages: String = row.try_get("stages")?;
-        let config: String = row.try_get("runtime_config")?;
+        let stages = text(&row, "stages")?;
+        let config = text(&row, "runtime_config")?;
         let sealed: Option<Vec<u8>> = row.try_get("http_token_sealed")?;
         let http_token = sealed.and_then(|sealed| match flowgate_common::secretbox::open(seal, &sealed) {
             Ok(token) => Some(token),
@@ -93,7 +94,7 @@ async fn load(database: &Database, seal: &SealKey) -> Result<HashMap<String, Arc
             config: serde_json::from_str(&config).unwrap_or_else(|_| json!({})),
             default_on: row.try_get::<i64, _>("default_on")? != 0,
             fail_open: row.try_get::<i64, _>("fail_open")? != 0,
-            http_url: row.try_get("http_url")?,
+            http_url: opt_text(&row, "http_url")?,
             http_timeout: Duration::from_millis(u64::try_from(timeout_ms.unwrap_or(5000)).unwrap_or(5000)),
             http_token,
             name: name.clone(),

@@ -748,7 +748,7 @@ async fn replay(inner: std::sync::Weak<Inner>) {
 
 /// Spend recorded in the database for a row's period (0 when none).
 async fn recorded_spend(database: &Database, row: &str, period_start: i64) -> Result<i64, sqlx::Error> {
-    let found = sqlx::query("SELECT spent_nanos FROM spend WHERE key_id = $1 AND period_start = $2")
+    let found = sqlx::query(&database.sql("SELECT spent_nanos FROM spend WHERE key_id = $1 AND period_start = $2"))
         .bind(row.to_owned())
         .bind(period_start)
         .fetch_optional(database.pool())

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use flowgate_db::Database;
 use flowgate_db::sqlx;
+use flowgate_db::{Database, Set};
 use tokio::sync::{mpsc, oneshot};
 
 use super::now_ms;
@@ -86,26 +86,34 @@ async fn write_batch(database: &Database, batch: Pending) -> Result<(), (sqlx::E
         Ok(tx) => tx,
         Err(error) => return Err((error, batch)),
     };
+    let upsert = database.dialect().upsert(
+        "spend",
+        &["key_id", "period_start"],
+        &[
+            Set::Add("spent_nanos"),
+            Set::Add("prompt_tokens"),
+            Set::Add("completion_tokens"),
+            Set::Add("requests"),
+            Set::Replace("updated_at"),
+        ],
+    );
+    let sql = format!(
+        "INSERT INTO spend (key_id, tenant_id, period_start, spent_nanos, prompt_tokens, completion_tokens, requests, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8){upsert}"
+    );
+    let sql = database.sql(&sql);
     for ((row, period_start), (tenant_id, nanos, usage, requests)) in &batch {
-        let result = sqlx::query(
-            "INSERT INTO spend (key_id, tenant_id, period_start, spent_nanos, prompt_tokens, completion_tokens, requests, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (key_id, period_start) DO UPDATE SET \
-             spent_nanos = spend.spent_nanos + excluded.spent_nanos, \
-             prompt_tokens = spend.prompt_tokens + excluded.prompt_tokens, \
-             completion_tokens = spend.completion_tokens + excluded.completion_tokens, \
-             requests = spend.requests + excluded.requests, updated_at = excluded.updated_at",
-        )
-        .bind(row.clone())
-        .bind(tenant_id.clone())
-        .bind(*period_start)
-        .bind(*nanos)
-        .bind(i64::try_from(usage.prompt_tokens).unwrap_or(i64::MAX))
-        .bind(i64::try_from(usage.completion_tokens).unwrap_or(i64::MAX))
-        .bind(*requests)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await;
+        let result = sqlx::query(&sql)
+            .bind(row.clone())
+            .bind(tenant_id.clone())
+            .bind(*period_start)
+            .bind(*nanos)
+            .bind(i64::try_from(usage.prompt_tokens).unwrap_or(i64::MAX))
+            .bind(i64::try_from(usage.completion_tokens).unwrap_or(i64::MAX))
+            .bind(*requests)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await;
         if let Err(error) = result {
             // Dropping the transaction rolls it back: the whole batch is retried.
             return Err((error, batch));

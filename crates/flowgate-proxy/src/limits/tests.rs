@@ -178,7 +178,7 @@ async fn settling_gives_back_the_unused_reservation_and_charges_the_actual_cost(
     // The database holds the one charge: its cost, tokens and a single request.
     f.limiter.flush().await;
     let row = sqlx::query(
-        "SELECT spent_nanos, prompt_tokens, completion_tokens, requests FROM spend WHERE key_id = $1 AND period_start = 0",
+        &f.database.sql("SELECT spent_nanos, prompt_tokens, completion_tokens, requests FROM spend WHERE key_id = $1 AND period_start = 0")
     )
     .bind(key.key.id.clone())
     .fetch_one(f.database.pool())
@@ -318,8 +318,8 @@ async fn spend_recorded_in_the_database_counts_when_a_period_is_first_seen() {
         k.budget_period = "total".to_owned();
     });
     sqlx::query(
-        "INSERT INTO spend (key_id, tenant_id, period_start, spent_nanos, prompt_tokens, completion_tokens, requests, updated_at) \
-         VALUES ($1, $2, 0, $3, 0, 0, 1, 0)",
+        &f.database.sql("INSERT INTO spend (key_id, tenant_id, period_start, spent_nanos, prompt_tokens, completion_tokens, requests, updated_at) \
+         VALUES ($1, $2, 0, $3, 0, 0, 1, 0)")
     )
     .bind(key.key.id.clone())
     .bind("tenant-a")
@@ -466,12 +466,13 @@ async fn limits_do_not_drift_across_a_redis_blip() {
     until_counter(&direct, &reserved, 10 * cent).await;
     assert_eq!(counter(&direct, &parallel).await, 1);
     f.limiter.flush().await;
-    let recorded: i64 = sqlx::query("SELECT spent_nanos FROM spend WHERE key_id = $1 AND period_start = 0")
-        .bind(id.clone())
-        .fetch_one(f.database.pool())
-        .await
-        .unwrap()
-        .get(0);
+    let recorded: i64 =
+        sqlx::query(&f.database.sql("SELECT spent_nanos FROM spend WHERE key_id = $1 AND period_start = 0"))
+            .bind(id.clone())
+            .fetch_one(f.database.pool())
+            .await
+            .unwrap()
+            .get(0);
     assert_eq!(recorded, 10 * cent);
 
     // The crashed replica's slot and reservation expire on their own (6 s after they were made),
@@ -513,4 +514,44 @@ async fn spend_is_reconciled_with_the_database_after_an_outage() {
 
     // The replayed 2 cents, raised to the database's 7.
     until_counter(&direct, &settled, 7 * cent).await;
+}
+
+/// Settled spend is added to the stored row (the dialect's upsert) on MariaDB as on the other
+/// engines: two settlements flushed apart end in one row with both charges.
+#[tokio::test]
+async fn settled_spend_adds_up_on_mariadb() {
+    let Some(throwaway) = flowgate_test_utils::ThrowawayDb::create_mysql().await else { return };
+    let dir = std::env::temp_dir().join(format!("flowgate-limits-{:x}", rand::random::<u64>()));
+    let url = secrecy::SecretString::from(throwaway.url.clone());
+    let database = Database::connect(Some(&url), &dir, 2, Duration::from_secs(5)).await.unwrap();
+    migrate::run(&database).await.unwrap();
+    let limiter = Limiter::new(
+        SharedState::local("test:"),
+        database.clone(),
+        0,
+        &Metrics::new(),
+        &flowgate_common::tasks::Tasks::default(),
+        RESERVATION_TTL,
+    );
+    let key = key(|k| k.budget_usd = 1.0);
+    for (prompt, cost) in [(700, USD / 10), (300, USD / 20)] {
+        let admitted = limiter.admit(&key, 0, USD / 5).await.unwrap();
+        admitted.settle(Some((usage(prompt, 1), cost)));
+        limiter.flush().await;
+    }
+    let row = sqlx::query(&database.sql(
+        "SELECT spent_nanos, prompt_tokens, completion_tokens, requests FROM spend WHERE key_id = $1 AND period_start = 0",
+    ))
+    .bind(key.key.id.clone())
+    .fetch_one(database.pool())
+    .await
+    .unwrap();
+    let figures: (i64, i64, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(figures, (USD / 10 + USD / 20, 1000, 2, 2));
+    let _rest = limiter.admit(&key, 0, 2 * USD).await.unwrap();
+    let (_, message, _, _) = rejection(limiter.admit(&key, 0, 1).await);
+    assert!(message.contains("spent $0.15 and $0.85 reserved"), "{message}");
+    database.close().await;
+    throwaway.drop_db().await;
+    let _ = std::fs::remove_dir_all(dir);
 }

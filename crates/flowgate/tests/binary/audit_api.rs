@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use flowgate_db::Database;
 use flowgate_db::sqlx;
-use flowgate_test_utils::{FlowgateProcess, TempDir, ThrowawayDb, base_env, http_client, redis_url, require_redis};
+use flowgate_test_utils::{
+    Engine, FlowgateProcess, TempDir, ThrowawayDb, base_env, http_client, redis_url, require_redis,
+};
 use secrecy::SecretString;
 use serde_json::Value;
 
@@ -61,10 +63,10 @@ async fn sqlite_all(fixed_ports: bool) -> Target {
     Target { process, api, db, _dir: dir }
 }
 
-/// `flowgate migrate` then `flowgate api-server` on a throwaway PostgreSQL (with Redis when it
-/// runs). `None` when PostgreSQL is unreachable outside CI.
-async fn postgres_api_server() -> Option<(Target, ThrowawayDb)> {
-    let pg = ThrowawayDb::create().await?;
+/// `flowgate migrate` then `flowgate api-server` on a throwaway PostgreSQL or MariaDB database
+/// (with Redis when it runs). `None` when the server is unreachable outside CI.
+async fn server_api_server(engine: Engine) -> Option<(Target, ThrowawayDb)> {
+    let pg = ThrowawayDb::create_on(engine).await?;
     let dir = TempDir::new();
     let redis = redis_url();
     let prefix = format!("{}:", pg.name);
@@ -208,6 +210,7 @@ async fn insert(db: &Database, rows: &[Row]) {
             let placeholders: Vec<String> = (1..=PER_ROW).map(|n| format!("${}", index * PER_ROW + n)).collect();
             sql.push_str(&format!("({})", placeholders.join(", ")));
         }
+        let sql = db.sql(&sql);
         let mut query = sqlx::query(&sql);
         for row in batch {
             query = query
@@ -569,13 +572,22 @@ async fn audit_query_export_and_analytics_on_sqlite() {
 
 #[tokio::test]
 async fn audit_query_export_and_analytics_on_postgres() {
-    let Some((target, pg)) = postgres_api_server().await else { return };
+    audit_query_export_and_analytics_on(Engine::Postgres, "postgres").await;
+}
+
+#[tokio::test]
+async fn audit_query_export_and_analytics_on_mariadb() {
+    audit_query_export_and_analytics_on(Engine::MySql, "mysql").await;
+}
+
+async fn audit_query_export_and_analytics_on(engine: Engine, backend: &str) {
+    let Some((target, pg)) = server_api_server(engine).await else { return };
     exercise_audit(&target).await;
     exercise_perf(&target).await;
     let (status, health) = target.get("/api/health/comprehensive").await;
     assert_eq!(status, 200, "{health}");
     assert_eq!(health["database"]["status"], "ok");
-    assert_eq!(health["database"]["backend"], "postgres");
+    assert_eq!(health["database"]["backend"], backend);
     if require_redis().await {
         assert_eq!(health["redis"]["status"], "ok", "{health}");
     }

@@ -10,7 +10,9 @@ use std::time::Duration;
 use flowgate_common::secretbox::{GUARDRAIL_TOKEN_CONTEXT, SealKey, open};
 use flowgate_db::Database;
 use flowgate_db::sqlx::{self, Row};
-use flowgate_test_utils::{FlowgateProcess, TempDir, ThrowawayDb, base_env, http_client, redis_url, require_redis};
+use flowgate_test_utils::{
+    Engine, FlowgateProcess, TempDir, ThrowawayDb, base_env, http_client, redis_url, require_redis,
+};
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -92,8 +94,8 @@ async fn subscribe(channels: &[String]) -> Arc<Mutex<Vec<String>>> {
 
 /// `flowgate migrate` then `flowgate api-server` on a throwaway PostgreSQL, with Redis when it
 /// runs.
-async fn postgres_api_server() -> Option<(Target, ThrowawayDb)> {
-    let pg = ThrowawayDb::create().await?;
+async fn server_api_server(engine: Engine) -> Option<(Target, ThrowawayDb)> {
+    let pg = ThrowawayDb::create_on(engine).await?;
     let dir = TempDir::new();
     let secret = "guardrails-test-key-hash-secret";
     let redis = redis_url();
@@ -143,7 +145,7 @@ impl Target {
 
     /// The sealed token column of guardrail `name`.
     async fn sealed(&self, name: &str) -> Option<Vec<u8>> {
-        let row = sqlx::query("SELECT http_token_sealed FROM guardrails WHERE name = $1")
+        let row = sqlx::query(&self.db.sql("SELECT http_token_sealed FROM guardrails WHERE name = $1"))
             .bind(name)
             .fetch_one(self.db.pool())
             .await
@@ -153,7 +155,7 @@ impl Target {
 
     /// `needle` appears in no guardrail column, no database file and no log line.
     async fn assert_stored_nowhere(&self, needle: &str) {
-        let rows = sqlx::query("SELECT * FROM guardrails").fetch_all(self.db.pool()).await.unwrap();
+        let rows = sqlx::query(&self.db.sql("SELECT * FROM guardrails")).fetch_all(self.db.pool()).await.unwrap();
         for row in &rows {
             for index in 0..row.len() {
                 let text = if let Ok(text) = row.try_get::<Option<String>, _>(index) {
@@ -470,7 +472,16 @@ async fn guardrail_catalog_and_policies_on_sqlite() {
 
 #[tokio::test]
 async fn guardrail_catalog_and_policies_on_postgres() {
-    let Some((target, pg)) = postgres_api_server().await else { return };
+    guardrail_catalog_and_policies_on(Engine::Postgres).await;
+}
+
+#[tokio::test]
+async fn guardrail_catalog_and_policies_on_mariadb() {
+    guardrail_catalog_and_policies_on(Engine::MySql).await;
+}
+
+async fn guardrail_catalog_and_policies_on(engine: Engine) {
+    let Some((target, pg)) = server_api_server(engine).await else { return };
     builtins_are_seeded(&target).await;
     guardrail_crud(&target).await;
     policy_crud(&target).await;

@@ -11,7 +11,7 @@ use flowgate_db::sqlx::{self, Column, Row};
 use flowgate_proto::keys::key_service_client::KeyServiceClient;
 use flowgate_proto::keys::{ResolveKeyRequest, VirtualKey};
 use flowgate_test_utils::{
-    FlowgateProcess, TempDir, ThrowawayDb, base_env, http_client, internal_request, redis_url, require_redis,
+    Engine, FlowgateProcess, TempDir, ThrowawayDb, base_env, http_client, internal_request, redis_url, require_redis,
 };
 use reqwest::Method;
 use secrecy::SecretString;
@@ -90,8 +90,8 @@ async fn subscribe(channel: &str) -> std::sync::Arc<std::sync::Mutex<Vec<String>
 
 /// `flowgate migrate`, then `flowgate api-server` alone, on a throwaway PostgreSQL database (with
 /// Redis when it runs). `None` when PostgreSQL is not available outside CI.
-async fn postgres_api_server() -> Option<(Target, ThrowawayDb)> {
-    let pg = ThrowawayDb::create().await?;
+async fn server_api_server(engine: Engine) -> Option<(Target, ThrowawayDb)> {
+    let pg = ThrowawayDb::create_on(engine).await?;
     let dir = TempDir::new();
     let admin = "test-admin-key-for-postgres";
     let secret = "test-key-hash-secret-for-postgres";
@@ -165,7 +165,7 @@ impl Target {
     /// Asserts `needle` appears in no column of any `virtual_keys` row, nor anywhere in the SQLite
     /// file, nor in the process logs.
     async fn assert_stored_nowhere(&self, needle: &str) {
-        let rows = sqlx::query("SELECT * FROM virtual_keys").fetch_all(self.db.pool()).await.unwrap();
+        let rows = sqlx::query(&self.db.sql("SELECT * FROM virtual_keys")).fetch_all(self.db.pool()).await.unwrap();
         assert!(!rows.is_empty());
         for row in &rows {
             for (index, column) in row.columns().iter().enumerate() {
@@ -292,7 +292,7 @@ async fn created_key_is_shown_once(target: &Target) -> (String, String) {
     assert!(!list.to_string().contains(secret_part));
 
     // Stored only as HMAC-SHA256 under the server secret.
-    let row = sqlx::query("SELECT key_hash, previous_key_hash FROM virtual_keys WHERE id = $1")
+    let row = sqlx::query(&target.db.sql("SELECT key_hash, previous_key_hash FROM virtual_keys WHERE id = $1"))
         .bind(&id)
         .fetch_one(target.db.pool())
         .await
@@ -417,7 +417,7 @@ async fn budget_reports_the_current_period(target: &Target, key_id: &str) {
     assert!(before["period_end"].as_str().unwrap().ends_with("-01T00:00:00Z"), "{before}");
 
     // Spend settled by the proxy in this period (and some in the last one, which must not count).
-    let tenant: String = sqlx::query("SELECT tenant_id FROM virtual_keys WHERE id = $1")
+    let tenant: String = sqlx::query(&target.db.sql("SELECT tenant_id FROM virtual_keys WHERE id = $1"))
         .bind(key_id)
         .fetch_one(target.db.pool())
         .await
@@ -425,10 +425,10 @@ async fn budget_reports_the_current_period(target: &Target, key_id: &str) {
         .try_get("tenant_id")
         .unwrap();
     for (period_start, nanos) in [(start, 10_250_000_000_i64), (start - 86_400_000, 99_000_000_000)] {
-        sqlx::query(
+        sqlx::query(&target.db.sql(
             "INSERT INTO spend (key_id, tenant_id, period_start, spent_nanos, prompt_tokens, completion_tokens, \
              requests, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
+        ))
         .bind(key_id)
         .bind(&tenant)
         .bind(period_start)
@@ -524,7 +524,7 @@ async fn rotation_honours_the_grace_period(target: &Target, key_id: &str, first:
     assert!(target.resolve(&second).await.is_none(), "old key right after a rotation without grace");
     assert!(target.resolve(&third).await.is_some());
     assert!(rotated["previous_key_expires_at"].is_null());
-    let row = sqlx::query("SELECT key_hash FROM virtual_keys WHERE id = $1")
+    let row = sqlx::query(&target.db.sql("SELECT key_hash FROM virtual_keys WHERE id = $1"))
         .bind(key_id)
         .fetch_one(target.db.pool())
         .await
@@ -624,7 +624,16 @@ async fn key_api_on_embedded_sqlite() {
 
 #[tokio::test]
 async fn key_api_on_postgres() {
-    let Some((target, pg)) = postgres_api_server().await else { return };
+    key_api_on(Engine::Postgres).await;
+}
+
+#[tokio::test]
+async fn key_api_on_mariadb() {
+    key_api_on(Engine::MySql).await;
+}
+
+async fn key_api_on(engine: Engine) {
+    let Some((target, pg)) = server_api_server(engine).await else { return };
     exercise(&target).await;
     assert!(!target.process.log_text().contains("sk-fg-"));
     target.db.close().await;
@@ -757,10 +766,11 @@ async fn init_on_postgres_migrates_and_needs_the_hash_secret() {
     assert_eq!(first["status"], "created");
     let plaintext = first["key"]["key"].as_str().unwrap();
     let db = connect(Some(&pg.url), &dir).await;
-    let row = sqlx::query("SELECT k.key_hash, t.name FROM virtual_keys k JOIN tenants t ON t.id = k.tenant_id")
-        .fetch_one(db.pool())
-        .await
-        .unwrap();
+    let row =
+        sqlx::query(&db.sql("SELECT k.key_hash, t.name FROM virtual_keys k JOIN tenants t ON t.id = k.tenant_id"))
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
     let hasher = KeyHasher::new(&SecretString::from(secret.to_owned()));
     assert_eq!(row.try_get::<Vec<u8>, _>("key_hash").unwrap(), hasher.hash(plaintext));
     assert_eq!(row.try_get::<String, _>("name").unwrap(), "default");

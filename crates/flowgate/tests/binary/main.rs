@@ -25,6 +25,7 @@ mod keys;
 mod limits;
 mod litellm_configs;
 mod management_access;
+mod mariadb;
 mod model_modes;
 mod modes;
 mod policy;

@@ -162,7 +162,7 @@ async fn migrate_fails_clearly_on_an_unreachable_database() {
 #[tokio::test]
 async fn migrate_rejects_an_unsupported_url_scheme() {
     let dir = TempDir::new();
-    let output = FlowgateProcess::command(&["migrate"], &env_with(&dir, &[("DATABASE_URL", "mysql://x@y/z")]))
+    let output = FlowgateProcess::command(&["migrate"], &env_with(&dir, &[("DATABASE_URL", "mssql://x@y/z")]))
         .output()
         .await
         .unwrap();
