@@ -13,9 +13,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use flowgate_db::Database;
 use flowgate_db::sqlx::{self, Row};
 use flowgate_db::sqlx::{AnyConnection, Connection};
-use flowgate_db::{Backend, Database};
 use tokio::sync::Mutex;
 
 /// Decides which jobs this worker runs.
@@ -49,13 +49,12 @@ pub fn lock_key(job: &str) -> i64 {
 }
 
 impl Leadership {
-    /// Advisory locks on PostgreSQL; every job led in process on SQLite.
+    /// Session locks where the engine has them (PostgreSQL advisory locks, MySQL/MariaDB named
+    /// locks); every job led in process on SQLite.
     pub fn new(database: &Database) -> Self {
-        match database.backend() {
-            Backend::Postgres => {
-                Self(Arc::new(Inner::Postgres { database: database.clone(), session: Mutex::default() }))
-            }
-            Backend::Sqlite => Self(Arc::new(Inner::InProcess)),
+        match database.dialect().try_session_lock() {
+            Some(_) => Self(Arc::new(Inner::Postgres { database: database.clone(), session: Mutex::default() })),
+            None => Self(Arc::new(Inner::InProcess)),
         }
     }
 
@@ -91,10 +90,8 @@ impl Leadership {
             sqlx::query("SELECT 1").execute(&mut *connection).await?;
             return Ok(true);
         }
-        let row = sqlx::query("SELECT CAST(CASE WHEN pg_try_advisory_lock($1) THEN 1 ELSE 0 END AS BIGINT)")
-            .bind(lock_key(job))
-            .fetch_one(&mut *connection)
-            .await?;
+        let Some(lock) = database.dialect().try_session_lock() else { return Ok(true) };
+        let row = sqlx::query(&database.sql(lock)).bind(lock_key(job)).fetch_one(&mut *connection).await?;
         let taken = row.try_get::<i64, _>(0)? == 1;
         if taken {
             tracing::info!(job, "leading this job");

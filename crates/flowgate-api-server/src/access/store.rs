@@ -223,7 +223,7 @@ pub(crate) async fn list_users(
             .push("))");
     }
     sql.push(" ORDER BY created_at, id LIMIT ").int(i64::from(limit) + 1);
-    let rows = sql.query().fetch_all(db.pool()).await?;
+    let rows = sql.query(db).fetch_all(db.pool()).await?;
     let mut users = rows.iter().map(user).collect::<Result<Vec<_>, _>>()?;
     let more = users.len() > limit as usize;
     users.truncate(limit as usize);

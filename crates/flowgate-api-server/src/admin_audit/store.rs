@@ -99,7 +99,7 @@ pub(crate) async fn fetch_page(
         sql.push("))");
     }
     sql.push(" ORDER BY ts DESC, id DESC LIMIT ").int(i64::from(limit) + 1);
-    let rows = sql.query().fetch_all(db.pool()).await?;
+    let rows = sql.query(db).fetch_all(db.pool()).await?;
     let mut records = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
     let more = records.len() > limit as usize;
     records.truncate(limit as usize);

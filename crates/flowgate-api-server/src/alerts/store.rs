@@ -31,7 +31,7 @@ pub(crate) async fn list_alerts(
         sql.push(" OR (created_at = ").int(cursor.created_at).push(" AND id > ").text(&cursor.id).push("))");
     }
     sql.push(" ORDER BY created_at, id LIMIT ").int(i64::from(limit) + 1);
-    let rows = sql.query().fetch_all(db.pool()).await?;
+    let rows = sql.query(db).fetch_all(db.pool()).await?;
     let mut alerts = rows
         .iter()
         .map(|row| {

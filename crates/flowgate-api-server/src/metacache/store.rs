@@ -27,7 +27,7 @@ pub(crate) async fn savings(db: &Database) -> Result<Vec<SavingsItem>, sqlx::Err
          HAVING SUM(CASE WHEN cache_hit <> 0 THEN 1 ELSE 0 END) > 0 ORDER BY 3 DESC LIMIT ",
     );
     sql.int(MAX_GROUPS);
-    let rows = sql.query().fetch_all(db.pool()).await?;
+    let rows = sql.query(db).fetch_all(db.pool()).await?;
     let mut items = Vec::with_capacity(rows.len());
     for row in rows {
         let tenant_id: Option<String> = row.try_get("tenant_id")?;
@@ -61,7 +61,7 @@ pub(crate) async fn savings(db: &Database) -> Result<Vec<SavingsItem>, sqlx::Err
 async fn hit_phases(db: &Database, tenant: &str, model: &str) -> Result<BTreeMap<String, u64>, sqlx::Error> {
     let mut sql = Sql::new("SELECT metadata FROM audit_records WHERE cache_hit <> 0 AND tenant_id = ");
     sql.text(tenant).push(" AND model_requested = ").text(model).push(" ORDER BY ts DESC LIMIT 10000");
-    let rows = sql.query().fetch_all(db.pool()).await?;
+    let rows = sql.query(db).fetch_all(db.pool()).await?;
     let mut phases = BTreeMap::new();
     for row in rows {
         let metadata: Option<String> = row.try_get("metadata")?;

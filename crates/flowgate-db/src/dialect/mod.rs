@@ -72,6 +72,12 @@ pub trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     /// with, and sqlx's `Any` driver binds a NULL double as a 4-byte float); `false` where a
     /// NULL is bound as NULL (MySQL has no NaN).
     fn nan_for_null_doubles(&self) -> bool;
+
+    /// A statement that takes a lock held by the connection's session, named by its one
+    /// parameter (a 64-bit key), without waiting: it answers 1 (a `BIGINT`) when the lock is
+    /// taken, 0 when another session holds it. `None` where the engine has no such lock (SQLite:
+    /// one process owns the database). The worker's leader election uses it.
+    fn try_session_lock(&self) -> Option<&'static str>;
 }
 
 /// `$n` placeholders rewritten to `?`: the numbers must appear as 1, 2, 3… (checked in debug

@@ -78,6 +78,12 @@ impl Dialect for MySql {
     fn nan_for_null_doubles(&self) -> bool {
         false
     }
+
+    fn try_session_lock(&self) -> Option<&'static str> {
+        // A named lock of the server the connection is on (on a Galera cluster, locks are not
+        // replicated: every worker replica must use the same node; docs/deployment.md).
+        Some("SELECT CAST(COALESCE(GET_LOCK(CONCAT('flowgate-worker:', $1), 0), 0) AS SIGNED)")
+    }
 }
 
 /// Errors caused by the data written: SQLSTATE class 22 (data exception: `22001` data too long,

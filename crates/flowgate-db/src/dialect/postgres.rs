@@ -46,6 +46,10 @@ impl Dialect for Postgres {
     fn nan_for_null_doubles(&self) -> bool {
         true
     }
+
+    fn try_session_lock(&self) -> Option<&'static str> {
+        Some("SELECT CAST(CASE WHEN pg_try_advisory_lock($1) THEN 1 ELSE 0 END AS BIGINT)")
+    }
 }
 
 /// PostgreSQL errors caused by the data written (SQLSTATE): class 22, data exception (`22021`

@@ -47,6 +47,10 @@ impl Dialect for Sqlite {
     fn nan_for_null_doubles(&self) -> bool {
         true
     }
+
+    fn try_session_lock(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// SQLite errors caused by the data written (primary result code of the extended code):
